@@ -1,0 +1,1096 @@
+//! Stage two of the config: meaning. Every value is checked and turned into
+//! the types the filter runs on; every error names its JSON path.
+
+use super::error::{join, ConfigError};
+use super::raw::*;
+use super::source::Source;
+use crate::glob::Glob;
+use crate::window::{Alignment, CalendarUnit, WindowSpec};
+use serde_json::Value;
+
+/// Index of a class in [`Config::classes`] (document order = match order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClassId(pub usize);
+
+/// Index of a tier in [`Config::tiers`] (document order = upgrade order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TierId(pub usize);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub identity: IdentityConfig,
+    pub calendar: CalendarConfig,
+    pub classes: Vec<Class>,
+    pub default_class: Option<ClassId>,
+    pub tiers: Vec<Tier>,
+    pub usage_endpoint: Option<String>,
+    pub max_body_bytes: usize,
+    pub counters: CounterConfig,
+    pub response_headers: ResponseHeaders,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub user: Vec<Source>,
+    pub workspace: Vec<Source>,
+    pub tier: Vec<Source>,
+    pub default_tier: TierId,
+    pub unknown_tier: UnknownTier,
+    pub anonymous: Option<Anonymous>,
+    /// Longest accepted id, in bytes; longer ids count as absent.
+    pub max_id_bytes: usize,
+}
+
+/// What to do when the tier source names a tier the matrix does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownTier {
+    UseDefault,
+    Reject,
+}
+
+/// Callers without a user id are counted under another key in a fixed tier.
+#[derive(Debug, Clone)]
+pub struct Anonymous {
+    pub tier: TierId,
+    pub key: Vec<Source>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CalendarConfig {
+    pub alignment: Alignment,
+    /// Trusted sources of a per-user UTC offset (`+05:30`).
+    pub user_utc_offset: Vec<Source>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Class {
+    pub name: String,
+    /// Shown to people: "Deep research".
+    pub label: String,
+    /// One unit: "deep-research call".
+    pub unit: String,
+    /// Several units: "deep-research calls".
+    pub units: String,
+    /// Any rule matching selects the class.
+    pub rules: Vec<Rule>,
+    pub cost: Cost,
+}
+
+impl Class {
+    /// "1 draft", "3 drafts".
+    pub fn count(&self, n: u64) -> String {
+        format!("{n} {}", if n == 1 { &self.unit } else { &self.units })
+    }
+}
+
+/// All conditions of a rule must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    /// Upper-case methods; empty means any.
+    pub methods: Vec<String>,
+    pub path: Option<PathMatch>,
+    pub headers: Vec<HeaderCond>,
+    pub body: Vec<BodyCond>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    Glob(Glob),
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderCond {
+    /// Lower-case header name.
+    pub name: String,
+    pub test: TextTest,
+}
+
+#[derive(Debug, Clone)]
+pub enum TextTest {
+    Equals(String),
+    OneOf(Vec<String>),
+    Prefix(String),
+    Exists(bool),
+}
+
+#[derive(Debug, Clone)]
+pub struct BodyCond {
+    /// Path segments into the JSON body; numeric segments also index arrays.
+    pub field: Vec<String>,
+    pub test: ValueTest,
+}
+
+#[derive(Debug, Clone)]
+pub enum ValueTest {
+    Equals(Value),
+    OneOf(Vec<Value>),
+    Prefix(String),
+    Exists(bool),
+    Compare {
+        gt: Option<f64>,
+        gte: Option<f64>,
+        lt: Option<f64>,
+        lte: Option<f64>,
+    },
+}
+
+/// Units charged for one request of a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    Fixed(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Tier {
+    pub name: String,
+    pub label: String,
+    pub upgrade_url: Option<String>,
+    /// The tier an upgrade hint points to.
+    pub upgrade_to: Option<TierId>,
+    /// One cell per class, indexed by [`ClassId`].
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Cell {
+    /// The class is not part of this plan.
+    NotIncluded,
+    Limited(Limits),
+}
+
+/// Whose counter a cell charges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    User,
+    /// Pooled by the caller's workspace; callers without one count alone.
+    Workspace,
+}
+
+/// What happens once usage is past the soft limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastSoft {
+    Warn,
+}
+
+/// What happens when a request would go past the hard limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtHard {
+    /// Refuse with 429.
+    Block,
+    /// Admit and keep counting; the caller is told they are over.
+    Warn,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub soft: Option<u64>,
+    pub hard: u64,
+    pub window: WindowSpec,
+    /// The window as written in the config ("day", "5h").
+    pub window_name: String,
+    pub scope: Scope,
+    pub past_soft: PastSoft,
+    pub at_hard: AtHard,
+    /// Usage levels at which a warning starts, ascending: the soft limit and
+    /// each `warn_at` fraction of the hard limit.
+    pub warn_levels: Vec<u64>,
+}
+
+impl Limits {
+    /// The usage at which the caller is first warned, if any.
+    pub fn first_warning(&self) -> Option<u64> {
+        self.warn_levels.first().copied()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPolicy {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CounterConfig {
+    pub cas_attempts: u32,
+    pub on_error: FailPolicy,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseHeaders {
+    pub ratelimit: bool,
+    pub quota: bool,
+}
+
+/// Defaults, documented in the README's config reference.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+pub const DEFAULT_MAX_ID_BYTES: usize = 256;
+pub const DEFAULT_CAS_ATTEMPTS: u32 = 32;
+pub const DEFAULT_WARN_AT: [f64; 2] = [0.7, 0.95];
+/// The longest first-use window: a year.
+const MAX_FIRST_USE_SECONDS: i64 = 366 * 86_400;
+
+impl Config {
+    pub fn class(&self, id: ClassId) -> Option<&Class> {
+        self.classes.get(id.0)
+    }
+
+    pub fn tier(&self, id: TierId) -> Option<&Tier> {
+        self.tiers.get(id.0)
+    }
+
+    pub fn tier_by_name(&self, name: &str) -> Option<TierId> {
+        self.tiers.iter().position(|t| t.name == name).map(TierId)
+    }
+
+    pub fn cell(&self, tier: TierId, class: ClassId) -> Option<&Cell> {
+        self.tiers.get(tier.0)?.cells.get(class.0)
+    }
+
+    /// Whether any class rule needs the request body to decide.
+    pub fn any_rule_reads_body(&self) -> bool {
+        self.classes
+            .iter()
+            .flat_map(|c| &c.rules)
+            .any(|r| !r.body.is_empty())
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let classes = raw
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| check_class(&format!("classes[{i}]"), c))
+            .collect::<Result<Vec<_>, _>>()?;
+        if classes.is_empty() {
+            return Err(ConfigError::new("classes", "must list at least one class"));
+        }
+        for (i, c) in classes.iter().enumerate() {
+            if classes.iter().take(i).any(|earlier| earlier.name == c.name) {
+                return Err(ConfigError::new(
+                    format!("classes[{i}].name"),
+                    format!("duplicate class name \"{}\"", c.name),
+                ));
+            }
+        }
+        let class_id = |path: &str, name: &str| {
+            classes
+                .iter()
+                .position(|c| c.name == name)
+                .map(ClassId)
+                .ok_or_else(|| ConfigError::new(path, format!("no class named \"{name}\"")))
+        };
+        let default_class = raw
+            .default_class
+            .as_deref()
+            .map(|n| class_id("default_class", n))
+            .transpose()?;
+
+        let tier_names: Vec<String> = raw.tiers.keys().cloned().collect();
+        if tier_names.is_empty() {
+            return Err(ConfigError::new("tiers", "must define at least one tier"));
+        }
+        let tier_id = |path: &str, name: &str| {
+            tier_names
+                .iter()
+                .position(|t| t == name)
+                .map(TierId)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        path,
+                        format!(
+                            "no tier named \"{name}\" (tiers: {})",
+                            tier_names.join(", ")
+                        ),
+                    )
+                })
+        };
+        let mut tiers = Vec::with_capacity(tier_names.len());
+        for (index, (name, value)) in raw.tiers.iter().enumerate() {
+            let path = join("tiers", name);
+            check_name(&path, name)?;
+            let raw_tier: RawTier = deserialize_at(&path, value.clone())?;
+            tiers.push(check_tier(
+                &path,
+                index,
+                name,
+                &raw_tier,
+                &classes,
+                &tier_names,
+                &tier_id,
+            )?);
+        }
+
+        let identity = check_identity(&raw.identity, &tier_id)?;
+        let calendar = check_calendar(raw.calendar.as_ref())?;
+
+        let usage_endpoint = match raw.usage_endpoint {
+            Some(p) if !p.starts_with('/') => {
+                return Err(ConfigError::new(
+                    "usage_endpoint",
+                    format!("must be a path starting with '/', got \"{p}\""),
+                ))
+            }
+            other => other,
+        };
+        let max_body_bytes = match raw.max_body_bytes {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(0) => return Err(ConfigError::new("max_body_bytes", "must be greater than 0")),
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| *n <= 64 * 1024 * 1024)
+                .ok_or_else(|| {
+                    ConfigError::new("max_body_bytes", "must be at most 67108864 (64 MiB)")
+                })?,
+        };
+        let counters = match raw.counters {
+            None => CounterConfig {
+                cas_attempts: DEFAULT_CAS_ATTEMPTS,
+                on_error: FailPolicy::Open,
+            },
+            Some(c) => CounterConfig {
+                cas_attempts: match c.cas_attempts {
+                    None => DEFAULT_CAS_ATTEMPTS,
+                    Some(n @ 1..=1000) => n,
+                    Some(n) => {
+                        return Err(ConfigError::new(
+                            "counters.cas_attempts",
+                            format!("must be between 1 and 1000, got {n}"),
+                        ))
+                    }
+                },
+                on_error: match c.on_error.as_deref() {
+                    None | Some("fail_open") => FailPolicy::Open,
+                    Some("fail_closed") => FailPolicy::Closed,
+                    Some(other) => {
+                        return Err(ConfigError::new(
+                            "counters.on_error",
+                            format!("must be \"fail_open\" or \"fail_closed\", got \"{other}\""),
+                        ))
+                    }
+                },
+            },
+        };
+        let response_headers = ResponseHeaders {
+            ratelimit: raw
+                .response_headers
+                .as_ref()
+                .and_then(|h| h.ratelimit)
+                .unwrap_or(true),
+            quota: raw
+                .response_headers
+                .as_ref()
+                .and_then(|h| h.quota)
+                .unwrap_or(true),
+        };
+        Ok(Config {
+            identity,
+            calendar,
+            classes,
+            default_class,
+            tiers,
+            usage_endpoint,
+            max_body_bytes,
+            counters,
+            response_headers,
+        })
+    }
+}
+
+/// Deserialises a nested value, prefixing error paths with `path`.
+pub(super) fn deserialize_at<T: serde::de::DeserializeOwned>(
+    path: &str,
+    value: Value,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let full = if inner == "." {
+            path.to_string()
+        } else {
+            join(path, &inner)
+        };
+        ConfigError::new(full, e.into_inner().to_string())
+    })
+}
+
+/// Names appear in keys, headers and metrics: keep them plain.
+fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            path,
+            format!("\"{name}\" must be 1 to 64 characters of a-z, 0-9, '_' or '-'"),
+        ))
+    }
+}
+
+/// Copy ends up in header values: no control characters, bounded length.
+fn check_text(path: &str, text: &Option<String>) -> Result<(), ConfigError> {
+    match text {
+        Some(t) if t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control) => {
+            Err(ConfigError::new(
+                path,
+                "must be 1 to 200 characters without line breaks or control characters",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigError> {
+    check_name(&join(path, "name"), &raw.name)?;
+    check_text(&join(path, "label"), &raw.label)?;
+    check_text(&join(path, "unit"), &raw.unit)?;
+    check_text(&join(path, "units"), &raw.units)?;
+    let label = raw
+        .label
+        .clone()
+        .unwrap_or_else(|| raw.name.replace(['_', '-'], " "));
+    let units = raw
+        .units
+        .clone()
+        .or_else(|| raw.unit.as_ref().map(|u| format!("{u}s")))
+        .unwrap_or_else(|| {
+            // "deep_research" → "deep research requests"
+            format!("{} requests", raw.name.replace(['_', '-'], " "))
+        });
+    let unit = raw
+        .unit
+        .clone()
+        .unwrap_or_else(|| format!("{} request", raw.name.replace(['_', '-'], " ")));
+    let rules = raw
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| check_rule(&format!("{path}.match[{i}]"), r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cost = match &raw.cost {
+        None => Cost::Fixed(1),
+        Some(RawCost { fixed: None }) => {
+            return Err(ConfigError::new(
+                join(path, "cost"),
+                "must set one cost rule, e.g. {\"fixed\": 1}",
+            ))
+        }
+        Some(RawCost { fixed: Some(0) }) => {
+            return Err(ConfigError::new(
+                join(path, "cost.fixed"),
+                "must be greater than 0",
+            ))
+        }
+        Some(RawCost { fixed: Some(n) }) => Cost::Fixed(*n),
+    };
+    Ok(Class {
+        name: raw.name.clone(),
+        label,
+        unit,
+        units,
+        rules,
+        cost,
+    })
+}
+
+fn check_rule(path: &str, raw: &RawRule) -> Result<Rule, ConfigError> {
+    let methods = raw
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                Err(ConfigError::new(
+                    format!("{path}.methods[{i}]"),
+                    format!("\"{m}\" is not an HTTP method"),
+                ))
+            } else {
+                Ok(m.to_ascii_uppercase())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let path_match = raw
+        .path
+        .as_ref()
+        .map(|p| check_path_match(&join(path, "path"), p))
+        .transpose()?;
+    let headers = raw
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| check_header_cond(&format!("{path}.headers[{i}]"), h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = raw
+        .body
+        .iter()
+        .enumerate()
+        .map(|(i, b)| check_body_cond(&format!("{path}.body[{i}]"), b))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Rule {
+        methods,
+        path: path_match,
+        headers,
+        body,
+    })
+}
+
+fn check_path_match(path: &str, raw: &RawPath) -> Result<PathMatch, ConfigError> {
+    let chosen: Vec<(&str, &String)> = [
+        ("exact", &raw.exact),
+        ("prefix", &raw.prefix),
+        ("glob", &raw.glob),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let [(kind, value)] = chosen.as_slice() else {
+        return Err(ConfigError::new(
+            path,
+            "must set exactly one of \"exact\", \"prefix\" or \"glob\"",
+        ));
+    };
+    let at = join(path, kind);
+    if !value.starts_with('/') {
+        return Err(ConfigError::new(
+            at,
+            format!("must start with '/', got \"{value}\""),
+        ));
+    }
+    Ok(match *kind {
+        "exact" => PathMatch::Exact((*value).clone()),
+        "prefix" => PathMatch::Prefix((*value).clone()),
+        _ => PathMatch::Glob(Glob::new(value).map_err(|reason| ConfigError::new(at, reason))?),
+    })
+}
+
+fn check_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && !name.get(1..).is_some_and(|rest| rest.contains(':'));
+    if ok {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(ConfigError::new(
+            path,
+            format!("\"{name}\" is not a header name"),
+        ))
+    }
+}
+
+fn check_header_cond(path: &str, raw: &RawHeaderCond) -> Result<HeaderCond, ConfigError> {
+    let name = check_header_name(&join(path, "name"), &raw.name)?;
+    let mut tests = Vec::new();
+    if let Some(v) = &raw.equals {
+        tests.push(TextTest::Equals(v.clone()));
+    }
+    if let Some(v) = &raw.one_of {
+        tests.push(TextTest::OneOf(v.clone()));
+    }
+    if let Some(v) = &raw.prefix {
+        tests.push(TextTest::Prefix(v.clone()));
+    }
+    if let Some(v) = raw.exists {
+        tests.push(TextTest::Exists(v));
+    }
+    match <[TextTest; 1]>::try_from(tests) {
+        Ok([test]) => Ok(HeaderCond { name, test }),
+        Err(_) => Err(ConfigError::new(
+            path,
+            "must set exactly one of \"equals\", \"one_of\", \"prefix\" or \"exists\"",
+        )),
+    }
+}
+
+fn check_body_cond(path: &str, raw: &RawBodyCond) -> Result<BodyCond, ConfigError> {
+    let field: Vec<String> = raw.field.split('.').map(str::to_string).collect();
+    if raw.field.is_empty() || field.iter().any(String::is_empty) {
+        return Err(ConfigError::new(
+            join(path, "field"),
+            format!(
+                "\"{}\" must be a dotted path like \"model\" or \"metadata.feature\"",
+                raw.field
+            ),
+        ));
+    }
+    let compare = [raw.gt, raw.gte, raw.lt, raw.lte];
+    let mut tests = Vec::new();
+    if let Some(v) = &raw.equals {
+        tests.push(ValueTest::Equals(v.clone()));
+    }
+    if let Some(v) = &raw.one_of {
+        tests.push(ValueTest::OneOf(v.clone()));
+    }
+    if let Some(v) = &raw.prefix {
+        tests.push(ValueTest::Prefix(v.clone()));
+    }
+    if let Some(v) = raw.exists {
+        tests.push(ValueTest::Exists(v));
+    }
+    if compare.iter().any(Option::is_some) {
+        if compare.iter().flatten().any(|n| !n.is_finite()) {
+            return Err(ConfigError::new(
+                path,
+                "comparison bounds must be finite numbers",
+            ));
+        }
+        tests.push(ValueTest::Compare {
+            gt: raw.gt,
+            gte: raw.gte,
+            lt: raw.lt,
+            lte: raw.lte,
+        });
+    }
+    match <[ValueTest; 1]>::try_from(tests) {
+        Ok([test]) => Ok(BodyCond { field, test }),
+        Err(_) => Err(ConfigError::new(
+            path,
+            "must set exactly one test: \"equals\", \"one_of\", \"prefix\", \"exists\", or the comparisons \"gt\"/\"gte\"/\"lt\"/\"lte\"",
+        )),
+    }
+}
+
+fn check_tier(
+    path: &str,
+    index: usize,
+    name: &str,
+    raw: &RawTier,
+    classes: &[Class],
+    tier_names: &[String],
+    tier_id: &dyn Fn(&str, &str) -> Result<TierId, ConfigError>,
+) -> Result<Tier, ConfigError> {
+    let limits_path = join(path, "limits");
+    for key in raw.limits.keys() {
+        if !classes.iter().any(|c| &c.name == key) {
+            return Err(ConfigError::new(
+                join(&limits_path, key),
+                format!(
+                    "no class named \"{key}\" (classes: {})",
+                    class_names(classes)
+                ),
+            ));
+        }
+    }
+    let cells = classes
+        .iter()
+        .map(|class| {
+            let cell_path = join(&limits_path, &class.name);
+            match raw.limits.get(&class.name) {
+                None => Err(ConfigError::new(
+                    cell_path,
+                    "missing: every tier needs a cell for every class (use {\"included\": false} for a class the plan does not include)",
+                )),
+                Some(cell) => check_cell(&cell_path, cell),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let upgrade_to = match &raw.upgrade_to {
+        Some(t) => Some(tier_id(&join(path, "upgrade_to"), t)?),
+        None => (index + 1 < tier_names.len()).then_some(TierId(index + 1)),
+    };
+    if upgrade_to == Some(TierId(index)) {
+        return Err(ConfigError::new(
+            join(path, "upgrade_to"),
+            "must name another tier",
+        ));
+    }
+    check_text(&join(path, "label"), &raw.label)?;
+    if let Some(url) = &raw.upgrade_url {
+        let plain = url.bytes().all(|b| b.is_ascii_graphic());
+        if !plain
+            || !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/'))
+        {
+            return Err(ConfigError::new(
+                join(path, "upgrade_url"),
+                format!("must be an http(s) URL or a path, got \"{url}\""),
+            ));
+        }
+    }
+    Ok(Tier {
+        name: name.to_string(),
+        label: raw.label.clone().unwrap_or_else(|| capitalise(name)),
+        upgrade_url: raw.upgrade_url.clone(),
+        upgrade_to,
+        cells,
+    })
+}
+
+fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
+    if raw.included == Some(false) {
+        let extra = [
+            ("soft", raw.soft.is_some()),
+            ("hard", raw.hard.is_some()),
+            ("window", raw.window.is_some()),
+            ("scope", raw.scope.is_some()),
+            ("past_soft", raw.past_soft.is_some()),
+            ("at_hard", raw.at_hard.is_some()),
+            ("warn_at", raw.warn_at.is_some()),
+        ];
+        if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::new(
+                join(path, field),
+                "has no meaning in a cell with \"included\": false",
+            ));
+        }
+        return Ok(Cell::NotIncluded);
+    }
+    let hard = match raw.hard {
+        None => return Err(ConfigError::new(join(path, "hard"), "missing: the hard limit is required")),
+        Some(0) => {
+            return Err(ConfigError::new(
+                join(path, "hard"),
+                "must be greater than 0 (use {\"included\": false} for a class the plan does not include)",
+            ))
+        }
+        Some(h) => h,
+    };
+    if let Some(soft) = raw.soft {
+        if soft == 0 {
+            return Err(ConfigError::new(
+                join(path, "soft"),
+                "must be greater than 0",
+            ));
+        }
+        if hard <= soft {
+            return Err(ConfigError::new(
+                join(path, "hard"),
+                format!("must be greater than soft ({soft})"),
+            ));
+        }
+    }
+    let window_text = raw.window.as_deref().ok_or_else(|| {
+        ConfigError::new(
+            join(path, "window"),
+            "missing: e.g. \"day\", \"month\" or \"5h\"",
+        )
+    })?;
+    let window = parse_window(window_text)
+        .map_err(|reason| ConfigError::new(join(path, "window"), reason))?;
+    let scope = match raw.scope.as_deref() {
+        None | Some("user") => Scope::User,
+        Some("workspace") => Scope::Workspace,
+        Some(other) => {
+            return Err(ConfigError::new(
+                join(path, "scope"),
+                format!("must be \"user\" or \"workspace\", got \"{other}\""),
+            ))
+        }
+    };
+    let past_soft = match raw.past_soft.as_deref() {
+        None | Some("warn") => PastSoft::Warn,
+        Some("degrade") => return Err(not_yet(&join(path, "past_soft"), "degrade")),
+        Some(other) => {
+            return Err(ConfigError::new(
+                join(path, "past_soft"),
+                format!("must be \"warn\" or \"degrade\", got \"{other}\""),
+            ))
+        }
+    };
+    let at_hard = match raw.at_hard.as_deref() {
+        None | Some("block") => AtHard::Block,
+        Some("warn") => AtHard::Warn,
+        Some(b @ ("degrade" | "overage" | "queue")) => return Err(not_yet(&join(path, "at_hard"), b)),
+        Some(other) => {
+            return Err(ConfigError::new(
+                join(path, "at_hard"),
+                format!("must be one of \"block\", \"warn\", \"degrade\", \"overage\", \"queue\"; got \"{other}\""),
+            ))
+        }
+    };
+    let fractions = raw
+        .warn_at
+        .clone()
+        .unwrap_or_else(|| DEFAULT_WARN_AT.to_vec());
+    if fractions.len() > 7 {
+        return Err(ConfigError::new(
+            join(path, "warn_at"),
+            "at most 7 warning levels",
+        ));
+    }
+    let mut warn_levels: Vec<u64> = Vec::with_capacity(fractions.len() + 1);
+    for (i, f) in fractions.iter().enumerate() {
+        if !(f.is_finite() && *f > 0.0 && *f < 1.0) {
+            return Err(ConfigError::new(
+                format!("{path}.warn_at[{i}]"),
+                format!(
+                    "must be a fraction of the hard limit between 0 and 1 (exclusive), got {f}"
+                ),
+            ));
+        }
+        // A level below 1 unit would warn before anything was used.
+        warn_levels.push(((hard as f64) * f).ceil().max(1.0) as u64);
+    }
+    if let Some(soft) = raw.soft {
+        warn_levels.push(soft);
+    }
+    // A level at or past the hard limit is the wall itself, not a warning.
+    warn_levels.retain(|l| *l < hard);
+    warn_levels.sort_unstable();
+    warn_levels.dedup();
+    Ok(Cell::Limited(Limits {
+        soft: raw.soft,
+        hard,
+        window,
+        window_name: window_text.to_string(),
+        scope,
+        past_soft,
+        at_hard,
+        warn_levels,
+    }))
+}
+
+fn not_yet(path: &str, behaviour: &str) -> ConfigError {
+    ConfigError::new(
+        path,
+        format!(
+            "\"{behaviour}\" is not supported by this build yet (supported: \"block\", \"warn\")"
+        ),
+    )
+}
+
+fn check_identity(
+    raw: &RawIdentity,
+    tier_id: &dyn Fn(&str, &str) -> Result<TierId, ConfigError>,
+) -> Result<IdentityConfig, ConfigError> {
+    let user = check_sources("identity.user", &raw.user)?;
+    if user.is_empty() {
+        return Err(ConfigError::new(
+            "identity.user",
+            "must list at least one source, e.g. {\"header\": \"x-user-id\"}",
+        ));
+    }
+    let unknown_tier = match raw.unknown_tier.as_deref() {
+        None | Some("default") => UnknownTier::UseDefault,
+        Some("reject") => UnknownTier::Reject,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "identity.unknown_tier",
+                format!("must be \"default\" or \"reject\", got \"{other}\""),
+            ))
+        }
+    };
+    let anonymous = match &raw.anonymous {
+        None => None,
+        Some(a) => {
+            let key = check_sources("identity.anonymous.key", &a.key)?;
+            if key.is_empty() {
+                return Err(ConfigError::new(
+                    "identity.anonymous.key",
+                    "must list at least one source",
+                ));
+            }
+            Some(Anonymous {
+                tier: tier_id("identity.anonymous.tier", &a.tier)?,
+                key,
+            })
+        }
+    };
+    let max_id_bytes = match raw.max_id_bytes {
+        None => DEFAULT_MAX_ID_BYTES,
+        Some(n @ 1..=4096) => n as usize,
+        Some(n) => {
+            return Err(ConfigError::new(
+                "identity.max_id_bytes",
+                format!("must be between 1 and 4096, got {n}"),
+            ))
+        }
+    };
+    Ok(IdentityConfig {
+        user,
+        workspace: check_sources("identity.workspace", &raw.workspace)?,
+        tier: check_sources("identity.tier", &raw.tier)?,
+        default_tier: tier_id("identity.default_tier", &raw.default_tier)?,
+        unknown_tier,
+        anonymous,
+        max_id_bytes,
+    })
+}
+
+fn check_sources(path: &str, raw: &[RawSource]) -> Result<Vec<Source>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, s)| check_source(&format!("{path}[{i}]"), s))
+        .collect()
+}
+
+fn check_source(path: &str, raw: &RawSource) -> Result<Source, ConfigError> {
+    match (&raw.header, &raw.jwt_claim, &raw.property) {
+        (Some(h), None, None) => {
+            if raw.jwt_header.is_some() {
+                return Err(ConfigError::new(
+                    join(path, "jwt_header"),
+                    "only applies with \"jwt_claim\"",
+                ));
+            }
+            Ok(Source::Header(check_header_name(&join(path, "header"), h)?))
+        }
+        (None, Some(claim), None) => {
+            let claim_path: Vec<String> = claim.split('.').map(str::to_string).collect();
+            if claim_path.iter().any(String::is_empty) {
+                return Err(ConfigError::new(
+                    join(path, "jwt_claim"),
+                    format!("\"{claim}\" is not a claim name"),
+                ));
+            }
+            let header = match &raw.jwt_header {
+                Some(h) => check_header_name(&join(path, "jwt_header"), h)?,
+                None => "authorization".to_string(),
+            };
+            Ok(Source::JwtClaim {
+                header,
+                claim: claim_path,
+            })
+        }
+        (None, None, Some(segments)) => {
+            if segments.is_empty() || segments.iter().any(String::is_empty) {
+                return Err(ConfigError::new(
+                    join(path, "property"),
+                    "must be a non-empty list of non-empty path segments",
+                ));
+            }
+            Ok(Source::Property(segments.clone()))
+        }
+        _ => Err(ConfigError::new(
+            path,
+            "must set exactly one of \"header\", \"jwt_claim\" or \"property\"",
+        )),
+    }
+}
+
+fn check_calendar(raw: Option<&RawCalendar>) -> Result<CalendarConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(CalendarConfig {
+            alignment: Alignment::default(),
+            user_utc_offset: Vec::new(),
+        });
+    };
+    let utc_offset_minutes = match &raw.utc_offset {
+        None => 0,
+        Some(text) => parse_utc_offset(text).ok_or_else(|| {
+            ConfigError::new(
+                "calendar.utc_offset",
+                format!("\"{text}\" is not a UTC offset like \"+05:30\" or \"-08:00\""),
+            )
+        })?,
+    };
+    let week_start = match raw.week_starts_on.as_deref() {
+        None => 0,
+        Some(day) => WEEKDAYS
+            .iter()
+            .position(|d| *d == day.to_ascii_lowercase())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "calendar.week_starts_on",
+                    format!("\"{day}\" is not a day of the week, e.g. \"monday\""),
+                )
+            })? as u32,
+    };
+    Ok(CalendarConfig {
+        alignment: Alignment {
+            utc_offset_minutes,
+            week_start,
+        },
+        user_utc_offset: check_sources("calendar.user_utc_offset", &raw.user_utc_offset)?,
+    })
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// Parses a window: a calendar unit (`minute`, `hour`, `day`, `week`,
+/// `month`) or a first-use length (`90s`, `30m`, `5h`, `7d`).
+pub fn parse_window(text: &str) -> Result<WindowSpec, String> {
+    let calendar = match text {
+        "minute" => Some(CalendarUnit::Minute),
+        "hour" => Some(CalendarUnit::Hour),
+        "day" => Some(CalendarUnit::Day),
+        "week" => Some(CalendarUnit::Week),
+        "month" => Some(CalendarUnit::Month),
+        _ => None,
+    };
+    if let Some(unit) = calendar {
+        return Ok(WindowSpec::Calendar(unit));
+    }
+    let bad = || {
+        format!("\"{text}\" is not a window: use minute, hour, day, week, month, or a length like \"90s\", \"30m\", \"5h\", \"7d\"")
+    };
+    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (digits, unit) = (
+        text.get(..split).ok_or_else(bad)?,
+        text.get(split..).ok_or_else(bad)?,
+    );
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let seconds = n
+        .checked_mul(scale)
+        .filter(|s| *s > 0 && *s <= MAX_FIRST_USE_SECONDS)
+        .ok_or_else(|| format!("\"{text}\" must be between 1 second and 366 days"))?;
+    Ok(WindowSpec::FirstUse { seconds })
+}
+
+/// Parses `+05:30`, `-0800`, `+9`, `Z` or `UTC` into minutes east of UTC.
+pub fn parse_utc_offset(text: &str) -> Option<i32> {
+    let text = text.trim();
+    if text == "Z" || text.eq_ignore_ascii_case("utc") {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, text.get(1..)?),
+        b'-' => (-1, text.get(1..)?),
+        _ => return None,
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None if rest.len() == 4 => (rest.get(..2)?, rest.get(2..)?),
+        None => (rest, "0"),
+    };
+    if h.is_empty()
+        || h.len() > 2
+        || m.is_empty()
+        || m.len() > 2
+        || !(h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 14 && m < 60 && h * 60 + m <= 14 * 60).then_some(sign * (h * 60 + m))
+}
+
+fn class_names(classes: &[Class]) -> String {
+    classes
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn capitalise(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

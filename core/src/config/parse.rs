@@ -1,0 +1,28 @@
+use super::checked::Config;
+use super::error::ConfigError;
+use super::raw::RawConfig;
+
+impl Config {
+    /// Parses and validates the filter's JSON configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError::new(
+                ".",
+                "the configuration is empty: the filter needs its JSON configuration",
+            ));
+        }
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ConfigError::new(
+                ".",
+                "the configuration must be a JSON object",
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(path, e.into_inner().to_string())
+        })?;
+        de.end().map_err(|e| ConfigError::new(".", e.to_string()))?;
+        Config::try_from(raw)
+    }
+}

@@ -1,0 +1,232 @@
+//! Stage one of the config: the JSON document as written, checked only for
+//! shape. Unknown fields are rejected so a typo never silently does nothing.
+//! `checked.rs` turns this into the types the filter runs on.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// An ordered map (document order is kept: tiers are listed cheapest first).
+pub type OrderedMap<V> = serde_json::Map<String, V>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub identity: RawIdentity,
+    #[serde(default)]
+    pub calendar: Option<RawCalendar>,
+    pub classes: Vec<RawClass>,
+    #[serde(default)]
+    pub default_class: Option<String>,
+    /// Tier name to tier, in upgrade order. Kept as JSON values here and
+    /// deserialised one by one so errors name the tier.
+    pub tiers: OrderedMap<Value>,
+    #[serde(default)]
+    pub usage_endpoint: Option<String>,
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    #[serde(default)]
+    pub counters: Option<RawCounters>,
+    #[serde(default)]
+    pub response_headers: Option<RawResponseHeaders>,
+}
+
+/// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub jwt_claim: Option<String>,
+    /// Header holding the JWT for `jwt_claim`; `authorization` (Bearer) by default.
+    #[serde(default)]
+    pub jwt_header: Option<String>,
+    #[serde(default)]
+    pub property: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub user: Vec<RawSource>,
+    #[serde(default)]
+    pub workspace: Vec<RawSource>,
+    #[serde(default)]
+    pub tier: Vec<RawSource>,
+    pub default_tier: String,
+    /// `default` (use the default tier) or `reject` (403).
+    #[serde(default)]
+    pub unknown_tier: Option<String>,
+    /// How to treat a request without a user id; absent means a friendly 401.
+    #[serde(default)]
+    pub anonymous: Option<RawAnonymous>,
+    #[serde(default)]
+    pub max_id_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnonymous {
+    pub tier: String,
+    pub key: Vec<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCalendar {
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+    #[serde(default)]
+    pub week_starts_on: Option<String>,
+    #[serde(default)]
+    pub user_utc_offset: Vec<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClass {
+    pub name: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// What one unit is called, singular ("draft") and plural ("drafts").
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub units: Option<String>,
+    #[serde(default, rename = "match")]
+    pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub cost: Option<RawCost>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub path: Option<RawPath>,
+    #[serde(default)]
+    pub headers: Vec<RawHeaderCond>,
+    #[serde(default)]
+    pub body: Vec<RawBodyCond>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPath {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub glob: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderCond {
+    pub name: String,
+    #[serde(default)]
+    pub equals: Option<String>,
+    #[serde(default)]
+    pub one_of: Option<Vec<String>>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub exists: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBodyCond {
+    /// Dotted path into the JSON body: `model`, `metadata.feature`, `messages.0.role`.
+    pub field: String,
+    #[serde(default)]
+    pub equals: Option<Value>,
+    #[serde(default)]
+    pub one_of: Option<Vec<Value>>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub exists: Option<bool>,
+    #[serde(default)]
+    pub gt: Option<f64>,
+    #[serde(default)]
+    pub gte: Option<f64>,
+    #[serde(default)]
+    pub lt: Option<f64>,
+    #[serde(default)]
+    pub lte: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCost {
+    /// Units charged per request.
+    #[serde(default)]
+    pub fixed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub upgrade_url: Option<String>,
+    /// The tier an upgrade hint points to; the next tier in document order by default.
+    #[serde(default)]
+    pub upgrade_to: Option<String>,
+    /// Class name to cell. Every class must have a cell in every tier.
+    pub limits: BTreeMap<String, RawCell>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCell {
+    /// `false` marks the class as not part of this plan (403 with an upgrade hint).
+    #[serde(default)]
+    pub included: Option<bool>,
+    #[serde(default)]
+    pub soft: Option<u64>,
+    #[serde(default)]
+    pub hard: Option<u64>,
+    #[serde(default)]
+    pub window: Option<String>,
+    /// `user` (default) or `workspace` (pooled by the team).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// `warn` (default) or `degrade`.
+    #[serde(default)]
+    pub past_soft: Option<String>,
+    /// `block` (default), `warn`, `degrade`, `overage` or `queue`.
+    #[serde(default)]
+    pub at_hard: Option<String>,
+    /// Fractions of the hard limit at which the caller is warned.
+    #[serde(default)]
+    pub warn_at: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCounters {
+    /// Compare-and-swap attempts before giving up.
+    #[serde(default)]
+    pub cas_attempts: Option<u32>,
+    /// `fail_open` (admit) or `fail_closed` (503) when the counter store cannot answer.
+    #[serde(default)]
+    pub on_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponseHeaders {
+    /// IETF `RateLimit-Policy` and `RateLimit` fields.
+    #[serde(default)]
+    pub ratelimit: Option<bool>,
+    /// The `x-quota-*` family.
+    #[serde(default)]
+    pub quota: Option<bool>,
+}

@@ -1,0 +1,315 @@
+//! Config validation: every refusal names the JSON path and the reason.
+
+use super::*;
+use serde_json::{json, Value};
+
+fn base() -> Value {
+    json!({
+        "identity": {"user": [{"header": "x-user-id"}], "tier": [{"header": "x-plan"}], "default_tier": "free"},
+        "classes": [
+            {"name": "drafts", "match": [{"path": {"prefix": "/v1/chat"}}]},
+            {"name": "deep_research", "match": [{"path": {"prefix": "/v1/research"}}]}
+        ],
+        "tiers": {
+            "free": {"limits": {
+                "drafts": {"soft": 20, "hard": 30, "window": "day"},
+                "deep_research": {"included": false}
+            }},
+            "pro": {"limits": {
+                "drafts": {"hard": 300, "window": "month", "scope": "workspace"},
+                "deep_research": {"hard": 3, "window": "5h"}
+            }}
+        }
+    })
+}
+
+fn error_of(doc: &Value) -> String {
+    match Config::from_json(doc.to_string().as_bytes()) {
+        Ok(_) => panic!("expected the config to be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `doc` with `value` set at a JSON pointer (the last segment may be new).
+fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    match doc
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent}"))
+    {
+        Value::Object(map) => {
+            map.insert(key.to_string(), value);
+        }
+        Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
+        other => panic!("{parent} is {other}"),
+    }
+    doc
+}
+
+#[test]
+fn accepts_a_complete_config() {
+    let config = Config::from_json(base().to_string().as_bytes()).unwrap();
+    assert_eq!(config.tiers.len(), 2);
+    assert_eq!(config.tiers[0].upgrade_to, Some(TierId(1)));
+    assert_eq!(config.tiers[1].upgrade_to, None);
+    assert!(matches!(config.tiers[0].cells[1], Cell::NotIncluded));
+    let Cell::Limited(l) = &config.tiers[0].cells[0] else {
+        panic!()
+    };
+    assert_eq!(l.warn_levels, vec![20, 21, 29]);
+    assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    crate::testing::demo_config();
+}
+
+#[test]
+fn hard_must_exceed_soft() {
+    let doc = with(base(), "/tiers/free/limits/drafts/hard", json!(20));
+    assert_eq!(
+        error_of(&doc),
+        "tiers.free.limits.drafts.hard: must be greater than soft (20)"
+    );
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_path() {
+    let doc = with(base(), "/tiers/free/limits/drafts/hadr", json!(3));
+    assert!(error_of(&doc).starts_with("tiers.free.limits.drafts.hadr: unknown field `hadr`, expected one of `included`, `soft`, `hard`"), "{}", error_of(&doc));
+    let mut doc = base();
+    doc["identity"]["users"] = json!([]);
+    assert!(
+        error_of(&doc).starts_with("identity.users: unknown field `users`"),
+        "{}",
+        error_of(&doc)
+    );
+    let doc = with(base(), "/classes/1/match/0/path/prefixx", json!("/x"));
+    assert!(
+        error_of(&doc).starts_with("classes[1].match[0].path.prefixx: unknown field `prefixx`"),
+        "{}",
+        error_of(&doc)
+    );
+}
+
+#[test]
+fn wrong_types_name_the_value() {
+    let doc = with(
+        base(),
+        "/tiers/pro/limits/deep_research/hard",
+        json!("three"),
+    );
+    assert!(
+        error_of(&doc)
+            .starts_with("tiers.pro.limits.deep_research.hard: invalid type: string \"three\""),
+        "{}",
+        error_of(&doc)
+    );
+    let doc = with(base(), "/tiers/pro/limits/deep_research/hard", json!(-1));
+    assert!(
+        error_of(&doc).starts_with("tiers.pro.limits.deep_research.hard: invalid value"),
+        "{}",
+        error_of(&doc)
+    );
+}
+
+#[test]
+fn every_tier_must_cover_every_class() {
+    let mut doc = base();
+    doc["tiers"]["pro"]["limits"]
+        .as_object_mut()
+        .unwrap()
+        .remove("deep_research");
+    assert!(
+        error_of(&doc).starts_with("tiers.pro.limits.deep_research: missing"),
+        "{}",
+        error_of(&doc)
+    );
+    let doc = with(
+        base(),
+        "/tiers/pro/limits/summaries",
+        json!({"hard": 1, "window": "day"}),
+    );
+    assert!(error_of(&doc).starts_with("tiers.pro.limits.summaries: no class named \"summaries\""));
+}
+
+#[test]
+fn references_must_exist() {
+    let doc = with(base(), "/identity/default_tier", json!("gold"));
+    assert_eq!(
+        error_of(&doc),
+        "identity.default_tier: no tier named \"gold\" (tiers: free, pro)"
+    );
+    let mut doc = base();
+    doc["default_class"] = json!("summaries");
+    assert_eq!(
+        error_of(&doc),
+        "default_class: no class named \"summaries\""
+    );
+    let mut doc = base();
+    doc["tiers"]["free"]["upgrade_to"] = json!("free");
+    assert_eq!(
+        error_of(&doc),
+        "tiers.free.upgrade_to: must name another tier"
+    );
+}
+
+#[test]
+fn windows_are_checked() {
+    for (window, ok) in [
+        ("day", true),
+        ("5h", true),
+        ("90s", true),
+        ("7d", true),
+        ("0h", false),
+        ("fortnight", false),
+        ("h", false),
+        ("400d", false),
+        ("", false),
+    ] {
+        let doc = with(base(), "/tiers/free/limits/drafts/window", json!(window));
+        let result = Config::from_json(doc.to_string().as_bytes());
+        assert_eq!(result.is_ok(), ok, "{window}: {result:?}");
+        if let Err(e) = result {
+            assert_eq!(e.path, "tiers.free.limits.drafts.window");
+        }
+    }
+}
+
+#[test]
+fn behaviours_not_built_yet_are_refused_not_ignored() {
+    let doc = with(
+        base(),
+        "/tiers/free/limits/drafts/at_hard",
+        json!("overage"),
+    );
+    assert_eq!(
+        error_of(&doc),
+        "tiers.free.limits.drafts.at_hard: \"overage\" is not supported by this build yet (supported: \"block\", \"warn\")"
+    );
+    let doc = with(
+        base(),
+        "/tiers/free/limits/drafts/at_hard",
+        json!("explode"),
+    );
+    assert!(error_of(&doc).starts_with("tiers.free.limits.drafts.at_hard: must be one of"));
+}
+
+#[test]
+fn not_included_cells_take_no_limits() {
+    let doc = with(
+        base(),
+        "/tiers/free/limits/deep_research",
+        json!({"included": false, "hard": 3}),
+    );
+    assert_eq!(
+        error_of(&doc),
+        "tiers.free.limits.deep_research.hard: has no meaning in a cell with \"included\": false"
+    );
+}
+
+#[test]
+fn zero_limits_are_refused() {
+    let doc = with(base(), "/tiers/pro/limits/deep_research/hard", json!(0));
+    assert!(
+        error_of(&doc).starts_with("tiers.pro.limits.deep_research.hard: must be greater than 0")
+    );
+}
+
+#[test]
+fn match_rules_are_checked() {
+    let doc = with(
+        base(),
+        "/classes/0/match/0/path",
+        json!({"prefix": "/a", "exact": "/b"}),
+    );
+    assert_eq!(
+        error_of(&doc),
+        "classes[0].match[0].path: must set exactly one of \"exact\", \"prefix\" or \"glob\""
+    );
+    let doc = with(
+        base(),
+        "/classes/0/match/0/path",
+        json!({"glob": "/v1/***"}),
+    );
+    assert!(error_of(&doc).starts_with("classes[0].match[0].path.glob:"));
+    let doc = with(base(), "/classes/0/match/0/path", json!({"prefix": "v1"}));
+    assert_eq!(
+        error_of(&doc),
+        "classes[0].match[0].path.prefix: must start with '/', got \"v1\""
+    );
+    let mut doc = base();
+    doc["classes"][0]["match"][0]["body"] = json!([{"field": "model"}]);
+    assert!(error_of(&doc).starts_with("classes[0].match[0].body[0]: must set exactly one test"));
+    let mut doc = base();
+    doc["classes"][1]["name"] = json!("drafts");
+    assert_eq!(
+        error_of(&doc),
+        "classes[1].name: duplicate class name \"drafts\""
+    );
+    let mut doc = base();
+    doc["classes"][1]["name"] = json!("Deep Research");
+    assert!(error_of(&doc).starts_with("classes[1].name: \"Deep Research\" must be"));
+}
+
+#[test]
+fn identity_sources_are_checked() {
+    let doc = with(
+        base(),
+        "/identity/user",
+        json!([{"header": "x-user-id", "jwt_claim": "sub"}]),
+    );
+    assert_eq!(
+        error_of(&doc),
+        "identity.user[0]: must set exactly one of \"header\", \"jwt_claim\" or \"property\""
+    );
+    let doc = with(base(), "/identity/user", json!([]));
+    assert!(error_of(&doc).starts_with("identity.user: must list at least one source"));
+    let doc = with(base(), "/identity/user", json!([{"header": "x user"}]));
+    assert_eq!(
+        error_of(&doc),
+        "identity.user[0].header: \"x user\" is not a header name"
+    );
+}
+
+#[test]
+fn copy_cannot_break_header_values() {
+    let mut doc = base();
+    doc["classes"][0]["label"] = json!("Drafts\r\nSet-Cookie: x");
+    assert!(error_of(&doc).starts_with("classes[0].label: must be 1 to 200 characters"));
+}
+
+#[test]
+fn calendar_settings_are_checked() {
+    let mut doc = base();
+    doc["calendar"] = json!({"utc_offset": "+25:00"});
+    assert!(error_of(&doc).starts_with("calendar.utc_offset: \"+25:00\" is not a UTC offset"));
+    doc["calendar"] = json!({"week_starts_on": "someday"});
+    assert!(error_of(&doc).starts_with("calendar.week_starts_on:"));
+    doc["calendar"] = json!({"utc_offset": "-05:30", "week_starts_on": "Sunday"});
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(config.calendar.alignment.utc_offset_minutes, -330);
+    assert_eq!(config.calendar.alignment.week_start, 6);
+}
+
+#[test]
+fn utc_offsets_parse_in_common_spellings() {
+    assert_eq!(parse_utc_offset("+05:30"), Some(330));
+    assert_eq!(parse_utc_offset("-0800"), Some(-480));
+    assert_eq!(parse_utc_offset("+9"), Some(540));
+    assert_eq!(parse_utc_offset("Z"), Some(0));
+    assert_eq!(parse_utc_offset("+14:00"), Some(840));
+    for bad in ["", "+", "05:30", "+15:00", "+05:60", "+5:3x", "+123"] {
+        assert_eq!(parse_utc_offset(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn syntax_errors_and_empty_configs_are_clear() {
+    assert!(Config::from_json(b"").unwrap_err().reason.contains("empty"));
+    let e = Config::from_json(b"{\"identity\": ").unwrap_err();
+    assert!(e.reason.contains("EOF"), "{e}");
+    let e = Config::from_json(b" [] ").unwrap_err();
+    assert_eq!(e.to_string(), ".: the configuration must be a JSON object");
+}

@@ -1,0 +1,292 @@
+//! The pure decision: given a counter's old value, a cell's limits and a
+//! request's cost, what to write and what to tell the caller. No I/O here;
+//! the store runs this inside its compare-and-swap loop.
+
+use crate::config::{AtHard, Limits};
+use crate::counter::Counter;
+use crate::window::{Alignment, Window};
+
+/// Where a caller stands in one cell, as the headers and the meter show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Below every warning level.
+    Ok,
+    /// Past the soft limit or a warning level (or past hard with `at_hard: warn`).
+    Warning,
+    /// At the hard limit: the next request (or this one) is refused.
+    Blocked,
+}
+
+impl State {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Warning => "warning",
+            State::Blocked => "blocked",
+        }
+    }
+}
+
+/// A snapshot of one counter against its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub used: u64,
+    pub hard: u64,
+    pub soft: Option<u64>,
+    pub window: Window,
+    pub state: State,
+    /// Units used past the hard limit (only with `at_hard: warn`).
+    pub over: u64,
+}
+
+impl Usage {
+    pub fn remaining(&self) -> u64 {
+        self.hard.saturating_sub(self.used)
+    }
+}
+
+/// The result of charging a request against a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub admitted: bool,
+    /// Units charged by this request (0 when refused).
+    pub cost: u64,
+    /// Units the request asked for.
+    pub requested: u64,
+    pub usage: Usage,
+    /// Index into `Limits::warn_levels` of the highest level this request
+    /// crossed for the first time in its window: report it once.
+    pub crossed: Option<usize>,
+}
+
+/// The counter as it stands at `now`: the stored one while its window is
+/// open, else a fresh one. A window runs to its own end even if the caller's
+/// UTC offset changed meanwhile, so moving the clock never buys a new window.
+pub fn current(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -> Counter {
+    let code = limits.window.code();
+    match old {
+        Some(c) if c.window_code == code && now < c.window_end => c,
+        _ => Counter::open(limits.window.window_at(now, align), code),
+    }
+}
+
+/// What the caller's state is with `used` units spent.
+fn state_of(used: u64, limits: &Limits) -> State {
+    if used >= limits.hard {
+        match limits.at_hard {
+            AtHard::Block => State::Blocked,
+            AtHard::Warn => State::Warning,
+        }
+    } else if limits.first_warning().is_some_and(|level| used >= level) {
+        State::Warning
+    } else {
+        State::Ok
+    }
+}
+
+fn usage_of(counter: &Counter, limits: &Limits, state: State) -> Usage {
+    Usage {
+        used: counter.used,
+        hard: limits.hard,
+        soft: limits.soft,
+        window: counter.window(),
+        state,
+        over: counter.used.saturating_sub(limits.hard),
+    }
+}
+
+/// The caller's standing without charging anything (the usage endpoint).
+/// For a first-use window not yet opened, the window shown is the one a
+/// request now would open.
+pub fn view(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -> Usage {
+    let counter = current(old, limits, now, align);
+    usage_of(&counter, limits, state_of(counter.used, limits))
+}
+
+/// Charges `cost` units at `now`. Returns the counter to write (`None` when
+/// nothing changes) and the outcome.
+pub fn decide(
+    old: Option<Counter>,
+    limits: &Limits,
+    cost: u64,
+    now: i64,
+    align: Alignment,
+) -> (Option<Counter>, Charge) {
+    let counter = current(old, limits, now, align);
+    let after = counter.used.saturating_add(cost);
+    if after > limits.hard && limits.at_hard == AtHard::Block {
+        let charge = Charge {
+            admitted: false,
+            cost: 0,
+            requested: cost,
+            usage: usage_of(&counter, limits, State::Blocked),
+            crossed: None,
+        };
+        return (None, charge);
+    }
+    let mut next = counter;
+    next.used = after;
+    let mut crossed = None;
+    for (i, level) in limits.warn_levels.iter().enumerate().take(8) {
+        let bit = 1u8 << i;
+        if after >= *level && next.warned & bit == 0 {
+            next.warned |= bit;
+            crossed = Some(i);
+        }
+    }
+    // Admitted: the caller is warned (never "blocked") even on the last unit.
+    let state = match state_of(after, limits) {
+        State::Blocked => State::Warning,
+        s => s,
+    };
+    let charge = Charge {
+        admitted: true,
+        cost,
+        requested: cost,
+        usage: usage_of(&next, limits, state),
+        crossed,
+    };
+    (Some(next), charge)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PastSoft, Scope};
+    use crate::window::{CalendarUnit, WindowSpec};
+
+    fn limits(soft: Option<u64>, hard: u64, at_hard: AtHard) -> Limits {
+        let mut warn_levels: Vec<u64> = [0.7f64, 0.95]
+            .iter()
+            .map(|f| (hard as f64 * f).ceil() as u64)
+            .collect();
+        warn_levels.extend(soft);
+        warn_levels.retain(|l| *l < hard);
+        warn_levels.sort_unstable();
+        warn_levels.dedup();
+        Limits {
+            soft,
+            hard,
+            window: WindowSpec::Calendar(CalendarUnit::Day),
+            window_name: "day".into(),
+            scope: Scope::User,
+            past_soft: PastSoft::Warn,
+            at_hard,
+            warn_levels,
+        }
+    }
+
+    const NOON: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
+
+    fn run(limits: &Limits, n: usize, cost: u64) -> (Option<Counter>, Vec<Charge>) {
+        let mut stored = None;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let (write, charge) = decide(stored, limits, cost, NOON, Alignment::default());
+            if write.is_some() {
+                stored = write;
+            }
+            out.push(charge);
+        }
+        (stored, out)
+    }
+
+    #[test]
+    fn admits_exactly_the_hard_limit_then_blocks() {
+        let l = limits(None, 3, AtHard::Block);
+        let (stored, charges) = run(&l, 5, 1);
+        let admitted: Vec<bool> = charges.iter().map(|c| c.admitted).collect();
+        assert_eq!(admitted, [true, true, true, false, false]);
+        assert_eq!(stored.map(|c| c.used), Some(3));
+        assert_eq!(charges[3].usage.state, State::Blocked);
+        assert_eq!(charges[3].cost, 0);
+        assert_eq!(charges[2].usage.remaining(), 0);
+        assert_eq!(charges[2].usage.state, State::Warning);
+    }
+
+    #[test]
+    fn warns_twice_before_blocking() {
+        // Warned at the soft limit (5), at 70% (14) and at 95% (19) of the hard limit.
+        let l = limits(Some(5), 20, AtHard::Block);
+        assert_eq!(l.warn_levels, vec![5, 14, 19]);
+        let (_, charges) = run(&l, 21, 1);
+        let crossings: Vec<(u64, usize)> = charges
+            .iter()
+            .filter_map(|c| c.crossed.map(|i| (c.usage.used, i)))
+            .collect();
+        assert_eq!(crossings, vec![(5, 0), (14, 1), (19, 2)]);
+        assert_eq!(charges[3].usage.state, State::Ok);
+        assert_eq!(charges[4].usage.state, State::Warning);
+        assert!(!charges[20].admitted);
+    }
+
+    #[test]
+    fn a_cost_that_does_not_fit_is_refused_whole() {
+        let l = limits(None, 10, AtHard::Block);
+        let (stored, charges) = run(&l, 3, 4);
+        assert_eq!(charges.iter().filter(|c| c.admitted).count(), 2);
+        assert_eq!(stored.map(|c| c.used), Some(8));
+        assert_eq!(charges[2].requested, 4);
+    }
+
+    #[test]
+    fn warn_only_cells_admit_past_hard_and_count_it() {
+        let l = limits(None, 2, AtHard::Warn);
+        let (stored, charges) = run(&l, 4, 1);
+        assert!(charges.iter().all(|c| c.admitted));
+        assert_eq!(stored.map(|c| c.used), Some(4));
+        assert_eq!(charges[3].usage.over, 2);
+        assert_eq!(charges[3].usage.state, State::Warning);
+        assert_eq!(charges[3].usage.remaining(), 0);
+    }
+
+    #[test]
+    fn a_new_window_starts_from_zero() {
+        let l = limits(None, 1, AtHard::Block);
+        let (stored, _) = run(&l, 1, 1);
+        let (blocked, _) = decide(stored, &l, 1, NOON + 3600, Alignment::default());
+        assert!(blocked.is_none());
+        let next_day = NOON + 12 * 3600;
+        let (write, charge) = decide(stored, &l, 1, next_day, Alignment::default());
+        assert!(charge.admitted);
+        assert_eq!(
+            write.map(|c| (c.used, c.window_start)),
+            Some((1, NOON + 12 * 3600))
+        );
+    }
+
+    #[test]
+    fn changing_the_utc_offset_keeps_the_open_window() {
+        let l = limits(None, 1, AtHard::Block);
+        let (stored, _) = run(&l, 1, 1);
+        // The caller now claims to be 14 hours ahead: their "today" began earlier.
+        let far_east = Alignment {
+            utc_offset_minutes: 14 * 60,
+            week_start: 0,
+        };
+        let (write, charge) = decide(stored, &l, 1, NOON + 60, far_east);
+        assert!(!charge.admitted);
+        assert!(write.is_none());
+    }
+
+    #[test]
+    fn changing_a_cells_window_starts_a_new_one() {
+        let l = limits(None, 1, AtHard::Block);
+        let (stored, _) = run(&l, 1, 1);
+        let hourly = Limits {
+            window: WindowSpec::Calendar(CalendarUnit::Hour),
+            ..l
+        };
+        let (_, charge) = decide(stored, &hourly, 1, NOON + 60, Alignment::default());
+        assert!(charge.admitted);
+    }
+
+    #[test]
+    fn view_reports_blocked_once_exhausted() {
+        let l = limits(None, 2, AtHard::Block);
+        let (stored, _) = run(&l, 2, 1);
+        let usage = view(stored, &l, NOON, Alignment::default());
+        assert_eq!((usage.used, usage.state), (2, State::Blocked));
+        assert_eq!(view(None, &l, NOON, Alignment::default()).state, State::Ok);
+    }
+}

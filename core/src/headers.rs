@@ -1,0 +1,198 @@
+//! The wire contract on responses: IETF RateLimit fields
+//! (draft-ietf-httpapi-ratelimit-headers-10) and the `x-quota-*` family.
+//! One definition, built from one [`Decision`].
+
+use crate::calendar::rfc3339;
+use crate::config::{Cell, Config};
+use crate::copy;
+use crate::decide::State;
+use crate::engine::{Decision, Outcome};
+
+/// Every header the filter owns starts with this; clients' copies are
+/// stripped before the upstream sees the request.
+pub const QUOTA_PREFIX: &str = "x-quota-";
+
+pub const CLASS: &str = "x-quota-class";
+pub const TIER: &str = "x-quota-tier";
+pub const SCOPE: &str = "x-quota-scope";
+pub const USED: &str = "x-quota-used";
+pub const LIMIT: &str = "x-quota-limit";
+pub const SOFT_LIMIT: &str = "x-quota-soft-limit";
+pub const REMAINING: &str = "x-quota-remaining";
+pub const RESET: &str = "x-quota-reset";
+pub const RESET_AFTER: &str = "x-quota-reset-after";
+pub const STATE: &str = "x-quota-state";
+pub const WARNING: &str = "x-quota-warning";
+pub const UPGRADE: &str = "x-quota-upgrade";
+pub const COST: &str = "x-quota-cost";
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+pub const RATELIMIT: &str = "ratelimit";
+
+/// States beyond the counter's own, for requests that never reached it.
+pub const STATE_NOT_INCLUDED: &str = "not_included";
+pub const STATE_UNAVAILABLE: &str = "unavailable";
+
+pub type Headers = Vec<(&'static str, String)>;
+
+/// The headers a response to this decision carries (admitted or refused).
+pub fn response_headers(config: &Config, d: &Decision) -> Headers {
+    let mut out = Headers::with_capacity(16);
+    let (Some(class), Some(tier)) = (config.class(d.class), config.tier(d.tier)) else {
+        return out;
+    };
+    let quota = config.response_headers.quota;
+    if quota {
+        out.push((CLASS, class.name.clone()));
+        out.push((TIER, tier.name.clone()));
+    }
+    let hint = || copy::upgrade_hint(config, d.tier, d.class);
+    match &d.outcome {
+        Outcome::NotIncluded => {
+            if quota {
+                out.push((STATE, STATE_NOT_INCLUDED.into()));
+                if let Some(url) = hint().and_then(|h| h.url) {
+                    out.push((UPGRADE, url));
+                }
+            }
+        }
+        Outcome::Unavailable { .. } => {
+            if quota {
+                out.push((STATE, STATE_UNAVAILABLE.into()));
+            }
+        }
+        Outcome::Charged(charge) => {
+            let Some(Cell::Limited(limits)) = config.cell(d.tier, d.class) else {
+                return out;
+            };
+            let usage = &charge.usage;
+            let reset_after = d.reset_after().unwrap_or(0);
+            if quota {
+                out.push((SCOPE, d.scope.as_str().into()));
+                out.push((USED, usage.used.to_string()));
+                out.push((LIMIT, usage.hard.to_string()));
+                if let Some(soft) = usage.soft {
+                    out.push((SOFT_LIMIT, soft.to_string()));
+                }
+                out.push((REMAINING, usage.remaining().to_string()));
+                out.push((RESET, rfc3339(usage.window.end)));
+                out.push((RESET_AFTER, reset_after.to_string()));
+                out.push((STATE, usage.state.as_str().into()));
+                out.push((COST, charge.cost.to_string()));
+                if usage.state != State::Ok {
+                    let hint = hint();
+                    if usage.state == State::Warning {
+                        out.push((
+                            WARNING,
+                            copy::warning(class, &limits.window, usage, reset_after, hint.as_ref()),
+                        ));
+                    }
+                    if let Some(url) = hint.and_then(|h| h.url) {
+                        out.push((UPGRADE, url));
+                    }
+                }
+            }
+            if config.response_headers.ratelimit {
+                out.push((
+                    RATELIMIT_POLICY,
+                    format!(
+                        "\"{}\";q={};w={}",
+                        class.name,
+                        usage.hard,
+                        usage.window.length()
+                    ),
+                ));
+                out.push((
+                    RATELIMIT,
+                    format!(
+                        "\"{}\";r={};t={}",
+                        class.name,
+                        usage.remaining(),
+                        reset_after
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a request header is one the filter owns (and strips from clients).
+pub fn is_quota_header(name: &str) -> bool {
+    name.len() >= QUOTA_PREFIX.len()
+        && name
+            .get(..QUOTA_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(QUOTA_PREFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClassId;
+    use crate::engine::charge;
+    use crate::identity::identify;
+    use crate::request::NoProperties;
+    use crate::store::MemoryStore;
+    use crate::testing::{demo_config, head};
+
+    const NOON_MS: i64 = 1_795_348_800_000;
+
+    fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
+        h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn admitted_requests_carry_the_whole_contract() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let drafts = ClassId(2);
+        let d = charge(&config, &alice, drafts, 1, NOON_MS, &store);
+        let h = response_headers(&config, &d);
+        assert_eq!(header(&h, CLASS), Some("drafts"));
+        assert_eq!(header(&h, TIER), Some("free"));
+        assert_eq!(header(&h, SCOPE), Some("user"));
+        assert_eq!(header(&h, USED), Some("1"));
+        assert_eq!(header(&h, LIMIT), Some("10"));
+        assert_eq!(header(&h, SOFT_LIMIT), Some("5"));
+        assert_eq!(header(&h, REMAINING), Some("9"));
+        assert_eq!(header(&h, RESET), Some("2026-11-23T00:00:00Z"));
+        assert_eq!(header(&h, RESET_AFTER), Some("43200"));
+        assert_eq!(header(&h, STATE), Some("ok"));
+        assert_eq!(header(&h, COST), Some("1"));
+        assert_eq!(header(&h, WARNING), None);
+        assert_eq!(
+            header(&h, RATELIMIT_POLICY),
+            Some("\"drafts\";q=10;w=86400")
+        );
+        assert_eq!(header(&h, RATELIMIT), Some("\"drafts\";r=9;t=43200"));
+    }
+
+    #[test]
+    fn warning_state_carries_the_sentence_and_upgrade() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let mut last = None;
+        for _ in 0..5 {
+            last = Some(charge(&config, &alice, ClassId(2), 1, NOON_MS, &store));
+        }
+        let h = response_headers(&config, &last.unwrap());
+        assert_eq!(header(&h, STATE), Some("warning"));
+        assert_eq!(
+            header(&h, WARNING),
+            Some("You've used 5 of your 10 drafts for today. They reset in 12 h. Pro includes 100 a day: https://example.com/upgrade?plan=pro")
+        );
+        assert_eq!(
+            header(&h, UPGRADE),
+            Some("https://example.com/upgrade?plan=pro")
+        );
+    }
+
+    #[test]
+    fn quota_headers_are_recognised_case_insensitively() {
+        assert!(is_quota_header("x-quota-used"));
+        assert!(is_quota_header("X-Quota-State"));
+        assert!(!is_quota_header("x-quot"));
+        assert!(!is_quota_header("x-user-id"));
+    }
+}

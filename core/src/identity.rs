@@ -1,0 +1,233 @@
+//! Who is calling: user, workspace, plan tier and local calendar, read from
+//! trusted sources only.
+
+use crate::config::{parse_utc_offset, Class, Config, Scope, Source, TierId, UnknownTier};
+use crate::jwt;
+use crate::request::{Properties, RequestHead};
+use crate::window::Alignment;
+
+/// The caller a request is charged to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user id, or the anonymous key for anonymous callers.
+    pub id: String,
+    pub anonymous: bool,
+    pub workspace: Option<String>,
+    pub tier: TierId,
+    /// The caller's calendar: the configured one, or their own UTC offset.
+    pub alignment: Alignment,
+}
+
+/// Why a caller could not be identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityError {
+    /// No usable user id, and no anonymous tier configured.
+    MissingUser,
+    /// The tier source named a tier the matrix does not have, and the
+    /// config says to refuse such callers.
+    UnknownTier(String),
+}
+
+/// Whose counter a charge lands on, as reported in headers and the usage endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeKind {
+    User,
+    Workspace,
+    Anonymous,
+}
+
+impl ScopeKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ScopeKind::User => "user",
+            ScopeKind::Workspace => "workspace",
+            ScopeKind::Anonymous => "anonymous",
+        }
+    }
+}
+
+impl Caller {
+    /// The scope a cell charges for this caller: workspace pooling falls back
+    /// to the caller alone when they have no workspace.
+    pub fn scope(&self, scope: Scope) -> ScopeKind {
+        match (scope, &self.workspace, self.anonymous) {
+            (Scope::Workspace, Some(_), _) => ScopeKind::Workspace,
+            (_, _, true) => ScopeKind::Anonymous,
+            _ => ScopeKind::User,
+        }
+    }
+
+    /// The shared-data key of this caller's counter for `class`.
+    pub fn counter_key(&self, class: &Class, scope: Scope) -> String {
+        let (kind, id) = match self.scope(scope) {
+            ScopeKind::Workspace => ("w", self.workspace.as_deref().unwrap_or(&self.id)),
+            ScopeKind::Anonymous => ("a", self.id.as_str()),
+            ScopeKind::User => ("u", self.id.as_str()),
+        };
+        // The id comes last, so ids containing ':' cannot collide with another key.
+        format!("q1:{}:{kind}:{id}", class.name)
+    }
+}
+
+/// Identifies the caller of a request.
+pub fn identify(
+    config: &Config,
+    req: &RequestHead,
+    props: &dyn Properties,
+) -> Result<Caller, IdentityError> {
+    let id = &config.identity;
+    let max = id.max_id_bytes;
+    let (caller_id, anonymous, anonymous_tier) = match first_value(&id.user, req, props, max) {
+        Some(user) => (user, false, None),
+        None => match &id.anonymous {
+            Some(anon) => match first_value(&anon.key, req, props, max) {
+                Some(key) => (key, true, Some(anon.tier)),
+                None => return Err(IdentityError::MissingUser),
+            },
+            None => return Err(IdentityError::MissingUser),
+        },
+    };
+    let tier = match anonymous_tier {
+        Some(t) => t,
+        None => match first_value(&id.tier, req, props, max) {
+            None => id.default_tier,
+            Some(name) => match config.tier_by_name(&name.to_ascii_lowercase()) {
+                Some(t) => t,
+                None if id.unknown_tier == UnknownTier::UseDefault => id.default_tier,
+                None => return Err(IdentityError::UnknownTier(name)),
+            },
+        },
+    };
+    let workspace = first_value(&id.workspace, req, props, max);
+    let mut alignment = config.calendar.alignment;
+    if let Some(offset) = first_value(&config.calendar.user_utc_offset, req, props, 16)
+        .and_then(|v| parse_utc_offset(&v))
+    {
+        alignment.utc_offset_minutes = offset;
+    }
+    Ok(Caller {
+        id: caller_id,
+        anonymous,
+        workspace,
+        tier,
+        alignment,
+    })
+}
+
+/// The first source that yields a usable value.
+fn first_value(
+    sources: &[Source],
+    req: &RequestHead,
+    props: &dyn Properties,
+    max_bytes: usize,
+) -> Option<String> {
+    sources
+        .iter()
+        .find_map(|s| read(s, req, props).and_then(|v| usable(v, max_bytes)))
+}
+
+fn read(source: &Source, req: &RequestHead, props: &dyn Properties) -> Option<Vec<u8>> {
+    match source {
+        Source::Header(name) => req.header(name).map(<[u8]>::to_vec),
+        Source::JwtClaim { header, claim } => {
+            jwt::claim(req.header(header)?, claim).map(String::into_bytes)
+        }
+        Source::Property(path) => props.property(path),
+    }
+}
+
+/// Ids become counter keys and header values: they must be UTF-8, non-empty,
+/// bounded, and free of control characters. Anything else counts as absent.
+fn usable(value: Vec<u8>, max_bytes: usize) -> Option<String> {
+    let text = String::from_utf8(value).ok()?;
+    let text = text.trim();
+    let ok = !text.is_empty() && text.len() <= max_bytes && !text.chars().any(char::is_control);
+    ok.then(|| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{demo_config, head};
+
+    #[test]
+    fn reads_user_workspace_and_tier_from_headers() {
+        let config = demo_config();
+        let req = head(&[
+            ("x-user-id", "alice"),
+            ("x-workspace-id", "acme"),
+            ("x-plan", "Pro"),
+        ]);
+        let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
+        assert_eq!(caller.id, "alice");
+        assert_eq!(caller.workspace.as_deref(), Some("acme"));
+        assert_eq!(config.tiers[caller.tier.0].name, "pro");
+        assert!(!caller.anonymous);
+    }
+
+    #[test]
+    fn unknown_tier_falls_back_to_the_default() {
+        let config = demo_config();
+        let req = head(&[("x-user-id", "alice"), ("x-plan", "platinum")]);
+        let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
+        assert_eq!(caller.tier, config.identity.default_tier);
+    }
+
+    #[test]
+    fn unusable_ids_count_as_missing() {
+        let config = demo_config();
+        let long = "x".repeat(300);
+        for bad in ["", "   ", "a\u{0}b", "a\rb", long.as_str()] {
+            let req = head(&[("x-user-id", bad)]);
+            assert_eq!(
+                identify(&config, &req, &crate::request::NoProperties),
+                Err(IdentityError::MissingUser),
+                "{bad:?}"
+            );
+        }
+        let mut req = head(&[]);
+        req.headers.push(("x-user-id".into(), vec![0xff, 0xfe]));
+        assert_eq!(
+            identify(&config, &req, &crate::request::NoProperties),
+            Err(IdentityError::MissingUser)
+        );
+    }
+
+    #[test]
+    fn user_utc_offset_moves_the_calendar() {
+        let config = demo_config();
+        let req = head(&[("x-user-id", "alice"), ("x-user-utc-offset", "-05:00")]);
+        let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
+        assert_eq!(caller.alignment.utc_offset_minutes, -300);
+        let req = head(&[("x-user-id", "alice"), ("x-user-utc-offset", "banana")]);
+        let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
+        assert_eq!(caller.alignment.utc_offset_minutes, 0);
+    }
+
+    #[test]
+    fn workspace_scope_pools_and_falls_back_to_the_user() {
+        let config = demo_config();
+        let class = &config.classes[0];
+        let with = identify(
+            &config,
+            &head(&[("x-user-id", "a:b"), ("x-workspace-id", "acme")]),
+            &crate::request::NoProperties,
+        )
+        .unwrap();
+        assert_eq!(
+            with.counter_key(class, Scope::Workspace),
+            format!("q1:{}:w:acme", class.name)
+        );
+        assert_eq!(
+            with.counter_key(class, Scope::User),
+            format!("q1:{}:u:a:b", class.name)
+        );
+        let without = identify(
+            &config,
+            &head(&[("x-user-id", "bob")]),
+            &crate::request::NoProperties,
+        )
+        .unwrap();
+        assert_eq!(without.scope(Scope::Workspace), ScopeKind::User);
+    }
+}

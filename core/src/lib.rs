@@ -1,0 +1,29 @@
+//! The quota logic of the filter, free of `proxy-wasm` so it is tested
+//! natively: config, identity, classification, windows, counters,
+//! decisions, and what the caller is told.
+//!
+//! The flow for one request: [`classify::classify_head`] (and, when a body
+//! rule asks, [`classify::classify_with_body`]) → [`identity::identify`] →
+//! [`engine::charge`] (read, [`decide::decide`], compare-and-swap) →
+//! [`reply::respond`] (headers or a local reply).
+
+pub mod calendar;
+pub mod classify;
+pub mod clock;
+pub mod config;
+pub mod copy;
+pub mod counter;
+pub mod decide;
+pub mod engine;
+pub mod glob;
+pub mod headers;
+pub mod identity;
+pub mod jwt;
+pub mod reply;
+pub mod request;
+pub mod store;
+pub mod usage;
+pub mod window;
+
+#[cfg(test)]
+mod testing;

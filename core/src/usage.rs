@@ -1,0 +1,140 @@
+//! The usage endpoint: the caller's own standing in every class of their
+//! tier, read without charging anything, for a UI to draw a meter.
+
+use crate::calendar::rfc3339;
+use crate::config::{Cell, Config};
+use crate::counter::Counter;
+use crate::decide::view;
+use crate::engine::seconds_until;
+use crate::headers::{STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
+use crate::identity::Caller;
+use crate::reply::LocalReply;
+use crate::store::CounterStore;
+use serde_json::{json, Value};
+
+/// The usage report for `caller` at `now_ms`, as a JSON document.
+pub fn usage_report<S: CounterStore + ?Sized>(
+    config: &Config,
+    caller: &Caller,
+    now_ms: i64,
+    store: &S,
+) -> Value {
+    let now = now_ms.div_euclid(1000);
+    let tier = config.tier(caller.tier);
+    let classes: Vec<Value> = config
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, class)| {
+            let base = json!({ "class": class.name, "label": class.label, "unit": class.unit, "units": class.units });
+            let cell = tier.and_then(|t| t.cells.get(i));
+            let extra = match cell {
+                None | Some(Cell::NotIncluded) => json!({ "included": false, "state": STATE_NOT_INCLUDED }),
+                Some(Cell::Limited(limits)) => {
+                    let scope = caller.scope(limits.scope);
+                    match store.get(&caller.counter_key(class, limits.scope)) {
+                        Err(_) => json!({ "included": true, "scope": scope.as_str(), "state": STATE_UNAVAILABLE }),
+                        Ok(found) => {
+                            let old = found.and_then(|(bytes, _)| Counter::decode(&bytes));
+                            let u = view(old, limits, now, caller.alignment);
+                            json!({
+                                "included": true,
+                                "scope": scope.as_str(),
+                                "window": limits.window_name,
+                                "used": u.used,
+                                "limit": u.hard,
+                                "soft_limit": u.soft,
+                                "remaining": u.remaining(),
+                                "state": u.state.as_str(),
+                                "reset": rfc3339(u.window.end),
+                                "reset_after": seconds_until(u.window.end, now_ms),
+                            })
+                        }
+                    }
+                }
+            };
+            merge(base, extra)
+        })
+        .collect();
+    json!({
+        "user": if caller.anonymous { Value::Null } else { Value::from(caller.id.clone()) },
+        "anonymous": caller.anonymous,
+        "workspace": caller.workspace,
+        "tier": tier.map(|t| t.name.clone()),
+        "tier_label": tier.map(|t| t.label.clone()),
+        "now": rfc3339(now),
+        "classes": classes,
+    })
+}
+
+/// The usage endpoint's reply.
+pub fn usage_reply<S: CounterStore + ?Sized>(
+    config: &Config,
+    caller: &Caller,
+    now_ms: i64,
+    store: &S,
+) -> LocalReply {
+    LocalReply {
+        status: 200,
+        headers: vec![
+            ("content-type", "application/json".into()),
+            ("cache-control", "no-store".into()),
+        ],
+        body: usage_report(config, caller, now_ms, store).to_string(),
+    }
+}
+
+/// Only `GET` (and `HEAD`) read usage; other methods are told so.
+pub fn method_not_allowed() -> LocalReply {
+    LocalReply {
+        status: 405,
+        headers: vec![("allow", "GET, HEAD".into()), ("content-type", "application/json".into())],
+        body: json!({ "error": { "message": "The usage endpoint only answers GET.", "type": "invalid_request_error", "param": null, "code": "method_not_allowed" } }).to_string(),
+    }
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClassId;
+    use crate::engine::charge;
+    use crate::identity::identify;
+    use crate::request::NoProperties;
+    use crate::store::MemoryStore;
+    use crate::testing::{demo_config, head};
+
+    #[test]
+    fn reports_every_class_of_the_tier_without_charging() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let now = 1_795_348_800_000;
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        charge(&config, &alice, ClassId(2), 1, now, &store);
+        let report = usage_report(&config, &alice, now, &store);
+        let again = usage_report(&config, &alice, now, &store);
+        assert_eq!(report, again);
+        assert_eq!(report["tier"], "free");
+        let classes = report["classes"].as_array().unwrap();
+        assert_eq!(classes.len(), 4);
+        let drafts = &classes[2];
+        assert_eq!(
+            (
+                drafts["class"].as_str(),
+                drafts["used"].as_u64(),
+                drafts["remaining"].as_u64()
+            ),
+            (Some("drafts"), Some(1), Some(9))
+        );
+        assert_eq!(drafts["reset"], "2026-11-23T00:00:00Z");
+        assert_eq!(classes[0]["included"], false);
+        assert_eq!(classes[0]["state"], "not_included");
+        assert_eq!(classes[1]["used"], 0);
+    }
+}
