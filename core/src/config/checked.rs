@@ -26,6 +26,9 @@ pub struct Config {
     pub tiers: Vec<Tier>,
     pub usage_endpoint: Option<String>,
     pub max_body_bytes: usize,
+    /// Whether the request headers wait for the body when a body rule needs
+    /// it (see the README: needs `allow_on_headers_stop_iteration` in Envoy).
+    pub hold_headers_for_body: bool,
     pub counters: CounterConfig,
     pub response_headers: ResponseHeaders,
 }
@@ -397,6 +400,7 @@ impl TryFrom<RawConfig> for Config {
             tiers,
             usage_endpoint,
             max_body_bytes,
+            hold_headers_for_body: raw.hold_headers_for_body.unwrap_or(false),
             counters,
             response_headers,
         })

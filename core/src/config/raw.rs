@@ -25,6 +25,10 @@ pub struct RawConfig {
     pub usage_endpoint: Option<String>,
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Keep the request headers from the upstream while a body rule reads
+    /// the body. Needs Envoy >= 1.35 with `allow_on_headers_stop_iteration`.
+    #[serde(default)]
+    pub hold_headers_for_body: Option<bool>,
     #[serde(default)]
     pub counters: Option<RawCounters>,
     #[serde(default)]

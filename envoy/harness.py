@@ -1,0 +1,372 @@
+"""Run Envoy with the quota wasm filter in front of the mock upstream.
+
+Used by `make run` (run_demo.py) and the end-to-end tests (tests/conftest.py).
+Every Envoy gets its own work directory, its own ports (chosen by the kernel
+unless given) and no hot-restart state, so several can run at once.
+
+    with start_mock_upstream() as upstream, \\
+         start_envoy(filter_config, upstream_port=upstream.port) as envoy:
+        urllib.request.urlopen(envoy.url("/v1/embeddings"))
+        print(envoy.stats(filter="wasmcustom"))
+"""
+
+import ctypes
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENVOY_BIN = REPO_ROOT / ".venv" / "bin" / "envoy"
+DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "quota_filter.wasm"
+MOCK_UPSTREAM = Path(__file__).resolve().parent / "mock_upstream.py"
+LISTENER_NAME = "main"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """preexec_fn: the child gets SIGTERM when the thread that started it
+    dies (Linux; here always the main thread), so a killed test run or demo
+    never leaves an Envoy holding ports."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _popen(args, **kwargs):
+    # A new session keeps Ctrl-C away from the children: the Python parent gets
+    # it and stops them in order.
+    return subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent, **kwargs)
+
+
+def _terminate(proc, timeout=STOP_TIMEOUT_S):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_INVENTORY_RE = re.compile(
+    r"\[source/server/server\.cc:\d+\] ( {2}|statically linked extensions|HTTP header map info)")
+
+
+def without_inventory(log):
+    """The log without Envoy's startup inventory of extensions and header maps:
+    ~100 long lines that bury the ones that explain a failure."""
+    return "\n".join(line for line in log.splitlines() if not _INVENTORY_RE.search(line))
+
+
+class EnvoyStartError(RuntimeError):
+    """Envoy exited (exit_code set) or never became ready (exit_code None).
+
+    `log` holds the whole log; the message shows it without the startup
+    inventory.
+    """
+
+    def __init__(self, message, log, exit_code=None):
+        super().__init__(f"{message}\n----- envoy log (startup inventory left out) -----\n"
+                         f"{without_inventory(log)}")
+        self.log = log
+        self.exit_code = exit_code
+
+
+# --------------------------------------------------------------------------
+# Mock upstream
+# --------------------------------------------------------------------------
+
+class MockUpstream(NamedTuple):
+    """The mock upstream process; unpacks as `(process, port)`."""
+
+    process: subprocess.Popen
+    port: int
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self):
+        _terminate(self.process)
+        self.process.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_mock_upstream(*, port=0, verbose=False):
+    """Start envoy/mock_upstream.py and wait for its `LISTENING <port>` line."""
+    args = [sys.executable, str(MOCK_UPSTREAM), "--port", str(port)]
+    if verbose:
+        args.append("--verbose")
+    proc = _popen(args, stdout=subprocess.PIPE, text=True)
+    # The mock prints this line once it is bound, so no polling is needed.
+    line = proc.stdout.readline()
+    if not line.startswith("LISTENING "):
+        _terminate(proc)
+        raise RuntimeError(f"mock upstream failed to start (exit {proc.returncode}): {line!r}")
+    return MockUpstream(proc, int(line.split()[1]))
+
+
+# --------------------------------------------------------------------------
+# Envoy
+# --------------------------------------------------------------------------
+
+def _socket_address(port):
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm_id="quota",
+                     listener_port=0, admin_port=0, extra_clusters=(),
+                     stat_prefix="ingress_http", hold_headers=False):
+    """The Envoy bootstrap as a dict (Envoy reads it as JSON).
+
+    filter_config: dict (serialised to JSON) or str (passed verbatim, so tests
+    can send invalid JSON). wasm=None leaves the wasm filter out: router only.
+    Port 0 lets the kernel choose (see EnvoyProcess for reading it back).
+    hold_headers sets the plugin's allow_on_headers_stop_iteration (Envoy >=
+    1.35), which the filter's "hold_headers_for_body": true relies on.
+    """
+    http_filters = []
+    if wasm is not None:
+        if not isinstance(filter_config, str):
+            filter_config = json.dumps(filter_config)
+        http_filters.append({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "quota",
+                    "root_id": "quota",
+                    "vm_config": {
+                        "vm_id": vm_id,
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": str(wasm)}},
+                    },
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": filter_config,
+                    },
+                    "fail_open": False,
+                    **({"allow_on_headers_stop_iteration": True} if hold_headers else {}),
+                },
+            },
+        })
+    http_filters.append({
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+        },
+    })
+
+    upstream_cluster = {
+        "name": "upstream",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": "upstream",
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _socket_address(upstream_port)}},
+            ]}],
+        },
+    }
+    return {
+        "admin": {"address": _socket_address(admin_port)},
+        "static_resources": {
+            "listeners": [{
+                "name": LISTENER_NAME,
+                "address": _socket_address(listener_port),
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                 "http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": stat_prefix,
+                        "route_config": {
+                            "name": "local",
+                            "virtual_hosts": [{
+                                "name": "all",
+                                "domains": ["*"],
+                                "routes": [{"match": {"prefix": "/"},
+                                            "route": {"cluster": "upstream"}}],
+                            }],
+                        },
+                        "http_filters": http_filters,
+                    },
+                }]}],
+            }],
+            "clusters": [upstream_cluster, *extra_clusters],
+        },
+    }
+
+
+class EnvoyProcess:
+    """A running Envoy; use `start_envoy` to make one. A context manager.
+
+    port / admin_port are the ports Envoy actually bound, known once ready.
+    """
+
+    def __init__(self, bootstrap, *, concurrency, log_level, extra_args, workdir):
+        if workdir is None:
+            self.workdir, self._owns_workdir = Path(tempfile.mkdtemp(prefix="envoy-")), True
+        else:
+            self.workdir, self._owns_workdir = Path(workdir), False
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "envoy.log"
+        self.port = None
+        self.admin_port = None
+        self._final_log = None
+        bootstrap_path = self.workdir / "bootstrap.json"
+        bootstrap_path.write_text(json.dumps(bootstrap, indent=2))
+        self._admin_address_path = self.workdir / "admin-address"
+        self._admin_address_path.unlink(missing_ok=True)  # stale from a reused workdir
+        args = [
+            str(ENVOY_BIN),
+            "-c", str(bootstrap_path),
+            "--concurrency", str(concurrency),
+            "-l", log_level,
+            # Envoy writes the admin address it bound here (admin port 0).
+            "--admin-address-path", str(self._admin_address_path),
+            # Hot restart shares memory and a domain socket, keyed by --base-id,
+            # between Envoys on a host. Without it, any number of Envoys run side
+            # by side with no base id to coordinate.
+            "--disable-hot-restart",
+            *extra_args,
+        ]
+        with open(self.log_path, "wb") as log_file:
+            self.proc = _popen(args, stdout=log_file, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def admin_url(self, path="/"):
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
+    def admin_get(self, path, timeout=5.0):
+        """GET an admin path; the body as text."""
+        with urllib.request.urlopen(self.admin_url(path), timeout=timeout) as resp:
+            return resp.read().decode()
+
+    def log(self):
+        """Envoy's log so far (kept after stop)."""
+        if self._final_log is not None:
+            return self._final_log
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern, timeout=10.0):
+        """Wait until the log matches the regex `pattern`; the match, or None
+        on timeout or when Envoy exits first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.log())
+            if match or self.proc.poll() is not None or time.monotonic() > deadline:
+                return match
+            time.sleep(0.05)
+
+    def stats(self, filter=None):
+        """Counters and gauges as {name: value}; `filter` is Envoy's regex
+        filter on names (e.g. "wasmcustom" for the filter's own metrics)."""
+        query = "/stats?format=json"
+        if filter:
+            query += "&filter=" + urllib.parse.quote(filter)
+        entries = json.loads(self.admin_get(query))["stats"]
+        return {e["name"]: e["value"] for e in entries if "value" in e}
+
+    def stop(self):
+        """Stop Envoy (SIGTERM, then SIGKILL) and remove its temporary files."""
+        if self._final_log is not None:
+            return
+        _terminate(self.proc)
+        self._final_log = self.log_path.read_text(errors="replace")
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _wait_ready(self, timeout):
+        """Wait for /ready to say LIVE, then read back the listener's port."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise EnvoyStartError(f"envoy exited with code {self.proc.returncode}",
+                                      self.log(), self.proc.returncode)
+            if time.monotonic() > deadline:
+                raise EnvoyStartError(f"envoy not ready after {timeout:.0f}s", self.log())
+            if self.admin_port is None and self._admin_address_path.exists():
+                address = self._admin_address_path.read_text().strip()
+                if address:
+                    self.admin_port = int(address.rsplit(":", 1)[1])
+            if self.admin_port is not None and self._is_live():
+                break
+            time.sleep(0.05)
+        listeners = json.loads(self.admin_get("/listeners?format=json"))["listener_statuses"]
+        self.port = next(listener["local_address"]["socket_address"]["port_value"]
+                         for listener in listeners if listener["name"] == LISTENER_NAME)
+
+    def _is_live(self):
+        try:
+            return self.admin_get("/ready", timeout=1.0).strip() == "LIVE"
+        except OSError:
+            return False  # not listening yet, or 503 while initializing
+
+
+def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0, admin_port=0,
+                wasm=DEFAULT_WASM, vm_id="quota", log_level="info", extra_clusters=(),
+                stat_prefix="ingress_http", hold_headers=False, workdir=None, extra_args=(),
+                timeout=START_TIMEOUT_S):
+    """Start Envoy in front of 127.0.0.1:upstream_port and wait until it is ready.
+
+    filter_config, wasm, vm_id, ports, extra_clusters, stat_prefix, hold_headers: see
+    render_bootstrap. `workdir` (default: a temporary directory, removed on
+    stop) receives bootstrap.json and envoy.log. Raises EnvoyStartError, with
+    the whole log, if Envoy exits or is not ready within `timeout` seconds.
+    """
+    bootstrap = render_bootstrap(
+        upstream_port=upstream_port, filter_config=filter_config, wasm=wasm, vm_id=vm_id,
+        listener_port=listener_port, admin_port=admin_port,
+        extra_clusters=extra_clusters, stat_prefix=stat_prefix, hold_headers=hold_headers,
+    )
+    envoy = EnvoyProcess(bootstrap, concurrency=concurrency, log_level=log_level,
+                         extra_args=extra_args, workdir=workdir)
+    try:
+        envoy._wait_ready(timeout)
+    except BaseException:
+        envoy.stop()
+        raise
+    return envoy
+
+
+def start_envoy_expect_failure(filter_config, **kwargs):
+    """Start Envoy with a config it must reject; its whole log once it exited.
+
+    Envoy 1.40 exits with code 1 at startup when a static listener's wasm
+    filter fails to load or its proxy_on_configure returns false (fail_open is
+    false). Raises EnvoyStartError if Envoy becomes ready instead or hangs.
+    Keyword arguments as for start_envoy.
+    """
+    try:
+        envoy = start_envoy(filter_config, **kwargs)
+    except EnvoyStartError as err:
+        if err.exit_code is None:
+            raise
+        return err.log
+    envoy.stop()
+    raise EnvoyStartError("envoy accepted a config it should have rejected", envoy.log())

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""A mock OpenAI-compatible upstream for the Envoy tests and `make run`.
+
+Stdlib only. Every response tells what reached the upstream in `mock_echo`
+(a top-level JSON field, or the `x-mock-echo` header for SSE), so tests can see
+which headers the filter forwarded, stripped or added, and which model it sent.
+
+Request headers that steer the mock:
+  x-mock-status: N               answer status N with an OpenAI-style error body
+  x-mock-completion-tokens: N    completion_tokens reported in `usage` (default 7)
+  x-mock-chunk-delay-ms: N       pause between SSE events (default 20)
+"""
+
+import argparse
+import json
+import signal
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DEFAULT_COMPLETION_TOKENS = 7
+DEFAULT_CHUNK_DELAY_MS = 20
+# The streamed reply, one SSE event per piece.
+REPLY_PIECES = ["This ", "is ", "a ", "mock ", "reply."]
+CREATED = 1700000000  # fixed so responses are deterministic
+
+
+def count_prompt_words(body):
+    """Whitespace-separated words in all message contents (string or text parts)."""
+    words = 0
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            words += len(content.split())
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    words += len(part["text"].split())
+    return words
+
+
+class Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 so Envoy can reuse upstream connections; every response below
+    # therefore carries Content-Length or uses chunked encoding.
+    protocol_version = "HTTP/1.1"
+    server_version = "mock-upstream/1"
+    verbose = False
+
+    def log_message(self, format, *args):
+        if self.verbose:
+            super().log_message(format, *args)
+
+    def do_GET(self):
+        self.handle_any()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
+
+    def handle_any(self):
+        raw = self.read_body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        echo = {
+            "method": self.command,
+            "path": self.path,
+            "headers": self.echo_headers(),
+            "body_len": len(raw),
+            "model": body.get("model") if isinstance(body, dict) else None,
+        }
+
+        status = self.headers.get("x-mock-status")
+        if status:
+            self.send_json(int(status), {
+                "error": {
+                    "message": f"mock upstream error {status}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "mock_error",
+                },
+                "mock_echo": echo,
+            })
+            return
+
+        route = self.path.split("?", 1)[0]
+        if self.command == "POST" and route == "/v1/chat/completions" and isinstance(body, dict):
+            self.chat_completion(body, echo)
+            return
+
+        if body is None:
+            received = raw.decode("utf-8", "replace")
+        else:
+            received = body
+        self.send_json(200, {"object": "mock.echo", "received": received, "mock_echo": echo})
+
+    def read_body(self):
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
+                if size == 0:
+                    # Skip trailers up to the blank line that ends the body.
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def echo_headers(self):
+        """Request headers, names lowercased; repeated headers joined with ','."""
+        headers = {}
+        for name, value in self.headers.items():
+            name = name.lower()
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        return headers
+
+    def usage(self, body):
+        prompt = count_prompt_words(body)
+        completion = int(self.headers.get("x-mock-completion-tokens") or DEFAULT_COMPLETION_TOKENS)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def chat_completion(self, body, echo):
+        model = body.get("model")
+        usage = self.usage(body)
+        if body.get("stream") is True:
+            include_usage = isinstance(body.get("stream_options"), dict) and \
+                body["stream_options"].get("include_usage") is True
+            self.stream_chat(model, usage if include_usage else None, echo)
+            return
+        self.send_json(200, {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(REPLY_PIECES)},
+                "finish_reason": "stop",
+            }],
+            "usage": usage,
+            "mock_echo": echo,
+        })
+
+    def stream_chat(self, model, usage, echo):
+        def chunk(delta, finish_reason=None):
+            return {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in REPLY_PIECES]
+        events.append(chunk({}, "stop"))
+        if usage is not None:
+            # OpenAI's include_usage chunk: empty choices, usage set.
+            events.append(dict(chunk({}), choices=[], usage=usage))
+        payloads = [json.dumps(e, separators=(",", ":")) for e in events] + ["[DONE]"]
+
+        delay = int(self.headers.get("x-mock-chunk-delay-ms") or DEFAULT_CHUNK_DELAY_MS) / 1000
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("x-mock-echo", json.dumps(echo, separators=(",", ":")))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        for i, payload in enumerate(payloads):
+            if i:
+                time.sleep(delay)
+            self.write_chunk(f"data: {payload}\n\n".encode())
+        self.write_chunk(b"")  # terminating zero-length chunk
+
+    def write_chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def send_json(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args()
+
+    Handler.verbose = args.verbose
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    # SIGTERM (what the harness sends) exits as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"LISTENING {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

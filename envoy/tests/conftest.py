@@ -1,0 +1,165 @@
+"""Fixtures and HTTP helpers for the Envoy end-to-end tests.
+
+Fixtures: `wasm_path`, `upstream` (the mock, one per session), `envoy` and
+`envoy_expect_failure` (factories). Helpers, imported by tests with
+`from conftest import request, sse_events`:
+
+    def test_blocked(envoy):
+        proxy = envoy(config)  # a dict, or a str passed to the filter verbatim
+        resp = request(proxy, "POST", "/v1/chat/completions",
+                       headers={"x-user": "u1"}, json={"model": "m", "messages": []})
+        assert resp.status == 429
+        assert resp.headers["x-quota-state"] == "blocked"
+        assert resp.json()["error"]["message"]
+
+Every Envoy and the mock bind ports the kernel picks, so tests can run in
+parallel with each other and with other runs.
+"""
+
+import http.client
+import json as jsonlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import harness  # noqa: E402  (lives in envoy/, beside this directory)
+
+
+@pytest.fixture(scope="session")
+def wasm_path():
+    """The built filter; fails the test, naming the build command, if missing."""
+    if not harness.DEFAULT_WASM.exists():
+        pytest.fail(f"{harness.DEFAULT_WASM} is missing: run `make build`", pytrace=False)
+    return harness.DEFAULT_WASM
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    """The mock upstream (harness.MockUpstream: .port, .url(path))."""
+    with harness.start_mock_upstream() as mock:
+        yield mock
+
+
+@pytest.fixture
+def envoy(request, upstream):
+    """Factory: envoy(filter_config, **start_envoy kwargs) -> EnvoyProcess.
+
+    Defaults to the built filter (wasm_path) in front of the mock upstream;
+    wasm=None starts Envoy without the filter. Every Envoy started is stopped
+    at the end of the test; a failed test shows their logs.
+    """
+    started = []
+
+    def start(filter_config, **kwargs):
+        kwargs.setdefault("upstream_port", upstream.port)
+        if "wasm" not in kwargs:
+            # Looked up only here, so tests with wasm=None run without a build.
+            kwargs["wasm"] = request.getfixturevalue("wasm_path")
+        proxy = harness.start_envoy(filter_config, **kwargs)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+        # pytest shows captured teardown output only for failed tests.
+        print(f"----- envoy log (listener port {proxy.port}) -----")
+        print(harness.without_inventory(proxy.log()))
+
+
+@pytest.fixture
+def envoy_expect_failure(request, upstream):
+    """Factory: envoy_expect_failure(filter_config, **start_envoy kwargs) -> log.
+
+    Starts Envoy with a config it must reject and returns its whole log once it
+    has exited; raises harness.EnvoyStartError if Envoy starts instead.
+    """
+
+    def start(filter_config, **kwargs):
+        kwargs.setdefault("upstream_port", upstream.port)
+        if "wasm" not in kwargs:
+            kwargs["wasm"] = request.getfixturevalue("wasm_path")
+        return harness.start_envoy_expect_failure(filter_config, **kwargs)
+
+    return start
+
+
+class Headers(Mapping):
+    """Response headers: names case-insensitive. h[name] joins repeated fields
+    with ", " (as RFC 9110 allows); h.get_all(name) keeps them apart."""
+
+    def __init__(self, pairs):
+        self._fields = {}
+        for name, value in pairs:
+            self._fields.setdefault(name.lower(), []).append(value)
+
+    def __getitem__(self, name):
+        return ", ".join(self._fields[name.lower()])
+
+    def get_all(self, name):
+        return list(self._fields.get(name.lower(), []))
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self):
+        return len(self._fields)
+
+    def __repr__(self):
+        return f"Headers({self._fields!r})"
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return jsonlib.loads(self.body)
+
+    def __repr__(self):
+        return f"Response({self.status}, {self.headers!r}, {self.body[:500]!r})"
+
+
+def request(target, method, path, headers=None, json=None, body=None, timeout=10.0):
+    """Send one HTTP/1.1 request to 127.0.0.1:target.port (an EnvoyProcess or
+    the mock upstream) and read the whole response.
+
+    headers: a dict, or (name, value) pairs to send a header more than once.
+    json: serialised as the body, with content-type application/json unless
+    headers set one. body: bytes or str, sent as is.
+    """
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers or [])
+    if json is not None:
+        body = jsonlib.dumps(json)
+        if not any(name.lower() == "content-type" for name, _ in pairs):
+            pairs.append(("content-type", "application/json"))
+    if isinstance(body, str):
+        body = body.encode()
+
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=timeout)
+    try:
+        conn.putrequest(method, path)
+        for name, value in pairs:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("content-length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return Response(resp.status, Headers(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
+
+
+def sse_events(body):
+    """The `data:` payloads of a text/event-stream body, in order, as strings."""
+    text = body.decode() if isinstance(body, bytes) else body
+    return [line[len("data:"):].strip() for line in text.splitlines() if line.startswith("data:")]

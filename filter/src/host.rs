@@ -1,0 +1,35 @@
+//! Small, non-panicking views of the host: time, properties and logs.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::LogLevel;
+use quota_core::clock::Clock;
+use quota_core::request::Properties;
+use std::time::UNIX_EPOCH;
+
+/// The host's wall clock.
+pub struct HostClock;
+
+impl Clock for HostClock {
+    fn now_ms(&self) -> i64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Envoy attributes and metadata.
+pub struct HostProperties;
+
+impl Properties for HostProperties {
+    fn property(&self, path: &[String]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.iter().map(String::as_str).collect())
+            .ok()
+            .flatten()
+    }
+}
+
+/// Logs through the host; a log that cannot be written is dropped.
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}

@@ -1,0 +1,17 @@
+//! The proxy-wasm adapter: translates between the host ABI and `quota_core`.
+//! Every decision is made in the core; this crate only reads what the host
+//! has, hands it over, and carries the answer back.
+
+mod host;
+mod root;
+mod shared_data;
+mod stream;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    // A panic aborts the VM and fails every request on this worker: say why first.
+    std::panic::set_hook(Box::new(|info| host::log(LogLevel::Critical, &format!("quota: panic: {info}"))));
+    proxy_wasm::set_root_context(|_| Box::new(root::QuotaRoot::default()));
+}}
