@@ -61,7 +61,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.read_body()
         try:
             body = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested input raises the latter
             body = None
         echo = {
             "method": self.command,
