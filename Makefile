@@ -46,7 +46,7 @@ fmt:
 	cargo fmt --all
 
 clippy: setup-rust
-	cargo clippy -p quota-core -p quota-filter -- -D warnings
+	cargo clippy -p quota-core -p quota-filter --tests -- -D warnings
 	cargo clippy -p quota-filter --target $(WASM_TARGET) -- -D warnings
 
 clean:

@@ -61,7 +61,7 @@ fn head_matches(rule: &Rule, req: &RequestHead) -> bool {
         && rule
             .path
             .as_ref()
-            .map_or(true, |p| path_matches(p, req.path()))
+            .is_none_or(|p| path_matches(p, req.path()))
         && rule.headers.iter().all(|h| header_matches(h, req))
 }
 
@@ -109,10 +109,10 @@ fn body_matches(cond: &BodyCond, body: Option<&Value>) -> bool {
         (ValueTest::OneOf(wants), Some(v)) => wants.iter().any(|w| json_eq(v, w)),
         (ValueTest::Prefix(p), Some(v)) => v.as_str().is_some_and(|s| s.starts_with(p.as_str())),
         (ValueTest::Compare { gt, gte, lt, lte }, Some(v)) => v.as_f64().is_some_and(|n| {
-            gt.map_or(true, |b| n > b)
-                && gte.map_or(true, |b| n >= b)
-                && lt.map_or(true, |b| n < b)
-                && lte.map_or(true, |b| n <= b)
+            gt.is_none_or(|b| n > b)
+                && gte.is_none_or(|b| n >= b)
+                && lt.is_none_or(|b| n < b)
+                && lte.is_none_or(|b| n <= b)
         }),
     }
 }

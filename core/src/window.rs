@@ -26,21 +26,12 @@ pub enum WindowSpec {
 }
 
 /// Calendar settings that apply to every calendar window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Alignment {
     /// Offset of the local calendar from UTC, in minutes (e.g. -300 for UTC-05:00).
     pub utc_offset_minutes: i32,
     /// First day of a week: 0 = Monday .. 6 = Sunday.
     pub week_start: u32,
-}
-
-impl Default for Alignment {
-    fn default() -> Self {
-        Alignment {
-            utc_offset_minutes: 0,
-            week_start: 0,
-        }
-    }
 }
 
 /// A half-open interval of Unix seconds: `[start, end)`.
