@@ -174,6 +174,53 @@ mod tests {
     }
 
     #[test]
+    fn unknown_tier_can_be_refused() {
+        let mut config = demo_config();
+        config.identity.unknown_tier = UnknownTier::Reject;
+        let req = head(&[("x-user-id", "alice"), ("x-plan", "platinum")]);
+        assert_eq!(
+            identify(&config, &req, &crate::request::NoProperties),
+            Err(IdentityError::UnknownTier("platinum".into()))
+        );
+    }
+
+    #[test]
+    fn callers_without_a_user_id_can_be_anonymous() {
+        let mut config = demo_config();
+        let free = config.tier_by_name("free").unwrap();
+        config.identity.anonymous = Some(crate::config::Anonymous {
+            tier: free,
+            key: vec![Source::Header("x-client-ip".into())],
+        });
+        let req = head(&[("x-client-ip", "203.0.113.9"), ("x-plan", "enterprise")]);
+        let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
+        assert!(caller.anonymous);
+        assert_eq!((caller.id.as_str(), caller.tier), ("203.0.113.9", free));
+        assert_eq!(
+            caller.counter_key(&config.classes[2], Scope::User),
+            "q1:drafts:a:203.0.113.9"
+        );
+        assert_eq!(
+            identify(&config, &head(&[]), &crate::request::NoProperties),
+            Err(IdentityError::MissingUser)
+        );
+    }
+
+    #[test]
+    fn identity_can_come_from_properties() {
+        struct Metadata;
+        impl Properties for Metadata {
+            fn property(&self, path: &[String]) -> Option<Vec<u8>> {
+                (path == ["metadata", "sub"]).then(|| b"from-metadata".to_vec())
+            }
+        }
+        let mut config = demo_config();
+        config.identity.user = vec![Source::Property(vec!["metadata".into(), "sub".into()])];
+        let caller = identify(&config, &head(&[]), &Metadata).unwrap();
+        assert_eq!(caller.id, "from-metadata");
+    }
+
+    #[test]
     fn unusable_ids_count_as_missing() {
         let config = demo_config();
         let long = "x".repeat(300);
