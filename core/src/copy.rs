@@ -1,10 +1,16 @@
-//! The words people read: durations, windows and the default messages.
-//! Every message states what happened, when it changes, and what would
-//! change it, in plain language.
+//! The words people read. Every message is a template (see `template.rs`):
+//! the most specific override in the config wins (cell, then tier, then
+//! class, then the top-level `copy`), else a default written here. Every
+//! default says what happened, when it changes, and what would change it.
 
-use crate::config::{Cell, Class, ClassId, Config, TierId};
+use crate::calendar::rfc3339;
+use crate::config::{Cell, Class, ClassId, Config, Limits, Message, Tier, TierId};
 use crate::decide::Usage;
+use crate::template::{Template, Var};
 use crate::window::{CalendarUnit, WindowSpec};
+
+/// The request header that confirms a costly request (`confirm_above`).
+pub const CONFIRM_HEADER: &str = "x-quota-confirm";
 
 /// "45 s", "12 min", "4 h 12 min", "2 days 3 h". Rounds up, so a reset
 /// is never announced earlier than it happens.
@@ -134,114 +140,172 @@ pub fn upgrade_hint(config: &Config, tier: TierId, class: ClassId) -> Option<Upg
     }
 }
 
-fn they_reset(n: u64, reset_after: i64) -> String {
-    let verb = if n == 1 { "It resets" } else { "They reset" };
-    format!("{verb} in {}.", human_duration(reset_after))
+/// Everything a message about one class in one tier can mention.
+pub struct Facts<'a> {
+    pub class: &'a Class,
+    pub tier: &'a Tier,
+    /// `None` for a class outside the plan.
+    pub limits: Option<&'a Limits>,
+    pub usage: Option<Usage>,
+    /// Units the request asked for.
+    pub requested: u64,
+    pub reset_after: i64,
+    pub hint: Option<UpgradeHint>,
 }
 
-fn with_hint(sentence: String, hint: Option<&UpgradeHint>) -> String {
-    match hint {
-        Some(h) => format!("{sentence} {}", h.sentence()),
-        None => sentence,
+impl<'a> Facts<'a> {
+    pub fn new(config: &'a Config, tier: TierId, class: ClassId) -> Option<Facts<'a>> {
+        let limits = match config.cell(tier, class)? {
+            Cell::Limited(l) => Some(l),
+            Cell::NotIncluded => None,
+        };
+        Some(Facts {
+            class: config.class(class)?,
+            tier: config.tier(tier)?,
+            limits,
+            usage: None,
+            requested: 0,
+            reset_after: 0,
+            hint: upgrade_hint(config, tier, class),
+        })
+    }
+
+    fn value(&self, var: Var) -> String {
+        let usage = self.usage.as_ref();
+        let num = |f: fn(&Usage) -> u64| usage.map(|u| f(u).to_string()).unwrap_or_default();
+        let count =
+            |f: fn(&Usage) -> u64| usage.map(|u| self.class.count(f(u))).unwrap_or_default();
+        let spec = self.limits.map(|l| &l.window);
+        match var {
+            Var::Used => num(|u| u.used),
+            Var::Limit => num(|u| u.hard),
+            Var::SoftLimit => usage
+                .and_then(|u| u.soft)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            Var::Remaining => num(Usage::remaining),
+            Var::Over => num(|u| u.over),
+            Var::Cost => self.requested.to_string(),
+            Var::Class => self.class.label.clone(),
+            Var::Unit => self.class.unit.clone(),
+            Var::Units => self.class.units.clone(),
+            Var::CountUsed => count(|u| u.used),
+            Var::CountLimit => count(|u| u.hard),
+            Var::CountRemaining => count(Usage::remaining),
+            Var::CountOver => count(|u| u.over),
+            Var::CountCost => self.class.count(self.requested),
+            Var::Window => spec.map(this_window).unwrap_or_default(),
+            Var::PerWindow => spec.map(per_window).unwrap_or_default(),
+            Var::ResetIn => human_duration(self.reset_after),
+            Var::ResetAt => usage.map(|u| rfc3339(u.window.end)).unwrap_or_default(),
+            Var::ResetSentence => match usage {
+                Some(u) if u.hard == 1 => {
+                    format!("It resets in {}.", human_duration(self.reset_after))
+                }
+                Some(_) => format!("They reset in {}.", human_duration(self.reset_after)),
+                None => String::new(),
+            },
+            Var::Tier => self.tier.label.clone(),
+            Var::NextTier => self
+                .hint
+                .as_ref()
+                .map(|h| h.tier_label.clone())
+                .unwrap_or_default(),
+            Var::NextLimit => self
+                .hint
+                .as_ref()
+                .map(|h| h.limit.to_string())
+                .unwrap_or_default(),
+            Var::UpgradeUrl => self
+                .hint
+                .as_ref()
+                .and_then(|h| h.url.clone())
+                .unwrap_or_default(),
+            Var::Upgrade => self
+                .hint
+                .as_ref()
+                .map(UpgradeHint::sentence)
+                .unwrap_or_default(),
+            Var::UsedPercent => usage
+                .map(|u| {
+                    ((u.used as f64) * 100.0 / (u.hard.max(1) as f64))
+                        .floor()
+                        .to_string()
+                })
+                .unwrap_or_default(),
+            Var::ConfirmHeader => CONFIRM_HEADER.to_string(),
+        }
+    }
+
+    /// The built-in wording for `message` in this situation.
+    fn default_text(&self, message: Message) -> &'static str {
+        let (used, hard, remaining, over) = self
+            .usage
+            .map_or((0, 0, 0, 0), |u| (u.used, u.hard, u.remaining(), u.over));
+        match message {
+            Message::Warning if over > 0 => "You're {count_over} past your {count_limit} {window}. {reset_sentence} {upgrade}",
+            Message::Warning if remaining == 0 => "That was the last of your {count_limit} {window}. {reset_sentence} {upgrade}",
+            Message::Warning if remaining == 1 => "You have 1 {unit} left {window}. {reset_sentence} {upgrade}",
+            Message::Warning => "You've used {used} of your {count_limit} {window}. {reset_sentence} {upgrade}",
+            Message::Blocked if self.requested > hard && used == 0 => {
+                "This needs {count_cost}, more than your plan's {limit} {per_window}. {upgrade}"
+            }
+            Message::Blocked if self.requested > 1 && used < hard => {
+                "This needs {count_cost}, but you have {remaining} left {window}. {reset_sentence} {upgrade}"
+            }
+            Message::Blocked => "You've used your {count_limit} {window}. {reset_sentence} {upgrade}",
+            Message::NotIncluded => "{class} isn't included in the {tier} plan. {upgrade}",
+            Message::Confirm => {
+                "This will use {count_cost} of the {remaining} you have left {window}. \
+                 To go ahead, send it again with the header {confirm_header}: yes."
+            }
+            Message::Pace => {
+                "You've used {used_percent}% of your {count_limit} {window}, with {reset_in} still to go. {upgrade}"
+            }
+            Message::MissingIdentity => MISSING_IDENTITY,
+            Message::UnknownTier => UNKNOWN_TIER,
+            Message::Unavailable => {
+                "We couldn't check your allowance of {units} just now. Please try again in a moment."
+            }
+        }
     }
 }
 
-/// At the wall: "You've used your 3 deep-research calls for today. They reset
-/// in 4 h 12 min. Pro includes 30 a day: https://…"
-pub fn blocked(
-    class: &Class,
-    spec: &WindowSpec,
-    usage: &Usage,
-    requested: u64,
-    reset_after: i64,
-    hint: Option<&UpgradeHint>,
-) -> String {
-    let first = if requested > 1 && usage.used < usage.hard {
-        format!(
-            "This needs {} but you have {} left {}.",
-            class.count(requested),
-            usage.remaining(),
-            this_window(spec)
-        )
-    } else if requested > usage.hard && usage.used == 0 {
-        format!(
-            "This needs {}, more than your plan's {} {}.",
-            class.count(requested),
-            usage.hard,
-            per_window(spec)
-        )
-    } else {
-        format!(
-            "You've used your {} {}.",
-            class.count(usage.hard),
-            this_window(spec)
-        )
-    };
-    with_hint(
-        format!("{first} {}", they_reset(usage.hard, reset_after)),
-        hint,
-    )
+const MISSING_IDENTITY: &str =
+    "We couldn't tell who is making this request, so we can't check its usage allowance. Sign in and try again.";
+const UNKNOWN_TIER: &str =
+    "We don't recognise the plan on this account, so we can't check its usage allowance. Please contact support.";
+
+/// The text of `message` about `facts`, with the config's overrides.
+pub fn message(config: &Config, message: Message, facts: &Facts) -> String {
+    let chosen = facts
+        .limits
+        .and_then(|l| l.copy.get(message))
+        .or_else(|| facts.tier.copy.get(message))
+        .or_else(|| facts.class.copy.get(message))
+        .or_else(|| config.copy.get(message));
+    match chosen {
+        Some(t) => t.render(&|v| facts.value(v)),
+        None => render_default(facts.default_text(message), &|v| facts.value(v)),
+    }
 }
 
-/// Before the wall: "You've used 7 of your 10 drafts for today. They reset in 6 h."
-pub fn warning(
-    class: &Class,
-    spec: &WindowSpec,
-    usage: &Usage,
-    reset_after: i64,
-    hint: Option<&UpgradeHint>,
-) -> String {
-    let first = if usage.used > usage.hard {
-        format!(
-            "You're {} past your {} {}.",
-            class.count(usage.used - usage.hard),
-            class.count(usage.hard),
-            this_window(spec)
-        )
-    } else if usage.used == usage.hard {
-        format!(
-            "That was the last of your {} {}.",
-            class.count(usage.hard),
-            this_window(spec)
-        )
-    } else {
-        format!(
-            "You've used {} of your {} {}.",
-            usage.used,
-            class.count(usage.hard),
-            this_window(spec)
-        )
-    };
-    with_hint(
-        format!("{first} {}", they_reset(usage.hard, reset_after)),
-        hint,
-    )
+/// A message about no class in particular (missing identity, unknown tier):
+/// only the top-level `copy` can override it; placeholders render empty.
+pub fn plain_message(config: &Config, message: Message) -> String {
+    match config.copy.get(message) {
+        Some(t) => t.render(&|_| String::new()),
+        None => match message {
+            Message::UnknownTier => UNKNOWN_TIER.to_string(),
+            _ => MISSING_IDENTITY.to_string(),
+        },
+    }
 }
 
-/// A class outside the caller's plan.
-pub fn not_included(class: &Class, tier_label: &str, hint: Option<&UpgradeHint>) -> String {
-    with_hint(
-        format!("{} isn't included in the {tier_label} plan.", class.label),
-        hint,
-    )
-}
-
-/// No usable identity and no anonymous tier.
-pub fn missing_identity() -> String {
-    "We couldn't tell who is making this request, so we can't check its usage allowance. Sign in and try again.".into()
-}
-
-/// A tier name the matrix does not know, with `unknown_tier: reject`.
-pub fn unknown_tier() -> String {
-    "We don't recognise the plan on this account, so we can't check its usage allowance. Please contact support.".into()
-}
-
-/// The counter store could not answer and the policy is to refuse.
-pub fn unavailable(class: &Class) -> String {
-    format!(
-        "We couldn't check your {} allowance just now. Please try again in a moment.",
-        class.label.to_lowercase()
-    )
+fn render_default(text: &str, value: &dyn Fn(Var) -> String) -> String {
+    // The defaults are fixed strings covered by tests; fall back to the raw
+    // text rather than fail a request if one were ever malformed.
+    Template::parse(text).map_or_else(|_| text.to_string(), |t| t.render(value))
 }
 
 #[cfg(test)]
@@ -297,47 +361,138 @@ mod tests {
         }
     }
 
+    fn facts<'a>(
+        config: &'a Config,
+        tier: &str,
+        class: usize,
+        used: u64,
+        requested: u64,
+    ) -> Facts<'a> {
+        let tier = config.tier_by_name(tier).unwrap();
+        let mut f = Facts::new(config, tier, ClassId(class)).unwrap();
+        let hard = f.limits.map_or(0, |l| l.hard);
+        f.usage = Some(usage(used, hard));
+        f.requested = requested;
+        f.reset_after = 4 * 3600 + 12 * 60;
+        f
+    }
+
     #[test]
     fn blocked_message_names_class_limit_reset_and_upgrade() {
         let config = demo_config();
-        let pro = config.tier_by_name("pro").unwrap();
-        let research = crate::config::ClassId(0);
-        let class = &config.classes[0];
-        let hint = upgrade_hint(&config, pro, research);
-        let day = WindowSpec::Calendar(CalendarUnit::Day);
-        let text = blocked(
-            class,
-            &day,
-            &usage(3, 3),
-            1,
-            4 * 3600 + 12 * 60,
-            hint.as_ref(),
-        );
+        let text = message(&config, Message::Blocked, &facts(&config, "pro", 0, 3, 1));
         assert_eq!(
             text,
             "You've used your 3 deep-research calls for today. They reset in 4 h 12 min. \
              Team includes 10 a day: https://example.com/upgrade?plan=team"
         );
-        let one = blocked(class, &day, &usage(1, 1), 1, 59, None);
-        assert_eq!(
-            one,
-            "You've used your 1 deep-research call for today. It resets in 59 s."
+        let text = message(
+            &config,
+            Message::Blocked,
+            &facts(&config, "enterprise", 0, 50, 1),
         );
+        assert_eq!(
+            text,
+            "You've used your 50 deep-research calls for today. They reset in 4 h 12 min."
+        );
+    }
+
+    #[test]
+    fn pluralisation_reads_right() {
+        let config = demo_config();
+        let one_left = message(&config, Message::Warning, &facts(&config, "pro", 0, 2, 1));
+        assert_eq!(
+            one_left,
+            "You have 1 deep-research call left for today. They reset in 4 h 12 min. \
+             Team includes 10 a day: https://example.com/upgrade?plan=team"
+        );
+        let too_big = message(&config, Message::Blocked, &facts(&config, "pro", 0, 1, 5));
+        assert!(
+            too_big.starts_with("This needs 5 deep-research calls, but you have 2 left for today."),
+            "{too_big}"
+        );
+    }
+
+    #[test]
+    fn overrides_go_from_cell_to_tier_to_class_to_global() {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["copy"] = serde_json::json!({"blocked": "global {count_limit}"});
+        doc["classes"][2]["copy"] = serde_json::json!({"blocked": "class {class}"});
+        doc["tiers"]["pro"]["copy"] =
+            serde_json::json!({"blocked": "tier {tier} {next_tier} {next_limit}"});
+        doc["tiers"]["team"]["limits"]["drafts"]["copy"] =
+            serde_json::json!({"blocked": "cell {limit} {upgrade_url}"});
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let drafts = 2;
+        assert_eq!(
+            message(
+                &config,
+                Message::Blocked,
+                &facts(&config, "team", drafts, 300, 1)
+            ),
+            "cell 300 https://example.com/contact-sales"
+        );
+        assert_eq!(
+            message(
+                &config,
+                Message::Blocked,
+                &facts(&config, "pro", drafts, 100, 1)
+            ),
+            "tier Pro Team 300"
+        );
+        assert_eq!(
+            message(
+                &config,
+                Message::Blocked,
+                &facts(&config, "free", drafts, 10, 1)
+            ),
+            "class Drafts"
+        );
+        assert_eq!(
+            message(&config, Message::Blocked, &facts(&config, "free", 1, 5, 1)),
+            "global 5 summaries"
+        );
+    }
+
+    #[test]
+    fn bad_placeholders_are_config_errors_with_their_path() {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["tiers"]["pro"]["copy"] = serde_json::json!({"warning": "only {remainig} left"});
+        let err = Config::from_json(doc.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.path, "tiers.pro.copy.warning");
+        assert!(err.reason.starts_with("unknown placeholder {remainig}"));
     }
 
     #[test]
     fn no_upgrade_hint_from_the_top_tier_or_to_a_smaller_limit() {
         let config = demo_config();
         let enterprise = config.tier_by_name("enterprise").unwrap();
-        assert_eq!(
-            upgrade_hint(&config, enterprise, crate::config::ClassId(0)),
-            None
-        );
+        assert_eq!(upgrade_hint(&config, enterprise, ClassId(0)), None);
         let free = config.tier_by_name("free").unwrap();
-        let hint = upgrade_hint(&config, free, crate::config::ClassId(0)).unwrap();
+        let hint = upgrade_hint(&config, free, ClassId(0)).unwrap();
         assert_eq!(
             hint.sentence(),
             "Pro includes 3 a day: https://example.com/upgrade?plan=pro"
         );
+    }
+
+    #[test]
+    fn every_default_template_parses() {
+        let config = demo_config();
+        let f = facts(&config, "pro", 0, 1, 1);
+        for m in [
+            Message::Warning,
+            Message::Blocked,
+            Message::NotIncluded,
+            Message::Confirm,
+            Message::Pace,
+            Message::MissingIdentity,
+            Message::UnknownTier,
+            Message::Unavailable,
+        ] {
+            assert!(Template::parse(f.default_text(m)).is_ok(), "{m:?}");
+        }
     }
 }

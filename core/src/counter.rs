@@ -17,7 +17,12 @@ pub struct Counter {
     pub overage: u64,
     /// Warning levels already reported in this window (bit i = level i).
     pub warned: u8,
+    /// Other once-per-window facts, see the `FLAG_*` constants.
+    pub flags: u8,
 }
+
+/// The caller was flagged as ahead of pace in this window.
+pub const FLAG_PACE: u8 = 1;
 
 const VERSION: u8 = 1;
 /// Size of an encoded record.
@@ -45,7 +50,8 @@ impl Counter {
         let mut out = [0u8; RECORD_BYTES];
         out[0] = VERSION;
         out[1] = self.warned;
-        // out[2..4] reserved.
+        out[2] = self.flags;
+        // out[3] reserved.
         out[4..8].copy_from_slice(&self.window_code.to_le_bytes());
         out[8..16].copy_from_slice(&self.window_start.to_le_bytes());
         out[16..24].copy_from_slice(&self.window_end.to_le_bytes());
@@ -81,6 +87,7 @@ impl Counter {
         };
         Some(Counter {
             warned: bytes[1],
+            flags: bytes[2],
             window_code: u32_at(4)?,
             window_start: i64_at(8)?,
             window_end: i64_at(16)?,
@@ -103,6 +110,7 @@ mod tests {
             used: 42,
             overage: 7,
             warned: 0b101,
+            flags: FLAG_PACE,
         };
         assert_eq!(Counter::decode(&c.encode()), Some(c));
     }

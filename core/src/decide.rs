@@ -3,7 +3,7 @@
 //! the store runs this inside its compare-and-swap loop.
 
 use crate::config::{AtHard, Limits};
-use crate::counter::Counter;
+use crate::counter::{Counter, FLAG_PACE};
 use crate::window::{Alignment, Window};
 
 /// Where a caller stands in one cell, as the headers and the meter show it.
@@ -57,6 +57,50 @@ pub struct Charge {
     /// Index into `Limits::warn_levels` of the highest level this request
     /// crossed for the first time in its window: report it once.
     pub crossed: Option<usize>,
+    /// Refused only because the cell wants this costly request confirmed.
+    pub needs_confirmation: bool,
+    /// How the caller's usage compares with the window's pace (cells with `pace`).
+    pub pace: Option<PaceReading>,
+    /// This request put the caller ahead of pace for the first time in its window.
+    pub pace_flagged: bool,
+}
+
+/// Usage against elapsed time in the window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaceReading {
+    /// Share of the hard limit used.
+    pub used_share: f64,
+    /// Share of the window elapsed.
+    pub elapsed_share: f64,
+    /// Used the configured share before the configured share of the window.
+    pub ahead: bool,
+    /// When the limit runs out at the average rate so far, if before the reset.
+    pub exhausted_at: Option<i64>,
+}
+
+impl Eq for PaceReading {}
+
+/// Reads the pace of `counter` at `now`, for cells that watch it.
+pub fn pace_of(counter: &Counter, limits: &Limits, now: i64) -> Option<PaceReading> {
+    let rule = limits.pace?;
+    let length = (counter.window_end - counter.window_start).max(1) as f64;
+    let elapsed =
+        (now - counter.window_start).clamp(0, counter.window_end - counter.window_start) as f64;
+    let used_share = counter.used as f64 / limits.hard as f64;
+    let elapsed_share = elapsed / length;
+    let exhausted_at = if counter.used > 0 && counter.used < limits.hard && elapsed > 0.0 {
+        let per_second = counter.used as f64 / elapsed;
+        let at = now + ((limits.hard - counter.used) as f64 / per_second).ceil() as i64;
+        (at < counter.window_end).then_some(at)
+    } else {
+        None
+    };
+    Some(PaceReading {
+        used_share,
+        elapsed_share,
+        ahead: used_share >= rule.used && elapsed_share < rule.before,
+        exhausted_at,
+    })
 }
 
 /// The counter as it stands at `now`: the stored one while its window is
@@ -104,25 +148,36 @@ pub fn view(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -
 }
 
 /// Charges `cost` units at `now`. Returns the counter to write (`None` when
-/// nothing changes) and the outcome.
+/// nothing changes) and the outcome. `confirmed` says the caller confirmed a
+/// costly request (cells with `confirm_above`).
 pub fn decide(
     old: Option<Counter>,
     limits: &Limits,
     cost: u64,
+    confirmed: bool,
     now: i64,
     align: Alignment,
 ) -> (Option<Counter>, Charge) {
     let counter = current(old, limits, now, align);
     let after = counter.used.saturating_add(cost);
+    let refuse = |state, needs_confirmation| Charge {
+        admitted: false,
+        cost: 0,
+        requested: cost,
+        usage: usage_of(&counter, limits, state),
+        crossed: None,
+        needs_confirmation,
+        pace: pace_of(&counter, limits, now),
+        pace_flagged: false,
+    };
     if after > limits.hard && limits.at_hard == AtHard::Block {
-        let charge = Charge {
-            admitted: false,
-            cost: 0,
-            requested: cost,
-            usage: usage_of(&counter, limits, State::Blocked),
-            crossed: None,
-        };
-        return (None, charge);
+        return (None, refuse(State::Blocked, false));
+    }
+    let remaining = limits.hard.saturating_sub(counter.used);
+    if let Some(fraction) = limits.confirm_above {
+        if !confirmed && remaining > 0 && cost as f64 > fraction * remaining as f64 {
+            return (None, refuse(state_of(counter.used, limits), true));
+        }
     }
     let mut next = counter;
     next.used = after;
@@ -133,6 +188,11 @@ pub fn decide(
             next.warned |= bit;
             crossed = Some(i);
         }
+    }
+    let pace = pace_of(&next, limits, now);
+    let pace_flagged = pace.is_some_and(|p| p.ahead) && next.flags & FLAG_PACE == 0;
+    if pace_flagged {
+        next.flags |= FLAG_PACE;
     }
     // Admitted: the caller is warned (never "blocked") even on the last unit.
     let state = match state_of(after, limits) {
@@ -145,6 +205,9 @@ pub fn decide(
         requested: cost,
         usage: usage_of(&next, limits, state),
         crossed,
+        needs_confirmation: false,
+        pace,
+        pace_flagged,
     };
     (Some(next), charge)
 }
@@ -173,6 +236,9 @@ mod tests {
             past_soft: PastSoft::Warn,
             at_hard,
             warn_levels,
+            confirm_above: None,
+            pace: None,
+            copy: Default::default(),
         }
     }
 
@@ -182,7 +248,7 @@ mod tests {
         let mut stored = None;
         let mut out = Vec::new();
         for _ in 0..n {
-            let (write, charge) = decide(stored, limits, cost, NOON, Alignment::default());
+            let (write, charge) = decide(stored, limits, cost, false, NOON, Alignment::default());
             if write.is_some() {
                 stored = write;
             }
@@ -244,10 +310,10 @@ mod tests {
     fn a_new_window_starts_from_zero() {
         let l = limits(None, 1, AtHard::Block);
         let (stored, _) = run(&l, 1, 1);
-        let (blocked, _) = decide(stored, &l, 1, NOON + 3600, Alignment::default());
+        let (blocked, _) = decide(stored, &l, 1, false, NOON + 3600, Alignment::default());
         assert!(blocked.is_none());
         let next_day = NOON + 12 * 3600;
-        let (write, charge) = decide(stored, &l, 1, next_day, Alignment::default());
+        let (write, charge) = decide(stored, &l, 1, false, next_day, Alignment::default());
         assert!(charge.admitted);
         assert_eq!(
             write.map(|c| (c.used, c.window_start)),
@@ -264,7 +330,7 @@ mod tests {
             utc_offset_minutes: 14 * 60,
             week_start: 0,
         };
-        let (write, charge) = decide(stored, &l, 1, NOON + 60, far_east);
+        let (write, charge) = decide(stored, &l, 1, false, NOON + 60, far_east);
         assert!(!charge.admitted);
         assert!(write.is_none());
     }
@@ -277,8 +343,70 @@ mod tests {
             window: WindowSpec::Calendar(CalendarUnit::Hour),
             ..l
         };
-        let (_, charge) = decide(stored, &hourly, 1, NOON + 60, Alignment::default());
+        let (_, charge) = decide(stored, &hourly, 1, false, NOON + 60, Alignment::default());
         assert!(charge.admitted);
+    }
+
+    #[test]
+    fn costly_requests_wait_for_confirmation() {
+        let l = Limits {
+            confirm_above: Some(0.1),
+            ..limits(None, 100, AtHard::Block)
+        };
+        let (stored, _) = run(&limits(None, 100, AtHard::Block), 1, 50);
+        // 50 remain: 6 units is more than 10% of them.
+        let (write, charge) = decide(stored, &l, 6, false, NOON, Alignment::default());
+        assert!(write.is_none());
+        assert!(!charge.admitted && charge.needs_confirmation);
+        assert_eq!(charge.usage.used, 50);
+        let (write, charge) = decide(stored, &l, 6, true, NOON, Alignment::default());
+        assert!(charge.admitted && !charge.needs_confirmation);
+        assert_eq!(write.map(|c| c.used), Some(56));
+        // 5 units is exactly 10%: no confirmation needed.
+        assert!(
+            decide(stored, &l, 5, false, NOON, Alignment::default())
+                .1
+                .admitted
+        );
+        // Past the hard limit the wall wins over confirmation.
+        let (_, charge) = decide(stored, &l, 60, true, NOON, Alignment::default());
+        assert!(!charge.admitted && !charge.needs_confirmation);
+    }
+
+    #[test]
+    fn flags_callers_far_ahead_of_pace_once_per_window() {
+        let month = WindowSpec::Calendar(CalendarUnit::Month);
+        let l = Limits {
+            window: month,
+            pace: Some(crate::config::Pace {
+                used: 0.8,
+                before: 0.33,
+            }),
+            ..limits(None, 100, AtHard::Block)
+        };
+        // 2026-11-03T12:00Z: 2.5 days into a 30-day month.
+        let early = 1_793_707_200;
+        let mut stored = None;
+        let mut flagged = Vec::new();
+        for i in 0..85 {
+            let (write, charge) = decide(stored, &l, 1, false, early, Alignment::default());
+            stored = write;
+            if charge.pace_flagged {
+                flagged.push(i + 1);
+            }
+            if i + 1 == 85 {
+                let pace = charge.pace.unwrap();
+                assert!(pace.ahead);
+                assert!(pace
+                    .exhausted_at
+                    .is_some_and(|t| t < stored.unwrap().window_end));
+            }
+        }
+        assert_eq!(flagged, vec![80]);
+        // Late in the month the same usage is on pace.
+        let late = early + 20 * 86_400;
+        let (_, charge) = decide(stored, &l, 1, false, late, Alignment::default());
+        assert!(!charge.pace.unwrap().ahead);
     }
 
     #[test]

@@ -28,7 +28,69 @@ pub enum Outcome {
     Unavailable { policy: FailPolicy, reason: GiveUp },
 }
 
+/// Something worth reporting once: a log line, a metric, an analytics event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A warning level was crossed for the first time in this window.
+    Warned {
+        /// Index into the cell's warning levels (0 = first warning).
+        level: usize,
+        /// The usage at which that level starts.
+        at: u64,
+    },
+    /// Refused at the hard limit.
+    Blocked,
+    /// Refused until the caller confirms a costly request.
+    ConfirmationRequired,
+    /// Flagged as far ahead of pace, for the first time in this window.
+    PaceAhead,
+    /// Asked for a class outside the plan.
+    NotIncluded,
+    /// The counter store gave up (the fail policy applied).
+    StoreUnavailable,
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Warned { .. } => "warned",
+            Event::Blocked => "blocked",
+            Event::ConfirmationRequired => "confirmation_required",
+            Event::PaceAhead => "pace_ahead",
+            Event::NotIncluded => "not_included",
+            Event::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
 impl Decision {
+    /// The events this decision produced.
+    pub fn events(&self, config: &Config) -> Vec<Event> {
+        let mut out = Vec::new();
+        match &self.outcome {
+            Outcome::Charged(c) => {
+                if let Some(level) = c.crossed {
+                    let at = match config.cell(self.tier, self.class) {
+                        Some(Cell::Limited(l)) => l.warn_levels.get(level).copied().unwrap_or(0),
+                        _ => 0,
+                    };
+                    out.push(Event::Warned { level, at });
+                }
+                if c.pace_flagged {
+                    out.push(Event::PaceAhead);
+                }
+                if c.needs_confirmation {
+                    out.push(Event::ConfirmationRequired);
+                } else if !c.admitted {
+                    out.push(Event::Blocked);
+                }
+            }
+            Outcome::NotIncluded => out.push(Event::NotIncluded),
+            Outcome::Unavailable { .. } => out.push(Event::StoreUnavailable),
+        }
+        out
+    }
+
     /// Whether the request goes on to the upstream.
     pub fn admitted(&self) -> bool {
         match &self.outcome {
@@ -62,12 +124,14 @@ pub fn request_cost(config: &Config, class: ClassId) -> u64 {
 }
 
 /// Charges `cost` units of `class` to `caller` at `now_ms`, exactly once,
-/// whatever other workers do at the same time.
+/// whatever other workers do at the same time. `confirmed`: the caller sent
+/// the confirmation header for a costly request.
 pub fn charge<S: CounterStore + ?Sized>(
     config: &Config,
     caller: &Caller,
     class: ClassId,
     cost: u64,
+    confirmed: bool,
     now_ms: i64,
     store: &S,
 ) -> Decision {
@@ -102,7 +166,7 @@ pub fn charge<S: CounterStore + ?Sized>(
     let now = now_ms.div_euclid(1000);
     let result = compare_and_swap(store, &key, config.counters.cas_attempts, |old| {
         let old = old.and_then(Counter::decode);
-        let (write, charge) = decide(old, limits, cost, now, caller.alignment);
+        let (write, charge) = decide(old, limits, cost, confirmed, now, caller.alignment);
         (write.map(|c| c.encode().to_vec()), charge)
     });
     let outcome = match result {
@@ -142,11 +206,11 @@ mod tests {
         let alice = caller(&config, &[("x-user-id", "alice")]);
         let bob = caller(&config, &[("x-user-id", "bob")]);
         for _ in 0..10 {
-            assert!(charge(&config, &alice, drafts, 1, NOON_MS, &store).admitted());
+            assert!(charge(&config, &alice, drafts, 1, false, NOON_MS, &store).admitted());
         }
-        assert!(!charge(&config, &alice, drafts, 1, NOON_MS, &store).admitted());
-        assert!(charge(&config, &bob, drafts, 1, NOON_MS, &store).admitted());
-        assert!(charge(&config, &alice, summaries, 1, NOON_MS, &store).admitted());
+        assert!(!charge(&config, &alice, drafts, 1, false, NOON_MS, &store).admitted());
+        assert!(charge(&config, &bob, drafts, 1, false, NOON_MS, &store).admitted());
+        assert!(charge(&config, &alice, summaries, 1, false, NOON_MS, &store).admitted());
     }
 
     #[test]
@@ -172,9 +236,9 @@ mod tests {
         );
         for i in 0..10 {
             let who = if i % 2 == 0 { &a } else { &b };
-            assert!(charge(&config, who, research, 1, NOON_MS, &store).admitted());
+            assert!(charge(&config, who, research, 1, false, NOON_MS, &store).admitted());
         }
-        let d = charge(&config, &b, research, 1, NOON_MS, &store);
+        let d = charge(&config, &b, research, 1, false, NOON_MS, &store);
         assert!(!d.admitted());
         assert_eq!(d.scope, ScopeKind::Workspace);
     }
@@ -188,6 +252,7 @@ mod tests {
             &caller(&config, &[("x-user-id", "a")]),
             class(&config, "deep_research"),
             1,
+            false,
             NOON_MS,
             &store,
         );
@@ -206,6 +271,7 @@ mod tests {
             &alice,
             class(&config, "drafts"),
             1,
+            false,
             NOON_MS,
             &store,
         );
@@ -223,10 +289,37 @@ mod tests {
             &alice,
             class(&config, "drafts"),
             1,
+            false,
             NOON_MS,
             &store
         )
         .admitted());
+    }
+
+    #[test]
+    fn each_warning_level_is_an_event_once_per_window() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = caller(&config, &[("x-user-id", "alice")]);
+        let drafts = class(&config, "drafts");
+        let events: Vec<(u64, Vec<Event>)> = (1..=11)
+            .map(|i| {
+                (
+                    i,
+                    charge(&config, &alice, drafts, 1, false, NOON_MS, &store).events(&config),
+                )
+            })
+            .filter(|(_, e)| !e.is_empty())
+            .collect();
+        // Free drafts: soft limit 5, 70% of 10 = 7 (95% would be the wall itself).
+        assert_eq!(
+            events,
+            vec![
+                (5, vec![Event::Warned { level: 0, at: 5 }]),
+                (7, vec![Event::Warned { level: 1, at: 7 }]),
+                (11, vec![Event::Blocked]),
+            ]
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! One definition, built from one [`Decision`].
 
 use crate::calendar::rfc3339;
-use crate::config::{Cell, Config};
-use crate::copy;
+use crate::config::{Config, Message};
+use crate::copy::{self, Facts};
 use crate::decide::State;
 use crate::engine::{Decision, Outcome};
 
@@ -25,32 +25,33 @@ pub const STATE: &str = "x-quota-state";
 pub const WARNING: &str = "x-quota-warning";
 pub const UPGRADE: &str = "x-quota-upgrade";
 pub const COST: &str = "x-quota-cost";
+pub const PACE: &str = "x-quota-pace";
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
 pub const RATELIMIT: &str = "ratelimit";
 
 /// States beyond the counter's own, for requests that never reached it.
 pub const STATE_NOT_INCLUDED: &str = "not_included";
 pub const STATE_UNAVAILABLE: &str = "unavailable";
+pub const STATE_CONFIRMATION_REQUIRED: &str = "confirmation_required";
 
 pub type Headers = Vec<(&'static str, String)>;
 
 /// The headers a response to this decision carries (admitted or refused).
 pub fn response_headers(config: &Config, d: &Decision) -> Headers {
     let mut out = Headers::with_capacity(16);
-    let (Some(class), Some(tier)) = (config.class(d.class), config.tier(d.tier)) else {
+    let Some(mut facts) = Facts::new(config, d.tier, d.class) else {
         return out;
     };
     let quota = config.response_headers.quota;
     if quota {
-        out.push((CLASS, class.name.clone()));
-        out.push((TIER, tier.name.clone()));
+        out.push((CLASS, facts.class.name.clone()));
+        out.push((TIER, facts.tier.name.clone()));
     }
-    let hint = || copy::upgrade_hint(config, d.tier, d.class);
     match &d.outcome {
         Outcome::NotIncluded => {
             if quota {
                 out.push((STATE, STATE_NOT_INCLUDED.into()));
-                if let Some(url) = hint().and_then(|h| h.url) {
+                if let Some(url) = facts.hint.as_ref().and_then(|h| h.url.clone()) {
                     out.push((UPGRADE, url));
                 }
             }
@@ -61,12 +62,14 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
             }
         }
         Outcome::Charged(charge) => {
-            let Some(Cell::Limited(limits)) = config.cell(d.tier, d.class) else {
-                return out;
-            };
-            let usage = &charge.usage;
+            let usage = charge.usage;
             let reset_after = d.reset_after().unwrap_or(0);
             if quota {
+                let state = if charge.needs_confirmation {
+                    STATE_CONFIRMATION_REQUIRED
+                } else {
+                    usage.state.as_str()
+                };
                 out.push((SCOPE, d.scope.as_str().into()));
                 out.push((USED, usage.used.to_string()));
                 out.push((LIMIT, usage.hard.to_string()));
@@ -76,39 +79,32 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 out.push((REMAINING, usage.remaining().to_string()));
                 out.push((RESET, rfc3339(usage.window.end)));
                 out.push((RESET_AFTER, reset_after.to_string()));
-                out.push((STATE, usage.state.as_str().into()));
+                out.push((STATE, state.into()));
                 out.push((COST, charge.cost.to_string()));
+                if charge.pace.is_some_and(|p| p.ahead) {
+                    out.push((PACE, "ahead".into()));
+                }
                 if usage.state != State::Ok {
-                    let hint = hint();
-                    if usage.state == State::Warning {
-                        out.push((
-                            WARNING,
-                            copy::warning(class, &limits.window, usage, reset_after, hint.as_ref()),
-                        ));
+                    if usage.state == State::Warning && charge.admitted {
+                        facts.usage = Some(usage);
+                        facts.requested = charge.requested;
+                        facts.reset_after = reset_after;
+                        out.push((WARNING, copy::message(config, Message::Warning, &facts)));
                     }
-                    if let Some(url) = hint.and_then(|h| h.url) {
+                    if let Some(url) = facts.hint.as_ref().and_then(|h| h.url.clone()) {
                         out.push((UPGRADE, url));
                     }
                 }
             }
             if config.response_headers.ratelimit {
+                let name = &facts.class.name;
                 out.push((
                     RATELIMIT_POLICY,
-                    format!(
-                        "\"{}\";q={};w={}",
-                        class.name,
-                        usage.hard,
-                        usage.window.length()
-                    ),
+                    format!("\"{name}\";q={};w={}", usage.hard, usage.window.length()),
                 ));
                 out.push((
                     RATELIMIT,
-                    format!(
-                        "\"{}\";r={};t={}",
-                        class.name,
-                        usage.remaining(),
-                        reset_after
-                    ),
+                    format!("\"{name}\";r={};t={}", usage.remaining(), reset_after),
                 ));
             }
         }
@@ -146,7 +142,7 @@ mod tests {
         let store = MemoryStore::new();
         let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
         let drafts = ClassId(2);
-        let d = charge(&config, &alice, drafts, 1, NOON_MS, &store);
+        let d = charge(&config, &alice, drafts, 1, false, NOON_MS, &store);
         let h = response_headers(&config, &d);
         assert_eq!(header(&h, CLASS), Some("drafts"));
         assert_eq!(header(&h, TIER), Some("free"));
@@ -174,7 +170,15 @@ mod tests {
         let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
         let mut last = None;
         for _ in 0..5 {
-            last = Some(charge(&config, &alice, ClassId(2), 1, NOON_MS, &store));
+            last = Some(charge(
+                &config,
+                &alice,
+                ClassId(2),
+                1,
+                false,
+                NOON_MS,
+                &store,
+            ));
         }
         let h = response_headers(&config, &last.unwrap());
         assert_eq!(header(&h, STATE), Some("warning"));

@@ -19,9 +19,11 @@ pub mod glob;
 pub mod headers;
 pub mod identity;
 pub mod jwt;
+pub mod negotiate;
 pub mod reply;
 pub mod request;
 pub mod store;
+pub mod template;
 pub mod usage;
 pub mod window;
 

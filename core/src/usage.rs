@@ -2,9 +2,10 @@
 //! tier, read without charging anything, for a UI to draw a meter.
 
 use crate::calendar::rfc3339;
-use crate::config::{Cell, Config};
+use crate::config::{Cell, ClassId, Config, Message, TierId};
+use crate::copy::{self, Facts};
 use crate::counter::Counter;
-use crate::decide::view;
+use crate::decide::{pace_of, view, State};
 use crate::engine::seconds_until;
 use crate::headers::{STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
 use crate::identity::Caller;
@@ -29,7 +30,11 @@ pub fn usage_report<S: CounterStore + ?Sized>(
             let base = json!({ "class": class.name, "label": class.label, "unit": class.unit, "units": class.units });
             let cell = tier.and_then(|t| t.cells.get(i));
             let extra = match cell {
-                None | Some(Cell::NotIncluded) => json!({ "included": false, "state": STATE_NOT_INCLUDED }),
+                None | Some(Cell::NotIncluded) => json!({
+                    "included": false,
+                    "state": STATE_NOT_INCLUDED,
+                    "upgrade": upgrade(config, caller.tier, ClassId(i)),
+                }),
                 Some(Cell::Limited(limits)) => {
                     let scope = caller.scope(limits.scope);
                     match store.get(&caller.counter_key(class, limits.scope)) {
@@ -37,6 +42,29 @@ pub fn usage_report<S: CounterStore + ?Sized>(
                         Ok(found) => {
                             let old = found.and_then(|(bytes, _)| Counter::decode(&bytes));
                             let u = view(old, limits, now, caller.alignment);
+                            let reset_after = seconds_until(u.window.end, now_ms);
+                            let facts = Facts::new(config, caller.tier, ClassId(i)).map(|mut f| {
+                                f.usage = Some(u);
+                                f.requested = 1;
+                                f.reset_after = reset_after;
+                                f
+                            });
+                            let say = |m| facts.as_ref().map(|f| copy::message(config, m, f));
+                            let message = match u.state {
+                                State::Ok => None,
+                                State::Warning => say(Message::Warning),
+                                State::Blocked => say(Message::Blocked),
+                            };
+                            let counter = crate::decide::current(old, limits, now, caller.alignment);
+                            let pace = pace_of(&counter, limits, now).map(|p| {
+                                json!({
+                                    "ahead": p.ahead,
+                                    "used_share": p.used_share,
+                                    "elapsed_share": p.elapsed_share,
+                                    "exhausted_at": p.exhausted_at.map(rfc3339),
+                                    "message": if p.ahead { say(Message::Pace) } else { None },
+                                })
+                            });
                             json!({
                                 "included": true,
                                 "scope": scope.as_str(),
@@ -45,9 +73,13 @@ pub fn usage_report<S: CounterStore + ?Sized>(
                                 "limit": u.hard,
                                 "soft_limit": u.soft,
                                 "remaining": u.remaining(),
+                                "fraction_used": (u.used as f64 / u.hard as f64).min(1.0),
                                 "state": u.state.as_str(),
+                                "message": message,
                                 "reset": rfc3339(u.window.end),
-                                "reset_after": seconds_until(u.window.end, now_ms),
+                                "reset_after": reset_after,
+                                "pace": pace,
+                                "upgrade": upgrade(config, caller.tier, ClassId(i)),
                             })
                         }
                     }
@@ -93,6 +125,21 @@ pub fn method_not_allowed() -> LocalReply {
     }
 }
 
+/// What upgrading would give for this class, for the meter's call to action.
+fn upgrade(config: &Config, tier: TierId, class: ClassId) -> Value {
+    match copy::upgrade_hint(config, tier, class) {
+        None => Value::Null,
+        Some(h) => json!({
+            "tier": config.tier(h.tier).map(|t| t.name.clone()),
+            "label": h.tier_label,
+            "limit": h.limit,
+            "per_window": h.per_window,
+            "url": h.url,
+            "text": h.sentence(),
+        }),
+    }
+}
+
 fn merge(mut base: Value, extra: Value) -> Value {
     if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
         b.extend(e);
@@ -116,7 +163,7 @@ mod tests {
         let store = MemoryStore::new();
         let now = 1_795_348_800_000;
         let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
-        charge(&config, &alice, ClassId(2), 1, now, &store);
+        charge(&config, &alice, ClassId(2), 1, false, now, &store);
         let report = usage_report(&config, &alice, now, &store);
         let again = usage_report(&config, &alice, now, &store);
         assert_eq!(report, again);
@@ -135,6 +182,12 @@ mod tests {
         assert_eq!(drafts["reset"], "2026-11-23T00:00:00Z");
         assert_eq!(classes[0]["included"], false);
         assert_eq!(classes[0]["state"], "not_included");
+        assert_eq!(
+            classes[0]["upgrade"]["text"],
+            "Pro includes 3 a day: https://example.com/upgrade?plan=pro"
+        );
+        assert_eq!(drafts["message"], serde_json::Value::Null);
+        assert_eq!(drafts["upgrade"]["limit"], 100);
         assert_eq!(classes[1]["used"], 0);
     }
 }

@@ -30,7 +30,7 @@ def test_blocks_at_the_hard_limit_with_a_friendly_429(envoy):
     quota = error["quota"]
     assert (quota["class"], quota["tier"], quota["used"], quota["limit"], quota["remaining"]) == ("drafts", "free", 10, 10, 0)
     assert quota["reset"] == h["x-quota-reset"]
-    assert quota["upgrade"] == {"tier": "pro", "limit": 100, "url": "https://example.com/upgrade?plan=pro"}
+    assert quota["upgrade"] == {"tier": "pro", "label": "Pro", "limit": 100, "url": "https://example.com/upgrade?plan=pro"}
     # The blocked request never reached the upstream.
     assert upstream_requests(proxy) == 10
 

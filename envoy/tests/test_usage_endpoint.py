@@ -21,9 +21,9 @@ def test_reports_every_class_of_the_callers_tier(envoy):
     assert (drafts["used"], drafts["limit"], drafts["soft_limit"], drafts["remaining"], drafts["state"]) == (3, 10, 5, 7, "ok")
     assert drafts["reset"].endswith("T00:00:00Z")
     assert by_class["summaries"]["used"] == 0
-    assert by_class["deep_research"] == {
-        "class": "deep_research", "label": "Deep research", "unit": "deep-research call",
-        "units": "deep-research calls", "included": False, "state": "not_included"}
+    research = by_class["deep_research"]
+    assert (research["included"], research["state"]) == (False, "not_included")
+    assert research["upgrade"]["text"] == "Pro includes 3 a day: https://example.com/upgrade?plan=pro"
     # Reading usage charges nothing and never reaches the upstream.
     assert upstream_requests(proxy) == before
     again = request(proxy, "GET", "/v1/quota", headers={"x-user-id": "sam"}).json()

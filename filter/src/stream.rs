@@ -9,20 +9,36 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::{ClassId, Config};
-use quota_core::engine::{charge, request_cost};
+use quota_core::copy::CONFIRM_HEADER;
+use quota_core::engine::{charge, request_cost, Decision, Event, Outcome};
 use quota_core::headers::{is_quota_header, Headers};
 use quota_core::identity::identify;
+use quota_core::negotiate::{negotiate, BodyFormat};
 use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::usage::{method_not_allowed, usage_reply};
 use serde_json::Value;
 use std::rc::Rc;
 
+/// A request as the decision needs it.
+pub struct Pending {
+    /// Headers without the client's `x-quota-*` copies.
+    head: RequestHead,
+    /// The client sent the confirmation header (read before it was stripped).
+    confirmed: bool,
+}
+
+impl Pending {
+    fn format(&self) -> BodyFormat {
+        negotiate(self.head.header_str("accept"))
+    }
+}
+
 enum Phase {
     /// Nothing to do for this stream (unclassified, or already decided).
     Pass,
     /// A body rule needs the request body: buffering it.
-    AwaitingBody(RequestHead),
+    AwaitingBody(Pending),
     /// Admitted: these headers go on the upstream's response.
     Admitted(Headers),
     /// Answered locally; the reply already carries its headers.
@@ -44,20 +60,23 @@ impl QuotaStream {
 
     /// Charges the request to its class and carries out the decision.
     /// Returns whether the request goes on.
-    fn decide(&mut self, config: &Config, head: &RequestHead, class: ClassId) -> bool {
-        let caller = match identify(config, head, &HostProperties) {
+    fn decide(&mut self, config: &Config, request: &Pending, class: ClassId) -> bool {
+        let caller = match identify(config, &request.head, &HostProperties) {
             Ok(c) => c,
-            Err(e) => return self.reply(&refuse_identity(&e)),
+            Err(e) => return self.reply(&refuse_identity(config, &e, request.format())),
         };
+        let cost = request_cost(config, class);
         let decision = charge(
             config,
             &caller,
             class,
-            request_cost(config, class),
+            cost,
+            request.confirmed,
             HostClock.now_ms(),
             &SharedData,
         );
-        match respond(config, &decision) {
+        log_events(config, &decision);
+        match respond(config, &decision, request.format()) {
             Decided::Continue(headers) => {
                 self.phase = Phase::Admitted(headers);
                 true
@@ -87,13 +106,13 @@ impl QuotaStream {
         false
     }
 
-    fn usage_endpoint(&mut self, config: &Config, head: &RequestHead) {
-        let reply = if !matches!(head.method(), "GET" | "HEAD") {
+    fn usage_endpoint(&mut self, config: &Config, request: &Pending) {
+        let reply = if !matches!(request.head.method(), "GET" | "HEAD") {
             method_not_allowed()
         } else {
-            match identify(config, head, &HostProperties) {
+            match identify(config, &request.head, &HostProperties) {
                 Ok(caller) => usage_reply(config, &caller, HostClock.now_ms(), &SharedData),
-                Err(e) => refuse_identity(&e),
+                Err(e) => refuse_identity(config, &e, request.format()),
             }
         };
         self.reply(&reply);
@@ -104,14 +123,14 @@ impl QuotaStream {
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
-        let Phase::AwaitingBody(head) = std::mem::replace(&mut self.phase, Phase::Pass) else {
+        let Phase::AwaitingBody(request) = std::mem::replace(&mut self.phase, Phase::Pass) else {
             return Action::Continue;
         };
         // Not JSON, malformed, or nested deeper than serde_json's limit: no body facts.
         let json: Option<Value> = body.and_then(|b| serde_json::from_slice(&b).ok());
-        match classify_with_body(&config, &head, json.as_ref()) {
+        match classify_with_body(&config, &request.head, json.as_ref()) {
             None => Action::Continue,
-            Some(class) if self.decide(&config, &head, class) => Action::Continue,
+            Some(class) if self.decide(&config, &request, class) => Action::Continue,
             Some(_) => Action::Pause,
         }
     }
@@ -138,32 +157,37 @@ impl HttpContext for QuotaStream {
         for (name, _) in headers.iter().filter(|(n, _)| is_quota_header(n)) {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
         }
+        let confirmed = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(CONFIRM_HEADER))
+            .is_some_and(|(_, v)| is_yes(v));
         let head = RequestHead::new(
             headers
                 .into_iter()
                 .filter(|(n, _)| !is_quota_header(n))
                 .collect(),
         );
+        let request = Pending { head, confirmed };
 
-        if config.usage_endpoint.as_deref() == Some(head.path()) {
-            self.usage_endpoint(&config, &head);
+        if config.usage_endpoint.as_deref() == Some(request.head.path()) {
+            self.usage_endpoint(&config, &request);
             return Action::Pause;
         }
-        match classify_head(&config, &head) {
+        match classify_head(&config, &request.head) {
             HeadMatch::Unclassified => Action::Continue,
             HeadMatch::Class(class) => {
-                if self.decide(&config, &head, class) {
+                if self.decide(&config, &request, class) {
                     Action::Continue
                 } else {
                     Action::Pause
                 }
             }
             HeadMatch::NeedsBody if end_of_stream => {
-                self.phase = Phase::AwaitingBody(head);
+                self.phase = Phase::AwaitingBody(request);
                 self.decide_with_body(None)
             }
             HeadMatch::NeedsBody => {
-                self.phase = Phase::AwaitingBody(head);
+                self.phase = Phase::AwaitingBody(request);
                 // Pausing headers stops Envoy from delivering the body unless the
                 // plugin sets allow_on_headers_stop_iteration; without it, the
                 // headers go on and the body is held back instead.
@@ -212,5 +236,40 @@ impl HttpContext for QuotaStream {
             }
         }
         Action::Continue
+    }
+}
+
+/// A confirmation header says yes unless it says no.
+fn is_yes(value: &[u8]) -> bool {
+    let v = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
+    !v.is_empty() && !matches!(v.as_str(), "no" | "false" | "0")
+}
+
+/// One structured log line per event (first warning in a window, block,
+/// confirmation, pace flag...), for log pipelines.
+fn log_events(config: &Config, d: &Decision) {
+    let (Some(class), Some(tier)) = (config.class(d.class), config.tier(d.tier)) else {
+        return;
+    };
+    for event in d.events(config) {
+        let mut line = serde_json::json!({
+            "event": event.name(),
+            "class": class.name,
+            "tier": tier.name,
+            "scope": d.scope.as_str(),
+        });
+        let Some(fields) = line.as_object_mut() else {
+            continue;
+        };
+        if let Outcome::Charged(c) = &d.outcome {
+            fields.insert("used".into(), c.usage.used.into());
+            fields.insert("limit".into(), c.usage.hard.into());
+            fields.insert("requested".into(), c.requested.into());
+        }
+        if let Event::Warned { level, at } = event {
+            fields.insert("level".into(), level.into());
+            fields.insert("at".into(), at.into());
+        }
+        log(LogLevel::Info, &format!("quota-event {line}"));
     }
 }

@@ -5,6 +5,7 @@ use super::error::{join, ConfigError};
 use super::raw::*;
 use super::source::Source;
 use crate::glob::Glob;
+use crate::template::Template;
 use crate::window::{Alignment, CalendarUnit, WindowSpec};
 use serde_json::Value;
 
@@ -31,6 +32,37 @@ pub struct Config {
     pub hold_headers_for_body: bool,
     pub counters: CounterConfig,
     pub response_headers: ResponseHeaders,
+    /// Copy for every class and tier.
+    pub copy: CopySet,
+}
+
+/// The messages people read, each overridable by a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    Warning,
+    Blocked,
+    NotIncluded,
+    Confirm,
+    Pace,
+    MissingIdentity,
+    UnknownTier,
+    Unavailable,
+}
+
+/// Templates set at one level (global, class, tier or cell); the most
+/// specific level that sets a message wins.
+#[derive(Debug, Clone, Default)]
+pub struct CopySet {
+    templates: Vec<(Message, Template)>,
+}
+
+impl CopySet {
+    pub fn get(&self, message: Message) -> Option<&Template> {
+        self.templates
+            .iter()
+            .find(|(m, _)| *m == message)
+            .map(|(_, t)| t)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +110,7 @@ pub struct Class {
     /// Any rule matching selects the class.
     pub rules: Vec<Rule>,
     pub cost: Cost,
+    pub copy: CopySet,
 }
 
 impl Class {
@@ -155,6 +188,7 @@ pub struct Tier {
     pub upgrade_to: Option<TierId>,
     /// One cell per class, indexed by [`ClassId`].
     pub cells: Vec<Cell>,
+    pub copy: CopySet,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +234,19 @@ pub struct Limits {
     /// Usage levels at which a warning starts, ascending: the soft limit and
     /// each `warn_at` fraction of the hard limit.
     pub warn_levels: Vec<u64>,
+    /// A request costing more than this fraction of what remains needs
+    /// confirmation.
+    pub confirm_above: Option<f64>,
+    pub pace: Option<Pace>,
+    pub copy: CopySet,
+}
+
+/// Flag a caller who has used `used` of the hard limit before `before` of
+/// the window has passed (both fractions).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    pub used: f64,
+    pub before: f64,
 }
 
 impl Limits {
@@ -380,6 +427,7 @@ impl TryFrom<RawConfig> for Config {
                 },
             },
         };
+        let copy = check_copy("copy", raw.copy.as_ref())?;
         let response_headers = ResponseHeaders {
             ratelimit: raw
                 .response_headers
@@ -403,6 +451,7 @@ impl TryFrom<RawConfig> for Config {
             hold_headers_for_body: raw.hold_headers_for_body.unwrap_or(false),
             counters,
             response_headers,
+            copy,
         })
     }
 }
@@ -443,10 +492,10 @@ fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
 /// Copy ends up in header values: no control characters, bounded length.
 fn check_text(path: &str, text: &Option<String>) -> Result<(), ConfigError> {
     match text {
-        Some(t) if t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control) => {
+        Some(t) if t.trim().is_empty() || t.len() > 1000 || t.chars().any(char::is_control) => {
             Err(ConfigError::new(
                 path,
-                "must be 1 to 200 characters without line breaks or control characters",
+                "must be 1 to 1000 characters without line breaks or control characters",
             ))
         }
         _ => Ok(()),
@@ -496,6 +545,7 @@ fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigError> {
         }
         Some(RawCost { fixed: Some(n) }) => Cost::Fixed(*n),
     };
+    let copy = check_copy(&join(path, "copy"), raw.copy.as_ref())?;
     Ok(Class {
         name: raw.name.clone(),
         label,
@@ -503,6 +553,7 @@ fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigError> {
         units,
         rules,
         cost,
+        copy,
     })
 }
 
@@ -726,6 +777,7 @@ fn check_tier(
         upgrade_url: raw.upgrade_url.clone(),
         upgrade_to,
         cells,
+        copy: check_copy(&join(path, "copy"), raw.copy.as_ref())?,
     })
 }
 
@@ -739,6 +791,9 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
             ("past_soft", raw.past_soft.is_some()),
             ("at_hard", raw.at_hard.is_some()),
             ("warn_at", raw.warn_at.is_some()),
+            ("confirm_above", raw.confirm_above.is_some()),
+            ("pace", raw.pace.is_some()),
+            ("copy", raw.copy.is_some()),
         ];
         if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
             return Err(ConfigError::new(
@@ -841,7 +896,35 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
     warn_levels.retain(|l| *l < hard);
     warn_levels.sort_unstable();
     warn_levels.dedup();
+    if let Some(f) = raw.confirm_above {
+        if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+            return Err(ConfigError::new(
+                join(path, "confirm_above"),
+                format!("must be a fraction of what remains, above 0 and at most 1, got {f}"),
+            ));
+        }
+    }
+    let pace = match raw.pace {
+        None => None,
+        Some(p) => {
+            for (field, value) in [("used", p.used), ("before", p.before)] {
+                if !(value.is_finite() && value > 0.0 && value < 1.0) {
+                    return Err(ConfigError::new(
+                        format!("{path}.pace.{field}"),
+                        format!("must be a fraction between 0 and 1 (exclusive), got {value}"),
+                    ));
+                }
+            }
+            Some(Pace {
+                used: p.used,
+                before: p.before,
+            })
+        }
+    };
     Ok(Cell::Limited(Limits {
+        confirm_above: raw.confirm_above,
+        pace,
+        copy: check_copy(&join(path, "copy"), raw.copy.as_ref())?,
         soft: raw.soft,
         hard,
         window,
@@ -851,6 +934,37 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
         at_hard,
         warn_levels,
     }))
+}
+
+fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(CopySet::default());
+    };
+    let fields = [
+        ("warning", Message::Warning, &raw.warning),
+        ("blocked", Message::Blocked, &raw.blocked),
+        ("not_included", Message::NotIncluded, &raw.not_included),
+        ("confirm", Message::Confirm, &raw.confirm),
+        ("pace", Message::Pace, &raw.pace),
+        (
+            "missing_identity",
+            Message::MissingIdentity,
+            &raw.missing_identity,
+        ),
+        ("unknown_tier", Message::UnknownTier, &raw.unknown_tier),
+        ("unavailable", Message::Unavailable, &raw.unavailable),
+    ];
+    let mut templates = Vec::new();
+    for (name, message, text) in fields {
+        let Some(text) = text else { continue };
+        let at = join(path, name);
+        check_text(&at, &Some(text.clone()))?;
+        templates.push((
+            message,
+            Template::parse(text).map_err(|reason| ConfigError::new(at, reason))?,
+        ));
+    }
+    Ok(CopySet { templates })
 }
 
 fn not_yet(path: &str, behaviour: &str) -> ConfigError {

@@ -33,6 +33,31 @@ pub struct RawConfig {
     pub counters: Option<RawCounters>,
     #[serde(default)]
     pub response_headers: Option<RawResponseHeaders>,
+    /// Message templates for every class and tier (overridable below).
+    #[serde(default)]
+    pub copy: Option<RawCopy>,
+}
+
+/// Message templates; each may use the `{placeholders}` of `template::VARS`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCopy {
+    #[serde(default)]
+    pub warning: Option<String>,
+    #[serde(default)]
+    pub blocked: Option<String>,
+    #[serde(default)]
+    pub not_included: Option<String>,
+    #[serde(default)]
+    pub confirm: Option<String>,
+    #[serde(default)]
+    pub pace: Option<String>,
+    #[serde(default)]
+    pub missing_identity: Option<String>,
+    #[serde(default)]
+    pub unknown_tier: Option<String>,
+    #[serde(default)]
+    pub unavailable: Option<String>,
 }
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
@@ -102,6 +127,8 @@ pub struct RawClass {
     pub rules: Vec<RawRule>,
     #[serde(default)]
     pub cost: Option<RawCost>,
+    #[serde(default)]
+    pub copy: Option<RawCopy>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -185,6 +212,8 @@ pub struct RawTier {
     pub upgrade_to: Option<String>,
     /// Class name to cell. Every class must have a cell in every tier.
     pub limits: BTreeMap<String, RawCell>,
+    #[serde(default)]
+    pub copy: Option<RawCopy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +240,25 @@ pub struct RawCell {
     /// Fractions of the hard limit at which the caller is warned.
     #[serde(default)]
     pub warn_at: Option<Vec<f64>>,
+    /// A single request costing more than this fraction of what remains
+    /// needs the caller's confirmation (428 until they confirm).
+    #[serde(default)]
+    pub confirm_above: Option<f64>,
+    /// Flag callers who are far ahead of the window's pace.
+    #[serde(default)]
+    pub pace: Option<RawPace>,
+    #[serde(default)]
+    pub copy: Option<RawCopy>,
+}
+
+/// "80% of the allowance used before a third of the window has passed".
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RawPace {
+    /// Share of the hard limit used.
+    pub used: f64,
+    /// Share of the window elapsed.
+    pub before: f64,
 }
 
 #[derive(Debug, Deserialize)]

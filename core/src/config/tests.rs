@@ -277,7 +277,7 @@ fn identity_sources_are_checked() {
 fn copy_cannot_break_header_values() {
     let mut doc = base();
     doc["classes"][0]["label"] = json!("Drafts\r\nSet-Cookie: x");
-    assert!(error_of(&doc).starts_with("classes[0].label: must be 1 to 200 characters"));
+    assert!(error_of(&doc).starts_with("classes[0].label: must be 1 to 1000 characters"));
 }
 
 #[test]
