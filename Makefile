@@ -36,7 +36,7 @@ test-native:
 	cargo test -p quota-core -p quota-filter
 
 test-host: build
-	cargo test -p host-tests --release
+	cargo test -p host-tests --profile host-test
 
 # No pytest cache: it would land in envoy/tests/ (pytest's rootdir there).
 test-e2e: setup build

@@ -184,6 +184,12 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
     }
     return {
         "admin": {"address": _socket_address(admin_port)},
+        # The filter's stats are quota.<class>.<tier>.<event>; these turn class
+        # and tier into Prometheus labels (see the README's Observability).
+        "stats_config": {"stats_tags": [
+            {"tag_name": "quota_class", "regex": r"^wasmcustom\.quota\.(([^.]+)\.)[^.]+\.[^.]+$"},
+            {"tag_name": "quota_tier", "regex": r"^wasmcustom\.quota\.[^.]+\.(([^.]+)\.)[^.]+$"},
+        ]},
         "static_resources": {
             "listeners": [{
                 "name": LISTENER_NAME,

@@ -15,6 +15,7 @@ pub mod copy;
 pub mod counter;
 pub mod decide;
 pub mod engine;
+pub mod events;
 pub mod glob;
 pub mod headers;
 pub mod identity;
@@ -26,6 +27,7 @@ pub mod store;
 pub mod template;
 pub mod usage;
 pub mod window;
+pub mod wire;
 
 #[cfg(test)]
 mod testing;

@@ -3,6 +3,7 @@
 //! has, hands it over, and carries the answer back.
 
 mod host;
+mod report;
 mod root;
 mod shared_data;
 mod stream;

@@ -1,20 +1,38 @@
 //! The root context: loads and checks the configuration, then hands each
-//! HTTP stream the checked config.
+//! HTTP stream the checked config and the reporter; flushes analytics on its tick.
 
 use crate::host::log;
+use crate::report::Reporter;
 use crate::stream::QuotaStream;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 use quota_core::config::Config;
 use std::rc::Rc;
+use std::time::Duration;
 
 #[derive(Default)]
 pub struct QuotaRoot {
-    config: Option<Rc<Config>>,
+    state: Option<(Rc<Config>, Rc<Reporter>)>,
 }
 
-impl Context for QuotaRoot {}
+impl Context for QuotaRoot {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let ok = status.is_some_and(|s| s.starts_with('2'));
+        if let Some((_, reporter)) = &self.state {
+            reporter.callout_done(ok);
+        }
+    }
+}
 
 impl RootContext for QuotaRoot {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -35,8 +53,13 @@ impl RootContext for QuotaRoot {
                     }
                 );
                 log(LogLevel::Info, &summary);
+                if let Some(analytics) = &config.observability.analytics {
+                    let _ = hostcalls::set_tick_period(Duration::from_millis(analytics.flush_ms));
+                }
                 // A reload keeps the counters: they live in shared data, not here.
-                self.config = Some(Rc::new(config));
+                let config = Rc::new(config);
+                let reporter = Rc::new(Reporter::new(config.clone()));
+                self.state = Some((config, reporter));
                 true
             }
             Err(e) => {
@@ -50,8 +73,14 @@ impl RootContext for QuotaRoot {
         }
     }
 
+    fn on_tick(&mut self) {
+        if let Some((_, reporter)) = &self.state {
+            reporter.flush();
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(QuotaStream::new(self.config.clone())))
+        Some(Box::new(QuotaStream::new(self.state.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -2,6 +2,7 @@
 //! decision (forward with headers, or answer locally).
 
 use crate::host::{log, HostClock, HostProperties};
+use crate::report::Reporter;
 use crate::shared_data::SharedData;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -10,9 +11,9 @@ use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::{ClassId, Config};
 use quota_core::copy::CONFIRM_HEADER;
-use quota_core::engine::{charge, request_cost, Decision, Event, Outcome};
+use quota_core::engine::{charge, request_cost};
 use quota_core::headers::{is_quota_header, Headers};
-use quota_core::identity::identify;
+use quota_core::identity::{identify, IdentityError};
 use quota_core::negotiate::{negotiate, BodyFormat};
 use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
@@ -47,13 +48,16 @@ enum Phase {
 
 pub struct QuotaStream {
     config: Option<Rc<Config>>,
+    reporter: Option<Rc<Reporter>>,
     phase: Phase,
 }
 
 impl QuotaStream {
-    pub fn new(config: Option<Rc<Config>>) -> Self {
+    pub fn new(state: Option<(Rc<Config>, Rc<Reporter>)>) -> Self {
+        let (config, reporter) = state.map_or((None, None), |(c, r)| (Some(c), Some(r)));
         QuotaStream {
             config,
+            reporter,
             phase: Phase::Pass,
         }
     }
@@ -63,7 +67,7 @@ impl QuotaStream {
     fn decide(&mut self, config: &Config, request: &Pending, class: ClassId) -> bool {
         let caller = match identify(config, &request.head, &HostProperties) {
             Ok(c) => c,
-            Err(e) => return self.reply(&refuse_identity(config, &e, request.format())),
+            Err(e) => return self.refuse_identity(config, request, &e),
         };
         let cost = request_cost(config, class);
         let decision = charge(
@@ -75,7 +79,9 @@ impl QuotaStream {
             HostClock.now_ms(),
             &SharedData,
         );
-        log_events(config, &decision);
+        if let Some(r) = &self.reporter {
+            r.decision(&caller, &decision);
+        }
         match respond(config, &decision, request.format()) {
             Decided::Continue(headers) => {
                 self.phase = Phase::Admitted(headers);
@@ -83,6 +89,13 @@ impl QuotaStream {
             }
             Decided::Reply(reply) => self.reply(&reply),
         }
+    }
+
+    fn refuse_identity(&mut self, config: &Config, request: &Pending, err: &IdentityError) -> bool {
+        if let Some(r) = &self.reporter {
+            r.identity_refused(err, HostClock.now_ms());
+        }
+        self.reply(&refuse_identity(config, err, request.format()))
     }
 
     /// Sends a local reply; always returns false (the request stops here).
@@ -107,15 +120,19 @@ impl QuotaStream {
     }
 
     fn usage_endpoint(&mut self, config: &Config, request: &Pending) {
-        let reply = if !matches!(request.head.method(), "GET" | "HEAD") {
-            method_not_allowed()
-        } else {
-            match identify(config, &request.head, &HostProperties) {
-                Ok(caller) => usage_reply(config, &caller, HostClock.now_ms(), &SharedData),
-                Err(e) => refuse_identity(config, &e, request.format()),
-            }
+        if !matches!(request.head.method(), "GET" | "HEAD") {
+            self.reply(&method_not_allowed());
+            return;
+        }
+        match identify(config, &request.head, &HostProperties) {
+            Ok(caller) => self.reply(&usage_reply(
+                config,
+                &caller,
+                HostClock.now_ms(),
+                &SharedData,
+            )),
+            Err(e) => self.refuse_identity(config, request, &e),
         };
-        self.reply(&reply);
     }
 
     /// Finishes a request that waited for its body.
@@ -243,33 +260,4 @@ impl HttpContext for QuotaStream {
 fn is_yes(value: &[u8]) -> bool {
     let v = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
     !v.is_empty() && !matches!(v.as_str(), "no" | "false" | "0")
-}
-
-/// One structured log line per event (first warning in a window, block,
-/// confirmation, pace flag...), for log pipelines.
-fn log_events(config: &Config, d: &Decision) {
-    let (Some(class), Some(tier)) = (config.class(d.class), config.tier(d.tier)) else {
-        return;
-    };
-    for event in d.events(config) {
-        let mut line = serde_json::json!({
-            "event": event.name(),
-            "class": class.name,
-            "tier": tier.name,
-            "scope": d.scope.as_str(),
-        });
-        let Some(fields) = line.as_object_mut() else {
-            continue;
-        };
-        if let Outcome::Charged(c) = &d.outcome {
-            fields.insert("used".into(), c.usage.used.into());
-            fields.insert("limit".into(), c.usage.hard.into());
-            fields.insert("requested".into(), c.requested.into());
-        }
-        if let Event::Warned { level, at } = event {
-            fields.insert("level".into(), level.into());
-            fields.insert("at".into(), at.into());
-        }
-        log(LogLevel::Info, &format!("quota-event {line}"));
-    }
 }

@@ -36,6 +36,45 @@ pub struct RawConfig {
     /// Message templates for every class and tier (overridable below).
     #[serde(default)]
     pub copy: Option<RawCopy>,
+    #[serde(default)]
+    pub observability: Option<RawObservability>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObservability {
+    /// Envoy stats per class x tier x event.
+    #[serde(default)]
+    pub metrics: Option<bool>,
+    /// One JSON log line per event.
+    #[serde(default)]
+    pub log_events: Option<bool>,
+    /// How events name the caller: `plain`, `hashed` (with `id_salt`) or `omitted`.
+    #[serde(default)]
+    pub ids: Option<String>,
+    #[serde(default)]
+    pub id_salt: Option<String>,
+    /// POST events to an Envoy cluster, fire-and-forget.
+    #[serde(default)]
+    pub analytics: Option<RawAnalytics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalytics {
+    pub cluster: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    #[serde(default)]
+    pub max_queue: Option<u32>,
+    #[serde(default)]
+    pub flush_ms: Option<u64>,
 }
 
 /// Message templates; each may use the `{placeholders}` of `template::VARS`.

@@ -1,0 +1,253 @@
+//! What the filter reports about a decision: the metric counters it moves
+//! and the event records it logs or sends, built from the decision value.
+
+use crate::calendar::rfc3339;
+use crate::config::{Config, FailPolicy, IdPolicy};
+use crate::engine::{Decision, Event, Outcome};
+use crate::identity::{Caller, IdentityError};
+use serde_json::{json, Value};
+use std::hash::{Hash, Hasher};
+
+/// Counters kept per class x tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassMetric {
+    /// Requests admitted (charged, or admitted by `fail_open`).
+    Requests,
+    /// Units charged.
+    Units,
+    /// Warning levels crossed (once per level per window).
+    Warned,
+    /// Requests refused at the hard limit.
+    Blocked,
+    /// Requests refused until confirmed.
+    ConfirmationRequired,
+    /// Requests for a class outside the plan.
+    NotIncluded,
+    /// Callers flagged ahead of pace (once per window).
+    PaceAhead,
+    /// Requests admitted without a counter because the store gave up.
+    FailOpen,
+    /// Requests refused because the store gave up.
+    FailClosed,
+}
+
+impl ClassMetric {
+    pub const ALL: [ClassMetric; 9] = [
+        ClassMetric::Requests,
+        ClassMetric::Units,
+        ClassMetric::Warned,
+        ClassMetric::Blocked,
+        ClassMetric::ConfirmationRequired,
+        ClassMetric::NotIncluded,
+        ClassMetric::PaceAhead,
+        ClassMetric::FailOpen,
+        ClassMetric::FailClosed,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClassMetric::Requests => "requests",
+            ClassMetric::Units => "units",
+            ClassMetric::Warned => "warned",
+            ClassMetric::Blocked => "blocked",
+            ClassMetric::ConfirmationRequired => "confirmation_required",
+            ClassMetric::NotIncluded => "not_included",
+            ClassMetric::PaceAhead => "pace_ahead",
+            ClassMetric::FailOpen => "fail_open",
+            ClassMetric::FailClosed => "fail_closed",
+        }
+    }
+}
+
+/// The stat name of a class x tier counter: `quota.<class>.<tier>.<metric>`
+/// (Envoy shows it as `wasmcustom.quota.drafts.free.blocked`).
+pub fn class_metric_name(class: &str, tier: &str, metric: ClassMetric) -> String {
+    format!("quota.{class}.{tier}.{}", metric.name())
+}
+
+/// Counters that belong to no class.
+pub const IDENTITY_MISSING: &str = "quota.identity_missing";
+pub const UNKNOWN_TIER: &str = "quota.unknown_tier";
+pub const ANALYTICS_SENT: &str = "quota.analytics.sent";
+pub const ANALYTICS_FAILED: &str = "quota.analytics.failed";
+pub const ANALYTICS_DROPPED: &str = "quota.analytics.dropped";
+
+/// How much each class counter moves for this decision.
+pub fn metric_deltas(d: &Decision) -> Vec<(ClassMetric, u64)> {
+    let mut out = Vec::with_capacity(4);
+    match &d.outcome {
+        Outcome::Charged(c) => {
+            if c.admitted {
+                out.push((ClassMetric::Requests, 1));
+                out.push((ClassMetric::Units, c.cost));
+            }
+            if c.crossed.is_some() {
+                out.push((ClassMetric::Warned, 1));
+            }
+            if c.pace_flagged {
+                out.push((ClassMetric::PaceAhead, 1));
+            }
+            if c.needs_confirmation {
+                out.push((ClassMetric::ConfirmationRequired, 1));
+            } else if !c.admitted {
+                out.push((ClassMetric::Blocked, 1));
+            }
+        }
+        Outcome::NotIncluded => out.push((ClassMetric::NotIncluded, 1)),
+        Outcome::Unavailable {
+            policy: FailPolicy::Open,
+            ..
+        } => {
+            out.push((ClassMetric::Requests, 1));
+            out.push((ClassMetric::FailOpen, 1));
+        }
+        Outcome::Unavailable {
+            policy: FailPolicy::Closed,
+            ..
+        } => out.push((ClassMetric::FailClosed, 1)),
+    }
+    out
+}
+
+/// An id as the config says events may show it.
+pub fn shown_id(policy: &IdPolicy, id: &str) -> Value {
+    match policy {
+        IdPolicy::Plain => Value::from(id),
+        IdPolicy::Omitted => Value::Null,
+        IdPolicy::Hashed { salt } => {
+            // SipHash with fixed keys over salt and id: stable across VMs and
+            // restarts, so a hashed id can still be followed through the logs.
+            #[allow(deprecated)]
+            let mut h = std::hash::SipHasher::new();
+            salt.hash(&mut h);
+            id.hash(&mut h);
+            Value::from(format!("{:016x}", h.finish()))
+        }
+    }
+}
+
+/// The record of one event, for the log line and the analytics callout.
+pub fn event_record(config: &Config, caller: &Caller, d: &Decision, event: Event) -> Value {
+    let ids = &config.observability.ids;
+    let mut record = json!({
+        "event": event.name(),
+        "time": rfc3339(d.now_ms.div_euclid(1000)),
+        "class": config.class(d.class).map(|c| c.name.clone()),
+        "tier": config.tier(d.tier).map(|t| t.name.clone()),
+        "scope": d.scope.as_str(),
+        "user": if caller.anonymous { Value::Null } else { shown_id(ids, &caller.id) },
+        "workspace": caller.workspace.as_deref().map_or(Value::Null, |w| shown_id(ids, w)),
+    });
+    if let Some(fields) = record.as_object_mut() {
+        if let Outcome::Charged(c) = &d.outcome {
+            fields.insert("used".into(), c.usage.used.into());
+            fields.insert("limit".into(), c.usage.hard.into());
+            fields.insert("requested".into(), c.requested.into());
+            fields.insert("reset".into(), rfc3339(c.usage.window.end).into());
+        }
+        if let Event::Warned { level, at } = event {
+            fields.insert("level".into(), level.into());
+            fields.insert("at".into(), at.into());
+        }
+    }
+    record
+}
+
+/// The record of a request refused for its identity.
+pub fn identity_record(err: &IdentityError, now_ms: i64) -> Value {
+    let event = match err {
+        IdentityError::MissingUser => "identity_missing",
+        IdentityError::UnknownTier(_) => "unknown_tier",
+    };
+    json!({ "event": event, "time": rfc3339(now_ms.div_euclid(1000)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClassId;
+    use crate::engine::charge;
+    use crate::identity::identify;
+    use crate::request::NoProperties;
+    use crate::store::MemoryStore;
+    use crate::testing::{demo_config, head};
+
+    const NOON_MS: i64 = 1_795_348_800_000;
+
+    #[test]
+    fn admitted_and_blocked_requests_move_the_right_counters() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let mut totals = std::collections::HashMap::new();
+        for _ in 0..12 {
+            let d = charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+            for (m, n) in metric_deltas(&d) {
+                *totals.entry(m.name()).or_insert(0) += n;
+            }
+        }
+        assert_eq!(totals.get("requests"), Some(&10));
+        assert_eq!(totals.get("units"), Some(&10));
+        assert_eq!(totals.get("warned"), Some(&2));
+        assert_eq!(totals.get("blocked"), Some(&2));
+        assert_eq!(
+            class_metric_name("drafts", "free", ClassMetric::Blocked),
+            "quota.drafts.free.blocked"
+        );
+    }
+
+    #[test]
+    fn ids_can_be_plain_hashed_or_omitted() {
+        assert_eq!(shown_id(&IdPolicy::Plain, "alice"), json!("alice"));
+        assert_eq!(shown_id(&IdPolicy::Omitted, "alice"), Value::Null);
+        let salted = IdPolicy::Hashed {
+            salt: "pepper-123".into(),
+        };
+        let a = shown_id(&salted, "alice");
+        assert_eq!(a, shown_id(&salted, "alice"));
+        assert_ne!(a, shown_id(&salted, "bob"));
+        assert_ne!(
+            a,
+            shown_id(
+                &IdPolicy::Hashed {
+                    salt: "other-salt".into()
+                },
+                "alice"
+            )
+        );
+        assert_eq!(a.as_str().map(str::len), Some(16));
+    }
+
+    #[test]
+    fn event_records_carry_the_numbers() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = identify(
+            &config,
+            &head(&[("x-user-id", "alice"), ("x-workspace-id", "acme")]),
+            &NoProperties,
+        )
+        .unwrap();
+        let mut last = None;
+        for _ in 0..5 {
+            last = Some(charge(
+                &config,
+                &alice,
+                ClassId(2),
+                1,
+                false,
+                NOON_MS,
+                &store,
+            ));
+        }
+        let d = last.unwrap();
+        let events = d.events(&config);
+        let record = event_record(&config, &alice, &d, events[0]);
+        assert_eq!(
+            record,
+            json!({"event": "warned", "time": "2026-11-22T12:00:00Z", "class": "drafts", "tier": "free",
+                   "scope": "user", "user": "alice", "workspace": "acme", "used": 5, "limit": 10,
+                   "requested": 1, "reset": "2026-11-23T00:00:00Z", "level": 0, "at": 5})
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! What the filter reports: Envoy stats, event log lines and the analytics
+//! callout. Metrics are defined once per VM at configure time; events for the
+//! analytics cluster wait in a bounded queue that the root context flushes on
+//! its tick, so no request ever waits for (or fails because of) analytics.
+
+use crate::host::log;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType};
+use quota_core::config::Config;
+use quota_core::engine::Decision;
+use quota_core::events::{self, ClassMetric};
+use quota_core::identity::{Caller, IdentityError};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Events sent per analytics request.
+const BATCH: usize = 100;
+
+pub struct Reporter {
+    config: Rc<Config>,
+    /// Metric ids by (class, tier, metric); empty when metrics are off.
+    class_metrics: Vec<u32>,
+    identity_missing: Option<u32>,
+    unknown_tier: Option<u32>,
+    sent: Option<u32>,
+    failed: Option<u32>,
+    dropped: Option<u32>,
+    /// Serialized events waiting for the analytics cluster.
+    queue: RefCell<VecDeque<String>>,
+    in_flight: Cell<u32>,
+}
+
+fn define(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log(
+                LogLevel::Warn,
+                &format!("quota: could not define metric {name}: {status:?}"),
+            );
+            None
+        }
+    }
+}
+
+fn bump(id: Option<u32>, by: u64) {
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
+
+impl Reporter {
+    pub fn new(config: Rc<Config>) -> Reporter {
+        let on = config.observability.metrics;
+        let mut class_metrics = Vec::new();
+        if on {
+            for class in &config.classes {
+                for tier in &config.tiers {
+                    for metric in ClassMetric::ALL {
+                        let name = events::class_metric_name(&class.name, &tier.name, metric);
+                        class_metrics.push(define(&name).unwrap_or(u32::MAX));
+                    }
+                }
+            }
+        }
+        let global = |name: &str| if on { define(name) } else { None };
+        let analytics = config.observability.analytics.is_some();
+        Reporter {
+            identity_missing: global(events::IDENTITY_MISSING),
+            unknown_tier: global(events::UNKNOWN_TIER),
+            sent: if analytics {
+                global(events::ANALYTICS_SENT)
+            } else {
+                None
+            },
+            failed: if analytics {
+                global(events::ANALYTICS_FAILED)
+            } else {
+                None
+            },
+            dropped: if analytics {
+                global(events::ANALYTICS_DROPPED)
+            } else {
+                None
+            },
+            class_metrics,
+            config,
+            queue: RefCell::new(VecDeque::new()),
+            in_flight: Cell::new(0),
+        }
+    }
+
+    fn class_metric(&self, d: &Decision, metric: ClassMetric) -> Option<u32> {
+        let per_class = self.config.tiers.len() * ClassMetric::ALL.len();
+        let index = d.class.0 * per_class
+            + d.tier.0 * ClassMetric::ALL.len()
+            + ClassMetric::ALL.iter().position(|m| *m == metric)?;
+        self.class_metrics
+            .get(index)
+            .copied()
+            .filter(|id| *id != u32::MAX)
+    }
+
+    /// Counts, logs and queues what a decision produced.
+    pub fn decision(&self, caller: &Caller, d: &Decision) {
+        for (metric, by) in events::metric_deltas(d) {
+            bump(self.class_metric(d, metric), by);
+        }
+        for event in d.events(&self.config) {
+            self.emit(events::event_record(&self.config, caller, d, event));
+        }
+    }
+
+    pub fn identity_refused(&self, err: &IdentityError, now_ms: i64) {
+        bump(
+            match err {
+                IdentityError::MissingUser => self.identity_missing,
+                IdentityError::UnknownTier(_) => self.unknown_tier,
+            },
+            1,
+        );
+        self.emit(events::identity_record(err, now_ms));
+    }
+
+    fn emit(&self, record: serde_json::Value) {
+        let line = record.to_string();
+        if self.config.observability.log_events {
+            log(LogLevel::Info, &format!("quota-event {line}"));
+        }
+        if let Some(analytics) = &self.config.observability.analytics {
+            let mut queue = self.queue.borrow_mut();
+            if queue.len() >= analytics.max_queue as usize {
+                queue.pop_front();
+                bump(self.dropped, 1);
+            }
+            queue.push_back(line);
+        }
+    }
+
+    /// Sends queued events, a batch per request, while under the in-flight
+    /// bound. Called from the root context's tick.
+    pub fn flush(&self) {
+        let Some(analytics) = &self.config.observability.analytics else {
+            return;
+        };
+        while self.in_flight.get() < analytics.max_in_flight {
+            let batch: Vec<String> = {
+                let mut queue = self.queue.borrow_mut();
+                let n = queue.len().min(BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let body = format!("[{}]", batch.join(","));
+            let headers = vec![
+                (":method", "POST"),
+                (":path", analytics.path.as_str()),
+                (":authority", analytics.authority.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let timeout = Duration::from_millis(analytics.timeout_ms);
+            match hostcalls::dispatch_http_call(
+                &analytics.cluster,
+                headers,
+                Some(body.as_bytes()),
+                vec![],
+                timeout,
+            ) {
+                Ok(_) => self.in_flight.set(self.in_flight.get() + 1),
+                Err(status) => {
+                    bump(self.failed, 1);
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "quota: analytics callout to {} failed: {status:?}",
+                            analytics.cluster
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A callout finished (`ok`: a 2xx answer).
+    pub fn callout_done(&self, ok: bool) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        bump(if ok { self.sent } else { self.failed }, 1);
+    }
+}
