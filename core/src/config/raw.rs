@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 pub type OrderedMap<V> = serde_json::Map<String, V>;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub identity: RawIdentity,
@@ -20,6 +21,7 @@ pub struct RawConfig {
     pub default_class: Option<String>,
     /// Tier name to tier, in upgrade order. Kept as JSON values here and
     /// deserialised one by one so errors name the tier.
+    #[cfg_attr(feature = "schema", schemars(with = "BTreeMap<String, RawTier>"))]
     pub tiers: OrderedMap<Value>,
     #[serde(default)]
     pub usage_endpoint: Option<String>,
@@ -41,6 +43,7 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawObservability {
     /// Envoy stats per class x tier x event.
@@ -60,6 +63,7 @@ pub struct RawObservability {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAnalytics {
     pub cluster: String,
@@ -79,6 +83,7 @@ pub struct RawAnalytics {
 
 /// Message templates; each may use the `{placeholders}` of `template::VARS`.
 #[derive(Debug, Deserialize, Default, Clone)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCopy {
     #[serde(default)]
@@ -101,6 +106,7 @@ pub struct RawCopy {
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     #[serde(default)]
@@ -115,6 +121,7 @@ pub struct RawSource {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
     pub user: Vec<RawSource>,
@@ -134,6 +141,7 @@ pub struct RawIdentity {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawAnonymous {
     pub tier: String,
@@ -141,6 +149,7 @@ pub struct RawAnonymous {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCalendar {
     #[serde(default)]
@@ -152,6 +161,7 @@ pub struct RawCalendar {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawClass {
     pub name: String,
@@ -171,6 +181,7 @@ pub struct RawClass {
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     #[serde(default)]
@@ -184,6 +195,7 @@ pub struct RawRule {
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPath {
     #[serde(default)]
@@ -195,6 +207,7 @@ pub struct RawPath {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderCond {
     pub name: String,
@@ -209,6 +222,7 @@ pub struct RawHeaderCond {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawBodyCond {
     /// Dotted path into the JSON body: `model`, `metadata.feature`, `messages.0.role`.
@@ -232,6 +246,7 @@ pub struct RawBodyCond {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCost {
     /// Units charged per request.
@@ -240,6 +255,7 @@ pub struct RawCost {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawTier {
     #[serde(default)]
@@ -256,6 +272,7 @@ pub struct RawTier {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCell {
     /// `false` marks the class as not part of this plan (403 with an upgrade hint).
@@ -292,6 +309,7 @@ pub struct RawCell {
 
 /// "80% of the allowance used before a third of the window has passed".
 #[derive(Debug, Deserialize, Clone, Copy)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawPace {
     /// Share of the hard limit used.
@@ -301,6 +319,7 @@ pub struct RawPace {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCounters {
     /// Compare-and-swap attempts before giving up.
@@ -312,6 +331,7 @@ pub struct RawCounters {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawResponseHeaders {
     /// IETF `RateLimit-Policy` and `RateLimit` fields.
