@@ -51,17 +51,9 @@ pub fn weekday(days: i64) -> u32 {
 /// The first day of the month after the one holding `date`.
 pub fn first_of_next_month(date: Date) -> Date {
     if date.month == 12 {
-        Date {
-            year: date.year + 1,
-            month: 1,
-            day: 1,
-        }
+        Date { year: date.year + 1, month: 1, day: 1 }
     } else {
-        Date {
-            year: date.year,
-            month: date.month + 1,
-            day: 1,
-        }
+        Date { year: date.year, month: date.month + 1, day: 1 }
     }
 }
 
@@ -70,34 +62,18 @@ pub fn rfc3339(unix_seconds: i64) -> String {
     let days = unix_seconds.div_euclid(DAY);
     let secs = unix_seconds.rem_euclid(DAY);
     let d = civil_from_days(days);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year,
-        d.month,
-        d.day,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", d.year, d.month, d.day, secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SSZ` (what [`rfc3339`] writes) back to Unix seconds.
 /// Used by tests and tools; the filter itself never parses times.
 pub fn parse_rfc3339_utc(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() != 20
-        || b.get(4) != Some(&b'-')
-        || b.get(10) != Some(&b'T')
-        || b.get(19) != Some(&b'Z')
-    {
+    if b.len() != 20 || b.get(4) != Some(&b'-') || b.get(10) != Some(&b'T') || b.get(19) != Some(&b'Z') {
         return None;
     }
     let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let date = Date {
-        year: num(0..4)?,
-        month: u32::try_from(num(5..7)?).ok()?,
-        day: u32::try_from(num(8..10)?).ok()?,
-    };
+    let date = Date { year: num(0..4)?, month: u32::try_from(num(5..7)?).ok()?, day: u32::try_from(num(8..10)?).ok()? };
     let (h, m, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
     Some(days_from_civil(date) * DAY + h * 3600 + m * 60 + s)
 }
@@ -115,59 +91,19 @@ mod tests {
 
     #[test]
     fn knows_leap_days() {
-        let leap = days_from_civil(Date {
-            year: 2024,
-            month: 2,
-            day: 29,
-        });
-        assert_eq!(
-            civil_from_days(leap + 1),
-            Date {
-                year: 2024,
-                month: 3,
-                day: 1
-            }
-        );
-        let not_leap = days_from_civil(Date {
-            year: 2100,
-            month: 2,
-            day: 28,
-        });
-        assert_eq!(
-            civil_from_days(not_leap + 1),
-            Date {
-                year: 2100,
-                month: 3,
-                day: 1
-            }
-        );
-        let leap_century = days_from_civil(Date {
-            year: 2000,
-            month: 2,
-            day: 28,
-        });
-        assert_eq!(
-            civil_from_days(leap_century + 1),
-            Date {
-                year: 2000,
-                month: 2,
-                day: 29
-            }
-        );
+        let leap = days_from_civil(Date { year: 2024, month: 2, day: 29 });
+        assert_eq!(civil_from_days(leap + 1), Date { year: 2024, month: 3, day: 1 });
+        let not_leap = days_from_civil(Date { year: 2100, month: 2, day: 28 });
+        assert_eq!(civil_from_days(not_leap + 1), Date { year: 2100, month: 3, day: 1 });
+        let leap_century = days_from_civil(Date { year: 2000, month: 2, day: 28 });
+        assert_eq!(civil_from_days(leap_century + 1), Date { year: 2000, month: 2, day: 29 });
     }
 
     #[test]
     fn epoch_was_a_thursday() {
         assert_eq!(weekday(0), 3);
         // 2026-11-22 is a Sunday.
-        assert_eq!(
-            weekday(days_from_civil(Date {
-                year: 2026,
-                month: 11,
-                day: 22
-            })),
-            6
-        );
+        assert_eq!(weekday(days_from_civil(Date { year: 2026, month: 11, day: 22 })), 6);
     }
 
     #[test]

@@ -22,34 +22,23 @@ pub fn classify_head(config: &Config, req: &RequestHead) -> HeadMatch {
     for (i, class) in config.classes.iter().enumerate() {
         for rule in &class.rules {
             if head_matches(rule, req) {
-                return if rule.body.is_empty() {
-                    HeadMatch::Class(ClassId(i))
-                } else {
-                    HeadMatch::NeedsBody
-                };
+                let needs_body = !rule.body.is_empty() || config.class_needs_body(ClassId(i));
+                return if needs_body { HeadMatch::NeedsBody } else { HeadMatch::Class(ClassId(i)) };
             }
         }
     }
-    config
-        .default_class
-        .map_or(HeadMatch::Unclassified, HeadMatch::Class)
+    config.default_class.map_or(HeadMatch::Unclassified, HeadMatch::Class)
 }
 
 /// Classifies with the parsed JSON body (`None` when there is no body or it
 /// is not JSON, too large, or malformed: body conditions then fail, except
 /// `exists: false`).
-pub fn classify_with_body(
-    config: &Config,
-    req: &RequestHead,
-    body: Option<&Value>,
-) -> Option<ClassId> {
+pub fn classify_with_body(config: &Config, req: &RequestHead, body: Option<&Value>) -> Option<ClassId> {
     config
         .classes
         .iter()
         .position(|class| {
-            class.rules.iter().any(|rule| {
-                head_matches(rule, req) && rule.body.iter().all(|c| body_matches(c, body))
-            })
+            class.rules.iter().any(|rule| head_matches(rule, req) && rule.body.iter().all(|c| body_matches(c, body)))
         })
         .map(ClassId)
         .or(config.default_class)
@@ -58,10 +47,7 @@ pub fn classify_with_body(
 fn head_matches(rule: &Rule, req: &RequestHead) -> bool {
     let method = req.method();
     (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
-        && rule
-            .path
-            .as_ref()
-            .is_none_or(|p| path_matches(p, req.path()))
+        && rule.path.as_ref().is_none_or(|p| path_matches(p, req.path()))
         && rule.headers.iter().all(|h| header_matches(h, req))
 }
 
@@ -142,27 +128,12 @@ mod tests {
     #[test]
     fn classifies_by_path_without_reading_the_body() {
         let config = demo_config();
+        assert_eq!(classify_head(&config, &post("/v1/research/start")), HeadMatch::Class(ClassId(0)));
+        assert_eq!(classify_head(&config, &post("/v1/batches?limit=3")), HeadMatch::Class(ClassId(3)));
+        assert_eq!(classify_head(&config, &post("/v1/projects/p1/drafts")), HeadMatch::Class(ClassId(2)));
+        assert_eq!(classify_head(&config, &post("/v1/projects/p1/x/drafts")), HeadMatch::Unclassified);
         assert_eq!(
-            classify_head(&config, &post("/v1/research/start")),
-            HeadMatch::Class(ClassId(0))
-        );
-        assert_eq!(
-            classify_head(&config, &post("/v1/batches?limit=3")),
-            HeadMatch::Class(ClassId(3))
-        );
-        assert_eq!(
-            classify_head(&config, &post("/v1/projects/p1/drafts")),
-            HeadMatch::Class(ClassId(2))
-        );
-        assert_eq!(
-            classify_head(&config, &post("/v1/projects/p1/x/drafts")),
-            HeadMatch::Unclassified
-        );
-        assert_eq!(
-            classify_head(
-                &config,
-                &head(&[(":method", "GET"), (":path", "/v1/batches")])
-            ),
+            classify_head(&config, &head(&[(":method", "GET"), (":path", "/v1/batches")])),
             HeadMatch::Unclassified
         );
     }
@@ -172,19 +143,12 @@ mod tests {
         let config = demo_config();
         let req = post("/v1/chat/completions");
         assert_eq!(classify_head(&config, &req), HeadMatch::NeedsBody);
-        let by_model =
-            |model: &str| classify_with_body(&config, &req, Some(&json!({ "model": model })));
-        assert_eq!(
-            name(&config, by_model("o3-deep-research")),
-            Some("deep_research")
-        );
+        let by_model = |model: &str| classify_with_body(&config, &req, Some(&json!({ "model": model })));
+        assert_eq!(name(&config, by_model("o3-deep-research")), Some("deep_research"));
         assert_eq!(name(&config, by_model("gpt-4o-mini")), Some("summaries"));
         assert_eq!(name(&config, by_model("gpt-4o")), Some("drafts"));
         // No body, or a body that is not JSON: body rules fail, the path rule still holds.
-        assert_eq!(
-            name(&config, classify_with_body(&config, &req, None)),
-            Some("drafts")
-        );
+        assert_eq!(name(&config, classify_with_body(&config, &req, None)), Some("drafts"));
     }
 
     #[test]
@@ -196,22 +160,11 @@ mod tests {
                 {"name": "plain", "match": [{"body": [{"field": "stream", "exists": false}]}]}]"#,
         );
         let req = post("/anything");
-        let class = |body: Value| {
-            name(&config, classify_with_body(&config, &req, Some(&body))).map(str::to_string)
-        };
+        let class = |body: Value| name(&config, classify_with_body(&config, &req, Some(&body))).map(str::to_string);
         assert_eq!(class(json!({"max_tokens": 4096})).as_deref(), Some("big"));
-        assert_eq!(
-            class(json!({"max_tokens": 1000.0, "stream": true})).as_deref(),
-            Some("streamed")
-        );
-        assert_eq!(
-            class(json!({"tools": [{"type": "web_search"}], "stream": false})).as_deref(),
-            Some("tools")
-        );
-        assert_eq!(
-            class(json!({"max_tokens": "lots"})).as_deref(),
-            Some("plain")
-        );
+        assert_eq!(class(json!({"max_tokens": 1000.0, "stream": true})).as_deref(), Some("streamed"));
+        assert_eq!(class(json!({"tools": [{"type": "web_search"}], "stream": false})).as_deref(), Some("tools"));
+        assert_eq!(class(json!({"max_tokens": "lots"})).as_deref(), Some("plain"));
         assert_eq!(class(json!({"stream": "yes"})), None);
     }
 
@@ -222,18 +175,9 @@ mod tests {
                 {"name": "rest"}]"#,
         );
         let mut config = config;
-        assert_eq!(
-            classify_head(&config, &head(&[("x-feature", "canary")])),
-            HeadMatch::Class(ClassId(0))
-        );
-        assert_eq!(
-            classify_head(&config, &head(&[("x-feature", "ga")])),
-            HeadMatch::Unclassified
-        );
+        assert_eq!(classify_head(&config, &head(&[("x-feature", "canary")])), HeadMatch::Class(ClassId(0)));
+        assert_eq!(classify_head(&config, &head(&[("x-feature", "ga")])), HeadMatch::Unclassified);
         config.default_class = Some(ClassId(1));
-        assert_eq!(
-            classify_head(&config, &head(&[])),
-            HeadMatch::Class(ClassId(1))
-        );
+        assert_eq!(classify_head(&config, &head(&[])), HeadMatch::Class(ClassId(1)));
     }
 }

@@ -16,9 +16,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn at(now_ms: i64) -> Self {
-        ManualClock {
-            now_ms: Cell::new(now_ms),
-        }
+        ManualClock { now_ms: Cell::new(now_ms) }
     }
 
     pub fn advance_ms(&self, ms: i64) {

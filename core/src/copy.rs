@@ -25,19 +25,11 @@ pub fn human_duration(seconds: i64) -> String {
     }
     let (h, m) = (minutes / 60, minutes % 60);
     if h < 24 {
-        return if m == 0 {
-            format!("{h} h")
-        } else {
-            format!("{h} h {m} min")
-        };
+        return if m == 0 { format!("{h} h") } else { format!("{h} h {m} min") };
     }
     let hours = (s + 3599) / 3600;
     let (d, h) = (hours / 24, hours % 24);
-    let days = if d == 1 {
-        "1 day".to_string()
-    } else {
-        format!("{d} days")
-    };
+    let days = if d == 1 { "1 day".to_string() } else { format!("{d} days") };
     if h == 0 {
         days
     } else {
@@ -106,14 +98,8 @@ impl UpgradeHint {
     /// "Pro includes 30 a day: https://…"
     pub fn sentence(&self) -> String {
         match &self.url {
-            Some(url) => format!(
-                "{} includes {} {}: {url}",
-                self.tier_label, self.limit, self.per_window
-            ),
-            None => format!(
-                "{} includes {} {}.",
-                self.tier_label, self.limit, self.per_window
-            ),
+            Some(url) => format!("{} includes {} {}: {url}", self.tier_label, self.limit, self.per_window),
+            None => format!("{} includes {} {}.", self.tier_label, self.limit, self.per_window),
         }
     }
 }
@@ -173,16 +159,12 @@ impl<'a> Facts<'a> {
     fn value(&self, var: Var) -> String {
         let usage = self.usage.as_ref();
         let num = |f: fn(&Usage) -> u64| usage.map(|u| f(u).to_string()).unwrap_or_default();
-        let count =
-            |f: fn(&Usage) -> u64| usage.map(|u| self.class.count(f(u))).unwrap_or_default();
+        let count = |f: fn(&Usage) -> u64| usage.map(|u| self.class.count(f(u))).unwrap_or_default();
         let spec = self.limits.map(|l| &l.window);
         match var {
             Var::Used => num(|u| u.used),
             Var::Limit => num(|u| u.hard),
-            Var::SoftLimit => usage
-                .and_then(|u| u.soft)
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
+            Var::SoftLimit => usage.and_then(|u| u.soft).map(|s| s.to_string()).unwrap_or_default(),
             Var::Remaining => num(Usage::remaining),
             Var::Over => num(|u| u.over),
             Var::Cost => self.requested.to_string(),
@@ -206,42 +188,27 @@ impl<'a> Facts<'a> {
                 None => String::new(),
             },
             Var::Tier => self.tier.label.clone(),
-            Var::NextTier => self
-                .hint
-                .as_ref()
-                .map(|h| h.tier_label.clone())
-                .unwrap_or_default(),
-            Var::NextLimit => self
-                .hint
-                .as_ref()
-                .map(|h| h.limit.to_string())
-                .unwrap_or_default(),
-            Var::UpgradeUrl => self
-                .hint
-                .as_ref()
-                .and_then(|h| h.url.clone())
-                .unwrap_or_default(),
-            Var::Upgrade => self
-                .hint
-                .as_ref()
-                .map(UpgradeHint::sentence)
-                .unwrap_or_default(),
+            Var::NextTier => self.hint.as_ref().map(|h| h.tier_label.clone()).unwrap_or_default(),
+            Var::NextLimit => self.hint.as_ref().map(|h| h.limit.to_string()).unwrap_or_default(),
+            Var::UpgradeUrl => self.hint.as_ref().and_then(|h| h.url.clone()).unwrap_or_default(),
+            Var::Upgrade => self.hint.as_ref().map(UpgradeHint::sentence).unwrap_or_default(),
             Var::UsedPercent => usage
-                .map(|u| {
-                    ((u.used as f64) * 100.0 / (u.hard.max(1) as f64))
-                        .floor()
-                        .to_string()
-                })
+                .map(|u| ((u.used as f64) * 100.0 / (u.hard.max(1) as f64)).floor().to_string())
                 .unwrap_or_default(),
             Var::ConfirmHeader => CONFIRM_HEADER.to_string(),
+            Var::DegradedTo => self
+                .limits
+                .and_then(|l| l.degrade.as_ref())
+                .and_then(|d| d.model.clone())
+                .unwrap_or_else(|| "a lighter model".into()),
+            Var::Grant => num(|u| u.grant),
         }
     }
 
     /// The built-in wording for `message` in this situation.
     fn default_text(&self, message: Message) -> &'static str {
-        let (used, hard, remaining, over) = self
-            .usage
-            .map_or((0, 0, 0, 0), |u| (u.used, u.hard, u.remaining(), u.over));
+        let (used, hard, remaining, over) =
+            self.usage.map_or((0, 0, 0, 0), |u| (u.used, u.hard, u.remaining(), u.over));
         match message {
             Message::Warning if over > 0 => "You're {count_over} past your {count_limit} {window}. {reset_sentence} {upgrade}",
             Message::Warning if remaining == 0 => "That was the last of your {count_limit} {window}. {reset_sentence} {upgrade}",
@@ -261,6 +228,20 @@ impl<'a> Facts<'a> {
             }
             Message::Pace => {
                 "You've used {used_percent}% of your {count_limit} {window}, with {reset_in} still to go. {upgrade}"
+            }
+            Message::Degraded if used < hard => {
+                "You've used {used} of your {count_limit} {window}, so this one was answered by {degraded_to}. \
+                 {reset_sentence} {upgrade}"
+            }
+            Message::Degraded => {
+                "You've used your {count_limit} {window}, so this one was answered by {degraded_to}. {reset_sentence} {upgrade}"
+            }
+            Message::Overage => {
+                "You're past your {count_limit} {window}: this one counts as overage ({count_over} so far). {reset_sentence}"
+            }
+            Message::Queued => {
+                "You've used your {count_limit} {window}, so this one is queued and will run when capacity frees up. \
+                 {reset_sentence} {upgrade}"
             }
             Message::MissingIdentity => MISSING_IDENTITY,
             Message::UnknownTier => UNKNOWN_TIER,
@@ -328,46 +309,27 @@ mod tests {
 
     #[test]
     fn windows_in_words() {
-        assert_eq!(
-            this_window(&WindowSpec::Calendar(CalendarUnit::Day)),
-            "for today"
-        );
-        assert_eq!(
-            this_window(&WindowSpec::FirstUse { seconds: 5 * 3600 }),
-            "in this 5-hour window"
-        );
-        assert_eq!(
-            per_window(&WindowSpec::FirstUse { seconds: 5 * 3600 }),
-            "every 5 hours"
-        );
-        assert_eq!(
-            per_window(&WindowSpec::FirstUse { seconds: 86_400 }),
-            "every day"
-        );
-        assert_eq!(
-            per_window(&WindowSpec::Calendar(CalendarUnit::Month)),
-            "a month"
-        );
+        assert_eq!(this_window(&WindowSpec::Calendar(CalendarUnit::Day)), "for today");
+        assert_eq!(this_window(&WindowSpec::FirstUse { seconds: 5 * 3600 }), "in this 5-hour window");
+        assert_eq!(per_window(&WindowSpec::FirstUse { seconds: 5 * 3600 }), "every 5 hours");
+        assert_eq!(per_window(&WindowSpec::FirstUse { seconds: 86_400 }), "every day");
+        assert_eq!(per_window(&WindowSpec::Calendar(CalendarUnit::Month)), "a month");
     }
 
     fn usage(used: u64, hard: u64) -> Usage {
         Usage {
             used,
+            plan_used: used,
             hard,
             soft: None,
             window: Window { start: 0, end: 1 },
             state: State::Blocked,
             over: 0,
+            grant: 0,
         }
     }
 
-    fn facts<'a>(
-        config: &'a Config,
-        tier: &str,
-        class: usize,
-        used: u64,
-        requested: u64,
-    ) -> Facts<'a> {
+    fn facts<'a>(config: &'a Config, tier: &str, class: usize, used: u64, requested: u64) -> Facts<'a> {
         let tier = config.tier_by_name(tier).unwrap();
         let mut f = Facts::new(config, tier, ClassId(class)).unwrap();
         let hard = f.limits.map_or(0, |l| l.hard);
@@ -386,15 +348,8 @@ mod tests {
             "You've used your 3 deep-research calls for today. They reset in 4 h 12 min. \
              Team includes 10 a day: https://example.com/upgrade?plan=team"
         );
-        let text = message(
-            &config,
-            Message::Blocked,
-            &facts(&config, "enterprise", 0, 50, 1),
-        );
-        assert_eq!(
-            text,
-            "You've used your 50 deep-research calls for today. They reset in 4 h 12 min."
-        );
+        let text = message(&config, Message::Blocked, &facts(&config, "enterprise", 0, 50, 1));
+        assert_eq!(text, "You've used your 50 deep-research calls for today. They reset in 4 h 12 min.");
     }
 
     #[test]
@@ -407,10 +362,7 @@ mod tests {
              Team includes 10 a day: https://example.com/upgrade?plan=team"
         );
         let too_big = message(&config, Message::Blocked, &facts(&config, "pro", 0, 1, 5));
-        assert!(
-            too_big.starts_with("This needs 5 deep-research calls, but you have 2 left for today."),
-            "{too_big}"
-        );
+        assert!(too_big.starts_with("This needs 5 deep-research calls, but you have 2 left for today."), "{too_big}");
     }
 
     #[test]
@@ -419,40 +371,17 @@ mod tests {
             serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
         doc["copy"] = serde_json::json!({"blocked": "global {count_limit}"});
         doc["classes"][2]["copy"] = serde_json::json!({"blocked": "class {class}"});
-        doc["tiers"]["pro"]["copy"] =
-            serde_json::json!({"blocked": "tier {tier} {next_tier} {next_limit}"});
-        doc["tiers"]["team"]["limits"]["drafts"]["copy"] =
-            serde_json::json!({"blocked": "cell {limit} {upgrade_url}"});
+        doc["tiers"]["pro"]["copy"] = serde_json::json!({"blocked": "tier {tier} {next_tier} {next_limit}"});
+        doc["tiers"]["team"]["limits"]["drafts"]["copy"] = serde_json::json!({"blocked": "cell {limit} {upgrade_url}"});
         let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
         let drafts = 2;
         assert_eq!(
-            message(
-                &config,
-                Message::Blocked,
-                &facts(&config, "team", drafts, 300, 1)
-            ),
+            message(&config, Message::Blocked, &facts(&config, "team", drafts, 300, 1)),
             "cell 300 https://example.com/contact-sales"
         );
-        assert_eq!(
-            message(
-                &config,
-                Message::Blocked,
-                &facts(&config, "pro", drafts, 100, 1)
-            ),
-            "tier Pro Team 300"
-        );
-        assert_eq!(
-            message(
-                &config,
-                Message::Blocked,
-                &facts(&config, "free", drafts, 10, 1)
-            ),
-            "class Drafts"
-        );
-        assert_eq!(
-            message(&config, Message::Blocked, &facts(&config, "free", 1, 5, 1)),
-            "global 5 summaries"
-        );
+        assert_eq!(message(&config, Message::Blocked, &facts(&config, "pro", drafts, 100, 1)), "tier Pro Team 300");
+        assert_eq!(message(&config, Message::Blocked, &facts(&config, "free", drafts, 10, 1)), "class Drafts");
+        assert_eq!(message(&config, Message::Blocked, &facts(&config, "free", 1, 5, 1)), "global 5 summaries");
     }
 
     #[test]
@@ -472,10 +401,7 @@ mod tests {
         assert_eq!(upgrade_hint(&config, enterprise, ClassId(0)), None);
         let free = config.tier_by_name("free").unwrap();
         let hint = upgrade_hint(&config, free, ClassId(0)).unwrap();
-        assert_eq!(
-            hint.sentence(),
-            "Pro includes 3 a day: https://example.com/upgrade?plan=pro"
-        );
+        assert_eq!(hint.sentence(), "Pro includes 3 a day: https://example.com/upgrade?plan=pro");
     }
 
     #[test]
@@ -491,6 +417,9 @@ mod tests {
             Message::MissingIdentity,
             Message::UnknownTier,
             Message::Unavailable,
+            Message::Degraded,
+            Message::Overage,
+            Message::Queued,
         ] {
             assert!(Template::parse(f.default_text(m)).is_ok(), "{m:?}");
         }

@@ -2,7 +2,7 @@
 //! request's cost, what to write and what to tell the caller. No I/O here;
 //! the store runs this inside its compare-and-swap loop.
 
-use crate::config::{AtHard, Limits};
+use crate::config::{AtHard, Limits, PastSoft};
 use crate::counter::{Counter, FLAG_PACE};
 use crate::window::{Alignment, Window};
 
@@ -13,6 +13,12 @@ pub enum State {
     Ok,
     /// Past the soft limit or a warning level (or past hard with `at_hard: warn`).
     Warning,
+    /// Served with the cell's cheaper model.
+    Degraded,
+    /// Past the hard limit, counted as overage.
+    Overage,
+    /// Past the hard limit, deferred to the upstream's asynchronous path.
+    Queued,
     /// At the hard limit: the next request (or this one) is refused.
     Blocked,
 }
@@ -22,6 +28,9 @@ impl State {
         match self {
             State::Ok => "ok",
             State::Warning => "warning",
+            State::Degraded => "degraded",
+            State::Overage => "overage",
+            State::Queued => "queued",
             State::Blocked => "blocked",
         }
     }
@@ -30,19 +39,37 @@ impl State {
 /// A snapshot of one counter against its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
+    /// Units admitted in the window, however funded.
     pub used: u64,
+    /// Of those, the units the plan paid for (not grants).
+    pub plan_used: u64,
     pub hard: u64,
     pub soft: Option<u64>,
     pub window: Window,
     pub state: State,
-    /// Units used past the hard limit (only with `at_hard: warn`).
+    /// Plan units past the hard limit (`warn`, `degrade`, `overage`, `queue`).
     pub over: u64,
+    /// Grant units left (carried over between windows).
+    pub grant: u64,
 }
 
 impl Usage {
+    /// Plan units left in this window.
     pub fn remaining(&self) -> u64 {
-        self.hard.saturating_sub(self.used)
+        self.hard.saturating_sub(self.plan_used)
     }
+}
+
+/// How an admitted request is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Normally,
+    /// With the cell's cheaper model (past soft, or at hard with `degrade`).
+    Degraded,
+    /// Past the hard limit as billable overage.
+    Overage,
+    /// Past the hard limit, deferred.
+    Queued,
 }
 
 /// The result of charging a request against a cell.
@@ -53,6 +80,9 @@ pub struct Charge {
     pub cost: u64,
     /// Units the request asked for.
     pub requested: u64,
+    pub served: Served,
+    /// Of `cost`, the units paid from grants.
+    pub from_grant: u64,
     pub usage: Usage,
     /// Index into `Limits::warn_levels` of the highest level this request
     /// crossed for the first time in its window: report it once.
@@ -83,14 +113,14 @@ impl Eq for PaceReading {}
 /// Reads the pace of `counter` at `now`, for cells that watch it.
 pub fn pace_of(counter: &Counter, limits: &Limits, now: i64) -> Option<PaceReading> {
     let rule = limits.pace?;
+    let used = counter.plan_used();
     let length = (counter.window_end - counter.window_start).max(1) as f64;
-    let elapsed =
-        (now - counter.window_start).clamp(0, counter.window_end - counter.window_start) as f64;
-    let used_share = counter.used as f64 / limits.hard as f64;
+    let elapsed = (now - counter.window_start).clamp(0, counter.window_end - counter.window_start) as f64;
+    let used_share = used as f64 / limits.hard as f64;
     let elapsed_share = elapsed / length;
-    let exhausted_at = if counter.used > 0 && counter.used < limits.hard && elapsed > 0.0 {
-        let per_second = counter.used as f64 / elapsed;
-        let at = now + ((limits.hard - counter.used) as f64 / per_second).ceil() as i64;
+    let exhausted_at = if used > 0 && used < limits.hard && elapsed > 0.0 {
+        let per_second = used as f64 / elapsed;
+        let at = now + ((limits.hard - used) as f64 / per_second).ceil() as i64;
         (at < counter.window_end).then_some(at)
     } else {
         None
@@ -104,23 +134,40 @@ pub fn pace_of(counter: &Counter, limits: &Limits, now: i64) -> Option<PaceReadi
 }
 
 /// The counter as it stands at `now`: the stored one while its window is
-/// open, else a fresh one. A window runs to its own end even if the caller's
-/// UTC offset changed meanwhile, so moving the clock never buys a new window.
+/// open, else a fresh one (grants carry over). A window runs to its own end
+/// even if the caller's UTC offset changed meanwhile, so moving the clock
+/// never buys a new window.
 pub fn current(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -> Counter {
     let code = limits.window.code();
     match old {
         Some(c) if c.window_code == code && now < c.window_end => c,
-        _ => Counter::open(limits.window.window_at(now, align), code),
+        _ => Counter::open(limits.window.window_at(now, align), code, old.map_or(0, |c| c.grant)),
     }
 }
 
-/// What the caller's state is with `used` units spent.
-fn state_of(used: u64, limits: &Limits) -> State {
+/// Plan units the cell admits past its hard limit at most, `None` for no ceiling.
+fn beyond_cap(limits: &Limits) -> Option<u64> {
+    limits.beyond_hard_cap()
+}
+
+/// Where a counter stands (without a request in hand).
+fn state_of(counter: &Counter, limits: &Limits) -> State {
+    let used = counter.plan_used();
     if used >= limits.hard {
+        if counter.grant > 0 {
+            return State::Warning;
+        }
+        let at_cap = beyond_cap(limits).is_some_and(|cap| used - limits.hard >= cap);
         match limits.at_hard {
             AtHard::Block => State::Blocked,
             AtHard::Warn => State::Warning,
+            _ if at_cap => State::Blocked,
+            AtHard::Degrade => State::Degraded,
+            AtHard::Overage => State::Overage,
+            AtHard::Queue => State::Queued,
         }
+    } else if limits.past_soft == PastSoft::Degrade && limits.soft.is_some_and(|s| used >= s) {
+        State::Degraded
     } else if limits.first_warning().is_some_and(|level| used >= level) {
         State::Warning
     } else {
@@ -131,11 +178,13 @@ fn state_of(used: u64, limits: &Limits) -> State {
 fn usage_of(counter: &Counter, limits: &Limits, state: State) -> Usage {
     Usage {
         used: counter.used,
+        plan_used: counter.plan_used(),
         hard: limits.hard,
         soft: limits.soft,
         window: counter.window(),
         state,
-        over: counter.used.saturating_sub(limits.hard),
+        over: counter.plan_used().saturating_sub(limits.hard),
+        grant: counter.grant,
     }
 }
 
@@ -144,12 +193,15 @@ fn usage_of(counter: &Counter, limits: &Limits, state: State) -> Usage {
 /// request now would open.
 pub fn view(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -> Usage {
     let counter = current(old, limits, now, align);
-    usage_of(&counter, limits, state_of(counter.used, limits))
+    usage_of(&counter, limits, state_of(&counter, limits))
 }
 
 /// Charges `cost` units at `now`. Returns the counter to write (`None` when
 /// nothing changes) and the outcome. `confirmed` says the caller confirmed a
 /// costly request (cells with `confirm_above`).
+///
+/// Units come from the plan first, then from grants, then from the cell's
+/// `at_hard` behaviour (block, warn, degrade, overage, queue) up to its cap.
 pub fn decide(
     old: Option<Counter>,
     limits: &Limits,
@@ -159,32 +211,60 @@ pub fn decide(
     align: Alignment,
 ) -> (Option<Counter>, Charge) {
     let counter = current(old, limits, now, align);
-    let after = counter.used.saturating_add(cost);
     let refuse = |state, needs_confirmation| Charge {
         admitted: false,
         cost: 0,
         requested: cost,
+        served: Served::Normally,
+        from_grant: 0,
         usage: usage_of(&counter, limits, state),
         crossed: None,
         needs_confirmation,
         pace: pace_of(&counter, limits, now),
         pace_flagged: false,
     };
-    if after > limits.hard && limits.at_hard == AtHard::Block {
-        return (None, refuse(State::Blocked, false));
-    }
-    let remaining = limits.hard.saturating_sub(counter.used);
-    if let Some(fraction) = limits.confirm_above {
-        if !confirmed && remaining > 0 && cost as f64 > fraction * remaining as f64 {
-            return (None, refuse(state_of(counter.used, limits), true));
+    let plan_used = counter.plan_used();
+    let room = limits.hard.saturating_sub(plan_used);
+    let mut next = counter;
+    let mut served = Served::Normally;
+    let mut from_grant = 0;
+    if cost > room {
+        let need = cost - room;
+        if counter.grant >= need {
+            from_grant = need;
+        } else {
+            let beyond_after = (plan_used + cost).saturating_sub(limits.hard);
+            if beyond_cap(limits).is_some_and(|cap| beyond_after > cap) {
+                return (None, refuse(State::Blocked, false));
+            }
+            served = match limits.at_hard {
+                AtHard::Block | AtHard::Warn => Served::Normally,
+                AtHard::Degrade => Served::Degraded,
+                AtHard::Overage => Served::Overage,
+                AtHard::Queue => Served::Queued,
+            };
         }
     }
-    let mut next = counter;
-    next.used = after;
+    let available = room + counter.grant;
+    if let Some(fraction) = limits.confirm_above {
+        if !confirmed && available > 0 && cost as f64 > fraction * available as f64 {
+            return (None, refuse(state_of(&counter, limits), true));
+        }
+    }
+    if served == Served::Normally
+        && from_grant == 0
+        && limits.past_soft == PastSoft::Degrade
+        && limits.soft.is_some_and(|s| plan_used + cost > s)
+    {
+        served = Served::Degraded;
+    }
+    next.used = next.used.saturating_add(cost);
+    next.grant_used += from_grant;
+    next.grant -= from_grant;
     let mut crossed = None;
     for (i, level) in limits.warn_levels.iter().enumerate().take(8) {
         let bit = 1u8 << i;
-        if after >= *level && next.warned & bit == 0 {
+        if next.plan_used() >= *level && next.warned & bit == 0 {
             next.warned |= bit;
             crossed = Some(i);
         }
@@ -194,15 +274,23 @@ pub fn decide(
     if pace_flagged {
         next.flags |= FLAG_PACE;
     }
-    // Admitted: the caller is warned (never "blocked") even on the last unit.
-    let state = match state_of(after, limits) {
-        State::Blocked => State::Warning,
-        s => s,
+    let state = match served {
+        Served::Degraded => State::Degraded,
+        Served::Overage => State::Overage,
+        Served::Queued => State::Queued,
+        // Admitted: the caller is warned (never "blocked") even on the last unit.
+        Served::Normally => match state_of(&next, limits) {
+            State::Ok if from_grant > 0 => State::Warning,
+            State::Ok => State::Ok,
+            _ => State::Warning,
+        },
     };
     let charge = Charge {
         admitted: true,
         cost,
         requested: cost,
+        served,
+        from_grant,
         usage: usage_of(&next, limits, state),
         crossed,
         needs_confirmation: false,
@@ -212,17 +300,44 @@ pub fn decide(
     (Some(next), charge)
 }
 
+/// Corrects a charged counter after the response: `delta` units more (token
+/// usage above the estimate) or fewer (a refund, or usage below it). Applies
+/// only while the window the request was charged in is still open; a refund
+/// gives back grant units first (they were spent last).
+pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64) -> Option<Counter> {
+    let mut c = old?;
+    if c.window_start != window_start || delta == 0 {
+        return None;
+    }
+    if delta > 0 {
+        c.used = c.used.saturating_add(delta as u64);
+    } else {
+        let back = delta.unsigned_abs().min(c.used);
+        let from_grant = back.min(c.grant_used);
+        c.grant_used -= from_grant;
+        c.grant += from_grant;
+        c.used -= back;
+    }
+    Some(c)
+}
+
+/// Adds grant units to a counter. A counter that does not exist yet is
+/// created with an already-ended window, so the next charge opens its real
+/// window and carries the grant into it.
+pub fn add_grant(old: Option<Counter>, units: u64) -> Counter {
+    let mut c = old.unwrap_or_default();
+    c.grant = c.grant.saturating_add(units);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PastSoft, Scope};
+    use crate::config::Scope;
     use crate::window::{CalendarUnit, WindowSpec};
 
     fn limits(soft: Option<u64>, hard: u64, at_hard: AtHard) -> Limits {
-        let mut warn_levels: Vec<u64> = [0.7f64, 0.95]
-            .iter()
-            .map(|f| (hard as f64 * f).ceil() as u64)
-            .collect();
+        let mut warn_levels: Vec<u64> = [0.7f64, 0.95].iter().map(|f| (hard as f64 * f).ceil() as u64).collect();
         warn_levels.extend(soft);
         warn_levels.retain(|l| *l < hard);
         warn_levels.sort_unstable();
@@ -238,6 +353,9 @@ mod tests {
             warn_levels,
             confirm_above: None,
             pace: None,
+            degrade: None,
+            overage_cap: None,
+            queue: None,
             copy: Default::default(),
         }
     }
@@ -276,10 +394,8 @@ mod tests {
         let l = limits(Some(5), 20, AtHard::Block);
         assert_eq!(l.warn_levels, vec![5, 14, 19]);
         let (_, charges) = run(&l, 21, 1);
-        let crossings: Vec<(u64, usize)> = charges
-            .iter()
-            .filter_map(|c| c.crossed.map(|i| (c.usage.used, i)))
-            .collect();
+        let crossings: Vec<(u64, usize)> =
+            charges.iter().filter_map(|c| c.crossed.map(|i| (c.usage.used, i))).collect();
         assert_eq!(crossings, vec![(5, 0), (14, 1), (19, 2)]);
         assert_eq!(charges[3].usage.state, State::Ok);
         assert_eq!(charges[4].usage.state, State::Warning);
@@ -315,10 +431,7 @@ mod tests {
         let next_day = NOON + 12 * 3600;
         let (write, charge) = decide(stored, &l, 1, false, next_day, Alignment::default());
         assert!(charge.admitted);
-        assert_eq!(
-            write.map(|c| (c.used, c.window_start)),
-            Some((1, NOON + 12 * 3600))
-        );
+        assert_eq!(write.map(|c| (c.used, c.window_start)), Some((1, NOON + 12 * 3600)));
     }
 
     #[test]
@@ -326,10 +439,7 @@ mod tests {
         let l = limits(None, 1, AtHard::Block);
         let (stored, _) = run(&l, 1, 1);
         // The caller now claims to be 14 hours ahead: their "today" began earlier.
-        let far_east = Alignment {
-            utc_offset_minutes: 14 * 60,
-            week_start: 0,
-        };
+        let far_east = Alignment { utc_offset_minutes: 14 * 60, week_start: 0 };
         let (write, charge) = decide(stored, &l, 1, false, NOON + 60, far_east);
         assert!(!charge.admitted);
         assert!(write.is_none());
@@ -339,20 +449,14 @@ mod tests {
     fn changing_a_cells_window_starts_a_new_one() {
         let l = limits(None, 1, AtHard::Block);
         let (stored, _) = run(&l, 1, 1);
-        let hourly = Limits {
-            window: WindowSpec::Calendar(CalendarUnit::Hour),
-            ..l
-        };
+        let hourly = Limits { window: WindowSpec::Calendar(CalendarUnit::Hour), ..l };
         let (_, charge) = decide(stored, &hourly, 1, false, NOON + 60, Alignment::default());
         assert!(charge.admitted);
     }
 
     #[test]
     fn costly_requests_wait_for_confirmation() {
-        let l = Limits {
-            confirm_above: Some(0.1),
-            ..limits(None, 100, AtHard::Block)
-        };
+        let l = Limits { confirm_above: Some(0.1), ..limits(None, 100, AtHard::Block) };
         let (stored, _) = run(&limits(None, 100, AtHard::Block), 1, 50);
         // 50 remain: 6 units is more than 10% of them.
         let (write, charge) = decide(stored, &l, 6, false, NOON, Alignment::default());
@@ -363,11 +467,7 @@ mod tests {
         assert!(charge.admitted && !charge.needs_confirmation);
         assert_eq!(write.map(|c| c.used), Some(56));
         // 5 units is exactly 10%: no confirmation needed.
-        assert!(
-            decide(stored, &l, 5, false, NOON, Alignment::default())
-                .1
-                .admitted
-        );
+        assert!(decide(stored, &l, 5, false, NOON, Alignment::default()).1.admitted);
         // Past the hard limit the wall wins over confirmation.
         let (_, charge) = decide(stored, &l, 60, true, NOON, Alignment::default());
         assert!(!charge.admitted && !charge.needs_confirmation);
@@ -378,10 +478,7 @@ mod tests {
         let month = WindowSpec::Calendar(CalendarUnit::Month);
         let l = Limits {
             window: month,
-            pace: Some(crate::config::Pace {
-                used: 0.8,
-                before: 0.33,
-            }),
+            pace: Some(crate::config::Pace { used: 0.8, before: 0.33 }),
             ..limits(None, 100, AtHard::Block)
         };
         // 2026-11-03T12:00Z: 2.5 days into a 30-day month.
@@ -397,9 +494,7 @@ mod tests {
             if i + 1 == 85 {
                 let pace = charge.pace.unwrap();
                 assert!(pace.ahead);
-                assert!(pace
-                    .exhausted_at
-                    .is_some_and(|t| t < stored.unwrap().window_end));
+                assert!(pace.exhausted_at.is_some_and(|t| t < stored.unwrap().window_end));
             }
         }
         assert_eq!(flagged, vec![80]);
@@ -407,6 +502,90 @@ mod tests {
         let late = early + 20 * 86_400;
         let (_, charge) = decide(stored, &l, 1, false, late, Alignment::default());
         assert!(!charge.pace.unwrap().ahead);
+    }
+
+    #[test]
+    fn overage_admits_past_hard_up_to_its_cap() {
+        let l = Limits { overage_cap: Some(2), ..limits(None, 3, AtHard::Overage) };
+        let (stored, charges) = run(&l, 6, 1);
+        let states: Vec<&str> = charges.iter().map(|c| c.usage.state.as_str()).collect();
+        assert_eq!(states, ["ok", "ok", "warning", "overage", "overage", "blocked"]);
+        assert_eq!(charges[4].usage.over, 2);
+        assert_eq!(stored.map(|c| c.used), Some(5));
+        assert_eq!(view(stored, &l, NOON, Alignment::default()).state, State::Blocked);
+    }
+
+    #[test]
+    fn degrade_past_soft_then_block_at_hard() {
+        let d = crate::config::Degrade { model: Some("small".into()), header: None, limit: None };
+        let l = Limits { past_soft: PastSoft::Degrade, degrade: Some(d), ..limits(Some(2), 4, AtHard::Block) };
+        let (_, charges) = run(&l, 5, 1);
+        let served: Vec<Served> = charges.iter().map(|c| c.served).collect();
+        assert_eq!(served, [Served::Normally, Served::Normally, Served::Degraded, Served::Degraded, Served::Normally]);
+        assert!(!charges[4].admitted);
+    }
+
+    #[test]
+    fn degrade_at_hard_has_its_own_ceiling() {
+        let d = crate::config::Degrade { model: Some("small".into()), header: None, limit: Some(1) };
+        let l = Limits { degrade: Some(d), ..limits(None, 2, AtHard::Degrade) };
+        let (_, charges) = run(&l, 4, 1);
+        let states: Vec<&str> = charges.iter().map(|c| c.usage.state.as_str()).collect();
+        assert_eq!(states, ["ok", "warning", "degraded", "blocked"]);
+    }
+
+    #[test]
+    fn queue_defers_past_hard() {
+        let q = crate::config::Queue { header: ("x-quota-deferred".into(), "1".into()), cap: None };
+        let l = Limits { queue: Some(q), ..limits(None, 1, AtHard::Queue) };
+        let (_, charges) = run(&l, 3, 1);
+        assert_eq!(
+            charges.iter().map(|c| c.served).collect::<Vec<_>>(),
+            [Served::Normally, Served::Queued, Served::Queued]
+        );
+    }
+
+    #[test]
+    fn grants_are_spent_after_the_plan_and_carry_over() {
+        let l = limits(None, 2, AtHard::Block);
+        let stored = Some(add_grant(None, 3));
+        let mut stored = stored;
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            let (write, charge) = decide(stored, &l, 1, false, NOON, Alignment::default());
+            if write.is_some() {
+                stored = write;
+            }
+            out.push((charge.admitted, charge.from_grant, charge.usage.grant));
+        }
+        assert_eq!(out, [(true, 0, 3), (true, 0, 3), (true, 1, 2), (true, 1, 1), (true, 1, 0), (false, 0, 0)]);
+        // Tomorrow the plan is fresh and the grant balance (0 here) carries over.
+        let with_more = add_grant(stored, 5);
+        let tomorrow = NOON + 86_400;
+        let usage = view(Some(with_more), &l, tomorrow, Alignment::default());
+        assert_eq!((usage.used, usage.grant), (0, 5));
+    }
+
+    #[test]
+    fn adjustments_correct_only_the_window_they_were_charged_in() {
+        let l = limits(None, 100, AtHard::Block);
+        let (stored, _) = run(&l, 1, 10);
+        let start = stored.unwrap().window_start;
+        assert_eq!(adjust(stored, start, 32).map(|c| c.used), Some(42));
+        assert_eq!(adjust(stored, start, -4).map(|c| c.used), Some(6));
+        assert_eq!(adjust(stored, start, -400).map(|c| c.used), Some(0));
+        assert_eq!(adjust(stored, start - 86_400, 5), None);
+        assert_eq!(adjust(None, start, 5), None);
+    }
+
+    #[test]
+    fn refunds_give_back_grant_units_first() {
+        let l = limits(None, 1, AtHard::Block);
+        let granted = add_grant(None, 5);
+        let (write, charge) = decide(Some(granted), &l, 3, false, NOON, Alignment::default());
+        assert_eq!(charge.from_grant, 2);
+        let refunded = adjust(write, write.unwrap().window_start, -3).unwrap();
+        assert_eq!((refunded.used, refunded.grant_used, refunded.grant), (0, 0, 5));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Charging a classified, identified request: the decision value everything
 //! the caller sees (headers, bodies, later metrics) is built from.
 
-use crate::config::{Cell, ClassId, Config, Cost, FailPolicy, TierId};
+use crate::config::{Cell, ClassId, Config, FailPolicy, TierId};
 use crate::counter::Counter;
 use crate::decide::{decide, Charge};
 use crate::identity::{Caller, ScopeKind};
@@ -13,6 +13,8 @@ pub struct Decision {
     pub class: ClassId,
     pub tier: TierId,
     pub scope: ScopeKind,
+    /// The counter the request was charged to, for corrections after the response.
+    pub key: Option<String>,
     /// When the decision was made, in Unix milliseconds.
     pub now_ms: i64,
     pub outcome: Outcome,
@@ -115,12 +117,9 @@ pub fn seconds_until(unix_seconds: i64, now_ms: i64) -> i64 {
     (ms.max(0) + 999) / 1000
 }
 
-/// The units one request of `class` costs.
-pub fn request_cost(config: &Config, class: ClassId) -> u64 {
-    match config.class(class).map(|c| c.cost) {
-        Some(Cost::Fixed(n)) => n,
-        None => 1,
-    }
+/// The units one request of `class` costs (see `cost.rs`).
+pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) -> u64 {
+    config.class(class).map_or(1, |c| crate::cost::request_cost(c, body))
 }
 
 /// Charges `cost` units of `class` to `caller` at `now_ms`, exactly once,
@@ -135,31 +134,14 @@ pub fn charge<S: CounterStore + ?Sized>(
     now_ms: i64,
     store: &S,
 ) -> Decision {
-    let decision = |scope, outcome| Decision {
-        class,
-        tier: caller.tier,
-        scope,
-        now_ms,
-        outcome,
-    };
-    let (Some(cell), Some(class_def)) = (config.cell(caller.tier, class), config.class(class))
-    else {
+    let decision = |scope, key, outcome| Decision { class, tier: caller.tier, scope, key, now_ms, outcome };
+    let user_scope = caller.scope(crate::config::Scope::User);
+    let (Some(cell), Some(class_def)) = (config.cell(caller.tier, class), config.class(class)) else {
         let reason = GiveUp::Unavailable("no cell for this tier and class".into());
-        return decision(
-            caller.scope(crate::config::Scope::User),
-            Outcome::Unavailable {
-                policy: config.counters.on_error,
-                reason,
-            },
-        );
+        return decision(user_scope, None, Outcome::Unavailable { policy: config.counters.on_error, reason });
     };
     let limits = match cell {
-        Cell::NotIncluded => {
-            return decision(
-                caller.scope(crate::config::Scope::User),
-                Outcome::NotIncluded,
-            )
-        }
+        Cell::NotIncluded => return decision(user_scope, None, Outcome::NotIncluded),
         Cell::Limited(l) => l,
     };
     let key = caller.counter_key(class_def, limits.scope);
@@ -171,12 +153,33 @@ pub fn charge<S: CounterStore + ?Sized>(
     });
     let outcome = match result {
         Ok(charge) => Outcome::Charged(charge),
-        Err(reason) => Outcome::Unavailable {
-            policy: config.counters.on_error,
-            reason,
-        },
+        Err(reason) => Outcome::Unavailable { policy: config.counters.on_error, reason },
     };
-    decision(caller.scope(limits.scope), outcome)
+    decision(caller.scope(limits.scope), Some(key), outcome)
+}
+
+/// Corrects a charge after the response (token usage, refunds): `delta`
+/// units on the counter at `key`, if its window is still the one starting at
+/// `window_start`.
+pub fn correct<S: CounterStore + ?Sized>(
+    config: &Config,
+    key: &str,
+    window_start: i64,
+    delta: i64,
+    store: &S,
+) -> Result<(), GiveUp> {
+    compare_and_swap(store, key, config.counters.cas_attempts, |old| {
+        let next = crate::decide::adjust(old.and_then(Counter::decode), window_start, delta);
+        (next.map(|c| c.encode().to_vec()), ())
+    })
+}
+
+/// Adds `units` of grant to a counter; returns the new grant balance.
+pub fn grant<S: CounterStore + ?Sized>(config: &Config, key: &str, units: u64, store: &S) -> Result<u64, GiveUp> {
+    compare_and_swap(store, key, config.counters.cas_attempts, |old| {
+        let next = crate::decide::add_grant(old.and_then(Counter::decode), units);
+        (Some(next.encode().to_vec()), next.grant)
+    })
 }
 
 #[cfg(test)]
@@ -218,22 +221,8 @@ mod tests {
         let config = demo_config();
         let store = MemoryStore::new();
         let research = class(&config, "deep_research");
-        let a = caller(
-            &config,
-            &[
-                ("x-user-id", "a"),
-                ("x-workspace-id", "acme"),
-                ("x-plan", "team"),
-            ],
-        );
-        let b = caller(
-            &config,
-            &[
-                ("x-user-id", "b"),
-                ("x-workspace-id", "acme"),
-                ("x-plan", "team"),
-            ],
-        );
+        let a = caller(&config, &[("x-user-id", "a"), ("x-workspace-id", "acme"), ("x-plan", "team")]);
+        let b = caller(&config, &[("x-user-id", "b"), ("x-workspace-id", "acme"), ("x-plan", "team")]);
         for i in 0..10 {
             let who = if i % 2 == 0 { &a } else { &b };
             assert!(charge(&config, who, research, 1, false, NOON_MS, &store).admitted());
@@ -266,34 +255,11 @@ mod tests {
         let store = MemoryStore::new();
         let alice = caller(&config, &[("x-user-id", "alice")]);
         *store.fail_next_sets.borrow_mut() = 1000;
-        let open = charge(
-            &config,
-            &alice,
-            class(&config, "drafts"),
-            1,
-            false,
-            NOON_MS,
-            &store,
-        );
+        let open = charge(&config, &alice, class(&config, "drafts"), 1, false, NOON_MS, &store);
         assert!(open.admitted());
-        assert!(matches!(
-            open.outcome,
-            Outcome::Unavailable {
-                reason: GiveUp::Contended { attempts: 32 },
-                ..
-            }
-        ));
+        assert!(matches!(open.outcome, Outcome::Unavailable { reason: GiveUp::Contended { attempts: 32 }, .. }));
         config.counters.on_error = FailPolicy::Closed;
-        assert!(!charge(
-            &config,
-            &alice,
-            class(&config, "drafts"),
-            1,
-            false,
-            NOON_MS,
-            &store
-        )
-        .admitted());
+        assert!(!charge(&config, &alice, class(&config, "drafts"), 1, false, NOON_MS, &store).admitted());
     }
 
     #[test]
@@ -303,12 +269,7 @@ mod tests {
         let alice = caller(&config, &[("x-user-id", "alice")]);
         let drafts = class(&config, "drafts");
         let events: Vec<(u64, Vec<Event>)> = (1..=11)
-            .map(|i| {
-                (
-                    i,
-                    charge(&config, &alice, drafts, 1, false, NOON_MS, &store).events(&config),
-                )
-            })
+            .map(|i| (i, charge(&config, &alice, drafts, 1, false, NOON_MS, &store).events(&config)))
             .filter(|(_, e)| !e.is_empty())
             .collect();
         // Free drafts: soft limit 5, 70% of 10 = 7 (95% would be the wall itself).

@@ -94,17 +94,11 @@ pub fn metric_deltas(d: &Decision) -> Vec<(ClassMetric, u64)> {
             }
         }
         Outcome::NotIncluded => out.push((ClassMetric::NotIncluded, 1)),
-        Outcome::Unavailable {
-            policy: FailPolicy::Open,
-            ..
-        } => {
+        Outcome::Unavailable { policy: FailPolicy::Open, .. } => {
             out.push((ClassMetric::Requests, 1));
             out.push((ClassMetric::FailOpen, 1));
         }
-        Outcome::Unavailable {
-            policy: FailPolicy::Closed,
-            ..
-        } => out.push((ClassMetric::FailClosed, 1)),
+        Outcome::Unavailable { policy: FailPolicy::Closed, .. } => out.push((ClassMetric::FailClosed, 1)),
     }
     out
 }
@@ -190,31 +184,18 @@ mod tests {
         assert_eq!(totals.get("units"), Some(&10));
         assert_eq!(totals.get("warned"), Some(&2));
         assert_eq!(totals.get("blocked"), Some(&2));
-        assert_eq!(
-            class_metric_name("drafts", "free", ClassMetric::Blocked),
-            "quota.drafts.free.blocked"
-        );
+        assert_eq!(class_metric_name("drafts", "free", ClassMetric::Blocked), "quota.drafts.free.blocked");
     }
 
     #[test]
     fn ids_can_be_plain_hashed_or_omitted() {
         assert_eq!(shown_id(&IdPolicy::Plain, "alice"), json!("alice"));
         assert_eq!(shown_id(&IdPolicy::Omitted, "alice"), Value::Null);
-        let salted = IdPolicy::Hashed {
-            salt: "pepper-123".into(),
-        };
+        let salted = IdPolicy::Hashed { salt: "pepper-123".into() };
         let a = shown_id(&salted, "alice");
         assert_eq!(a, shown_id(&salted, "alice"));
         assert_ne!(a, shown_id(&salted, "bob"));
-        assert_ne!(
-            a,
-            shown_id(
-                &IdPolicy::Hashed {
-                    salt: "other-salt".into()
-                },
-                "alice"
-            )
-        );
+        assert_ne!(a, shown_id(&IdPolicy::Hashed { salt: "other-salt".into() }, "alice"));
         assert_eq!(a.as_str().map(str::len), Some(16));
     }
 
@@ -222,23 +203,11 @@ mod tests {
     fn event_records_carry_the_numbers() {
         let config = demo_config();
         let store = MemoryStore::new();
-        let alice = identify(
-            &config,
-            &head(&[("x-user-id", "alice"), ("x-workspace-id", "acme")]),
-            &NoProperties,
-        )
-        .unwrap();
+        let alice =
+            identify(&config, &head(&[("x-user-id", "alice"), ("x-workspace-id", "acme")]), &NoProperties).unwrap();
         let mut last = None;
         for _ in 0..5 {
-            last = Some(charge(
-                &config,
-                &alice,
-                ClassId(2),
-                1,
-                false,
-                NOON_MS,
-                &store,
-            ));
+            last = Some(charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store));
         }
         let d = last.unwrap();
         let events = d.events(&config);

@@ -58,8 +58,7 @@ impl Glob {
                     // Stay in the star (consume b) or have entered it at this byte.
                     Token::Star => b != b'/' && (can[j + 1] || can[j]),
                     Token::DoubleStar => can[j + 1] || can[j],
-                } || (matches!(self.tokens[j], Token::Star | Token::DoubleStar)
-                    && next[j]);
+                } || (matches!(self.tokens[j], Token::Star | Token::DoubleStar) && next[j]);
             }
             can = next;
         }

@@ -5,7 +5,7 @@
 use crate::calendar::rfc3339;
 use crate::config::{Config, Message};
 use crate::copy::{self, Facts};
-use crate::decide::State;
+use crate::decide::{Served, State};
 use crate::engine::{Decision, Outcome};
 
 /// Every header the filter owns starts with this; clients' copies are
@@ -26,6 +26,9 @@ pub const WARNING: &str = "x-quota-warning";
 pub const UPGRADE: &str = "x-quota-upgrade";
 pub const COST: &str = "x-quota-cost";
 pub const PACE: &str = "x-quota-pace";
+pub const DEGRADED_TO: &str = "x-quota-degraded-to";
+pub const OVERAGE: &str = "x-quota-overage";
+pub const GRANT: &str = "x-quota-grant";
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
 pub const RATELIMIT: &str = "ratelimit";
 
@@ -65,11 +68,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
             let usage = charge.usage;
             let reset_after = d.reset_after().unwrap_or(0);
             if quota {
-                let state = if charge.needs_confirmation {
-                    STATE_CONFIRMATION_REQUIRED
-                } else {
-                    usage.state.as_str()
-                };
+                let state = if charge.needs_confirmation { STATE_CONFIRMATION_REQUIRED } else { usage.state.as_str() };
                 out.push((SCOPE, d.scope.as_str().into()));
                 out.push((USED, usage.used.to_string()));
                 out.push((LIMIT, usage.hard.to_string()));
@@ -84,12 +83,31 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 if charge.pace.is_some_and(|p| p.ahead) {
                     out.push((PACE, "ahead".into()));
                 }
+                if charge.served == Served::Degraded {
+                    let model = facts.limits.and_then(|l| l.degrade.as_ref()).and_then(|d| d.model.clone());
+                    if let Some(model) = model {
+                        out.push((DEGRADED_TO, model));
+                    }
+                }
+                if usage.state == State::Overage || (usage.over > 0 && charge.served == Served::Overage) {
+                    out.push((OVERAGE, usage.over.to_string()));
+                }
+                if usage.grant > 0 || charge.from_grant > 0 {
+                    out.push((GRANT, usage.grant.to_string()));
+                }
                 if usage.state != State::Ok {
-                    if usage.state == State::Warning && charge.admitted {
+                    let message = match usage.state {
+                        State::Warning => Some(Message::Warning),
+                        State::Degraded => Some(Message::Degraded),
+                        State::Overage => Some(Message::Overage),
+                        State::Queued => Some(Message::Queued),
+                        State::Ok | State::Blocked => None,
+                    };
+                    if let (Some(message), true) = (message, charge.admitted) {
                         facts.usage = Some(usage);
                         facts.requested = charge.requested;
                         facts.reset_after = reset_after;
-                        out.push((WARNING, copy::message(config, Message::Warning, &facts)));
+                        out.push((WARNING, copy::message(config, message, &facts)));
                     }
                     if let Some(url) = facts.hint.as_ref().and_then(|h| h.url.clone()) {
                         out.push((UPGRADE, url));
@@ -98,14 +116,8 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
             }
             if config.response_headers.ratelimit {
                 let name = &facts.class.name;
-                out.push((
-                    RATELIMIT_POLICY,
-                    format!("\"{name}\";q={};w={}", usage.hard, usage.window.length()),
-                ));
-                out.push((
-                    RATELIMIT,
-                    format!("\"{name}\";r={};t={}", usage.remaining(), reset_after),
-                ));
+                out.push((RATELIMIT_POLICY, format!("\"{name}\";q={};w={}", usage.hard, usage.window.length())));
+                out.push((RATELIMIT, format!("\"{name}\";r={};t={}", usage.remaining(), reset_after)));
             }
         }
     }
@@ -115,9 +127,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
 /// Whether a request header is one the filter owns (and strips from clients).
 pub fn is_quota_header(name: &str) -> bool {
     name.len() >= QUOTA_PREFIX.len()
-        && name
-            .get(..QUOTA_PREFIX.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(QUOTA_PREFIX))
+        && name.get(..QUOTA_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(QUOTA_PREFIX))
 }
 
 #[cfg(test)]
@@ -156,10 +166,7 @@ mod tests {
         assert_eq!(header(&h, STATE), Some("ok"));
         assert_eq!(header(&h, COST), Some("1"));
         assert_eq!(header(&h, WARNING), None);
-        assert_eq!(
-            header(&h, RATELIMIT_POLICY),
-            Some("\"drafts\";q=10;w=86400")
-        );
+        assert_eq!(header(&h, RATELIMIT_POLICY), Some("\"drafts\";q=10;w=86400"));
         assert_eq!(header(&h, RATELIMIT), Some("\"drafts\";r=9;t=43200"));
     }
 
@@ -170,15 +177,7 @@ mod tests {
         let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
         let mut last = None;
         for _ in 0..5 {
-            last = Some(charge(
-                &config,
-                &alice,
-                ClassId(2),
-                1,
-                false,
-                NOON_MS,
-                &store,
-            ));
+            last = Some(charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store));
         }
         let h = response_headers(&config, &last.unwrap());
         assert_eq!(header(&h, STATE), Some("warning"));
@@ -186,10 +185,7 @@ mod tests {
             header(&h, WARNING),
             Some("You've used 5 of your 10 drafts for today. They reset in 12 h. Pro includes 100 a day: https://example.com/upgrade?plan=pro")
         );
-        assert_eq!(
-            header(&h, UPGRADE),
-            Some("https://example.com/upgrade?plan=pro")
-        );
+        assert_eq!(header(&h, UPGRADE), Some("https://example.com/upgrade?plan=pro"));
     }
 
     #[test]

@@ -59,22 +59,28 @@ impl Caller {
 
     /// The shared-data key of this caller's counter for `class`.
     pub fn counter_key(&self, class: &Class, scope: Scope) -> String {
-        let (kind, id) = match self.scope(scope) {
-            ScopeKind::Workspace => ("w", self.workspace.as_deref().unwrap_or(&self.id)),
-            ScopeKind::Anonymous => ("a", self.id.as_str()),
-            ScopeKind::User => ("u", self.id.as_str()),
-        };
-        // The id comes last, so ids containing ':' cannot collide with another key.
-        format!("q1:{}:{kind}:{id}", class.name)
+        match self.scope(scope) {
+            ScopeKind::Workspace => {
+                scope_key(class, ScopeKind::Workspace, self.workspace.as_deref().unwrap_or(&self.id))
+            }
+            kind => scope_key(class, kind, &self.id),
+        }
     }
 }
 
+/// The shared-data key of the counter of (`kind`, `id`) for `class`.
+pub fn scope_key(class: &Class, kind: ScopeKind, id: &str) -> String {
+    let kind = match kind {
+        ScopeKind::Workspace => "w",
+        ScopeKind::Anonymous => "a",
+        ScopeKind::User => "u",
+    };
+    // The id comes last, so ids containing ':' cannot collide with another key.
+    format!("q1:{}:{kind}:{id}", class.name)
+}
+
 /// Identifies the caller of a request.
-pub fn identify(
-    config: &Config,
-    req: &RequestHead,
-    props: &dyn Properties,
-) -> Result<Caller, IdentityError> {
+pub fn identify(config: &Config, req: &RequestHead, props: &dyn Properties) -> Result<Caller, IdentityError> {
     let id = &config.identity;
     let max = id.max_id_bytes;
     let (caller_id, anonymous, anonymous_tier) = match first_value(&id.user, req, props, max) {
@@ -100,38 +106,23 @@ pub fn identify(
     };
     let workspace = first_value(&id.workspace, req, props, max);
     let mut alignment = config.calendar.alignment;
-    if let Some(offset) = first_value(&config.calendar.user_utc_offset, req, props, 16)
-        .and_then(|v| parse_utc_offset(&v))
+    if let Some(offset) =
+        first_value(&config.calendar.user_utc_offset, req, props, 16).and_then(|v| parse_utc_offset(&v))
     {
         alignment.utc_offset_minutes = offset;
     }
-    Ok(Caller {
-        id: caller_id,
-        anonymous,
-        workspace,
-        tier,
-        alignment,
-    })
+    Ok(Caller { id: caller_id, anonymous, workspace, tier, alignment })
 }
 
 /// The first source that yields a usable value.
-fn first_value(
-    sources: &[Source],
-    req: &RequestHead,
-    props: &dyn Properties,
-    max_bytes: usize,
-) -> Option<String> {
-    sources
-        .iter()
-        .find_map(|s| read(s, req, props).and_then(|v| usable(v, max_bytes)))
+fn first_value(sources: &[Source], req: &RequestHead, props: &dyn Properties, max_bytes: usize) -> Option<String> {
+    sources.iter().find_map(|s| read(s, req, props).and_then(|v| usable(v, max_bytes)))
 }
 
 fn read(source: &Source, req: &RequestHead, props: &dyn Properties) -> Option<Vec<u8>> {
     match source {
         Source::Header(name) => req.header(name).map(<[u8]>::to_vec),
-        Source::JwtClaim { header, claim } => {
-            jwt::claim(req.header(header)?, claim).map(String::into_bytes)
-        }
+        Source::JwtClaim { header, claim } => jwt::claim(req.header(header)?, claim).map(String::into_bytes),
         Source::Property(path) => props.property(path),
     }
 }
@@ -153,11 +144,7 @@ mod tests {
     #[test]
     fn reads_user_workspace_and_tier_from_headers() {
         let config = demo_config();
-        let req = head(&[
-            ("x-user-id", "alice"),
-            ("x-workspace-id", "acme"),
-            ("x-plan", "Pro"),
-        ]);
+        let req = head(&[("x-user-id", "alice"), ("x-workspace-id", "acme"), ("x-plan", "Pro")]);
         let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
         assert_eq!(caller.id, "alice");
         assert_eq!(caller.workspace.as_deref(), Some("acme"));
@@ -188,22 +175,14 @@ mod tests {
     fn callers_without_a_user_id_can_be_anonymous() {
         let mut config = demo_config();
         let free = config.tier_by_name("free").unwrap();
-        config.identity.anonymous = Some(crate::config::Anonymous {
-            tier: free,
-            key: vec![Source::Header("x-client-ip".into())],
-        });
+        config.identity.anonymous =
+            Some(crate::config::Anonymous { tier: free, key: vec![Source::Header("x-client-ip".into())] });
         let req = head(&[("x-client-ip", "203.0.113.9"), ("x-plan", "enterprise")]);
         let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
         assert!(caller.anonymous);
         assert_eq!((caller.id.as_str(), caller.tier), ("203.0.113.9", free));
-        assert_eq!(
-            caller.counter_key(&config.classes[2], Scope::User),
-            "q1:drafts:a:203.0.113.9"
-        );
-        assert_eq!(
-            identify(&config, &head(&[]), &crate::request::NoProperties),
-            Err(IdentityError::MissingUser)
-        );
+        assert_eq!(caller.counter_key(&config.classes[2], Scope::User), "q1:drafts:a:203.0.113.9");
+        assert_eq!(identify(&config, &head(&[]), &crate::request::NoProperties), Err(IdentityError::MissingUser));
     }
 
     #[test]
@@ -234,10 +213,7 @@ mod tests {
         }
         let mut req = head(&[]);
         req.headers.push(("x-user-id".into(), vec![0xff, 0xfe]));
-        assert_eq!(
-            identify(&config, &req, &crate::request::NoProperties),
-            Err(IdentityError::MissingUser)
-        );
+        assert_eq!(identify(&config, &req, &crate::request::NoProperties), Err(IdentityError::MissingUser));
     }
 
     #[test]
@@ -261,20 +237,9 @@ mod tests {
             &crate::request::NoProperties,
         )
         .unwrap();
-        assert_eq!(
-            with.counter_key(class, Scope::Workspace),
-            format!("q1:{}:w:acme", class.name)
-        );
-        assert_eq!(
-            with.counter_key(class, Scope::User),
-            format!("q1:{}:u:a:b", class.name)
-        );
-        let without = identify(
-            &config,
-            &head(&[("x-user-id", "bob")]),
-            &crate::request::NoProperties,
-        )
-        .unwrap();
+        assert_eq!(with.counter_key(class, Scope::Workspace), format!("q1:{}:w:acme", class.name));
+        assert_eq!(with.counter_key(class, Scope::User), format!("q1:{}:u:a:b", class.name));
+        let without = identify(&config, &head(&[("x-user-id", "bob")]), &crate::request::NoProperties).unwrap();
         assert_eq!(without.scope(Scope::Workspace), ScopeKind::User);
     }
 }

@@ -7,11 +7,13 @@
 //! [`engine::charge`] (read, [`decide::decide`], compare-and-swap) →
 //! [`reply::respond`] (headers or a local reply).
 
+pub mod admin;
 pub mod calendar;
 pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod copy;
+pub mod cost;
 pub mod counter;
 pub mod decide;
 pub mod engine;
@@ -20,6 +22,7 @@ pub mod glob;
 pub mod headers;
 pub mod identity;
 pub mod jwt;
+pub mod metering;
 pub mod negotiate;
 pub mod reply;
 pub mod request;

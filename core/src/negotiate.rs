@@ -47,11 +47,7 @@ pub fn negotiate(accept: Option<&str>) -> BodyFormat {
                 _ => continue,
             };
             let q = params
-                .filter_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|v| v.trim().parse::<f32>().ok())
-                })
+                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok()))
                 .next()
                 .unwrap_or(1.0)
                 .clamp(0.0, 1.0);
@@ -84,24 +80,13 @@ mod tests {
 
     #[test]
     fn honours_problem_json_and_browsers() {
+        assert_eq!(negotiate(Some("application/problem+json")), BodyFormat::Problem);
+        assert_eq!(negotiate(Some("application/problem+json, application/json;q=0.5")), BodyFormat::Problem);
         assert_eq!(
-            negotiate(Some("application/problem+json")),
-            BodyFormat::Problem
-        );
-        assert_eq!(
-            negotiate(Some("application/problem+json, application/json;q=0.5")),
-            BodyFormat::Problem
-        );
-        assert_eq!(
-            negotiate(Some(
-                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-            )),
+            negotiate(Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")),
             BodyFormat::Html
         );
         assert_eq!(negotiate(Some("text/*")), BodyFormat::Html);
-        assert_eq!(
-            negotiate(Some("text/html;q=0.4, application/json")),
-            BodyFormat::OpenAi
-        );
+        assert_eq!(negotiate(Some("text/html;q=0.4, application/json")), BodyFormat::OpenAi);
     }
 }

@@ -13,8 +13,7 @@ use crate::negotiate::BodyFormat;
 use serde_json::{json, Value};
 
 /// The IETF RateLimit draft's problem type for a refused quota.
-pub const QUOTA_EXCEEDED_TYPE: &str =
-    "https://iana.org/assignments/http-problem-types#quota-exceeded";
+pub const QUOTA_EXCEEDED_TYPE: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
 /// A response the filter sends instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,17 +57,11 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
     let upgrade_json = facts.hint.as_ref().map(|h| {
         json!({ "tier": config.tier(h.tier).map(|t| t.name.clone()), "label": h.tier_label, "limit": h.limit, "url": h.url })
     });
-    let upgrade_link = facts
-        .hint
-        .as_ref()
-        .and_then(|h| h.url.clone().map(|u| (h.tier_label.clone(), u)));
+    let upgrade_link = facts.hint.as_ref().and_then(|h| h.url.clone().map(|u| (h.tier_label.clone(), u)));
     let (class, tier) = (facts.class, facts.tier);
     let refusal = match &d.outcome {
         Outcome::Charged(c) if c.admitted => return Action::Continue(headers),
-        Outcome::Unavailable {
-            policy: FailPolicy::Open,
-            ..
-        } => return Action::Continue(headers),
+        Outcome::Unavailable { policy: FailPolicy::Open, .. } => return Action::Continue(headers),
         Outcome::Charged(c) => {
             let reset_after = d.reset_after().unwrap_or(0);
             facts.usage = Some(c.usage);
@@ -93,10 +86,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
             if c.needs_confirmation {
                 let mut quota = quota;
                 if let Some(q) = quota.as_object_mut() {
-                    q.insert(
-                        "state".into(),
-                        json!(crate::headers::STATE_CONFIRMATION_REQUIRED),
-                    );
+                    q.insert("state".into(), json!(crate::headers::STATE_CONFIRMATION_REQUIRED));
                     q.insert("confirm_header".into(), json!(CONFIRM_HEADER));
                 }
                 Refusal {
@@ -116,10 +106,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                     status: 429,
                     kind: "quota_exceeded",
                     code: "quota_exceeded",
-                    title: format!(
-                        "You've reached your limit for {}",
-                        class.label.to_lowercase()
-                    ),
+                    title: format!("You've reached your limit for {}", class.label.to_lowercase()),
                     message: copy::message(config, Message::Blocked, &facts),
                     quota: Some(quota),
                     violated: Some(class.name.clone()),
@@ -145,10 +132,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
             reset: None,
             upgrade: upgrade_link,
         },
-        Outcome::Unavailable {
-            policy: FailPolicy::Closed,
-            ..
-        } => {
+        Outcome::Unavailable { policy: FailPolicy::Closed, .. } => {
             headers.push(("retry-after", "1".into()));
             Refusal {
                 status: 503,
@@ -156,9 +140,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                 code: "quota_unavailable",
                 title: "Please try again in a moment".into(),
                 message: copy::message(config, Message::Unavailable, &facts),
-                quota: Some(
-                    json!({ "class": class.name, "tier": tier.name, "state": STATE_UNAVAILABLE }),
-                ),
+                quota: Some(json!({ "class": class.name, "tier": tier.name, "state": STATE_UNAVAILABLE })),
                 violated: None,
                 reset: None,
                 upgrade: None,
@@ -200,8 +182,7 @@ pub fn refuse_identity(config: &Config, err: &IdentityError, format: BodyFormat)
 fn render(r: Refusal, mut headers: Headers, format: BodyFormat) -> LocalReply {
     let body = match format {
         BodyFormat::OpenAi => {
-            let mut error =
-                json!({ "message": r.message, "type": r.kind, "param": null, "code": r.code });
+            let mut error = json!({ "message": r.message, "type": r.kind, "param": null, "code": r.code });
             if let (Some(q), Some(obj)) = (r.quota, error.as_object_mut()) {
                 obj.insert("quota".into(), q);
             }
@@ -229,11 +210,7 @@ fn render(r: Refusal, mut headers: Headers, format: BodyFormat) -> LocalReply {
     };
     headers.push(("content-type", format.content_type().into()));
     headers.push(("cache-control", "no-store".into()));
-    LocalReply {
-        status: r.status,
-        headers,
-        body,
-    }
+    LocalReply { status: r.status, headers, body }
 }
 
 /// A small, accessible page: one heading, the message, when it resets, and
@@ -245,11 +222,7 @@ fn html_page(r: &Refusal) -> String {
         format!("<p>Your allowance resets at <time datetime=\"{when}\">{shown}</time>.</p>")
     });
     let upgrade = r.upgrade.as_ref().map_or_else(String::new, |(label, url)| {
-        format!(
-            "<p><a href=\"{}\">See what {} includes</a></p>",
-            escape(url),
-            escape(label)
-        )
+        format!("<p><a href=\"{}\">See what {} includes</a></p>", escape(url), escape(label))
     });
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -323,44 +296,29 @@ mod tests {
     #[test]
     fn problem_details_name_the_violated_policy() {
         let reply = blocked_reply(BodyFormat::Problem);
-        assert!(reply
-            .headers
-            .contains(&("content-type", "application/problem+json".into())));
+        assert!(reply.headers.contains(&("content-type", "application/problem+json".into())));
         let body: Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["type"], QUOTA_EXCEEDED_TYPE);
         assert_eq!(body["status"], 429);
         assert_eq!(body["violated-policies"], json!(["drafts"]));
-        assert!(body["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("You've used your 10 drafts"));
+        assert!(body["detail"].as_str().unwrap().starts_with("You've used your 10 drafts"));
         assert_eq!(body["quota"]["remaining"], 0);
     }
 
     #[test]
     fn browsers_get_a_small_accessible_page() {
         let reply = blocked_reply(BodyFormat::Html);
-        assert!(reply
-            .headers
-            .contains(&("content-type", "text/html; charset=utf-8".into())));
+        assert!(reply.headers.contains(&("content-type", "text/html; charset=utf-8".into())));
         let page = reply.body;
         assert!(page.contains("<html lang=\"en\">"));
         assert!(page.contains("<h1>You&#39;ve reached your limit for drafts</h1>"));
-        assert!(
-            page.contains("<time datetime=\"2026-11-23T00:00:00Z\">2026-11-23 00:00 UTC</time>")
-        );
-        assert!(page.contains(
-            "<a href=\"https://example.com/upgrade?plan=pro\">See what Pro includes</a>"
-        ));
+        assert!(page.contains("<time datetime=\"2026-11-23T00:00:00Z\">2026-11-23 00:00 UTC</time>"));
+        assert!(page.contains("<a href=\"https://example.com/upgrade?plan=pro\">See what Pro includes</a>"));
     }
 
     #[test]
     fn missing_identity_is_a_friendly_401() {
-        let reply = refuse_identity(
-            &demo_config(),
-            &IdentityError::MissingUser,
-            BodyFormat::OpenAi,
-        );
+        let reply = refuse_identity(&demo_config(), &IdentityError::MissingUser, BodyFormat::OpenAi);
         assert_eq!(reply.status, 401);
         let body: Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["error"]["code"], "missing_identity");
@@ -368,9 +326,6 @@ mod tests {
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(
-            escape("<a href='x'>&</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;"
-        );
+        assert_eq!(escape("<a href='x'>&</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
     }
 }

@@ -51,12 +51,7 @@ pub enum GiveUp {
 /// with compare-and-swap, retrying up to `attempts` times when another worker
 /// wrote first. `update` returns the value to write (or `None` to write
 /// nothing) and the outcome to hand back.
-pub fn compare_and_swap<S, T, F>(
-    store: &S,
-    key: &str,
-    attempts: u32,
-    mut update: F,
-) -> Result<T, GiveUp>
+pub fn compare_and_swap<S, T, F>(store: &S, key: &str, attempts: u32, mut update: F) -> Result<T, GiveUp>
 where
     S: CounterStore + ?Sized,
     F: FnMut(Option<&[u8]>) -> (Option<Vec<u8>>, T),
@@ -159,10 +154,7 @@ mod tests {
     fn gives_up_after_the_configured_attempts() {
         let store = MemoryStore::new();
         *store.fail_next_sets.borrow_mut() = 4;
-        assert_eq!(
-            compare_and_swap(&store, "k", 4, add_one),
-            Err(GiveUp::Contended { attempts: 4 })
-        );
+        assert_eq!(compare_and_swap(&store, "k", 4, add_one), Err(GiveUp::Contended { attempts: 4 }));
         assert!(store.is_empty());
     }
 
@@ -172,23 +164,14 @@ mod tests {
         store.set("k", b"a", Expect::Absent).unwrap();
         let (_, cas) = store.get("k").unwrap().unwrap();
         store.set("k", b"b", Expect::Version(cas)).unwrap();
-        assert_eq!(
-            store.set("k", b"c", Expect::Version(cas)),
-            Err(StoreError::CasMismatch)
-        );
-        assert_eq!(
-            store.set("k", b"d", Expect::Absent),
-            Err(StoreError::CasMismatch)
-        );
+        assert_eq!(store.set("k", b"c", Expect::Version(cas)), Err(StoreError::CasMismatch));
+        assert_eq!(store.set("k", b"d", Expect::Absent), Err(StoreError::CasMismatch));
     }
 
     #[test]
     fn writing_nothing_ends_the_loop() {
         let store = MemoryStore::new();
-        assert_eq!(
-            compare_and_swap(&store, "k", 4, |_| (None, "blocked")),
-            Ok("blocked")
-        );
+        assert_eq!(compare_and_swap(&store, "k", 4, |_| (None, "blocked")), Ok("blocked"));
         assert!(store.is_empty());
     }
 }

@@ -30,6 +30,8 @@ pub enum Var {
     Upgrade,
     UsedPercent,
     ConfirmHeader,
+    DegradedTo,
+    Grant,
 }
 
 /// Placeholder names as written in templates, with what each stands for
@@ -37,94 +39,32 @@ pub enum Var {
 pub const VARS: &[(&str, Var, &str)] = &[
     ("used", Var::Used, "units used in this window: 7"),
     ("limit", Var::Limit, "the hard limit: 10"),
-    (
-        "soft_limit",
-        Var::SoftLimit,
-        "the soft limit (empty without one)",
-    ),
+    ("soft_limit", Var::SoftLimit, "the soft limit (empty without one)"),
     ("remaining", Var::Remaining, "units left: 3"),
     ("cost", Var::Cost, "units this request costs: 1"),
     ("over", Var::Over, "units past the hard limit: 2"),
     ("class", Var::Class, "the class label: Drafts"),
     ("unit", Var::Unit, "one unit: draft"),
     ("units", Var::Units, "several units: drafts"),
-    (
-        "count_used",
-        Var::CountUsed,
-        "used, with its unit: 7 drafts",
-    ),
-    (
-        "count_limit",
-        Var::CountLimit,
-        "limit, with its unit: 10 drafts",
-    ),
-    (
-        "count_remaining",
-        Var::CountRemaining,
-        "remaining, with its unit: 1 draft",
-    ),
-    (
-        "count_cost",
-        Var::CountCost,
-        "cost, with its unit: 5 drafts",
-    ),
-    (
-        "count_over",
-        Var::CountOver,
-        "over, with its unit: 2 drafts",
-    ),
-    (
-        "window",
-        Var::Window,
-        "the current window: for today, for this month, in this 5-hour window",
-    ),
-    (
-        "per_window",
-        Var::PerWindow,
-        "how often it renews: a day, a month, every 5 hours",
-    ),
+    ("count_used", Var::CountUsed, "used, with its unit: 7 drafts"),
+    ("count_limit", Var::CountLimit, "limit, with its unit: 10 drafts"),
+    ("count_remaining", Var::CountRemaining, "remaining, with its unit: 1 draft"),
+    ("count_cost", Var::CountCost, "cost, with its unit: 5 drafts"),
+    ("count_over", Var::CountOver, "over, with its unit: 2 drafts"),
+    ("window", Var::Window, "the current window: for today, for this month, in this 5-hour window"),
+    ("per_window", Var::PerWindow, "how often it renews: a day, a month, every 5 hours"),
     ("reset_in", Var::ResetIn, "time until reset: 4 h 12 min"),
-    (
-        "reset_at",
-        Var::ResetAt,
-        "reset time, RFC 3339 UTC: 2026-11-23T00:00:00Z",
-    ),
-    (
-        "reset_sentence",
-        Var::ResetSentence,
-        "They reset in 4 h 12 min. (It resets ... for a limit of 1)",
-    ),
+    ("reset_at", Var::ResetAt, "reset time, RFC 3339 UTC: 2026-11-23T00:00:00Z"),
+    ("reset_sentence", Var::ResetSentence, "They reset in 4 h 12 min. (It resets ... for a limit of 1)"),
     ("tier", Var::Tier, "the caller's tier label: Free"),
-    (
-        "next_tier",
-        Var::NextTier,
-        "the upgrade tier's label: Pro (empty without one)",
-    ),
-    (
-        "next_limit",
-        Var::NextLimit,
-        "its limit for this class: 100 (empty without one)",
-    ),
-    (
-        "upgrade_url",
-        Var::UpgradeUrl,
-        "the upgrade URL (empty without one)",
-    ),
-    (
-        "upgrade",
-        Var::Upgrade,
-        "Pro includes 100 a day: https://... (empty when an upgrade would not help)",
-    ),
-    (
-        "used_percent",
-        Var::UsedPercent,
-        "share of the limit used: 80",
-    ),
-    (
-        "confirm_header",
-        Var::ConfirmHeader,
-        "the header that confirms a costly request: x-quota-confirm",
-    ),
+    ("next_tier", Var::NextTier, "the upgrade tier's label: Pro (empty without one)"),
+    ("next_limit", Var::NextLimit, "its limit for this class: 100 (empty without one)"),
+    ("upgrade_url", Var::UpgradeUrl, "the upgrade URL (empty without one)"),
+    ("upgrade", Var::Upgrade, "Pro includes 100 a day: https://... (empty when an upgrade would not help)"),
+    ("used_percent", Var::UsedPercent, "share of the limit used: 80"),
+    ("confirm_header", Var::ConfirmHeader, "the header that confirms a costly request: x-quota-confirm"),
+    ("degraded_to", Var::DegradedTo, "the cheaper model a degrading cell uses: gpt-4o-mini"),
+    ("grant", Var::Grant, "grant units left (prepaid packs, approvals): 50"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,27 +104,16 @@ impl Template {
                             None => return Err(format!("unclosed '{{' in \"{text}\"")),
                         }
                     }
-                    let var = VARS
-                        .iter()
-                        .find(|(n, _, _)| *n == name)
-                        .map(|(_, v, _)| *v)
-                        .ok_or_else(|| {
-                            let known: Vec<&str> = VARS.iter().map(|(n, _, _)| *n).collect();
-                            format!(
-                                "unknown placeholder {{{name}}} (known: {})",
-                                known.join(", ")
-                            )
-                        })?;
+                    let var = VARS.iter().find(|(n, _, _)| *n == name).map(|(_, v, _)| *v).ok_or_else(|| {
+                        let known: Vec<&str> = VARS.iter().map(|(n, _, _)| *n).collect();
+                        format!("unknown placeholder {{{name}}} (known: {})", known.join(", "))
+                    })?;
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal)));
                     }
                     parts.push(Part::Var(var));
                 }
-                '}' => {
-                    return Err(format!(
-                        "unmatched '}}' in \"{text}\" (write '}}}}' for a literal brace)"
-                    ))
-                }
+                '}' => return Err(format!("unmatched '}}' in \"{text}\" (write '}}}}' for a literal brace)")),
                 other => literal.push(other),
             }
         }
@@ -238,14 +167,8 @@ mod tests {
 
     #[test]
     fn refuses_unknown_placeholders_and_stray_braces() {
-        assert!(Template::parse("{usd}")
-            .unwrap_err()
-            .starts_with("unknown placeholder {usd}"));
-        assert!(Template::parse("oops {used")
-            .unwrap_err()
-            .starts_with("unclosed"));
-        assert!(Template::parse("oops }")
-            .unwrap_err()
-            .starts_with("unmatched"));
+        assert!(Template::parse("{usd}").unwrap_err().starts_with("unknown placeholder {usd}"));
+        assert!(Template::parse("oops {used").unwrap_err().starts_with("unclosed"));
+        assert!(Template::parse("oops }").unwrap_err().starts_with("unmatched"));
     }
 }

@@ -12,16 +12,10 @@ pub fn demo_config() -> Config {
 /// limit of 10 for each class.
 pub fn config_with(classes: &str) -> Config {
     let parsed: serde_json::Value = serde_json::from_str(classes).unwrap();
-    let names: Vec<String> = parsed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_string())
-        .collect();
-    let limits: serde_json::Map<String, serde_json::Value> = names
-        .iter()
-        .map(|n| (n.clone(), serde_json::json!({"hard": 10, "window": "day"})))
-        .collect();
+    let names: Vec<String> =
+        parsed.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    let limits: serde_json::Map<String, serde_json::Value> =
+        names.iter().map(|n| (n.clone(), serde_json::json!({"hard": 10, "window": "day"}))).collect();
     let doc = serde_json::json!({
         "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
         "classes": parsed,
@@ -31,10 +25,5 @@ pub fn config_with(classes: &str) -> Config {
 }
 
 pub fn head(headers: &[(&str, &str)]) -> RequestHead {
-    RequestHead::new(
-        headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-            .collect(),
-    )
+    RequestHead::new(headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect())
 }

@@ -14,12 +14,7 @@ use crate::store::CounterStore;
 use serde_json::{json, Value};
 
 /// The usage report for `caller` at `now_ms`, as a JSON document.
-pub fn usage_report<S: CounterStore + ?Sized>(
-    config: &Config,
-    caller: &Caller,
-    now_ms: i64,
-    store: &S,
-) -> Value {
+pub fn usage_report<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, now_ms: i64, store: &S) -> Value {
     let now = now_ms.div_euclid(1000);
     let tier = config.tier(caller.tier);
     let classes: Vec<Value> = config
@@ -53,6 +48,9 @@ pub fn usage_report<S: CounterStore + ?Sized>(
                             let message = match u.state {
                                 State::Ok => None,
                                 State::Warning => say(Message::Warning),
+                                State::Degraded => say(Message::Degraded),
+                                State::Overage => say(Message::Overage),
+                                State::Queued => say(Message::Queued),
                                 State::Blocked => say(Message::Blocked),
                             };
                             let counter = crate::decide::current(old, limits, now, caller.alignment);
@@ -73,6 +71,8 @@ pub fn usage_report<S: CounterStore + ?Sized>(
                                 "limit": u.hard,
                                 "soft_limit": u.soft,
                                 "remaining": u.remaining(),
+                                "over": u.over,
+                                "grant": u.grant,
                                 "fraction_used": (u.used as f64 / u.hard as f64).min(1.0),
                                 "state": u.state.as_str(),
                                 "message": message,
@@ -100,18 +100,10 @@ pub fn usage_report<S: CounterStore + ?Sized>(
 }
 
 /// The usage endpoint's reply.
-pub fn usage_reply<S: CounterStore + ?Sized>(
-    config: &Config,
-    caller: &Caller,
-    now_ms: i64,
-    store: &S,
-) -> LocalReply {
+pub fn usage_reply<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, now_ms: i64, store: &S) -> LocalReply {
     LocalReply {
         status: 200,
-        headers: vec![
-            ("content-type", "application/json".into()),
-            ("cache-control", "no-store".into()),
-        ],
+        headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
         body: usage_report(config, caller, now_ms, store).to_string(),
     }
 }
@@ -172,20 +164,13 @@ mod tests {
         assert_eq!(classes.len(), 4);
         let drafts = &classes[2];
         assert_eq!(
-            (
-                drafts["class"].as_str(),
-                drafts["used"].as_u64(),
-                drafts["remaining"].as_u64()
-            ),
+            (drafts["class"].as_str(), drafts["used"].as_u64(), drafts["remaining"].as_u64()),
             (Some("drafts"), Some(1), Some(9))
         );
         assert_eq!(drafts["reset"], "2026-11-23T00:00:00Z");
         assert_eq!(classes[0]["included"], false);
         assert_eq!(classes[0]["state"], "not_included");
-        assert_eq!(
-            classes[0]["upgrade"]["text"],
-            "Pro includes 3 a day: https://example.com/upgrade?plan=pro"
-        );
+        assert_eq!(classes[0]["upgrade"]["text"], "Pro includes 3 a day: https://example.com/upgrade?plan=pro");
         assert_eq!(drafts["message"], serde_json::Value::Null);
         assert_eq!(drafts["upgrade"]["limit"], 100);
         assert_eq!(classes[1]["used"], 0);

@@ -55,18 +55,12 @@ impl WindowSpec {
     /// The window holding `now` (Unix seconds) for this spec.
     pub fn window_at(&self, now: i64, align: Alignment) -> Window {
         match *self {
-            WindowSpec::FirstUse { seconds } => Window {
-                start: now,
-                end: now.saturating_add(seconds),
-            },
+            WindowSpec::FirstUse { seconds } => Window { start: now, end: now.saturating_add(seconds) },
             WindowSpec::Calendar(unit) => {
                 let offset = i64::from(align.utc_offset_minutes) * 60;
                 let local = now + offset;
                 let (start, end) = calendar_bounds(unit, local, align.week_start);
-                Window {
-                    start: start - offset,
-                    end: end - offset,
-                }
+                Window { start: start - offset, end: end - offset }
             }
         }
     }
@@ -152,19 +146,13 @@ mod tests {
             ("2026-11-22T00:00:00Z".into(), "2026-11-23T00:00:00Z".into())
         );
         // UTC-05:00: local midnight is 05:00 UTC; 03:00 UTC is still the previous local day.
-        let new_york = Alignment {
-            utc_offset_minutes: -300,
-            week_start: 0,
-        };
+        let new_york = Alignment { utc_offset_minutes: -300, week_start: 0 };
         assert_eq!(
             bounds(day, "2026-11-22T03:00:00Z", new_york),
             ("2026-11-21T05:00:00Z".into(), "2026-11-22T05:00:00Z".into())
         );
         // UTC+05:30.
-        let india = Alignment {
-            utc_offset_minutes: 330,
-            week_start: 0,
-        };
+        let india = Alignment { utc_offset_minutes: 330, week_start: 0 };
         assert_eq!(
             bounds(day, "2026-11-22T20:00:00Z", india),
             ("2026-11-22T18:30:00Z".into(), "2026-11-23T18:30:00Z".into())
@@ -191,10 +179,7 @@ mod tests {
             ("2025-12-01T00:00:00Z".into(), "2026-01-01T00:00:00Z".into())
         );
         // In UTC+09:00 March has already begun at 15:00 UTC on Feb 28 (2026 is not a leap year).
-        let tokyo = Alignment {
-            utc_offset_minutes: 540,
-            week_start: 0,
-        };
+        let tokyo = Alignment { utc_offset_minutes: 540, week_start: 0 };
         assert_eq!(
             bounds(month, "2026-02-28T15:00:00Z", tokyo),
             ("2026-02-28T15:00:00Z".into(), "2026-03-31T15:00:00Z".into())
@@ -209,18 +194,12 @@ mod tests {
             bounds(week, "2026-11-22T10:00:00Z", utc()),
             ("2026-11-16T00:00:00Z".into(), "2026-11-23T00:00:00Z".into())
         );
-        let sunday_start = Alignment {
-            utc_offset_minutes: 0,
-            week_start: 6,
-        };
+        let sunday_start = Alignment { utc_offset_minutes: 0, week_start: 6 };
         assert_eq!(
             bounds(week, "2026-11-22T10:00:00Z", sunday_start),
             ("2026-11-22T00:00:00Z".into(), "2026-11-29T00:00:00Z".into())
         );
-        let saturday_start = Alignment {
-            utc_offset_minutes: 0,
-            week_start: 5,
-        };
+        let saturday_start = Alignment { utc_offset_minutes: 0, week_start: 5 };
         assert_eq!(
             bounds(week, "2026-11-22T10:00:00Z", saturday_start),
             ("2026-11-21T00:00:00Z".into(), "2026-11-28T00:00:00Z".into())
@@ -230,24 +209,13 @@ mod tests {
     #[test]
     fn minute_and_hour_windows_align_to_the_clock() {
         assert_eq!(
-            bounds(
-                WindowSpec::Calendar(CalendarUnit::Minute),
-                "2026-11-22T10:15:59Z",
-                utc()
-            ),
+            bounds(WindowSpec::Calendar(CalendarUnit::Minute), "2026-11-22T10:15:59Z", utc()),
             ("2026-11-22T10:15:00Z".into(), "2026-11-22T10:16:00Z".into())
         );
         // A half-hour offset moves hour boundaries to :30 UTC.
-        let india = Alignment {
-            utc_offset_minutes: 330,
-            week_start: 0,
-        };
+        let india = Alignment { utc_offset_minutes: 330, week_start: 0 };
         assert_eq!(
-            bounds(
-                WindowSpec::Calendar(CalendarUnit::Hour),
-                "2026-11-22T10:15:00Z",
-                india
-            ),
+            bounds(WindowSpec::Calendar(CalendarUnit::Hour), "2026-11-22T10:15:00Z", india),
             ("2026-11-22T09:30:00Z".into(), "2026-11-22T10:30:00Z".into())
         );
     }

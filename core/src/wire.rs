@@ -11,9 +11,8 @@
 use crate::calendar::parse_rfc3339_utc;
 use crate::decide::State;
 use crate::headers::{
-    CLASS, COST, LIMIT, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER, SCOPE,
-    SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, TIER,
-    UPGRADE, USED, WARNING,
+    CLASS, COST, LIMIT, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER, SCOPE, SOFT_LIMIT, STATE,
+    STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, TIER, UPGRADE, USED, WARNING,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -74,11 +73,7 @@ pub struct Item {
 impl Item {
     /// The parameter named `key` (the last one, if it was sent twice).
     pub fn param(&self, key: &str) -> Option<&BareItem> {
-        self.params
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// A parameter that must be a non-negative integer.
@@ -116,10 +111,7 @@ impl std::error::Error for SfError {}
 /// Parses a structured-field list of items (RFC 8941 section 4.2.1).
 /// Inner lists are refused: the RateLimit fields never use them.
 pub fn parse_list(input: &str) -> Result<Vec<Item>, SfError> {
-    let mut p = Parser {
-        bytes: input.as_bytes(),
-        at: 0,
-    };
+    let mut p = Parser { bytes: input.as_bytes(), at: 0 };
     p.skip(|b| b == b' ');
     let mut items = Vec::new();
     while !p.done() {
@@ -152,10 +144,7 @@ impl Parser<'_> {
     }
 
     fn error(&self, reason: &'static str) -> SfError {
-        SfError {
-            at: self.at,
-            reason,
-        }
+        SfError { at: self.at, reason }
     }
 
     fn skip(&mut self, what: impl Fn(u8) -> bool) {
@@ -209,9 +198,7 @@ impl Parser<'_> {
             return Err(self.error("a parameter key starts with a-z or '*'"));
         }
         let start = self.at;
-        self.skip(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*')
-        });
+        self.skip(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*'));
         Ok(self.text_from(start))
     }
 
@@ -241,11 +228,7 @@ impl Parser<'_> {
             if int_digits > 15 {
                 return Err(self.error("an integer has at most 15 digits"));
             }
-            return self
-                .text_from(start)
-                .parse()
-                .map(BareItem::Integer)
-                .map_err(|_| self.error("not an integer"));
+            return self.text_from(start).parse().map(BareItem::Integer).map_err(|_| self.error("not an integer"));
         }
         if int_digits > 12 {
             return Err(self.error("a decimal has at most 12 integer digits"));
@@ -257,10 +240,7 @@ impl Parser<'_> {
         if frac_digits == 0 || frac_digits > 3 {
             return Err(self.error("a decimal has 1 to 3 fractional digits"));
         }
-        self.text_from(start)
-            .parse()
-            .map(BareItem::Decimal)
-            .map_err(|_| self.error("not a decimal"))
+        self.text_from(start).parse().map(BareItem::Decimal).map_err(|_| self.error("not a decimal"))
     }
 
     fn string(&mut self) -> Result<String, SfError> {
@@ -290,9 +270,7 @@ impl Parser<'_> {
     fn token(&mut self) -> BareItem {
         let start = self.at;
         self.at += 1;
-        self.skip(|b| {
-            b.is_ascii_alphanumeric() || b":/!#$%&'*+-.^_`|~".contains(&b)
-        });
+        self.skip(|b| b.is_ascii_alphanumeric() || b":/!#$%&'*+-.^_`|~".contains(&b));
         BareItem::Token(self.text_from(start))
     }
 
@@ -347,11 +325,7 @@ pub fn parse_policies(field: &str) -> Result<Vec<Policy>, SfError> {
     Ok(parse_list(field)?
         .iter()
         .filter_map(|item| {
-            Some(Policy {
-                name: item.name()?.to_string(),
-                quota: item.count("q")?,
-                window: item.count("w"),
-            })
+            Some(Policy { name: item.name()?.to_string(), quota: item.count("q")?, window: item.count("w") })
         })
         .collect())
 }
@@ -361,11 +335,7 @@ pub fn parse_limits(field: &str) -> Result<Vec<Limit>, SfError> {
     Ok(parse_list(field)?
         .iter()
         .filter_map(|item| {
-            Some(Limit {
-                name: item.name()?.to_string(),
-                remaining: item.count("r")?,
-                reset_after: item.count("t"),
-            })
+            Some(Limit { name: item.name()?.to_string(), remaining: item.count("r")?, reset_after: item.count("t") })
         })
         .collect())
 }
@@ -480,10 +450,7 @@ where
 {
     let mut values: [Option<String>; READ_HEADERS.len()] = Default::default();
     for (name, value) in headers {
-        let Some(i) = READ_HEADERS
-            .iter()
-            .position(|known| known.eq_ignore_ascii_case(name))
-        else {
+        let Some(i) = READ_HEADERS.iter().position(|known| known.eq_ignore_ascii_case(name)) else {
             continue;
         };
         let Some(slot) = values.get_mut(i) else {
@@ -508,12 +475,8 @@ where
     let seconds = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok());
 
     let class = text(CLASS);
-    let policies = get(RATELIMIT_POLICY)
-        .and_then(|v| parse_policies(v).ok())
-        .unwrap_or_default();
-    let limits = get(RATELIMIT)
-        .and_then(|v| parse_limits(v).ok())
-        .unwrap_or_default();
+    let policies = get(RATELIMIT_POLICY).and_then(|v| parse_policies(v).ok()).unwrap_or_default();
+    let limits = get(RATELIMIT).and_then(|v| parse_limits(v).ok()).unwrap_or_default();
     HeaderReading {
         tier: text(TIER),
         scope: text(SCOPE),
@@ -541,9 +504,7 @@ fn is_list_field(name: &str) -> bool {
 
 /// The item named after the class, else the first.
 fn pick<T>(items: Vec<T>, class: Option<&str>, name: impl Fn(&T) -> &String) -> Option<T> {
-    let at = class
-        .and_then(|c| items.iter().position(|item| name(item) == c))
-        .unwrap_or(0);
+    let at = class.and_then(|c| items.iter().position(|item| name(item) == c)).unwrap_or(0);
     items.into_iter().nth(at)
 }
 
@@ -673,19 +634,14 @@ pub struct UsageReport {
 pub fn read_usage(json: &str) -> Result<UsageReport, serde_json::Error> {
     let doc: Value = serde_json::from_str(json)?;
     if !doc.is_object() {
-        return Err(serde::de::Error::custom(
-            "the usage report is a JSON object",
-        ));
+        return Err(serde::de::Error::custom("the usage report is a JSON object"));
     }
     UsageReport::deserialize(doc)
 }
 
 /// An RFC 3339 UTC time as Unix seconds; anything else reads as absent.
 fn rfc3339_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(Option::<Value>::deserialize(d)?
-        .as_ref()
-        .and_then(Value::as_str)
-        .and_then(parse_rfc3339_utc))
+    Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(Value::as_str).and_then(parse_rfc3339_utc))
 }
 
 #[cfg(test)]
@@ -759,13 +715,7 @@ mod tests {
     }
 
     fn item(value: BareItem, params: &[(&str, BareItem)]) -> Item {
-        Item {
-            value,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        }
+        Item { value, params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
     }
 
     #[test]
@@ -774,18 +724,9 @@ mod tests {
         assert_eq!(
             items.unwrap(),
             vec![
-                item(
-                    BareItem::String("drafts".into()),
-                    &[("r", BareItem::Integer(9)), ("t", BareItem::Integer(3600))]
-                ),
-                item(
-                    BareItem::String(r#"a"b\c"#.into()),
-                    &[("q", BareItem::Decimal(1.5))]
-                ),
-                item(
-                    BareItem::Token("tok/en:x".into()),
-                    &[("flag", BareItem::Boolean(true))]
-                ),
+                item(BareItem::String("drafts".into()), &[("r", BareItem::Integer(9)), ("t", BareItem::Integer(3600))]),
+                item(BareItem::String(r#"a"b\c"#.into()), &[("q", BareItem::Decimal(1.5))]),
+                item(BareItem::Token("tok/en:x".into()), &[("flag", BareItem::Boolean(true))]),
                 item(BareItem::Boolean(false), &[]),
                 item(BareItem::ByteSequence("aGk=".into()), &[]),
             ]
@@ -813,25 +754,13 @@ mod tests {
     fn ratelimit_items_need_a_name_and_their_number() {
         assert_eq!(
             parse_policies(r#""drafts";q=10;w=86400, "x";w=5, 7;q=1, "neg";q=-1"#).unwrap(),
-            vec![Policy {
-                name: "drafts".into(),
-                quota: 10,
-                window: Some(86400)
-            }]
+            vec![Policy { name: "drafts".into(), quota: 10, window: Some(86400) }]
         );
         assert_eq!(
             parse_limits(r#"drafts;r=0, "summaries";r=3;t=60;pk=:YWJj:"#).unwrap(),
             vec![
-                Limit {
-                    name: "drafts".into(),
-                    remaining: 0,
-                    reset_after: None
-                },
-                Limit {
-                    name: "summaries".into(),
-                    remaining: 3,
-                    reset_after: Some(60)
-                },
+                Limit { name: "drafts".into(), remaining: 0, reset_after: None },
+                Limit { name: "summaries".into(), remaining: 3, reset_after: Some(60) },
             ]
         );
     }
@@ -858,16 +787,8 @@ mod tests {
                 upgrade: None,
                 cost: Some(1),
                 pace_ahead: false,
-                policy: Some(Policy {
-                    name: "drafts".into(),
-                    quota: 4,
-                    window: Some(86_400)
-                }),
-                limit_field: Some(Limit {
-                    name: "drafts".into(),
-                    remaining: 3,
-                    reset_after: Some(43_200)
-                }),
+                policy: Some(Policy { name: "drafts".into(), quota: 4, window: Some(86_400) }),
+                limit_field: Some(Limit { name: "drafts".into(), remaining: 3, reset_after: Some(43_200) }),
                 retry_after: None,
             }
         );
@@ -900,7 +821,8 @@ mod tests {
         assert_eq!(reading.retry_after, Some(43_200));
         assert_eq!(reading.limit_field.map(|l| l.remaining), Some(0));
 
-        let message = "You've used your 4 drafts for today. They reset in 12 h. Pro includes 40 a day: https://example.com/up";
+        let message =
+            "You've used your 4 drafts for today. They reset in 12 h. Pro includes 40 a day: https://example.com/up";
         let expected = Refusal {
             message: Some(message.into()),
             code: Some("quota_exceeded".into()),
@@ -996,10 +918,7 @@ mod tests {
         let store = MemoryStore::new();
         let reading = read(&config, &drafts(&config, &store, "ana", 1));
         assert_eq!(reading.class, None);
-        assert_eq!(
-            (reading.policy.map(|p| p.quota), reading.limit_field.map(|l| l.remaining)),
-            (Some(4), Some(3))
-        );
+        assert_eq!((reading.policy.map(|p| p.quota), reading.limit_field.map(|l| l.remaining)), (Some(4), Some(3)));
     }
 
     #[test]
@@ -1049,13 +968,9 @@ mod tests {
         assert_eq!(read_refusal("<html></html>"), None);
         assert_eq!(read_refusal(r#"{"id":"chatcmpl-1","choices":[]}"#), None);
         assert_eq!(
-            read_refusal(r#"{"error":{"message":"upstream down","code":null}}"#)
-                .and_then(|r| r.message),
+            read_refusal(r#"{"error":{"message":"upstream down","code":null}}"#).and_then(|r| r.message),
             Some("upstream down".into())
         );
-        assert_eq!(
-            read_usage("[]").unwrap_err().to_string(),
-            "the usage report is a JSON object"
-        );
+        assert_eq!(read_usage("[]").unwrap_err().to_string(), "the usage report is a JSON object");
     }
 }

@@ -35,6 +35,14 @@ pub struct Config {
     /// Copy for every class and tier.
     pub copy: CopySet,
     pub observability: Observability,
+    pub admin: Option<Admin>,
+}
+
+/// The grants endpoint: only a caller with the secret may add units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub path: String,
+    pub secret: String,
 }
 
 /// What the filter reports about itself.
@@ -81,6 +89,9 @@ pub enum Message {
     MissingIdentity,
     UnknownTier,
     Unavailable,
+    Degraded,
+    Overage,
+    Queued,
 }
 
 /// Templates set at one level (global, class, tier or cell); the most
@@ -92,10 +103,7 @@ pub struct CopySet {
 
 impl CopySet {
     pub fn get(&self, message: Message) -> Option<&Template> {
-        self.templates
-            .iter()
-            .find(|(m, _)| *m == message)
-            .map(|(_, t)| t)
+        self.templates.iter().find(|(m, _)| *m == message).map(|(_, t)| t)
     }
 }
 
@@ -144,6 +152,10 @@ pub struct Class {
     /// Any rule matching selects the class.
     pub rules: Vec<Rule>,
     pub cost: Cost,
+    /// Cost multipliers by model: exact names, or prefixes ending in `*`.
+    pub models: Vec<(String, f64)>,
+    /// Units charged when the body does not say.
+    pub cost_fallback: u64,
     pub copy: CopySet,
 }
 
@@ -199,18 +211,29 @@ pub enum ValueTest {
     OneOf(Vec<Value>),
     Prefix(String),
     Exists(bool),
-    Compare {
-        gt: Option<f64>,
-        gte: Option<f64>,
-        lt: Option<f64>,
-        lte: Option<f64>,
-    },
+    Compare { gt: Option<f64>, gte: Option<f64>, lt: Option<f64>, lte: Option<f64> },
 }
 
 /// Units charged for one request of a class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cost {
     Fixed(u64),
+    /// One unit per record: a JSON array at `field` (the body when `None`),
+    /// or the non-empty lines of a JSON Lines body.
+    Records {
+        field: Option<Vec<String>>,
+        jsonl: bool,
+    },
+    /// One unit per `per` bytes of body, rounded up.
+    Bytes {
+        per: u64,
+    },
+    /// Estimated tokens, corrected from the response's `usage`.
+    Tokens {
+        default_max_tokens: u64,
+        reconcile: bool,
+        include_usage: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +267,8 @@ pub enum Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PastSoft {
     Warn,
+    /// Serve the request with the cell's cheaper model.
+    Degrade,
 }
 
 /// What happens when a request would go past the hard limit.
@@ -253,6 +278,29 @@ pub enum AtHard {
     Block,
     /// Admit and keep counting; the caller is told they are over.
     Warn,
+    /// Admit with the cheaper model, up to the degrade limit.
+    Degrade,
+    /// Admit and count the units as overage (for billing), up to the cap.
+    Overage,
+    /// Admit with a header that defers the work, up to the cap.
+    Queue,
+}
+
+/// How a cell degrades a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Degrade {
+    pub model: Option<String>,
+    /// A request header to set (lower-case name, value).
+    pub header: Option<(String, String)>,
+    /// The most units a window may use degraded past the hard limit.
+    pub limit: Option<u64>,
+}
+
+/// How a cell defers work past its hard limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    pub header: (String, String),
+    pub cap: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,7 +320,25 @@ pub struct Limits {
     /// confirmation.
     pub confirm_above: Option<f64>,
     pub pace: Option<Pace>,
+    pub degrade: Option<Degrade>,
+    /// The most overage units per window (`at_hard: overage`); none: no cap.
+    pub overage_cap: Option<u64>,
+    pub queue: Option<Queue>,
     pub copy: CopySet,
+}
+
+impl Limits {
+    /// The most units this cell admits past its hard limit (grants aside) in
+    /// one window: `None` for no ceiling, `Some(0)` when it blocks.
+    pub fn beyond_hard_cap(&self) -> Option<u64> {
+        match self.at_hard {
+            AtHard::Block => Some(0),
+            AtHard::Warn => None,
+            AtHard::Degrade => self.degrade.as_ref().and_then(|d| d.limit),
+            AtHard::Overage => self.overage_cap,
+            AtHard::Queue => self.queue.as_ref().and_then(|q| q.cap),
+        }
+    }
 }
 
 /// Flag a caller who has used `used` of the hard limit before `before` of
@@ -335,10 +401,30 @@ impl Config {
 
     /// Whether any class rule needs the request body to decide.
     pub fn any_rule_reads_body(&self) -> bool {
-        self.classes
-            .iter()
-            .flat_map(|c| &c.rules)
-            .any(|r| !r.body.is_empty())
+        self.classes.iter().flat_map(|c| &c.rules).any(|r| !r.body.is_empty())
+    }
+
+    /// Whether a request of this class needs its body once classified: to
+    /// price it, to rewrite its model (degrade) or to ask for usage reports.
+    pub fn class_needs_body(&self, class: ClassId) -> bool {
+        let Some(c) = self.class(class) else { return false };
+        let asks_usage = matches!(c.cost, Cost::Tokens { include_usage: true, .. });
+        crate::cost::needs_body(c) || asks_usage || self.degrades_model(class)
+    }
+
+    /// Whether some tier's cell for this class rewrites the request's model.
+    fn degrades_model(&self, class: ClassId) -> bool {
+        self.tiers.iter().any(|t| {
+            matches!(t.cells.get(class.0), Some(Cell::Limited(l)) if l.degrade.as_ref().is_some_and(|d| d.model.is_some()))
+        })
+    }
+
+    /// Whether the filter may rewrite request bodies under this config.
+    pub fn may_rewrite_body(&self) -> bool {
+        (0..self.classes.len()).map(ClassId).any(|id| {
+            matches!(self.class(id).map(|c| &c.cost), Some(Cost::Tokens { include_usage: true, .. }))
+                || self.degrades_model(id)
+        })
     }
 }
 
@@ -370,50 +456,29 @@ impl TryFrom<RawConfig> for Config {
                 .map(ClassId)
                 .ok_or_else(|| ConfigError::new(path, format!("no class named \"{name}\"")))
         };
-        let default_class = raw
-            .default_class
-            .as_deref()
-            .map(|n| class_id("default_class", n))
-            .transpose()?;
+        let default_class = raw.default_class.as_deref().map(|n| class_id("default_class", n)).transpose()?;
 
         let tier_names: Vec<String> = raw.tiers.keys().cloned().collect();
         if tier_names.is_empty() {
             return Err(ConfigError::new("tiers", "must define at least one tier"));
         }
         let tier_id = |path: &str, name: &str| {
-            tier_names
-                .iter()
-                .position(|t| t == name)
-                .map(TierId)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        path,
-                        format!(
-                            "no tier named \"{name}\" (tiers: {})",
-                            tier_names.join(", ")
-                        ),
-                    )
-                })
+            tier_names.iter().position(|t| t == name).map(TierId).ok_or_else(|| {
+                ConfigError::new(path, format!("no tier named \"{name}\" (tiers: {})", tier_names.join(", ")))
+            })
         };
         let mut tiers = Vec::with_capacity(tier_names.len());
         for (index, (name, value)) in raw.tiers.iter().enumerate() {
             let path = join("tiers", name);
             check_name(&path, name)?;
             let raw_tier: RawTier = deserialize_at(&path, value.clone())?;
-            tiers.push(check_tier(
-                &path,
-                index,
-                name,
-                &raw_tier,
-                &classes,
-                &tier_names,
-                &tier_id,
-            )?);
+            tiers.push(check_tier(&path, index, name, &raw_tier, &classes, &tier_names, &tier_id)?);
         }
 
         let identity = check_identity(&raw.identity, &tier_id)?;
         let calendar = check_calendar(raw.calendar.as_ref())?;
 
+        let usage_endpoint_for_admin = raw.usage_endpoint.clone();
         let usage_endpoint = match raw.usage_endpoint {
             Some(p) if !p.starts_with('/') => {
                 return Err(ConfigError::new(
@@ -429,15 +494,10 @@ impl TryFrom<RawConfig> for Config {
             Some(n) => usize::try_from(n)
                 .ok()
                 .filter(|n| *n <= 64 * 1024 * 1024)
-                .ok_or_else(|| {
-                    ConfigError::new("max_body_bytes", "must be at most 67108864 (64 MiB)")
-                })?,
+                .ok_or_else(|| ConfigError::new("max_body_bytes", "must be at most 67108864 (64 MiB)"))?,
         };
         let counters = match raw.counters {
-            None => CounterConfig {
-                cas_attempts: DEFAULT_CAS_ATTEMPTS,
-                on_error: FailPolicy::Open,
-            },
+            None => CounterConfig { cas_attempts: DEFAULT_CAS_ATTEMPTS, on_error: FailPolicy::Open },
             Some(c) => CounterConfig {
                 cas_attempts: match c.cas_attempts {
                     None => DEFAULT_CAS_ATTEMPTS,
@@ -461,19 +521,27 @@ impl TryFrom<RawConfig> for Config {
                 },
             },
         };
+        let hold_headers_for_body = raw.hold_headers_for_body.unwrap_or(false);
+        // Headers can only be set before they leave: a class decided from its
+        // body needs them held if a cell sets a request header.
+        for (tier, name) in tiers.iter().zip(&tier_names) {
+            for (class, cell) in classes.iter().zip(&tier.cells) {
+                let Cell::Limited(l) = cell else { continue };
+                let sets_header = l.degrade.as_ref().is_some_and(|d| d.header.is_some()) || l.queue.is_some();
+                let body_decided = class.rules.iter().any(|r| !r.body.is_empty()) || crate::cost::needs_body(class);
+                if sets_header && body_decided && !hold_headers_for_body {
+                    return Err(ConfigError::new(
+                        format!("tiers.{name}.limits.{}", class.name),
+                        "sets a request header for a class decided from the body: needs \"hold_headers_for_body\": true",
+                    ));
+                }
+            }
+        }
         let copy = check_copy("copy", raw.copy.as_ref())?;
         let observability = check_observability(raw.observability.as_ref())?;
         let response_headers = ResponseHeaders {
-            ratelimit: raw
-                .response_headers
-                .as_ref()
-                .and_then(|h| h.ratelimit)
-                .unwrap_or(true),
-            quota: raw
-                .response_headers
-                .as_ref()
-                .and_then(|h| h.quota)
-                .unwrap_or(true),
+            ratelimit: raw.response_headers.as_ref().and_then(|h| h.ratelimit).unwrap_or(true),
+            quota: raw.response_headers.as_ref().and_then(|h| h.quota).unwrap_or(true),
         };
         Ok(Config {
             identity,
@@ -483,27 +551,21 @@ impl TryFrom<RawConfig> for Config {
             tiers,
             usage_endpoint,
             max_body_bytes,
-            hold_headers_for_body: raw.hold_headers_for_body.unwrap_or(false),
+            hold_headers_for_body,
             counters,
             response_headers,
             copy,
             observability,
+            admin: check_admin(raw.admin.as_ref(), usage_endpoint_for_admin.as_deref())?,
         })
     }
 }
 
 /// Deserialises a nested value, prefixing error paths with `path`.
-pub(super) fn deserialize_at<T: serde::de::DeserializeOwned>(
-    path: &str,
-    value: Value,
-) -> Result<T, ConfigError> {
+pub(super) fn deserialize_at<T: serde::de::DeserializeOwned>(path: &str, value: Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
-        let full = if inner == "." {
-            path.to_string()
-        } else {
-            join(path, &inner)
-        };
+        let full = if inner == "." { path.to_string() } else { join(path, &inner) };
         ConfigError::new(full, e.into_inner().to_string())
     })
 }
@@ -512,16 +574,11 @@ pub(super) fn deserialize_at<T: serde::de::DeserializeOwned>(
 fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::new(
-            path,
-            format!("\"{name}\" must be 1 to 64 characters of a-z, 0-9, '_' or '-'"),
-        ))
+        Err(ConfigError::new(path, format!("\"{name}\" must be 1 to 64 characters of a-z, 0-9, '_' or '-'")))
     }
 }
 
@@ -529,10 +586,7 @@ fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
 fn check_text(path: &str, text: &Option<String>) -> Result<(), ConfigError> {
     match text {
         Some(t) if t.trim().is_empty() || t.len() > 1000 || t.chars().any(char::is_control) => {
-            Err(ConfigError::new(
-                path,
-                "must be 1 to 1000 characters without line breaks or control characters",
-            ))
+            Err(ConfigError::new(path, "must be 1 to 1000 characters without line breaks or control characters"))
         }
         _ => Ok(()),
     }
@@ -543,44 +597,19 @@ fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigError> {
     check_text(&join(path, "label"), &raw.label)?;
     check_text(&join(path, "unit"), &raw.unit)?;
     check_text(&join(path, "units"), &raw.units)?;
-    let label = raw
-        .label
-        .clone()
-        .unwrap_or_else(|| raw.name.replace(['_', '-'], " "));
-    let units = raw
-        .units
-        .clone()
-        .or_else(|| raw.unit.as_ref().map(|u| format!("{u}s")))
-        .unwrap_or_else(|| {
-            // "deep_research" → "deep research requests"
-            format!("{} requests", raw.name.replace(['_', '-'], " "))
-        });
-    let unit = raw
-        .unit
-        .clone()
-        .unwrap_or_else(|| format!("{} request", raw.name.replace(['_', '-'], " ")));
+    let label = raw.label.clone().unwrap_or_else(|| raw.name.replace(['_', '-'], " "));
+    let units = raw.units.clone().or_else(|| raw.unit.as_ref().map(|u| format!("{u}s"))).unwrap_or_else(|| {
+        // "deep_research" → "deep research requests"
+        format!("{} requests", raw.name.replace(['_', '-'], " "))
+    });
+    let unit = raw.unit.clone().unwrap_or_else(|| format!("{} request", raw.name.replace(['_', '-'], " ")));
     let rules = raw
         .rules
         .iter()
         .enumerate()
         .map(|(i, r)| check_rule(&format!("{path}.match[{i}]"), r))
         .collect::<Result<Vec<_>, _>>()?;
-    let cost = match &raw.cost {
-        None => Cost::Fixed(1),
-        Some(RawCost { fixed: None }) => {
-            return Err(ConfigError::new(
-                join(path, "cost"),
-                "must set one cost rule, e.g. {\"fixed\": 1}",
-            ))
-        }
-        Some(RawCost { fixed: Some(0) }) => {
-            return Err(ConfigError::new(
-                join(path, "cost.fixed"),
-                "must be greater than 0",
-            ))
-        }
-        Some(RawCost { fixed: Some(n) }) => Cost::Fixed(*n),
-    };
+    let cost = check_cost(&join(path, "cost"), raw.cost.as_ref())?;
     let copy = check_copy(&join(path, "copy"), raw.copy.as_ref())?;
     Ok(Class {
         name: raw.name.clone(),
@@ -588,9 +617,80 @@ fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigError> {
         unit,
         units,
         rules,
-        cost,
+        cost: cost.0,
+        models: cost.1,
+        cost_fallback: cost.2,
         copy,
     })
+}
+
+/// The cost rule, model multipliers and fallback of a class.
+fn check_cost(path: &str, raw: Option<&RawCost>) -> Result<(Cost, Vec<(String, f64)>, u64), ConfigError> {
+    let Some(raw) = raw else { return Ok((Cost::Fixed(1), Vec::new(), 1)) };
+    let chosen = [raw.fixed.is_some(), raw.records.is_some(), raw.bytes.is_some(), raw.tokens.is_some()];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        return Err(ConfigError::new(path, "must set one of \"fixed\", \"records\", \"bytes\" or \"tokens\""));
+    }
+    let cost = if let Some(n) = raw.fixed {
+        if n == 0 {
+            return Err(ConfigError::new(join(path, "fixed"), "must be greater than 0"));
+        }
+        Cost::Fixed(n)
+    } else if let Some(r) = &raw.records {
+        let field = match &r.field {
+            None => None,
+            Some(f) if f.is_empty() || f.split('.').any(str::is_empty) => {
+                return Err(ConfigError::new(join(path, "records.field"), format!("\"{f}\" is not a dotted path")))
+            }
+            Some(f) => Some(f.split('.').map(str::to_string).collect()),
+        };
+        let jsonl = r.jsonl.unwrap_or(false);
+        if jsonl && field.is_some() {
+            return Err(ConfigError::new(join(path, "records"), "set \"field\" (a JSON array) or \"jsonl\", not both"));
+        }
+        Cost::Records { field, jsonl }
+    } else if let Some(b) = &raw.bytes {
+        match b.per {
+            Some(0) => return Err(ConfigError::new(join(path, "bytes.per"), "must be greater than 0")),
+            per => Cost::Bytes { per: per.unwrap_or(1) },
+        }
+    } else if let Some(t) = &raw.tokens {
+        Cost::Tokens {
+            default_max_tokens: t.default_max_tokens.unwrap_or(256),
+            reconcile: t.reconcile.unwrap_or(true),
+            include_usage: t.include_usage.unwrap_or(true),
+        }
+    } else if raw.models.is_some() {
+        Cost::Fixed(1)
+    } else {
+        return Err(ConfigError::new(path, "must set a cost rule, e.g. {\"fixed\": 1}"));
+    };
+    let mut models = Vec::new();
+    for (name, m) in raw.models.iter().flatten() {
+        if !(m.is_finite() && *m > 0.0 && *m <= 1_000_000.0) {
+            return Err(ConfigError::new(
+                format!("{path}.models.{name}"),
+                format!("must be a positive multiplier, got {m}"),
+            ));
+        }
+        models.push((name.clone(), *m));
+    }
+    // Exact names before prefixes, longer prefixes first: the most specific wins.
+    models.sort_by_key(|(n, _)| (n.ends_with('*'), std::cmp::Reverse(n.len())));
+    let fallback = match raw.fallback {
+        Some(0) => return Err(ConfigError::new(join(path, "fallback"), "must be greater than 0")),
+        f => f.unwrap_or(1),
+    };
+    Ok((cost, models, fallback))
+}
+
+fn check_header_value(path: &str, raw: &RawHeaderValue) -> Result<(String, String), ConfigError> {
+    let name = check_header_name(&join(path, "name"), &raw.name)?;
+    if name.starts_with(':') || name == "host" || name == "content-length" {
+        return Err(ConfigError::new(join(path, "name"), format!("\"{name}\" cannot be set by the filter")));
+    }
+    check_text(&join(path, "value"), &Some(raw.value.clone()))?;
+    Ok((name, raw.value.clone()))
 }
 
 fn check_rule(path: &str, raw: &RawRule) -> Result<Rule, ConfigError> {
@@ -600,20 +700,13 @@ fn check_rule(path: &str, raw: &RawRule) -> Result<Rule, ConfigError> {
         .enumerate()
         .map(|(i, m)| {
             if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                Err(ConfigError::new(
-                    format!("{path}.methods[{i}]"),
-                    format!("\"{m}\" is not an HTTP method"),
-                ))
+                Err(ConfigError::new(format!("{path}.methods[{i}]"), format!("\"{m}\" is not an HTTP method")))
             } else {
                 Ok(m.to_ascii_uppercase())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let path_match = raw
-        .path
-        .as_ref()
-        .map(|p| check_path_match(&join(path, "path"), p))
-        .transpose()?;
+    let path_match = raw.path.as_ref().map(|p| check_path_match(&join(path, "path"), p)).transpose()?;
     let headers = raw
         .headers
         .iter()
@@ -626,35 +719,20 @@ fn check_rule(path: &str, raw: &RawRule) -> Result<Rule, ConfigError> {
         .enumerate()
         .map(|(i, b)| check_body_cond(&format!("{path}.body[{i}]"), b))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Rule {
-        methods,
-        path: path_match,
-        headers,
-        body,
-    })
+    Ok(Rule { methods, path: path_match, headers, body })
 }
 
 fn check_path_match(path: &str, raw: &RawPath) -> Result<PathMatch, ConfigError> {
-    let chosen: Vec<(&str, &String)> = [
-        ("exact", &raw.exact),
-        ("prefix", &raw.prefix),
-        ("glob", &raw.glob),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-    .collect();
+    let chosen: Vec<(&str, &String)> = [("exact", &raw.exact), ("prefix", &raw.prefix), ("glob", &raw.glob)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
     let [(kind, value)] = chosen.as_slice() else {
-        return Err(ConfigError::new(
-            path,
-            "must set exactly one of \"exact\", \"prefix\" or \"glob\"",
-        ));
+        return Err(ConfigError::new(path, "must set exactly one of \"exact\", \"prefix\" or \"glob\""));
     };
     let at = join(path, kind);
     if !value.starts_with('/') {
-        return Err(ConfigError::new(
-            at,
-            format!("must start with '/', got \"{value}\""),
-        ));
+        return Err(ConfigError::new(at, format!("must start with '/', got \"{value}\"")));
     }
     Ok(match *kind {
         "exact" => PathMatch::Exact((*value).clone()),
@@ -665,17 +743,12 @@ fn check_path_match(path: &str, raw: &RawPath) -> Result<PathMatch, ConfigError>
 
 fn check_header_name(path: &str, name: &str) -> Result<String, ConfigError> {
     let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         && !name.get(1..).is_some_and(|rest| rest.contains(':'));
     if ok {
         Ok(name.to_ascii_lowercase())
     } else {
-        Err(ConfigError::new(
-            path,
-            format!("\"{name}\" is not a header name"),
-        ))
+        Err(ConfigError::new(path, format!("\"{name}\" is not a header name")))
     }
 }
 
@@ -696,10 +769,9 @@ fn check_header_cond(path: &str, raw: &RawHeaderCond) -> Result<HeaderCond, Conf
     }
     match <[TextTest; 1]>::try_from(tests) {
         Ok([test]) => Ok(HeaderCond { name, test }),
-        Err(_) => Err(ConfigError::new(
-            path,
-            "must set exactly one of \"equals\", \"one_of\", \"prefix\" or \"exists\"",
-        )),
+        Err(_) => {
+            Err(ConfigError::new(path, "must set exactly one of \"equals\", \"one_of\", \"prefix\" or \"exists\""))
+        }
     }
 }
 
@@ -708,10 +780,7 @@ fn check_body_cond(path: &str, raw: &RawBodyCond) -> Result<BodyCond, ConfigErro
     if raw.field.is_empty() || field.iter().any(String::is_empty) {
         return Err(ConfigError::new(
             join(path, "field"),
-            format!(
-                "\"{}\" must be a dotted path like \"model\" or \"metadata.feature\"",
-                raw.field
-            ),
+            format!("\"{}\" must be a dotted path like \"model\" or \"metadata.feature\"", raw.field),
         ));
     }
     let compare = [raw.gt, raw.gte, raw.lt, raw.lte];
@@ -730,17 +799,9 @@ fn check_body_cond(path: &str, raw: &RawBodyCond) -> Result<BodyCond, ConfigErro
     }
     if compare.iter().any(Option::is_some) {
         if compare.iter().flatten().any(|n| !n.is_finite()) {
-            return Err(ConfigError::new(
-                path,
-                "comparison bounds must be finite numbers",
-            ));
+            return Err(ConfigError::new(path, "comparison bounds must be finite numbers"));
         }
-        tests.push(ValueTest::Compare {
-            gt: raw.gt,
-            gte: raw.gte,
-            lt: raw.lt,
-            lte: raw.lte,
-        });
+        tests.push(ValueTest::Compare { gt: raw.gt, gte: raw.gte, lt: raw.lt, lte: raw.lte });
     }
     match <[ValueTest; 1]>::try_from(tests) {
         Ok([test]) => Ok(BodyCond { field, test }),
@@ -765,10 +826,7 @@ fn check_tier(
         if !classes.iter().any(|c| &c.name == key) {
             return Err(ConfigError::new(
                 join(&limits_path, key),
-                format!(
-                    "no class named \"{key}\" (classes: {})",
-                    class_names(classes)
-                ),
+                format!("no class named \"{key}\" (classes: {})", class_names(classes)),
             ));
         }
     }
@@ -790,17 +848,12 @@ fn check_tier(
         None => (index + 1 < tier_names.len()).then_some(TierId(index + 1)),
     };
     if upgrade_to == Some(TierId(index)) {
-        return Err(ConfigError::new(
-            join(path, "upgrade_to"),
-            "must name another tier",
-        ));
+        return Err(ConfigError::new(join(path, "upgrade_to"), "must name another tier"));
     }
     check_text(&join(path, "label"), &raw.label)?;
     if let Some(url) = &raw.upgrade_url {
         let plain = url.bytes().all(|b| b.is_ascii_graphic());
-        if !plain
-            || !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/'))
-        {
+        if !plain || !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with('/')) {
             return Err(ConfigError::new(
                 join(path, "upgrade_url"),
                 format!("must be an http(s) URL or a path, got \"{url}\""),
@@ -828,14 +881,14 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
             ("at_hard", raw.at_hard.is_some()),
             ("warn_at", raw.warn_at.is_some()),
             ("confirm_above", raw.confirm_above.is_some()),
+            ("degrade", raw.degrade.is_some()),
+            ("overage", raw.overage.is_some()),
+            ("queue", raw.queue.is_some()),
             ("pace", raw.pace.is_some()),
             ("copy", raw.copy.is_some()),
         ];
         if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
-            return Err(ConfigError::new(
-                join(path, field),
-                "has no meaning in a cell with \"included\": false",
-            ));
+            return Err(ConfigError::new(join(path, field), "has no meaning in a cell with \"included\": false"));
         }
         return Ok(Cell::NotIncluded);
     }
@@ -851,26 +904,17 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
     };
     if let Some(soft) = raw.soft {
         if soft == 0 {
-            return Err(ConfigError::new(
-                join(path, "soft"),
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::new(join(path, "soft"), "must be greater than 0"));
         }
         if hard <= soft {
-            return Err(ConfigError::new(
-                join(path, "hard"),
-                format!("must be greater than soft ({soft})"),
-            ));
+            return Err(ConfigError::new(join(path, "hard"), format!("must be greater than soft ({soft})")));
         }
     }
-    let window_text = raw.window.as_deref().ok_or_else(|| {
-        ConfigError::new(
-            join(path, "window"),
-            "missing: e.g. \"day\", \"month\" or \"5h\"",
-        )
-    })?;
-    let window = parse_window(window_text)
-        .map_err(|reason| ConfigError::new(join(path, "window"), reason))?;
+    let window_text = raw
+        .window
+        .as_deref()
+        .ok_or_else(|| ConfigError::new(join(path, "window"), "missing: e.g. \"day\", \"month\" or \"5h\""))?;
+    let window = parse_window(window_text).map_err(|reason| ConfigError::new(join(path, "window"), reason))?;
     let scope = match raw.scope.as_deref() {
         None | Some("user") => Scope::User,
         Some("workspace") => Scope::Workspace,
@@ -883,7 +927,7 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
     };
     let past_soft = match raw.past_soft.as_deref() {
         None | Some("warn") => PastSoft::Warn,
-        Some("degrade") => return Err(not_yet(&join(path, "past_soft"), "degrade")),
+        Some("degrade") => PastSoft::Degrade,
         Some(other) => {
             return Err(ConfigError::new(
                 join(path, "past_soft"),
@@ -894,7 +938,9 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
     let at_hard = match raw.at_hard.as_deref() {
         None | Some("block") => AtHard::Block,
         Some("warn") => AtHard::Warn,
-        Some(b @ ("degrade" | "overage" | "queue")) => return Err(not_yet(&join(path, "at_hard"), b)),
+        Some("degrade") => AtHard::Degrade,
+        Some("overage") => AtHard::Overage,
+        Some("queue") => AtHard::Queue,
         Some(other) => {
             return Err(ConfigError::new(
                 join(path, "at_hard"),
@@ -902,24 +948,16 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
             ))
         }
     };
-    let fractions = raw
-        .warn_at
-        .clone()
-        .unwrap_or_else(|| DEFAULT_WARN_AT.to_vec());
+    let fractions = raw.warn_at.clone().unwrap_or_else(|| DEFAULT_WARN_AT.to_vec());
     if fractions.len() > 7 {
-        return Err(ConfigError::new(
-            join(path, "warn_at"),
-            "at most 7 warning levels",
-        ));
+        return Err(ConfigError::new(join(path, "warn_at"), "at most 7 warning levels"));
     }
     let mut warn_levels: Vec<u64> = Vec::with_capacity(fractions.len() + 1);
     for (i, f) in fractions.iter().enumerate() {
         if !(f.is_finite() && *f > 0.0 && *f < 1.0) {
             return Err(ConfigError::new(
                 format!("{path}.warn_at[{i}]"),
-                format!(
-                    "must be a fraction of the hard limit between 0 and 1 (exclusive), got {f}"
-                ),
+                format!("must be a fraction of the hard limit between 0 and 1 (exclusive), got {f}"),
             ));
         }
         // A level below 1 unit would warn before anything was used.
@@ -951,13 +989,65 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
                     ));
                 }
             }
-            Some(Pace {
-                used: p.used,
-                before: p.before,
-            })
+            Some(Pace { used: p.used, before: p.before })
         }
     };
+    let degrades = past_soft == PastSoft::Degrade || at_hard == AtHard::Degrade;
+    let degrade = match (&raw.degrade, degrades) {
+        (None, true) => {
+            return Err(ConfigError::new(
+                join(path, "degrade"),
+                "missing: a degrading cell needs {\"model\": \"...\"} and/or {\"header\": {...}}",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(ConfigError::new(
+                join(path, "degrade"),
+                "has no meaning unless past_soft or at_hard is \"degrade\"",
+            ))
+        }
+        (None, false) => None,
+        (Some(d), true) => {
+            let at = join(path, "degrade");
+            if d.model.is_none() && d.header.is_none() {
+                return Err(ConfigError::new(at, "must set \"model\" and/or \"header\""));
+            }
+            if let Some(m) = &d.model {
+                check_text(&join(&at, "model"), &Some(m.clone()))?;
+            }
+            if d.limit.is_some() && at_hard != AtHard::Degrade {
+                return Err(ConfigError::new(join(&at, "limit"), "only applies with \"at_hard\": \"degrade\""));
+            }
+            let header = d.header.as_ref().map(|h| check_header_value(&join(&at, "header"), h)).transpose()?;
+            Some(Degrade { model: d.model.clone(), header, limit: d.limit })
+        }
+    };
+    let overage_cap = match (&raw.overage, at_hard) {
+        (Some(o), AtHard::Overage) => o.cap,
+        (None, _) => None,
+        (Some(_), _) => {
+            return Err(ConfigError::new(join(path, "overage"), "only applies with \"at_hard\": \"overage\""))
+        }
+    };
+    let queue = match (&raw.queue, at_hard) {
+        (_, AtHard::Queue) => {
+            let q = raw.queue.as_ref();
+            let header = match q.and_then(|q| q.header.as_ref()) {
+                Some(h) => check_header_value(&format!("{path}.queue.header"), h)?,
+                None => ("x-quota-deferred".to_string(), "1".to_string()),
+            };
+            Some(Queue { header, cap: q.and_then(|q| q.cap) })
+        }
+        (None, _) => None,
+        (Some(_), _) => return Err(ConfigError::new(join(path, "queue"), "only applies with \"at_hard\": \"queue\"")),
+    };
+    if past_soft == PastSoft::Degrade && raw.soft.is_none() {
+        return Err(ConfigError::new(join(path, "soft"), "missing: \"past_soft\": \"degrade\" needs a soft limit"));
+    }
     Ok(Cell::Limited(Limits {
+        degrade,
+        overage_cap,
+        queue,
         confirm_above: raw.confirm_above,
         pace,
         copy: check_copy(&join(path, "copy"), raw.copy.as_ref())?,
@@ -972,14 +1062,23 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
     }))
 }
 
+fn check_admin(raw: Option<&RawAdmin>, usage_endpoint: Option<&str>) -> Result<Option<Admin>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if !raw.path.starts_with('/') {
+        return Err(ConfigError::new("admin.path", format!("must be a path starting with '/', got \"{}\"", raw.path)));
+    }
+    if usage_endpoint == Some(raw.path.as_str()) {
+        return Err(ConfigError::new("admin.path", "must differ from usage_endpoint"));
+    }
+    if raw.secret.len() < 24 || !raw.secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new("admin.secret", "must be at least 24 printable characters without spaces"));
+    }
+    Ok(Some(Admin { path: raw.path.clone(), secret: raw.secret.clone() }))
+}
+
 fn check_observability(raw: Option<&RawObservability>) -> Result<Observability, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(Observability {
-            metrics: true,
-            log_events: true,
-            ids: IdPolicy::Plain,
-            analytics: None,
-        });
+        return Ok(Observability { metrics: true, log_events: true, ids: IdPolicy::Plain, analytics: None });
     };
     let ids = match (raw.ids.as_deref(), &raw.id_salt) {
         (None | Some("plain"), None) => IdPolicy::Plain,
@@ -992,10 +1091,7 @@ fn check_observability(raw: Option<&RawObservability>) -> Result<Observability, 
             ))
         }
         (None | Some("plain" | "omitted"), Some(_)) => {
-            return Err(ConfigError::new(
-                "observability.id_salt",
-                "only applies with \"ids\": \"hashed\"",
-            ))
+            return Err(ConfigError::new("observability.id_salt", "only applies with \"ids\": \"hashed\""))
         }
         (Some(other), _) => {
             return Err(ConfigError::new(
@@ -1008,38 +1104,24 @@ fn check_observability(raw: Option<&RawObservability>) -> Result<Observability, 
         None => None,
         Some(a) => {
             let at = |f: &str| format!("observability.analytics.{f}");
-            if a.cluster.is_empty()
-                || a.cluster
-                    .chars()
-                    .any(|c| c.is_control() || c.is_whitespace())
-            {
-                return Err(ConfigError::new(
-                    at("cluster"),
-                    "must name an Envoy cluster",
-                ));
+            if a.cluster.is_empty() || a.cluster.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(ConfigError::new(at("cluster"), "must name an Envoy cluster"));
             }
             let path = a.path.clone().unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                return Err(ConfigError::new(
-                    at("path"),
-                    format!("must start with '/', got \"{path}\""),
-                ));
+                return Err(ConfigError::new(at("path"), format!("must start with '/', got \"{path}\"")));
             }
             let bounded = |field: &str, value: Option<u64>, default: u64, max: u64| match value {
                 None => Ok(default),
                 Some(v) if (1..=max).contains(&v) => Ok(v),
-                Some(v) => Err(ConfigError::new(
-                    at(field),
-                    format!("must be between 1 and {max}, got {v}"),
-                )),
+                Some(v) => Err(ConfigError::new(at(field), format!("must be between 1 and {max}, got {v}"))),
             };
             Some(Analytics {
                 cluster: a.cluster.clone(),
                 path,
                 authority: a.authority.clone().unwrap_or_else(|| a.cluster.clone()),
                 timeout_ms: bounded("timeout_ms", a.timeout_ms, 1000, 60_000)?,
-                max_in_flight: bounded("max_in_flight", a.max_in_flight.map(u64::from), 8, 1024)?
-                    as u32,
+                max_in_flight: bounded("max_in_flight", a.max_in_flight.map(u64::from), 8, 1024)? as u32,
                 max_queue: bounded("max_queue", a.max_queue.map(u64::from), 1000, 100_000)? as u32,
                 flush_ms: bounded("flush_ms", a.flush_ms, 200, 60_000)?,
             })
@@ -1063,34 +1145,21 @@ fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, ConfigError>
         ("not_included", Message::NotIncluded, &raw.not_included),
         ("confirm", Message::Confirm, &raw.confirm),
         ("pace", Message::Pace, &raw.pace),
-        (
-            "missing_identity",
-            Message::MissingIdentity,
-            &raw.missing_identity,
-        ),
+        ("missing_identity", Message::MissingIdentity, &raw.missing_identity),
         ("unknown_tier", Message::UnknownTier, &raw.unknown_tier),
         ("unavailable", Message::Unavailable, &raw.unavailable),
+        ("degraded", Message::Degraded, &raw.degraded),
+        ("overage", Message::Overage, &raw.overage),
+        ("queued", Message::Queued, &raw.queued),
     ];
     let mut templates = Vec::new();
     for (name, message, text) in fields {
         let Some(text) = text else { continue };
         let at = join(path, name);
         check_text(&at, &Some(text.clone()))?;
-        templates.push((
-            message,
-            Template::parse(text).map_err(|reason| ConfigError::new(at, reason))?,
-        ));
+        templates.push((message, Template::parse(text).map_err(|reason| ConfigError::new(at, reason))?));
     }
     Ok(CopySet { templates })
-}
-
-fn not_yet(path: &str, behaviour: &str) -> ConfigError {
-    ConfigError::new(
-        path,
-        format!(
-            "\"{behaviour}\" is not supported by this build yet (supported: \"block\", \"warn\")"
-        ),
-    )
 }
 
 fn check_identity(
@@ -1119,25 +1188,16 @@ fn check_identity(
         Some(a) => {
             let key = check_sources("identity.anonymous.key", &a.key)?;
             if key.is_empty() {
-                return Err(ConfigError::new(
-                    "identity.anonymous.key",
-                    "must list at least one source",
-                ));
+                return Err(ConfigError::new("identity.anonymous.key", "must list at least one source"));
             }
-            Some(Anonymous {
-                tier: tier_id("identity.anonymous.tier", &a.tier)?,
-                key,
-            })
+            Some(Anonymous { tier: tier_id("identity.anonymous.tier", &a.tier)?, key })
         }
     };
     let max_id_bytes = match raw.max_id_bytes {
         None => DEFAULT_MAX_ID_BYTES,
         Some(n @ 1..=4096) => n as usize,
         Some(n) => {
-            return Err(ConfigError::new(
-                "identity.max_id_bytes",
-                format!("must be between 1 and 4096, got {n}"),
-            ))
+            return Err(ConfigError::new("identity.max_id_bytes", format!("must be between 1 and 4096, got {n}")))
         }
     };
     Ok(IdentityConfig {
@@ -1152,39 +1212,27 @@ fn check_identity(
 }
 
 fn check_sources(path: &str, raw: &[RawSource]) -> Result<Vec<Source>, ConfigError> {
-    raw.iter()
-        .enumerate()
-        .map(|(i, s)| check_source(&format!("{path}[{i}]"), s))
-        .collect()
+    raw.iter().enumerate().map(|(i, s)| check_source(&format!("{path}[{i}]"), s)).collect()
 }
 
 fn check_source(path: &str, raw: &RawSource) -> Result<Source, ConfigError> {
     match (&raw.header, &raw.jwt_claim, &raw.property) {
         (Some(h), None, None) => {
             if raw.jwt_header.is_some() {
-                return Err(ConfigError::new(
-                    join(path, "jwt_header"),
-                    "only applies with \"jwt_claim\"",
-                ));
+                return Err(ConfigError::new(join(path, "jwt_header"), "only applies with \"jwt_claim\""));
             }
             Ok(Source::Header(check_header_name(&join(path, "header"), h)?))
         }
         (None, Some(claim), None) => {
             let claim_path: Vec<String> = claim.split('.').map(str::to_string).collect();
             if claim_path.iter().any(String::is_empty) {
-                return Err(ConfigError::new(
-                    join(path, "jwt_claim"),
-                    format!("\"{claim}\" is not a claim name"),
-                ));
+                return Err(ConfigError::new(join(path, "jwt_claim"), format!("\"{claim}\" is not a claim name")));
             }
             let header = match &raw.jwt_header {
                 Some(h) => check_header_name(&join(path, "jwt_header"), h)?,
                 None => "authorization".to_string(),
             };
-            Ok(Source::JwtClaim {
-                header,
-                claim: claim_path,
-            })
+            Ok(Source::JwtClaim { header, claim: claim_path })
         }
         (None, None, Some(segments)) => {
             if segments.is_empty() || segments.iter().any(String::is_empty) {
@@ -1195,19 +1243,13 @@ fn check_source(path: &str, raw: &RawSource) -> Result<Source, ConfigError> {
             }
             Ok(Source::Property(segments.clone()))
         }
-        _ => Err(ConfigError::new(
-            path,
-            "must set exactly one of \"header\", \"jwt_claim\" or \"property\"",
-        )),
+        _ => Err(ConfigError::new(path, "must set exactly one of \"header\", \"jwt_claim\" or \"property\"")),
     }
 }
 
 fn check_calendar(raw: Option<&RawCalendar>) -> Result<CalendarConfig, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(CalendarConfig {
-            alignment: Alignment::default(),
-            user_utc_offset: Vec::new(),
-        });
+        return Ok(CalendarConfig { alignment: Alignment::default(), user_utc_offset: Vec::new() });
     };
     let utc_offset_minutes = match &raw.utc_offset {
         None => 0,
@@ -1220,34 +1262,17 @@ fn check_calendar(raw: Option<&RawCalendar>) -> Result<CalendarConfig, ConfigErr
     };
     let week_start = match raw.week_starts_on.as_deref() {
         None => 0,
-        Some(day) => WEEKDAYS
-            .iter()
-            .position(|d| *d == day.to_ascii_lowercase())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "calendar.week_starts_on",
-                    format!("\"{day}\" is not a day of the week, e.g. \"monday\""),
-                )
-            })? as u32,
+        Some(day) => WEEKDAYS.iter().position(|d| *d == day.to_ascii_lowercase()).ok_or_else(|| {
+            ConfigError::new("calendar.week_starts_on", format!("\"{day}\" is not a day of the week, e.g. \"monday\""))
+        })? as u32,
     };
     Ok(CalendarConfig {
-        alignment: Alignment {
-            utc_offset_minutes,
-            week_start,
-        },
+        alignment: Alignment { utc_offset_minutes, week_start },
         user_utc_offset: check_sources("calendar.user_utc_offset", &raw.user_utc_offset)?,
     })
 }
 
-const WEEKDAYS: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
+const WEEKDAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 
 /// Parses a window: a calendar unit (`minute`, `hour`, `day`, `week`,
 /// `month`) or a first-use length (`90s`, `30m`, `5h`, `7d`).
@@ -1267,10 +1292,7 @@ pub fn parse_window(text: &str) -> Result<WindowSpec, String> {
         format!("\"{text}\" is not a window: use minute, hour, day, week, month, or a length like \"90s\", \"30m\", \"5h\", \"7d\"")
     };
     let split = text.len().checked_sub(1).ok_or_else(bad)?;
-    let (digits, unit) = (
-        text.get(..split).ok_or_else(bad)?,
-        text.get(split..).ok_or_else(bad)?,
-    );
+    let (digits, unit) = (text.get(..split).ok_or_else(bad)?, text.get(split..).ok_or_else(bad)?);
     let n: i64 = digits.parse().map_err(|_| bad())?;
     let scale = match unit {
         "s" => 1,
@@ -1315,11 +1337,7 @@ pub fn parse_utc_offset(text: &str) -> Option<i32> {
 }
 
 fn class_names(classes: &[Class]) -> String {
-    classes
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    classes.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn capitalise(name: &str) -> String {

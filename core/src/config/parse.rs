@@ -6,16 +6,10 @@ impl Config {
     /// Parses and validates the filter's JSON configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ConfigError::new(
-                ".",
-                "the configuration is empty: the filter needs its JSON configuration",
-            ));
+            return Err(ConfigError::new(".", "the configuration is empty: the filter needs its JSON configuration"));
         }
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ConfigError::new(
-                ".",
-                "the configuration must be a JSON object",
-            ));
+            return Err(ConfigError::new(".", "the configuration must be a JSON object"));
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -40,6 +40,19 @@ pub struct RawConfig {
     pub copy: Option<RawCopy>,
     #[serde(default)]
     pub observability: Option<RawObservability>,
+    /// The admin endpoint that adds grants (prepaid packs, approvals).
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Path of the grants endpoint, e.g. `/quota/admin/grants`.
+    pub path: String,
+    /// The bearer token a caller must present (at least 24 characters).
+    pub secret: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +115,12 @@ pub struct RawCopy {
     pub unknown_tier: Option<String>,
     #[serde(default)]
     pub unavailable: Option<String>,
+    #[serde(default)]
+    pub degraded: Option<String>,
+    #[serde(default)]
+    pub overage: Option<String>,
+    #[serde(default)]
+    pub queued: Option<String>,
 }
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
@@ -252,6 +271,59 @@ pub struct RawCost {
     /// Units charged per request.
     #[serde(default)]
     pub fixed: Option<u64>,
+    /// One unit per record in the body: a JSON array (at `field`, or the body
+    /// itself) or JSON Lines.
+    #[serde(default)]
+    pub records: Option<RawRecords>,
+    /// One unit per `per` bytes of request body (pages of a size).
+    #[serde(default)]
+    pub bytes: Option<RawBytes>,
+    /// Estimated tokens (message text / 4 + the completion budget),
+    /// corrected from the upstream's reported `usage`.
+    #[serde(default)]
+    pub tokens: Option<RawTokens>,
+    /// Multipliers by the body's `model` (`"gpt-4o": 2`, `"o3*": 10`).
+    #[serde(default)]
+    pub models: Option<BTreeMap<String, f64>>,
+    /// Units charged when the body does not say (missing field, not JSON); 1 by default.
+    #[serde(default)]
+    pub fallback: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawRecords {
+    /// Dotted path of the array; the body itself when absent.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Count non-empty lines of a JSON Lines body instead.
+    #[serde(default)]
+    pub jsonl: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawBytes {
+    /// Bytes per unit (a "page"); 1 by default.
+    #[serde(default)]
+    pub per: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    /// Completion budget assumed when the request sets no `max_tokens`.
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
+    /// Correct the estimate with the upstream's reported usage (default true).
+    #[serde(default)]
+    pub reconcile: Option<bool>,
+    /// Ask streaming upstreams to report usage (`stream_options.include_usage`, default true).
+    #[serde(default)]
+    pub include_usage: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,8 +375,59 @@ pub struct RawCell {
     /// Flag callers who are far ahead of the window's pace.
     #[serde(default)]
     pub pace: Option<RawPace>,
+    /// For `degrade` (past soft or at hard): the cheaper model and its ceiling.
+    #[serde(default)]
+    pub degrade: Option<RawDegrade>,
+    /// For `at_hard: overage`: the most overage units before blocking.
+    #[serde(default)]
+    pub overage: Option<RawCap>,
+    /// For `at_hard: queue`: the header that defers the work, and a ceiling.
+    #[serde(default)]
+    pub queue: Option<RawQueue>,
     #[serde(default)]
     pub copy: Option<RawCopy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawDegrade {
+    /// Rewrite the JSON body's `model` to this.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Set this request header (a route can match it) and clear the route cache.
+    #[serde(default)]
+    pub header: Option<RawHeaderValue>,
+    /// The most units a window may use degraded past the hard limit.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawCap {
+    #[serde(default)]
+    pub cap: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// Request header telling the upstream to defer the work (`x-quota-deferred: 1` by default).
+    #[serde(default)]
+    pub header: Option<RawHeaderValue>,
+    #[serde(default)]
+    pub cap: Option<u64>,
 }
 
 /// "80% of the allowance used before a third of the window has passed".

@@ -33,10 +33,7 @@ fn error_of(doc: &Value) -> String {
 /// `doc` with `value` set at a JSON pointer (the last segment may be new).
 fn with(mut doc: Value, pointer: &str, value: Value) -> Value {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
-    match doc
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent}"))
-    {
+    match doc.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}")) {
         Value::Object(map) => {
             map.insert(key.to_string(), value);
         }
@@ -53,9 +50,7 @@ fn accepts_a_complete_config() {
     assert_eq!(config.tiers[0].upgrade_to, Some(TierId(1)));
     assert_eq!(config.tiers[1].upgrade_to, None);
     assert!(matches!(config.tiers[0].cells[1], Cell::NotIncluded));
-    let Cell::Limited(l) = &config.tiers[0].cells[0] else {
-        panic!()
-    };
+    let Cell::Limited(l) = &config.tiers[0].cells[0] else { panic!() };
     assert_eq!(l.warn_levels, vec![20, 21, 29]);
     assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
 }
@@ -68,23 +63,22 @@ fn the_demo_config_is_valid() {
 #[test]
 fn hard_must_exceed_soft() {
     let doc = with(base(), "/tiers/free/limits/drafts/hard", json!(20));
-    assert_eq!(
-        error_of(&doc),
-        "tiers.free.limits.drafts.hard: must be greater than soft (20)"
-    );
+    assert_eq!(error_of(&doc), "tiers.free.limits.drafts.hard: must be greater than soft (20)");
 }
 
 #[test]
 fn unknown_fields_are_refused_with_their_path() {
     let doc = with(base(), "/tiers/free/limits/drafts/hadr", json!(3));
-    assert!(error_of(&doc).starts_with("tiers.free.limits.drafts.hadr: unknown field `hadr`, expected one of `included`, `soft`, `hard`"), "{}", error_of(&doc));
-    let mut doc = base();
-    doc["identity"]["users"] = json!([]);
     assert!(
-        error_of(&doc).starts_with("identity.users: unknown field `users`"),
+        error_of(&doc).starts_with(
+            "tiers.free.limits.drafts.hadr: unknown field `hadr`, expected one of `included`, `soft`, `hard`"
+        ),
         "{}",
         error_of(&doc)
     );
+    let mut doc = base();
+    doc["identity"]["users"] = json!([]);
+    assert!(error_of(&doc).starts_with("identity.users: unknown field `users`"), "{}", error_of(&doc));
     let doc = with(base(), "/classes/1/match/0/path/prefixx", json!("/x"));
     assert!(
         error_of(&doc).starts_with("classes[1].match[0].path.prefixx: unknown field `prefixx`"),
@@ -95,64 +89,35 @@ fn unknown_fields_are_refused_with_their_path() {
 
 #[test]
 fn wrong_types_name_the_value() {
-    let doc = with(
-        base(),
-        "/tiers/pro/limits/deep_research/hard",
-        json!("three"),
-    );
+    let doc = with(base(), "/tiers/pro/limits/deep_research/hard", json!("three"));
     assert!(
-        error_of(&doc)
-            .starts_with("tiers.pro.limits.deep_research.hard: invalid type: string \"three\""),
+        error_of(&doc).starts_with("tiers.pro.limits.deep_research.hard: invalid type: string \"three\""),
         "{}",
         error_of(&doc)
     );
     let doc = with(base(), "/tiers/pro/limits/deep_research/hard", json!(-1));
-    assert!(
-        error_of(&doc).starts_with("tiers.pro.limits.deep_research.hard: invalid value"),
-        "{}",
-        error_of(&doc)
-    );
+    assert!(error_of(&doc).starts_with("tiers.pro.limits.deep_research.hard: invalid value"), "{}", error_of(&doc));
 }
 
 #[test]
 fn every_tier_must_cover_every_class() {
     let mut doc = base();
-    doc["tiers"]["pro"]["limits"]
-        .as_object_mut()
-        .unwrap()
-        .remove("deep_research");
-    assert!(
-        error_of(&doc).starts_with("tiers.pro.limits.deep_research: missing"),
-        "{}",
-        error_of(&doc)
-    );
-    let doc = with(
-        base(),
-        "/tiers/pro/limits/summaries",
-        json!({"hard": 1, "window": "day"}),
-    );
+    doc["tiers"]["pro"]["limits"].as_object_mut().unwrap().remove("deep_research");
+    assert!(error_of(&doc).starts_with("tiers.pro.limits.deep_research: missing"), "{}", error_of(&doc));
+    let doc = with(base(), "/tiers/pro/limits/summaries", json!({"hard": 1, "window": "day"}));
     assert!(error_of(&doc).starts_with("tiers.pro.limits.summaries: no class named \"summaries\""));
 }
 
 #[test]
 fn references_must_exist() {
     let doc = with(base(), "/identity/default_tier", json!("gold"));
-    assert_eq!(
-        error_of(&doc),
-        "identity.default_tier: no tier named \"gold\" (tiers: free, pro)"
-    );
+    assert_eq!(error_of(&doc), "identity.default_tier: no tier named \"gold\" (tiers: free, pro)");
     let mut doc = base();
     doc["default_class"] = json!("summaries");
-    assert_eq!(
-        error_of(&doc),
-        "default_class: no class named \"summaries\""
-    );
+    assert_eq!(error_of(&doc), "default_class: no class named \"summaries\"");
     let mut doc = base();
     doc["tiers"]["free"]["upgrade_to"] = json!("free");
-    assert_eq!(
-        error_of(&doc),
-        "tiers.free.upgrade_to: must name another tier"
-    );
+    assert_eq!(error_of(&doc), "tiers.free.upgrade_to: must name another tier");
 }
 
 #[test]
@@ -178,31 +143,23 @@ fn windows_are_checked() {
 }
 
 #[test]
-fn behaviours_not_built_yet_are_refused_not_ignored() {
-    let doc = with(
-        base(),
-        "/tiers/free/limits/drafts/at_hard",
-        json!("overage"),
-    );
-    assert_eq!(
-        error_of(&doc),
-        "tiers.free.limits.drafts.at_hard: \"overage\" is not supported by this build yet (supported: \"block\", \"warn\")"
-    );
-    let doc = with(
-        base(),
-        "/tiers/free/limits/drafts/at_hard",
-        json!("explode"),
-    );
+fn behaviours_past_the_limit_need_their_settings() {
+    let doc = with(base(), "/tiers/free/limits/drafts/at_hard", json!("degrade"));
+    assert!(error_of(&doc).starts_with("tiers.free.limits.drafts.degrade: missing"), "{}", error_of(&doc));
+    let mut doc = with(base(), "/tiers/free/limits/drafts/at_hard", json!("overage"));
+    Config::from_json(doc.to_string().as_bytes()).unwrap();
+    doc["tiers"]["free"]["limits"]["drafts"]["queue"] = json!({"cap": 3});
+    assert_eq!(error_of(&doc), "tiers.free.limits.drafts.queue: only applies with \"at_hard\": \"queue\"");
+    let doc = with(base(), "/tiers/free/limits/drafts/at_hard", json!("explode"));
     assert!(error_of(&doc).starts_with("tiers.free.limits.drafts.at_hard: must be one of"));
+    let mut doc = with(base(), "/tiers/free/limits/drafts/past_soft", json!("degrade"));
+    doc["tiers"]["free"]["limits"]["drafts"]["degrade"] = json!({"header": {"name": ":path", "value": "/x"}});
+    assert_eq!(error_of(&doc), "tiers.free.limits.drafts.degrade.header.name: \":path\" cannot be set by the filter");
 }
 
 #[test]
 fn not_included_cells_take_no_limits() {
-    let doc = with(
-        base(),
-        "/tiers/free/limits/deep_research",
-        json!({"included": false, "hard": 3}),
-    );
+    let doc = with(base(), "/tiers/free/limits/deep_research", json!({"included": false, "hard": 3}));
     assert_eq!(
         error_of(&doc),
         "tiers.free.limits.deep_research.hard: has no meaning in a cell with \"included\": false"
@@ -212,42 +169,23 @@ fn not_included_cells_take_no_limits() {
 #[test]
 fn zero_limits_are_refused() {
     let doc = with(base(), "/tiers/pro/limits/deep_research/hard", json!(0));
-    assert!(
-        error_of(&doc).starts_with("tiers.pro.limits.deep_research.hard: must be greater than 0")
-    );
+    assert!(error_of(&doc).starts_with("tiers.pro.limits.deep_research.hard: must be greater than 0"));
 }
 
 #[test]
 fn match_rules_are_checked() {
-    let doc = with(
-        base(),
-        "/classes/0/match/0/path",
-        json!({"prefix": "/a", "exact": "/b"}),
-    );
-    assert_eq!(
-        error_of(&doc),
-        "classes[0].match[0].path: must set exactly one of \"exact\", \"prefix\" or \"glob\""
-    );
-    let doc = with(
-        base(),
-        "/classes/0/match/0/path",
-        json!({"glob": "/v1/***"}),
-    );
+    let doc = with(base(), "/classes/0/match/0/path", json!({"prefix": "/a", "exact": "/b"}));
+    assert_eq!(error_of(&doc), "classes[0].match[0].path: must set exactly one of \"exact\", \"prefix\" or \"glob\"");
+    let doc = with(base(), "/classes/0/match/0/path", json!({"glob": "/v1/***"}));
     assert!(error_of(&doc).starts_with("classes[0].match[0].path.glob:"));
     let doc = with(base(), "/classes/0/match/0/path", json!({"prefix": "v1"}));
-    assert_eq!(
-        error_of(&doc),
-        "classes[0].match[0].path.prefix: must start with '/', got \"v1\""
-    );
+    assert_eq!(error_of(&doc), "classes[0].match[0].path.prefix: must start with '/', got \"v1\"");
     let mut doc = base();
     doc["classes"][0]["match"][0]["body"] = json!([{"field": "model"}]);
     assert!(error_of(&doc).starts_with("classes[0].match[0].body[0]: must set exactly one test"));
     let mut doc = base();
     doc["classes"][1]["name"] = json!("drafts");
-    assert_eq!(
-        error_of(&doc),
-        "classes[1].name: duplicate class name \"drafts\""
-    );
+    assert_eq!(error_of(&doc), "classes[1].name: duplicate class name \"drafts\"");
     let mut doc = base();
     doc["classes"][1]["name"] = json!("Deep Research");
     assert!(error_of(&doc).starts_with("classes[1].name: \"Deep Research\" must be"));
@@ -255,22 +193,12 @@ fn match_rules_are_checked() {
 
 #[test]
 fn identity_sources_are_checked() {
-    let doc = with(
-        base(),
-        "/identity/user",
-        json!([{"header": "x-user-id", "jwt_claim": "sub"}]),
-    );
-    assert_eq!(
-        error_of(&doc),
-        "identity.user[0]: must set exactly one of \"header\", \"jwt_claim\" or \"property\""
-    );
+    let doc = with(base(), "/identity/user", json!([{"header": "x-user-id", "jwt_claim": "sub"}]));
+    assert_eq!(error_of(&doc), "identity.user[0]: must set exactly one of \"header\", \"jwt_claim\" or \"property\"");
     let doc = with(base(), "/identity/user", json!([]));
     assert!(error_of(&doc).starts_with("identity.user: must list at least one source"));
     let doc = with(base(), "/identity/user", json!([{"header": "x user"}]));
-    assert_eq!(
-        error_of(&doc),
-        "identity.user[0].header: \"x user\" is not a header name"
-    );
+    assert_eq!(error_of(&doc), "identity.user[0].header: \"x user\" is not a header name");
 }
 
 #[test]

@@ -1,0 +1,31 @@
+//! The JSON Schema (draft 2020-12) of the configuration, generated from the
+//! same raw types the filter parses, so the schema can never drift from the
+//! parser. Editors use it to check the quota matrix as it is typed; it checks
+//! shape only (stage one): the meaning (soft below hard, a cell for every
+//! class...) is still `Config::from_json`'s.
+
+use super::raw::RawConfig;
+use serde_json::{Map, Value};
+
+/// The schema as a JSON document, `$schema` first.
+pub fn json_schema() -> Value {
+    let generated = schemars::schema_for!(RawConfig).to_value();
+    let Value::Object(fields) = generated else {
+        return generated;
+    };
+    let mut out = Map::new();
+    if let Some(dialect) = fields.get("$schema") {
+        out.insert("$schema".into(), dialect.clone());
+    }
+    out.insert("title".into(), "quota-filter configuration".into());
+    out.insert(
+        "description".into(),
+        "The quota filter's JSON configuration: identity, operation classes and the quota matrix (tiers x classes). Generated from the filter's own config types by `quota-matrix schema`.".into(),
+    );
+    for (key, value) in fields {
+        if !out.contains_key(&key) {
+            out.insert(key, value);
+        }
+    }
+    Value::Object(out)
+}
