@@ -18,9 +18,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +30,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVOY_BIN = REPO_ROOT / ".venv" / "bin" / "envoy"
 DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "quota_filter.wasm"
 MOCK_UPSTREAM = Path(__file__).resolve().parent / "mock_upstream.py"
+# The demo page (envoy/demo/) and the client package it imports (`make client`),
+# served under DEMO_PREFIX through Envoy, beside the API (see start_demo_server).
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+CLIENT_PKG = REPO_ROOT / "client" / "pkg"
+DEMO_PREFIX = "/demo/"
 LISTENER_NAME = "main"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -121,6 +128,72 @@ def start_mock_upstream(*, port=0, verbose=False):
 
 
 # --------------------------------------------------------------------------
+# Demo page
+# --------------------------------------------------------------------------
+
+class _StaticFiles(SimpleHTTPRequestHandler):
+    """GET/HEAD of files under a few mounts ({url prefix: directory}), never
+    cached, so a rebuilt client package or an edited page shows on reload."""
+
+    protocol_version = "HTTP/1.1"
+    mounts = {}  # set per server by start_demo_server
+    extensions_map = {
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".wasm": "application/wasm",
+        ".ts": "text/plain",
+    }
+
+    def translate_path(self, path):
+        path = urllib.parse.urlsplit(path).path
+        for prefix in sorted(self.mounts, key=len, reverse=True):
+            if path.startswith(prefix):
+                self.directory = str(self.mounts[prefix])
+                return super().translate_path("/" + path[len(prefix):])
+        return str(DEMO_DIR / "no-such-mount" / "missing")  # a 404
+
+    def end_headers(self):
+        self.send_header("cache-control", "no-store")
+        super().end_headers()
+
+    def log_message(self, format, *args):
+        pass
+
+
+class DemoServer:
+    """The demo page's static files on 127.0.0.1:port, in a thread of this
+    process. A context manager."""
+
+    def __init__(self, server):
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, name="demo-server",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_demo_server(*, port=0):
+    """Serve envoy/demo/ at DEMO_PREFIX and the client package (client/pkg/,
+    built by `make client`) at DEMO_PREFIX + "quota-client/". Give Envoy the
+    port as demo_port so the page and the API share one origin."""
+    handler = type("DemoFiles", (_StaticFiles,), {
+        "mounts": {DEMO_PREFIX: DEMO_DIR, DEMO_PREFIX + "quota-client/": CLIENT_PKG},
+    })
+    return DemoServer(ThreadingHTTPServer(("127.0.0.1", port), handler))
+
+
+# --------------------------------------------------------------------------
 # Envoy
 # --------------------------------------------------------------------------
 
@@ -130,7 +203,7 @@ def _socket_address(port):
 
 def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm_id="quota",
                      listener_port=0, admin_port=0, extra_clusters=(),
-                     stat_prefix="ingress_http", hold_headers=False):
+                     stat_prefix="ingress_http", hold_headers=False, demo_port=None):
     """The Envoy bootstrap as a dict (Envoy reads it as JSON).
 
     filter_config: dict (serialised to JSON) or str (passed verbatim, so tests
@@ -138,6 +211,9 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
     Port 0 lets the kernel choose (see EnvoyProcess for reading it back).
     hold_headers sets the plugin's allow_on_headers_stop_iteration (Envoy >=
     1.35), which the filter's "hold_headers_for_body": true relies on.
+    demo_port: a start_demo_server() port; DEMO_PREFIX then goes there, with
+    the quota filter switched off for that route, and everything else still
+    goes through the filter to the upstream (same origin for the page).
     """
     http_filters = []
     if wasm is not None:
@@ -205,7 +281,8 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
                             "virtual_hosts": [{
                                 "name": "all",
                                 "domains": ["*"],
-                                "routes": [{"match": {"prefix": "/"},
+                                "routes": [*_demo_routes(demo_port),
+                                           {"match": {"prefix": "/"},
                                             "route": {"cluster": "upstream"}}],
                             }],
                         },
@@ -213,9 +290,41 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
                     },
                 }]}],
             }],
-            "clusters": [upstream_cluster, *extra_clusters],
+            "clusters": [upstream_cluster, *_demo_clusters(demo_port), *extra_clusters],
         },
     }
+
+
+def _demo_routes(demo_port):
+    if demo_port is None:
+        return []
+    return [
+        {"match": {"path": DEMO_PREFIX.rstrip("/")},
+         "redirect": {"path_redirect": DEMO_PREFIX}},
+        {"match": {"prefix": DEMO_PREFIX},
+         "route": {"cluster": "demo"},
+         # Static files are never a quota matter, whatever the config classifies.
+         "typed_per_filter_config": {"envoy.filters.http.wasm": {
+             "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+             "disabled": True,
+         }}},
+    ]
+
+
+def _demo_clusters(demo_port):
+    if demo_port is None:
+        return []
+    return [{
+        "name": "demo",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": "demo",
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _socket_address(demo_port)}},
+            ]}],
+        },
+    }]
 
 
 class EnvoyProcess:
@@ -337,10 +446,10 @@ class EnvoyProcess:
 def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0, admin_port=0,
                 wasm=DEFAULT_WASM, vm_id="quota", log_level="info", extra_clusters=(),
                 stat_prefix="ingress_http", hold_headers=False, workdir=None, extra_args=(),
-                timeout=START_TIMEOUT_S):
+                timeout=START_TIMEOUT_S, demo_port=None):
     """Start Envoy in front of 127.0.0.1:upstream_port and wait until it is ready.
 
-    filter_config, wasm, vm_id, ports, extra_clusters, stat_prefix, hold_headers: see
+    filter_config, wasm, vm_id, ports, extra_clusters, stat_prefix, hold_headers, demo_port: see
     render_bootstrap. `workdir` (default: a temporary directory, removed on
     stop) receives bootstrap.json and envoy.log. Raises EnvoyStartError, with
     the whole log, if Envoy exits or is not ready within `timeout` seconds.
@@ -349,6 +458,7 @@ def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0,
         upstream_port=upstream_port, filter_config=filter_config, wasm=wasm, vm_id=vm_id,
         listener_port=listener_port, admin_port=admin_port,
         extra_clusters=extra_clusters, stat_prefix=stat_prefix, hold_headers=hold_headers,
+        demo_port=demo_port,
     )
     envoy = EnvoyProcess(bootstrap, concurrency=concurrency, log_level=log_level,
                          extra_args=extra_args, workdir=workdir)

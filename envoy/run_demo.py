@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """`make run`: the mock upstream on :18080 and Envoy with the quota filter and
 envoy/demo-config.json on :10000 (admin :9901), in the foreground until Ctrl-C.
-Envoy's log goes to .run/envoy/envoy.log and is followed on the terminal."""
+Envoy also serves the demo page at /demo/ (envoy/demo/ and the client package
+built by `make client`). Envoy's log goes to .run/envoy/envoy.log and is
+followed on the terminal."""
 
 import signal
 import sys
@@ -40,15 +42,20 @@ def main():
     # SIGTERM (e.g. from a process manager) stops the demo like Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    upstream = envoy = None
+    upstream = envoy = demo = None
     try:
         upstream = harness.start_mock_upstream(port=UPSTREAM_PORT, verbose=True)
+        demo = harness.start_demo_server()
         envoy = harness.start_envoy(
             DEMO_CONFIG.read_text(), upstream_port=upstream.port,
             listener_port=LISTENER_PORT, admin_port=ADMIN_PORT, workdir=RUN_DIR,
             hold_headers=True,  # demo-config.json sets "hold_headers_for_body": true
+            demo_port=demo.port,
         )
         print(f"\nEnvoy with the quota filter: {envoy.url('/')}")
+        print(f"Demo page (usage meters in the browser): {envoy.url(harness.DEMO_PREFIX)}")
+        if not (harness.CLIENT_PKG / "quota_client.js").exists():
+            print("  (the page needs the client package: run `make client`)")
         print(f"Envoy admin: {envoy.admin_url('/')} "
               f"(stats: {envoy.admin_url('/stats/prometheus')})")
         print(f"Mock upstream: {upstream.url('/')}")
@@ -67,6 +74,8 @@ def main():
     finally:
         if envoy:
             envoy.stop()
+        if demo:
+            demo.stop()
         if upstream:
             upstream.stop()
 

@@ -4,7 +4,6 @@
 
 use crate::config::{ClassId, Config};
 use crate::identity::{scope_key, ScopeKind};
-use serde_json::Value;
 
 /// A validated grant request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,17 +25,33 @@ pub fn authorized(config: &Config, authorization: Option<&[u8]>) -> bool {
     token.len() == secret.len() && token.iter().zip(secret).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// Parses `{"class": "drafts", "user": "alice" | "workspace": "acme", "units": 50}`.
-pub fn parse_grant(config: &Config, body: &[u8]) -> Result<GrantRequest, String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("the body must be JSON: {e}"))?;
-    let class_name = doc.get("class").and_then(Value::as_str).ok_or("\"class\" must name a class")?;
+/// Parses the query of `POST <admin path>?class=drafts&user=alice&units=50`
+/// (or `workspace=acme`). The grant travels in the query, not a body, so the
+/// endpoint never has to hold a request open for its body.
+pub fn parse_grant(config: &Config, query: &str) -> Result<GrantRequest, String> {
+    let mut class_name = None;
+    let mut user = None;
+    let mut workspace = None;
+    let mut units = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| format!("\"{k}\" is not valid percent-encoded UTF-8"))?;
+        match k {
+            "class" => class_name = Some(v),
+            "user" => user = Some(v),
+            "workspace" => workspace = Some(v),
+            "units" => units = Some(v),
+            other => return Err(format!("unknown parameter \"{other}\" (use class, user or workspace, units)")),
+        }
+    }
+    let class_name = class_name.ok_or("\"class\" must name a class")?;
     let class_id = config
         .classes
         .iter()
         .position(|c| c.name == class_name)
         .map(ClassId)
         .ok_or_else(|| format!("no class named \"{class_name}\""))?;
-    let (scope, id) = match (doc.get("user").and_then(Value::as_str), doc.get("workspace").and_then(Value::as_str)) {
+    let (scope, id) = match (user, workspace) {
         (Some(u), None) => (ScopeKind::User, u),
         (None, Some(w)) => (ScopeKind::Workspace, w),
         _ => return Err("set exactly one of \"user\" or \"workspace\"".into()),
@@ -44,13 +59,37 @@ pub fn parse_grant(config: &Config, body: &[u8]) -> Result<GrantRequest, String>
     if id.is_empty() || id.len() > config.identity.max_id_bytes || id.chars().any(char::is_control) {
         return Err("the id must be 1 to max_id_bytes characters without control characters".into());
     }
-    let units = doc
-        .get("units")
-        .and_then(Value::as_u64)
+    let units = units
+        .and_then(|u| u.parse::<u64>().ok())
         .filter(|u| (1..=1_000_000_000).contains(u))
         .ok_or("\"units\" must be a whole number from 1 to 1000000000")?;
     let class = config.class(class_id).ok_or("no such class")?;
-    Ok(GrantRequest { class: class_id, scope, id: id.to_string(), units, key: scope_key(class, scope, id) })
+    let key = scope_key(class, scope, &id);
+    Ok(GrantRequest { class: class_id, scope, id, units, key })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -81,17 +120,19 @@ mod tests {
     #[test]
     fn grant_requests_are_checked() {
         let config = with_admin();
-        let ok = parse_grant(&config, br#"{"class": "drafts", "workspace": "acme", "units": 50}"#).unwrap();
-        assert_eq!((ok.scope, ok.units, ok.key.as_str()), (ScopeKind::Workspace, 50, "q1:drafts:w:acme"));
+        let ok = parse_grant(&config, "class=drafts&workspace=acme%20corp&units=50").unwrap();
+        assert_eq!((ok.scope, ok.units, ok.key.as_str()), (ScopeKind::Workspace, 50, "q1:drafts:w:acme corp"));
         for bad in [
-            &br#"{"class": "drafts", "user": "a", "workspace": "b", "units": 1}"#[..],
-            br#"{"class": "nope", "user": "a", "units": 1}"#,
-            br#"{"class": "drafts", "user": "a", "units": 0}"#,
-            br#"{"class": "drafts", "user": "a", "units": -3}"#,
-            br#"{"class": "drafts", "user": "", "units": 3}"#,
-            b"not json",
+            "class=drafts&user=a&workspace=b&units=1",
+            "class=nope&user=a&units=1",
+            "class=drafts&user=a&units=0",
+            "class=drafts&user=a&units=-3",
+            "class=drafts&user=&units=3",
+            "class=drafts&user=a%ZZ&units=3",
+            "class=drafts&user=a&units=3&extra=1",
+            "",
         ] {
-            assert!(parse_grant(&config, bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(parse_grant(&config, bad).is_err(), "{bad}");
         }
     }
 }

@@ -23,9 +23,7 @@ pub struct HostProperties;
 
 impl Properties for HostProperties {
     fn property(&self, path: &[String]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.iter().map(String::as_str).collect())
-            .ok()
-            .flatten()
+        hostcalls::get_property(path.iter().map(String::as_str).collect()).ok().flatten()
     }
 }
 

@@ -36,10 +36,7 @@ fn define(name: &str) -> Option<u32> {
     match hostcalls::define_metric(MetricType::Counter, name) {
         Ok(id) => Some(id),
         Err(status) => {
-            log(
-                LogLevel::Warn,
-                &format!("quota: could not define metric {name}: {status:?}"),
-            );
+            log(LogLevel::Warn, &format!("quota: could not define metric {name}: {status:?}"));
             None
         }
     }
@@ -70,21 +67,9 @@ impl Reporter {
         Reporter {
             identity_missing: global(events::IDENTITY_MISSING),
             unknown_tier: global(events::UNKNOWN_TIER),
-            sent: if analytics {
-                global(events::ANALYTICS_SENT)
-            } else {
-                None
-            },
-            failed: if analytics {
-                global(events::ANALYTICS_FAILED)
-            } else {
-                None
-            },
-            dropped: if analytics {
-                global(events::ANALYTICS_DROPPED)
-            } else {
-                None
-            },
+            sent: if analytics { global(events::ANALYTICS_SENT) } else { None },
+            failed: if analytics { global(events::ANALYTICS_FAILED) } else { None },
+            dropped: if analytics { global(events::ANALYTICS_DROPPED) } else { None },
             class_metrics,
             config,
             queue: RefCell::new(VecDeque::new()),
@@ -97,10 +82,7 @@ impl Reporter {
         let index = d.class.0 * per_class
             + d.tier.0 * ClassMetric::ALL.len()
             + ClassMetric::ALL.iter().position(|m| *m == metric)?;
-        self.class_metrics
-            .get(index)
-            .copied()
-            .filter(|id| *id != u32::MAX)
+        self.class_metrics.get(index).copied().filter(|id| *id != u32::MAX)
     }
 
     /// Counts, logs and queues what a decision produced.
@@ -162,22 +144,13 @@ impl Reporter {
                 ("content-type", "application/json"),
             ];
             let timeout = Duration::from_millis(analytics.timeout_ms);
-            match hostcalls::dispatch_http_call(
-                &analytics.cluster,
-                headers,
-                Some(body.as_bytes()),
-                vec![],
-                timeout,
-            ) {
+            match hostcalls::dispatch_http_call(&analytics.cluster, headers, Some(body.as_bytes()), vec![], timeout) {
                 Ok(_) => self.in_flight.set(self.in_flight.get() + 1),
                 Err(status) => {
                     bump(self.failed, 1);
                     log(
                         LogLevel::Warn,
-                        &format!(
-                            "quota: analytics callout to {} failed: {status:?}",
-                            analytics.cluster
-                        ),
+                        &format!("quota: analytics callout to {} failed: {status:?}", analytics.cluster),
                     );
                 }
             }

@@ -17,16 +17,8 @@ pub struct QuotaRoot {
 }
 
 impl Context for QuotaRoot {
-    fn on_http_call_response(
-        &mut self,
-        _token: u32,
-        _headers: usize,
-        _body: usize,
-        _trailers: usize,
-    ) {
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, _body: usize, _trailers: usize) {
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
         let ok = status.is_some_and(|s| s.starts_with('2'));
         if let Some((_, reporter)) = &self.state {
             reporter.callout_done(ok);
@@ -36,21 +28,14 @@ impl Context for QuotaRoot {
 
 impl RootContext for QuotaRoot {
     fn on_configure(&mut self, size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size).ok().flatten().unwrap_or_default();
         match Config::from_json(&bytes) {
             Ok(config) => {
                 let summary = format!(
                     "quota: configured {} classes x {} tiers{}",
                     config.classes.len(),
                     config.tiers.len(),
-                    if config.any_rule_reads_body() {
-                        ", body rules on"
-                    } else {
-                        ""
-                    }
+                    if config.any_rule_reads_body() { ", body rules on" } else { "" }
                 );
                 log(LogLevel::Info, &summary);
                 if let Some(analytics) = &config.observability.analytics {
@@ -64,10 +49,7 @@ impl RootContext for QuotaRoot {
             }
             Err(e) => {
                 // Envoy refuses the filter; this line says why, with the JSON path.
-                log(
-                    LogLevel::Error,
-                    &format!("quota: invalid configuration: {e}"),
-                );
+                log(LogLevel::Error, &format!("quota: invalid configuration: {e}"));
                 false
             }
         }

@@ -48,9 +48,7 @@ impl CounterStore for SharedData {
         let mut cas: u32 = 0;
         // SAFETY: the host writes a buffer it allocated through the module's
         // allocator (proxy_on_memory_allocate) into `data`; we take ownership.
-        let status = unsafe {
-            proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
-        };
+        let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
         let value = if data.is_null() {
             Vec::new()
         } else {
@@ -58,14 +56,10 @@ impl CounterStore for SharedData {
             unsafe { Vec::from_raw_parts(data, size, size) }
         };
         match status {
-            OK if cas == 0 => Err(StoreError::Unavailable(
-                "shared data returned a value without a version".into(),
-            )),
+            OK if cas == 0 => Err(StoreError::Unavailable("shared data returned a value without a version".into())),
             OK => Ok(Some((value, cas))),
             NOT_FOUND => Ok(None),
-            other => Err(StoreError::Unavailable(format!(
-                "proxy_get_shared_data returned status {other}"
-            ))),
+            other => Err(StoreError::Unavailable(format!("proxy_get_shared_data returned status {other}"))),
         }
     }
 
@@ -75,15 +69,11 @@ impl CounterStore for SharedData {
             Expect::Version(v) => v,
         };
         // SAFETY: plain reads of borrowed buffers for the duration of the call.
-        let status = unsafe {
-            proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
-        };
+        let status = unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
         match status {
             OK => Ok(()),
             CAS_MISMATCH => Err(StoreError::CasMismatch),
-            other => Err(StoreError::Unavailable(format!(
-                "proxy_set_shared_data returned status {other}"
-            ))),
+            other => Err(StoreError::Unavailable(format!("proxy_set_shared_data returned status {other}"))),
         }
     }
 }

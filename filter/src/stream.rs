@@ -1,5 +1,6 @@
 //! One HTTP stream: read the request, let the core decide, carry out the
-//! decision (forward with headers, or answer locally).
+//! decision (forward with headers and any rewrite, or answer locally), then
+//! correct the charge from the response (refunds, reported token usage).
 
 use crate::host::{log, HostClock, HostProperties};
 use crate::report::Reporter;
@@ -7,18 +8,22 @@ use crate::shared_data::SharedData;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use quota_core::admin;
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::Clock;
-use quota_core::config::{ClassId, Config};
+use quota_core::config::{Cell, ClassId, Config, Cost};
 use quota_core::copy::CONFIRM_HEADER;
-use quota_core::engine::{charge, request_cost};
+use quota_core::cost::{self, Body};
+use quota_core::decide::Served;
+use quota_core::engine::{self, charge, request_cost, Decision, Outcome};
 use quota_core::headers::{is_quota_header, Headers};
 use quota_core::identity::{identify, IdentityError};
+use quota_core::metering::{usage_in, SseScanner};
 use quota_core::negotiate::{negotiate, BodyFormat};
 use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::usage::{method_not_allowed, usage_reply};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::rc::Rc;
 
 /// A request as the decision needs it.
@@ -35,13 +40,32 @@ impl Pending {
     }
 }
 
+/// What was charged, so the response can correct it.
+struct Charged {
+    key: String,
+    window_start: i64,
+    cost: u64,
+    /// Token-metered: the estimate is replaced by the reported usage.
+    metering: Option<Metering>,
+    response_seen: bool,
+}
+
+struct Metering {
+    /// Units per reported token (the class's model multiplier).
+    factor: f64,
+    sse: Option<SseScanner>,
+    /// A JSON response body, kept up to the body cap.
+    json: Vec<u8>,
+    too_big: bool,
+}
+
 enum Phase {
     /// Nothing to do for this stream (unclassified, or already decided).
     Pass,
-    /// A body rule needs the request body: buffering it.
+    /// A body rule or cost needs the request body: buffering it.
     AwaitingBody(Pending),
     /// Admitted: these headers go on the upstream's response.
-    Admitted(Headers),
+    Admitted(Headers, Option<Charged>),
     /// Answered locally; the reply already carries its headers.
     Replied,
 }
@@ -55,36 +79,33 @@ pub struct QuotaStream {
 impl QuotaStream {
     pub fn new(state: Option<(Rc<Config>, Rc<Reporter>)>) -> Self {
         let (config, reporter) = state.map_or((None, None), |(c, r)| (Some(c), Some(r)));
-        QuotaStream {
-            config,
-            reporter,
-            phase: Phase::Pass,
-        }
+        QuotaStream { config, reporter, phase: Phase::Pass }
     }
 
     /// Charges the request to its class and carries out the decision.
     /// Returns whether the request goes on.
-    fn decide(&mut self, config: &Config, request: &Pending, class: ClassId) -> bool {
+    fn decide(&mut self, config: &Config, request: &Pending, class: ClassId, body: Option<&[u8]>) -> bool {
         let caller = match identify(config, &request.head, &HostProperties) {
             Ok(c) => c,
             Err(e) => return self.refuse_identity(config, request, &e),
         };
-        let cost = request_cost(config, class);
-        let decision = charge(
-            config,
-            &caller,
-            class,
-            cost,
-            request.confirmed,
-            HostClock.now_ms(),
-            &SharedData,
-        );
+        let mut json: Option<Value> = body.and_then(|b| serde_json::from_slice(b).ok());
+        let cost = request_cost(config, class, Body { bytes: body, json: json.as_ref() });
+        let decision = charge(config, &caller, class, cost, request.confirmed, HostClock.now_ms(), &SharedData);
         if let Some(r) = &self.reporter {
             r.decision(&caller, &decision);
         }
         match respond(config, &decision, request.format()) {
             Decided::Continue(headers) => {
-                self.phase = Phase::Admitted(headers);
+                let rewritten = apply_admission(config, &decision, json.as_mut());
+                if let (true, Some(j), Some(b)) = (rewritten, &json, body) {
+                    let bytes = j.to_string();
+                    if let Err(s) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, b.len(), bytes.as_bytes()) {
+                        log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {s:?}"));
+                    }
+                }
+                let charged = charged(config, &decision, class, json.as_ref());
+                self.phase = Phase::Admitted(headers, charged);
                 true
             }
             Decided::Reply(reply) => self.reply(&reply),
@@ -100,20 +121,11 @@ impl QuotaStream {
 
     /// Sends a local reply; always returns false (the request stops here).
     fn reply(&mut self, reply: &LocalReply) -> bool {
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
-        if let Err(status) = hostcalls::send_http_response(
-            u32::from(reply.status),
-            headers,
-            Some(reply.body.as_bytes()),
-        ) {
-            log(
-                LogLevel::Error,
-                &format!("quota: could not send the local reply: {status:?}"),
-            );
+        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if let Err(status) =
+            hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes()))
+        {
+            log(LogLevel::Error, &format!("quota: could not send the local reply: {status:?}"));
         }
         self.phase = Phase::Replied;
         false
@@ -125,48 +137,143 @@ impl QuotaStream {
             return;
         }
         match identify(config, &request.head, &HostProperties) {
-            Ok(caller) => self.reply(&usage_reply(
-                config,
-                &caller,
-                HostClock.now_ms(),
-                &SharedData,
-            )),
+            Ok(caller) => self.reply(&usage_reply(config, &caller, HostClock.now_ms(), &SharedData)),
             Err(e) => self.refuse_identity(config, request, &e),
         };
     }
 
     /// Finishes a request that waited for its body.
     fn decide_with_body(&mut self, body: Option<Vec<u8>>) -> Action {
-        let Some(config) = self.config.clone() else {
-            return Action::Continue;
-        };
+        let Some(config) = self.config.clone() else { return Action::Continue };
         let Phase::AwaitingBody(request) = std::mem::replace(&mut self.phase, Phase::Pass) else {
             return Action::Continue;
         };
         // Not JSON, malformed, or nested deeper than serde_json's limit: no body facts.
-        let json: Option<Value> = body.and_then(|b| serde_json::from_slice(&b).ok());
+        let json: Option<Value> = body.as_deref().and_then(|b| serde_json::from_slice(b).ok());
         match classify_with_body(&config, &request.head, json.as_ref()) {
             None => Action::Continue,
-            Some(class) if self.decide(&config, &request, class) => Action::Continue,
+            Some(class) if self.decide(&config, &request, class, body.as_deref()) => Action::Continue,
             Some(_) => Action::Pause,
         }
     }
+
+    /// Adds grant units (the admin endpoint's query).
+    fn admin_grant(&mut self, config: &Config, query: &str) {
+        let answer = |status: u16, doc: Value| LocalReply {
+            status,
+            headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
+            body: doc.to_string(),
+        };
+        let reply = match admin::parse_grant(config, query) {
+            Err(why) => answer(
+                400,
+                json!({ "error": { "message": why, "type": "invalid_request_error", "code": "bad_grant" } }),
+            ),
+            Ok(g) => match engine::grant(config, &g.key, g.units, &SharedData) {
+                Ok(balance) => {
+                    log(
+                        LogLevel::Info,
+                        &format!("quota: granted {} units of {} to {}", g.units, g.key, g.scope.as_str()),
+                    );
+                    answer(
+                        200,
+                        json!({ "class": config.class(g.class).map(|c| c.name.clone()), "scope": g.scope.as_str(), "id": g.id, "added": g.units, "grant": balance }),
+                    )
+                }
+                Err(e) => answer(
+                    503,
+                    json!({ "error": { "message": format!("the counter store gave up: {e:?}"), "type": "server_error", "code": "quota_unavailable" } }),
+                ),
+            },
+        };
+        self.reply(&reply);
+    }
+
+    /// Applies a correction to the charge (refund or reported usage).
+    fn correct(&self, charged: &Charged, delta: i64) {
+        let Some(config) = &self.config else { return };
+        if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, &SharedData) {
+            log(LogLevel::Warn, &format!("quota: could not correct {} by {delta}: {e:?}", charged.key));
+        }
+    }
+}
+
+/// Carries out what admission asks of the request itself: the cheaper model
+/// (degrade), the defer header (queue), a usage report from streaming
+/// upstreams. Returns whether the JSON body changed.
+fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> bool {
+    let Outcome::Charged(c) = &d.outcome else { return false };
+    let Some(Cell::Limited(limits)) = config.cell(d.tier, d.class) else { return false };
+    let set_header = |(name, value): &(String, String)| {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+    };
+    let mut changed = false;
+    let json = json.and_then(Value::as_object_mut);
+    match c.served {
+        Served::Degraded => {
+            if let Some(degrade) = &limits.degrade {
+                if let Some(h) = &degrade.header {
+                    set_header(h);
+                    // Let a route that matches the header pick the request up.
+                    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+                }
+                if let (Some(model), Some(body)) = (&degrade.model, json) {
+                    if body.contains_key("model") {
+                        body.insert("model".into(), Value::from(model.clone()));
+                        changed = true;
+                    }
+                }
+            }
+            return changed;
+        }
+        Served::Queued => {
+            if let Some(q) = &limits.queue {
+                set_header(&q.header);
+            }
+        }
+        Served::Normally | Served::Overage => {}
+    }
+    let asks_usage = matches!(config.class(d.class).map(|c| &c.cost), Some(Cost::Tokens { include_usage: true, .. }));
+    if let (true, Some(body)) = (asks_usage, json) {
+        if body.get("stream") == Some(&Value::Bool(true)) {
+            let options = body.entry("stream_options").or_insert_with(|| json!({}));
+            if let Some(o) = options.as_object_mut() {
+                o.insert("include_usage".into(), Value::Bool(true));
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// What the response may correct about an admitted request.
+fn charged(config: &Config, d: &Decision, class: ClassId, json: Option<&Value>) -> Option<Charged> {
+    let Outcome::Charged(c) = &d.outcome else { return None };
+    let class_def = config.class(class)?;
+    let metering = match class_def.cost {
+        Cost::Tokens { reconcile: true, .. } => {
+            Some(Metering { factor: cost::model_factor(class_def, json), sse: None, json: Vec::new(), too_big: false })
+        }
+        _ => None,
+    };
+    Some(Charged {
+        key: d.key.clone()?,
+        window_start: c.usage.window.start,
+        cost: c.cost,
+        metering,
+        response_seen: false,
+    })
 }
 
 impl Context for QuotaStream {}
 
 impl HttpContext for QuotaStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(config) = self.config.clone() else {
-            return Action::Continue;
-        };
+        let Some(config) = self.config.clone() else { return Action::Continue };
         let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(h) => h,
             Err(status) => {
-                log(
-                    LogLevel::Error,
-                    &format!("quota: could not read request headers: {status:?}"),
-                );
+                log(LogLevel::Error, &format!("quota: could not read request headers: {status:?}"));
                 return Action::Continue;
             }
         };
@@ -174,26 +281,34 @@ impl HttpContext for QuotaStream {
         for (name, _) in headers.iter().filter(|(n, _)| is_quota_header(n)) {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
         }
-        let confirmed = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(CONFIRM_HEADER))
-            .is_some_and(|(_, v)| is_yes(v));
-        let head = RequestHead::new(
-            headers
-                .into_iter()
-                .filter(|(n, _)| !is_quota_header(n))
-                .collect(),
-        );
+        let confirmed =
+            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(CONFIRM_HEADER)).is_some_and(|(_, v)| is_yes(v));
+        let head = RequestHead::new(headers.into_iter().filter(|(n, _)| !is_quota_header(n)).collect());
         let request = Pending { head, confirmed };
 
-        if config.usage_endpoint.as_deref() == Some(request.head.path()) {
+        let path = request.head.path();
+        if config.usage_endpoint.as_deref() == Some(path) {
             self.usage_endpoint(&config, &request);
+            return Action::Pause;
+        }
+        if config.admin.as_ref().is_some_and(|a| a.path == path) {
+            if request.head.method() != "POST" || !admin::authorized(&config, request.head.header("authorization")) {
+                // Say nothing about the endpoint to a caller without the secret.
+                self.reply(&LocalReply {
+                    status: 404,
+                    headers: vec![("content-type", "text/plain".into())],
+                    body: "not found\n".into(),
+                });
+            } else {
+                let query = request.head.header_str(":path").and_then(|p| p.split_once('?')).map_or("", |(_, q)| q);
+                self.admin_grant(&config, query);
+            }
             return Action::Pause;
         }
         match classify_head(&config, &request.head) {
             HeadMatch::Unclassified => Action::Continue,
             HeadMatch::Class(class) => {
-                if self.decide(&config, &request, class) {
+                if self.decide(&config, &request, class, None) {
                     Action::Continue
                 } else {
                     Action::Pause
@@ -205,6 +320,10 @@ impl HttpContext for QuotaStream {
             }
             HeadMatch::NeedsBody => {
                 self.phase = Phase::AwaitingBody(request);
+                if config.may_rewrite_body() {
+                    // A rewritten body has another length: let Envoy frame it.
+                    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "content-length");
+                }
                 // Pausing headers stops Envoy from delivering the body unless the
                 // plugin sets allow_on_headers_stop_iteration; without it, the
                 // headers go on and the body is held back instead.
@@ -218,21 +337,19 @@ impl HttpContext for QuotaStream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !matches!(self.phase, Phase::AwaitingBody(_)) {
-            return Action::Continue;
-        }
         let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        if body_size > max {
-            // Too large to inspect: classify without body facts, never buffer more.
-            return self.decide_with_body(None);
+        match self.phase {
+            Phase::AwaitingBody(_) if body_size > max => {
+                // Too large to inspect: classify without body facts, never buffer more.
+                self.decide_with_body(None)
+            }
+            Phase::AwaitingBody(_) if !end_of_stream => Action::Pause,
+            Phase::AwaitingBody(_) => {
+                let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size).ok().flatten();
+                self.decide_with_body(body)
+            }
+            _ => Action::Continue,
         }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-            .ok()
-            .flatten();
-        self.decide_with_body(body)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
@@ -240,19 +357,79 @@ impl HttpContext for QuotaStream {
             return Action::Continue;
         }
         let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max)
-            .ok()
-            .flatten();
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max).ok().flatten();
         self.decide_with_body(body)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Phase::Admitted(headers) = &self.phase {
-            for (name, value) in headers {
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+        let Phase::Admitted(headers, charged) = &mut self.phase else { return Action::Continue };
+        for (name, value) in headers.iter() {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+        }
+        let Some(c) = charged else { return Action::Continue };
+        c.response_seen = true;
+        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status").ok().flatten();
+        let failed = status.and_then(|s| s.parse::<u16>().ok()).is_none_or(|s| s >= 400);
+        if failed {
+            // The upstream did not do the work: give the units back.
+            let refund = i64::try_from(c.cost).unwrap_or(i64::MAX);
+            if let Some(taken) = charged.take() {
+                self.correct(&taken, -refund);
+            }
+            return Action::Continue;
+        }
+        if let Some(m) = &mut c.metering {
+            let content_type = hostcalls::get_map_value(MapType::HttpResponseHeaders, "content-type").ok().flatten();
+            if content_type.is_some_and(|t| t.starts_with("text/event-stream")) {
+                m.sse = Some(SseScanner::new(64 * 1024));
             }
         }
         Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
+        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return Action::Continue };
+        let Some(m) = &mut c.metering else { return Action::Continue };
+        // Read the chunk as it passes; the response is never held back.
+        if body_size > 0 {
+            if let Ok(Some(chunk)) = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
+                match &mut m.sse {
+                    Some(scanner) => scanner.feed(&chunk),
+                    None if m.json.len() + chunk.len() <= max => m.json.extend_from_slice(&chunk),
+                    None => m.too_big = true,
+                }
+            }
+        }
+        if end_of_stream {
+            let reported = match &m.sse {
+                Some(scanner) => scanner.usage(),
+                None if m.too_big => None,
+                None => serde_json::from_slice::<Value>(&m.json).ok().as_ref().and_then(usage_in),
+            };
+            if let Some(tokens) = reported.and_then(|u| u.tokens()) {
+                let actual = cost::scale(tokens, m.factor);
+                let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(c.cost).unwrap_or(i64::MAX);
+                let charged = c.key.clone();
+                let window_start = c.window_start;
+                if let (Some(config), true) = (&self.config, delta != 0) {
+                    if let Err(e) = engine::correct(config, &charged, window_start, delta, &SharedData) {
+                        log(LogLevel::Warn, &format!("quota: could not reconcile {charged}: {e:?}"));
+                    }
+                }
+            }
+            c.metering = None;
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // Ended before any response (client gone, upstream reset unseen): refund.
+        if let Phase::Admitted(_, Some(c)) = &self.phase {
+            if !c.response_seen {
+                self.correct(c, -i64::try_from(c.cost).unwrap_or(i64::MAX));
+            }
+        }
     }
 }
 

@@ -248,6 +248,8 @@ pub struct Tier {
     pub copy: CopySet,
 }
 
+// One cell per tier x class, built once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Cell {
     /// The class is not part of this plan.
@@ -624,8 +626,10 @@ fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigError> {
     })
 }
 
-/// The cost rule, model multipliers and fallback of a class.
-fn check_cost(path: &str, raw: Option<&RawCost>) -> Result<(Cost, Vec<(String, f64)>, u64), ConfigError> {
+/// A class's cost rule, model multipliers and fallback.
+type CostParts = (Cost, Vec<(String, f64)>, u64);
+
+fn check_cost(path: &str, raw: Option<&RawCost>) -> Result<CostParts, ConfigError> {
     let Some(raw) = raw else { return Ok((Cost::Fixed(1), Vec::new(), 1)) };
     let chosen = [raw.fixed.is_some(), raw.records.is_some(), raw.bytes.is_some(), raw.tokens.is_some()];
     if chosen.iter().filter(|c| **c).count() > 1 {

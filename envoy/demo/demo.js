@@ -1,0 +1,269 @@
+// The demo page: one card per operation class of the caller's plan, each
+// with a meter, the warning, the block message, the reset countdown and the
+// upgrade link. Every number and sentence comes from the quota filter, read
+// with the quota-client package; this file only draws.
+
+import init, { fromHeaders, fromUsage } from "./quota-client/quota_client.js";
+
+const USAGE_PATH = "/v1/quota";
+
+// What each class of the demo matrix (envoy/demo-config.json) is, as a request
+// that the filter classifies into it. Classes without an entry get no button.
+const OPERATIONS = {
+  drafts: {
+    button: "Write a draft",
+    path: "/v1/chat/completions",
+    body: { model: "gpt-4o", messages: [{ role: "user", content: "Draft a note to the team." }] },
+  },
+  summaries: {
+    button: "Summarise",
+    path: "/v1/chat/completions",
+    body: { model: "gpt-4o-mini", messages: [{ role: "user", content: "Summarise this thread." }] },
+  },
+  deep_research: {
+    button: "Start deep research",
+    path: "/v1/research/start",
+    body: { topic: "Quota design in AI products" },
+  },
+  batch_records: {
+    button: "Submit a batch job",
+    path: "/v1/batches",
+    body: { input_file_id: "file-demo", endpoint: "/v1/chat/completions" },
+  },
+};
+
+const BADGES = {
+  ok: "OK",
+  warning: "Warning",
+  blocked: "Blocked",
+  not_included: "Not in plan",
+  confirmation_required: "Confirm",
+  unavailable: "Unavailable",
+};
+
+const $ = (id) => document.getElementById(id);
+const cards = new Map(); // class -> { el, state, label, upgradeText }
+let tierLabel = "";
+let loading = null;
+
+function identity() {
+  const headers = { "x-user-id": $("user").value.trim(), "x-plan": $("tier").value };
+  const workspace = $("workspace").value.trim();
+  if (workspace) headers["x-workspace-id"] = workspace;
+  return headers;
+}
+
+function showProblem(text) {
+  $("problem").textContent = text;
+  $("problem").hidden = !text;
+}
+
+/** Reads the caller's standing in every class and redraws every card. */
+function loadUsage() {
+  loading ??= (async () => {
+    try {
+      const res = await fetch(USAGE_PATH, { headers: { ...identity(), accept: "application/json" } });
+      const text = await res.text();
+      if (!res.ok) {
+        showProblem(`GET ${USAGE_PATH} answered ${res.status}: ${text}`);
+        return;
+      }
+      const report = JSON.parse(text);
+      tierLabel = report.tier_label ?? report.tier ?? "";
+      $("plan").textContent =
+        `${report.user ?? "Anonymous"} on the ${tierLabel} plan` +
+        (report.workspace ? `, workspace ${report.workspace}` : "");
+      showProblem("");
+      const states = fromUsage(report);
+      const seen = new Set();
+      for (const state of states) {
+        seen.add(state.class);
+        const card = cardFor(state);
+        card.label = state.label ?? card.label;
+        card.upgradeText = state.upgradeText;
+        card.state = state;
+        render(card);
+      }
+      for (const [name, card] of cards) {
+        if (!seen.has(name)) {
+          card.el.remove();
+          cards.delete(name);
+        }
+      }
+    } catch (err) {
+      showProblem(`Could not read ${USAGE_PATH}: ${err}`);
+    } finally {
+      loading = null;
+    }
+  })();
+  return loading;
+}
+
+function cardFor(state) {
+  let card = cards.get(state.class);
+  if (card) return card;
+  const el = $("class-card").content.firstElementChild.cloneNode(true);
+  const titleId = `class-${state.class}`;
+  el.dataset.class = state.class;
+  el.querySelector(".card-title").id = titleId;
+  el.setAttribute("aria-labelledby", titleId);
+  el.querySelector(".meter").setAttribute("aria-labelledby", titleId);
+  const button = el.querySelector(".act");
+  const op = OPERATIONS[state.class];
+  if (op) {
+    button.textContent = op.button;
+    button.addEventListener("click", () => send(state.class));
+  } else {
+    button.remove();
+  }
+  card = { el, state, label: state.label ?? state.class, upgradeText: undefined };
+  cards.set(state.class, card);
+  $("classes").append(el);
+  return card;
+}
+
+/** Sends the class's request and redraws its card from the response alone. */
+async function send(name) {
+  const op = OPERATIONS[name];
+  const card = cards.get(name);
+  const button = card.el.querySelector(".act");
+  button.disabled = true;
+  try {
+    const res = await fetch(op.path, {
+      method: "POST",
+      headers: { ...identity(), "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify(op.body),
+    });
+    const body = await res.text();
+    // A refusal's body carries the sentence to show; an answer's is the model's.
+    const state = fromHeaders(res.headers, res.ok ? null : body);
+    showLast(`POST ${op.path}`, res, state);
+    if (state) {
+      card.state = state;
+      render(card);
+    }
+  } catch (err) {
+    showProblem(`The request failed: ${err}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showLast(what, res, state) {
+  const lines = [`${what} -> ${res.status} ${res.statusText}`];
+  for (const [name, value] of res.headers) {
+    if (name.startsWith("x-quota-") || name.startsWith("ratelimit") || name === "retry-after") {
+      lines.push(`${name}: ${value}`);
+    }
+  }
+  if (state) lines.push("", `fromHeaders(...) = ${JSON.stringify(state, null, 2)}`);
+  $("last-response").textContent = lines.join("\n");
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+function render(card) {
+  const { el, state } = card;
+  const name = state.state;
+  el.dataset.state = name;
+  el.querySelector(".card-title").textContent = card.label;
+  el.querySelector(".badge").textContent = BADGES[name] ?? name;
+
+  const meter = el.querySelector(".meter");
+  const numbers = el.querySelector(".numbers");
+  if (state.limit !== undefined) {
+    meter.max = state.limit;
+    meter.value = Math.min(state.used ?? 0, state.limit);
+    const soft = state.softLimit !== undefined ? `, warnings from ${state.softLimit}` : "";
+    numbers.textContent = `${state.used ?? 0} of ${state.limit} used, ${state.remaining ?? 0} left${soft}`;
+    meter.setAttribute("aria-valuetext", `${state.used ?? 0} of ${state.limit} used`);
+  } else {
+    meter.max = 1;
+    meter.value = 0;
+    numbers.textContent = name === "not_included" ? `Not part of the ${tierLabel} plan` : "";
+    meter.setAttribute("aria-valuetext", numbers.textContent || "no numbers");
+  }
+
+  const warning = el.querySelector(".warning");
+  warning.textContent = state.warning ?? "";
+  warning.hidden = !state.warning;
+
+  // The wall, a class outside the plan, a needed confirmation: the filter's
+  // own sentence (from the refusal's body), with its reset time and upgrade.
+  const refused = name !== "ok" && name !== "warning";
+  const blocked = el.querySelector(".blocked");
+  el.querySelector(".blocked-message").textContent = state.message ?? "";
+  blocked.hidden = !(refused && state.message);
+
+  const upgrade = el.querySelector(".upgrade");
+  const link = el.querySelector(".upgrade-link");
+  const url = state.upgradeUrl;
+  if (url && name !== "ok") {
+    link.href = url;
+    link.textContent = card.upgradeText ? `Upgrade: ${card.upgradeText.replace(/:\s*\S+$/, "")}` : "See upgrade options";
+    upgrade.hidden = false;
+  } else {
+    upgrade.hidden = true;
+  }
+
+  const pace = el.querySelector(".pace");
+  pace.textContent = state.paceMessage ?? (state.pace === "ahead" ? "You're using this faster than the window lasts." : "");
+  pace.hidden = !pace.textContent;
+
+  tick(card);
+}
+
+/** The countdown to the reset, on the client's clock. */
+function tick(card) {
+  const { el, state } = card;
+  const reset = el.querySelector(".reset");
+  const words = state.resetInWords;
+  if (words === undefined || state.state === "not_included") {
+    reset.hidden = true;
+    return;
+  }
+  el.querySelector(".reset-in").textContent = words;
+  const at = el.querySelector(".reset-at");
+  const when = state.resetAt;
+  if (when) {
+    at.dateTime = when.toISOString();
+    at.textContent = timeFormat.format(when);
+  }
+  reset.hidden = false;
+}
+
+function everySecond() {
+  let due = false;
+  for (const card of cards.values()) {
+    tick(card);
+    // Used units count against a window that has now ended: read again.
+    if (card.state.hasReset && (card.state.used ?? 0) > 0) due = true;
+  }
+  if (due) loadUsage();
+}
+
+function randomUser() {
+  return `visitor-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  $("user").value = params.get("user") ?? randomUser();
+  if (params.get("tier")) $("tier").value = params.get("tier");
+  $("identity").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadUsage();
+  });
+  $("tier").addEventListener("change", () => loadUsage());
+  try {
+    await init();
+  } catch (err) {
+    showProblem(`The quota-client package did not load (${err}). Build it with \`make client\`.`);
+    return;
+  }
+  await loadUsage();
+  setInterval(everySecond, 1000);
+  document.body.dataset.ready = "true";
+}
+
+main();
