@@ -241,3 +241,20 @@ fn syntax_errors_and_empty_configs_are_clear() {
     let e = Config::from_json(b" [] ").unwrap_err();
     assert_eq!(e.to_string(), ".: the configuration must be a JSON object");
 }
+
+#[test]
+fn the_seeds_examples_are_expressible() {
+    // envoy/examples/seeds.json: 4,500 standard and 300 premium actions and a
+    // separate batch-record allowance; a free tier that degrades drafts; an
+    // enterprise tier billed for overage.
+    let config = Config::from_json(include_bytes!("../../../envoy/examples/seeds.json")).unwrap();
+    let pro = config.tier_by_name("pro").unwrap();
+    let cell = |tier, class: usize| match config.cell(tier, ClassId(class)) {
+        Some(Cell::Limited(l)) => l.clone(),
+        _ => panic!("not limited"),
+    };
+    assert_eq!((cell(pro, 0).hard, cell(pro, 1).hard), (300, 4500));
+    assert_eq!(cell(config.tier_by_name("free").unwrap(), 2).at_hard, AtHard::Degrade);
+    assert_eq!(cell(config.tier_by_name("enterprise").unwrap(), 0).at_hard, AtHard::Overage);
+    assert!(matches!(config.classes[3].cost, Cost::Records { .. }));
+}
