@@ -298,16 +298,18 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
 def _demo_routes(demo_port):
     if demo_port is None:
         return []
+    # Static files are never a quota matter, whatever the config classifies.
+    no_quota = {"envoy.filters.http.wasm": {
+        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+        "disabled": True,
+    }}
     return [
         {"match": {"path": DEMO_PREFIX.rstrip("/")},
-         "redirect": {"path_redirect": DEMO_PREFIX}},
+         "redirect": {"path_redirect": DEMO_PREFIX},
+         "typed_per_filter_config": no_quota},
         {"match": {"prefix": DEMO_PREFIX},
          "route": {"cluster": "demo"},
-         # Static files are never a quota matter, whatever the config classifies.
-         "typed_per_filter_config": {"envoy.filters.http.wasm": {
-             "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-             "disabled": True,
-         }}},
+         "typed_per_filter_config": no_quota},
     ]
 
 
@@ -486,3 +488,18 @@ def start_envoy_expect_failure(filter_config, **kwargs):
         return err.log
     envoy.stop()
     raise EnvoyStartError("envoy accepted a config it should have rejected", envoy.log())
+
+
+def start_bootstrap(bootstrap, *, concurrency=2, log_level="info", workdir=None, extra_args=(),
+                    timeout=START_TIMEOUT_S):
+    """Start Envoy from a bootstrap dict a test shaped itself (e.g. with
+    render_bootstrap plus a jwt_authn filter, or a listener served from a
+    file) and wait until it is ready; as start_envoy otherwise."""
+    envoy = EnvoyProcess(bootstrap, concurrency=concurrency, log_level=log_level,
+                         extra_args=extra_args, workdir=workdir)
+    try:
+        envoy._wait_ready(timeout)
+    except BaseException:
+        envoy.stop()
+        raise
+    return envoy
