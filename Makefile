@@ -12,7 +12,19 @@ PYTHON := $(VENV)/bin/python
 # Touched once the venv has everything in envoy/requirements.txt.
 VENV_STAMP := $(VENV)/.setup-stamp
 
+# The client library (client/): Rust to wasm32-unknown-unknown, then
+# wasm-bindgen into client/pkg/, the files client/package.json exports.
+CLIENT_TARGET := wasm32-unknown-unknown
+CLIENT_WASM := target/$(CLIENT_TARGET)/release/quota_client.wasm
+CLIENT_PKG := client/pkg
+# wasm-bindgen-cli must be the exact version of the crate: read the pin.
+WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' client/Cargo.toml)
+# Touched once client/node_modules matches client/package-lock.json.
+NODE_STAMP := client/node_modules/.setup-stamp
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: setup setup-rust build run test test-native test-host test-e2e fmt clippy clean
+.PHONY: setup-client client setup-node setup-browser test-client
 
 setup: setup-rust $(VENV_STAMP)
 
@@ -27,28 +39,65 @@ $(VENV_STAMP): envoy/requirements.txt
 build: setup-rust
 	cargo build --release --target $(WASM_TARGET) -p quota-filter
 
-run: setup build
+setup-client:
+	@rustup target list --installed | grep -qx '$(CLIENT_TARGET)' || rustup target add $(CLIENT_TARGET)
+	@# Not --locked: its lockfile names a webpki-roots release the registry here lacks.
+	@test "$$(wasm-bindgen --version 2>/dev/null)" = "wasm-bindgen $(WASM_BINDGEN_VERSION)" || \
+		cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+# Strip only debug info: wasm-bindgen reads the target_features section that
+# the workspace's `strip = true` would drop; it drops the names itself.
+client: setup-client
+	cargo build --release --target $(CLIENT_TARGET) -p quota-client --config 'profile.release.strip="debuginfo"'
+	wasm-bindgen --target web --remove-name-section --remove-producers-section \
+		--out-dir $(CLIENT_PKG) $(CLIENT_WASM)
+
+# playwright-core (drives Chromium) and typescript (checks the package's types).
+$(NODE_STAMP): client/package.json client/package-lock.json
+	npm ci --prefix client --no-audit --no-fund
+	touch $@
+
+setup-node: $(NODE_STAMP)
+
+# Debian's Chromium for the browser test (CI runs as root on Debian).
+setup-browser:
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
+
+run: setup build client
 	$(PYTHON) envoy/run_demo.py
 
-test: test-native test-host test-e2e
+test: test-native test-host test-client test-e2e
 
 test-native:
-	cargo test -p quota-core -p quota-filter
+	cargo test -p quota-core -p quota-filter -p quota-matrix
+
+# The quota matrix tool: make matrix ARGS="render envoy/demo-config.json"
+.PHONY: matrix
+matrix:
+	cargo run -q -p quota-matrix -- $(ARGS)
+
+# The client's Rust logic natively, then its JS build in Node against
+# responses recorded from Envoy (client/tests/), and its TypeScript types.
+test-client: client setup-node
+	cargo test -p quota-client
+	npm --prefix client test
 
 test-host: build
 	cargo test -p host-tests --profile host-test
 
 # No pytest cache: it would land in envoy/tests/ (pytest's rootdir there).
-test-e2e: setup build
+test-e2e: setup build client setup-node setup-browser
 	$(PYTHON) -m pytest envoy/tests -q -p no:cacheprovider
 
 fmt:
 	cargo fmt --all
 
-clippy: setup-rust
-	cargo clippy -p quota-core -p quota-filter --tests -- -D warnings
+clippy: setup-rust setup-client
+	cargo clippy -p quota-core -p quota-filter -p quota-matrix --tests -- -D warnings
 	cargo clippy -p quota-filter --target $(WASM_TARGET) -- -D warnings
+	cargo clippy -p quota-client --tests -- -D warnings
+	cargo clippy -p quota-client --target $(CLIENT_TARGET) -- -D warnings
 
 clean:
 	cargo clean
-	rm -rf .run
+	rm -rf .run $(CLIENT_PKG)

@@ -89,7 +89,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                         out.push((DEGRADED_TO, model));
                     }
                 }
-                if usage.state == State::Overage || (usage.over > 0 && charge.served == Served::Overage) {
+                if charge.served == Served::Overage || usage.state == State::Overage {
                     out.push((OVERAGE, usage.over.to_string()));
                 }
                 if usage.grant > 0 || charge.from_grant > 0 {

@@ -11,8 +11,9 @@
 use crate::calendar::parse_rfc3339_utc;
 use crate::decide::State;
 use crate::headers::{
-    CLASS, COST, LIMIT, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER, SCOPE, SOFT_LIMIT, STATE,
-    STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, TIER, UPGRADE, USED, WARNING,
+    CLASS, COST, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER,
+    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, TIER, UPGRADE, USED,
+    WARNING,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -26,7 +27,7 @@ pub const PACE_AHEAD: &str = "ahead";
 
 /// Every header [`read_headers`] looks at, for hosts that can only look
 /// names up one at a time (a browser's `Headers.get`).
-pub const READ_HEADERS: [&str; 17] = [
+pub const READ_HEADERS: [&str; 20] = [
     CLASS,
     TIER,
     SCOPE,
@@ -41,6 +42,9 @@ pub const READ_HEADERS: [&str; 17] = [
     UPGRADE,
     COST,
     PACE,
+    DEGRADED_TO,
+    OVERAGE,
+    GRANT,
     RATELIMIT_POLICY,
     RATELIMIT,
     RETRY_AFTER,
@@ -349,6 +353,12 @@ pub fn parse_limits(field: &str) -> Result<Vec<Limit>, SfError> {
 pub enum WireState {
     Ok,
     Warning,
+    /// Served with a cheaper model.
+    Degraded,
+    /// Past the hard limit, counted as overage.
+    Overage,
+    /// Past the hard limit, deferred.
+    Queued,
     Blocked,
     ConfirmationRequired,
     NotIncluded,
@@ -362,6 +372,9 @@ impl WireState {
         let known = [
             (State::Ok.as_str(), WireState::Ok),
             (State::Warning.as_str(), WireState::Warning),
+            (State::Degraded.as_str(), WireState::Degraded),
+            (State::Overage.as_str(), WireState::Overage),
+            (State::Queued.as_str(), WireState::Queued),
             (State::Blocked.as_str(), WireState::Blocked),
             (STATE_CONFIRMATION_REQUIRED, WireState::ConfirmationRequired),
             (STATE_NOT_INCLUDED, WireState::NotIncluded),
@@ -378,6 +391,9 @@ impl WireState {
         match self {
             WireState::Ok => State::Ok.as_str(),
             WireState::Warning => State::Warning.as_str(),
+            WireState::Degraded => State::Degraded.as_str(),
+            WireState::Overage => State::Overage.as_str(),
+            WireState::Queued => State::Queued.as_str(),
             WireState::Blocked => State::Blocked.as_str(),
             WireState::ConfirmationRequired => STATE_CONFIRMATION_REQUIRED,
             WireState::NotIncluded => STATE_NOT_INCLUDED,
@@ -419,13 +435,20 @@ pub struct HeaderReading {
     /// Seconds from the response to the reset.
     pub reset_after: Option<i64>,
     pub state: Option<WireState>,
-    /// The human sentence, while warning.
+    /// The human sentence on an admitted response past a level: warning,
+    /// degraded, overage or queued.
     pub warning: Option<String>,
     pub upgrade: Option<String>,
     /// Units this request was charged.
     pub cost: Option<u64>,
     /// `x-quota-pace: ahead`.
     pub pace_ahead: bool,
+    /// The cheaper model the request was served with.
+    pub degraded_to: Option<String>,
+    /// Units past the hard limit in this window.
+    pub overage: Option<u64>,
+    /// Grant units left (prepaid packs, approvals).
+    pub grant: Option<u64>,
     /// The `RateLimit-Policy` item for this response's class (or the first).
     pub policy: Option<Policy>,
     /// The `RateLimit` item for this response's class (or the first).
@@ -491,6 +514,9 @@ where
         upgrade: text(UPGRADE),
         cost: count(COST),
         pace_ahead: get(PACE) == Some(PACE_AHEAD),
+        degraded_to: text(DEGRADED_TO),
+        overage: count(OVERAGE),
+        grant: count(GRANT),
         policy: pick(policies, class.as_deref(), |p| &p.name),
         limit_field: pick(limits, class.as_deref(), |l| &l.name),
         retry_after: seconds(RETRY_AFTER),
@@ -602,6 +628,10 @@ pub struct ClassUsage {
     pub limit: Option<u64>,
     pub soft_limit: Option<u64>,
     pub remaining: Option<u64>,
+    /// Units past the hard limit in this window.
+    pub over: Option<u64>,
+    /// Grant units left.
+    pub grant: Option<u64>,
     pub fraction_used: Option<f64>,
     pub state: Option<WireState>,
     /// The warning or block sentence (`None` while ok).
@@ -649,7 +679,7 @@ mod tests {
     use super::*;
     use crate::calendar::rfc3339;
     use crate::config::{ClassId, Config};
-    use crate::engine::{charge, Decision};
+    use crate::engine::{charge, Decision, Outcome};
     use crate::headers::response_headers;
     use crate::identity::{identify, Caller};
     use crate::negotiate::BodyFormat;
@@ -787,6 +817,9 @@ mod tests {
                 upgrade: None,
                 cost: Some(1),
                 pace_ahead: false,
+                degraded_to: None,
+                overage: None,
+                grant: None,
                 policy: Some(Policy { name: "drafts".into(), quota: 4, window: Some(86_400) }),
                 limit_field: Some(Limit { name: "drafts".into(), remaining: 3, reset_after: Some(43_200) }),
                 retry_after: None,
@@ -912,6 +945,44 @@ mod tests {
     }
 
     #[test]
+    fn past_the_hard_limit_reads_back_overage_and_degraded_service() {
+        let config = Config::from_json(
+            br#"{
+              "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+              "classes": [
+                {"name": "drafts", "unit": "draft", "match": [{"path": {"exact": "/d"}}]},
+                {"name": "summaries", "unit": "summary", "units": "summaries", "match": [{"path": {"exact": "/s"}}]}
+              ],
+              "tiers": {"free": {"limits": {
+                "drafts": {"hard": 2, "window": "day", "at_hard": "overage", "overage": {"cap": 2}},
+                "summaries": {"soft": 1, "hard": 3, "window": "day", "past_soft": "degrade", "degrade": {"model": "small"}}
+              }}}
+            }"#,
+        )
+        .unwrap();
+        let store = MemoryStore::new();
+        let who = caller(&config, "ana");
+        let mut last = |class: ClassId, n: usize| {
+            let mut d = None;
+            for _ in 0..n {
+                d = Some(charge(&config, &who, class, 1, false, NOON_MS, &store));
+            }
+            d.unwrap()
+        };
+        let over = last(ClassId(0), 3);
+        let reading = read(&config, &over);
+        assert_eq!(reading.state, Some(WireState::Overage));
+        assert_eq!(reading.overage, Some(1));
+        assert!(reading.warning.is_some_and(|w| !w.is_empty()));
+
+        let degraded = last(ClassId(1), 2);
+        let reading = read(&config, &degraded);
+        assert_eq!(reading.degraded_to.as_deref(), Some("small"));
+        let Outcome::Charged(c) = degraded.outcome else { panic!("charged") };
+        assert_eq!(reading.state, Some(WireState::parse(c.usage.state.as_str())));
+    }
+
+    #[test]
     fn ratelimit_fields_alone_still_read_when_the_quota_family_is_off() {
         let mut config = config();
         config.response_headers.quota = false;
@@ -955,7 +1026,17 @@ mod tests {
 
     #[test]
     fn every_state_the_filter_writes_reads_back() {
-        for s in ["ok", "warning", "blocked", "confirmation_required", "not_included", "unavailable"] {
+        for s in [
+            "ok",
+            "warning",
+            "degraded",
+            "overage",
+            "queued",
+            "blocked",
+            "confirmation_required",
+            "not_included",
+            "unavailable",
+        ] {
             let state = WireState::parse(s);
             assert!(!matches!(state, WireState::Other(_)), "{s}");
             assert_eq!(state.as_str(), s);

@@ -208,7 +208,7 @@ fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> b
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
     };
     let mut changed = false;
-    let json = json.and_then(Value::as_object_mut);
+    let mut json = json.and_then(Value::as_object_mut);
     match c.served {
         Served::Degraded => {
             if let Some(degrade) = &limits.degrade {
@@ -217,14 +217,13 @@ fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> b
                     // Let a route that matches the header pick the request up.
                     let _ = hostcalls::call_foreign_function("clear_route_cache", None);
                 }
-                if let (Some(model), Some(body)) = (&degrade.model, json) {
+                if let (Some(model), Some(body)) = (&degrade.model, json.as_deref_mut()) {
                     if body.contains_key("model") {
                         body.insert("model".into(), Value::from(model.clone()));
                         changed = true;
                     }
                 }
             }
-            return changed;
         }
         Served::Queued => {
             if let Some(q) = &limits.queue {

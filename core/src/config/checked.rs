@@ -36,6 +36,8 @@ pub struct Config {
     pub copy: CopySet,
     pub observability: Observability,
     pub admin: Option<Admin>,
+    /// Per class (by [`ClassId`]): what it needs of the body.
+    pub body_needs: Vec<BodyNeeds>,
 }
 
 /// The grants endpoint: only a caller with the secret may add units.
@@ -409,25 +411,31 @@ impl Config {
     /// Whether a request of this class needs its body once classified: to
     /// price it, to rewrite its model (degrade) or to ask for usage reports.
     pub fn class_needs_body(&self, class: ClassId) -> bool {
-        let Some(c) = self.class(class) else { return false };
-        let asks_usage = matches!(c.cost, Cost::Tokens { include_usage: true, .. });
-        crate::cost::needs_body(c) || asks_usage || self.degrades_model(class)
-    }
-
-    /// Whether some tier's cell for this class rewrites the request's model.
-    fn degrades_model(&self, class: ClassId) -> bool {
-        self.tiers.iter().any(|t| {
-            matches!(t.cells.get(class.0), Some(Cell::Limited(l)) if l.degrade.as_ref().is_some_and(|d| d.model.is_some()))
-        })
+        self.body_needs.get(class.0).is_some_and(|n| n.read || n.rewrite)
     }
 
     /// Whether the filter may rewrite request bodies under this config.
     pub fn may_rewrite_body(&self) -> bool {
-        (0..self.classes.len()).map(ClassId).any(|id| {
-            matches!(self.class(id).map(|c| &c.cost), Some(Cost::Tokens { include_usage: true, .. }))
-                || self.degrades_model(id)
-        })
+        self.body_needs.iter().any(|n| n.rewrite)
     }
+}
+
+/// What a class needs of the request body once it is classified; worked out
+/// once at load, read on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyNeeds {
+    /// The cost rule reads it.
+    pub read: bool,
+    /// A degrading cell rewrites its model, or the class asks for usage reports.
+    pub rewrite: bool,
+}
+
+fn body_needs(class: &Class, id: ClassId, tiers: &[Tier]) -> BodyNeeds {
+    let degrades_model = tiers.iter().any(|t| {
+        matches!(t.cells.get(id.0), Some(Cell::Limited(l)) if l.degrade.as_ref().is_some_and(|d| d.model.is_some()))
+    });
+    let asks_usage = matches!(class.cost, Cost::Tokens { include_usage: true, .. });
+    BodyNeeds { read: crate::cost::needs_body(class), rewrite: degrades_model || asks_usage }
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -524,13 +532,15 @@ impl TryFrom<RawConfig> for Config {
             },
         };
         let hold_headers_for_body = raw.hold_headers_for_body.unwrap_or(false);
-        // Headers can only be set before they leave: a class decided from its
-        // body needs them held if a cell sets a request header.
+        let body_needs: Vec<BodyNeeds> =
+            classes.iter().enumerate().map(|(i, c)| body_needs(c, ClassId(i), &tiers)).collect();
+        // Headers can only be set before they leave: a class decided once its
+        // body is read needs them held if a cell sets a request header.
         for (tier, name) in tiers.iter().zip(&tier_names) {
-            for (class, cell) in classes.iter().zip(&tier.cells) {
+            for ((class, cell), needs) in classes.iter().zip(&tier.cells).zip(&body_needs) {
                 let Cell::Limited(l) = cell else { continue };
                 let sets_header = l.degrade.as_ref().is_some_and(|d| d.header.is_some()) || l.queue.is_some();
-                let body_decided = class.rules.iter().any(|r| !r.body.is_empty()) || crate::cost::needs_body(class);
+                let body_decided = class.rules.iter().any(|r| !r.body.is_empty()) || needs.read || needs.rewrite;
                 if sets_header && body_decided && !hold_headers_for_body {
                     return Err(ConfigError::new(
                         format!("tiers.{name}.limits.{}", class.name),
@@ -559,6 +569,7 @@ impl TryFrom<RawConfig> for Config {
             copy,
             observability,
             admin: check_admin(raw.admin.as_ref(), usage_endpoint_for_admin.as_deref())?,
+            body_needs,
         })
     }
 }

@@ -27,5 +27,15 @@ pub fn json_schema() -> Value {
             out.insert(key, value);
         }
     }
+    // The raw type's doc comment explains how it is parsed; editors show the
+    // description to people writing the matrix, so say what it means.
+    if let Some(tiers) = out.get_mut("properties").and_then(|p| p.get_mut("tiers")).and_then(Value::as_object_mut) {
+        tiers.insert(
+            "description".into(),
+            "Plans by name, in upgrade order (cheapest first): a tier's upgrade hint points to the next one. \
+             Each needs a cell in `limits` for every class."
+                .into(),
+        );
+    }
     Value::Object(out)
 }

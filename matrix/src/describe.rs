@@ -1,0 +1,412 @@
+//! The matrix in words: cells, windows, rules, and sample copy, written from
+//! the checked config (and, for the sentences users read, by the core's own
+//! copy code, so the samples are exactly what the filter would say).
+
+use quota_core::calendar::rfc3339;
+use quota_core::config::{
+    AtHard, Cell, Class, ClassId, Config, Cost, Limits, Message, Pace, PastSoft, PathMatch, Rule, Scope, TextTest,
+    TierId, ValueTest,
+};
+use quota_core::copy::{self, per_window, Facts};
+use quota_core::decide::{State, Usage};
+use quota_core::window::{CalendarUnit, Window, WindowSpec};
+use serde_json::Value;
+
+/// The moment the sample copy pretends it is: 2026-11-22 19:48 UTC.
+pub const SAMPLE_NOW: i64 = 1_795_376_880;
+/// The sample's time until the window resets: 4 h 12 min.
+pub const SAMPLE_RESET_AFTER: i64 = 4 * 3600 + 12 * 60;
+
+/// "5 / 10 a day", "10 a month", "3 / 5 every 5 hours".
+pub fn limits(l: &Limits) -> String {
+    let amount = match l.soft {
+        Some(soft) => format!("{soft} / {}", l.hard),
+        None => l.hard.to_string(),
+    };
+    format!("{amount} {}", per_window(&l.window))
+}
+
+/// A matrix cell: the limits and whatever departs from the defaults.
+pub fn cell(c: &Cell) -> String {
+    let Cell::Limited(l) = c else {
+        return "not included".into();
+    };
+    let mut parts = vec![limits(l)];
+    if l.scope == Scope::Workspace {
+        parts.push("pooled".into());
+    }
+    if l.past_soft == PastSoft::Degrade {
+        parts.push(format!("past soft {}", degraded_to(l)));
+    }
+    match l.at_hard {
+        AtHard::Block => {}
+        AtHard::Warn => parts.push("then warn only".into()),
+        AtHard::Degrade => parts.push(format!("then {}{}", degraded_to(l), cap(l))),
+        AtHard::Overage => parts.push(format!("then overage{}", cap(l))),
+        AtHard::Queue => parts.push(format!("then queued{}", cap(l))),
+    }
+    if let Some(f) = l.confirm_above {
+        parts.push(format!("confirm above {} of what remains", percent(f)));
+    }
+    if let Some(p) = l.pace {
+        parts.push(format!("pace alert at {}", pace(&p, &l.window)));
+    }
+    parts.join(", ")
+}
+
+/// "served by gpt-4o-mini", "routed with x-route: lite".
+pub fn degraded_to(l: &Limits) -> String {
+    match l.degrade.as_ref() {
+        Some(d) => match (&d.model, &d.header) {
+            (Some(model), _) => format!("served by {model}"),
+            (None, Some((name, value))) => format!("routed with {name}: {value}"),
+            (None, None) => "degraded".into(),
+        },
+        None => "degraded".into(),
+    }
+}
+
+/// " (up to 50 more)" for behaviours past the hard limit with a ceiling.
+fn cap(l: &Limits) -> String {
+    match l.beyond_hard_cap() {
+        Some(n) if l.at_hard != AtHard::Block => format!(" (up to {n} more)"),
+        _ => String::new(),
+    }
+}
+
+/// "80% used before 33% of the month".
+pub fn pace(p: &Pace, window: &WindowSpec) -> String {
+    format!("{} used before {} of the {}", percent(p.used), percent(p.before), window_noun(window))
+}
+
+/// "10%", "33%", "12.5%".
+pub fn percent(fraction: f64) -> String {
+    let p = fraction * 100.0;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{}%", p.round())
+    } else {
+        format!("{:.1}%", p)
+    }
+}
+
+/// "day", "month", "5-hour window".
+fn window_noun(spec: &WindowSpec) -> String {
+    match spec {
+        WindowSpec::Calendar(CalendarUnit::Minute) => "minute".into(),
+        WindowSpec::Calendar(CalendarUnit::Hour) => "hour".into(),
+        WindowSpec::Calendar(CalendarUnit::Day) => "day".into(),
+        WindowSpec::Calendar(CalendarUnit::Week) => "week".into(),
+        WindowSpec::Calendar(CalendarUnit::Month) => "month".into(),
+        WindowSpec::FirstUse { .. } => "window".into(),
+    }
+}
+
+const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/// When a window resets, in the calendar's time zone: "daily at 00:00",
+/// "every 5 hours, from the first request".
+pub fn resets(config: &Config, spec: &WindowSpec) -> String {
+    match spec {
+        WindowSpec::Calendar(CalendarUnit::Minute) => "every minute".into(),
+        WindowSpec::Calendar(CalendarUnit::Hour) => "every hour, on the hour".into(),
+        WindowSpec::Calendar(CalendarUnit::Day) => "daily at 00:00".into(),
+        WindowSpec::Calendar(CalendarUnit::Week) => {
+            let start = config.calendar.alignment.week_start as usize;
+            format!("{}s at 00:00", WEEKDAYS.get(start).copied().unwrap_or("Monday"))
+        }
+        WindowSpec::Calendar(CalendarUnit::Month) => "the 1st of each month at 00:00".into(),
+        WindowSpec::FirstUse { .. } => format!("{}, from the first request", per_window(spec)),
+    }
+}
+
+/// The calendar windows' time zone: "UTC", "UTC+05:30", and whether callers bring their own.
+pub fn time_zone(config: &Config) -> String {
+    let minutes = config.calendar.alignment.utc_offset_minutes;
+    let zone = if minutes == 0 {
+        "UTC".to_string()
+    } else {
+        let sign = if minutes < 0 { '-' } else { '+' };
+        let m = minutes.unsigned_abs();
+        format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+    };
+    if config.calendar.user_utc_offset.is_empty() {
+        format!("Calendar windows (day, week, month) follow {zone}.")
+    } else {
+        format!(
+            "Calendar windows (day, week, month) follow {zone}, or the caller's own UTC offset when a `calendar.user_utc_offset` source gives one."
+        )
+    }
+}
+
+pub fn scope(s: Scope) -> &'static str {
+    match s {
+        Scope::User => "per user",
+        Scope::Workspace => "pooled per workspace",
+    }
+}
+
+/// What happens to a request past the hard limit.
+pub fn at_hard(l: &Limits) -> String {
+    let then = match l.beyond_hard_cap() {
+        Some(n) if l.at_hard != AtHard::Block => format!(", up to {n} more, then refused (429)"),
+        _ => String::new(),
+    };
+    match l.at_hard {
+        AtHard::Block => "refused (429)".into(),
+        AtHard::Warn => "allowed, still warning".into(),
+        AtHard::Degrade => format!("allowed, {}{then}", degraded_to(l)),
+        AtHard::Overage => format!("allowed as overage{then}"),
+        AtHard::Queue => {
+            let header = l.queue.as_ref().map(|q| format!(" ({}: {})", q.header.0, q.header.1)).unwrap_or_default();
+            format!("allowed, queued{header}{then}")
+        }
+    }
+}
+
+/// What happens past the soft limit, when it is more than a warning.
+pub fn past_soft(l: &Limits) -> String {
+    match l.past_soft {
+        PastSoft::Warn => "—".into(),
+        PastSoft::Degrade => degraded_to(l),
+    }
+}
+
+/// "refused (428) until confirmed, when one request costs more than 10% of what remains".
+pub fn confirm(fraction: f64) -> String {
+    format!("asked (428) when one request costs more than {} of what remains", percent(fraction))
+}
+
+/// Units per request: "1", "1 per record in `items`", with model multipliers.
+pub fn cost(class: &Class) -> String {
+    let fallback = class.cost_fallback;
+    let mut text = match &class.cost {
+        Cost::Fixed(n) => n.to_string(),
+        Cost::Records { jsonl: true, .. } => format!("1 per line of a JSON Lines body ({fallback} if unreadable)"),
+        Cost::Records { field: Some(f), .. } => {
+            format!("1 per item of the array `{}` ({fallback} if absent)", f.join("."))
+        }
+        Cost::Records { field: None, .. } => format!("1 per item of the body's array ({fallback} if not one)"),
+        Cost::Bytes { per: 1 } => format!("1 per byte of body ({fallback} if unread)"),
+        Cost::Bytes { per } => format!("1 per {per} bytes of body, rounded up ({fallback} if unread)"),
+        Cost::Tokens { default_max_tokens, reconcile, .. } => {
+            let mut t = format!(
+                "estimated tokens: prompt characters / 4 + the completion budget ({default_max_tokens} if unset)"
+            );
+            if *reconcile {
+                t.push_str(", corrected from the response's reported usage");
+            }
+            t
+        }
+    };
+    if !class.models.is_empty() {
+        let factors: Vec<String> = class.models.iter().map(|(m, f)| format!("{m} ×{f}")).collect();
+        text.push_str(&format!("; by model: {}", factors.join(", ")));
+    }
+    text
+}
+
+/// A match rule in words: "POST /v1/chat/completions when model is gpt-4o-mini".
+/// `raw` is the rule as written (for a glob's text).
+pub fn rule(r: &Rule, raw: Option<&Value>) -> String {
+    let methods = if r.methods.is_empty() { "any method".to_string() } else { r.methods.join(" or ") };
+    let path = match &r.path {
+        None => "any path".to_string(),
+        Some(PathMatch::Exact(p)) => format!("`{p}`"),
+        Some(PathMatch::Prefix(p)) => format!("paths starting `{p}`"),
+        Some(PathMatch::Glob(_)) => raw
+            .and_then(|v| v.pointer("/path/glob"))
+            .and_then(Value::as_str)
+            .map_or_else(|| "a path pattern".to_string(), |g| format!("`{g}`")),
+    };
+    let mut conditions: Vec<String> = Vec::new();
+    for h in &r.headers {
+        let name = &h.name;
+        conditions.push(match &h.test {
+            TextTest::Equals(v) => format!("header {name} is {v}"),
+            TextTest::OneOf(vs) => format!("header {name} is one of {}", vs.join(", ")),
+            TextTest::Prefix(p) => format!("header {name} starts with {p}"),
+            TextTest::Exists(true) => format!("header {name} is present"),
+            TextTest::Exists(false) => format!("header {name} is absent"),
+        });
+    }
+    for b in &r.body {
+        let field = b.field.join(".");
+        conditions.push(match &b.test {
+            ValueTest::Equals(v) => format!("{field} is {}", value(v)),
+            ValueTest::OneOf(vs) => {
+                format!("{field} is one of {}", vs.iter().map(value).collect::<Vec<_>>().join(", "))
+            }
+            ValueTest::Prefix(p) => format!("{field} starts with {p}"),
+            ValueTest::Exists(true) => format!("the body has {field}"),
+            ValueTest::Exists(false) => format!("the body has no {field}"),
+            ValueTest::Compare { gt, gte, lt, lte } => {
+                let bounds: Vec<String> = [(">", gt), (">=", gte), ("<", lt), ("<=", lte)]
+                    .iter()
+                    .filter_map(|(op, b)| b.map(|b| format!("{field} {op} {b}")))
+                    .collect();
+                bounds.join(" and ")
+            }
+        });
+    }
+    let head = format!("{methods} {path}");
+    if conditions.is_empty() {
+        head
+    } else {
+        format!("{head} when {}", conditions.join(" and "))
+    }
+}
+
+/// A JSON value in a sentence: strings bare, the rest as JSON.
+fn value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The sentences one cell shows, with sample numbers.
+pub struct Samples {
+    /// The first warning level and the warning shown there.
+    pub warning: Option<(u64, String)>,
+    /// At the hard limit: the 429 message, the past-the-limit message of the
+    /// cell's `at_hard` behaviour, or the 403 for a class outside the plan.
+    pub wall: String,
+    /// `past_soft: degrade`: the first degraded request's usage and message.
+    pub degraded: Option<(u64, String)>,
+    /// Units left when a request is first asked for confirmation, and the 428 message.
+    pub confirm: Option<(u64, String)>,
+    /// The pace message at the pace threshold, with the time still to go.
+    pub pace: Option<String>,
+}
+
+/// What a `tier` user reads about `class`, by the core's own copy code.
+pub fn samples(config: &Config, tier: TierId, class: ClassId) -> Option<Samples> {
+    let base = Facts::new(config, tier, class)?;
+    let Some(l) = base.limits else {
+        return Some(Samples {
+            warning: None,
+            wall: copy::message(config, Message::NotIncluded, &base),
+            degraded: None,
+            confirm: None,
+            pace: None,
+        });
+    };
+    // A sample request: what a request without a readable body would cost.
+    let requested = match config.class(class)?.cost {
+        Cost::Fixed(n) => n,
+        _ => config.class(class)?.cost_fallback,
+    };
+    let say = |message: Message, used: u64, state: State, reset_after: i64| {
+        let mut facts = Facts::new(config, tier, class)?;
+        facts.usage = Some(sample_usage(l, used, state, reset_after));
+        facts.requested = requested;
+        facts.reset_after = reset_after;
+        Some(copy::message(config, message, &facts))
+    };
+    let warning = l
+        .first_warning()
+        .and_then(|at| say(Message::Warning, at, State::Warning, SAMPLE_RESET_AFTER).map(|text| (at, text)));
+    let past = l.hard.saturating_add(requested);
+    let wall = match l.at_hard {
+        AtHard::Block => say(Message::Blocked, l.hard, State::Blocked, SAMPLE_RESET_AFTER)?,
+        AtHard::Warn => say(Message::Warning, past, State::Warning, SAMPLE_RESET_AFTER)?,
+        AtHard::Degrade => say(Message::Degraded, past, State::Degraded, SAMPLE_RESET_AFTER)?,
+        AtHard::Overage => say(Message::Overage, past, State::Overage, SAMPLE_RESET_AFTER)?,
+        AtHard::Queue => say(Message::Queued, past, State::Queued, SAMPLE_RESET_AFTER)?,
+    };
+    let degraded = match (l.past_soft, l.soft) {
+        (PastSoft::Degrade, Some(soft)) => {
+            let used = soft.saturating_add(requested).min(l.hard);
+            say(Message::Degraded, used, State::Degraded, SAMPLE_RESET_AFTER).map(|t| (used, t))
+        }
+        _ => None,
+    };
+    let confirm = l.confirm_above.and_then(|f| {
+        // The most units left at which a request of this class is asked to confirm.
+        let left = ((requested as f64 / f).ceil() as u64).saturating_sub(1).min(l.hard);
+        (left >= requested && left > 0)
+            .then(|| {
+                let used = l.hard - left;
+                say(Message::Confirm, used, State::Ok, SAMPLE_RESET_AFTER).map(|t| (left, t))
+            })
+            .flatten()
+    });
+    let pace = l.pace.and_then(|p| {
+        let used = ((l.hard as f64) * p.used).ceil() as u64;
+        let to_go = ((1.0 - p.before) * l.window.nominal_seconds() as f64) as i64;
+        say(Message::Pace, used.min(l.hard), State::Ok, to_go)
+    });
+    Some(Samples { warning, wall, degraded, confirm, pace })
+}
+
+/// A counter at `used` whose window ends `reset_after` seconds after [`SAMPLE_NOW`].
+fn sample_usage(l: &Limits, used: u64, state: State, reset_after: i64) -> Usage {
+    let end = SAMPLE_NOW + reset_after;
+    Usage {
+        used,
+        plan_used: used,
+        hard: l.hard,
+        soft: l.soft,
+        window: Window { start: end - l.window.nominal_seconds(), end },
+        state,
+        over: used.saturating_sub(l.hard),
+        grant: 0,
+    }
+}
+
+/// The sample's reset moment, for the note under the copy.
+pub fn sample_reset_at() -> String {
+    rfc3339(SAMPLE_NOW + SAMPLE_RESET_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> Config {
+        Config::from_json(include_bytes!("../../envoy/demo-config.json")).unwrap()
+    }
+
+    #[test]
+    fn the_sample_moment_is_4_h_12_min_before_midnight() {
+        assert_eq!(rfc3339(SAMPLE_NOW), "2026-11-22T19:48:00Z");
+        assert_eq!(sample_reset_at(), "2026-11-23T00:00:00Z");
+    }
+
+    #[test]
+    fn cells_read_like_the_product_table() {
+        let config = demo();
+        let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c]);
+        assert_eq!(text(0, 2), "5 / 10 a day");
+        assert_eq!(text(0, 0), "not included");
+        assert_eq!(text(2, 2), "200 / 300 a day, pooled");
+        assert_eq!(text(3, 2), "2000 a day, then warn only");
+        assert_eq!(text(1, 3), "10 a month, pace alert at 80% used before 33% of the month");
+    }
+
+    #[test]
+    fn samples_are_the_filters_own_sentences() {
+        let config = demo();
+        let s = samples(&config, TierId(0), ClassId(2)).unwrap();
+        assert_eq!(
+            s.warning,
+            Some((
+                5,
+                "You've used 5 of your 10 drafts for today. They reset in 4 h 12 min. Pro includes 100 a day: https://example.com/upgrade?plan=pro".to_string()
+            ))
+        );
+        assert_eq!(
+            s.wall,
+            "You've used your 10 drafts for today. They reset in 4 h 12 min. Pro includes 100 a day: https://example.com/upgrade?plan=pro"
+        );
+        let past = samples(&config, TierId(3), ClassId(2)).unwrap();
+        assert!(past.wall.starts_with("You're 1 draft past your 2000 drafts for today."));
+    }
+
+    #[test]
+    fn percentages_keep_one_decimal_when_needed() {
+        assert_eq!(percent(0.1), "10%");
+        assert_eq!(percent(0.125), "12.5%");
+        assert_eq!(percent(0.33), "33%");
+    }
+}

@@ -1,0 +1,10 @@
+//! `render`: the matrix as a document a person reads, built once
+//! ([`document::build`]) and written as Markdown or a standalone HTML page.
+
+mod document;
+mod html;
+mod markdown;
+
+pub use document::build;
+pub use html::html;
+pub use markdown::markdown;

@@ -1,0 +1,74 @@
+//! `quota-matrix validate`: the filter's own errors with JSON paths (exit 1),
+//! then smells as warnings (exit 0).
+
+mod util;
+
+use util::expect_transcript;
+
+#[test]
+fn the_demo_matrix_is_valid_without_warnings() {
+    let r = expect_transcript("validate-demo", &["validate", "envoy/demo-config.json"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stderr, "");
+}
+
+#[test]
+fn a_soft_limit_above_hard_is_the_filters_error_with_its_path() {
+    let r = expect_transcript("validate-soft-above-hard", &["validate", "matrix/tests/fixtures/soft-above-hard.json"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("tiers.free.limits.drafts.hard: must be greater than soft (21)"));
+}
+
+#[test]
+fn a_typo_is_refused_not_ignored() {
+    let r = expect_transcript("validate-unknown-field", &["validate", "matrix/tests/fixtures/unknown-field.json"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("tiers.free.limits.drafts.hrad: unknown field `hrad`"));
+}
+
+#[test]
+fn a_string_where_a_number_belongs_is_refused() {
+    let r = expect_transcript("validate-string-hard", &["validate", "matrix/tests/fixtures/string-hard.json"]);
+    assert_eq!(r.code, 1);
+}
+
+#[test]
+fn broken_json_says_where() {
+    let r = expect_transcript("validate-not-json", &["validate", "matrix/tests/fixtures/not-json.json"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("line 5 column 3"));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let r = expect_transcript("validate-missing-file", &["validate", "matrix/tests/fixtures/no-such-file.json"]);
+    assert_eq!(r.code, 1);
+}
+
+#[test]
+fn smells_are_warnings_with_json_paths() {
+    let r = expect_transcript("validate-smells", &["validate", "matrix/tests/fixtures/smells.json"]);
+    assert_eq!(r.code, 0);
+    for path in [
+        "warning: classes[1]: class \"drafts\" is unreachable",
+        "warning: classes[2].match[1]: never matches",
+        "warning: classes[3]: class \"export\" has no match rules",
+        "warning: tiers.free.upgrade_url: missing",
+        "warning: tiers.free.limits.chat.warn_at[1]: can never fire",
+        "warning: tiers.pro.upgrade_url: never shown",
+    ] {
+        assert!(r.stderr.contains(path), "{path}");
+    }
+}
+
+#[test]
+fn a_config_using_every_behaviour_has_no_smells() {
+    let r = expect_transcript("validate-features", &["validate", "matrix/tests/fixtures/features.json"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn command_line_mistakes_exit_2_with_the_reason() {
+    let r = expect_transcript("validate-no-file", &["validate"]);
+    assert_eq!(r.code, 2);
+}
