@@ -8,6 +8,7 @@
 //! [`reply::respond`] (headers or a local reply).
 
 pub mod admin;
+pub mod admission;
 pub mod calendar;
 pub mod classify;
 pub mod clock;

@@ -8,13 +8,11 @@ use crate::shared_data::SharedData;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
-use quota_core::admin;
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::Clock;
-use quota_core::config::{Cell, ClassId, Config, Cost};
+use quota_core::config::{ClassId, Config, Cost};
 use quota_core::copy::CONFIRM_HEADER;
 use quota_core::cost::{self, Body};
-use quota_core::decide::Served;
 use quota_core::engine::{self, charge, request_cost, Decision, Outcome};
 use quota_core::headers::{is_quota_header, Headers};
 use quota_core::identity::{identify, IdentityError};
@@ -23,6 +21,7 @@ use quota_core::negotiate::{negotiate, BodyFormat};
 use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::usage::{method_not_allowed, usage_reply};
+use quota_core::{admin, admission};
 use serde_json::{json, Value};
 use std::rc::Rc;
 
@@ -198,51 +197,18 @@ impl QuotaStream {
     }
 }
 
-/// Carries out what admission asks of the request itself: the cheaper model
-/// (degrade), the defer header (queue), a usage report from streaming
-/// upstreams. Returns whether the JSON body changed.
+/// Carries out what admission asks of the request: headers (and a route
+/// cache refresh) now, body changes into `json`. Returns whether `json` changed.
 fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> bool {
-    let Outcome::Charged(c) = &d.outcome else { return false };
-    let Some(Cell::Limited(limits)) = config.cell(d.tier, d.class) else { return false };
-    let set_header = |(name, value): &(String, String)| {
+    let rewrites = admission::rewrites(config, d, json.as_deref());
+    for (name, value) in &rewrites.headers {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
-    };
-    let mut changed = false;
-    let mut json = json.and_then(Value::as_object_mut);
-    match c.served {
-        Served::Degraded => {
-            if let Some(degrade) = &limits.degrade {
-                if let Some(h) = &degrade.header {
-                    set_header(h);
-                    // Let a route that matches the header pick the request up.
-                    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-                }
-                if let (Some(model), Some(body)) = (&degrade.model, json.as_deref_mut()) {
-                    if body.contains_key("model") {
-                        body.insert("model".into(), Value::from(model.clone()));
-                        changed = true;
-                    }
-                }
-            }
-        }
-        Served::Queued => {
-            if let Some(q) = &limits.queue {
-                set_header(&q.header);
-            }
-        }
-        Served::Normally | Served::Overage => {}
     }
-    let asks_usage = matches!(config.class(d.class).map(|c| &c.cost), Some(Cost::Tokens { include_usage: true, .. }));
-    if let (true, Some(body)) = (asks_usage, json) {
-        if body.get("stream") == Some(&Value::Bool(true)) {
-            let options = body.entry("stream_options").or_insert_with(|| json!({}));
-            if let Some(o) = options.as_object_mut() {
-                o.insert("include_usage".into(), Value::Bool(true));
-                changed = true;
-            }
-        }
+    if rewrites.clear_route_cache {
+        // Let a route that matches the header pick the request up.
+        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
     }
-    changed
+    json.is_some_and(|j| rewrites.apply_to_body(j))
 }
 
 /// What the response may correct about an admitted request.

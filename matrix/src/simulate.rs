@@ -9,13 +9,11 @@
 use crate::cli::Simulate;
 use crate::load::Loaded;
 use crate::trace::Request;
-use quota_core::admin;
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::{Clock, ManualClock};
-use quota_core::config::{parse_utc_offset, Cell, Config, Cost};
+use quota_core::config::{parse_utc_offset, Config};
 use quota_core::copy::CONFIRM_HEADER;
 use quota_core::cost::Body;
-use quota_core::decide::Served;
 use quota_core::engine::{self, charge, request_cost, Decision, Event, Outcome};
 use quota_core::headers::{is_quota_header, WARNING};
 use quota_core::identity::Caller;
@@ -24,6 +22,7 @@ use quota_core::reply::{respond, Action, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::store::MemoryStore;
 use quota_core::usage::{method_not_allowed, usage_reply};
+use quota_core::{admin, admission};
 use serde_json::{json, Map, Value};
 
 /// What happened to one request of the trace.
@@ -194,34 +193,16 @@ fn admin_grant(config: &Config, head: &RequestHead, store: &MemoryStore) -> Resu
     Ok(format!("granted {} units to {} {}: grant balance {balance}", grant.units, grant.scope.as_str(), grant.id))
 }
 
-/// What the filter changes on an admitted request before the upstream sees it.
+/// What the filter changes on an admitted request before the upstream sees it
+/// (the same `admission::rewrites` the filter carries out).
 fn rewrites(config: &Config, d: &Decision, json: Option<&Value>) -> Vec<String> {
-    let mut out = Vec::new();
-    let (Outcome::Charged(c), Some(Cell::Limited(limits))) = (&d.outcome, config.cell(d.tier, d.class)) else {
-        return out;
-    };
-    let body = json.and_then(Value::as_object);
-    match c.served {
-        Served::Degraded => {
-            if let Some(degrade) = &limits.degrade {
-                if let Some((name, value)) = &degrade.header {
-                    out.push(format!("request header {name}: {value}"));
-                }
-                if let (Some(model), Some(old)) = (&degrade.model, body.and_then(|b| b.get("model"))) {
-                    out.push(format!("model {} → {model}", old.as_str().unwrap_or("?")));
-                }
-            }
-            return out;
-        }
-        Served::Queued => {
-            if let Some(q) = &limits.queue {
-                out.push(format!("request header {}: {}", q.header.0, q.header.1));
-            }
-        }
-        Served::Normally | Served::Overage => {}
+    let r = admission::rewrites(config, d, json);
+    let mut out: Vec<String> =
+        r.headers.iter().map(|(name, value)| format!("request header {name}: {value}")).collect();
+    if let (Some(model), Some(old)) = (&r.model, json.and_then(|b| b.get("model"))) {
+        out.push(format!("model {} → {model}", old.as_str().unwrap_or("?")));
     }
-    let asks_usage = matches!(config.class(d.class).map(|c| &c.cost), Some(Cost::Tokens { include_usage: true, .. }));
-    if asks_usage && body.and_then(|b| b.get("stream")) == Some(&Value::Bool(true)) {
+    if r.include_usage {
         out.push("stream_options.include_usage: true".into());
     }
     out
