@@ -82,7 +82,10 @@ test-client: client setup-node
 	cargo test -p quota-client
 	npm --prefix client test
 
+# The host's own self-tests run a small fixture filter (host-tests/fixtures/echo-filter).
 test-host: build
+	CARGO_TARGET_DIR=target/fixtures cargo build --release --target $(WASM_TARGET) \
+		--manifest-path host-tests/fixtures/echo-filter/Cargo.toml
 	cargo test -p host-tests --profile host-test
 
 # No pytest cache: it would land in envoy/tests/ (pytest's rootdir there).

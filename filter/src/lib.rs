@@ -2,6 +2,7 @@
 //! Every decision is made in the core; this crate only reads what the host
 //! has, hands it over, and carries the answer back.
 
+mod header_map;
 mod host;
 mod report;
 mod root;

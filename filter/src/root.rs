@@ -1,6 +1,7 @@
 //! The root context: loads and checks the configuration, then hands each
 //! HTTP stream the checked config and the reporter; flushes analytics on its tick.
 
+use crate::header_map;
 use crate::host::log;
 use crate::report::Reporter;
 use crate::stream::QuotaStream;
@@ -17,9 +18,10 @@ pub struct QuotaRoot {
 }
 
 impl Context for QuotaRoot {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, _body: usize, _trailers: usize) {
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
-        let ok = status.is_some_and(|s| s.starts_with('2'));
+    fn on_http_call_response(&mut self, _token: u32, headers: usize, _body: usize, _trailers: usize) {
+        // A call that failed or timed out arrives without headers.
+        let status = (headers > 0).then(|| header_map::get(MapType::HttpCallResponseHeaders, ":status")).flatten();
+        let ok = status.is_some_and(|s| s.starts_with(b"2"));
         if let Some((_, reporter)) = &self.state {
             reporter.callout_done(ok);
         }

@@ -2,6 +2,7 @@
 //! decision (forward with headers and any rewrite, or answer locally), then
 //! correct the charge from the response (refunds, reported token usage).
 
+use crate::header_map;
 use crate::host::{log, HostClock, HostProperties};
 use crate::report::Reporter;
 use crate::shared_data::SharedData;
@@ -83,12 +84,19 @@ impl QuotaStream {
 
     /// Charges the request to its class and carries out the decision.
     /// Returns whether the request goes on.
-    fn decide(&mut self, config: &Config, request: &Pending, class: ClassId, body: Option<&[u8]>) -> bool {
+    /// `body` and its parse `json` are there when the filter read the body.
+    fn decide(
+        &mut self,
+        config: &Config,
+        request: &Pending,
+        class: ClassId,
+        body: Option<&[u8]>,
+        mut json: Option<Value>,
+    ) -> bool {
         let caller = match identify(config, &request.head, &HostProperties) {
             Ok(c) => c,
             Err(e) => return self.refuse_identity(config, request, &e),
         };
-        let mut json: Option<Value> = body.and_then(|b| serde_json::from_slice(b).ok());
         let cost = request_cost(config, class, Body { bytes: body, json: json.as_ref() });
         let decision = charge(config, &caller, class, cost, request.confirmed, HostClock.now_ms(), &SharedData);
         if let Some(r) = &self.reporter {
@@ -151,7 +159,7 @@ impl QuotaStream {
         let json: Option<Value> = body.as_deref().and_then(|b| serde_json::from_slice(b).ok());
         match classify_with_body(&config, &request.head, json.as_ref()) {
             None => Action::Continue,
-            Some(class) if self.decide(&config, &request, class, body.as_deref()) => Action::Continue,
+            Some(class) if self.decide(&config, &request, class, body.as_deref(), json) => Action::Continue,
             Some(_) => Action::Pause,
         }
     }
@@ -202,7 +210,7 @@ impl QuotaStream {
 fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> bool {
     let rewrites = admission::rewrites(config, d, json.as_deref());
     for (name, value) in &rewrites.headers {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+        header_map::set(MapType::HttpRequestHeaders, name, value);
     }
     if rewrites.clear_route_cache {
         // Let a route that matches the header pick the request up.
@@ -244,7 +252,7 @@ impl HttpContext for QuotaStream {
         };
         // Only the filter speaks x-quota-*: a client's copies never reach the upstream.
         for (name, _) in headers.iter().filter(|(n, _)| is_quota_header(n)) {
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            header_map::remove(MapType::HttpRequestHeaders, name);
         }
         let confirmed =
             headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(CONFIRM_HEADER)).is_some_and(|(_, v)| is_yes(v));
@@ -273,7 +281,7 @@ impl HttpContext for QuotaStream {
         match classify_head(&config, &request.head) {
             HeadMatch::Unclassified => Action::Continue,
             HeadMatch::Class(class) => {
-                if self.decide(&config, &request, class, None) {
+                if self.decide(&config, &request, class, None, None) {
                     Action::Continue
                 } else {
                     Action::Pause
@@ -287,7 +295,7 @@ impl HttpContext for QuotaStream {
                 self.phase = Phase::AwaitingBody(request);
                 if config.may_rewrite_body() {
                     // A rewritten body has another length: let Envoy frame it.
-                    let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "content-length");
+                    header_map::remove(MapType::HttpRequestHeaders, "content-length");
                 }
                 // Pausing headers stops Envoy from delivering the body unless the
                 // plugin sets allow_on_headers_stop_iteration; without it, the
@@ -329,12 +337,12 @@ impl HttpContext for QuotaStream {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Phase::Admitted(headers, charged) = &mut self.phase else { return Action::Continue };
         for (name, value) in headers.iter() {
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+            header_map::set(MapType::HttpResponseHeaders, name, value);
         }
         let Some(c) = charged else { return Action::Continue };
         c.response_seen = true;
-        let status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status").ok().flatten();
-        let failed = status.and_then(|s| s.parse::<u16>().ok()).is_none_or(|s| s >= 400);
+        let status = header_map::get(MapType::HttpResponseHeaders, ":status");
+        let failed = status.and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok()).is_none_or(|s| s >= 400);
         if failed {
             // The upstream did not do the work: give the units back.
             let refund = i64::try_from(c.cost).unwrap_or(i64::MAX);
@@ -344,8 +352,8 @@ impl HttpContext for QuotaStream {
             return Action::Continue;
         }
         if let Some(m) = &mut c.metering {
-            let content_type = hostcalls::get_map_value(MapType::HttpResponseHeaders, "content-type").ok().flatten();
-            if content_type.is_some_and(|t| t.starts_with("text/event-stream")) {
+            let content_type = header_map::get(MapType::HttpResponseHeaders, "content-type");
+            if content_type.is_some_and(|t| t.starts_with(b"text/event-stream")) {
                 m.sse = Some(SseScanner::new(64 * 1024));
             }
         }

@@ -1,0 +1,24 @@
+//! The test host's own tests and the quota filter's host tests: one binary, one
+//! module per feature (see `autotests = false` in Cargo.toml for why).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+// The test host itself, against the echo fixture.
+mod bodies;
+mod callouts;
+mod clock;
+mod headers;
+mod lifecycle;
+mod local_reply;
+mod observability;
+mod properties;
+mod shared_data;
+mod smoke;
+
+// The quota filter, through the test host.
+mod block_reply;
+mod concurrency;
+mod config;
+mod hostile_inputs;
+mod windows;

@@ -1,0 +1,131 @@
+//! Hostile input through the compiled filter: every case gets its documented
+//! answer and none traps the VM (a trap would fail every request on a worker).
+
+use crate::util::{demo_config, quota_host, quota_vm};
+
+const CHAT: &str = "/v1/chat/completions";
+
+fn chat_as(vm: &host_tests::Vm, user: &str, body: impl Into<Vec<u8>>) -> host_tests::Exchange {
+    vm.request().method("POST").path(CHAT).header("x-user-id", user).header("x-plan", "pro").body(body).send()
+}
+
+#[test]
+fn missing_pseudo_headers_and_identity_never_trap() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &demo_config());
+    let bare = vm.request().without_header(":path").without_header(":method").send();
+    bare.assert_no_trap();
+    bare.assert_allowed();
+    let anonymous = vm.request().method("POST").path(CHAT).json_body(r#"{"model":"gpt-4o"}"#).send();
+    anonymous.assert_no_trap();
+    anonymous.assert_blocked(401);
+    assert!(!vm.is_dead());
+}
+
+#[test]
+fn a_one_megabyte_id_counts_as_absent() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &demo_config());
+    let huge = "u".repeat(1024 * 1024);
+    let r = vm.request().method("POST").path("/v1/batches").header("x-user-id", &huge).json_body("{}").send();
+    r.assert_no_trap();
+    r.assert_blocked(401);
+    // A megabyte in a header the filter does not use changes nothing.
+    let r = vm
+        .request()
+        .method("POST")
+        .path("/v1/batches")
+        .header("x-user-id", "ann")
+        .header("x-plan", "pro")
+        .header("x-padding", &huge)
+        .json_body("{}")
+        .send();
+    r.assert_no_trap();
+    r.assert_allowed();
+}
+
+#[test]
+fn non_utf8_identity_bytes_count_as_absent() {
+    let host = quota_host();
+    let mut config = demo_config();
+    config["identity"]["user"] = serde_json::json!([{ "property": ["metadata", "sub"] }]);
+    let vm = quota_vm(&host, &config);
+    let r = vm
+        .request()
+        .method("POST")
+        .path("/v1/batches")
+        .property(&["metadata", "sub"], vec![0xff, 0xfe, 0x00, 0x41])
+        .json_body("{}")
+        .send();
+    r.assert_no_trap();
+    r.assert_blocked(401);
+    let ok = vm
+        .request()
+        .method("POST")
+        .path("/v1/batches")
+        .property(&["metadata", "sub"], b"bo".to_vec())
+        .json_body("{}")
+        .send();
+    ok.assert_allowed();
+}
+
+#[test]
+fn malformed_and_deeply_nested_bodies_fall_back_to_the_path_rule() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &demo_config());
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        br#"{"model": "o3-deep-research", "messages": ["#.to_vec(),
+        nested.into_bytes(),
+        vec![0xff; 1000],
+        Vec::new(),
+    ];
+    for body in bodies {
+        let r = chat_as(&vm, "cy", body);
+        r.assert_no_trap();
+        r.assert_allowed();
+        assert_eq!(r.response_header("x-quota-class"), Some("drafts"));
+    }
+}
+
+#[test]
+fn a_body_in_one_byte_chunks_is_still_classified_by_its_model() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &demo_config());
+    let body = br#"{"model":"o3-deep-research","messages":[]}"#;
+    let r = vm
+        .request()
+        .method("POST")
+        .path(CHAT)
+        .header("x-user-id", "di")
+        .header("x-plan", "pro")
+        .body_chunks(body.iter().map(|b| vec![*b]))
+        .send();
+    r.assert_no_trap();
+    r.assert_allowed();
+    assert_eq!(r.response_header("x-quota-class"), Some("deep_research"));
+}
+
+#[test]
+fn a_body_over_the_cap_is_not_inspected() {
+    let host = quota_host();
+    let mut config = demo_config();
+    config["max_body_bytes"] = serde_json::json!(1024);
+    let vm = quota_vm(&host, &config);
+    let mut body = br#"{"model":"o3-deep-research","messages":[{"content":""#.to_vec();
+    body.extend(std::iter::repeat_n(b'x', 4096));
+    body.extend_from_slice(br#""}]}"#);
+    let chunks: Vec<Vec<u8>> = body.chunks(512).map(<[u8]>::to_vec).collect();
+    let r = vm
+        .request()
+        .method("POST")
+        .path(CHAT)
+        .header("x-user-id", "eve")
+        .header("x-plan", "pro")
+        .body_chunks(chunks)
+        .send();
+    r.assert_no_trap();
+    r.assert_allowed();
+    assert_eq!(r.response_header("x-quota-class"), Some("drafts"));
+}
