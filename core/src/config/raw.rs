@@ -13,6 +13,9 @@ pub type OrderedMap<V> = serde_json::Map<String, V>;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// The JSON Schema this document follows, for editors (`quota-matrix schema`); ignored by the filter.
+    #[serde(default, rename = "$schema")]
+    pub schema: Option<String>,
     pub identity: RawIdentity,
     #[serde(default)]
     pub calendar: Option<RawCalendar>,

@@ -258,3 +258,10 @@ fn the_seeds_examples_are_expressible() {
     assert_eq!(cell(config.tier_by_name("enterprise").unwrap(), 0).at_hard, AtHard::Overage);
     assert!(matches!(config.classes[3].cost, Cost::Records { .. }));
 }
+
+#[test]
+fn a_schema_reference_is_accepted_and_ignored() {
+    let mut doc = base();
+    doc["$schema"] = json!("./quota-config.schema.json");
+    assert!(Config::from_json(doc.to_string().as_bytes()).is_ok());
+}
