@@ -962,7 +962,7 @@ mod tests {
         .unwrap();
         let store = MemoryStore::new();
         let who = caller(&config, "ana");
-        let mut last = |class: ClassId, n: usize| {
+        let last = |class: ClassId, n: usize| {
             let mut d = None;
             for _ in 0..n {
                 d = Some(charge(&config, &who, class, 1, false, NOON_MS, &store));

@@ -35,11 +35,17 @@ const OPERATIONS = {
 const BADGES = {
   ok: "OK",
   warning: "Warning",
+  degraded: "Lighter model",
+  overage: "Overage",
+  queued: "Queued",
   blocked: "Blocked",
   not_included: "Not in plan",
   confirmation_required: "Confirm",
   unavailable: "Unavailable",
 };
+
+// States in which requests still go through (with a sentence past "ok").
+const ADMITTED = new Set(["ok", "warning", "degraded", "overage", "queued"]);
 
 const $ = (id) => document.getElementById(id);
 const cards = new Map(); // class -> { el, state, label, upgradeText }
@@ -190,7 +196,7 @@ function render(card) {
 
   // The wall, a class outside the plan, a needed confirmation: the filter's
   // own sentence (from the refusal's body), with its reset time and upgrade.
-  const refused = name !== "ok" && name !== "warning";
+  const refused = !ADMITTED.has(name);
   const blocked = el.querySelector(".blocked");
   el.querySelector(".blocked-message").textContent = state.message ?? "";
   blocked.hidden = !(refused && state.message);

@@ -1,0 +1,350 @@
+//! The JavaScript face of the client: `fromHeaders`, `fromUsage` and the
+//! `QuotaState` class. Only translation lives here: JS values in, the pure
+//! readers of `quota_core::wire` and `state.rs`, JS values out. Times come
+//! from the JS clock (`Date.now()`).
+
+use crate::state::QuotaState;
+use js_sys::{Array, Date, Function, Object, Reflect, JSON};
+use quota_core::wire::{read_headers, read_refusal, read_usage, READ_HEADERS};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/**
+ * Response headers in any usual shape: a fetch `Headers`, a `Map`, an array
+ * of `[name, value]` pairs, or a plain object (Node's `IncomingHttpHeaders`,
+ * axios). Names are matched case-insensitively.
+ */
+export type HeadersLike =
+  | Headers
+  | Map<string, string>
+  | ReadonlyArray<readonly [string, string]>
+  | Record<string, string | readonly string[] | number | null | undefined>;
+
+/** A caller's standing in a class, as `x-quota-state` says it. */
+export type QuotaStateName =
+  | "ok"
+  | "warning"
+  | "degraded"
+  | "overage"
+  | "queued"
+  | "blocked"
+  | "confirmation_required"
+  | "not_included"
+  | "unavailable";
+
+/** `QuotaState.toJSON()`: every getter's value, times as RFC 3339 strings. */
+export interface QuotaStateJSON {
+  class: string;
+  label: string | null;
+  tier: string | null;
+  scope: string | null;
+  used: number | null;
+  limit: number | null;
+  softLimit: number | null;
+  remaining: number | null;
+  fractionUsed: number;
+  state: QuotaStateName | (string & {});
+  warning: string | null;
+  message: string | null;
+  resetAt: string | null;
+  resetAfterSeconds: number | null;
+  resetInWords: string | null;
+  upgradeUrl: string | null;
+  upgradeText: string | null;
+  pace: "ahead" | null;
+  paceMessage: string | null;
+  cost: number | null;
+  degradedTo: string | null;
+  overage: number | null;
+  grant: number | null;
+  windowSeconds: number | null;
+  window: string | null;
+}
+
+/**
+ * The quota state a response reports, from its headers (the `x-quota-*`
+ * family, else the IETF `RateLimit` fields) and, for a refusal (429, 403,
+ * 428), its JSON body, which carries the sentence to show. `undefined` when
+ * the response carries no quota headers (a route the filter does not count).
+ *
+ * ```js
+ * const res = await fetch("/v1/chat/completions", { method: "POST", body });
+ * const quota = fromHeaders(res.headers, res.ok ? undefined : await res.text());
+ * ```
+ */
+export function fromHeaders(headers: HeadersLike, body?: string | object | null): QuotaState | undefined;
+
+/**
+ * One `QuotaState` per class of the caller's tier, from the usage endpoint's
+ * JSON (`GET /v1/quota`), as text or parsed. Throws if it is not a report.
+ */
+export function fromUsage(report: string | object): QuotaState[];
+"#;
+
+/// Where the caller stands in one operation class: the numbers for a meter,
+/// the state, the words to show, and when it resets.
+#[wasm_bindgen(js_name = QuotaState)]
+pub struct JsQuotaState {
+    inner: QuotaState,
+}
+
+fn count(n: Option<u64>) -> Option<f64> {
+    n.map(|n| n as f64)
+}
+
+#[wasm_bindgen(js_class = QuotaState)]
+impl JsQuotaState {
+    /// The operation class: "drafts", "deep_research".
+    #[wasm_bindgen(getter = class)]
+    pub fn class(&self) -> String {
+        self.inner.class.clone()
+    }
+
+    /// The class's name for people: "Deep research" (from a refusal or the usage report).
+    #[wasm_bindgen(getter)]
+    pub fn label(&self) -> Option<String> {
+        self.inner.label.clone()
+    }
+
+    /// The caller's plan tier: "free", "pro".
+    #[wasm_bindgen(getter)]
+    pub fn tier(&self) -> Option<String> {
+        self.inner.tier.clone()
+    }
+
+    /// Whose counter: "user", "workspace" (pooled) or "anonymous".
+    #[wasm_bindgen(getter)]
+    pub fn scope(&self) -> Option<String> {
+        self.inner.scope.clone()
+    }
+
+    /// Units used in the current window.
+    #[wasm_bindgen(getter)]
+    pub fn used(&self) -> Option<f64> {
+        count(self.inner.used)
+    }
+
+    /// The hard limit.
+    #[wasm_bindgen(getter)]
+    pub fn limit(&self) -> Option<f64> {
+        count(self.inner.limit)
+    }
+
+    /// The soft limit, where warnings start (when the plan has one).
+    #[wasm_bindgen(getter = softLimit)]
+    pub fn soft_limit(&self) -> Option<f64> {
+        count(self.inner.soft_limit)
+    }
+
+    /// `limit - used`, never below 0.
+    #[wasm_bindgen(getter)]
+    pub fn remaining(&self) -> Option<f64> {
+        count(self.inner.remaining)
+    }
+
+    /// How full the meter is, from 0 to 1.
+    #[wasm_bindgen(getter = fractionUsed)]
+    pub fn fraction_used(&self) -> f64 {
+        self.inner.fraction_used()
+    }
+
+    /// "ok", "warning", "degraded", "overage", "queued" (requests go
+    /// through), "blocked", "confirmation_required", "not_included" or
+    /// "unavailable" (a newer filter's state is passed on as sent).
+    #[wasm_bindgen(getter, unchecked_return_type = "QuotaStateName | (string & {})")]
+    pub fn state(&self) -> String {
+        self.inner.state.as_str().to_string()
+    }
+
+    /// The sentence for an admitted request past a level: the warning (or
+    /// what degraded, overage or queued service means).
+    #[wasm_bindgen(getter)]
+    pub fn warning(&self) -> Option<String> {
+        self.inner.warning.clone()
+    }
+
+    /// What to tell the user now: the warning, or the refusal's sentence
+    /// (with the reset time and the upgrade hint).
+    #[wasm_bindgen(getter)]
+    pub fn message(&self) -> Option<String> {
+        self.inner.message.clone()
+    }
+
+    /// When the window resets.
+    #[wasm_bindgen(getter = resetAt)]
+    pub fn reset_at(&self) -> Option<Date> {
+        self.inner.reset_at.map(|s| Date::new(&JsValue::from_f64(s as f64 * 1000.0)))
+    }
+
+    /// Whole seconds until the reset from now (rounded up, 0 once passed),
+    /// counted from when the reading was taken.
+    #[wasm_bindgen(getter = resetAfterSeconds)]
+    pub fn reset_after_seconds(&self) -> Option<f64> {
+        self.inner.reset_after_at(now_ms()).map(|s| s as f64)
+    }
+
+    /// The time until the reset in words: "4 h 12 min", "45 s".
+    #[wasm_bindgen(getter = resetInWords)]
+    pub fn reset_in_words(&self) -> Option<String> {
+        self.inner.reset_in_words_at(now_ms())
+    }
+
+    /// Whether the window has reset since this reading: time to read the
+    /// usage endpoint again.
+    #[wasm_bindgen(getter = hasReset)]
+    pub fn has_reset(&self) -> bool {
+        self.inner.has_reset_at(now_ms())
+    }
+
+    /// Where an upgrade happens.
+    #[wasm_bindgen(getter = upgradeUrl)]
+    pub fn upgrade_url(&self) -> Option<String> {
+        self.inner.upgrade_url.clone()
+    }
+
+    /// What an upgrade gives: "Pro includes 100 a day: https://..." (usage report only).
+    #[wasm_bindgen(getter = upgradeText)]
+    pub fn upgrade_text(&self) -> Option<String> {
+        self.inner.upgrade_text.clone()
+    }
+
+    /// "ahead" while the caller burns through a long window far ahead of its pace.
+    #[wasm_bindgen(getter, unchecked_return_type = "\"ahead\" | undefined")]
+    pub fn pace(&self) -> Option<String> {
+        self.inner.pace_ahead.then(|| "ahead".to_string())
+    }
+
+    /// The pace sentence, while ahead (usage report only).
+    #[wasm_bindgen(getter = paceMessage)]
+    pub fn pace_message(&self) -> Option<String> {
+        self.inner.pace_message.clone()
+    }
+
+    /// Units this request was charged (0 when refused; responses only).
+    #[wasm_bindgen(getter)]
+    pub fn cost(&self) -> Option<f64> {
+        count(self.inner.cost)
+    }
+
+    /// The cheaper model the request was served with (state "degraded").
+    #[wasm_bindgen(getter = degradedTo)]
+    pub fn degraded_to(&self) -> Option<String> {
+        self.inner.degraded_to.clone()
+    }
+
+    /// Units past the hard limit in this window (state "overage").
+    #[wasm_bindgen(getter)]
+    pub fn overage(&self) -> Option<f64> {
+        count(self.inner.overage)
+    }
+
+    /// Grant units left (prepaid packs, approvals), when there are any.
+    #[wasm_bindgen(getter)]
+    pub fn grant(&self) -> Option<f64> {
+        count(self.inner.grant)
+    }
+
+    /// The window's length in seconds (from `RateLimit-Policy`).
+    #[wasm_bindgen(getter = windowSeconds)]
+    pub fn window_seconds(&self) -> Option<f64> {
+        count(self.inner.window_seconds)
+    }
+
+    /// The window's name in the quota matrix: "day", "month", "5h".
+    #[wasm_bindgen(getter)]
+    pub fn window(&self) -> Option<String> {
+        self.inner.window.clone()
+    }
+
+    /// A plain object with every value (for `JSON.stringify` and logs).
+    #[wasm_bindgen(js_name = toJSON, unchecked_return_type = "QuotaStateJSON")]
+    pub fn to_json(&self) -> JsValue {
+        let text = self.inner.to_json(now_ms()).to_string();
+        JSON::parse(&text).unwrap_or(JsValue::NULL)
+    }
+}
+
+fn now_ms() -> i64 {
+    Date::now() as i64
+}
+
+#[wasm_bindgen(js_name = fromHeaders, skip_typescript)]
+pub fn from_headers(headers: JsValue, body: JsValue) -> Option<JsQuotaState> {
+    let pairs = header_pairs(&headers);
+    let reading = read_headers(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let refusal = body_text(&body).as_deref().and_then(read_refusal);
+    QuotaState::from_response(reading, refusal, now_ms()).map(|inner| JsQuotaState { inner })
+}
+
+#[wasm_bindgen(js_name = fromUsage, skip_typescript)]
+pub fn from_usage(report: JsValue) -> Result<Vec<JsQuotaState>, JsError> {
+    let text = body_text(&report)
+        .ok_or_else(|| JsError::new("fromUsage: expected the usage endpoint's JSON, as text or an object"))?;
+    let report = read_usage(&text).map_err(|e| JsError::new(&format!("fromUsage: {e}")))?;
+    Ok(QuotaState::from_usage(&report, now_ms()).into_iter().map(|inner| JsQuotaState { inner }).collect())
+}
+
+/// A body as text: a string as is, an object as JSON; nothing otherwise.
+fn body_text(body: &JsValue) -> Option<String> {
+    if let Some(text) = body.as_string() {
+        return Some(text);
+    }
+    if body.is_object() {
+        return JSON::stringify(body).ok()?.as_string();
+    }
+    None
+}
+
+/// `(name, value)` pairs from any `HeadersLike`.
+fn header_pairs(headers: &JsValue) -> Vec<(String, String)> {
+    if !headers.is_object() {
+        return Vec::new();
+    }
+    let pair = |entry: JsValue| -> Option<(String, String)> {
+        let entry: Array = entry.dyn_into().ok()?;
+        Some((entry.get(0).as_string()?, value_text(&entry.get(1))?))
+    };
+    if Array::is_array(headers) {
+        return Array::from(headers).iter().filter_map(pair).collect();
+    }
+    // Headers and Map: their own entries(). Names are matched case-insensitively
+    // afterwards, so a Map with "X-Quota-Used" works too.
+    if let Ok(entries) = Reflect::get(headers, &JsValue::from_str("entries")) {
+        if let Some(entries) = entries.dyn_ref::<Function>() {
+            if let Ok(Some(iter)) = entries.call0(headers).and_then(|it| js_sys::try_iter(&it)) {
+                return iter.filter_map(Result::ok).filter_map(pair).collect();
+            }
+        }
+    }
+    let object: &Object = headers.unchecked_ref();
+    let pairs: Vec<(String, String)> = Object::entries(object).iter().filter_map(pair).collect();
+    // Objects with getters only (some header classes): ask for each name.
+    if pairs.is_empty() {
+        return READ_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let v = Reflect::get(headers, &JsValue::from_str(name)).ok()?;
+                Some((name.to_string(), value_text(&v)?))
+            })
+            .collect();
+    }
+    pairs
+}
+
+/// A header value: a string, a number, or several values (joined as one
+/// field, as HTTP does).
+fn value_text(value: &JsValue) -> Option<String> {
+    if let Some(text) = value.as_string() {
+        return Some(text);
+    }
+    if let Some(n) = value.as_f64() {
+        return Some(n.to_string());
+    }
+    if Array::is_array(value) {
+        let parts: Vec<String> = Array::from(value).iter().filter_map(|v| v.as_string()).collect();
+        return Some(parts.join(", "));
+    }
+    None
+}

@@ -1,0 +1,13 @@
+//! The quota filter's client library: reads what the filter tells a caller
+//! (the `x-quota-*` headers, the IETF `RateLimit` fields, a refusal's body,
+//! the usage endpoint's report) into one [`QuotaState`] a UI can draw from.
+//!
+//! Parsing is `quota_core::wire`, next to the code that writes the same
+//! contract; this crate adds what a UI needs (fractions, a live countdown,
+//! words) and, in `js.rs`, the wasm-bindgen bindings that `make client`
+//! packages for npm.
+
+mod js;
+pub mod state;
+
+pub use state::QuotaState;

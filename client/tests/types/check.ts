@@ -1,0 +1,39 @@
+// Compiled with `tsc -p tests/types` (npm test): the package's types say what
+// the runtime does. Lines marked @ts-expect-error must stay errors.
+
+import init, { fromHeaders, fromUsage, initSync, QuotaState, type HeadersLike, type QuotaStateJSON, type QuotaStateName } from "quota-client";
+
+export async function usage(res: Response, report: unknown): Promise<string[]> {
+  await init();
+  const lines: string[] = [];
+  const state: QuotaState | undefined = fromHeaders(res.headers, res.ok ? undefined : await res.text());
+  if (state) {
+    const name: QuotaStateName | (string & {}) = state.state;
+    const fraction: number = state.fractionUsed;
+    const used: number | undefined = state.used;
+    const when: Date | undefined = state.resetAt;
+    const words: string | undefined = state.resetInWords;
+    const pace: "ahead" | undefined = state.pace;
+    const json: QuotaStateJSON = state.toJSON();
+    lines.push(`${state.class} ${name} ${fraction} ${used ?? "-"} ${when?.toISOString()} ${words} ${pace} ${json.softLimit}`);
+    // @ts-expect-error used may be undefined (a class outside the plan has no numbers)
+    lines.push(state.used.toFixed(0));
+    // @ts-expect-error the state is read-only
+    state.state = "ok";
+  }
+  const shapes: HeadersLike[] = [
+    new Headers(),
+    new Map([["x-quota-used", "1"]]),
+    [["x-quota-used", "1"]],
+    { "x-quota-used": "1", "set-cookie": ["a", "b"], "content-length": 3, absent: undefined },
+  ];
+  for (const h of shapes) fromHeaders(h, { error: { message: "m" } });
+  const all: QuotaState[] = fromUsage(report as object);
+  fromUsage("{}");
+  // @ts-expect-error fromUsage needs the report
+  fromUsage();
+  // @ts-expect-error headers are not a number
+  fromHeaders(42);
+  initSync({ module: new Uint8Array() });
+  return lines.concat(all.map((s) => s.class));
+}

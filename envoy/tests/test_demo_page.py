@@ -1,0 +1,84 @@
+"""The demo page (envoy/demo/) in headless Chromium against real Envoy.
+
+The page is served by Envoy beside the API (same origin, the quota filter off
+for /demo/), imports the client package built by `make client`, and is driven
+by client/tests/browser/demo_page.mjs (playwright-core, Debian's Chromium): a
+free user writes drafts until the wall; the page must show the meter filling,
+the warnings, the block message with its reset time and upgrade link, and,
+with the drafts window shortened to 20 seconds here, the reset by itself.
+Screenshots land in .run/screenshots/.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import request
+import harness
+
+SCRIPT = harness.REPO_ROOT / "client" / "tests" / "browser" / "demo_page.mjs"
+PLAYWRIGHT = harness.REPO_ROOT / "client" / "node_modules" / "playwright-core"
+SCREENSHOTS = harness.REPO_ROOT / ".run" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+DEMO_CONFIG = harness.REPO_ROOT / "envoy" / "demo-config.json"
+
+
+def demo_config(**changes):
+    config = json.loads(DEMO_CONFIG.read_text())
+    config.update(changes)
+    return config
+
+
+def require_browser_tools():
+    missing = []
+    if not (harness.CLIENT_PKG / "quota_client.js").exists():
+        missing.append(f"{harness.CLIENT_PKG}/quota_client.js (`make client`)")
+    if not PLAYWRIGHT.exists():
+        missing.append(f"{PLAYWRIGHT} (`make setup-node`)")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (`make setup-browser`)")
+    if shutil.which("node") is None:
+        missing.append("node (Node.js 20)")
+    if missing:
+        pytest.fail("the browser test needs: " + "; ".join(missing), pytrace=False)
+
+
+def test_the_page_is_served_beside_the_api_and_never_counted(envoy):
+    # Even with a default class that would count every request, the page's
+    # files pass untouched: the filter is off for the /demo/ route.
+    with harness.start_demo_server() as demo:
+        proxy = envoy(demo_config(default_class="drafts"), demo_port=demo.port, hold_headers=True)
+        page = request(proxy, "GET", harness.DEMO_PREFIX, headers={"x-user-id": "vi"})
+        script = request(proxy, "GET", harness.DEMO_PREFIX + "demo.js")
+        redirect = request(proxy, "GET", harness.DEMO_PREFIX.rstrip("/"))
+        usage = request(proxy, "GET", "/v1/quota", headers={"x-user-id": "vi"})
+    assert page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>Your AI allowance</h1>" in page.text
+    assert not [name for name in page.headers if name.startswith("x-quota-")]
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert (redirect.status, redirect.headers["location"].endswith(harness.DEMO_PREFIX)) == (301, True)
+    drafts = next(c for c in usage.json()["classes"] if c["class"] == "drafts")
+    assert drafts["used"] == 0
+
+
+def test_a_free_user_fills_the_meter_sees_the_warnings_the_block_and_the_reset(envoy):
+    require_browser_tools()
+    config = demo_config()
+    config["tiers"]["free"]["limits"]["drafts"]["window"] = "20s"
+    with harness.start_demo_server() as demo:
+        proxy = envoy(config, demo_port=demo.port, hold_headers=True)
+        run = subprocess.run(
+            ["node", str(SCRIPT), "--url", proxy.url(harness.DEMO_PREFIX),
+             "--screenshots", str(SCREENSHOTS), "--chromium", CHROMIUM],
+            capture_output=True, text=True, timeout=180, cwd=harness.REPO_ROOT,
+        )
+    print(run.stdout)
+    print(run.stderr)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert "demo page: all steps passed" in run.stdout
+    for shot in ("demo-page-blocked.png", "demo-page-after-reset.png"):
+        assert (SCREENSHOTS / shot).stat().st_size > 10_000, shot
