@@ -26,6 +26,10 @@ pub const WARNING: &str = "x-quota-warning";
 pub const UPGRADE: &str = "x-quota-upgrade";
 pub const COST: &str = "x-quota-cost";
 pub const PACE: &str = "x-quota-pace";
+/// The value of [`PACE`] while a caller is ahead of the window's pace.
+pub const PACE_AHEAD: &str = "ahead";
+/// Sent with 429 (seconds until the reset) and 503.
+pub const RETRY_AFTER: &str = "retry-after";
 pub const DEGRADED_TO: &str = "x-quota-degraded-to";
 pub const OVERAGE: &str = "x-quota-overage";
 pub const GRANT: &str = "x-quota-grant";
@@ -81,7 +85,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 out.push((STATE, state.into()));
                 out.push((COST, charge.cost.to_string()));
                 if charge.pace.is_some_and(|p| p.ahead) {
-                    out.push((PACE, "ahead".into()));
+                    out.push((PACE, PACE_AHEAD.into()));
                 }
                 if charge.served == Served::Degraded {
                     let model = facts.limits.and_then(|l| l.degrade.as_ref()).and_then(|d| d.model.clone());

@@ -7,7 +7,7 @@ use crate::calendar::rfc3339;
 use crate::config::{Config, FailPolicy, Message};
 use crate::copy::{self, Facts, CONFIRM_HEADER};
 use crate::engine::{Decision, Outcome};
-use crate::headers::{response_headers, Headers, STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
+use crate::headers::{response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
 use crate::identity::IdentityError;
 use crate::negotiate::BodyFormat;
 use serde_json::{json, Value};
@@ -101,7 +101,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                     upgrade: None,
                 }
             } else {
-                headers.push(("retry-after", reset_after.max(1).to_string()));
+                headers.push((RETRY_AFTER, reset_after.max(1).to_string()));
                 Refusal {
                     status: 429,
                     kind: "quota_exceeded",
@@ -133,7 +133,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
             upgrade: upgrade_link,
         },
         Outcome::Unavailable { policy: FailPolicy::Closed, .. } => {
-            headers.push(("retry-after", "1".into()));
+            headers.push((RETRY_AFTER, "1".into()));
             Refusal {
                 status: 503,
                 kind: "server_error",

@@ -28,6 +28,8 @@ pub fn usage_report<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, 
                 None | Some(Cell::NotIncluded) => json!({
                     "included": false,
                     "state": STATE_NOT_INCLUDED,
+                    "message": Facts::new(config, caller.tier, ClassId(i))
+                        .map(|f| copy::message(config, Message::NotIncluded, &f)),
                     "upgrade": upgrade(config, caller.tier, ClassId(i)),
                 }),
                 Some(Cell::Limited(limits)) => {

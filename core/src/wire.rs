@@ -19,11 +19,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::fmt;
 
-/// Sent with 429 (seconds until the reset) and 503.
-pub const RETRY_AFTER: &str = "retry-after";
-
-/// The value of [`PACE`] while a caller is ahead of the window's pace.
-pub const PACE_AHEAD: &str = "ahead";
+pub use crate::headers::{PACE_AHEAD, RETRY_AFTER};
 
 /// Every header [`read_headers`] looks at, for hosts that can only look
 /// names up one at a time (a browser's `Headers.get`).
