@@ -63,6 +63,7 @@ fn non_utf8_identity_bytes_count_as_absent() {
         .request()
         .method("POST")
         .path("/v1/batches")
+        .header("x-plan", "pro")
         .property(&["metadata", "sub"], b"bo".to_vec())
         .json_body("{}")
         .send();
