@@ -462,14 +462,8 @@ def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0,
         extra_clusters=extra_clusters, stat_prefix=stat_prefix, hold_headers=hold_headers,
         demo_port=demo_port,
     )
-    envoy = EnvoyProcess(bootstrap, concurrency=concurrency, log_level=log_level,
-                         extra_args=extra_args, workdir=workdir)
-    try:
-        envoy._wait_ready(timeout)
-    except BaseException:
-        envoy.stop()
-        raise
-    return envoy
+    return start_bootstrap(bootstrap, concurrency=concurrency, log_level=log_level,
+                           workdir=workdir, extra_args=extra_args, timeout=timeout)
 
 
 def start_envoy_expect_failure(filter_config, **kwargs):
