@@ -85,7 +85,7 @@ pub fn estimate_tokens(body: &Value, default_max_tokens: u64) -> u64 {
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_u64))
         .unwrap_or(default_max_tokens);
-    (chars as u64).div_ceil(4) + budget
+    (chars as u64).div_ceil(4).saturating_add(budget)
 }
 
 /// Characters of text in a prompt value: strings, `content`/`text` of
@@ -165,6 +165,14 @@ mod tests {
         assert_eq!(cost_of(&tokens, "not json"), 1);
         let deep = "[".repeat(50) + &"]".repeat(50);
         assert_eq!(cost_of(&tokens, &format!(r#"{{"messages": {deep}}}"#)), 100);
+    }
+
+    #[test]
+    fn huge_budgets_saturate_instead_of_overflowing() {
+        // Found by the `classify` fuzz target (fuzz/regressions/classify-huge-max-tokens-overflows-decide).
+        let tokens = class(r#"{"tokens": {}, "models": {"m": 1000}}"#);
+        let body = format!(r#"{{"model": "m", "prompt": "abcd", "max_tokens": {}}}"#, u64::MAX);
+        assert_eq!(cost_of(&tokens, &body), u64::MAX);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn pace_of(counter: &Counter, limits: &Limits, now: i64) -> Option<PaceReadi
     let elapsed_share = elapsed / length;
     let exhausted_at = if used > 0 && used < limits.hard && elapsed > 0.0 {
         let per_second = used as f64 / elapsed;
-        let at = now + ((limits.hard - used) as f64 / per_second).ceil() as i64;
+        let at = now.saturating_add(((limits.hard - used) as f64 / per_second).ceil() as i64);
         (at < counter.window_end).then_some(at)
     } else {
         None
@@ -233,7 +233,7 @@ pub fn decide(
         if counter.grant >= need {
             from_grant = need;
         } else {
-            let beyond_after = (plan_used + cost).saturating_sub(limits.hard);
+            let beyond_after = plan_used.saturating_add(cost).saturating_sub(limits.hard);
             if beyond_cap(limits).is_some_and(|cap| beyond_after > cap) {
                 return (None, refuse(State::Blocked, false));
             }
@@ -245,7 +245,7 @@ pub fn decide(
             };
         }
     }
-    let available = room + counter.grant;
+    let available = room.saturating_add(counter.grant);
     if let Some(fraction) = limits.confirm_above {
         if !confirmed && available > 0 && cost as f64 > fraction * available as f64 {
             return (None, refuse(state_of(&counter, limits), true));
@@ -254,12 +254,12 @@ pub fn decide(
     if served == Served::Normally
         && from_grant == 0
         && limits.past_soft == PastSoft::Degrade
-        && limits.soft.is_some_and(|s| plan_used + cost > s)
+        && limits.soft.is_some_and(|s| plan_used.saturating_add(cost) > s)
     {
         served = Served::Degraded;
     }
     next.used = next.used.saturating_add(cost);
-    next.grant_used += from_grant;
+    next.grant_used = next.grant_used.saturating_add(from_grant);
     next.grant -= from_grant;
     let mut crossed = None;
     for (i, level) in limits.warn_levels.iter().enumerate().take(8) {
@@ -315,7 +315,7 @@ pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64) -> Option<Cou
         let back = delta.unsigned_abs().min(c.used);
         let from_grant = back.min(c.grant_used);
         c.grant_used -= from_grant;
-        c.grant += from_grant;
+        c.grant = c.grant.saturating_add(from_grant);
         c.used -= back;
     }
     Some(c)
@@ -586,6 +586,22 @@ mod tests {
         assert_eq!(charge.from_grant, 2);
         let refunded = adjust(write, write.unwrap().window_start, -3).unwrap();
         assert_eq!((refunded.used, refunded.grant_used, refunded.grant), (0, 0, 5));
+    }
+
+    #[test]
+    fn enormous_costs_are_refused_not_overflowed() {
+        for at_hard in [AtHard::Block, AtHard::Warn] {
+            let l =
+                Limits { pace: Some(crate::config::Pace { used: 0.5, before: 0.9 }), ..limits(Some(2), 10, at_hard) };
+            let (stored, _) = run(&l, 1, 3);
+            let (_, charge) = decide(stored, &l, u64::MAX, true, NOON, Alignment::default());
+            assert_eq!(charge.admitted, at_hard == AtHard::Warn);
+        }
+        let granted = add_grant(None, u64::MAX);
+        let l = limits(None, 10, AtHard::Block);
+        let (write, charge) = decide(Some(granted), &l, u64::MAX, true, NOON, Alignment::default());
+        assert!(charge.admitted);
+        assert_eq!(write.map(|c| c.used), Some(u64::MAX));
     }
 
     #[test]

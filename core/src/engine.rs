@@ -114,7 +114,7 @@ impl Decision {
 /// Whole seconds from `now_ms` until `unix_seconds`, rounded up, never negative.
 pub fn seconds_until(unix_seconds: i64, now_ms: i64) -> i64 {
     let ms = unix_seconds.saturating_mul(1000).saturating_sub(now_ms);
-    (ms.max(0) + 999) / 1000
+    ms.max(0).saturating_add(999) / 1000
 }
 
 /// The units one request of `class` costs (see `cost.rs`).

@@ -18,7 +18,7 @@ impl TokenUsage {
     pub fn tokens(&self) -> Option<u64> {
         self.total.or(match (self.input, self.output) {
             (None, None) => None,
-            (i, o) => Some(i.unwrap_or(0) + o.unwrap_or(0)),
+            (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
         })
     }
 
@@ -108,6 +108,8 @@ mod tests {
         assert_eq!(usage_in(&json!({"usage": null})), None);
         assert_eq!(usage_in(&json!({"choices": []})), None);
         assert_eq!(usage_in(&json!({"usage": {"other": 1}})), None);
+        let huge = json!({"usage": {"input_tokens": u64::MAX, "output_tokens": 5}});
+        assert_eq!(usage_in(&huge).and_then(|u| u.tokens()), Some(u64::MAX));
     }
 
     #[test]

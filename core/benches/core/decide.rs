@@ -1,0 +1,110 @@
+//! The decision: the pure `decide` on a counter, the record codec, a charge
+//! through the compare-and-swap loop on the in-memory store (one caller, and
+//! 10,000 callers in rotation), and the whole per-request core path the
+//! filter runs (classify, identify, charge, respond) for a header-only
+//! request and for a request classified by its 2 KB JSON body.
+
+use crate::fixtures::{class, config, user_head, BODY_2K, NOON_MS};
+use criterion::{BatchSize, Criterion};
+use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
+use quota_core::clock::{Clock, ManualClock};
+use quota_core::config::Cell;
+use quota_core::cost::Body;
+use quota_core::counter::Counter;
+use quota_core::decide::decide;
+use quota_core::engine::{charge, request_cost};
+use quota_core::identity::{identify, Caller};
+use quota_core::negotiate::negotiate;
+use quota_core::reply::{respond, Action};
+use quota_core::request::NoProperties;
+use quota_core::store::MemoryStore;
+use serde_json::Value;
+use std::hint::black_box;
+
+pub fn benches(c: &mut Criterion) {
+    let config = config();
+    let drafts = class(&config, "drafts");
+    let alice = identify(&config, &user_head("/v1/projects/p1/drafts", "alice"), &NoProperties).unwrap();
+    let Some(Cell::Limited(limits)) = config.cell(alice.tier, drafts) else { panic!("bench tier covers drafts") };
+    let now = NOON_MS / 1000;
+    let mut g = c.benchmark_group("decide");
+
+    g.bench_function("pure/first_request_of_window", |b| {
+        b.iter(|| decide(black_box(None), limits, 1, false, black_box(now), alice.alignment))
+    });
+    let (Some(open), _) = decide(None, limits, 1, false, now, alice.alignment) else { panic!("admitted") };
+    g.bench_function("pure/open_window", |b| {
+        b.iter(|| decide(black_box(Some(open)), limits, 1, false, black_box(now), alice.alignment))
+    });
+    let record = open.encode();
+    g.bench_function("counter/encode_decode", |b| b.iter(|| Counter::decode(&black_box(open).encode())));
+    g.bench_function("counter/decode", |b| b.iter(|| Counter::decode(black_box(&record))));
+
+    // Charges through the CAS loop; the manual clock moves 1 ms per request.
+    let clock = ManualClock::at(NOON_MS);
+    let store = MemoryStore::new();
+    g.bench_function("charge/one_caller", |b| {
+        b.iter(|| {
+            clock.advance_ms(1);
+            charge(&config, &alice, drafts, 1, false, clock.now_ms(), &store)
+        })
+    });
+    let callers: Vec<Caller> = (0..10_000)
+        .map(|i| identify(&config, &user_head("/v1/projects/p1/drafts", &format!("user-{i:07}")), &NoProperties))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let store = MemoryStore::new();
+    let mut next = 0;
+    g.bench_function("charge/10k_callers_rotating", |b| {
+        b.iter(|| {
+            next = (next + 1) % callers.len();
+            clock.advance_ms(1);
+            charge(&config, &callers[next], drafts, 1, false, clock.now_ms(), &store)
+        })
+    });
+    // A charge that opens a counter: the first request of a new caller.
+    g.bench_function("charge/new_caller", |b| {
+        b.iter_batched(
+            MemoryStore::new,
+            |store| charge(&config, &alice, drafts, 1, false, NOON_MS, &store),
+            BatchSize::SmallInput,
+        )
+    });
+
+    // The filter's whole per-request work in the core, as stream.rs runs it.
+    let store = MemoryStore::new();
+    let req = user_head("/v1/projects/p1/drafts", "bench-user");
+    g.bench_function("request/headers_only", |b| {
+        b.iter(|| {
+            clock.advance_ms(1);
+            let HeadMatch::Class(class) = classify_head(&config, black_box(&req)) else { panic!("classified") };
+            let caller = identify(&config, &req, &NoProperties).unwrap();
+            let cost = request_cost(&config, class, Body { bytes: None, json: None });
+            let d = charge(&config, &caller, class, cost, false, clock.now_ms(), &store);
+            let Action::Continue(headers) = respond(&config, &d, negotiate(req.header_str("accept"))) else {
+                panic!("admitted")
+            };
+            headers
+        })
+    });
+    let store = MemoryStore::new();
+    let req = user_head("/v1/chat/completions", "bench-user");
+    g.bench_function("request/json_body_2kb", |b| {
+        b.iter(|| {
+            clock.advance_ms(1);
+            assert_eq!(classify_head(&config, black_box(&req)), HeadMatch::NeedsBody);
+            // stream.rs parses the body to classify it, then again to price it.
+            let parsed: Option<Value> = serde_json::from_slice(black_box(BODY_2K)).ok();
+            let class = classify_with_body(&config, &req, parsed.as_ref()).unwrap();
+            let caller = identify(&config, &req, &NoProperties).unwrap();
+            let json: Option<Value> = serde_json::from_slice(BODY_2K).ok();
+            let cost = request_cost(&config, class, Body { bytes: Some(BODY_2K), json: json.as_ref() });
+            let d = charge(&config, &caller, class, cost, false, clock.now_ms(), &store);
+            let Action::Continue(headers) = respond(&config, &d, negotiate(req.header_str("accept"))) else {
+                panic!("admitted")
+            };
+            headers
+        })
+    });
+    g.finish();
+}
