@@ -19,7 +19,7 @@ pub fn human_duration(seconds: i64) -> String {
     if s < 60 {
         return format!("{s} s");
     }
-    let minutes = (s + 59) / 60;
+    let minutes = s.saturating_add(59) / 60;
     if minutes < 60 {
         return format!("{minutes} min");
     }
@@ -27,7 +27,7 @@ pub fn human_duration(seconds: i64) -> String {
     if h < 24 {
         return if m == 0 { format!("{h} h") } else { format!("{h} h {m} min") };
     }
-    let hours = (s + 3599) / 3600;
+    let hours = s.saturating_add(3599) / 3600;
     let (d, h) = (hours / 24, hours % 24);
     let days = if d == 1 { "1 day".to_string() } else { format!("{d} days") };
     if h == 0 {
@@ -305,6 +305,8 @@ mod tests {
         assert_eq!(human_duration(4 * 3600 + 12 * 60), "4 h 12 min");
         assert_eq!(human_duration(86_400), "1 day");
         assert_eq!(human_duration(2 * 86_400 + 3 * 3600), "2 days 3 h");
+        // Found by fuzzing: the largest durations round without overflowing.
+        assert!(human_duration(i64::MAX).ends_with(" h") || human_duration(i64::MAX).ends_with("days"));
     }
 
     #[test]

@@ -114,8 +114,10 @@ impl Eq for PaceReading {}
 pub fn pace_of(counter: &Counter, limits: &Limits, now: i64) -> Option<PaceReading> {
     let rule = limits.pace?;
     let used = counter.plan_used();
-    let length = (counter.window_end - counter.window_start).max(1) as f64;
-    let elapsed = (now - counter.window_start).clamp(0, counter.window_end - counter.window_start) as f64;
+    // Saturating: a record is only as sane as the bytes in the store.
+    let span = counter.window_end.saturating_sub(counter.window_start).max(1);
+    let length = span as f64;
+    let elapsed = now.saturating_sub(counter.window_start).clamp(0, span) as f64;
     let used_share = used as f64 / limits.hard as f64;
     let elapsed_share = elapsed / length;
     let exhausted_at = if used > 0 && used < limits.hard && elapsed > 0.0 {
@@ -602,6 +604,19 @@ mod tests {
         let (write, charge) = decide(Some(granted), &l, u64::MAX, true, NOON, Alignment::default());
         assert!(charge.admitted);
         assert_eq!(write.map(|c| c.used), Some(u64::MAX));
+    }
+
+    #[test]
+    fn a_nonsensical_stored_window_does_not_panic() {
+        // Found by fuzzing: a record whose window ends before it starts.
+        let l =
+            Limits { pace: Some(crate::config::Pace { used: 0.5, before: 0.5 }), ..limits(None, 10, AtHard::Block) };
+        let odd = Counter { window_start: NOON + 100, window_end: NOON + 200, used: 3, ..Counter::default() };
+        let inverted = Counter { window_start: i64::MAX, window_end: i64::MIN + 1, ..odd };
+        for c in [odd, inverted] {
+            assert!(pace_of(&c, &l, NOON).is_some());
+        }
+        assert_eq!(crate::engine::seconds_until(i64::MAX, 0), i64::MAX / 1000);
     }
 
     #[test]
