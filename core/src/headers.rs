@@ -8,6 +8,18 @@ use crate::copy::{self, Facts};
 use crate::decide::{Served, State};
 use crate::engine::{Decision, Outcome};
 
+/// The largest integer a structured field carries (RFC 8941, section 3.3.1):
+/// RateLimit parameters are capped there so clients can always parse them.
+const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+
+fn sf_count(n: u64) -> u64 {
+    n.min(SF_INTEGER_MAX)
+}
+
+fn sf_seconds(n: i64) -> u64 {
+    u64::try_from(n).map_or(0, sf_count)
+}
+
 /// Every header the filter owns starts with this; clients' copies are
 /// stripped before the upstream sees the request.
 pub const QUOTA_PREFIX: &str = "x-quota-";
@@ -120,8 +132,10 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
             }
             if config.response_headers.ratelimit {
                 let name = &facts.class.name;
-                out.push((RATELIMIT_POLICY, format!("\"{name}\";q={};w={}", usage.hard, usage.window.length())));
-                out.push((RATELIMIT, format!("\"{name}\";r={};t={}", usage.remaining(), reset_after)));
+                let (q, w) = (sf_count(usage.hard), sf_seconds(usage.window.length()));
+                let (r, t) = (sf_count(usage.remaining()), sf_seconds(reset_after));
+                out.push((RATELIMIT_POLICY, format!("\"{name}\";q={q};w={w}")));
+                out.push((RATELIMIT, format!("\"{name}\";r={r};t={t}")));
             }
         }
     }
@@ -198,5 +212,21 @@ mod tests {
         assert!(is_quota_header("X-Quota-State"));
         assert!(!is_quota_header("x-quot"));
         assert!(!is_quota_header("x-user-id"));
+    }
+
+    #[test]
+    fn ratelimit_fields_stay_within_structured_field_integers() {
+        // fuzz/regressions/config-hard-limit-past-sf-integer: a limit past what
+        // RFC 8941 carries (10^15 - 1) is announced as that, so clients parse it.
+        let doc = r#"{"identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+            "classes": [{"name": "tokens", "match": [{"path": {"prefix": "/"}}]}],
+            "tiers": {"free": {"limits": {"tokens": {"hard": 18446744073709551615, "window": "day"}}}}}"#;
+        let config = crate::config::Config::from_json(doc.as_bytes()).unwrap();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let d = charge(&config, &alice, ClassId(0), 1, false, NOON_MS, &MemoryStore::new());
+        let h = response_headers(&config, &d);
+        assert_eq!(header(&h, RATELIMIT_POLICY), Some("\"tokens\";q=999999999999999;w=86400"));
+        assert_eq!(header(&h, RATELIMIT), Some("\"tokens\";r=999999999999999;t=43200"));
+        assert!(crate::wire::parse_policies(header(&h, RATELIMIT_POLICY).unwrap()).is_ok());
     }
 }
