@@ -104,3 +104,28 @@ clippy: setup-rust setup-client
 clean:
 	cargo clean
 	rm -rf .run $(CLIENT_PKG)
+
+# Benchmarks, not part of `make test` (about 15 minutes): criterion benchmarks
+# of the core, then the load benchmark through real Envoy with wrk against
+# baselines in the same run, the memory per counter and the .wasm size
+# (bench/load.py). Results go to target/bench/; BENCHMARKS.md reports a run.
+.PHONY: bench
+NOOP_FILTER_DIR := target/bench-noop
+bench: setup build
+	@command -v wrk >/dev/null && command -v wasm-opt >/dev/null || \
+		{ apt-get update && apt-get install -y wrk binaryen; }
+	cargo build --locked --release --target $(WASM_TARGET) \
+		--manifest-path bench/noop-filter/Cargo.toml --target-dir $(NOOP_FILTER_DIR)
+	cargo bench -p quota-core --bench core
+	mkdir -p target/bench
+	$(PYTHON) bench/criterion_table.py target/criterion | tee target/bench/core.md
+	$(PYTHON) bench/load.py
+
+# Fuzzing, not part of `make test`: replays fuzz/regressions/, then runs each
+# cargo-fuzz target in fuzz/ for FUZZ_SECONDS and prints the executions it
+# reached (fuzz/run.sh). `make fuzz FUZZ_SECONDS=600` for a longer run.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
