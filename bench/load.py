@@ -31,17 +31,21 @@ common path.
 CPU layout (2 cores): every measured Envoy runs one worker (--concurrency 1)
 pinned to CPU 0; the upstream (an Envoy answering every request itself with
 `direct_response`, one worker) and wrk (one thread) share CPU 1. The measured
-Envoy is the only process on its core, so its per-request cost decides the
-throughput, and its CPU time per request is read from /proc.
+Envoy is the only benchmark process on its core, so its per-request cost
+decides the throughput; its CPU time per request is read from /proc, and the
+share of its core it got is reported (other load on the machine shows there).
 
 Each round runs every case once (A B C ... then again, the order rotated each
 round); the tables show the median of the rounds. Throughput runs use 32
 connections (saturating); latency runs use 1 connection (no queueing), so
 their p99 is the cost of one request, not the length of a queue.
 
-Then the memory run: a fresh quota Envoy, requests from new users until
-10^4, 10^5 and 10^6 counters exist, with Envoy's RSS and allocated heap after
-each step. Then the .wasm before and after wasm-opt.
+First the .wasm is measured before and after `wasm-opt -Oz` (and the result
+loaded into Envoy: it is the quota_opt case). Last, the memory run: a fresh
+quota Envoy answering each request itself after the filter, one new user per
+request until 10^4, 10^5 and 10^6 counters exist, with Envoy's RSS and
+allocated heap after each step, within --memory-budget seconds (a step not
+reached is reported as such).
 
 Writes target/bench/load.json and target/bench/load.md, prints the markdown;
 exits non-zero if any request failed.
