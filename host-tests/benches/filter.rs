@@ -28,7 +28,12 @@ fn per_request(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let user = format!("path-{}", n % 10_000);
-            vm.request().method("POST").path("/v1/batches").header("x-user-id", &user).header("x-plan", "enterprise").send()
+            vm.request()
+                .method("POST")
+                .path("/v1/batches")
+                .header("x-user-id", &user)
+                .header("x-plan", "enterprise")
+                .send()
         })
     });
     let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(2000));
