@@ -80,18 +80,10 @@ pub(crate) fn copy_out(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> Result<(), Fail> {
-    let size = u32::try_from(bytes.len()).map_err(|_| Status::InvalidMemoryAccess)?;
-    let mut address = 0u32;
-    if size > 0 {
-        address = allocate(caller, size)?;
-        write(caller, address as i32, bytes)?;
-    }
-    write_u32(caller, ptr_ptr, address)?;
-    write_u32(caller, size_ptr, size)?;
-    Ok(())
+    copy_out_with(caller, bytes, ptr_ptr, size_ptr, false)
 }
 
-/// Copies `bytes` into a fresh guest allocation even when empty (for maps, which
+/// Like [`copy_out`], but allocates even when empty (for maps, which
 /// proxy-wasm-cpp-host always allocates).
 pub(crate) fn copy_out_always(
     caller: &mut Caller<'_, VmState>,
@@ -99,9 +91,22 @@ pub(crate) fn copy_out_always(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> Result<(), Fail> {
+    copy_out_with(caller, bytes, ptr_ptr, size_ptr, true)
+}
+
+fn copy_out_with(
+    caller: &mut Caller<'_, VmState>,
+    bytes: &[u8],
+    ptr_ptr: i32,
+    size_ptr: i32,
+    allocate_empty: bool,
+) -> Result<(), Fail> {
     let size = u32::try_from(bytes.len()).map_err(|_| Status::InvalidMemoryAccess)?;
-    let address = allocate(caller, size.max(1))?;
-    write(caller, address as i32, bytes)?;
+    let mut address = 0u32;
+    if size > 0 || allocate_empty {
+        address = allocate(caller, size.max(1))?;
+        write(caller, address as i32, bytes)?;
+    }
     write_u32(caller, ptr_ptr, address)?;
     write_u32(caller, size_ptr, size)?;
     Ok(())
