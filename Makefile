@@ -23,10 +23,16 @@ WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' client
 NODE_STAMP := client/node_modules/.setup-stamp
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup setup-rust build run test test-native test-host test-e2e fmt clippy clean
+.PHONY: setup setup-rust setup-redis run-cluster build run test test-native test-host test-e2e fmt clippy clean
 .PHONY: setup-client client setup-node setup-browser test-client
 
-setup: setup-rust $(VENV_STAMP)
+setup: setup-rust $(VENV_STAMP) setup-redis
+
+# Redis and webdis (its HTTP front) from Debian, for the Redis counter store:
+# its script test (test-native), the end-to-end tests and `make run-cluster`.
+setup-redis:
+	@command -v redis-server >/dev/null && command -v webdis >/dev/null || \
+		{ apt-get update && apt-get install -y redis-server webdis; }
 
 setup-rust:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -66,9 +72,13 @@ setup-browser:
 run: setup build client
 	$(PYTHON) envoy/run_demo.py
 
+# The demo with counters in Redis: Redis, webdis and two Envoys on loopback.
+run-cluster: setup build client
+	$(PYTHON) envoy/run_demo.py --cluster
+
 test: test-native test-host test-client test-e2e
 
-test-native:
+test-native: setup-redis
 	cargo test -p quota-core -p quota-filter -p quota-matrix
 
 # The quota matrix tool: make matrix ARGS="render envoy/demo-config.json"

@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,136 @@ def start_demo_server(*, port=0):
 # --------------------------------------------------------------------------
 # Envoy
 # --------------------------------------------------------------------------
+
+def _free_port():
+    """A port nothing listens on right now (for servers that cannot bind port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port, proc, what, timeout=START_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} not listening on {port} after {timeout:.0f}s") from None
+            time.sleep(0.05)
+
+
+class RedisServer:
+    """A redis-server on loopback (Debian's, see `make setup-redis`); use
+    `start_redis`. A context manager. With `persistent`, every write is in
+    the append-only file before Redis answers (appendfsync always), so a
+    restart (`restart()`) loses nothing."""
+
+    def __init__(self, *, port=0, persistent=False, workdir=None):
+        self.port = port or _free_port()
+        self.persistent = persistent
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="redis-"))
+        self.proc = None
+
+    def start(self):
+        durability = (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
+                      else ["--appendonly", "no"])
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"), *durability]
+        self.proc = _popen(args, stdin=subprocess.DEVNULL)
+        _wait_for_port(self.port, self.proc, "redis-server")
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            _terminate(self.proc)
+            self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def cli(self, *args):
+        """Runs redis-cli against this server; its output as text."""
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True,
+                              capture_output=True, text=True, timeout=10).stdout
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def start_redis(**kwargs):
+    return RedisServer(**kwargs).start()
+
+
+# Webdis answers only the calls the filter makes: the script, by hash or
+# itself (after Redis lost its script cache). Everything else is refused.
+WEBDIS_COMMANDS = ["EVALSHA", "EVAL"]
+
+
+class Webdis:
+    """webdis (Debian's): the HTTP front through which the filter reaches
+    Redis. A context manager; use `start_webdis`."""
+
+    def __init__(self, redis_port, *, port=0, workdir=None):
+        self.port = port or _free_port()
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="webdis-"))
+        config = {
+            "redis_host": "127.0.0.1", "redis_port": redis_port,
+            "http_host": "127.0.0.1", "http_port": self.port,
+            "threads": 2, "pool_size": 16, "daemonize": False, "database": 0,
+            "acl": [{"disabled": ["*"]}, {"enabled": WEBDIS_COMMANDS}],
+            "verbosity": 3, "logfile": str(self.workdir / "webdis.log"),
+        }
+        (self.workdir / "webdis.json").write_text(json.dumps(config, indent=2))
+        self.proc = _popen(["webdis", str(self.workdir / "webdis.json")], stdin=subprocess.DEVNULL)
+        _wait_for_port(self.port, self.proc, "webdis")
+
+    def stop(self):
+        _terminate(self.proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_webdis(redis_port, **kwargs):
+    return Webdis(redis_port, **kwargs)
+
+
+def webdis_cluster(webdis_port, name="webdis"):
+    """The Envoy cluster the filter's `counters.redis.cluster` names."""
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "0.25s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": _socket_address(webdis_port)}},
+            ]}],
+        },
+    }
+
+
+def redis_counters(on_error="fail_open", timeout_ms=200, cluster="webdis"):
+    """The filter's `counters` object for the Redis store behind `webdis_cluster`."""
+    return {"store": "redis", "on_error": on_error,
+            "redis": {"cluster": cluster, "timeout_ms": timeout_ms}}
+
 
 def _socket_address(port):
     return {"socket_address": {"address": "127.0.0.1", "port_value": port}}

@@ -3,7 +3,7 @@
 //! Grant units are spent after the plan's own and carry over between windows.
 
 use crate::config::{ClassId, Config};
-use crate::identity::{scope_key, ScopeKind};
+use crate::identity::ScopeKind;
 
 /// A validated grant request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub fn parse_grant(config: &Config, query: &str) -> Result<GrantRequest, String>
         .filter(|u| (1..=1_000_000_000).contains(u))
         .ok_or("\"units\" must be a whole number from 1 to 1000000000")?;
     let class = config.class(class_id).ok_or("no such class")?;
-    let key = scope_key(class, scope, &id);
+    let key = crate::engine::store_key(config, class, scope, &id);
     Ok(GrantRequest { class: class_id, scope, id, units, key })
 }
 

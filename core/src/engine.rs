@@ -1,11 +1,12 @@
 //! Charging a classified, identified request: the decision value everything
 //! the caller sees (headers, bodies, later metrics) is built from.
 
-use crate::config::{Cell, ClassId, Config, FailPolicy, TierId};
+use crate::config::{Cell, Class, ClassId, Config, FailPolicy, Limits, TierId};
 use crate::counter::Counter;
 use crate::decide::{decide, Charge};
-use crate::identity::{Caller, ScopeKind};
+use crate::identity::{scope_key, Caller, ScopeKind};
 use crate::store::{compare_and_swap, CounterStore, GiveUp};
+use crate::window::Alignment;
 
 /// The verdict on one request in one class.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +123,123 @@ pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) ->
     config.class(class).map_or(1, |c| crate::cost::request_cost(c, body))
 }
 
+/// The key of the counter of (`kind`, `id`) for `class` in the configured store.
+pub fn store_key(config: &Config, class: &Class, kind: ScopeKind, id: &str) -> String {
+    match &config.counters.redis {
+        None => scope_key(class, kind, id),
+        Some(redis) => crate::redis::key(&redis.key_prefix, &class.name, kind, id),
+    }
+}
+
+/// The keys of every counter `caller`'s plan has (what the usage endpoint reads).
+pub fn store_keys(config: &Config, caller: &Caller) -> Vec<String> {
+    let Some(tier) = config.tier(caller.tier) else { return Vec::new() };
+    let mut keys: Vec<String> = config
+        .classes
+        .iter()
+        .zip(&tier.cells)
+        .filter_map(|(class, cell)| match cell {
+            Cell::Limited(l) => {
+                let (kind, id) = caller.scope_id(l.scope);
+                Some(store_key(config, class, kind, id))
+            }
+            Cell::NotIncluded => None,
+        })
+        .collect();
+    keys.dedup();
+    keys
+}
+
+/// A charge the store still has to make: a remote store answers it later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub class: ClassId,
+    pub tier: TierId,
+    pub scope: ScopeKind,
+    /// The counter in the configured store.
+    pub key: String,
+    pub now_ms: i64,
+    pub cost: u64,
+    pub confirmed: bool,
+    pub alignment: Alignment,
+}
+
+impl Ticket {
+    /// Unix seconds, as windows count them.
+    pub fn now(&self) -> i64 {
+        self.now_ms.div_euclid(1000)
+    }
+}
+
+/// The first half of a charge: either decided without a counter, or a
+/// ticket for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    Decided(Decision),
+    Charge(Ticket),
+}
+
+/// Finds the counter `cost` units of `class` are charged to.
+pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, confirmed: bool, now_ms: i64) -> Prepared {
+    let decision = |scope, outcome| Decision { class, tier: caller.tier, scope, key: None, now_ms, outcome };
+    let user_scope = caller.scope(crate::config::Scope::User);
+    let (Some(cell), Some(class_def)) = (config.cell(caller.tier, class), config.class(class)) else {
+        let reason = GiveUp::Unavailable("no cell for this tier and class".into());
+        return Prepared::Decided(decision(
+            user_scope,
+            Outcome::Unavailable { policy: config.counters.on_error, reason },
+        ));
+    };
+    let limits = match cell {
+        Cell::NotIncluded => return Prepared::Decided(decision(user_scope, Outcome::NotIncluded)),
+        Cell::Limited(l) => l,
+    };
+    let (scope, id) = caller.scope_id(limits.scope);
+    Prepared::Charge(Ticket {
+        class,
+        tier: caller.tier,
+        scope,
+        key: store_key(config, class_def, scope, id),
+        now_ms,
+        cost,
+        confirmed,
+        alignment: caller.alignment,
+    })
+}
+
+/// The limits a ticket is charged against.
+pub fn limits_of<'c>(config: &'c Config, ticket: &Ticket) -> Option<&'c Limits> {
+    match config.cell(ticket.tier, ticket.class) {
+        Some(Cell::Limited(l)) => Some(l),
+        _ => None,
+    }
+}
+
+/// The second half: the decision on the counter as the store holds it
+/// (`Err`: the store gave up), and the counter to write.
+pub fn settle(config: &Config, ticket: Ticket, stored: Result<Option<Counter>, GiveUp>) -> (Decision, Option<Counter>) {
+    let outcome = |o| Decision {
+        class: ticket.class,
+        tier: ticket.tier,
+        scope: ticket.scope,
+        key: Some(ticket.key.clone()),
+        now_ms: ticket.now_ms,
+        outcome: o,
+    };
+    let policy = config.counters.on_error;
+    let Some(limits) = limits_of(config, &ticket) else {
+        let reason = GiveUp::Unavailable("no cell for this tier and class".into());
+        return (outcome(Outcome::Unavailable { policy, reason }), None);
+    };
+    match stored {
+        Err(reason) => (outcome(Outcome::Unavailable { policy, reason }), None),
+        Ok(old) => {
+            let (write, charge) = decide(old, limits, ticket.cost, ticket.confirmed, ticket.now(), ticket.alignment);
+            (outcome(Outcome::Charged(charge)), write)
+        }
+    }
+}
+
 /// Charges `cost` units of `class` to `caller` at `now_ms`, exactly once,
 /// whatever other workers do at the same time. `confirmed`: the caller sent
 /// the confirmation header for a costly request.
@@ -134,28 +252,21 @@ pub fn charge<S: CounterStore + ?Sized>(
     now_ms: i64,
     store: &S,
 ) -> Decision {
-    let decision = |scope, key, outcome| Decision { class, tier: caller.tier, scope, key, now_ms, outcome };
-    let user_scope = caller.scope(crate::config::Scope::User);
-    let (Some(cell), Some(class_def)) = (config.cell(caller.tier, class), config.class(class)) else {
-        let reason = GiveUp::Unavailable("no cell for this tier and class".into());
-        return decision(user_scope, None, Outcome::Unavailable { policy: config.counters.on_error, reason });
+    let ticket = match prepare(config, caller, class, cost, confirmed, now_ms) {
+        Prepared::Decided(d) => return d,
+        Prepared::Charge(t) => t,
     };
-    let limits = match cell {
-        Cell::NotIncluded => return decision(user_scope, None, Outcome::NotIncluded),
-        Cell::Limited(l) => l,
-    };
-    let key = caller.counter_key(class_def, limits.scope);
-    let now = now_ms.div_euclid(1000);
-    let result = compare_and_swap(store, &key, config.counters.cas_attempts, |old| {
-        let old = old.and_then(Counter::decode);
-        let (write, charge) = decide(old, limits, cost, confirmed, now, caller.alignment);
-        (write.map(|c| c.encode().to_vec()), charge)
+    let mut decided = None;
+    let result = compare_and_swap(store, &ticket.key, config.counters.cas_attempts, |old| {
+        let (decision, write) = settle(config, ticket.clone(), Ok(old.and_then(Counter::decode)));
+        decided = Some(decision);
+        (write.map(|c| c.encode().to_vec()), ())
     });
-    let outcome = match result {
-        Ok(charge) => Outcome::Charged(charge),
-        Err(reason) => Outcome::Unavailable { policy: config.counters.on_error, reason },
-    };
-    decision(caller.scope(limits.scope), Some(key), outcome)
+    match (result, decided) {
+        (Ok(()), Some(decision)) => decision,
+        (Err(reason), _) => settle(config, ticket, Err(reason)).0,
+        (Ok(()), None) => settle(config, ticket, Err(GiveUp::Unavailable("the store ran no attempt".into()))).0,
+    }
 }
 
 /// Corrects a charge after the response (token usage, refunds): `delta`

@@ -59,11 +59,15 @@ impl Caller {
 
     /// The shared-data key of this caller's counter for `class`.
     pub fn counter_key(&self, class: &Class, scope: Scope) -> String {
+        let (kind, id) = self.scope_id(scope);
+        scope_key(class, kind, id)
+    }
+
+    /// The scope a cell charges and the id counted under it.
+    pub fn scope_id(&self, scope: Scope) -> (ScopeKind, &str) {
         match self.scope(scope) {
-            ScopeKind::Workspace => {
-                scope_key(class, ScopeKind::Workspace, self.workspace.as_deref().unwrap_or(&self.id))
-            }
-            kind => scope_key(class, kind, &self.id),
+            ScopeKind::Workspace => (ScopeKind::Workspace, self.workspace.as_deref().unwrap_or(&self.id)),
+            kind => (kind, &self.id),
         }
     }
 }

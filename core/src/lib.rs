@@ -27,6 +27,7 @@ pub mod metering;
 pub mod negotiate;
 pub mod reply;
 pub mod request;
+pub mod redis;
 pub mod store;
 pub mod template;
 pub mod usage;

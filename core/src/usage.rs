@@ -34,7 +34,8 @@ pub fn usage_report<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, 
                 }),
                 Some(Cell::Limited(limits)) => {
                     let scope = caller.scope(limits.scope);
-                    match store.get(&caller.counter_key(class, limits.scope)) {
+                    let (kind, id) = caller.scope_id(limits.scope);
+                    match store.get(&crate::engine::store_key(config, class, kind, id)) {
                         Err(_) => json!({ "included": true, "scope": scope.as_str(), "state": STATE_UNAVAILABLE }),
                         Ok(found) => {
                             let old = found.and_then(|(bytes, _)| Counter::decode(&bytes));

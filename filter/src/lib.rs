@@ -4,6 +4,7 @@
 
 mod header_map;
 mod host;
+mod remote;
 mod report;
 mod root;
 mod shared_data;

@@ -32,7 +32,7 @@ pub struct Reporter {
     in_flight: Cell<u32>,
 }
 
-fn define(name: &str) -> Option<u32> {
+pub fn define(name: &str) -> Option<u32> {
     match hostcalls::define_metric(MetricType::Counter, name) {
         Ok(id) => Some(id),
         Err(status) => {
@@ -42,7 +42,7 @@ fn define(name: &str) -> Option<u32> {
     }
 }
 
-fn bump(id: Option<u32>, by: u64) {
+pub fn bump(id: Option<u32>, by: u64) {
     if let Some(id) = id {
         let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
     }

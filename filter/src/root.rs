@@ -3,6 +3,7 @@
 
 use crate::header_map;
 use crate::host::log;
+use crate::remote::Remote;
 use crate::report::Reporter;
 use crate::stream::QuotaStream;
 use proxy_wasm::hostcalls;
@@ -12,19 +13,32 @@ use quota_core::config::Config;
 use std::rc::Rc;
 use std::time::Duration;
 
-#[derive(Default)]
-pub struct QuotaRoot {
-    state: Option<(Rc<Config>, Rc<Reporter>)>,
+/// What every stream of this configuration shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Rc<Config>,
+    pub reporter: Rc<Reporter>,
+    /// Corrections for the Redis store, sent from here.
+    pub remote: Rc<Remote>,
 }
 
+#[derive(Default)]
+pub struct QuotaRoot {
+    state: Option<Shared>,
+}
+
+/// How often the root sends queued corrections to Redis.
+const REDIS_FLUSH_MS: u64 = 50;
+
 impl Context for QuotaRoot {
-    fn on_http_call_response(&mut self, _token: u32, headers: usize, _body: usize, _trailers: usize) {
-        // A call that failed or timed out arrives without headers.
-        let status = (headers > 0).then(|| header_map::get(MapType::HttpCallResponseHeaders, ":status")).flatten();
-        let ok = status.is_some_and(|s| s.starts_with(b"2"));
-        if let Some((_, reporter)) = &self.state {
-            reporter.callout_done(ok);
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
+        let Some(shared) = &self.state else { return };
+        if shared.remote.on_response(token, headers, body) {
+            return;
         }
+        // An analytics call. One that failed or timed out arrives without headers.
+        let status = (headers > 0).then(|| header_map::get(MapType::HttpCallResponseHeaders, ":status")).flatten();
+        shared.reporter.callout_done(status.is_some_and(|s| s.starts_with(b"2")));
     }
 }
 
@@ -34,19 +48,23 @@ impl RootContext for QuotaRoot {
         match Config::from_json(&bytes) {
             Ok(config) => {
                 let summary = format!(
-                    "quota: configured {} classes x {} tiers{}",
+                    "quota: configured {} classes x {} tiers, counters in {}{}",
                     config.classes.len(),
                     config.tiers.len(),
+                    config.counters.redis.as_ref().map_or("shared data", |_| "Redis"),
                     if config.any_rule_reads_body() { ", body rules on" } else { "" }
                 );
                 log(LogLevel::Info, &summary);
-                if let Some(analytics) = &config.observability.analytics {
-                    let _ = hostcalls::set_tick_period(Duration::from_millis(analytics.flush_ms));
+                let analytics = config.observability.analytics.as_ref().map(|a| a.flush_ms);
+                let redis = config.counters.redis.as_ref().map(|_| REDIS_FLUSH_MS);
+                if let Some(ms) = analytics.into_iter().chain(redis).min() {
+                    let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
                 }
-                // A reload keeps the counters: they live in shared data, not here.
+                // A reload keeps the counters: they live in shared data (or Redis), not here.
                 let config = Rc::new(config);
                 let reporter = Rc::new(Reporter::new(config.clone()));
-                self.state = Some((config, reporter));
+                let remote = Rc::new(Remote::new(config.clone()));
+                self.state = Some(Shared { config, reporter, remote });
                 true
             }
             Err(e) => {
@@ -58,8 +76,9 @@ impl RootContext for QuotaRoot {
     }
 
     fn on_tick(&mut self) {
-        if let Some((_, reporter)) = &self.state {
-            reporter.flush();
+        if let Some(shared) = &self.state {
+            shared.reporter.flush();
+            shared.remote.flush();
         }
     }
 

@@ -4,7 +4,9 @@
 
 use crate::header_map;
 use crate::host::{log, HostClock, HostProperties};
-use crate::report::Reporter;
+use crate::remote::{self, Remote};
+use crate::report::{bump, Reporter};
+use crate::root::Shared;
 use crate::shared_data::SharedData;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -14,16 +16,20 @@ use quota_core::clock::Clock;
 use quota_core::config::{ClassId, Config, Cost};
 use quota_core::copy::CONFIRM_HEADER;
 use quota_core::cost::{self, Body};
-use quota_core::engine::{self, charge, request_cost, Decision, Outcome};
+use quota_core::counter::Counter;
+use quota_core::engine::{self, charge, request_cost, Decision, Outcome, Prepared, Ticket};
 use quota_core::headers::{is_quota_header, Headers};
-use quota_core::identity::{identify, IdentityError};
+use quota_core::identity::{identify, Caller, IdentityError};
 use quota_core::metering::{usage_in, SseScanner};
 use quota_core::negotiate::{negotiate, BodyFormat};
+use quota_core::redis::{CallError, Command};
 use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
+use quota_core::store::{CounterStore, GiveUp, StoreError};
 use quota_core::usage::{method_not_allowed, usage_reply};
 use quota_core::{admin, admission};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// A request as the decision needs it.
@@ -64,58 +70,231 @@ enum Phase {
     Pass,
     /// A body rule or cost needs the request body: buffering it.
     AwaitingBody(Pending),
+    /// Waiting for the Redis store to charge the request.
+    Charging(Box<Charging>),
+    /// Waiting for the Redis store to read the usage endpoint's counters.
+    Reading(Box<Reading>),
+    /// Waiting for the Redis store to add a grant.
+    Granting(Box<Granting>),
     /// Admitted: these headers go on the upstream's response.
     Admitted(Headers, Option<Charged>),
     /// Answered locally; the reply already carries its headers.
     Replied,
 }
 
+/// A request paused while Redis charges it.
+pub struct Charging {
+    request: Pending,
+    caller: Caller,
+    class: ClassId,
+    /// The request body's length, when the filter read it (for a rewrite).
+    body_len: Option<usize>,
+    json: Option<Value>,
+    ticket: Ticket,
+    command: Command,
+    token: u32,
+    /// Already sent the script itself (after a NOSCRIPT).
+    loaded: bool,
+}
+
+/// The usage endpoint, paused while Redis reads each counter.
+pub struct Reading {
+    caller: Caller,
+    /// The call of each counter still out, by token.
+    waiting: HashMap<u32, String>,
+    /// Each counter read, by key: its record, or why it could not be read.
+    read: HashMap<String, Result<Option<Counter>, String>>,
+}
+
+/// The grants endpoint, paused while Redis adds the grant.
+pub struct Granting {
+    grant: admin::GrantRequest,
+    command: Command,
+    token: u32,
+    loaded: bool,
+}
+
+/// Counters read from Redis ahead of time, as a store (read only).
+struct Prefetched<'a>(&'a HashMap<String, Result<Option<Counter>, String>>);
+
+impl CounterStore for Prefetched<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match self.0.get(key) {
+            Some(Ok(found)) => Ok(found.map(|c| (c.encode().to_vec(), 0))),
+            Some(Err(why)) => Err(StoreError::Unavailable(why.clone())),
+            None => Err(StoreError::Unavailable("not read".into())),
+        }
+    }
+
+    fn set(&self, _key: &str, _value: &[u8], _expect: quota_core::store::Expect) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("read only".into()))
+    }
+}
+
 pub struct QuotaStream {
     config: Option<Rc<Config>>,
     reporter: Option<Rc<Reporter>>,
+    remote: Option<Rc<Remote>>,
     phase: Phase,
 }
 
 impl QuotaStream {
-    pub fn new(state: Option<(Rc<Config>, Rc<Reporter>)>) -> Self {
-        let (config, reporter) = state.map_or((None, None), |(c, r)| (Some(c), Some(r)));
-        QuotaStream { config, reporter, phase: Phase::Pass }
+    pub fn new(state: Option<Shared>) -> Self {
+        match state {
+            Some(s) => QuotaStream {
+                config: Some(s.config),
+                reporter: Some(s.reporter),
+                remote: Some(s.remote),
+                phase: Phase::Pass,
+            },
+            None => QuotaStream { config: None, reporter: None, remote: None, phase: Phase::Pass },
+        }
     }
 
     /// Charges the request to its class and carries out the decision.
-    /// Returns whether the request goes on.
+    /// Returns whether the request goes on now (false: answered, or waiting for Redis).
     /// `body` and its parse `json` are there when the filter read the body.
     fn decide(
         &mut self,
         config: &Config,
-        request: &Pending,
+        request: Pending,
         class: ClassId,
         body: Option<&[u8]>,
-        mut json: Option<Value>,
+        json: Option<Value>,
     ) -> bool {
         let caller = match identify(config, &request.head, &HostProperties) {
             Ok(c) => c,
-            Err(e) => return self.refuse_identity(config, request, &e),
+            Err(e) => return self.refuse_identity(config, &request, &e),
         };
         let cost = request_cost(config, class, Body { bytes: body, json: json.as_ref() });
-        let decision = charge(config, &caller, class, cost, request.confirmed, HostClock.now_ms(), &SharedData);
-        if let Some(r) = &self.reporter {
-            r.decision(&caller, &decision);
+        let body_len = body.map(<[u8]>::len);
+        let now_ms = HostClock.now_ms();
+        let Some(store) = &config.counters.redis else {
+            let decision = charge(config, &caller, class, cost, request.confirmed, now_ms, &SharedData);
+            return self.carry_out(config, &request, &caller, class, body_len, json, &decision);
+        };
+        let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
+            Prepared::Decided(decision) => {
+                return self.carry_out(config, &request, &caller, class, body_len, json, &decision)
+            }
+            Prepared::Charge(ticket) => ticket,
+        };
+        let Some(limits) = engine::limits_of(config, &ticket) else { return true };
+        let command =
+            Command::charge(ticket.key.clone(), limits, cost, ticket.confirmed, ticket.now(), ticket.alignment);
+        let loaded = self.remote.as_ref().is_some_and(|r| r.needs_script());
+        match remote::call(store, &command, loaded) {
+            Ok(token) => {
+                self.phase = Phase::Charging(Box::new(Charging {
+                    request,
+                    caller,
+                    class,
+                    body_len,
+                    json,
+                    ticket,
+                    command,
+                    token,
+                    loaded,
+                }));
+                false
+            }
+            Err(why) => {
+                self.store_error(&why);
+                let (decision, _) = engine::settle(config, ticket, Err(GiveUp::Unavailable(why)));
+                self.carry_out(config, &request, &caller, class, body_len, json, &decision)
+            }
         }
-        match respond(config, &decision, request.format()) {
+    }
+
+    /// Reports and carries out a decision: forwards the request with its
+    /// headers and any rewrite, or answers it. Returns whether it goes on.
+    #[allow(clippy::too_many_arguments)]
+    fn carry_out(
+        &mut self,
+        config: &Config,
+        request: &Pending,
+        caller: &Caller,
+        class: ClassId,
+        body_len: Option<usize>,
+        mut json: Option<Value>,
+        decision: &Decision,
+    ) -> bool {
+        if let Some(r) = &self.reporter {
+            r.decision(caller, decision);
+        }
+        match respond(config, decision, request.format()) {
             Decided::Continue(headers) => {
-                let rewritten = apply_admission(config, &decision, json.as_mut());
-                if let (true, Some(j), Some(b)) = (rewritten, &json, body) {
+                let rewritten = apply_admission(config, decision, json.as_mut());
+                if let (true, Some(j), Some(len)) = (rewritten, &json, body_len) {
                     let bytes = j.to_string();
-                    if let Err(s) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, b.len(), bytes.as_bytes()) {
+                    if let Err(s) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, len, bytes.as_bytes()) {
                         log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {s:?}"));
                     }
                 }
-                let charged = charged(config, &decision, class, json.as_ref());
+                let charged = charged(config, decision, class, json.as_ref());
                 self.phase = Phase::Admitted(headers, charged);
                 true
             }
             Decided::Reply(reply) => self.reply(&reply),
+        }
+    }
+
+    fn store_error(&self, why: &str) {
+        log(LogLevel::Warn, &format!("quota: the Redis store did not answer: {why}"));
+        if let Some(r) = &self.remote {
+            bump(r.metrics.errors, 1);
+        }
+    }
+
+    /// Redis answered (or failed to answer) a paused request's charge.
+    fn charged_by_redis(&mut self, mut waiting: Box<Charging>, num_headers: usize, body_size: usize) {
+        let Some(config) = self.config.clone() else { return };
+        let Some(store) = &config.counters.redis else { return };
+        let stored = match remote::answer(num_headers, body_size) {
+            Ok(answer) => Ok(answer),
+            Err(CallError::NoScript) if !waiting.loaded => {
+                // Redis lost its script cache (a restart): send the script itself once.
+                if let Some(r) = &self.remote {
+                    r.script_missing();
+                }
+                match remote::call(store, &waiting.command, true) {
+                    Ok(token) => {
+                        waiting.token = token;
+                        waiting.loaded = true;
+                        self.phase = Phase::Charging(waiting);
+                        return;
+                    }
+                    Err(why) => Err(why),
+                }
+            }
+            Err(CallError::NoScript) => Err("NOSCRIPT after sending the script".to_string()),
+            Err(CallError::Failed(why)) => Err(why),
+        };
+        if let (Ok(_), Some(r)) = (&stored, &self.remote) {
+            r.script_present();
+        }
+        if let Err(why) = &stored {
+            self.store_error(why);
+        }
+        let before = stored.as_ref().map(|a| a.before).map_err(|why| GiveUp::Unavailable(why.clone()));
+        let (decision, write) = engine::settle(&config, waiting.ticket.clone(), before);
+        if let Ok(answer) = &stored {
+            if answer.after != write.or(answer.before) {
+                log(
+                    LogLevel::Error,
+                    &format!(
+                        "quota: the Redis script and the core disagree on {}: script {:?}, core {:?}",
+                        waiting.ticket.key, answer.after, write
+                    ),
+                );
+                if let Some(r) = &self.remote {
+                    bump(r.metrics.mismatches, 1);
+                }
+            }
+        }
+        let Charging { request, caller, class, body_len, json, .. } = *waiting;
+        if self.carry_out(&config, &request, &caller, class, body_len, json, &decision) {
+            let _ = hostcalls::resume_http_request();
         }
     }
 
@@ -143,10 +322,44 @@ impl QuotaStream {
             self.reply(&method_not_allowed());
             return;
         }
-        match identify(config, &request.head, &HostProperties) {
-            Ok(caller) => self.reply(&usage_reply(config, &caller, HostClock.now_ms(), &SharedData)),
-            Err(e) => self.refuse_identity(config, request, &e),
+        let caller = match identify(config, &request.head, &HostProperties) {
+            Ok(caller) => caller,
+            Err(e) => {
+                self.refuse_identity(config, request, &e);
+                return;
+            }
         };
+        let Some(store) = &config.counters.redis else {
+            self.reply(&usage_reply(config, &caller, HostClock.now_ms(), &SharedData));
+            return;
+        };
+        // Read every counter of the caller's plan from Redis, then answer.
+        let mut reading = Reading { caller, waiting: HashMap::new(), read: HashMap::new() };
+        let load = self.remote.as_ref().is_some_and(|r| r.needs_script());
+        for key in engine::store_keys(config, &reading.caller) {
+            match remote::call(store, &Command::view(key.clone()), load) {
+                Ok(token) => {
+                    reading.waiting.insert(token, key);
+                }
+                Err(why) => {
+                    self.store_error(&why);
+                    reading.read.insert(key, Err(why));
+                }
+            }
+        }
+        self.phase = Phase::Reading(Box::new(reading));
+        self.finish_reading();
+    }
+
+    /// Answers the usage endpoint once every counter is read.
+    fn finish_reading(&mut self) {
+        let Some(config) = self.config.clone() else { return };
+        let Phase::Reading(reading) = &self.phase else { return };
+        if !reading.waiting.is_empty() {
+            return;
+        }
+        let reply = usage_reply(&config, &reading.caller, HostClock.now_ms(), &Prefetched(&reading.read));
+        self.reply(&reply);
     }
 
     /// Finishes a request that waited for its body.
@@ -159,49 +372,109 @@ impl QuotaStream {
         let json: Option<Value> = body.as_deref().and_then(|b| serde_json::from_slice(b).ok());
         match classify_with_body(&config, &request.head, json.as_ref()) {
             None => Action::Continue,
-            Some(class) if self.decide(&config, &request, class, body.as_deref(), json) => Action::Continue,
+            Some(class) if self.decide(&config, request, class, body.as_deref(), json) => Action::Continue,
             Some(_) => Action::Pause,
         }
     }
 
     /// Adds grant units (the admin endpoint's query).
     fn admin_grant(&mut self, config: &Config, query: &str) {
-        let answer = |status: u16, doc: Value| LocalReply {
-            status,
-            headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
-            body: doc.to_string(),
+        let grant = match admin::parse_grant(config, query) {
+            Ok(g) => g,
+            Err(why) => {
+                let doc = json!({ "error": { "message": why, "type": "invalid_request_error", "code": "bad_grant" } });
+                self.reply(&json_reply(400, &doc));
+                return;
+            }
         };
-        let reply = match admin::parse_grant(config, query) {
-            Err(why) => answer(
-                400,
-                json!({ "error": { "message": why, "type": "invalid_request_error", "code": "bad_grant" } }),
-            ),
-            Ok(g) => match engine::grant(config, &g.key, g.units, &SharedData) {
-                Ok(balance) => {
-                    log(
-                        LogLevel::Info,
-                        &format!("quota: granted {} units of {} to {}", g.units, g.key, g.scope.as_str()),
-                    );
-                    answer(
-                        200,
-                        json!({ "class": config.class(g.class).map(|c| c.name.clone()), "scope": g.scope.as_str(), "id": g.id, "added": g.units, "grant": balance }),
-                    )
-                }
-                Err(e) => answer(
-                    503,
-                    json!({ "error": { "message": format!("the counter store gave up: {e:?}"), "type": "server_error", "code": "quota_unavailable" } }),
-                ),
-            },
+        let Some(store) = &config.counters.redis else {
+            let result = engine::grant(config, &grant.key, grant.units, &SharedData).map_err(|e| format!("{e:?}"));
+            self.reply(&granted(config, &grant, result));
+            return;
         };
-        self.reply(&reply);
+        let command = Command::grant(grant.key.clone(), grant.units);
+        let loaded = self.remote.as_ref().is_some_and(|r| r.needs_script());
+        match remote::call(store, &command, loaded) {
+            Ok(token) => self.phase = Phase::Granting(Box::new(Granting { grant, command, token, loaded })),
+            Err(why) => {
+                self.store_error(&why);
+                self.reply(&granted(config, &grant, Err(why)));
+            }
+        }
     }
 
-    /// Applies a correction to the charge (refund or reported usage).
+    /// Redis answered (or failed to answer) a grant.
+    fn granted_by_redis(&mut self, mut waiting: Box<Granting>, num_headers: usize, body_size: usize) {
+        let Some(config) = self.config.clone() else { return };
+        let Some(store) = &config.counters.redis else { return };
+        let result = match remote::answer(num_headers, body_size) {
+            Ok(answer) => Ok(answer.after.map_or(0, |c| c.grant)),
+            Err(CallError::NoScript) if !waiting.loaded => {
+                if let Some(r) = &self.remote {
+                    r.script_missing();
+                }
+                match remote::call(store, &waiting.command, true) {
+                    Ok(token) => {
+                        waiting.token = token;
+                        waiting.loaded = true;
+                        self.phase = Phase::Granting(waiting);
+                        return;
+                    }
+                    Err(why) => Err(why),
+                }
+            }
+            Err(CallError::NoScript) => Err("NOSCRIPT after sending the script".to_string()),
+            Err(CallError::Failed(why)) => Err(why),
+        };
+        if let Err(why) = &result {
+            self.store_error(why);
+        }
+        self.reply(&granted(&config, &waiting.grant, result));
+    }
+
+    /// Applies a correction to the charge (refund or reported usage): now in
+    /// shared data, or queued for Redis (sent from the root context, so it
+    /// survives the end of this stream).
     fn correct(&self, charged: &Charged, delta: i64) {
         let Some(config) = &self.config else { return };
+        if delta == 0 {
+            return;
+        }
+        if config.counters.redis.is_some() {
+            if let Some(remote) = &self.remote {
+                remote.push(Command::adjust(charged.key.clone(), charged.window_start, delta));
+            }
+            return;
+        }
         if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, &SharedData) {
             log(LogLevel::Warn, &format!("quota: could not correct {} by {delta}: {e:?}", charged.key));
         }
+    }
+}
+
+fn json_reply(status: u16, doc: &Value) -> LocalReply {
+    LocalReply {
+        status,
+        headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
+        body: doc.to_string(),
+    }
+}
+
+/// The grants endpoint's answer: the new balance, or why the store gave up.
+fn granted(config: &Config, g: &admin::GrantRequest, result: Result<u64, String>) -> LocalReply {
+    match result {
+        Ok(balance) => {
+            log(LogLevel::Info, &format!("quota: granted {} units of {} to {}", g.units, g.key, g.scope.as_str()));
+            let class = config.class(g.class).map(|c| c.name.clone());
+            json_reply(
+                200,
+                &json!({ "class": class, "scope": g.scope.as_str(), "id": g.id, "added": g.units, "grant": balance }),
+            )
+        }
+        Err(e) => json_reply(
+            503,
+            &json!({ "error": { "message": format!("the counter store gave up: {e}"), "type": "server_error", "code": "quota_unavailable" } }),
+        ),
     }
 }
 
@@ -238,7 +511,40 @@ fn charged(config: &Config, d: &Decision, class: ClassId, json: Option<&Value>) 
     })
 }
 
-impl Context for QuotaStream {}
+impl Context for QuotaStream {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        match std::mem::replace(&mut self.phase, Phase::Pass) {
+            Phase::Charging(waiting) if waiting.token == token => {
+                self.charged_by_redis(waiting, num_headers, body_size)
+            }
+            Phase::Granting(waiting) if waiting.token == token => {
+                self.granted_by_redis(waiting, num_headers, body_size)
+            }
+            Phase::Reading(mut reading) => {
+                if let Some(key) = reading.waiting.remove(&token) {
+                    let read = match remote::answer(num_headers, body_size) {
+                        Ok(answer) => Ok(answer.before),
+                        Err(CallError::NoScript) => {
+                            // The meter shows "unavailable" this once; the next call sends the script.
+                            if let Some(r) = &self.remote {
+                                r.script_missing();
+                            }
+                            Err("Redis has no copy of the script".to_string())
+                        }
+                        Err(CallError::Failed(why)) => Err(why),
+                    };
+                    if let Err(why) = &read {
+                        self.store_error(why);
+                    }
+                    reading.read.insert(key, read);
+                }
+                self.phase = Phase::Reading(reading);
+                self.finish_reading();
+            }
+            other => self.phase = other,
+        }
+    }
+}
 
 impl HttpContext for QuotaStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -281,7 +587,7 @@ impl HttpContext for QuotaStream {
         match classify_head(&config, &request.head) {
             HeadMatch::Unclassified => Action::Continue,
             HeadMatch::Class(class) => {
-                if self.decide(&config, &request, class, None, None) {
+                if self.decide(&config, request, class, None, None) {
                     Action::Continue
                 } else {
                     Action::Pause
@@ -374,24 +680,21 @@ impl HttpContext for QuotaStream {
                 }
             }
         }
-        if end_of_stream {
-            let reported = match &m.sse {
-                Some(scanner) => scanner.usage(),
-                None if m.too_big => None,
-                None => serde_json::from_slice::<Value>(&m.json).ok().as_ref().and_then(usage_in),
-            };
-            if let Some(tokens) = reported.and_then(|u| u.tokens()) {
-                let actual = cost::scale(tokens, m.factor);
-                let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(c.cost).unwrap_or(i64::MAX);
-                let charged = c.key.clone();
-                let window_start = c.window_start;
-                if let (Some(config), true) = (&self.config, delta != 0) {
-                    if let Err(e) = engine::correct(config, &charged, window_start, delta, &SharedData) {
-                        log(LogLevel::Warn, &format!("quota: could not reconcile {charged}: {e:?}"));
-                    }
-                }
-            }
-            c.metering = None;
+        if !end_of_stream {
+            return Action::Continue;
+        }
+        let reported = match &m.sse {
+            Some(scanner) => scanner.usage(),
+            None if m.too_big => None,
+            None => serde_json::from_slice::<Value>(&m.json).ok().as_ref().and_then(usage_in),
+        };
+        let delta = reported.and_then(|u| u.tokens()).map(|tokens| {
+            let actual = cost::scale(tokens, m.factor);
+            i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(c.cost).unwrap_or(i64::MAX)
+        });
+        c.metering = None;
+        if let (Some(delta), Phase::Admitted(_, Some(c))) = (delta, &self.phase) {
+            self.correct(c, delta);
         }
         Action::Continue
     }

@@ -366,10 +366,25 @@ pub enum FailPolicy {
     Closed,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CounterConfig {
     pub cas_attempts: u32,
     pub on_error: FailPolicy,
+    /// `None`: Envoy's shared data (this Envoy only).
+    pub redis: Option<RedisStore>,
+}
+
+/// Counters in Redis, reached through an HTTP front (see `redis.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisStore {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub authorization: Option<String>,
+    pub timeout_ms: u64,
+    pub key_prefix: String,
+    /// SHA-1 of the script, the name EVALSHA calls it by.
+    pub script_sha1: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -507,8 +522,9 @@ impl TryFrom<RawConfig> for Config {
                 .ok_or_else(|| ConfigError::new("max_body_bytes", "must be at most 67108864 (64 MiB)"))?,
         };
         let counters = match raw.counters {
-            None => CounterConfig { cas_attempts: DEFAULT_CAS_ATTEMPTS, on_error: FailPolicy::Open },
+            None => CounterConfig { cas_attempts: DEFAULT_CAS_ATTEMPTS, on_error: FailPolicy::Open, redis: None },
             Some(c) => CounterConfig {
+                redis: check_store(c.store.as_deref(), c.redis.as_ref())?,
                 cas_attempts: match c.cas_attempts {
                     None => DEFAULT_CAS_ATTEMPTS,
                     Some(n @ 1..=1000) => n,
@@ -1148,6 +1164,54 @@ fn check_observability(raw: Option<&RawObservability>) -> Result<Observability, 
         ids,
         analytics,
     })
+}
+
+fn check_store(store: Option<&str>, redis: Option<&RawRedis>) -> Result<Option<RedisStore>, ConfigError> {
+    let r = match (store, redis) {
+        (None | Some("shared_data"), None) => return Ok(None),
+        (None | Some("shared_data"), Some(_)) => {
+            return Err(ConfigError::new("counters.redis", "is only read with \"store\": \"redis\""))
+        }
+        (Some("redis"), Some(r)) => r,
+        (Some("redis"), None) => {
+            return Err(ConfigError::new("counters.redis", "is required with \"store\": \"redis\""))
+        }
+        (Some(other), _) => {
+            return Err(ConfigError::new(
+                "counters.store",
+                format!("must be \"shared_data\" or \"redis\", got \"{other}\""),
+            ))
+        }
+    };
+    let at = |f: &str| format!("counters.redis.{f}");
+    if r.cluster.is_empty() || r.cluster.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ConfigError::new(at("cluster"), "must name an Envoy cluster"));
+    }
+    let path = r.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') {
+        return Err(ConfigError::new(at("path"), format!("must start with '/', got \"{path}\"")));
+    }
+    if r.authorization.as_deref().is_some_and(|a| a.chars().any(char::is_control)) {
+        return Err(ConfigError::new(at("authorization"), "must not contain control characters"));
+    }
+    let timeout_ms = match r.timeout_ms {
+        None => 200,
+        Some(v @ 1..=10_000) => v,
+        Some(v) => return Err(ConfigError::new(at("timeout_ms"), format!("must be between 1 and 10000, got {v}"))),
+    };
+    let key_prefix = r.key_prefix.clone().unwrap_or_else(|| "quota:".into());
+    if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_control() || c == '{' || c == '}') {
+        return Err(ConfigError::new(at("key_prefix"), "must be at most 64 characters, without '{', '}' or controls"));
+    }
+    Ok(Some(RedisStore {
+        cluster: r.cluster.clone(),
+        path,
+        authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),
+        authorization: r.authorization.clone(),
+        timeout_ms,
+        key_prefix,
+        script_sha1: crate::redis::sha1_hex(crate::redis::SCRIPT.as_bytes()),
+    }))
 }
 
 fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, ConfigError> {

@@ -454,6 +454,36 @@ pub struct RawCounters {
     /// `fail_open` (admit) or `fail_closed` (503) when the counter store cannot answer.
     #[serde(default)]
     pub on_error: Option<String>,
+    /// Where counters live: `shared_data` (this Envoy, the default) or `redis`
+    /// (shared by every Envoy, through `redis`).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// The Redis store, reached over HTTP through an Envoy cluster (webdis).
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// The Envoy cluster of the HTTP front to Redis (webdis).
+    pub cluster: String,
+    /// Request path of the front's command endpoint (default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `:authority` of the calls (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// `authorization` header of the calls, e.g. webdis HTTP basic auth.
+    #[serde(default)]
+    pub authorization: Option<String>,
+    /// How long a request waits for Redis before the fail policy applies (default 200).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Prefix of every Redis key (default `quota:`).
+    #[serde(default)]
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,312 @@
+//! Counters in Redis, for many Envoys sharing one quota: the commands the
+//! filter sends (through an HTTP front to Redis such as webdis) and how it
+//! reads their answers. No I/O here: the filter pauses the request, sends
+//! [`Command::body`] with an HTTP callout and hands the answer to [`parse`].
+//!
+//! Each operation is one call of one Lua script (`redis/quota.lua`), atomic
+//! in Redis: the whole check-and-charge of a request, a correction, a grant,
+//! a read. The script answers the record before and after it ran; the filter
+//! recomputes the decision from the "before" record with the same pure
+//! [`decide`](crate::decide::decide) the local store runs, so headers, bodies
+//! and events are built exactly as in local mode, and checks the script's
+//! "after" record against its own (a mismatch is counted and logged).
+
+use crate::config::{Limits, RedisStore};
+use crate::counter::Counter;
+use crate::identity::ScopeKind;
+use crate::window::Alignment;
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// The Lua script every operation calls.
+pub const SCRIPT: &str = include_str!("redis/quota.lua");
+
+/// The Redis key of the counter of (`kind`, `id`) for class `class`. The
+/// scope is the hash tag, so every counter of one user (or workspace) lives
+/// in the same Redis Cluster slot; class names never contain `}`, so the
+/// last `}` ends the id and no two counters share a key.
+pub fn key(prefix: &str, class: &str, kind: ScopeKind, id: &str) -> String {
+    let kind = match kind {
+        ScopeKind::Workspace => 'w',
+        ScopeKind::Anonymous => 'a',
+        ScopeKind::User => 'u',
+    };
+    format!("{prefix}{{{kind}:{id}}}{class}")
+}
+
+/// One call of the script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub key: String,
+    pub args: Vec<String>,
+}
+
+impl Command {
+    /// Charges `cost` units at `now` (Unix seconds): the script's mirror of `decide`.
+    pub fn charge(key: String, limits: &Limits, cost: u64, confirmed: bool, now: i64, align: Alignment) -> Command {
+        let fresh = limits.window.window_at(now, align);
+        let optional = |v: Option<String>| v.unwrap_or_else(|| "-1".to_string());
+        let mut args = vec![
+            "charge".to_string(),
+            now.to_string(),
+            cost.to_string(),
+            if confirmed { "1" } else { "0" }.to_string(),
+            limits.window.code().to_string(),
+            fresh.start.to_string(),
+            fresh.end.to_string(),
+            limits.hard.to_string(),
+            optional(limits.beyond_hard_cap().map(|c| c.to_string())),
+            optional(limits.confirm_above.map(|f| f.to_string())),
+            optional(limits.pace.map(|p| p.used.to_string())),
+            optional(limits.pace.map(|p| p.before.to_string())),
+        ];
+        args.extend(limits.warn_levels.iter().take(8).map(u64::to_string));
+        Command { key, args }
+    }
+
+    /// Corrects a charge made in the window starting at `window_start` by `delta` units.
+    pub fn adjust(key: String, window_start: i64, delta: i64) -> Command {
+        Command { key, args: vec!["adjust".into(), window_start.to_string(), delta.to_string()] }
+    }
+
+    /// Adds `units` of grant.
+    pub fn grant(key: String, units: u64) -> Command {
+        Command { key, args: vec!["grant".into(), units.to_string()] }
+    }
+
+    /// Reads the counter without changing it.
+    pub fn view(key: String) -> Command {
+        Command { key, args: vec!["view".into()] }
+    }
+
+    /// The HTTP request body for webdis: `EVALSHA/<sha1>/1/<key>/<arg>...`,
+    /// every part percent-encoded. With `load`, `EVAL/<script>/...` instead,
+    /// which also puts the script in Redis's cache for the next EVALSHA.
+    pub fn body(&self, sha1: &str, load: bool) -> String {
+        let mut out = String::with_capacity(if load { SCRIPT.len() * 2 } else { 128 });
+        if load {
+            out.push_str("EVAL/");
+            percent_encode(&mut out, SCRIPT);
+        } else {
+            out.push_str("EVALSHA/");
+            out.push_str(sha1);
+        }
+        out.push_str("/1/");
+        percent_encode(&mut out, &self.key);
+        for arg in &self.args {
+            out.push('/');
+            percent_encode(&mut out, arg);
+        }
+        out
+    }
+}
+
+/// The HTTP request headers of a call to the store's front.
+pub fn request_headers(store: &RedisStore) -> Vec<(&str, &str)> {
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", store.path.as_str()),
+        (":authority", store.authority.as_str()),
+        ("content-type", "text/plain"),
+    ];
+    if let Some(auth) = &store.authorization {
+        headers.push(("authorization", auth.as_str()));
+    }
+    headers
+}
+
+fn percent_encode(out: &mut String, text: &str) {
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// What the script answered: the record before and after the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub before: Option<Counter>,
+    pub after: Option<Counter>,
+}
+
+/// Why a call gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Redis does not have the script cached (a restart, a flush): send it with EVAL.
+    NoScript,
+    /// Anything else: no answer, an HTTP error, a Redis error, a malformed answer.
+    Failed(String),
+}
+
+/// Reads an answer from webdis: HTTP `status`, JSON `body` such as
+/// `{"EVALSHA":[1,3,...]}` (the two records, flat), or
+/// `{"EVALSHA":[false,"NOSCRIPT ..."]}`.
+pub fn parse(status: Option<u16>, body: &[u8]) -> Result<Answer, CallError> {
+    let failed = |why: String| Err(CallError::Failed(why));
+    match status {
+        None => return failed("no answer (timeout or connection failure)".into()),
+        Some(200) => {}
+        Some(s) => return failed(format!("HTTP status {s}: {}", String::from_utf8_lossy(truncate(body, 200)))),
+    }
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
+        return failed(format!("not a JSON object: {}", String::from_utf8_lossy(truncate(body, 200))));
+    };
+    let Some(value) = doc.get("EVALSHA").or_else(|| doc.get("EVAL")) else {
+        return failed("no EVALSHA or EVAL member in the answer".into());
+    };
+    let malformed = || CallError::Failed(format!("malformed answer: {}", truncate_str(&value.to_string(), 200)));
+    match value.as_array().map(Vec::as_slice) {
+        Some([Value::Bool(false), Value::String(error)]) if error.starts_with("NOSCRIPT") => Err(CallError::NoScript),
+        Some([Value::Bool(false), Value::String(error)]) => failed(format!("Redis error: {error}")),
+        Some(fields) if fields.len() == 2 * RECORD_FIELDS => {
+            let numbers: Option<Vec<i64>> = fields.iter().map(Value::as_i64).collect();
+            let numbers = numbers.ok_or_else(malformed)?;
+            let (before, after) = numbers.split_at(RECORD_FIELDS);
+            Ok(Answer { before: record(before).ok_or_else(malformed)?, after: record(after).ok_or_else(malformed)? })
+        }
+        _ => Err(malformed()),
+    }
+}
+
+/// Numbers per record in an answer: `exists, c, s, e, u, g, b, w, f`.
+pub const RECORD_FIELDS: usize = 9;
+
+/// One record of an answer as a counter: `Some(None)` when it did not exist,
+/// `None` when a field is out of range.
+pub fn record(n: &[i64]) -> Option<Option<Counter>> {
+    let [exists, code, start, end, used, grant_used, grant, warned, flags] = *n else { return None };
+    if exists == 0 {
+        return Some(None);
+    }
+    Some(Some(Counter {
+        window_code: u32::try_from(code).ok()?,
+        window_start: start,
+        window_end: end,
+        used: u64::try_from(used).ok()?,
+        grant_used: u64::try_from(grant_used).ok()?,
+        grant: u64::try_from(grant).ok()?,
+        warned: u8::try_from(warned).ok()?,
+        flags: u8::try_from(flags).ok()?,
+    }))
+}
+
+fn truncate(bytes: &[u8], max: usize) -> &[u8] {
+    bytes.get(..max).unwrap_or(bytes)
+}
+
+fn truncate_str(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The SHA-1 of `data` in lowercase hex: what Redis names a cached script by.
+pub fn sha1_hex(data: &[u8]) -> String {
+    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    let mut message = data.to_vec();
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&bit_len.to_be_bytes());
+    for block in message.chunks_exact(64) {
+        let mut w = [0u32; 80];
+        for (i, word) in block.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, word) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*word);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (state, v) in h.iter_mut().zip([a, b, c, d, e]) {
+            *state = state.wrapping_add(v);
+        }
+    }
+    h.iter().fold(String::with_capacity(40), |mut s, v| {
+        let _ = write!(s, "{v:08x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_matches_the_standard_vectors() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            sha1_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        );
+        assert_eq!(sha1_hex(&[b'a'; 1000]), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+    }
+
+    #[test]
+    fn keys_tag_the_scope_for_redis_cluster() {
+        assert_eq!(key("quota:", "drafts", ScopeKind::User, "alice"), "quota:{u:alice}drafts");
+        assert_eq!(key("", "research", ScopeKind::Workspace, "acme"), "{w:acme}research");
+        // An id with braces: the class still follows the last '}'.
+        assert_eq!(key("", "b", ScopeKind::User, "a}:c{"), "{u:a}:c{}b");
+        assert_ne!(key("", "b", ScopeKind::User, "a}b"), key("", "b", ScopeKind::User, "a"));
+    }
+
+    #[test]
+    fn bodies_percent_encode_every_part() {
+        let c = Command::adjust("quota:{u:a/b c}drafts".into(), 100, -2);
+        assert_eq!(c.body("abc", false), "EVALSHA/abc/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2");
+        let loaded = c.body("abc", true);
+        assert!(loaded.starts_with("EVAL/--%20The%20quota"));
+        assert!(loaded.ends_with("/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2"));
+        assert!(!loaded.contains('\n'));
+    }
+
+    #[test]
+    fn answers_are_read_with_their_records() {
+        let body = br#"{"EVALSHA":[0,0,0,0,0,0,0,0,0,1,3,100,200,5,1,2,1,0]}"#;
+        let a = parse(Some(200), body).unwrap();
+        assert_eq!(a.before, None);
+        let after = a.after.unwrap();
+        assert_eq!((after.window_code, after.window_start, after.window_end), (3, 100, 200));
+        assert_eq!((after.used, after.grant_used, after.grant, after.warned, after.flags), (5, 1, 2, 1, 0));
+    }
+
+    #[test]
+    fn failures_say_what_went_wrong() {
+        let noscript = br#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#;
+        assert_eq!(parse(Some(200), noscript), Err(CallError::NoScript));
+        let err = |status, body: &[u8]| match parse(status, body) {
+            Err(CallError::Failed(why)) => why,
+            other => panic!("expected a failure, got {other:?}"),
+        };
+        assert!(err(None, b"").contains("no answer"));
+        assert!(err(Some(503), b"down").contains("503"));
+        assert!(err(Some(200), b"[]").contains("not a JSON object"));
+        assert!(err(Some(200), br#"{"EVALSHA":[false,"ERR boom"]}"#).contains("ERR boom"));
+        assert!(err(Some(200), br#"{"EVALSHA":[[1,2],[1]]}"#).contains("malformed"));
+        assert!(err(Some(200), br#"{"EVALSHA":[1,3,0,0,-1,0,0,0,0,0,0,0,0,0,0,0,0,0]}"#).contains("malformed"));
+        assert!(err(Some(200), br#"{"EVALSHA":[1,3,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,"x"]}"#).contains("malformed"));
+        assert!(err(Some(200), br#"{"GET":"x"}"#).contains("no EVALSHA"));
+    }
+}

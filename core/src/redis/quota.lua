@@ -1,0 +1,153 @@
+-- The quota filter's counter operations, each atomic in Redis.
+-- Loaded once (EVAL) and then called by its SHA-1 (EVALSHA); see core/src/redis.rs.
+--
+-- One hash per (scope, class) counter:
+--   c  window kind code        s, e  window bounds (Unix seconds, [s, e))
+--   u  units used in the window g     of those, units paid from grants
+--   b  grant balance (carried over between windows)
+--   w  warning levels reported (bit i = level i)   f  flags (1: ahead of pace reported)
+-- It expires 60 s after its window ends, unless it holds grant units.
+--
+-- KEYS[1] is the counter, ARGV[1] the operation. Every operation answers the
+-- record before and after it ran, {exists, c, s, e, u, g, b, w, f} twice in
+-- one flat array (webdis cannot carry nested arrays): the
+-- filter recomputes the caller's standing from the first with the same pure
+-- function the local store runs (quota_core::decide) and checks it against
+-- the second. This script mirrors decide::decide, decide::adjust and
+-- decide::add_grant: change them together (core/tests/redis_script.rs
+-- compares them on random sequences against a real Redis).
+
+local key = KEYS[1]
+local op = ARGV[1]
+local NAMES = {'c', 's', 'e', 'u', 'g', 'b', 'w', 'f'}
+local GRACE = 60
+
+local function read()
+  local v = redis.call('HMGET', key, unpack(NAMES))
+  if not v[1] then return nil end
+  local r = {}
+  for i, name in ipairs(NAMES) do r[name] = tonumber(v[i]) or 0 end
+  return r
+end
+
+local function copy(r)
+  local out = {}
+  for _, name in ipairs(NAMES) do out[name] = r[name] end
+  return out
+end
+
+local function flat(r)
+  if not r then return {0, 0, 0, 0, 0, 0, 0, 0, 0} end
+  return {1, r.c, r.s, r.e, r.u, r.g, r.b, r.w, r.f}
+end
+
+local function write(r)
+  redis.call('HSET', key, 'c', r.c, 's', r.s, 'e', r.e, 'u', r.u, 'g', r.g, 'b', r.b, 'w', r.w, 'f', r.f)
+  if r.b > 0 then
+    redis.call('PERSIST', key)
+  else
+    redis.call('EXPIREAT', key, r.e + GRACE)
+  end
+end
+
+local function answer(old, new)
+  local out = flat(old)
+  for _, v in ipairs(flat(new)) do table.insert(out, v) end
+  return out
+end
+
+-- charge now cost confirmed code fresh_start fresh_end hard cap confirm_above
+--        pace_used pace_before level...
+-- cap, confirm_above and pace_used are -1 when the cell has none.
+local function charge()
+  local now, cost, confirmed = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+  local code, fresh_start, fresh_end = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local hard, cap, confirm_above = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+  local pace_used, pace_before = tonumber(ARGV[11]), tonumber(ARGV[12])
+  local old = read()
+  local r
+  if old and old.c == code and now < old.e then
+    r = copy(old)
+  else
+    r = {c = code, s = fresh_start, e = fresh_end, u = 0, g = 0, b = old and old.b or 0, w = 0, f = 0}
+  end
+  local plan = math.max(r.u - r.g, 0)
+  local room = math.max(hard - plan, 0)
+  local from_grant = 0
+  if cost > room then
+    local need = cost - room
+    if r.b >= need then
+      from_grant = need
+    elseif cap >= 0 and math.max(plan + cost - hard, 0) > cap then
+      return answer(old, old)
+    end
+  end
+  local available = room + r.b
+  if confirm_above >= 0 and not confirmed and available > 0 and cost > confirm_above * available then
+    return answer(old, old)
+  end
+  r.u = r.u + cost
+  r.g = r.g + from_grant
+  r.b = r.b - from_grant
+  local used = math.max(r.u - r.g, 0)
+  for i = 13, math.min(#ARGV, 20) do
+    local mask = bit.lshift(1, i - 13)
+    if used >= tonumber(ARGV[i]) and bit.band(r.w, mask) == 0 then
+      r.w = bit.bor(r.w, mask)
+    end
+  end
+  if pace_used >= 0 then
+    local span = math.max(r.e - r.s, 1)
+    local elapsed = math.min(math.max(now - r.s, 0), span)
+    local ahead = used / hard >= pace_used and elapsed / span < pace_before
+    if ahead and bit.band(r.f, 1) == 0 then
+      r.f = bit.bor(r.f, 1)
+    end
+  end
+  write(r)
+  return answer(old, r)
+end
+
+-- adjust window_start delta: a refund (delta < 0) or more usage (delta > 0),
+-- only while the window the request was charged in is still stored.
+local function adjust()
+  local window_start, delta = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local old = read()
+  if not old or old.s ~= window_start or delta == 0 then
+    return answer(old, old)
+  end
+  local r = copy(old)
+  if delta > 0 then
+    r.u = r.u + delta
+  else
+    local back = math.min(-delta, r.u)
+    local from_grant = math.min(back, r.g)
+    r.g = r.g - from_grant
+    r.b = r.b + from_grant
+    r.u = r.u - back
+  end
+  write(r)
+  return answer(old, r)
+end
+
+-- grant units: adds to the grant balance (a missing counter is created with
+-- an ended window, so the next charge opens its real one).
+local function grant()
+  local old = read()
+  local r = old and copy(old) or {c = 0, s = 0, e = 0, u = 0, g = 0, b = 0, w = 0, f = 0}
+  r.b = r.b + tonumber(ARGV[2])
+  write(r)
+  return answer(old, r)
+end
+
+if op == 'charge' then
+  return charge()
+elseif op == 'adjust' then
+  return adjust()
+elseif op == 'grant' then
+  return grant()
+elseif op == 'view' then
+  local old = read()
+  return answer(old, old)
+end
+return redis.error_reply('quota: unknown operation ' .. tostring(op))

@@ -1,0 +1,251 @@
+//! The Redis script (core/src/redis/quota.lua) against the pure functions it
+//! mirrors (decide, adjust, add_grant), on random sequences, in a real
+//! redis-server started for the test (`make setup-redis` installs it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use quota_core::config::{AtHard, Limits, Pace, PastSoft, Scope};
+use quota_core::counter::Counter;
+use quota_core::decide::{add_grant, adjust, decide};
+use quota_core::redis::{record, sha1_hex, Command, RECORD_FIELDS, SCRIPT};
+use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server on a free port, stopped when dropped.
+struct Redis {
+    child: Child,
+    conn: BufReader<TcpStream>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Resp>),
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start redis-server ({e}): run `make setup-redis`"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("redis-server did not listen on {port}: {e}"),
+            }
+        };
+        Redis { child, conn: BufReader::new(stream) }
+    }
+
+    fn call(&mut self, parts: &[&[u8]]) -> Resp {
+        let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+        for p in parts {
+            out.extend_from_slice(format!("${}\r\n", p.len()).as_bytes());
+            out.extend_from_slice(p);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.conn.get_mut().write_all(&out).unwrap();
+        self.read()
+    }
+
+    fn read(&mut self) -> Resp {
+        let mut line = String::new();
+        self.conn.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        let (kind, rest) = line.split_at(1);
+        match kind {
+            "+" => Resp::Simple(rest.into()),
+            "-" => Resp::Error(rest.into()),
+            ":" => Resp::Int(rest.parse().unwrap()),
+            "$" => {
+                let n: i64 = rest.parse().unwrap();
+                if n < 0 {
+                    return Resp::Bulk(None);
+                }
+                let mut buf = vec![0u8; n as usize + 2];
+                std::io::Read::read_exact(&mut self.conn, &mut buf).unwrap();
+                buf.truncate(n as usize);
+                Resp::Bulk(Some(buf))
+            }
+            "*" => {
+                let n: i64 = rest.parse().unwrap();
+                Resp::Array((0..n.max(0)).map(|_| self.read()).collect())
+            }
+            other => panic!("unexpected RESP type {other:?} in {line:?}"),
+        }
+    }
+
+    /// Runs `command` by its SHA-1 and returns (before, after).
+    fn eval(&mut self, sha: &str, command: &Command) -> (Option<Counter>, Option<Counter>) {
+        let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"1", command.key.as_bytes()];
+        parts.extend(command.args.iter().map(|a| a.as_bytes()));
+        let Resp::Array(fields) = self.call(&parts) else { panic!("no array for {command:?}") };
+        let n: Vec<i64> =
+            fields.iter().map(|v| if let Resp::Int(i) = v { *i } else { panic!("not an int: {v:?}") }).collect();
+        let (before, after) = n.split_at(RECORD_FIELDS);
+        (record(before).unwrap(), record(after).unwrap())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// xorshift64*: reproducible without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+fn random_limits(rng: &mut Rng) -> Limits {
+    let hard = 1 + rng.below(20);
+    let soft = rng.chance(50).then(|| 1 + rng.below(hard));
+    let at_hard = [AtHard::Block, AtHard::Warn, AtHard::Overage, AtHard::Queue, AtHard::Degrade][rng.below(5) as usize];
+    let mut warn_levels: Vec<u64> = [0.5, 0.7, 0.95].iter().map(|f| (hard as f64 * f).ceil() as u64).collect();
+    warn_levels.extend(soft);
+    warn_levels.retain(|l| *l < hard);
+    warn_levels.sort_unstable();
+    warn_levels.dedup();
+    let window = if rng.chance(50) {
+        WindowSpec::Calendar(CalendarUnit::Minute)
+    } else {
+        WindowSpec::FirstUse { seconds: 30 + rng.below(90) as i64 }
+    };
+    Limits {
+        soft,
+        hard,
+        window,
+        window_name: "w".into(),
+        scope: Scope::User,
+        past_soft: PastSoft::Warn,
+        at_hard,
+        warn_levels,
+        confirm_above: rng.chance(30).then(|| [0.25, 0.5, 0.8][rng.below(3) as usize]),
+        pace: rng.chance(40).then(|| Pace { used: [0.3, 0.5][rng.below(2) as usize], before: 0.5 }),
+        degrade: None,
+        overage_cap: rng.chance(60).then(|| rng.below(6)),
+        queue: None,
+        copy: Default::default(),
+    }
+}
+
+#[test]
+fn the_script_is_named_by_its_sha1() {
+    let mut redis = Redis::start();
+    let loaded = redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    assert_eq!(loaded, Resp::Bulk(Some(sha1_hex(SCRIPT.as_bytes()).into_bytes())));
+}
+
+#[test]
+fn the_script_decides_as_the_core_does() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    assert!(matches!(redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]), Resp::Bulk(Some(_))));
+    // Ten years ahead: no simulated window has ended in Redis's own clock, so
+    // no record expires during the test.
+    let start = 2_100_000_000i64;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut operations = 0;
+    // What the sequences exercised: refusals, confirmations asked, grants
+    // spent, pace flagged, windows rolled over.
+    let (mut refused, mut confirm, mut from_grant, mut paced, mut rolled) = (0, 0, 0, 0, 0);
+    for round in 0..300 {
+        let limits = random_limits(&mut rng);
+        let key = format!("test:{{u:{round}}}c");
+        let align = Alignment::default();
+        let mut model: Option<Counter> = None;
+        let mut now = start + rng.below(3600) as i64;
+        for _ in 0..40 {
+            now += [0, 0, 1, 5, 20, 70][rng.below(6) as usize];
+            let (command, expected) = match rng.below(10) {
+                0..=6 => {
+                    let cost = rng.below(8);
+                    let confirmed = rng.chance(50);
+                    let (write, charge) = decide(model, &limits, cost, confirmed, now, align);
+                    refused += usize::from(!charge.admitted);
+                    confirm += usize::from(charge.needs_confirmation);
+                    from_grant += usize::from(charge.from_grant > 0);
+                    paced += usize::from(charge.pace_flagged);
+                    rolled +=
+                        usize::from(model.is_some_and(|m| write.is_some_and(|w| w.window_start != m.window_start)));
+                    (Command::charge(key.clone(), &limits, cost, confirmed, now, align), write.or(model))
+                }
+                7 | 8 => {
+                    let window_start = match model {
+                        Some(c) if rng.chance(80) => c.window_start,
+                        _ => now - 1,
+                    };
+                    let delta = rng.below(11) as i64 - 5;
+                    (Command::adjust(key.clone(), window_start, delta), adjust(model, window_start, delta).or(model))
+                }
+                _ => {
+                    let units = 1 + rng.below(5);
+                    (Command::grant(key.clone(), units), Some(add_grant(model, units)))
+                }
+            };
+            let (before, after) = redis.eval(&sha, &command);
+            assert_eq!(before, model, "before {command:?} (round {round})");
+            assert_eq!(after, expected, "after {command:?} (round {round}, limits {limits:?})");
+            model = expected;
+            operations += 1;
+        }
+        let (viewed, _) = redis.eval(&sha, &Command::view(key.clone()));
+        assert_eq!(viewed, model);
+    }
+    assert_eq!(operations, 300 * 40);
+    for (what, n) in
+        [("refused", refused), ("confirm", confirm), ("grant", from_grant), ("pace", paced), ("rolled", rolled)]
+    {
+        assert!(n >= 20, "only {n} {what} cases: the sequences no longer exercise it");
+    }
+}
+
+#[test]
+fn records_expire_after_their_window_unless_they_hold_grants() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let mut rng = Rng(7);
+    let mut limits = random_limits(&mut rng);
+    limits.window = WindowSpec::Calendar(CalendarUnit::Day);
+    limits.confirm_above = None;
+    let now = 2_100_000_000;
+    redis.eval(&sha, &Command::charge("t:{u:a}c".into(), &limits, 1, false, now, Alignment::default()));
+    let end = limits.window.window_at(now, Alignment::default()).end;
+    assert_eq!(redis.call(&[b"EXPIRETIME", b"t:{u:a}c"]), Resp::Int(end + 60));
+    redis.eval(&sha, &Command::grant("t:{u:a}c".into(), 3));
+    assert_eq!(redis.call(&[b"EXPIRETIME", b"t:{u:a}c"]), Resp::Int(-1));
+}
+
+#[test]
+fn an_unknown_operation_is_an_error() {
+    let mut redis = Redis::start();
+    let answer = redis.call(&[b"EVAL", SCRIPT.as_bytes(), b"1", b"k", b"drop"]);
+    assert!(matches!(answer, Resp::Error(ref e) if e.contains("unknown operation")), "{answer:?}");
+}
