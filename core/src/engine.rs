@@ -123,9 +123,10 @@ pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) ->
     config.class(class).map_or(1, |c| crate::cost::request_cost(c, body))
 }
 
-/// The key of the counter of (`kind`, `id`) for `class` in the configured store.
+/// The key of the counter of (`kind`, `id`) for `class` in the store requests
+/// are charged to: Redis in its exact mode, else this Envoy's shared data.
 pub fn store_key(config: &Config, class: &Class, kind: ScopeKind, id: &str) -> String {
-    match &config.counters.redis {
+    match config.counters.exact_redis() {
         None => scope_key(class, kind, id),
         Some(redis) => crate::redis::key(&redis.key_prefix, &class.name, kind, id),
     }

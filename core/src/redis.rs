@@ -69,6 +69,21 @@ impl Command {
         Command { key, args: vec!["adjust".into(), window_start.to_string(), delta.to_string()] }
     }
 
+    /// Adds `delta` units admitted elsewhere (the approximate mode's sync) to
+    /// the window open at `now`, never refusing.
+    pub fn add(key: String, limits: &Limits, delta: i64, now: i64, align: Alignment) -> Command {
+        let fresh = limits.window.window_at(now, align);
+        let args = [
+            "add".to_string(),
+            now.to_string(),
+            delta.to_string(),
+            limits.window.code().to_string(),
+            fresh.start.to_string(),
+            fresh.end.to_string(),
+        ];
+        Command { key, args: args.to_vec() }
+    }
+
     /// Adds `units` of grant.
     pub fn grant(key: String, units: u64) -> Command {
         Command { key, args: vec!["grant".into(), units.to_string()] }
@@ -123,6 +138,23 @@ fn percent_encode(out: &mut String, text: &str) {
             let _ = write!(out, "%{b:02X}");
         }
     }
+}
+
+/// The approximate mode's merge: the local counter after Redis answered a
+/// sync with the `global` counter. While both count the same kind of window
+/// and the local one is still open, the local usage rises to the global
+/// plan usage (other Envoys' requests) and never falls (requests of this
+/// Envoy not synced yet). `None`: nothing to write.
+pub fn merge(local: Option<Counter>, global: &Counter, now: i64) -> Option<Counter> {
+    let mut c = local?;
+    if c.window_code != global.window_code || now >= c.window_end || now >= global.window_end {
+        return None;
+    }
+    let used = global.plan_used().saturating_add(c.grant_used);
+    (used > c.used).then(|| {
+        c.used = used;
+        c
+    })
 }
 
 /// What the script answered: the record before and after the operation.
@@ -290,6 +322,25 @@ mod tests {
         let after = a.after.unwrap();
         assert_eq!((after.window_code, after.window_start, after.window_end), (3, 100, 200));
         assert_eq!((after.used, after.grant_used, after.grant, after.warned, after.flags), (5, 1, 2, 1, 0));
+    }
+
+    #[test]
+    fn a_sync_raises_the_local_usage_to_the_global_one_and_never_lowers_it() {
+        let open = |used, grant_used| Counter {
+            window_code: 3,
+            window_start: 100,
+            window_end: 200,
+            used,
+            grant_used,
+            ..Counter::default()
+        };
+        // Other Envoys used 10 plan units; this one spent 2 grant units as well.
+        assert_eq!(merge(Some(open(4, 2)), &open(10, 0), 150).map(|c| c.used), Some(12));
+        assert_eq!(merge(Some(open(15, 0)), &open(10, 0), 150), None);
+        assert_eq!(merge(None, &open(10, 0), 150), None);
+        // Ended, or another kind of window: left alone.
+        assert_eq!(merge(Some(open(4, 0)), &open(10, 0), 200), None);
+        assert_eq!(merge(Some(open(4, 0)), &Counter { window_code: 5, ..open(10, 0) }, 150), None);
     }
 
     #[test]

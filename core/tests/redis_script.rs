@@ -1,12 +1,12 @@
 //! The Redis script (core/src/redis/quota.lua) against the pure functions it
-//! mirrors (decide, adjust, add_grant), on random sequences, in a real
+//! mirrors (decide, adjust, add_grant, and the approximate mode's add), on random sequences, in a real
 //! redis-server started for the test (`make setup-redis` installs it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use quota_core::config::{AtHard, Limits, Pace, PastSoft, Scope};
 use quota_core::counter::Counter;
-use quota_core::decide::{add_grant, adjust, decide};
+use quota_core::decide::{add_grant, adjust, current, decide};
 use quota_core::redis::{record, sha1_hex, Command, RECORD_FIELDS, SCRIPT};
 use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
 use std::io::{BufRead, BufReader, Write};
@@ -196,7 +196,14 @@ fn the_script_decides_as_the_core_does() {
                         usize::from(model.is_some_and(|m| write.is_some_and(|w| w.window_start != m.window_start)));
                     (Command::charge(key.clone(), &limits, cost, confirmed, now, align), write.or(model))
                 }
-                7 | 8 => {
+                7 => {
+                    // The approximate mode's sync: what `add` must do, by hand.
+                    let delta = rng.below(10) as i64 - 3;
+                    let mut c = current(model, &limits, now, align);
+                    c.used = c.used.saturating_add_signed(delta).max(c.grant_used);
+                    (Command::add(key.clone(), &limits, delta, now, align), Some(c))
+                }
+                8 => {
                     let window_start = match model {
                         Some(c) if rng.chance(80) => c.window_start,
                         _ => now - 1,

@@ -190,3 +190,69 @@ def test_a_persistent_redis_killed_and_restarted_loses_no_counter(envoy, redis_s
     assert seen["used"] == 7, seen
     assert [draft(b, "max").status for _ in range(4)] == [200, 200, 200, 429]
     assert usage(a, "max")["used"] == 10
+
+
+@pytest.mark.parametrize("hold", [True, False], ids=["headers-held", "body-held"])
+def test_a_body_read_for_the_decision_is_rewritten_after_the_redis_call(envoy, redis_stack, hold):
+    _, webdis = redis_stack()
+    config = redis_config(hard=2, at_hard="degrade", hold_headers_for_body=hold)
+    config["tiers"]["free"]["limits"]["drafts"]["degrade"] = {"model": "gpt-4o-mini", "limit": 1}
+    proxy = envoy(config, hold_headers=hold, extra_clusters=[harness.webdis_cluster(webdis.port)])
+    models = [draft(proxy, "fay").json()["model"] for _ in range(3)]
+    # The third request waited for Redis, then went on with the model rewritten.
+    assert models == ["gpt-4o", "gpt-4o", "gpt-4o-mini"]
+    assert draft(proxy, "fay").status == 429
+
+
+def test_reported_tokens_correct_the_global_counter(envoy, redis_stack):
+    _, webdis = redis_stack()
+    config = redis_config(hard=100000, hold_headers_for_body=True)
+    config["classes"][0]["cost"] = {"tokens": {"default_max_tokens": 500}}
+    proxy = envoy(config, hold_headers=True, extra_clusters=[harness.webdis_cluster(webdis.port)])
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "one two three four five six seven eight"}],
+            "max_tokens": 300}
+    resp = request(proxy, "POST", CHAT, headers={"x-user-id": "cal", "x-mock-completion-tokens": "21"}, json=body)
+    assert resp.headers["x-quota-cost"] == str(10 + 300)
+    deadline = time.monotonic() + 5
+    while usage(proxy, "cal")["used"] != 29 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert usage(proxy, "cal")["used"] == 29
+
+
+def test_approximate_mode_overshoots_within_its_bound_and_converges(envoy, redis_stack):
+    redis, webdis = redis_stack()
+    limit, requests_, connections = 300, 1200, 64
+    counters = harness.redis_counters()
+    counters["redis"].update(mode="approximate", sync_ms=100)
+    proxies = two_envoys(envoy, webdis, one_class(hard=limit, counters=counters))
+    results, lock = [], threading.Lock()
+    threads = [threading.Thread(target=hammer, args=(proxies[i % 2].port, "swift", requests_ // connections,
+                                                     results, lock))
+               for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    admitted = Counter(results)[200]
+    # Each Envoy admits from its own counter, which learns the other's usage
+    # every sync: never fewer than the limit, at most each Envoy's full limit.
+    assert limit <= admitted <= 2 * limit, admitted
+    print(f"approximate mode: {admitted} admitted for a limit of {limit} (overshoot {admitted - limit})")
+    # Once synced, Redis holds every admitted unit and both Envoys show it.
+    deadline = time.monotonic() + 5
+    while int(redis.cli("HGET", "quota:{u:swift}drafts", "u") or 0) != admitted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert int(redis.cli("HGET", "quota:{u:swift}drafts", "u")) == admitted
+    for proxy in proxies:
+        while usage(proxy, "swift")["used"] != admitted and time.monotonic() < deadline:
+            draft(proxy, "swift")  # refused: only the sync moves the local counter now
+            time.sleep(0.1)
+        assert usage(proxy, "swift")["used"] == admitted
+        assert draft(proxy, "swift").status == 429
+
+
+def test_approximate_mode_refuses_grants(envoy_expect_failure):
+    counters = harness.redis_counters()
+    counters["redis"]["mode"] = "approximate"
+    log = envoy_expect_failure(one_class(counters=counters, admin={"path": "/quota/admin/grants", "secret": SECRET}))
+    assert "counters.redis.mode" in log

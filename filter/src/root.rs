@@ -51,12 +51,17 @@ impl RootContext for QuotaRoot {
                     "quota: configured {} classes x {} tiers, counters in {}{}",
                     config.classes.len(),
                     config.tiers.len(),
-                    config.counters.redis.as_ref().map_or("shared data", |_| "Redis"),
+                    match &config.counters.redis {
+                        None => "shared data",
+                        Some(r) if r.sync_ms.is_some() => "shared data, synced to Redis",
+                        Some(_) => "Redis",
+                    },
                     if config.any_rule_reads_body() { ", body rules on" } else { "" }
                 );
                 log(LogLevel::Info, &summary);
                 let analytics = config.observability.analytics.as_ref().map(|a| a.flush_ms);
-                let redis = config.counters.redis.as_ref().map(|_| REDIS_FLUSH_MS);
+                let redis =
+                    config.counters.redis.as_ref().map(|r| r.sync_ms.map_or(REDIS_FLUSH_MS, |s| s.min(REDIS_FLUSH_MS)));
                 if let Some(ms) = analytics.into_iter().chain(redis).min() {
                     let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
                 }

@@ -4,7 +4,7 @@
 
 use crate::header_map;
 use crate::host::{log, HostClock, HostProperties};
-use crate::remote::{self, Remote};
+use crate::remote::{self, Remote, SyncTarget};
 use crate::report::{bump, Reporter};
 use crate::root::Shared;
 use crate::shared_data::SharedData;
@@ -13,7 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::Clock;
-use quota_core::config::{ClassId, Config, Cost};
+use quota_core::config::{Cell, ClassId, Config, Cost};
 use quota_core::copy::CONFIRM_HEADER;
 use quota_core::cost::{self, Body};
 use quota_core::counter::Counter;
@@ -53,6 +53,8 @@ struct Charged {
     cost: u64,
     /// Token-metered: the estimate is replaced by the reported usage.
     metering: Option<Metering>,
+    /// Approximate mode: where this counter's units are synced.
+    sync: Option<SyncTarget>,
     response_seen: bool,
 }
 
@@ -77,7 +79,7 @@ enum Phase {
     /// Waiting for the Redis store to add a grant.
     Granting(Box<Granting>),
     /// Admitted: these headers go on the upstream's response.
-    Admitted(Headers, Option<Charged>),
+    Admitted(Headers, Option<Box<Charged>>),
     /// Answered locally; the reply already carries its headers.
     Replied,
 }
@@ -169,7 +171,7 @@ impl QuotaStream {
         let cost = request_cost(config, class, Body { bytes: body, json: json.as_ref() });
         let body_len = body.map(<[u8]>::len);
         let now_ms = HostClock.now_ms();
-        let Some(store) = &config.counters.redis else {
+        let Some(store) = config.counters.exact_redis() else {
             let decision = charge(config, &caller, class, cost, request.confirmed, now_ms, &SharedData);
             return self.carry_out(config, &request, &caller, class, body_len, json, &decision);
         };
@@ -222,6 +224,10 @@ impl QuotaStream {
         if let Some(r) = &self.reporter {
             r.decision(caller, decision);
         }
+        let sync = sync_target(config, decision, caller, class);
+        if let (Some(target), Some(remote), Outcome::Charged(c)) = (&sync, &self.remote, &decision.outcome) {
+            remote.note(target, i64::try_from(c.cost).unwrap_or(i64::MAX));
+        }
         match respond(config, decision, request.format()) {
             Decided::Continue(headers) => {
                 let rewritten = apply_admission(config, decision, json.as_mut());
@@ -231,7 +237,7 @@ impl QuotaStream {
                         log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {s:?}"));
                     }
                 }
-                let charged = charged(config, decision, class, json.as_ref());
+                let charged = charged(config, decision, class, json.as_ref(), sync).map(Box::new);
                 self.phase = Phase::Admitted(headers, charged);
                 true
             }
@@ -329,7 +335,7 @@ impl QuotaStream {
                 return;
             }
         };
-        let Some(store) = &config.counters.redis else {
+        let Some(store) = config.counters.exact_redis() else {
             self.reply(&usage_reply(config, &caller, HostClock.now_ms(), &SharedData));
             return;
         };
@@ -387,7 +393,7 @@ impl QuotaStream {
                 return;
             }
         };
-        let Some(store) = &config.counters.redis else {
+        let Some(store) = config.counters.exact_redis() else {
             let result = engine::grant(config, &grant.key, grant.units, &SharedData).map_err(|e| format!("{e:?}"));
             self.reply(&granted(config, &grant, result));
             return;
@@ -440,7 +446,7 @@ impl QuotaStream {
         if delta == 0 {
             return;
         }
-        if config.counters.redis.is_some() {
+        if config.counters.exact_redis().is_some() {
             if let Some(remote) = &self.remote {
                 remote.push(Command::adjust(charged.key.clone(), charged.window_start, delta));
             }
@@ -448,6 +454,9 @@ impl QuotaStream {
         }
         if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, &SharedData) {
             log(LogLevel::Warn, &format!("quota: could not correct {} by {delta}: {e:?}", charged.key));
+        }
+        if let (Some(target), Some(remote)) = (&charged.sync, &self.remote) {
+            remote.note(target, delta);
         }
     }
 }
@@ -492,8 +501,31 @@ fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> b
     json.is_some_and(|j| rewrites.apply_to_body(j))
 }
 
+/// Approximate mode: where a decision's counter is synced in Redis.
+fn sync_target(config: &Config, d: &Decision, caller: &Caller, class: ClassId) -> Option<SyncTarget> {
+    let redis = config.counters.approximate_redis()?;
+    let (Outcome::Charged(_), Some(local_key)) = (&d.outcome, &d.key) else { return None };
+    let (Some(Cell::Limited(limits)), Some(class_def)) = (config.cell(d.tier, class), config.class(class)) else {
+        return None;
+    };
+    let (kind, id) = caller.scope_id(limits.scope);
+    Some(SyncTarget {
+        local_key: local_key.clone(),
+        redis_key: quota_core::redis::key(&redis.key_prefix, &class_def.name, kind, id),
+        tier: d.tier,
+        class,
+        alignment: caller.alignment,
+    })
+}
+
 /// What the response may correct about an admitted request.
-fn charged(config: &Config, d: &Decision, class: ClassId, json: Option<&Value>) -> Option<Charged> {
+fn charged(
+    config: &Config,
+    d: &Decision,
+    class: ClassId,
+    json: Option<&Value>,
+    sync: Option<SyncTarget>,
+) -> Option<Charged> {
     let Outcome::Charged(c) = &d.outcome else { return None };
     let class_def = config.class(class)?;
     let metering = match class_def.cost {
@@ -503,6 +535,7 @@ fn charged(config: &Config, d: &Decision, class: ClassId, json: Option<&Value>) 
         _ => None,
     };
     Some(Charged {
+        sync,
         key: d.key.clone()?,
         window_start: c.usage.window.start,
         cost: c.cost,

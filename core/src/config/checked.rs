@@ -385,6 +385,21 @@ pub struct RedisStore {
     pub key_prefix: String,
     /// SHA-1 of the script, the name EVALSHA calls it by.
     pub script_sha1: String,
+    /// Approximate mode: admit from the local counters and send deltas to
+    /// Redis every this many milliseconds. `None`: every request waits for Redis.
+    pub sync_ms: Option<u64>,
+}
+
+impl CounterConfig {
+    /// The Redis store every request waits for (exact mode).
+    pub fn exact_redis(&self) -> Option<&RedisStore> {
+        self.redis.as_ref().filter(|r| r.sync_ms.is_none())
+    }
+
+    /// The Redis store the local counters are synced to (approximate mode).
+    pub fn approximate_redis(&self) -> Option<&RedisStore> {
+        self.redis.as_ref().filter(|r| r.sync_ms.is_some())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -586,6 +601,16 @@ impl TryFrom<RawConfig> for Config {
             observability,
             admin: check_admin(raw.admin.as_ref(), usage_endpoint_for_admin.as_deref())?,
             body_needs,
+        })
+        .and_then(|config| {
+            if config.admin.is_some() && config.counters.approximate_redis().is_some() {
+                // A grant balance spent on many Envoys at once needs one exact copy.
+                return Err(ConfigError::new(
+                    "counters.redis.mode",
+                    "\"approximate\" cannot be used with \"admin\" grants: use \"exact\"",
+                ));
+            }
+            Ok(config)
         })
     }
 }
@@ -1203,7 +1228,22 @@ fn check_store(store: Option<&str>, redis: Option<&RawRedis>) -> Result<Option<R
     if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_control() || c == '{' || c == '}') {
         return Err(ConfigError::new(at("key_prefix"), "must be at most 64 characters, without '{', '}' or controls"));
     }
+    let sync_ms = match (r.mode.as_deref(), r.sync_ms) {
+        (None | Some("exact"), None) => None,
+        (None | Some("exact"), Some(_)) => {
+            return Err(ConfigError::new(at("sync_ms"), "is only read with \"mode\": \"approximate\""))
+        }
+        (Some("approximate"), None) => Some(100),
+        (Some("approximate"), Some(v @ 10..=60_000)) => Some(v),
+        (Some("approximate"), Some(v)) => {
+            return Err(ConfigError::new(at("sync_ms"), format!("must be between 10 and 60000, got {v}")))
+        }
+        (Some(other), _) => {
+            return Err(ConfigError::new(at("mode"), format!("must be \"exact\" or \"approximate\", got \"{other}\"")))
+        }
+    };
     Ok(Some(RedisStore {
+        sync_ms,
         cluster: r.cluster.clone(),
         path,
         authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),

@@ -484,6 +484,13 @@ pub struct RawRedis {
     /// Prefix of every Redis key (default `quota:`).
     #[serde(default)]
     pub key_prefix: Option<String>,
+    /// `exact` (the default: every request waits for Redis) or `approximate`
+    /// (admit from this Envoy's counters, send the deltas every `sync_ms`).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// How often the approximate mode sends its deltas (default 100).
+    #[serde(default)]
+    pub sync_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -140,10 +140,31 @@ local function grant()
   return answer(old, r)
 end
 
+-- add now delta code fresh_start fresh_end: the approximate mode's sync. Adds
+-- what one Envoy admitted locally since its last sync (a negative delta gives
+-- units back) to the open window, or to a fresh one, never refusing: the
+-- Envoy already answered those requests.
+local function add()
+  local now, delta = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local code, fresh_start, fresh_end = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local old = read()
+  local r
+  if old and old.c == code and now < old.e then
+    r = copy(old)
+  else
+    r = {c = code, s = fresh_start, e = fresh_end, u = 0, g = 0, b = old and old.b or 0, w = 0, f = 0}
+  end
+  r.u = math.max(r.u + delta, r.g)
+  write(r)
+  return answer(old, r)
+end
+
 if op == 'charge' then
   return charge()
 elseif op == 'adjust' then
   return adjust()
+elseif op == 'add' then
+  return add()
 elseif op == 'grant' then
   return grant()
 elseif op == 'view' then
