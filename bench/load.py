@@ -16,6 +16,12 @@ Envoy configs (one Envoy process each, all in front of the same upstream):
   quota_body  the same, sent requests classified by their 2 KB JSON body
   quota_10k   the same, sent requests from 10,000 distinct users in rotation
   quota_opt   the same as quota, with the .wasm after `wasm-opt -Oz`
+  quota_redis the same as quota, counters in Redis (exact mode: every
+              request waits for Redis, through webdis)
+  quota_redis_approx  the same, Redis approximate mode (sync every 100 ms)
+
+Redis and webdis (Debian's, `make setup-redis`) run on the client CPU; the
+Redis cases are also compared with the local-counter case `quota`.
 
 and, only when asked for with --cases, the quota filter with one part
 switched off by its own config, to measure that part's share:
@@ -45,7 +51,9 @@ loaded into Envoy: it is the quota_opt case). Last, the memory run: a fresh
 quota Envoy answering each request itself after the filter, one new user per
 request until 10^4, 10^5 and 10^6 counters exist, with Envoy's RSS and
 allocated heap after each step, within --memory-budget seconds (a step not
-reached is reported as such).
+reached is reported as such). Between the two, the approximate mode's
+overshoot (--no-overshoot skips it): two Envoys sharing a hard limit of 1,000
+through Redis, loaded by one wrk each, for sync intervals of 50, 100 and 250 ms.
 
 Writes target/bench/load.json and target/bench/load.md, prints the markdown;
 exits non-zero if any request failed.
@@ -102,7 +110,16 @@ CASES = [
     ("none_body", "none", "body", "no filter, 2 KB JSON body"),
     ("noop_body", "noop", "body", "do-nothing wasm filter, 2 KB JSON body"),
     ("quota_body", "quota_body", "body", "quota filter: JSON-body classification, 2 KB"),
+    ("quota_redis", "quota_redis", "headers", "quota filter, counters in Redis (exact mode)"),
+    ("quota_redis_approx", "quota_redis_approx", "headers", "quota filter, Redis approximate mode"),
 ]
+# The local-counter case each Redis case is compared with.
+LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota"}
+# The approximate mode's overshoot: a hard limit of OVERSHOOT_LIMIT on two
+# Envoys loaded by one wrk each for OVERSHOOT_S seconds, per sync interval.
+OVERSHOOT_LIMIT = 1000
+OVERSHOOT_S = 3
+OVERSHOOT_SYNC_MS = (50, 100, 250)
 # Not part of `make bench`: the same filter with one part switched off by its
 # own config, to measure that part's share in Envoy (--cases ... to run them).
 ABLATIONS = [
@@ -207,10 +224,22 @@ def direct_response(bootstrap):
     return bootstrap
 
 
-def envoy_bootstraps(upstream_port, needed):
+def redis_config(mode="exact", sync_ms=None, key_prefix="quota:"):
+    """The bench config with its counters in Redis, through the `webdis` cluster."""
     config = bench_config()
+    config["counters"] = harness.redis_counters()
+    config["counters"]["redis"].update(mode=mode, key_prefix=key_prefix)
+    if sync_ms is not None:
+        config["counters"]["redis"]["sync_ms"] = sync_ms
+    return config
+
+
+def envoy_bootstraps(upstream_port, needed, webdis_port=None):
+    config = bench_config()
+    clusters = [harness.webdis_cluster(webdis_port)] if webdis_port else []
     quota = lambda wasm, cfg=config: harness.render_bootstrap(  # noqa: E731
-        upstream_port=upstream_port, filter_config=cfg, wasm=wasm, hold_headers=True)
+        upstream_port=upstream_port, filter_config=cfg, wasm=wasm, hold_headers=True,
+        extra_clusters=clusters)
     makers = {
         "none": lambda: harness.render_bootstrap(upstream_port=upstream_port, wasm=None),
         "noop": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config="",
@@ -224,6 +253,8 @@ def envoy_bootstraps(upstream_port, needed):
         "quota_no_headers": lambda: quota(QUOTA_WASM, ablated_config("headers")),
         "quota_no_metrics": lambda: quota(QUOTA_WASM, ablated_config("metrics")),
         "quota_prefix": lambda: quota(QUOTA_WASM, ablated_config("glob")),
+        "quota_redis": lambda: quota(QUOTA_WASM, redis_config()),
+        "quota_redis_approx": lambda: quota(QUOTA_WASM, redis_config("approximate", 100)),
     }
     return {name: makers[name]() for name in needed}
 
@@ -357,12 +388,12 @@ def quota_stats(envoy):
 # The runs
 # --------------------------------------------------------------------------
 
-def run_load(upstream_port, cases, rounds, duration_s, latency_s, log):
+def run_load(upstream_port, cases, rounds, duration_s, latency_s, log, webdis_port=None):
     envoys = {}
     try:
         needed = sorted({envoy for _, envoy, _, _ in cases})
         with pinned(MEASURED_CPUS):
-            for name, bootstrap in envoy_bootstraps(upstream_port, needed).items():
+            for name, bootstrap in envoy_bootstraps(upstream_port, needed, webdis_port).items():
                 envoys[name] = harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning")
         for case, envoy, workload, _ in cases:
             check_case(envoys[envoy], case, workload)
@@ -416,7 +447,50 @@ def summarize(cases, runs):
             row["cpu_added_us"] = median([x["cpu_us_per_req"] - y["cpu_us_per_req"] for x, y in pairs])
             row["p50_added_us"] = row["lat_p50_us"] - rows[noop]["lat_p50_us"]
             row["p99_added_us"] = row["lat_p99_us"] - rows[noop]["lat_p99_us"]
+        local = LOCAL_OF.get(case)
+        if local in rows:
+            pairs = list(zip(runs[case]["throughput"], runs[local]["throughput"]))
+            row["vs_local"] = row["rps"] / rows[local]["rps"]
+            row["vs_local_paired"] = median([x["rps"] / y["rps"] for x, y in pairs])
     return rows
+
+
+def run_overshoot(upstream_port, webdis_port, redis, log):
+    """The approximate mode's overshoot: two Envoys (one worker each, on the
+    measured CPU) share a hard limit of OVERSHOOT_LIMIT drafts through Redis;
+    one wrk per Envoy (32 connections, the headers workload: one caller)
+    sends for OVERSHOOT_S seconds. Admitted: wrk's 2xx answers; Redis's own
+    count after the last sync must agree."""
+    results = []
+    for sync_ms in OVERSHOOT_SYNC_MS:
+        prefix = f"overshoot-{sync_ms}:"
+        config = redis_config("approximate", sync_ms, key_prefix=prefix)
+        config["tiers"]["bench"]["limits"]["drafts"] = {"hard": OVERSHOOT_LIMIT, "window": "day"}
+        bootstrap = harness.render_bootstrap(upstream_port=upstream_port, filter_config=config, wasm=QUOTA_WASM,
+                                             extra_clusters=[harness.webdis_cluster(webdis_port)])
+        envoys = []
+        try:
+            with pinned(MEASURED_CPUS):
+                envoys = [harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning") for _ in range(2)]
+            with pinned(CLIENT_CPUS):
+                procs = [subprocess.Popen(_wrk_cmd(e.url("/"), "headers", CONNECTIONS, OVERSHOOT_S), cwd=BENCH_DIR,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         for e in envoys]
+            outs = [_wrk_result(*p.communicate(timeout=OVERSHOOT_S + 60)) for p in procs]
+            sent = sum(o["requests"] for o in outs)
+            admitted = sum(o["requests"] - o["non_2xx"] for o in outs)
+            time.sleep(4 * sync_ms / 1000 + 0.5)  # every worker has synced since
+            in_redis = int(redis.cli("HGET", prefix + "{u:bench-user}drafts", "u").strip() or 0)
+            row = {"sync_ms": sync_ms, "sent": sent, "rps": sent / OVERSHOOT_S, "admitted": admitted,
+                   "in_redis": in_redis, "overshoot": admitted - OVERSHOOT_LIMIT,
+                   "overshoot_pct": 100 * (admitted - OVERSHOOT_LIMIT) / OVERSHOOT_LIMIT}
+            results.append(row)
+            log(f"overshoot, sync {sync_ms} ms: {admitted} admitted of {sent} for a limit of {OVERSHOOT_LIMIT}, "
+                f"Redis says {in_redis}")
+        finally:
+            for e in envoys:
+                e.stop()
+    return results
 
 
 def run_memory(upstream_port, steps, budget_s, log):
@@ -521,7 +595,7 @@ def fmt_ratio(x):
     return "–" if x is None else f"{x:.3f}"
 
 
-def markdown(info, params, rows, stats, memory, sizes):
+def markdown(info, params, rows, stats, memory, sizes, overshoot=None):
     out = [f"Machine: {info['cpu']}, {info['cores']} cores; Envoy {info['envoy']}; {info['wrk']}; "
            f"Linux {info['kernel']}; code {info['code']}. Load average {params['loadavg_start']} at the start, "
            f"{params['loadavg_end']} at the end.",
@@ -551,6 +625,26 @@ def markdown(info, params, rows, stats, memory, sizes):
             f"{row['p50_added_us']:+.0f} / {row['p99_added_us']:+.0f}"
         out.append(f"| {row['label']} | {fmt_ratio(row['vs_none'])} | {fmt_ratio(row['vs_noop'])} | "
                    f"{paired} | {cpu} | {lat} |")
+    redis_rows = [row for case, row in rows.items() if "vs_local" in row]
+    if redis_rows:
+        out += ["", "Counters in Redis against local counters (the same filter and workload; Redis and webdis "
+                "on the client CPU):", "",
+                "| case | req/s vs local | paired | p50 / p99 µs (1 conn) | local p50 / p99 µs (1 conn) |",
+                "|---|---:|---:|---:|---:|"]
+        for case, row in rows.items():
+            if "vs_local" in row:
+                local = rows[LOCAL_OF[case]]
+                out.append(f"| {row['label']} | {row['vs_local']:.3f} | {row['vs_local_paired']:.3f} | "
+                           f"{row['lat_p50_us']} / {row['lat_p99_us']} | "
+                           f"{local['lat_p50_us']} / {local['lat_p99_us']} |")
+    if overshoot:
+        out += ["", f"Approximate mode's overshoot: two Envoys, a hard limit of {OVERSHOOT_LIMIT}, one wrk per "
+                f"Envoy ({CONNECTIONS} connections, {OVERSHOOT_S} s, one caller):", "",
+                "| sync_ms | requests/s (both) | admitted | in Redis after sync | overshoot |",
+                "|---:|---:|---:|---:|---:|"]
+        for o in overshoot:
+            out.append(f"| {o['sync_ms']} | {o['rps']:,.0f} | {o['admitted']:,} | {o['in_redis']:,} | "
+                       f"{o['overshoot']:,} ({o['overshoot_pct']:.0f}%) |")
     out += ["", "Quota filter stats after the runs (admitted requests; fail-open, fail-closed, blocked):", ""]
     for name, s in stats.items():
         if name == "quota_no_metrics":
@@ -590,6 +684,8 @@ def main():
                         help="seconds the memory run may spend filling counters")
     parser.add_argument("--cases", default=",".join(c for c, *_ in CASES),
                         help="comma-separated, of: " + ", ".join(c for c, *_ in CASES + ABLATIONS))
+    parser.add_argument("--no-overshoot", dest="overshoot", action="store_false",
+                        help="skip the Redis approximate mode's overshoot run")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s, memory up to 10^4: a smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -608,25 +704,35 @@ def main():
     info = machine_info()
     log(f"{info['cpu']}, Envoy {info['envoy']}")
     started = time.monotonic()
+    redis = webdis = None
     with pinned(CLIENT_CPUS):
         upstream = harness.start_bootstrap(upstream_bootstrap(), concurrency=1, log_level="warning")
+        if any(c[0] in LOCAL_OF for c in cases) or args.overshoot:
+            redis = harness.start_redis()
+            webdis = harness.start_webdis(redis.port)
     try:
         sizes = wasm_sizes(upstream.port, log)
         if "wasm_opt_Oz" not in sizes:
             cases = [c for c in cases if c[0] != "quota_opt"]
-        runs, stats = run_load(upstream.port, cases, args.rounds, args.duration, args.latency_duration, log)
+        runs, stats = run_load(upstream.port, cases, args.rounds, args.duration, args.latency_duration, log,
+                               webdis.port if webdis else None)
         rows = summarize(cases, runs)
+        overshoot = run_overshoot(upstream.port, webdis.port, redis, log) if args.overshoot else None
         steps = [int(s) for s in args.memory_steps.split(",") if s]
         memory = run_memory(upstream.port, steps, args.memory_budget, log) if steps else None
     finally:
         upstream.stop()
+        if webdis:
+            webdis.stop()
+        if redis:
+            redis.close()
     params["loadavg_end"] = "%.2f %.2f %.2f" % os.getloadavg()
     params["seconds"] = time.monotonic() - started
-    report = markdown(info, params, rows, stats, memory, sizes)
+    report = markdown(info, params, rows, stats, memory, sizes, overshoot)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "load.json").write_text(json.dumps(
         {"machine": info, "params": params, "cases": rows, "runs": runs, "quota_stats": stats,
-         "memory": memory, "wasm": sizes}, indent=2))
+         "memory": memory, "wasm": sizes, "overshoot": overshoot}, indent=2))
     (OUT_DIR / "load.md").write_text(report)
     print(report)
     log(f"done in {params['seconds']:.0f} s; {OUT_DIR / 'load.md'}")
