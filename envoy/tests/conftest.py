@@ -26,6 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import harness  # noqa: E402  (lives in envoy/, beside this directory)
+from quota_configs import CHAT, chat  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -157,6 +158,25 @@ def request(target, method, path, headers=None, json=None, body=None, timeout=10
         return Response(resp.status, Headers(resp.getheaders()), resp.read())
     finally:
         conn.close()
+
+
+def hammer(port, user, count, results, lock):
+    """Send `count` chat completions (quota_configs.chat) from `user` on one
+    keep-alive connection to 127.0.0.1:port; append their statuses to
+    `results` (under `lock`). For load tests: one thread per connection."""
+    body = jsonlib.dumps(chat())
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    statuses = []
+    try:
+        for _ in range(count):
+            conn.request("POST", CHAT, body=body, headers={"x-user-id": user, "content-type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            statuses.append(resp.status)
+    finally:
+        conn.close()
+        with lock:
+            results.extend(statuses)
 
 
 def sse_events(body):

@@ -1,30 +1,13 @@
 """Exactness under load: two workers, 64 connections, a hard limit of 1,000
 admits exactly 1,000 of 5,000 requests, ten times over."""
 
-import http.client
-import json
 import threading
 from collections import Counter
 
-from quota_configs import CHAT, chat, one_class
+from conftest import hammer
+from quota_configs import one_class
 
 LIMIT, REQUESTS, CONNECTIONS, ROUNDS = 1000, 5000, 64, 10
-
-
-def hammer(port, user, count, results, lock):
-    body = json.dumps(chat())
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    statuses = []
-    try:
-        for _ in range(count):
-            conn.request("POST", CHAT, body=body, headers={"x-user-id": user, "content-type": "application/json"})
-            resp = conn.getresponse()
-            resp.read()
-            statuses.append(resp.status)
-    finally:
-        conn.close()
-        with lock:
-            results.extend(statuses)
 
 
 def test_a_hard_limit_of_1000_admits_exactly_1000_every_round(envoy):

@@ -6,7 +6,6 @@ Each test starts its own redis-server and webdis (Debian's, installed by
 `make setup-redis`) on loopback ports, and Envoys whose filter reaches Redis
 through the `webdis` cluster."""
 
-import http.client
 import json
 import threading
 import time
@@ -14,7 +13,7 @@ from collections import Counter
 
 import harness
 import pytest
-from conftest import request
+from conftest import hammer, request
 from quota_configs import CHAT, chat, one_class
 
 SECRET = "test-admin-secret-0123456789"
@@ -61,22 +60,6 @@ def usage(proxy, user):
 
 def store_stats(proxy):
     return proxy.stats(filter=r"wasmcustom\.quota\.store\.")
-
-
-def hammer(port, user, count, results, lock):
-    body = json.dumps(chat())
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    statuses = []
-    try:
-        for _ in range(count):
-            conn.request("POST", CHAT, body=body, headers={"x-user-id": user, "content-type": "application/json"})
-            resp = conn.getresponse()
-            resp.read()
-            statuses.append(resp.status)
-    finally:
-        conn.close()
-        with lock:
-            results.extend(statuses)
 
 
 def test_a_hard_limit_across_two_envoys_admits_exactly_the_limit(envoy, redis_stack):

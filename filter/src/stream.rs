@@ -13,6 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::Clock;
+use quota_core::config::RedisStore;
 use quota_core::config::{Cell, ClassId, Config, Cost};
 use quota_core::copy::CONFIRM_HEADER;
 use quota_core::cost::{self, Body};
@@ -22,7 +23,7 @@ use quota_core::headers::{is_quota_header, Headers};
 use quota_core::identity::{identify, Caller, IdentityError};
 use quota_core::metering::{usage_in, SseScanner};
 use quota_core::negotiate::{negotiate, BodyFormat};
-use quota_core::redis::{CallError, Command};
+use quota_core::redis::{Answer, CallError, Command};
 use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::store::{CounterStore, GiveUp, StoreError};
@@ -93,6 +94,11 @@ pub struct Charging {
     body_len: Option<usize>,
     json: Option<Value>,
     ticket: Ticket,
+    call: Call,
+}
+
+/// A call to Redis a paused request waits for.
+pub struct Call {
     command: Command,
     token: u32,
     /// Already sent the script itself (after a NOSCRIPT).
@@ -111,9 +117,7 @@ pub struct Reading {
 /// The grants endpoint, paused while Redis adds the grant.
 pub struct Granting {
     grant: admin::GrantRequest,
-    command: Command,
-    token: u32,
-    loaded: bool,
+    call: Call,
 }
 
 /// Counters read from Redis ahead of time, as a store (read only).
@@ -194,9 +198,7 @@ impl QuotaStream {
                     body_len,
                     json,
                     ticket,
-                    command,
-                    token,
-                    loaded,
+                    call: Call { command, token, loaded },
                 }));
                 false
             }
@@ -252,36 +254,50 @@ impl QuotaStream {
         }
     }
 
-    /// Redis answered (or failed to answer) a paused request's charge.
-    fn charged_by_redis(&mut self, mut waiting: Box<Charging>, num_headers: usize, body_size: usize) {
-        let Some(config) = self.config.clone() else { return };
-        let Some(store) = &config.counters.redis else { return };
-        let stored = match remote::answer(num_headers, body_size) {
-            Ok(answer) => Ok(answer),
-            Err(CallError::NoScript) if !waiting.loaded => {
+    /// The answer to `call`: `Ok(None)` when Redis had lost the script and
+    /// the call went out again carrying it (under a new token).
+    fn answer_of(
+        &self,
+        store: &RedisStore,
+        call: &mut Call,
+        num_headers: usize,
+        body_size: usize,
+    ) -> Result<Option<Answer>, String> {
+        let result = match remote::answer(num_headers, body_size) {
+            Ok(answer) => {
+                if let Some(r) = &self.remote {
+                    r.script_present();
+                }
+                return Ok(Some(answer));
+            }
+            Err(CallError::NoScript) if !call.loaded => {
                 // Redis lost its script cache (a restart): send the script itself once.
                 if let Some(r) = &self.remote {
                     r.script_missing();
                 }
-                match remote::call(store, &waiting.command, true) {
-                    Ok(token) => {
-                        waiting.token = token;
-                        waiting.loaded = true;
-                        self.phase = Phase::Charging(waiting);
-                        return;
-                    }
-                    Err(why) => Err(why),
-                }
+                remote::call(store, &call.command, true).map(|token| {
+                    call.token = token;
+                    call.loaded = true;
+                    None
+                })
             }
             Err(CallError::NoScript) => Err("NOSCRIPT after sending the script".to_string()),
             Err(CallError::Failed(why)) => Err(why),
         };
-        if let (Ok(_), Some(r)) = (&stored, &self.remote) {
-            r.script_present();
-        }
-        if let Err(why) = &stored {
+        if let Err(why) = &result {
             self.store_error(why);
         }
+        result
+    }
+
+    /// Redis answered (or failed to answer) a paused request's charge.
+    fn charged_by_redis(&mut self, mut waiting: Box<Charging>, num_headers: usize, body_size: usize) {
+        let Some(config) = self.config.clone() else { return };
+        let Some(store) = &config.counters.redis else { return };
+        let Some(stored) = self.answer_of(store, &mut waiting.call, num_headers, body_size).transpose() else {
+            self.phase = Phase::Charging(waiting);
+            return;
+        };
         let before = stored.as_ref().map(|a| a.before).map_err(|why| GiveUp::Unavailable(why.clone()));
         let (decision, write) = engine::settle(&config, waiting.ticket.clone(), before);
         if let Ok(answer) = &stored {
@@ -401,7 +417,9 @@ impl QuotaStream {
         let command = Command::grant(grant.key.clone(), grant.units);
         let loaded = self.remote.as_ref().is_some_and(|r| r.needs_script());
         match remote::call(store, &command, loaded) {
-            Ok(token) => self.phase = Phase::Granting(Box::new(Granting { grant, command, token, loaded })),
+            Ok(token) => {
+                self.phase = Phase::Granting(Box::new(Granting { grant, call: Call { command, token, loaded } }))
+            }
             Err(why) => {
                 self.store_error(&why);
                 self.reply(&granted(config, &grant, Err(why)));
@@ -413,28 +431,11 @@ impl QuotaStream {
     fn granted_by_redis(&mut self, mut waiting: Box<Granting>, num_headers: usize, body_size: usize) {
         let Some(config) = self.config.clone() else { return };
         let Some(store) = &config.counters.redis else { return };
-        let result = match remote::answer(num_headers, body_size) {
-            Ok(answer) => Ok(answer.after.map_or(0, |c| c.grant)),
-            Err(CallError::NoScript) if !waiting.loaded => {
-                if let Some(r) = &self.remote {
-                    r.script_missing();
-                }
-                match remote::call(store, &waiting.command, true) {
-                    Ok(token) => {
-                        waiting.token = token;
-                        waiting.loaded = true;
-                        self.phase = Phase::Granting(waiting);
-                        return;
-                    }
-                    Err(why) => Err(why),
-                }
-            }
-            Err(CallError::NoScript) => Err("NOSCRIPT after sending the script".to_string()),
-            Err(CallError::Failed(why)) => Err(why),
+        let Some(result) = self.answer_of(store, &mut waiting.call, num_headers, body_size).transpose() else {
+            self.phase = Phase::Granting(waiting);
+            return;
         };
-        if let Err(why) = &result {
-            self.store_error(why);
-        }
+        let result = result.map(|answer| answer.after.map_or(0, |c| c.grant));
         self.reply(&granted(&config, &waiting.grant, result));
     }
 
@@ -547,10 +548,10 @@ fn charged(
 impl Context for QuotaStream {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         match std::mem::replace(&mut self.phase, Phase::Pass) {
-            Phase::Charging(waiting) if waiting.token == token => {
+            Phase::Charging(waiting) if waiting.call.token == token => {
                 self.charged_by_redis(waiting, num_headers, body_size)
             }
-            Phase::Granting(waiting) if waiting.token == token => {
+            Phase::Granting(waiting) if waiting.call.token == token => {
                 self.granted_by_redis(waiting, num_headers, body_size)
             }
             Phase::Reading(mut reading) => {

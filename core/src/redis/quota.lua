@@ -50,6 +50,15 @@ local function write(r)
   end
 end
 
+-- The counter as it stands at now: the stored one while its window (of the
+-- same kind) is open, else a fresh one keeping the grant balance.
+local function current(old, now, code, fresh_start, fresh_end)
+  if old and old.c == code and now < old.e then
+    return copy(old)
+  end
+  return {c = code, s = fresh_start, e = fresh_end, u = 0, g = 0, b = old and old.b or 0, w = 0, f = 0}
+end
+
 local function answer(old, new)
   local out = flat(old)
   for _, v in ipairs(flat(new)) do table.insert(out, v) end
@@ -65,12 +74,7 @@ local function charge()
   local hard, cap, confirm_above = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
   local pace_used, pace_before = tonumber(ARGV[11]), tonumber(ARGV[12])
   local old = read()
-  local r
-  if old and old.c == code and now < old.e then
-    r = copy(old)
-  else
-    r = {c = code, s = fresh_start, e = fresh_end, u = 0, g = 0, b = old and old.b or 0, w = 0, f = 0}
-  end
+  local r = current(old, now, code, fresh_start, fresh_end)
   local plan = math.max(r.u - r.g, 0)
   local room = math.max(hard - plan, 0)
   local from_grant = 0
@@ -148,12 +152,7 @@ local function add()
   local now, delta = tonumber(ARGV[2]), tonumber(ARGV[3])
   local code, fresh_start, fresh_end = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   local old = read()
-  local r
-  if old and old.c == code and now < old.e then
-    r = copy(old)
-  else
-    r = {c = code, s = fresh_start, e = fresh_end, u = 0, g = 0, b = old and old.b or 0, w = 0, f = 0}
-  end
+  local r = current(old, now, code, fresh_start, fresh_end)
   r.u = math.max(r.u + delta, r.g)
   write(r)
   return answer(old, r)
