@@ -210,6 +210,11 @@ impl QuotaStream {
         }
     }
 
+    /// The request is paused on a call to Redis (a charge, a grant, a usage read).
+    fn waiting_for_redis(&self) -> bool {
+        matches!(self.phase, Phase::Charging(_) | Phase::Granting(_) | Phase::Reading(_))
+    }
+
     /// Reports and carries out a decision: forwards the request with its
     /// headers and any rewrite, or answers it. Returns whether it goes on.
     #[allow(clippy::too_many_arguments)]
@@ -661,11 +666,16 @@ impl HttpContext for QuotaStream {
                 let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size).ok().flatten();
                 self.decide_with_body(body)
             }
+            // Continuing here would let the held headers go on too, before Redis answered.
+            _ if self.waiting_for_redis() => Action::Pause,
             _ => Action::Continue,
         }
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.waiting_for_redis() {
+            return Action::Pause;
+        }
         if !matches!(self.phase, Phase::AwaitingBody(_)) {
             return Action::Continue;
         }

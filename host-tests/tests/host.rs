@@ -21,4 +21,5 @@ mod block_reply;
 mod concurrency;
 mod config;
 mod hostile_inputs;
+mod redis;
 mod windows;
