@@ -547,7 +547,7 @@ def run_memory(upstream_port, steps, budget_s, log):
             if not row["reached"]:
                 break
         # The longest key this run wrote (the shared data's own size, logically).
-        key_bytes = len(f"q1:drafts:u:user-{next_id:07d}")
+        key_bytes = len(f"drafts:u:user-{next_id:07d}")
         return {"base_rss_mib": base["rss_kib"] / 1024, "steps": results, "key_bytes": key_bytes,
                 "budget_s": budget_s}
     finally:
@@ -653,7 +653,8 @@ def markdown(info, params, rows, stats, memory, sizes, overshoot=None):
                    f"{s['fail_closed']} fail_closed, {s['blocked']} blocked")
     if memory:
         out += ["", f"Memory (one Envoy answering after the filter, base RSS {memory['base_rss_mib']:.1f} MiB; "
-                f"keys like `q1:drafts:u:user-0000001`, {memory['key_bytes']} bytes, values 48 bytes; "
+                f"keys like `drafts:u:user-0000001`, {memory['key_bytes']} bytes, values 15 bytes "
+                f"(a day window's compact record); "
                 f"time budget {memory['budget_s']:.0f} s):", "",
                 "| counters | target reached | RSS MiB | RSS bytes/counter | heap bytes/counter | seconds | "
                 "errors | fail_open | fail_closed |",

@@ -121,7 +121,7 @@ mod tests {
     fn grant_requests_are_checked() {
         let config = with_admin();
         let ok = parse_grant(&config, "class=drafts&workspace=acme%20corp&units=50").unwrap();
-        assert_eq!((ok.scope, ok.units, ok.key.as_str()), (ScopeKind::Workspace, 50, "q1:drafts:w:acme corp"));
+        assert_eq!((ok.scope, ok.units, ok.key.as_str()), (ScopeKind::Workspace, 50, "drafts:w:acme corp"));
         for bad in [
             "class=drafts&user=a&workspace=b&units=1",
             "class=nope&user=a&units=1",

@@ -3,6 +3,9 @@
 //! Windows are aligned in a fixed UTC offset, so all we need is the proleptic
 //! Gregorian calendar: days since the epoch to (year, month, day) and back.
 
+use crate::decimal::write_padded;
+use std::fmt::Write;
+
 /// Seconds in a day.
 pub const DAY: i64 = 86_400;
 
@@ -59,10 +62,32 @@ pub fn first_of_next_month(date: Date) -> Date {
 
 /// Formats Unix seconds as RFC 3339 in UTC, e.g. `2026-11-22T00:00:00Z`.
 pub fn rfc3339(unix_seconds: i64) -> String {
+    let mut out = String::with_capacity(20);
+    push_rfc3339(&mut out, unix_seconds);
+    out
+}
+
+/// Appends [`rfc3339`]'s text of `unix_seconds` to `out`.
+pub fn push_rfc3339(out: &mut String, unix_seconds: i64) {
     let days = unix_seconds.div_euclid(DAY);
-    let secs = unix_seconds.rem_euclid(DAY);
+    let secs = unix_seconds.rem_euclid(DAY) as u32;
     let d = civil_from_days(days);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", d.year, d.month, d.day, secs / 3600, secs % 3600 / 60, secs % 60)
+    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let Some(year) = u32::try_from(d.year).ok().filter(|y| *y <= 9999) else {
+        // Years outside RFC 3339's four digits (never a window's end in
+        // practice): as `{:04}` writes them.
+        let _ = write!(out, "{:04}-{:02}-{:02}T{hours:02}:{minutes:02}:{seconds:02}Z", d.year, d.month, d.day);
+        return;
+    };
+    let mut text = *b"0000-00-00T00:00:00Z";
+    for (range, n) in
+        [(0..4, year), (5..7, d.month), (8..10, d.day), (11..13, hours), (14..16, minutes), (17..19, seconds)]
+    {
+        if let Some(slot) = text.get_mut(range) {
+            write_padded(slot, n);
+        }
+    }
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SSZ` (what [`rfc3339`] writes) back to Unix seconds.
@@ -112,5 +137,34 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(parse_rfc3339_utc("2000-02-29T00:00:00Z"), Some(951_782_400));
         assert_eq!(parse_rfc3339_utc("2000-02-29 00:00:00"), None);
+    }
+
+    #[test]
+    fn writes_what_the_format_string_wrote() {
+        fn by_format(t: i64) -> String {
+            let (days, secs) = (t.div_euclid(DAY), t.rem_euclid(DAY));
+            let d = civil_from_days(days);
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                d.year,
+                d.month,
+                d.day,
+                secs / 3600,
+                secs % 3600 / 60,
+                secs % 60
+            )
+        }
+        let mut t = -70_000_000_000i64;
+        while t < 400_000_000_000 {
+            assert_eq!(rfc3339(t), by_format(t), "{t}");
+            t += 7_777_777;
+        }
+        for t in [-62_167_219_201, -62_167_219_200, -1, 0, 59, 86_399, 253_402_300_799, 253_402_300_800, 1_795_392_000]
+        {
+            assert_eq!(rfc3339(t), by_format(t), "{t}");
+        }
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_800), "10000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(-62_167_219_201), "-001-12-31T23:59:59Z");
     }
 }

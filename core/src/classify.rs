@@ -19,9 +19,10 @@ pub enum HeadMatch {
 /// Classifies on method, path and headers; asks for the body only when a
 /// body rule is the first candidate.
 pub fn classify_head(config: &Config, req: &RequestHead) -> HeadMatch {
+    let line = RequestLine::of(req);
     for (i, class) in config.classes.iter().enumerate() {
         for rule in &class.rules {
-            if head_matches(rule, req) {
+            if head_matches(rule, req, &line) {
                 let needs_body = !rule.body.is_empty() || config.class_needs_body(ClassId(i));
                 return if needs_body { HeadMatch::NeedsBody } else { HeadMatch::Class(ClassId(i)) };
             }
@@ -34,20 +35,35 @@ pub fn classify_head(config: &Config, req: &RequestHead) -> HeadMatch {
 /// is not JSON, too large, or malformed: body conditions then fail, except
 /// `exists: false`).
 pub fn classify_with_body(config: &Config, req: &RequestHead, body: Option<&Value>) -> Option<ClassId> {
+    let line = RequestLine::of(req);
     config
         .classes
         .iter()
         .position(|class| {
-            class.rules.iter().any(|rule| head_matches(rule, req) && rule.body.iter().all(|c| body_matches(c, body)))
+            class
+                .rules
+                .iter()
+                .any(|rule| head_matches(rule, req, &line) && rule.body.iter().all(|c| body_matches(c, body)))
         })
         .map(ClassId)
         .or(config.default_class)
 }
 
-fn head_matches(rule: &Rule, req: &RequestHead) -> bool {
-    let method = req.method();
-    (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
-        && rule.path.as_ref().is_none_or(|p| path_matches(p, req.path()))
+/// The method and path, looked up once per request rather than per rule.
+struct RequestLine<'a> {
+    method: &'a str,
+    path: &'a str,
+}
+
+impl<'a> RequestLine<'a> {
+    fn of(req: &'a RequestHead) -> Self {
+        RequestLine { method: req.method(), path: req.path() }
+    }
+}
+
+fn head_matches(rule: &Rule, req: &RequestHead, line: &RequestLine) -> bool {
+    (rule.methods.is_empty() || rule.methods.iter().any(|m| m == line.method))
+        && rule.path.as_ref().is_none_or(|p| path_matches(p, line.path))
         && rule.headers.iter().all(|h| header_matches(h, req))
 }
 

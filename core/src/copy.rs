@@ -3,11 +3,13 @@
 //! class, then the top-level `copy`), else a default written here. Every
 //! default says what happened, when it changes, and what would change it.
 
-use crate::calendar::rfc3339;
+use crate::calendar::push_rfc3339;
 use crate::config::{Cell, Class, ClassId, Config, Limits, Message, Tier, TierId};
 use crate::decide::Usage;
-use crate::template::{Template, Var};
+use crate::decimal::{push_i64, push_u64};
+use crate::template::{render_text, Var};
 use crate::window::{CalendarUnit, WindowSpec};
+use std::borrow::Cow;
 
 /// The request header that confirms a costly request (`confirm_above`).
 pub const CONFIRM_HEADER: &str = "x-quota-confirm";
@@ -15,25 +17,42 @@ pub const CONFIRM_HEADER: &str = "x-quota-confirm";
 /// "45 s", "12 min", "4 h 12 min", "2 days 3 h". Rounds up, so a reset
 /// is never announced earlier than it happens.
 pub fn human_duration(seconds: i64) -> String {
+    let mut out = String::with_capacity(16);
+    push_human_duration(&mut out, seconds);
+    out
+}
+
+/// Appends [`human_duration`]'s text.
+pub fn push_human_duration(out: &mut String, seconds: i64) {
     let s = seconds.max(0);
     if s < 60 {
-        return format!("{s} s");
+        push_i64(out, s);
+        return out.push_str(" s");
     }
     let minutes = s.saturating_add(59) / 60;
     if minutes < 60 {
-        return format!("{minutes} min");
+        push_i64(out, minutes);
+        return out.push_str(" min");
     }
     let (h, m) = (minutes / 60, minutes % 60);
     if h < 24 {
-        return if m == 0 { format!("{h} h") } else { format!("{h} h {m} min") };
+        push_i64(out, h);
+        out.push_str(" h");
+        if m != 0 {
+            out.push(' ');
+            push_i64(out, m);
+            out.push_str(" min");
+        }
+        return;
     }
     let hours = s.saturating_add(3599) / 3600;
     let (d, h) = (hours / 24, hours % 24);
-    let days = if d == 1 { "1 day".to_string() } else { format!("{d} days") };
-    if h == 0 {
-        days
-    } else {
-        format!("{days} {h} h")
+    push_i64(out, d);
+    out.push_str(if d == 1 { " day" } else { " days" });
+    if h != 0 {
+        out.push(' ');
+        push_i64(out, h);
+        out.push_str(" h");
     }
 }
 
@@ -53,19 +72,19 @@ fn length_words(seconds: i64) -> String {
 
 /// The current window as the end of a sentence: "for today", "for this month",
 /// "in this 5-hour window".
-pub fn this_window(spec: &WindowSpec) -> String {
+pub fn this_window(spec: &WindowSpec) -> Cow<'static, str> {
     match spec {
         WindowSpec::Calendar(CalendarUnit::Minute) => "for this minute".into(),
         WindowSpec::Calendar(CalendarUnit::Hour) => "for this hour".into(),
         WindowSpec::Calendar(CalendarUnit::Day) => "for today".into(),
         WindowSpec::Calendar(CalendarUnit::Week) => "for this week".into(),
         WindowSpec::Calendar(CalendarUnit::Month) => "for this month".into(),
-        WindowSpec::FirstUse { seconds } => format!("in this {} window", length_words(*seconds)),
+        WindowSpec::FirstUse { seconds } => format!("in this {} window", length_words(*seconds)).into(),
     }
 }
 
 /// How often an allowance renews: "a day", "a month", "every 5 hours".
-pub fn per_window(spec: &WindowSpec) -> String {
+pub fn per_window(spec: &WindowSpec) -> Cow<'static, str> {
     match spec {
         WindowSpec::Calendar(CalendarUnit::Minute) => "a minute".into(),
         WindowSpec::Calendar(CalendarUnit::Hour) => "an hour".into(),
@@ -76,9 +95,9 @@ pub fn per_window(spec: &WindowSpec) -> String {
             let words = length_words(*seconds);
             let (n, unit) = words.split_once('-').unwrap_or(("", ""));
             if n == "1" {
-                format!("every {unit}")
+                format!("every {unit}").into()
             } else {
-                format!("every {n} {unit}s")
+                format!("every {n} {unit}s").into()
             }
         }
     }
@@ -97,9 +116,24 @@ pub struct UpgradeHint {
 impl UpgradeHint {
     /// "Pro includes 30 a day: https://…"
     pub fn sentence(&self) -> String {
+        let mut out = String::new();
+        self.push_sentence(&mut out);
+        out
+    }
+
+    /// Appends [`UpgradeHint::sentence`].
+    pub fn push_sentence(&self, out: &mut String) {
+        out.push_str(&self.tier_label);
+        out.push_str(" includes ");
+        push_u64(out, self.limit);
+        out.push(' ');
+        out.push_str(&self.per_window);
         match &self.url {
-            Some(url) => format!("{} includes {} {}: {url}", self.tier_label, self.limit, self.per_window),
-            None => format!("{} includes {} {}.", self.tier_label, self.limit, self.per_window),
+            Some(url) => {
+                out.push_str(": ");
+                out.push_str(url);
+            }
+            None => out.push('.'),
         }
     }
 }
@@ -119,7 +153,7 @@ pub fn upgrade_hint(config: &Config, tier: TierId, class: ClassId) -> Option<Upg
             tier: next_id,
             tier_label: next.label.clone(),
             limit: l.hard,
-            per_window: per_window(&l.window),
+            per_window: per_window(&l.window).into_owned(),
             url: current.upgrade_url.clone(),
         }),
         _ => None,
@@ -141,6 +175,13 @@ pub struct Facts<'a> {
 
 impl<'a> Facts<'a> {
     pub fn new(config: &'a Config, tier: TierId, class: ClassId) -> Option<Facts<'a>> {
+        let facts = Facts::without_hint(config, tier, class)?;
+        Some(Facts { hint: upgrade_hint(config, tier, class), ..facts })
+    }
+
+    /// [`Facts::new`] without the upgrade hint, for callers that set it
+    /// only when they say something about limits.
+    pub fn without_hint(config: &'a Config, tier: TierId, class: ClassId) -> Option<Facts<'a>> {
         let limits = match config.cell(tier, class)? {
             Cell::Limited(l) => Some(l),
             Cell::NotIncluded => None,
@@ -152,56 +193,85 @@ impl<'a> Facts<'a> {
             usage: None,
             requested: 0,
             reset_after: 0,
-            hint: upgrade_hint(config, tier, class),
+            hint: None,
         })
     }
 
-    fn value(&self, var: Var) -> String {
+    /// Appends the value of `var`; nothing when it does not apply.
+    fn write_value(&self, var: Var, out: &mut String) {
         let usage = self.usage.as_ref();
-        let num = |f: fn(&Usage) -> u64| usage.map(|u| f(u).to_string()).unwrap_or_default();
-        let count = |f: fn(&Usage) -> u64| usage.map(|u| self.class.count(f(u))).unwrap_or_default();
+        let num = |out: &mut String, f: fn(&Usage) -> u64| {
+            if let Some(u) = usage {
+                push_u64(out, f(u));
+            }
+        };
+        let count = |out: &mut String, f: fn(&Usage) -> u64| {
+            if let Some(u) = usage {
+                push_count(out, self.class, f(u));
+            }
+        };
         let spec = self.limits.map(|l| &l.window);
+        let hint = self.hint.as_ref();
         match var {
-            Var::Used => num(|u| u.used),
-            Var::Limit => num(|u| u.hard),
-            Var::SoftLimit => usage.and_then(|u| u.soft).map(|s| s.to_string()).unwrap_or_default(),
-            Var::Remaining => num(Usage::remaining),
-            Var::Over => num(|u| u.over),
-            Var::Cost => self.requested.to_string(),
-            Var::Class => self.class.label.clone(),
-            Var::Unit => self.class.unit.clone(),
-            Var::Units => self.class.units.clone(),
-            Var::CountUsed => count(|u| u.used),
-            Var::CountLimit => count(|u| u.hard),
-            Var::CountRemaining => count(Usage::remaining),
-            Var::CountOver => count(|u| u.over),
-            Var::CountCost => self.class.count(self.requested),
-            Var::Window => spec.map(this_window).unwrap_or_default(),
-            Var::PerWindow => spec.map(per_window).unwrap_or_default(),
-            Var::ResetIn => human_duration(self.reset_after),
-            Var::ResetAt => usage.map(|u| rfc3339(u.window.end)).unwrap_or_default(),
-            Var::ResetSentence => match usage {
-                Some(u) if u.hard == 1 => {
-                    format!("It resets in {}.", human_duration(self.reset_after))
+            Var::Used => num(out, |u| u.used),
+            Var::Limit => num(out, |u| u.hard),
+            Var::SoftLimit => {
+                if let Some(soft) = usage.and_then(|u| u.soft) {
+                    push_u64(out, soft);
                 }
-                Some(_) => format!("They reset in {}.", human_duration(self.reset_after)),
-                None => String::new(),
-            },
-            Var::Tier => self.tier.label.clone(),
-            Var::NextTier => self.hint.as_ref().map(|h| h.tier_label.clone()).unwrap_or_default(),
-            Var::NextLimit => self.hint.as_ref().map(|h| h.limit.to_string()).unwrap_or_default(),
-            Var::UpgradeUrl => self.hint.as_ref().and_then(|h| h.url.clone()).unwrap_or_default(),
-            Var::Upgrade => self.hint.as_ref().map(UpgradeHint::sentence).unwrap_or_default(),
-            Var::UsedPercent => usage
-                .map(|u| ((u.used as f64) * 100.0 / (u.hard.max(1) as f64)).floor().to_string())
-                .unwrap_or_default(),
-            Var::ConfirmHeader => CONFIRM_HEADER.to_string(),
-            Var::DegradedTo => self
-                .limits
-                .and_then(|l| l.degrade.as_ref())
-                .and_then(|d| d.model.clone())
-                .unwrap_or_else(|| "a lighter model".into()),
-            Var::Grant => num(|u| u.grant),
+            }
+            Var::Remaining => num(out, Usage::remaining),
+            Var::Over => num(out, |u| u.over),
+            Var::Cost => push_u64(out, self.requested),
+            Var::Class => out.push_str(&self.class.label),
+            Var::Unit => out.push_str(&self.class.unit),
+            Var::Units => out.push_str(&self.class.units),
+            Var::CountUsed => count(out, |u| u.used),
+            Var::CountLimit => count(out, |u| u.hard),
+            Var::CountRemaining => count(out, Usage::remaining),
+            Var::CountOver => count(out, |u| u.over),
+            Var::CountCost => push_count(out, self.class, self.requested),
+            Var::Window => out.push_str(&spec.map(this_window).unwrap_or_default()),
+            Var::PerWindow => out.push_str(&spec.map(per_window).unwrap_or_default()),
+            Var::ResetIn => push_human_duration(out, self.reset_after),
+            Var::ResetAt => {
+                if let Some(u) = usage {
+                    push_rfc3339(out, u.window.end);
+                }
+            }
+            Var::ResetSentence => {
+                if let Some(u) = usage {
+                    out.push_str(if u.hard == 1 { "It resets in " } else { "They reset in " });
+                    push_human_duration(out, self.reset_after);
+                    out.push('.');
+                }
+            }
+            Var::Tier => out.push_str(&self.tier.label),
+            Var::NextTier => out.push_str(hint.map_or("", |h| &h.tier_label)),
+            Var::NextLimit => {
+                if let Some(h) = hint {
+                    push_u64(out, h.limit);
+                }
+            }
+            Var::UpgradeUrl => out.push_str(hint.and_then(|h| h.url.as_deref()).unwrap_or_default()),
+            Var::Upgrade => {
+                if let Some(h) = hint {
+                    h.push_sentence(out);
+                }
+            }
+            Var::UsedPercent => {
+                if let Some(u) = usage {
+                    out.push_str(&((u.used as f64) * 100.0 / (u.hard.max(1) as f64)).floor().to_string());
+                }
+            }
+            Var::ConfirmHeader => out.push_str(CONFIRM_HEADER),
+            Var::DegradedTo => out.push_str(
+                self.limits
+                    .and_then(|l| l.degrade.as_ref())
+                    .and_then(|d| d.model.as_deref())
+                    .unwrap_or("a lighter model"),
+            ),
+            Var::Grant => num(out, |u| u.grant),
         }
     }
 
@@ -266,8 +336,8 @@ pub fn message(config: &Config, message: Message, facts: &Facts) -> String {
         .or_else(|| facts.class.copy.get(message))
         .or_else(|| config.copy.get(message));
     match chosen {
-        Some(t) => t.render(&|v| facts.value(v)),
-        None => render_default(facts.default_text(message), &|v| facts.value(v)),
+        Some(t) => t.render_with(&|v, out| facts.write_value(v, out)),
+        None => render_default(facts.default_text(message), &|v, out| facts.write_value(v, out)),
     }
 }
 
@@ -283,16 +353,24 @@ pub fn plain_message(config: &Config, message: Message) -> String {
     }
 }
 
-fn render_default(text: &str, value: &dyn Fn(Var) -> String) -> String {
+fn render_default(text: &str, write: &dyn Fn(Var, &mut String)) -> String {
     // The defaults are fixed strings covered by tests; fall back to the raw
     // text rather than fail a request if one were ever malformed.
-    Template::parse(text).map_or_else(|_| text.to_string(), |t| t.render(value))
+    render_text(text, write).unwrap_or_else(|| text.to_string())
+}
+
+/// Appends `n` with its unit, as [`Class::count`] writes it: "1 draft", "3 drafts".
+fn push_count(out: &mut String, class: &Class, n: u64) {
+    push_u64(out, n);
+    out.push(' ');
+    out.push_str(if n == 1 { &class.unit } else { &class.units });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decide::State;
+    use crate::template::Template;
     use crate::testing::demo_config;
     use crate::window::Window;
 
@@ -307,6 +385,52 @@ mod tests {
         assert_eq!(human_duration(2 * 86_400 + 3 * 3600), "2 days 3 h");
         // Found by fuzzing: the largest durations round without overflowing.
         assert!(human_duration(i64::MAX).ends_with(" h") || human_duration(i64::MAX).ends_with("days"));
+    }
+
+    #[test]
+    fn durations_match_their_format_strings() {
+        fn by_format(seconds: i64) -> String {
+            let s = seconds.max(0);
+            if s < 60 {
+                return format!("{s} s");
+            }
+            let minutes = s.saturating_add(59) / 60;
+            if minutes < 60 {
+                return format!("{minutes} min");
+            }
+            let (h, m) = (minutes / 60, minutes % 60);
+            if h < 24 {
+                return if m == 0 { format!("{h} h") } else { format!("{h} h {m} min") };
+            }
+            let hours = s.saturating_add(3599) / 3600;
+            let (d, h) = (hours / 24, hours % 24);
+            let days = if d == 1 { "1 day".to_string() } else { format!("{d} days") };
+            if h == 0 {
+                days
+            } else {
+                format!("{days} {h} h")
+            }
+        }
+        let mut s = -100;
+        while s < 100 * 86_400 {
+            assert_eq!(human_duration(s), by_format(s), "{s}");
+            s += if s < 2 * 86_400 { 1 } else { 997 };
+        }
+        for s in [i64::MIN, i64::MAX, i64::MAX - 3599, 86_400 + 3600, 2 * 86_400] {
+            assert_eq!(human_duration(s), by_format(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn counts_read_as_the_class_writes_them() {
+        let config = demo_config();
+        for class in &config.classes {
+            for n in [0, 1, 2, 10, u64::MAX] {
+                let mut out = String::new();
+                push_count(&mut out, class, n);
+                assert_eq!(out, class.count(n));
+            }
+        }
     }
 
     #[test]

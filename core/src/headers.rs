@@ -4,8 +4,9 @@
 
 use crate::calendar::rfc3339;
 use crate::config::{Config, Message};
-use crate::copy::{self, Facts};
+use crate::copy::{self, upgrade_hint, Facts};
 use crate::decide::{Served, State};
+use crate::decimal::{i64_text, push_u64, u64_text};
 use crate::engine::{Decision, Outcome};
 
 /// The largest integer a structured field carries (RFC 8941, section 3.3.1):
@@ -58,7 +59,8 @@ pub type Headers = Vec<(&'static str, String)>;
 /// The headers a response to this decision carries (admitted or refused).
 pub fn response_headers(config: &Config, d: &Decision) -> Headers {
     let mut out = Headers::with_capacity(16);
-    let Some(mut facts) = Facts::new(config, d.tier, d.class) else {
+    // The upgrade hint only shows once a limit is near or reached.
+    let Some(mut facts) = Facts::without_hint(config, d.tier, d.class) else {
         return out;
     };
     let quota = config.response_headers.quota;
@@ -70,6 +72,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
         Outcome::NotIncluded => {
             if quota {
                 out.push((STATE, STATE_NOT_INCLUDED.into()));
+                facts.hint = upgrade_hint(config, d.tier, d.class);
                 if let Some(url) = facts.hint.as_ref().and_then(|h| h.url.clone()) {
                     out.push((UPGRADE, url));
                 }
@@ -86,16 +89,16 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
             if quota {
                 let state = if charge.needs_confirmation { STATE_CONFIRMATION_REQUIRED } else { usage.state.as_str() };
                 out.push((SCOPE, d.scope.as_str().into()));
-                out.push((USED, usage.used.to_string()));
-                out.push((LIMIT, usage.hard.to_string()));
+                out.push((USED, u64_text(usage.used)));
+                out.push((LIMIT, u64_text(usage.hard)));
                 if let Some(soft) = usage.soft {
-                    out.push((SOFT_LIMIT, soft.to_string()));
+                    out.push((SOFT_LIMIT, u64_text(soft)));
                 }
-                out.push((REMAINING, usage.remaining().to_string()));
+                out.push((REMAINING, u64_text(usage.remaining())));
                 out.push((RESET, rfc3339(usage.window.end)));
-                out.push((RESET_AFTER, reset_after.to_string()));
+                out.push((RESET_AFTER, i64_text(reset_after)));
                 out.push((STATE, state.into()));
-                out.push((COST, charge.cost.to_string()));
+                out.push((COST, u64_text(charge.cost)));
                 if charge.pace.is_some_and(|p| p.ahead) {
                     out.push((PACE, PACE_AHEAD.into()));
                 }
@@ -106,12 +109,13 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                     }
                 }
                 if charge.served == Served::Overage || usage.state == State::Overage {
-                    out.push((OVERAGE, usage.over.to_string()));
+                    out.push((OVERAGE, u64_text(usage.over)));
                 }
                 if usage.grant > 0 || charge.from_grant > 0 {
-                    out.push((GRANT, usage.grant.to_string()));
+                    out.push((GRANT, u64_text(usage.grant)));
                 }
                 if usage.state != State::Ok {
+                    facts.hint = upgrade_hint(config, d.tier, d.class);
                     let message = match usage.state {
                         State::Warning => Some(Message::Warning),
                         State::Degraded => Some(Message::Degraded),
@@ -134,12 +138,28 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 let name = &facts.class.name;
                 let (q, w) = (sf_count(usage.hard), sf_seconds(usage.window.length()));
                 let (r, t) = (sf_count(usage.remaining()), sf_seconds(reset_after));
-                out.push((RATELIMIT_POLICY, format!("\"{name}\";q={q};w={w}")));
-                out.push((RATELIMIT, format!("\"{name}\";r={r};t={t}")));
+                out.push((RATELIMIT_POLICY, limit_item(name, "q", q, "w", w)));
+                out.push((RATELIMIT, limit_item(name, "r", r, "t", t)));
             }
         }
     }
     out
+}
+
+/// A RateLimit field's item: `"name";a=1;b=2`.
+fn limit_item(name: &str, a: &str, a_value: u64, b: &str, b_value: u64) -> String {
+    let mut item = String::with_capacity(name.len() + a.len() + b.len() + 40);
+    item.push('"');
+    item.push_str(name);
+    item.push_str("\";");
+    item.push_str(a);
+    item.push('=');
+    push_u64(&mut item, a_value);
+    item.push(';');
+    item.push_str(b);
+    item.push('=');
+    push_u64(&mut item, b_value);
+    item
 }
 
 /// Whether a request header is one the filter owns (and strips from clients).

@@ -5,6 +5,7 @@ use crate::config::{parse_utc_offset, Class, Config, Scope, Source, TierId, Unkn
 use crate::jwt;
 use crate::request::{Properties, RequestHead};
 use crate::window::Alignment;
+use std::borrow::Cow;
 
 /// The caller a request is charged to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +80,14 @@ pub fn scope_key(class: &Class, kind: ScopeKind, id: &str) -> String {
         ScopeKind::Anonymous => "a",
         ScopeKind::User => "u",
     };
-    // The id comes last, so ids containing ':' cannot collide with another key.
-    format!("q1:{}:{kind}:{id}", class.name)
+    // Class names have no ':' and the id comes last, so no two counters
+    // share a key. No prefix: the host keeps keys of up to 22 bytes inline,
+    // and only counters live in the filter's shared data.
+    let mut key = String::with_capacity(class.name.len() + kind.len() + id.len() + 2);
+    for part in [class.name.as_str(), ":", kind, ":", id] {
+        key.push_str(part);
+    }
+    key
 }
 
 /// Identifies the caller of a request.
@@ -120,22 +127,24 @@ pub fn identify(config: &Config, req: &RequestHead, props: &dyn Properties) -> R
 
 /// The first source that yields a usable value.
 fn first_value(sources: &[Source], req: &RequestHead, props: &dyn Properties, max_bytes: usize) -> Option<String> {
-    sources.iter().find_map(|s| read(s, req, props).and_then(|v| usable(v, max_bytes)))
+    sources.iter().find_map(|s| read(s, req, props).and_then(|v| usable(&v, max_bytes)))
 }
 
-fn read(source: &Source, req: &RequestHead, props: &dyn Properties) -> Option<Vec<u8>> {
+/// A source's value; headers are borrowed, not copied.
+fn read<'a>(source: &Source, req: &'a RequestHead, props: &dyn Properties) -> Option<Cow<'a, [u8]>> {
     match source {
-        Source::Header(name) => req.header(name).map(<[u8]>::to_vec),
-        Source::JwtClaim { header, claim } => jwt::claim(req.header(header)?, claim).map(String::into_bytes),
-        Source::Property(path) => props.property(path),
+        Source::Header(name) => req.header(name).map(Cow::Borrowed),
+        Source::JwtClaim { header, claim } => {
+            jwt::claim(req.header(header)?, claim).map(|c| Cow::Owned(c.into_bytes()))
+        }
+        Source::Property(path) => props.property(path).map(Cow::Owned),
     }
 }
 
 /// Ids become counter keys and header values: they must be UTF-8, non-empty,
 /// bounded, and free of control characters. Anything else counts as absent.
-fn usable(value: Vec<u8>, max_bytes: usize) -> Option<String> {
-    let text = String::from_utf8(value).ok()?;
-    let text = text.trim();
+fn usable(value: &[u8], max_bytes: usize) -> Option<String> {
+    let text = std::str::from_utf8(value).ok()?.trim();
     let ok = !text.is_empty() && text.len() <= max_bytes && !text.chars().any(char::is_control);
     ok.then(|| text.to_string())
 }
@@ -185,7 +194,7 @@ mod tests {
         let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
         assert!(caller.anonymous);
         assert_eq!((caller.id.as_str(), caller.tier), ("203.0.113.9", free));
-        assert_eq!(caller.counter_key(&config.classes[2], Scope::User), "q1:drafts:a:203.0.113.9");
+        assert_eq!(caller.counter_key(&config.classes[2], Scope::User), "drafts:a:203.0.113.9");
         assert_eq!(identify(&config, &head(&[]), &crate::request::NoProperties), Err(IdentityError::MissingUser));
     }
 
@@ -241,8 +250,8 @@ mod tests {
             &crate::request::NoProperties,
         )
         .unwrap();
-        assert_eq!(with.counter_key(class, Scope::Workspace), format!("q1:{}:w:acme", class.name));
-        assert_eq!(with.counter_key(class, Scope::User), format!("q1:{}:u:a:b", class.name));
+        assert_eq!(with.counter_key(class, Scope::Workspace), format!("{}:w:acme", class.name));
+        assert_eq!(with.counter_key(class, Scope::User), format!("{}:u:a:b", class.name));
         let without = identify(&config, &head(&[("x-user-id", "bob")]), &crate::request::NoProperties).unwrap();
         assert_eq!(without.scope(Scope::Workspace), ScopeKind::User);
     }

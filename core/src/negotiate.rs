@@ -38,11 +38,12 @@ pub fn negotiate(accept: Option<&str>) -> BodyFormat {
         let mut found: Option<(u8, f32)> = None;
         for range in accept.split(',').take(32) {
             let mut params = range.split(';');
-            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
-            let (rk, rs) = media.split_once('/').unwrap_or((media.as_str(), ""));
+            let media = params.next().unwrap_or("").trim();
+            let (rk, rs) = media.split_once('/').unwrap_or((media, ""));
+            // Media types are case-insensitive; compared in place, no lower-cased copy.
             let specificity = match (rk, rs) {
-                (k, s) if k == kind && s == sub => 3,
-                (k, "*") if k == kind => 2,
+                (k, s) if k.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(sub) => 3,
+                (k, "*") if k.eq_ignore_ascii_case(kind) => 2,
                 ("*", "*") => 1,
                 _ => continue,
             };
@@ -88,5 +89,13 @@ mod tests {
         );
         assert_eq!(negotiate(Some("text/*")), BodyFormat::Html);
         assert_eq!(negotiate(Some("text/html;q=0.4, application/json")), BodyFormat::OpenAi);
+    }
+
+    #[test]
+    fn media_types_are_case_insensitive() {
+        assert_eq!(negotiate(Some("Text/HTML")), BodyFormat::Html);
+        assert_eq!(negotiate(Some("TEXT/*")), BodyFormat::Html);
+        assert_eq!(negotiate(Some("Application/Problem+JSON")), BodyFormat::Problem);
+        assert_eq!(negotiate(Some("text/html;q=0.5, APPLICATION/JSON")), BodyFormat::OpenAi);
     }
 }

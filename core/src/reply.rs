@@ -6,6 +6,7 @@
 use crate::calendar::rfc3339;
 use crate::config::{Config, FailPolicy, Message};
 use crate::copy::{self, Facts, CONFIRM_HEADER};
+use crate::decide::Charge;
 use crate::engine::{Decision, Outcome};
 use crate::headers::{response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
 use crate::identity::IdentityError;
@@ -51,6 +52,12 @@ struct Refusal {
 /// Turns a decision into the filter's action.
 pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
     let mut headers = response_headers(config, d);
+    // The common case first: a forwarded request needs nothing below.
+    if let Outcome::Charged(Charge { admitted: true, .. }) | Outcome::Unavailable { policy: FailPolicy::Open, .. } =
+        &d.outcome
+    {
+        return Action::Continue(headers);
+    }
     let Some(mut facts) = Facts::new(config, d.tier, d.class) else {
         return Action::Continue(headers);
     };

@@ -79,42 +79,73 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// A piece of template text: literal text (escapes resolved) or a placeholder.
+enum Piece<'a> {
+    Text(&'a str),
+    Var(Var),
+}
+
+/// The pieces of `text` in order, borrowed from it; parsing stops at the
+/// first error.
+struct Pieces<'a> {
+    text: &'a str,
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = Result<Piece<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.rest;
+        let Some(at) = rest.find(['{', '}']) else {
+            self.rest = "";
+            return (!rest.is_empty()).then_some(Ok(Piece::Text(rest)));
+        };
+        let (before, from) = rest.split_at(at);
+        let brace = &from[..1];
+        if from[1..].starts_with(brace) {
+            // `{{` or `}}`: the text up to and with one brace, then skip the other.
+            self.rest = &from[2..];
+            return Some(Ok(Piece::Text(&rest[..at + 1])));
+        }
+        if !before.is_empty() {
+            self.rest = from;
+            return Some(Ok(Piece::Text(before)));
+        }
+        self.rest = "";
+        if brace == "}" {
+            return Some(Err(format!("unmatched '}}' in \"{}\" (write '}}}}' for a literal brace)", self.text)));
+        }
+        let Some((name, after)) = from[1..].split_once('}') else {
+            return Some(Err(format!("unclosed '{{' in \"{}\"", self.text)));
+        };
+        let Some(var) = VARS.iter().find(|(n, _, _)| *n == name).map(|(_, v, _)| *v) else {
+            let known: Vec<&str> = VARS.iter().map(|(n, _, _)| *n).collect();
+            return Some(Err(format!("unknown placeholder {{{name}}} (known: {})", known.join(", "))));
+        };
+        self.rest = after;
+        Some(Ok(Piece::Var(var)))
+    }
+}
+
+fn pieces(text: &str) -> Pieces<'_> {
+    Pieces { text, rest: text }
+}
+
 impl Template {
     /// Parses `text`; `{{` and `}}` are literal braces.
     pub fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '{' if chars.peek() == Some(&'{') => {
-                    chars.next();
-                    literal.push('{');
-                }
-                '}' if chars.peek() == Some(&'}') => {
-                    chars.next();
-                    literal.push('}');
-                }
-                '{' => {
-                    let mut name = String::new();
-                    loop {
-                        match chars.next() {
-                            Some('}') => break,
-                            Some(ch) => name.push(ch),
-                            None => return Err(format!("unclosed '{{' in \"{text}\"")),
-                        }
-                    }
-                    let var = VARS.iter().find(|(n, _, _)| *n == name).map(|(_, v, _)| *v).ok_or_else(|| {
-                        let known: Vec<&str> = VARS.iter().map(|(n, _, _)| *n).collect();
-                        format!("unknown placeholder {{{name}}} (known: {})", known.join(", "))
-                    })?;
+        for piece in pieces(text) {
+            match piece? {
+                Piece::Text(t) => literal.push_str(t),
+                Piece::Var(var) => {
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal)));
                     }
                     parts.push(Part::Var(var));
                 }
-                '}' => return Err(format!("unmatched '}}' in \"{text}\" (write '}}}}' for a literal brace)")),
-                other => literal.push(other),
             }
         }
         if !literal.is_empty() {
@@ -126,21 +157,47 @@ impl Template {
     /// Renders with `value` supplying each placeholder. Runs of spaces left
     /// by empty placeholders are collapsed, so optional parts vanish cleanly.
     pub fn render(&self, value: &dyn Fn(Var) -> String) -> String {
-        let mut out = String::new();
+        self.render_with(&|var, out| out.push_str(&value(var)))
+    }
+
+    /// [`Template::render`], with `write` appending each placeholder's value.
+    pub fn render_with(&self, write: &dyn Fn(Var, &mut String)) -> String {
+        let mut out = String::with_capacity(256);
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(v) => out.push_str(&value(*v)),
+                Part::Var(v) => write(*v, &mut out),
             }
         }
-        let mut tidy = String::with_capacity(out.len());
-        for word in out.split(' ').filter(|w| !w.is_empty()) {
-            if !tidy.is_empty() {
-                tidy.push(' ');
-            }
-            tidy.push_str(word);
+        tidy(&mut out);
+        out
+    }
+}
+
+/// Renders `text` as a template without keeping its parsed form (for the
+/// built-in wording, fixed and tested); `None` if it is not a valid template.
+pub fn render_text(text: &str, write: &dyn Fn(Var, &mut String)) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 128);
+    for piece in pieces(text) {
+        match piece.ok()? {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var(v) => write(v, &mut out),
         }
-        tidy
+    }
+    tidy(&mut out);
+    Some(out)
+}
+
+/// Collapses runs of spaces into one and trims spaces at both ends.
+fn tidy(text: &mut String) {
+    let mut after_space = true;
+    text.retain(|c| {
+        let keep = c != ' ' || !after_space;
+        after_space = c == ' ';
+        keep
+    });
+    if text.ends_with(' ') {
+        text.pop();
     }
 }
 
@@ -163,6 +220,43 @@ mod tests {
         assert_eq!(t.render(&values), "You've used 7 of your 10 drafts.");
         let t = Template::parse("{{literal}} {used}").unwrap();
         assert_eq!(t.render(&values), "{literal} 7");
+    }
+
+    #[test]
+    fn renders_text_without_parsing_it_first() {
+        let text = "You've used {used} of your {count_limit}. {upgrade}";
+        let write = |v: Var, out: &mut String| out.push_str(&values(v));
+        assert_eq!(render_text(text, &write).as_deref(), Some("You've used 7 of your 10 drafts."));
+        assert_eq!(render_text("{{literal}} {used}", &write).as_deref(), Some("{literal} 7"));
+        assert_eq!(render_text("oops {used", &write), None);
+    }
+
+    #[test]
+    fn parses_escapes_and_placeholders_into_merged_parts() {
+        let t = Template::parse("a{{b}}c{used}{{{used}}}").unwrap();
+        assert_eq!(
+            t.parts,
+            vec![
+                Part::Text("a{b}c".into()),
+                Part::Var(Var::Used),
+                Part::Text("{".into()),
+                Part::Var(Var::Used),
+                Part::Text("}".into())
+            ]
+        );
+        assert_eq!(Template::parse("").unwrap().parts, vec![]);
+        assert_eq!(Template::parse("{{").unwrap().parts, vec![Part::Text("{".into())]);
+        assert_eq!(Template::parse("é{used}ü").unwrap().render(&values), "é7ü");
+    }
+
+    #[test]
+    fn tidies_spaces_like_splitting_and_joining_words() {
+        for text in ["", " ", "  a  b  ", "a", " a", "a ", "a  b", "\ta \t b\n", "é  ü "] {
+            let mut tidied = text.to_string();
+            tidy(&mut tidied);
+            let joined: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
+            assert_eq!(tidied, joined.join(" "), "{text:?}");
+        }
     }
 
     #[test]

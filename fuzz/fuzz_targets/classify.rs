@@ -4,7 +4,7 @@
 //! record), reply or forward, events, usage, corrections.
 //!
 //! Input: `flags` `timing` `offset: i32 LE` [`record: 48 bytes` if flags
-//! bit 4] then header lines (`name value`), an empty line, and the body.
+//! bit 4, see `stored_record`] then header lines (`name value`), an empty line, and the body.
 //! flags: bits 0-1 config (demo, seeds, rich), bit 2 confirmed, bit 3 refund,
 //! bit 4 preload. timing: bits 0-3 repeats - 1, bits 4-5 store mode, bits
 //! 6-7 step between repeats (0, 1 h, 1 day, 31 days). offset: seconds from
@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use quota_core_fuzz::{configs, drive, split_request, FuzzStore, Plan, StoreMode, NOON_MS};
+use quota_core_fuzz::{configs, drive, split_request, stored_record, FuzzStore, Plan, StoreMode, NOON_MS};
 
 const STEPS_MS: [i64; 4] = [0, 3_600_000, 86_400_000, 2_678_400_000];
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((offset, rest)) = rest.split_first_chunk::<4>() else { return };
     let (preload, rest) = if flags & 0x10 != 0 {
         let Some((record, rest)) = rest.split_first_chunk::<48>() else { return };
-        (Some(record.to_vec()), rest)
+        (Some(stored_record(record)), rest)
     } else {
         (None, rest)
     };

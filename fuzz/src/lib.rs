@@ -10,6 +10,7 @@
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use quota_core::classify::{self, HeadMatch};
 use quota_core::config::{Config, Cost};
+use quota_core::counter::Counter;
 use quota_core::engine::{self, Outcome};
 use quota_core::events::{self, ClassMetric};
 use quota_core::identity::{self, IdentityError};
@@ -45,6 +46,39 @@ pub fn configs() -> &'static [Config] {
 
 /// Noon UTC on a weekday in 2026, the time the unit tests use.
 pub const NOON_MS: i64 = 1_795_348_800_000;
+
+/// A counter from 48 fuzz bytes laid out as records were before the compact
+/// encoding (version 2): flags at 1 and 2, the window code at 4, then window
+/// start and end, used, grant used and grant, 8 bytes each, little-endian.
+pub fn counter_from_fixed_layout(bytes: &[u8; 48]) -> Counter {
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    Counter {
+        warned: bytes[1],
+        flags: bytes[2],
+        window_code: u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        window_start: u64_at(8) as i64,
+        window_end: u64_at(16) as i64,
+        used: u64_at(24),
+        grant_used: u64_at(32),
+        grant: u64_at(40),
+    }
+}
+
+/// What a store holds for 48 fuzz bytes, so corpora written for the fixed
+/// layout keep their meaning: a record of [`counter_from_fixed_layout`] when
+/// byte 0 is 2 (the old version), else the bytes themselves (a record the
+/// filter did not write).
+pub fn stored_record(bytes: &[u8; 48]) -> Vec<u8> {
+    if bytes[0] == 2 {
+        counter_from_fixed_layout(bytes).encode().to_vec()
+    } else {
+        bytes.to_vec()
+    }
+}
 
 /// How the counter store behaves for one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

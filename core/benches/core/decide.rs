@@ -93,11 +93,10 @@ pub fn benches(c: &mut Criterion) {
         b.iter(|| {
             clock.advance_ms(1);
             assert_eq!(classify_head(&config, black_box(&req)), HeadMatch::NeedsBody);
-            // stream.rs parses the body to classify it, then again to price it.
-            let parsed: Option<Value> = serde_json::from_slice(black_box(BODY_2K)).ok();
-            let class = classify_with_body(&config, &req, parsed.as_ref()).unwrap();
+            // stream.rs parses the body once, to classify and to price it.
+            let json: Option<Value> = serde_json::from_slice(black_box(BODY_2K)).ok();
+            let class = classify_with_body(&config, &req, json.as_ref()).unwrap();
             let caller = identify(&config, &req, &NoProperties).unwrap();
-            let json: Option<Value> = serde_json::from_slice(BODY_2K).ok();
             let cost = request_cost(&config, class, Body { bytes: Some(BODY_2K), json: json.as_ref() });
             let d = charge(&config, &caller, class, cost, false, clock.now_ms(), &store);
             let Action::Continue(headers) = respond(&config, &d, negotiate(req.header_str("accept"))) else {
