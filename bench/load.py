@@ -23,6 +23,10 @@ Envoy configs (one Envoy process each, all in front of the same upstream):
 Redis and webdis (Debian's, `make setup-redis`) run on the client CPU; the
 Redis cases are also compared with the local-counter case `quota`.
 
+--compare-wasm PATH adds the case quota_compare: the `quota` case with another
+build of the filter (say, the last commit's), compared with `quota` round by
+round, to measure a change to the filter in one run.
+
 and, only when asked for with --cases, the quota filter with one part
 switched off by its own config, to measure that part's share:
 quota_no_headers (no response headers), quota_no_metrics (no stats),
@@ -113,8 +117,9 @@ CASES = [
     ("quota_redis", "quota_redis", "headers", "quota filter, counters in Redis (exact mode)"),
     ("quota_redis_approx", "quota_redis_approx", "headers", "quota filter, Redis approximate mode"),
 ]
-# The local-counter case each Redis case is compared with.
-LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota"}
+# The local-counter case each Redis case (and another build) is compared with.
+LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_compare": "quota"}
+COMPARE = ("quota_compare", "quota_compare", "headers", "quota filter, the --compare-wasm build")
 # The approximate mode's overshoot: a hard limit of OVERSHOOT_LIMIT on two
 # Envoys loaded by one wrk each for OVERSHOOT_S seconds, per sync interval.
 OVERSHOOT_LIMIT = 1000
@@ -234,7 +239,7 @@ def redis_config(mode="exact", sync_ms=None, key_prefix="quota:"):
     return config
 
 
-def envoy_bootstraps(upstream_port, needed, webdis_port=None):
+def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None):
     config = bench_config()
     clusters = [harness.webdis_cluster(webdis_port)] if webdis_port else []
     quota = lambda wasm, cfg=config: harness.render_bootstrap(  # noqa: E731
@@ -247,6 +252,7 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None):
         "ratelimit": lambda: local_ratelimit_bootstrap(upstream_port),
         "quota": lambda: quota(QUOTA_WASM),
         "quota_opt": lambda: quota(OPT_WASM),
+        "quota_compare": lambda: quota(compare_wasm),
         "quota_10k": lambda: quota(QUOTA_WASM),
         "quota_body": lambda: quota(QUOTA_WASM),
         "quota_memory": lambda: direct_response(quota(QUOTA_WASM)),
@@ -388,12 +394,12 @@ def quota_stats(envoy):
 # The runs
 # --------------------------------------------------------------------------
 
-def run_load(upstream_port, cases, rounds, duration_s, latency_s, log, webdis_port=None):
+def run_load(upstream_port, cases, rounds, duration_s, latency_s, log, webdis_port=None, compare_wasm=None):
     envoys = {}
     try:
         needed = sorted({envoy for _, envoy, _, _ in cases})
         with pinned(MEASURED_CPUS):
-            for name, bootstrap in envoy_bootstraps(upstream_port, needed, webdis_port).items():
+            for name, bootstrap in envoy_bootstraps(upstream_port, needed, webdis_port, compare_wasm).items():
                 envoys[name] = harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning")
         for case, envoy, workload, _ in cases:
             check_case(envoys[envoy], case, workload)
@@ -452,6 +458,7 @@ def summarize(cases, runs):
             pairs = list(zip(runs[case]["throughput"], runs[local]["throughput"]))
             row["vs_local"] = row["rps"] / rows[local]["rps"]
             row["vs_local_paired"] = median([x["rps"] / y["rps"] for x, y in pairs])
+            row["cpu_vs_local_us"] = median([x["cpu_us_per_req"] - y["cpu_us_per_req"] for x, y in pairs])
     return rows
 
 
@@ -627,14 +634,16 @@ def markdown(info, params, rows, stats, memory, sizes, overshoot=None):
                    f"{paired} | {cpu} | {lat} |")
     redis_rows = [row for case, row in rows.items() if "vs_local" in row]
     if redis_rows:
-        out += ["", "Counters in Redis against local counters (the same filter and workload; Redis and webdis "
-                "on the client CPU):", "",
-                "| case | req/s vs local | paired | p50 / p99 µs (1 conn) | local p50 / p99 µs (1 conn) |",
-                "|---|---:|---:|---:|---:|"]
+        out += ["", "Against the quota filter with local counters, the `quota` case (the same workload; Redis and "
+                "webdis on the client CPU):", "",
+                "| case | req/s vs local | paired | CPU µs/req added, paired | p50 / p99 µs (1 conn) | "
+                "local p50 / p99 µs (1 conn) |",
+                "|---|---:|---:|---:|---:|---:|"]
         for case, row in rows.items():
             if "vs_local" in row:
                 local = rows[LOCAL_OF[case]]
                 out.append(f"| {row['label']} | {row['vs_local']:.3f} | {row['vs_local_paired']:.3f} | "
+                           f"{row['cpu_vs_local_us']:+.1f} | "
                            f"{row['lat_p50_us']} / {row['lat_p99_us']} | "
                            f"{local['lat_p50_us']} / {local['lat_p99_us']} |")
     if overshoot:
@@ -688,6 +697,8 @@ def main():
     parser.add_argument("--no-overshoot", dest="overshoot", action="store_false",
                         help="skip the Redis approximate mode's overshoot run")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s, memory up to 10^4: a smoke run")
+    parser.add_argument("--compare-wasm", type=Path,
+                        help="another build of the filter, run as the case quota_compare beside quota")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.latency_duration, args.memory_steps = 1, 2, 1, "10000"
@@ -700,6 +711,10 @@ def main():
             sys.exit(f"{wasm} is missing: {how} builds it")
     wanted = args.cases.split(",")
     cases = [c for c in CASES + ABLATIONS if c[0] in wanted]
+    if args.compare_wasm:
+        if not args.compare_wasm.exists():
+            sys.exit(f"{args.compare_wasm} is missing")
+        cases.append(COMPARE)
     params = {"rounds": args.rounds, "duration_s": args.duration, "latency_s": args.latency_duration,
               "connections": CONNECTIONS, "loadavg_start": "%.2f %.2f %.2f" % os.getloadavg()}
     info = machine_info()
@@ -708,7 +723,7 @@ def main():
     redis = webdis = None
     with pinned(CLIENT_CPUS):
         upstream = harness.start_bootstrap(upstream_bootstrap(), concurrency=1, log_level="warning")
-        if any(c[0] in LOCAL_OF for c in cases) or args.overshoot:
+        if any(c[0].startswith("quota_redis") for c in cases) or args.overshoot:
             redis = harness.start_redis()
             webdis = harness.start_webdis(redis.port)
     try:
@@ -716,7 +731,7 @@ def main():
         if "wasm_opt_Oz" not in sizes:
             cases = [c for c in cases if c[0] != "quota_opt"]
         runs, stats = run_load(upstream.port, cases, args.rounds, args.duration, args.latency_duration, log,
-                               webdis.port if webdis else None)
+                               webdis.port if webdis else None, args.compare_wasm)
         rows = summarize(cases, runs)
         overshoot = run_overshoot(upstream.port, webdis.port, redis, log) if args.overshoot else None
         steps = [int(s) for s in args.memory_steps.split(",") if s]

@@ -686,12 +686,14 @@ impl HttpContext for QuotaStream {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Phase::Admitted(headers, charged) = &mut self.phase else { return Action::Continue };
-        for (name, value) in headers.iter() {
-            header_map::set(MapType::HttpResponseHeaders, name, value);
-        }
+        let upstream = add_response_headers(headers);
         let Some(c) = charged else { return Action::Continue };
         c.response_seen = true;
-        let status = header_map::get(MapType::HttpResponseHeaders, ":status");
+        let header = |name: &str| match &upstream {
+            Some(pairs) => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v.clone()),
+            None => header_map::get(MapType::HttpResponseHeaders, name),
+        };
+        let status = header(":status");
         let failed = status.and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok()).is_none_or(|s| s >= 400);
         if failed {
             // The upstream did not do the work: give the units back.
@@ -702,7 +704,7 @@ impl HttpContext for QuotaStream {
             return Action::Continue;
         }
         if let Some(m) = &mut c.metering {
-            let content_type = header_map::get(MapType::HttpResponseHeaders, "content-type");
+            let content_type = header("content-type");
             if content_type.is_some_and(|t| t.starts_with(b"text/event-stream")) {
                 m.sse = Some(SseScanner::new(64 * 1024));
             }
@@ -751,6 +753,32 @@ impl HttpContext for QuotaStream {
             }
         }
     }
+}
+
+/// Puts the decision's headers on the response, replacing the upstream's
+/// copies of them, and returns the upstream's headers as they were. One read
+/// and one write of the whole map: each host call costs more in Envoy than
+/// the few headers it carries. If the map cannot be read, the headers are set
+/// one by one instead; `None` (also when there is nothing to add) says the
+/// caller must ask the host for any header it needs.
+fn add_response_headers(headers: &Headers) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let map = MapType::HttpResponseHeaders;
+    if headers.is_empty() {
+        return None;
+    }
+    let Some(upstream) = header_map::pairs(map) else {
+        for (name, value) in headers {
+            header_map::set(map, name, value);
+        }
+        return None;
+    };
+    let ours = |name: &[u8]| headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name));
+    let kept = upstream.iter().filter(|(n, _)| !ours(n)).map(|(n, v)| (n.as_slice(), v.as_slice()));
+    let merged = kept.chain(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    if !header_map::set_pairs(map, merged) {
+        log(LogLevel::Warn, "quota: could not put the quota headers on the response");
+    }
+    Some(upstream)
 }
 
 /// A confirmation header says yes unless it says no.

@@ -29,6 +29,40 @@ fn admitted_responses_carry_the_quota_headers() {
 }
 
 #[test]
+fn the_upstreams_headers_stay_as_they_were_and_its_quota_headers_give_way() {
+    let host = quota_host();
+    host.set_time_rfc3339("2024-03-05T20:00:00Z");
+    let vm = quota_vm(&host, &windows_config(10));
+    let r = vm
+        .request()
+        .method("POST")
+        .path("/v1/daily")
+        .header("x-user-id", "pat")
+        .respond(
+            200,
+            [
+                ("content-type", "application/json"),
+                ("set-cookie", "a=1"),
+                ("RateLimit", "\"upstream\";r=0;t=1"),
+                ("set-cookie", "b=2"),
+                ("x-quota-remaining", "999"),
+                ("x-request-id", "r-1"),
+            ],
+            [r#"{"ok":true}"#],
+        )
+        .send();
+    r.assert_allowed();
+    let client = r.response_headers();
+    assert_eq!(client.get_all("set-cookie"), ["a=1", "b=2"], "{client:?}");
+    assert_eq!(client.get(":status"), Some("200"));
+    assert_eq!(client.get("content-type"), Some("application/json"));
+    assert_eq!(client.get("x-request-id"), Some("r-1"));
+    // The filter's own values replace the upstream's copies, one value each.
+    assert_eq!(client.get_all("ratelimit"), ["\"daily\";r=9;t=14400"], "{client:?}");
+    assert_eq!(client.get_all("x-quota-remaining"), ["9"], "{client:?}");
+}
+
+#[test]
 fn blocked_request_gets_a_429_with_headers_and_a_friendly_body() {
     let host = quota_host();
     host.set_time_rfc3339("2024-03-05T20:00:00Z");
