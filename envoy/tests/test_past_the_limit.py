@@ -12,13 +12,20 @@ def test_degrade_rewrites_the_model_up_to_its_ceiling(envoy):
     config["tiers"]["free"]["limits"]["drafts"]["degrade"] = {"model": "gpt-4o-mini", "limit": 2}
     proxy = envoy(config, hold_headers=True)
     send = lambda: request(proxy, "POST", CHAT, headers={"x-user-id": "fay"}, json=chat("gpt-4o"))  # noqa: E731
-    assert [send().json()["model"] for _ in range(2)] == ["gpt-4o", "gpt-4o"]
+    first = send()
+    assert [first.json()["model"], send().json()["model"]] == ["gpt-4o", "gpt-4o"]
     degraded = send()
     assert degraded.status == 200
     assert degraded.headers["x-quota-state"] == "degraded"
     assert degraded.headers["x-quota-degraded-to"] == "gpt-4o-mini"
     # The rewrite reached the upstream (the mock answers with the model it got).
     assert degraded.json()["model"] == "gpt-4o-mini"
+    # With the headers held, the upstream gets the body framed as the client
+    # framed it, with a content-length: the client's own, or the rewritten body's.
+    for resp in (first, degraded):
+        seen = resp.json()["mock_echo"]
+        assert "transfer-encoding" not in seen["headers"], seen
+        assert int(seen["headers"]["content-length"]) == seen["body_len"], seen
     assert degraded.headers["x-quota-warning"].startswith("You've used your 2 drafts for today, so this one was answered by gpt-4o-mini.")
     assert send().status == 200
     assert send().status == 429

@@ -28,7 +28,7 @@ use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply}
 use quota_core::request::RequestHead;
 use quota_core::store::{CounterStore, GiveUp, StoreError};
 use quota_core::usage::{method_not_allowed, usage_reply};
-use quota_core::{admin, admission};
+use quota_core::{admin, admission, decimal};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -240,8 +240,15 @@ impl QuotaStream {
                 let rewritten = apply_admission(config, decision, json.as_mut());
                 if let (true, Some(j), Some(len)) = (rewritten, &json, body_len) {
                     let bytes = j.to_string();
-                    if let Err(s) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, len, bytes.as_bytes()) {
-                        log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {s:?}"));
+                    match hostcalls::set_buffer(BufferType::HttpRequestBody, 0, len, bytes.as_bytes()) {
+                        // Held headers have not left yet: they carry the new length, so
+                        // the upstream gets a body framed as the client framed it.
+                        Ok(()) if config.hold_headers_for_body => {
+                            let length = decimal::u64_text(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+                            header_map::set(MapType::HttpRequestHeaders, "content-length", &length);
+                        }
+                        Ok(()) => {}
+                        Err(s) => log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {s:?}")),
                     }
                 }
                 let charged = charged(config, decision, class, json.as_ref(), sync).map(Box::new);
@@ -638,8 +645,10 @@ impl HttpContext for QuotaStream {
             }
             HeadMatch::NeedsBody => {
                 self.phase = Phase::AwaitingBody(request);
-                if config.may_rewrite_body() {
-                    // A rewritten body has another length: let Envoy frame it.
+                if config.may_rewrite_body() && !config.hold_headers_for_body {
+                    // The headers go on before the body is read, and a rewritten
+                    // body has another length: let Envoy frame it (chunked).
+                    // Held headers get the new length when there is one.
                     header_map::remove(MapType::HttpRequestHeaders, "content-length");
                 }
                 // Pausing headers stops Envoy from delivering the body unless the
