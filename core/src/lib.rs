@@ -27,6 +27,7 @@ pub mod jwt;
 pub mod metering;
 pub mod negotiate;
 pub mod redis;
+pub mod refund;
 pub mod reply;
 pub mod request;
 pub mod store;

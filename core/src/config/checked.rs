@@ -38,6 +38,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// Per class (by [`ClassId`]): what it needs of the body.
     pub body_needs: Vec<BodyNeeds>,
+    /// Which endings of an admitted request give its units back.
+    pub refunds: crate::refund::RefundPolicy,
 }
 
 /// The grants endpoint: only a caller with the secret may add units.
@@ -600,6 +602,7 @@ impl TryFrom<RawConfig> for Config {
             copy,
             observability,
             admin: check_admin(raw.admin.as_ref(), usage_endpoint_for_admin.as_deref())?,
+            refunds: crate::refund::RefundPolicy::from_raw(raw.refunds.as_ref())?,
             body_needs,
         })
         .and_then(|config| {

@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// The admin endpoint that adds grants (prepaid packs, approvals).
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    /// Which upstream answers give a charge back (see the README's refund policy).
+    #[serde(default)]
+    pub refunds: Option<crate::refund::RawRefunds>,
 }
 
 #[derive(Debug, Deserialize)]
