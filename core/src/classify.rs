@@ -70,7 +70,11 @@ fn head_matches(rule: &Rule, req: &RequestHead, line: &RequestLine) -> bool {
 fn path_matches(pattern: &PathMatch, path: &str) -> bool {
     match pattern {
         PathMatch::Exact(p) => path == p,
-        PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        // A normalised path has no trailing '/': `/v1/files/` arrives as
+        // `/v1/files`, which a `/v1/files/` prefix matched before normalising.
+        PathMatch::Prefix(p) => {
+            path.starts_with(p.as_str()) || p.strip_suffix('/').is_some_and(|dir| !dir.is_empty() && dir == path)
+        }
         PathMatch::Glob(g) => g.matches(path),
     }
 }
@@ -152,6 +156,59 @@ mod tests {
             classify_head(&config, &head(&[(":method", "GET"), (":path", "/v1/batches")])),
             HeadMatch::Unclassified
         );
+    }
+
+    #[test]
+    fn odd_spellings_of_a_path_classify_as_the_path() {
+        let config = demo_config();
+        let attacks = [
+            "/v1/chat/%63ompletions",
+            "//v1/chat/completions",
+            "/v1/chat/./completions",
+            "/v1/chat/completions/",
+            "/%2e%2e/v1/chat/completions",
+            "/v1/chat/completions%2F",
+            "/v1/chat/completions/.",
+            "/v1/x/../chat/completions?stream=true",
+            "\\v1\\chat%5Ccompletions",
+        ];
+        for path in attacks {
+            let req = post(path);
+            assert_eq!(classify_head(&config, &req), HeadMatch::NeedsBody, "{path}");
+            for (model, class) in
+                [("o3-deep-research", "deep_research"), ("gpt-4o-mini", "summaries"), ("gpt-4o", "drafts")]
+            {
+                let body = json!({ "model": model });
+                assert_eq!(name(&config, classify_with_body(&config, &req, Some(&body))), Some(class), "{path}");
+            }
+            assert_eq!(name(&config, classify_with_body(&config, &req, None)), Some("drafts"), "{path}");
+        }
+        assert_eq!(classify_head(&config, &post("/v1/projects/p1/./drafts/")), HeadMatch::Class(ClassId(2)));
+        assert_eq!(classify_head(&config, &post("/v1//batches")), HeadMatch::Class(ClassId(3)));
+        // Escapes of reserved characters are not decoded: this is another path.
+        assert_eq!(classify_head(&config, &post("/v1/chat%3Fcompletions")), HeadMatch::Unclassified);
+    }
+
+    #[test]
+    fn patterns_are_normalised_like_paths() {
+        let config = config_with(
+            r#"[{"name": "exact", "match": [{"path": {"exact": "/v1//models/"}}]},
+                {"name": "files", "match": [{"path": {"prefix": "/v1/files/"}}]},
+                {"name": "runs", "match": [{"path": {"glob": "/v1/threads/*/runs/"}}]}]"#,
+        );
+        let class = |path: &str| match classify_head(&config, &post(path)) {
+            HeadMatch::Class(id) => name(&config, Some(id)).map(str::to_string),
+            _ => None,
+        };
+        assert_eq!(class("/v1/models").as_deref(), Some("exact"));
+        assert_eq!(class("/v1/models/").as_deref(), Some("exact"));
+        assert_eq!(class("/v1/files/abc").as_deref(), Some("files"));
+        // The prefix's own directory, however it is spelled.
+        assert_eq!(class("/v1/files/").as_deref(), Some("files"));
+        assert_eq!(class("/v1/files").as_deref(), Some("files"));
+        assert_eq!(class("/v1/filesystem"), None);
+        assert_eq!(class("/v1/threads/t1/runs/").as_deref(), Some("runs"));
+        assert_eq!(class("/v1/threads/t1/runs").as_deref(), Some("runs"));
     }
 
     #[test]

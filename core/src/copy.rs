@@ -314,6 +314,7 @@ impl<'a> Facts<'a> {
                  {reset_sentence} {upgrade}"
             }
             Message::MissingIdentity => MISSING_IDENTITY,
+            Message::InvalidCredentials => INVALID_CREDENTIALS,
             Message::UnknownTier => UNKNOWN_TIER,
             Message::Unavailable => {
                 "We couldn't check your allowance of {units} just now. Please try again in a moment."
@@ -324,6 +325,8 @@ impl<'a> Facts<'a> {
 
 const MISSING_IDENTITY: &str =
     "We couldn't tell who is making this request, so we can't check its usage allowance. Sign in and try again.";
+const INVALID_CREDENTIALS: &str =
+    "We couldn't read your sign-in token. Sign in again, or send exactly one `Authorization: Bearer <token>` header.";
 const UNKNOWN_TIER: &str =
     "We don't recognise the plan on this account, so we can't check its usage allowance. Please contact support.";
 
@@ -348,6 +351,7 @@ pub fn plain_message(config: &Config, message: Message) -> String {
         Some(t) => t.render(&|_| String::new()),
         None => match message {
             Message::UnknownTier => UNKNOWN_TIER.to_string(),
+            Message::InvalidCredentials => INVALID_CREDENTIALS.to_string(),
             _ => MISSING_IDENTITY.to_string(),
         },
     }
@@ -541,6 +545,7 @@ mod tests {
             Message::Confirm,
             Message::Pace,
             Message::MissingIdentity,
+            Message::InvalidCredentials,
             Message::UnknownTier,
             Message::Unavailable,
             Message::Degraded,

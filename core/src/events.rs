@@ -67,6 +67,7 @@ pub fn class_metric_name(class: &str, tier: &str, metric: ClassMetric) -> String
 
 /// Counters that belong to no class.
 pub const IDENTITY_MISSING: &str = "quota.identity_missing";
+pub const IDENTITY_INVALID: &str = "quota.identity_invalid";
 pub const UNKNOWN_TIER: &str = "quota.unknown_tier";
 pub const ANALYTICS_SENT: &str = "quota.analytics.sent";
 pub const ANALYTICS_FAILED: &str = "quota.analytics.failed";
@@ -151,6 +152,7 @@ pub fn event_record(config: &Config, caller: &Caller, d: &Decision, event: Event
 pub fn identity_record(err: &IdentityError, now_ms: i64) -> Value {
     let event = match err {
         IdentityError::MissingUser => "identity_missing",
+        IdentityError::InvalidCredentials => "identity_invalid",
         IdentityError::UnknownTier(_) => "unknown_tier",
     };
     json!({ "event": event, "time": rfc3339(now_ms.div_euclid(1000)) })

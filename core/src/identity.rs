@@ -27,6 +27,10 @@ pub enum IdentityError {
     /// The tier source named a tier the matrix does not have, and the
     /// config says to refuse such callers.
     UnknownTier(String),
+    /// A `jwt_claim` source's header was sent, but not as exactly one
+    /// `Bearer <token>` value: the token read might not be the one Envoy's
+    /// `jwt_authn` verified.
+    InvalidCredentials,
 }
 
 /// Whose counter a charge lands on, as reported in headers and the usage endpoint.
@@ -94,10 +98,10 @@ pub fn scope_key(class: &Class, kind: ScopeKind, id: &str) -> String {
 pub fn identify(config: &Config, req: &RequestHead, props: &dyn Properties) -> Result<Caller, IdentityError> {
     let id = &config.identity;
     let max = id.max_id_bytes;
-    let (caller_id, anonymous, anonymous_tier) = match first_value(&id.user, req, props, max) {
+    let (caller_id, anonymous, anonymous_tier) = match first_value(&id.user, req, props, max)? {
         Some(user) => (user, false, None),
         None => match &id.anonymous {
-            Some(anon) => match first_value(&anon.key, req, props, max) {
+            Some(anon) => match first_value(&anon.key, req, props, max)? {
                 Some(key) => (key, true, Some(anon.tier)),
                 None => return Err(IdentityError::MissingUser),
             },
@@ -106,7 +110,7 @@ pub fn identify(config: &Config, req: &RequestHead, props: &dyn Properties) -> R
     };
     let tier = match anonymous_tier {
         Some(t) => t,
-        None => match first_value(&id.tier, req, props, max) {
+        None => match first_value(&id.tier, req, props, max)? {
             None => id.default_tier,
             Some(name) => match config.tier_by_name(&name.to_ascii_lowercase()) {
                 Some(t) => t,
@@ -115,30 +119,58 @@ pub fn identify(config: &Config, req: &RequestHead, props: &dyn Properties) -> R
             },
         },
     };
-    let workspace = first_value(&id.workspace, req, props, max);
+    let workspace = first_value(&id.workspace, req, props, max)?;
     let mut alignment = config.calendar.alignment;
     if let Some(offset) =
-        first_value(&config.calendar.user_utc_offset, req, props, 16).and_then(|v| parse_utc_offset(&v))
+        first_value(&config.calendar.user_utc_offset, req, props, 16)?.and_then(|v| parse_utc_offset(&v))
     {
         alignment.utc_offset_minutes = offset;
     }
     Ok(Caller { id: caller_id, anonymous, workspace, tier, alignment })
 }
 
-/// The first source that yields a usable value.
-fn first_value(sources: &[Source], req: &RequestHead, props: &dyn Properties, max_bytes: usize) -> Option<String> {
-    sources.iter().find_map(|s| read(s, req, props).and_then(|v| usable(&v, max_bytes)))
+/// The first source that yields a usable value; a source that finds
+/// credentials it must not read stops the search.
+fn first_value(
+    sources: &[Source],
+    req: &RequestHead,
+    props: &dyn Properties,
+    max_bytes: usize,
+) -> Result<Option<String>, IdentityError> {
+    for source in sources {
+        if let Some(value) = read(source, req, props)?.and_then(|v| usable(&v, max_bytes)) {
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
 }
 
 /// A source's value; headers are borrowed, not copied.
-fn read<'a>(source: &Source, req: &'a RequestHead, props: &dyn Properties) -> Option<Cow<'a, [u8]>> {
-    match source {
+fn read<'a>(
+    source: &Source,
+    req: &'a RequestHead,
+    props: &dyn Properties,
+) -> Result<Option<Cow<'a, [u8]>>, IdentityError> {
+    Ok(match source {
         Source::Header(name) => req.header(name).map(Cow::Borrowed),
         Source::JwtClaim { header, claim } => {
-            jwt::claim(req.header(header)?, claim).map(|c| Cow::Owned(c.into_bytes()))
+            jwt_token(req, header)?.and_then(|t| jwt::claim(t.as_bytes(), claim)).map(|c| Cow::Owned(c.into_bytes()))
         }
         Source::Property(path) => props.property(path).map(Cow::Owned),
+    })
+}
+
+/// The token in `header`, or `None` when the header is absent. Every value
+/// is checked, not the first: Envoy's `jwt_authn` may have verified another.
+fn jwt_token<'a>(req: &'a RequestHead, header: &str) -> Result<Option<&'a str>, IdentityError> {
+    let mut values = req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(header)).map(|(_, v)| v);
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(IdentityError::InvalidCredentials);
     }
+    // A custom header may carry the bare token; `authorization` has a scheme.
+    let bare = !header.eq_ignore_ascii_case("authorization");
+    jwt::bearer_token(value, bare).map(Some).ok_or(IdentityError::InvalidCredentials)
 }
 
 /// Ids become counter keys and header values: they must be UTF-8, non-empty,
@@ -227,6 +259,122 @@ mod tests {
         let mut req = head(&[]);
         req.headers.push(("x-user-id".into(), vec![0xff, 0xfe]));
         assert_eq!(identify(&config, &req, &crate::request::NoProperties), Err(IdentityError::MissingUser));
+    }
+
+    fn base64url(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    /// An unsigned token with these claims; the filter never checks signatures.
+    fn token(claims: serde_json::Value) -> String {
+        format!("{}.{}.c2ln", base64url(br#"{"alg":"RS256"}"#), base64url(claims.to_string().as_bytes()))
+    }
+
+    fn jwt_config() -> Config {
+        let mut config = demo_config();
+        config.identity.user = vec![Source::JwtClaim { header: "authorization".into(), claim: vec!["sub".into()] }];
+        config.identity.tier = vec![Source::JwtClaim { header: "authorization".into(), claim: vec!["plan".into()] }];
+        config
+    }
+
+    fn identify_with(config: &Config, headers: &[(&str, &str)]) -> Result<Caller, IdentityError> {
+        identify(config, &head(headers), &crate::request::NoProperties)
+    }
+
+    #[test]
+    fn reads_the_caller_from_one_bearer_token() {
+        let config = jwt_config();
+        let attacker = token(serde_json::json!({"sub": "attacker", "plan": "free"}));
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let value = format!("{scheme} {attacker}");
+            let caller = identify_with(&config, &[("Authorization", &value)]).unwrap();
+            assert_eq!(caller.id, "attacker");
+            assert_eq!(config.tiers[caller.tier.0].name, "free");
+        }
+    }
+
+    #[test]
+    fn a_second_token_beside_the_verified_one_is_refused() {
+        let config = jwt_config();
+        let victim = token(serde_json::json!({"sub": "victim", "plan": "enterprise"}));
+        let attacker = token(serde_json::json!({"sub": "attacker", "plan": "free"}));
+        let shapes: Vec<Vec<(&str, String)>> = vec![
+            // jwt_authn finds the `Bearer ` inside the value and verifies the attacker's token.
+            vec![("authorization", format!("{victim} Bearer {attacker}"))],
+            vec![("authorization", format!("Bearer {victim} Bearer {attacker}"))],
+            vec![("authorization", format!("Bearer {attacker}, Bearer {victim}"))],
+            vec![("authorization", format!("Bearer {victim},Bearer {attacker}"))],
+            vec![("authorization", format!("Bearer {attacker} {victim}"))],
+            vec![("authorization", format!("x Bearer {attacker}"))],
+            vec![("authorization", format!("Bearer {attacker} x"))],
+            vec![("authorization", format!("Bearer  {attacker}"))],
+            vec![("authorization", victim.clone())],
+            vec![("authorization", victim.clone()), ("authorization", format!("Bearer {attacker}"))],
+            vec![("Authorization", format!("Bearer {victim}")), ("authorization", format!("Bearer {attacker}"))],
+            vec![("authorization", format!("Bearer {attacker}")), ("AUTHORIZATION", format!("Bearer {attacker}"))],
+            vec![("authorization", "Basic dXNlcjpwYXNz".into())],
+            vec![("authorization", "".into())],
+        ];
+        for shape in shapes {
+            let headers: Vec<(&str, &str)> = shape.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            assert_eq!(identify_with(&config, &headers), Err(IdentityError::InvalidCredentials), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_token_is_refused_wherever_its_claim_is_read() {
+        // The user comes from a trusted header; the tier from the token.
+        let mut config = demo_config();
+        config.identity.tier = vec![Source::JwtClaim { header: "authorization".into(), claim: vec!["plan".into()] }];
+        let victim = token(serde_json::json!({"plan": "enterprise"}));
+        let attacker = token(serde_json::json!({"plan": "free"}));
+        let value = format!("{victim} Bearer {attacker}");
+        let headers = [("x-user-id", "alice"), ("authorization", value.as_str())];
+        assert_eq!(identify_with(&config, &headers), Err(IdentityError::InvalidCredentials));
+    }
+
+    #[test]
+    fn an_absent_credential_header_falls_through_to_the_next_source() {
+        let mut config = jwt_config();
+        config.identity.user.push(Source::Header("x-user-id".into()));
+        let caller = identify_with(&config, &[("x-user-id", "alice")]).unwrap();
+        assert_eq!(caller.id, "alice");
+        assert_eq!(caller.tier, config.identity.default_tier);
+        assert_eq!(identify_with(&jwt_config(), &[]), Err(IdentityError::MissingUser));
+    }
+
+    #[test]
+    fn a_well_formed_token_without_the_claim_yields_nothing() {
+        let mut config = jwt_config();
+        config.identity.user.push(Source::Header("x-user-id".into()));
+        let anonymous = format!("Bearer {}", token(serde_json::json!({"iss": "x"})));
+        let caller = identify_with(&config, &[("authorization", &anonymous), ("x-user-id", "alice")]).unwrap();
+        assert_eq!(caller.id, "alice");
+        let undecodable = "Bearer e30.bm90IGpzb24.";
+        assert_eq!(identify_with(&jwt_config(), &[("authorization", undecodable)]), Err(IdentityError::MissingUser));
+    }
+
+    #[test]
+    fn a_custom_jwt_header_may_carry_the_bare_token() {
+        let mut config = demo_config();
+        config.identity.user = vec![Source::JwtClaim { header: "x-jwt-assertion".into(), claim: vec!["sub".into()] }];
+        let alice = token(serde_json::json!({"sub": "alice"}));
+        for value in [alice.clone(), format!("Bearer {alice}")] {
+            assert_eq!(identify_with(&config, &[("x-jwt-assertion", &value)]).unwrap().id, "alice");
+        }
+        let two = format!("{alice},{alice}");
+        assert_eq!(identify_with(&config, &[("x-jwt-assertion", &two)]), Err(IdentityError::InvalidCredentials));
+        // The authorization header is not read by this source.
+        let caller = identify_with(&config, &[("x-jwt-assertion", &alice), ("authorization", "garbage")]).unwrap();
+        assert_eq!(caller.id, "alice");
     }
 
     #[test]

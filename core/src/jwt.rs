@@ -33,6 +33,35 @@ pub fn claim(token: &[u8], path: &[String]) -> Option<String> {
     }
 }
 
+/// The token in a credential header's value, read exactly as strictly as it
+/// must be for this filter to see the token Envoy's `jwt_authn` verified:
+/// `Bearer <token>` (the scheme in any case, one space, nothing else) or,
+/// when `bare` (a custom header), `<token>` alone, where the token is three
+/// base64url segments joined by dots, the last (the signature) possibly
+/// empty. `None` for anything else: `jwt_authn` finds a `Bearer ` prefix
+/// anywhere in a value, so text before it, a second token or a comma-joined
+/// value could carry an unverified token that this filter would read.
+pub fn bearer_token(value: &[u8], bare: bool) -> Option<&str> {
+    let token = match value.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => value.get(7..)?,
+        _ if bare => value,
+        _ => return None,
+    };
+    let mut segments = token.split(|&b| b == b'.');
+    let well_formed = matches!(
+        (segments.next(), segments.next(), segments.next(), segments.next()),
+        (Some(header), Some(payload), Some(signature), None)
+            if !header.is_empty() && !payload.is_empty()
+                && [header, payload, signature].iter().all(|s| s.iter().all(|&b| is_base64url(b)))
+    );
+    // Every byte is ASCII once the token is well formed.
+    well_formed.then(|| std::str::from_utf8(token).ok()).flatten()
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
 /// Decodes base64url, with or without padding. `None` on any bad byte.
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
@@ -89,6 +118,58 @@ mod tests {
         assert_eq!(claim(&[0xff, 0xfe, b'.', b'x'], &path("sub")), None);
         let huge = format!("a.{}.c", "A".repeat(MAX_TOKEN_BYTES));
         assert_eq!(claim(huge.as_bytes(), &path("sub")), None);
+    }
+
+    #[test]
+    fn reads_exactly_one_bearer_token() {
+        let header = format!("Bearer {TOKEN}");
+        assert_eq!(bearer_token(header.as_bytes(), false), Some(TOKEN));
+        assert_eq!(bearer_token(format!("bEARER {TOKEN}").as_bytes(), false), Some(TOKEN));
+        assert_eq!(bearer_token(b"Bearer a.b.c", false), Some("a.b.c"));
+        assert_eq!(bearer_token(b"Bearer a-_9.B.", false), Some("a-_9.B."));
+        assert_eq!(bearer_token(TOKEN.as_bytes(), true), Some(TOKEN));
+        assert_eq!(bearer_token(header.as_bytes(), true), Some(TOKEN));
+    }
+
+    #[test]
+    fn anything_but_one_bearer_token_is_refused() {
+        let attack = format!("{TOKEN} Bearer x.y.z");
+        let two = format!("Bearer {TOKEN}, Bearer x.y.z");
+        let two_spaced = format!("Bearer {TOKEN} x.y.z");
+        let padded = format!(" Bearer {TOKEN}");
+        let trailing = format!("Bearer {TOKEN} ");
+        let double_space = format!("Bearer  {TOKEN}");
+        let tab = format!("Bearer\t{TOKEN}");
+        let newline = format!("Bearer {TOKEN}\n");
+        for bad in [
+            attack.as_str(),
+            two.as_str(),
+            two_spaced.as_str(),
+            padded.as_str(),
+            trailing.as_str(),
+            double_space.as_str(),
+            tab.as_str(),
+            newline.as_str(),
+            TOKEN,
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic dXNlcjpwYXNz",
+            "Bearer sk-not-a-jwt",
+            "Bearer a.b",
+            "Bearer a.b.c.d",
+            "Bearer .b.c",
+            "Bearer a..c",
+            "Bearer a.b=.c",
+            "Bearer a.b.c=",
+            "Bearer a+b.c.d",
+        ] {
+            assert_eq!(bearer_token(bad.as_bytes(), false), None, "{bad:?}");
+        }
+        for bad in [attack.as_str(), two.as_str(), padded.as_str(), "", "a.b", "x a.b.c"] {
+            assert_eq!(bearer_token(bad.as_bytes(), true), None, "bare {bad:?}");
+        }
+        assert_eq!(bearer_token(b"Bearer a.\xff.c", false), None);
     }
 
     #[test]

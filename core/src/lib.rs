@@ -26,6 +26,7 @@ pub mod identity;
 pub mod jwt;
 pub mod metering;
 pub mod negotiate;
+pub mod path;
 pub mod redis;
 pub mod refund;
 pub mod reply;

@@ -171,6 +171,17 @@ pub fn refuse_identity(config: &Config, err: &IdentityError, format: BodyFormat)
             reset: None,
             upgrade: None,
         },
+        IdentityError::InvalidCredentials => Refusal {
+            status: 401,
+            kind: "authentication_error",
+            code: "invalid_credentials",
+            title: "Please sign in again".into(),
+            message: copy::plain_message(config, Message::InvalidCredentials),
+            quota: None,
+            violated: None,
+            reset: None,
+            upgrade: None,
+        },
         IdentityError::UnknownTier(_) => Refusal {
             status: 403,
             kind: "permission_error",
@@ -329,6 +340,16 @@ mod tests {
         assert_eq!(reply.status, 401);
         let body: Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["error"]["code"], "missing_identity");
+    }
+
+    #[test]
+    fn unreadable_credentials_are_a_401_that_says_how_to_send_them() {
+        let reply = refuse_identity(&demo_config(), &IdentityError::InvalidCredentials, BodyFormat::OpenAi);
+        assert_eq!(reply.status, 401);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_credentials");
+        assert_eq!(body["error"]["type"], "authentication_error");
+        assert!(body["error"]["message"].as_str().unwrap().contains("exactly one `Authorization: Bearer <token>`"));
     }
 
     #[test]

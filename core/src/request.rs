@@ -4,12 +4,21 @@
 /// Request headers with lower-case names, as the host hands them over.
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
+    /// The headers; `:path` is read once, by [`RequestHead::new`]: build a
+    /// new head rather than change `:path` here.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The normalised `:path`, computed once: every rule and endpoint
+    /// compares against it.
+    path: String,
 }
 
 impl RequestHead {
     pub fn new(headers: Vec<(String, Vec<u8>)>) -> Self {
-        RequestHead { headers }
+        let path = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(":path"))
+            .map_or_else(String::new, |(_, v)| crate::path::normalize(v));
+        RequestHead { headers, path }
     }
 
     /// The first value of a header, as bytes.
@@ -26,10 +35,10 @@ impl RequestHead {
         self.header_str(":method").unwrap_or("")
     }
 
-    /// The path without its query string.
+    /// The path rules and endpoints match: `:path` normalised by
+    /// [`crate::path::normalize`] (no query, one spelling per resource).
     pub fn path(&self) -> &str {
-        let full = self.header_str(":path").unwrap_or("");
-        full.split(['?', '#']).next().unwrap_or("")
+        &self.path
     }
 }
 

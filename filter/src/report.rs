@@ -23,6 +23,7 @@ pub struct Reporter {
     /// Metric ids by (class, tier, metric); empty when metrics are off.
     class_metrics: Vec<u32>,
     identity_missing: Option<u32>,
+    identity_invalid: Option<u32>,
     unknown_tier: Option<u32>,
     sent: Option<u32>,
     failed: Option<u32>,
@@ -66,6 +67,7 @@ impl Reporter {
         let analytics = config.observability.analytics.is_some();
         Reporter {
             identity_missing: global(events::IDENTITY_MISSING),
+            identity_invalid: global(events::IDENTITY_INVALID),
             unknown_tier: global(events::UNKNOWN_TIER),
             sent: if analytics { global(events::ANALYTICS_SENT) } else { None },
             failed: if analytics { global(events::ANALYTICS_FAILED) } else { None },
@@ -99,6 +101,7 @@ impl Reporter {
         bump(
             match err {
                 IdentityError::MissingUser => self.identity_missing,
+                IdentityError::InvalidCredentials => self.identity_invalid,
                 IdentityError::UnknownTier(_) => self.unknown_tier,
             },
             1,

@@ -5,6 +5,7 @@ use super::error::{join, ConfigError};
 use super::raw::*;
 use super::source::Source;
 use crate::glob::Glob;
+use crate::path::normalize as normalize_path;
 use crate::template::Template;
 use crate::window::{Alignment, CalendarUnit, WindowSpec};
 use serde_json::Value;
@@ -91,6 +92,7 @@ pub enum Message {
     Confirm,
     Pace,
     MissingIdentity,
+    InvalidCredentials,
     UnknownTier,
     Unavailable,
     Degraded,
@@ -520,7 +522,8 @@ impl TryFrom<RawConfig> for Config {
         let identity = check_identity(&raw.identity, &tier_id)?;
         let calendar = check_calendar(raw.calendar.as_ref())?;
 
-        let usage_endpoint_for_admin = raw.usage_endpoint.clone();
+        // Requests are matched by their normalised path, so the endpoint is
+        // normalised too: `/quota/` still answers a request for `/quota/`.
         let usage_endpoint = match raw.usage_endpoint {
             Some(p) if !p.starts_with('/') => {
                 return Err(ConfigError::new(
@@ -528,8 +531,9 @@ impl TryFrom<RawConfig> for Config {
                     format!("must be a path starting with '/', got \"{p}\""),
                 ))
             }
-            other => other,
+            other => other.map(|p| normalize_path(p.as_bytes())),
         };
+        let usage_endpoint_for_admin = usage_endpoint.clone();
         let max_body_bytes = match raw.max_body_bytes {
             None => DEFAULT_MAX_BODY_BYTES,
             Some(0) => return Err(ConfigError::new("max_body_bytes", "must be greater than 0")),
@@ -793,10 +797,15 @@ fn check_path_match(path: &str, raw: &RawPath) -> Result<PathMatch, ConfigError>
     if !value.starts_with('/') {
         return Err(ConfigError::new(at, format!("must start with '/', got \"{value}\"")));
     }
+    // Requests are matched by their normalised path (`crate::path`), so
+    // patterns are normalised the same way; a prefix keeps its trailing '/'
+    // so that `/v1/files/` does not start matching `/v1/filesystem`.
+    let normalized = normalize_path(value.as_bytes());
     Ok(match *kind {
-        "exact" => PathMatch::Exact((*value).clone()),
-        "prefix" => PathMatch::Prefix((*value).clone()),
-        _ => PathMatch::Glob(Glob::new(value).map_err(|reason| ConfigError::new(at, reason))?),
+        "exact" => PathMatch::Exact(normalized),
+        "prefix" if value.ends_with('/') && normalized != "/" => PathMatch::Prefix(normalized + "/"),
+        "prefix" => PathMatch::Prefix(normalized),
+        _ => PathMatch::Glob(Glob::new(&normalized).map_err(|reason| ConfigError::new(at, reason))?),
     })
 }
 
@@ -1126,13 +1135,14 @@ fn check_admin(raw: Option<&RawAdmin>, usage_endpoint: Option<&str>) -> Result<O
     if !raw.path.starts_with('/') {
         return Err(ConfigError::new("admin.path", format!("must be a path starting with '/', got \"{}\"", raw.path)));
     }
-    if usage_endpoint == Some(raw.path.as_str()) {
+    let path = normalize_path(raw.path.as_bytes());
+    if usage_endpoint == Some(path.as_str()) {
         return Err(ConfigError::new("admin.path", "must differ from usage_endpoint"));
     }
     if raw.secret.len() < 24 || !raw.secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ConfigError::new("admin.secret", "must be at least 24 printable characters without spaces"));
     }
-    Ok(Some(Admin { path: raw.path.clone(), secret: raw.secret.clone() }))
+    Ok(Some(Admin { path, secret: raw.secret.clone() }))
 }
 
 fn check_observability(raw: Option<&RawObservability>) -> Result<Observability, ConfigError> {
@@ -1268,6 +1278,7 @@ fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, ConfigError>
         ("confirm", Message::Confirm, &raw.confirm),
         ("pace", Message::Pace, &raw.pace),
         ("missing_identity", Message::MissingIdentity, &raw.missing_identity),
+        ("invalid_credentials", Message::InvalidCredentials, &raw.invalid_credentials),
         ("unknown_tier", Message::UnknownTier, &raw.unknown_tier),
         ("unavailable", Message::Unavailable, &raw.unavailable),
         ("degraded", Message::Degraded, &raw.degraded),

@@ -117,6 +117,10 @@ pub struct RawCopy {
     pub pace: Option<String>,
     #[serde(default)]
     pub missing_identity: Option<String>,
+    /// Refusal (401) of a request whose sign-in token header is not exactly
+    /// one `Bearer <token>`; placeholders render empty.
+    #[serde(default)]
+    pub invalid_credentials: Option<String>,
     #[serde(default)]
     pub unknown_tier: Option<String>,
     #[serde(default)]

@@ -265,3 +265,19 @@ fn a_schema_reference_is_accepted_and_ignored() {
     doc["$schema"] = json!("./quota-config.schema.json");
     assert!(Config::from_json(doc.to_string().as_bytes()).is_ok());
 }
+
+#[test]
+fn endpoint_paths_are_normalised_like_request_paths() {
+    let doc = with(base(), "/usage_endpoint", json!("/quota//me/"));
+    let doc = with(doc, "/admin", json!({"path": "/%71uota/admin/", "secret": "s3cret-s3cret-s3cret-s3cret"}));
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(config.usage_endpoint.as_deref(), Some("/quota/me"));
+    assert_eq!(config.admin.as_ref().map(|a| a.path.as_str()), Some("/quota/admin"));
+}
+
+#[test]
+fn admin_and_usage_endpoints_must_differ_once_normalised() {
+    let doc = with(base(), "/usage_endpoint", json!("/quota"));
+    let doc = with(doc, "/admin", json!({"path": "/quota/", "secret": "s3cret-s3cret-s3cret-s3cret"}));
+    assert_eq!(error_of(&doc), "admin.path: must differ from usage_endpoint");
+}
