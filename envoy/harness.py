@@ -334,7 +334,8 @@ def _socket_address(port):
 
 def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm_id="quota",
                      listener_port=0, admin_port=0, extra_clusters=(),
-                     stat_prefix="ingress_http", hold_headers=False, demo_port=None):
+                     stat_prefix="ingress_http", hold_headers=False, demo_port=None,
+                     normalize_paths=True):
     """The Envoy bootstrap as a dict (Envoy reads it as JSON).
 
     filter_config: dict (serialised to JSON) or str (passed verbatim, so tests
@@ -342,6 +343,9 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
     Port 0 lets the kernel choose (see EnvoyProcess for reading it back).
     hold_headers sets the plugin's allow_on_headers_stop_iteration (Envoy >=
     1.35), which the filter's "hold_headers_for_body": true relies on.
+    normalize_paths: Envoy's own path normalisation (normalize_path,
+    merge_slashes, escaped slashes unescaped), as every config we ship sets;
+    False shows what the filter's own normalisation does without it.
     demo_port: a start_demo_server() port; DEMO_PREFIX then goes there, with
     the quota filter switched off for that route, and everything else still
     goes through the filter to the upstream (same origin for the page).
@@ -407,6 +411,12 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
                         "@type": "type.googleapis.com/envoy.extensions.filters.network."
                                  "http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": stat_prefix,
+                        # One spelling of each path for every filter and route, so
+                        # `/v1/chat/%63ompletions` or `//v1/chat/./completions`
+                        # cannot reach the upstream unclassified.
+                        **({"normalize_path": True, "merge_slashes": True,
+                            "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD"}
+                           if normalize_paths else {}),
                         "route_config": {
                             "name": "local",
                             "virtual_hosts": [{
@@ -579,10 +589,11 @@ class EnvoyProcess:
 def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0, admin_port=0,
                 wasm=DEFAULT_WASM, vm_id="quota", log_level="info", extra_clusters=(),
                 stat_prefix="ingress_http", hold_headers=False, workdir=None, extra_args=(),
-                timeout=START_TIMEOUT_S, demo_port=None):
+                timeout=START_TIMEOUT_S, demo_port=None, normalize_paths=True):
     """Start Envoy in front of 127.0.0.1:upstream_port and wait until it is ready.
 
-    filter_config, wasm, vm_id, ports, extra_clusters, stat_prefix, hold_headers, demo_port: see
+    filter_config, wasm, vm_id, ports, extra_clusters, stat_prefix, hold_headers, demo_port,
+    normalize_paths: see
     render_bootstrap. `workdir` (default: a temporary directory, removed on
     stop) receives bootstrap.json and envoy.log. Raises EnvoyStartError, with
     the whole log, if Envoy exits or is not ready within `timeout` seconds.
@@ -591,7 +602,7 @@ def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0,
         upstream_port=upstream_port, filter_config=filter_config, wasm=wasm, vm_id=vm_id,
         listener_port=listener_port, admin_port=admin_port,
         extra_clusters=extra_clusters, stat_prefix=stat_prefix, hold_headers=hold_headers,
-        demo_port=demo_port,
+        demo_port=demo_port, normalize_paths=normalize_paths,
     )
     return start_bootstrap(bootstrap, concurrency=concurrency, log_level=log_level,
                            workdir=workdir, extra_args=extra_args, timeout=timeout)

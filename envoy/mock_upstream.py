@@ -9,12 +9,16 @@ Request headers that steer the mock:
   x-mock-status: N               answer status N with an OpenAI-style error body
   x-mock-completion-tokens: N    completion_tokens reported in `usage` (default 7)
   x-mock-chunk-delay-ms: N       pause between SSE events (default 20)
+  x-mock-delay-ms: N             wait N ms before answering (a slow model)
+  x-mock-id: ID                  remember the request: GET /__mock/seen/ID answers
+                                 {"seen": n, "models": [...]} (what reached the upstream)
 """
 
 import argparse
 import json
 import signal
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -39,6 +43,11 @@ def count_prompt_words(body):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     words += len(part["text"].split())
     return words
+
+
+# x-mock-id -> the models of the requests that reached the mock (handler threads share it).
+SEEN = {}
+SEEN_LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,6 +79,19 @@ class Handler(BaseHTTPRequestHandler):
             "body_len": len(raw),
             "model": body.get("model") if isinstance(body, dict) else None,
         }
+
+        if self.path.startswith("/__mock/seen/"):
+            with SEEN_LOCK:
+                models = list(SEEN.get(self.path[len("/__mock/seen/"):], []))
+            self.send_json(200, {"seen": len(models), "models": models})
+            return
+        mock_id = self.headers.get("x-mock-id")
+        if mock_id:
+            with SEEN_LOCK:
+                SEEN.setdefault(mock_id, []).append(echo["model"])
+        delay_ms = int(self.headers.get("x-mock-delay-ms") or 0)
+        if delay_ms:
+            time.sleep(delay_ms / 1000)
 
         status = self.headers.get("x-mock-status")
         if status:

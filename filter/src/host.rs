@@ -31,3 +31,17 @@ impl Properties for HostProperties {
 pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
+
+/// Envoy's response flags for this stream (`response.flags`, a little-endian
+/// integer); 0 when the host does not say.
+pub fn response_flags() -> u64 {
+    match hostcalls::get_property(vec!["response", "flags"]) {
+        Ok(Some(bytes)) => bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_le_bytes),
+        _ => 0,
+    }
+}
+
+/// Whether Envoy connected this stream to an upstream host (`upstream.address`).
+pub fn upstream_connected() -> bool {
+    matches!(hostcalls::get_property(vec!["upstream", "address"]), Ok(Some(a)) if !a.is_empty())
+}

@@ -3,7 +3,7 @@
 //! correct the charge from the response (refunds, reported token usage).
 
 use crate::header_map;
-use crate::host::{log, HostClock, HostProperties};
+use crate::host::{log, response_flags, upstream_connected, HostClock, HostProperties};
 use crate::remote::{self, Remote, SyncTarget};
 use crate::report::{bump, Reporter};
 use crate::root::Shared;
@@ -702,9 +702,12 @@ impl HttpContext for QuotaStream {
             Some(pairs) => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v.clone()),
             None => header_map::get(MapType::HttpResponseHeaders, name),
         };
-        let status = header(":status");
-        let failed = status.and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok()).is_none_or(|s| s >= 400);
-        if failed {
+        let status = header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+        let refunded = match &self.config {
+            Some(config) => config.refunds.after_response(status, response_flags()),
+            None => false,
+        };
+        if refunded {
             // The upstream did not do the work: give the units back.
             let refund = i64::try_from(c.cost).unwrap_or(i64::MAX);
             if let Some(taken) = charged.take() {
@@ -755,9 +758,10 @@ impl HttpContext for QuotaStream {
     }
 
     fn on_log(&mut self) {
-        // Ended before any response (client gone, upstream reset unseen): refund.
-        if let Phase::Admitted(_, Some(c)) = &self.phase {
-            if !c.response_seen {
+        // Ended before any response: refunded only if the request never
+        // reached an upstream (a client that leaves after that keeps its charge).
+        if let (Phase::Admitted(_, Some(c)), Some(config)) = (&self.phase, &self.config) {
+            if !c.response_seen && config.refunds.without_response(response_flags(), upstream_connected()) {
                 self.correct(c, -i64::try_from(c.cost).unwrap_or(i64::MAX));
             }
         }
