@@ -10,15 +10,22 @@ use quota_core::decide::{add_grant, adjust, current, decide};
 use quota_core::redis::{record, sha1_hex, Command, RECORD_FIELDS, SCRIPT};
 use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A redis-server on a free port, stopped when dropped.
+/// A redis-server of this test alone, on a Unix socket (a TCP port picked
+/// free and then handed to redis-server can be taken meanwhile by another
+/// test's server, whose end then breaks this one), stopped when dropped.
 struct Redis {
     child: Child,
-    conn: BufReader<TcpStream>,
+    conn: BufReader<UnixStream>,
+    socket: PathBuf,
 }
+
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Debug, Clone, PartialEq)]
 enum Resp {
@@ -31,21 +38,24 @@ enum Resp {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let n = SERVERS.fetch_add(1, Ordering::Relaxed);
+        let socket = std::env::temp_dir().join(format!("quota-redis-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let path = socket.to_str().unwrap();
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket", path, "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("could not start redis-server ({e}): run `make setup-redis`"));
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
+            match UnixStream::connect(&socket) {
                 Ok(s) => break s,
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => panic!("redis-server did not listen on {port}: {e}"),
+                Err(e) => panic!("redis-server did not listen on {path}: {e}"),
             }
         };
-        Redis { child, conn: BufReader::new(stream) }
+        Redis { child, conn: BufReader::new(stream), socket }
     }
 
     fn call(&mut self, parts: &[&[u8]]) -> Resp {
@@ -102,6 +112,7 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -191,7 +202,7 @@ fn the_script_decides_as_the_core_does() {
                 align.utc_offset_minutes = minutes[rng.below(minutes.len() as u64) as usize];
             }
             let opened = |write: Option<Counter>| {
-                write.filter(|w| model.map_or(true, |m| m.window_start != w.window_start)).map(|w| w.window())
+                write.filter(|w| model.map(|m| m.window_start) != Some(w.window_start)).map(|w| w.window())
             };
             let (command, expected) = match rng.below(10) {
                 0..=6 => {
