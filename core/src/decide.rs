@@ -591,7 +591,7 @@ mod tests {
                 let cost = 1 + below(2);
                 let (write, charge) = decide(stored, &l, cost, false, now, align);
                 if let Some(w) = write {
-                    if stored.map_or(true, |s| s.window_start != w.window_start) {
+                    if stored.map(|s| s.window_start) != Some(w.window_start) {
                         shifted += usize::from(w.window() != l.window.window_at(now, align));
                         windows.push(w.window());
                     }
