@@ -32,7 +32,8 @@ export type QuotaStateName =
   | "blocked"
   | "confirmation_required"
   | "not_included"
-  | "unavailable";
+  | "unavailable"
+  | "workspace_required";
 
 /** `QuotaState.toJSON()`: every getter's value, times as RFC 3339 strings. */
 export interface QuotaStateJSON {
@@ -151,8 +152,9 @@ impl JsQuotaState {
     }
 
     /// "ok", "warning", "degraded", "overage", "queued" (requests go
-    /// through), "blocked", "confirmation_required", "not_included" or
-    /// "unavailable" (a newer filter's state is passed on as sent).
+    /// through), "blocked", "confirmation_required", "not_included",
+    /// "unavailable" or "workspace_required" (a newer filter's state is
+    /// passed on as sent).
     #[wasm_bindgen(getter, unchecked_return_type = "QuotaStateName | (string & {})")]
     pub fn state(&self) -> String {
         self.inner.state.as_str().to_string()

@@ -313,6 +313,10 @@ impl<'a> Facts<'a> {
                 "You've used your {count_limit} {window}, so this one is queued and will run when capacity frees up. \
                  {reset_sentence} {upgrade}"
             }
+            Message::WorkspaceRequired => {
+                "Your {units} are shared across your workspace, but this request doesn't say which workspace \
+                 it's for. Choose a workspace and try again."
+            }
             Message::MissingIdentity => MISSING_IDENTITY,
             Message::InvalidCredentials => INVALID_CREDENTIALS,
             Message::UnknownTier => UNKNOWN_TIER,
@@ -551,6 +555,7 @@ mod tests {
             Message::Degraded,
             Message::Overage,
             Message::Queued,
+            Message::WorkspaceRequired,
         ] {
             assert!(Template::parse(f.default_text(m)).is_ok(), "{m:?}");
         }

@@ -137,13 +137,52 @@ pub fn pace_of(counter: &Counter, limits: &Limits, now: i64) -> Option<PaceReadi
 
 /// The counter as it stands at `now`: the stored one while its window is
 /// open, else a fresh one (grants carry over). A window runs to its own end
-/// even if the caller's UTC offset changed meanwhile, so moving the clock
-/// never buys a new window.
+/// even if the caller's UTC offset changed meanwhile.
+///
+/// The rule: a new window opens only when the previous one has ended, and
+/// it never starts before the previous one's end. The caller's calendar
+/// alone would not ensure it: an offset whose local midnight is seconds
+/// away names a "today" that began almost a day ago and ends seconds from
+/// now, and choosing such an offset again and again would open a fresh
+/// window every few seconds. So when the calendar's window for `now`
+/// (`fresh`) starts before the stored window's end (same window code), the
+/// new window is `[old.end, old.end + (fresh.end - fresh.start))` instead: a
+/// whole period that begins where the previous one ended (see
+/// [`next_window`]). It holds `now`: `now >= old.end` because the old
+/// window has ended, and `now < fresh.end = fresh.start + length <
+/// old.end + length` because `fresh.start < old.end`.
+///
+/// So the windows of one counter are disjoint and each lasts a whole period:
+/// any 24 hours meet at most two daily windows, and no sequence of offsets
+/// admits more than twice a daily hard limit in them. An offset change (a
+/// traveller) takes effect with the first window that opens at or after
+/// one of the new calendar's boundaries without overlapping the old window.
+///
+/// The rule needs the previous window's end: a record may only be reclaimed
+/// (expired, evicted) once one length of its window has passed after its
+/// end. A window opened after that ends later than
+/// `old.end + (old.end - old.start)` anyway, so forgetting the record then
+/// buys nothing.
 pub fn current(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -> Counter {
     let code = limits.window.code();
     match old {
         Some(c) if c.window_code == code && now < c.window_end => c,
+        Some(c) if c.window_code == code => {
+            Counter::open(next_window(c.window(), limits.window.window_at(now, align)), code, c.grant)
+        }
         _ => Counter::open(limits.window.window_at(now, align), code, old.map_or(0, |c| c.grant)),
+    }
+}
+
+/// The window that follows `previous` (ended) when the caller's calendar
+/// gives `fresh`: `fresh` itself unless it starts before `previous` ended,
+/// else a whole `fresh`-length period from `previous.end` (the rule of
+/// [`current`]).
+pub fn next_window(previous: Window, fresh: Window) -> Window {
+    if fresh.start < previous.end {
+        Window { start: previous.end, end: previous.end.saturating_add(fresh.length()) }
+    } else {
+        fresh
     }
 }
 
@@ -336,7 +375,7 @@ pub fn add_grant(old: Option<Counter>, units: u64) -> Counter {
 mod tests {
     use super::*;
     use crate::config::Scope;
-    use crate::window::{CalendarUnit, WindowSpec};
+    use crate::window::{CalendarUnit, Window, WindowSpec};
 
     fn limits(soft: Option<u64>, hard: u64, at_hard: AtHard) -> Limits {
         let mut warn_levels: Vec<u64> = [0.7f64, 0.95].iter().map(|f| (hard as f64 * f).ceil() as u64).collect();
@@ -445,6 +484,135 @@ mod tests {
         let (write, charge) = decide(stored, &l, 1, false, NOON + 60, far_east);
         assert!(!charge.admitted);
         assert!(write.is_none());
+    }
+
+    const DAY: i64 = crate::calendar::DAY;
+
+    /// The calendar of a caller who says local midnight is `seconds` after
+    /// `now` (`now + seconds` must be a whole minute: offsets are minutes).
+    fn midnight_in(now: i64, seconds: i64) -> Alignment {
+        assert_eq!((now + seconds) % 60, 0);
+        let minutes = (-(now + seconds)).rem_euclid(DAY) / 60;
+        let minutes = if minutes >= 12 * 60 { minutes - 24 * 60 } else { minutes };
+        Alignment { utc_offset_minutes: minutes as i32, week_start: 0 }
+    }
+
+    #[test]
+    fn offsets_that_put_midnight_seconds_away_buy_no_fresh_window() {
+        let l = limits(None, 1, AtHard::Block);
+        // 50 s past the minute: a whole-minute offset puts local midnight 10 s away.
+        let first = NOON + 50;
+        let mut stored = None;
+        let mut admitted = Vec::new();
+        // Once a minute for a day, each time with a new "today" that ends in 10 s.
+        for minute in 0..24 * 60 {
+            let now = first + minute * 60;
+            let align = midnight_in(now, 10);
+            assert_eq!(l.window.window_at(now, align).end, now + 10);
+            let (write, charge) = decide(stored, &l, 1, false, now, align);
+            if write.is_some() {
+                stored = write;
+            }
+            if charge.admitted {
+                admitted.push((now, charge.usage.window));
+            }
+        }
+        // The first window ends 10 s after the first request; the next one
+        // opens there and lasts a whole day, past the last attempt.
+        let end = first + 10;
+        assert_eq!(
+            admitted,
+            vec![(first, Window { start: end - DAY, end }), (first + 60, Window { start: end, end: end + DAY })]
+        );
+    }
+
+    #[test]
+    fn a_travellers_new_offset_takes_effect_where_it_no_longer_overlaps() {
+        let l = limits(None, 1, AtHard::Block);
+        let midnight = NOON - 12 * 3600; // 2026-11-22T00:00:00Z
+        let at = |old: Option<Counter>, now: i64, offset_hours: i32| {
+            let align = Alignment { utc_offset_minutes: offset_hours * 60, week_start: 0 };
+            let (write, charge) = decide(old, &l, 1, false, now, align);
+            assert!(charge.admitted, "at {now}");
+            (write, charge.usage.window)
+        };
+        let day = |start: i64| Window { start, end: start + DAY };
+        let (spent, window) = at(None, NOON, 0);
+        assert_eq!(window, day(midnight));
+
+        // Flying west to UTC-05:00: at 02:00Z the local day began at 05:00Z
+        // yesterday, inside the spent window, so the next day starts where
+        // that one ended. Until a request comes after both the old end and a
+        // local midnight (05:00Z), windows keep the old phase.
+        let (next, window) = at(spent, midnight + DAY + 2 * 3600, -5);
+        assert_eq!(window, day(midnight + DAY));
+        let (_, window) = at(next, midnight + 2 * DAY + 3600, -5);
+        assert_eq!(window, day(midnight + 2 * DAY));
+        let (_, window) = at(next, midnight + 2 * DAY + 6 * 3600, -5);
+        assert_eq!(window, day(midnight + 2 * DAY + 5 * 3600));
+        // Straight away when the first request after the old end is past a local midnight.
+        let (_, window) = at(spent, midnight + DAY + 6 * 3600, -5);
+        assert_eq!(window, day(midnight + DAY + 5 * 3600));
+
+        // Flying east to UTC+05:00 (local midnight at 19:00Z).
+        let (next, window) = at(spent, midnight + DAY + 2 * 3600, 5);
+        assert_eq!(window, day(midnight + DAY));
+        let (_, window) = at(next, midnight + 2 * DAY + 20 * 3600, 5);
+        assert_eq!(window, day(midnight + 2 * DAY + 19 * 3600));
+    }
+
+    #[test]
+    fn no_sequence_of_offsets_admits_more_than_twice_a_daily_limit_in_any_24_hours() {
+        // xorshift64: reproducible without a dependency.
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        let mut below = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut shifted = 0;
+        for round in 0..300 {
+            let hard = 1 + below(5);
+            let l = limits(None, hard, AtHard::Block);
+            let mut now = NOON + below(DAY as u64) as i64;
+            let mut align = Alignment::default();
+            let mut stored: Option<Counter> = None;
+            let mut windows: Vec<Window> = Vec::new();
+            let mut admitted: Vec<(i64, u64)> = Vec::new();
+            for _ in 0..400 {
+                now += [0, 1, 10, 60, 600, 3600, 4 * 3600][below(7) as usize];
+                align = match below(3) {
+                    0 => Alignment { utc_offset_minutes: below(28 * 60 + 1) as i32 - 14 * 60, week_start: 0 },
+                    // Local midnight within the next minute.
+                    1 => midnight_in(now, (-now).rem_euclid(60)),
+                    _ => align,
+                };
+                let cost = 1 + below(2);
+                let (write, charge) = decide(stored, &l, cost, false, now, align);
+                if let Some(w) = write {
+                    if stored.map(|s| s.window_start) != Some(w.window_start) {
+                        shifted += usize::from(w.window() != l.window.window_at(now, align));
+                        windows.push(w.window());
+                    }
+                    stored = Some(w);
+                }
+                if charge.admitted {
+                    admitted.push((now, charge.cost));
+                }
+            }
+            for w in &windows {
+                assert_eq!(w.length(), DAY, "round {round}");
+            }
+            for pair in windows.windows(2) {
+                assert!(pair[0].end <= pair[1].start, "round {round}: {pair:?} overlap");
+            }
+            for (i, (start, _)) in admitted.iter().enumerate() {
+                let units: u64 = admitted[i..].iter().take_while(|(t, _)| *t < start + DAY).map(|(_, c)| c).sum();
+                assert!(units <= 2 * hard, "round {round}: {units} units in the 24 h from {start} (hard {hard})");
+            }
+        }
+        assert!(shifted > 300, "only {shifted} windows moved: the sequences no longer exercise the rule");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum Outcome {
     Charged(Charge),
     /// The class is not part of the caller's plan.
     NotIncluded,
+    /// The cell pools by workspace, the caller names none, and
+    /// `identity.missing_workspace` refuses them: no counter is charged.
+    WorkspaceRequired,
     /// The counter store gave up; the fail policy decides.
     Unavailable { policy: FailPolicy, reason: GiveUp },
 }
@@ -49,6 +52,8 @@ pub enum Event {
     PaceAhead,
     /// Asked for a class outside the plan.
     NotIncluded,
+    /// Asked for a pooled class without naming a workspace.
+    WorkspaceRequired,
     /// The counter store gave up (the fail policy applied).
     StoreUnavailable,
 }
@@ -61,6 +66,7 @@ impl Event {
             Event::ConfirmationRequired => "confirmation_required",
             Event::PaceAhead => "pace_ahead",
             Event::NotIncluded => "not_included",
+            Event::WorkspaceRequired => "workspace_required",
             Event::StoreUnavailable => "store_unavailable",
         }
     }
@@ -89,6 +95,7 @@ impl Decision {
                 }
             }
             Outcome::NotIncluded => out.push(Event::NotIncluded),
+            Outcome::WorkspaceRequired => out.push(Event::WorkspaceRequired),
             Outcome::Unavailable { .. } => out.push(Event::StoreUnavailable),
         }
         out
@@ -98,7 +105,7 @@ impl Decision {
     pub fn admitted(&self) -> bool {
         match &self.outcome {
             Outcome::Charged(c) => c.admitted,
-            Outcome::NotIncluded => false,
+            Outcome::NotIncluded | Outcome::WorkspaceRequired => false,
             Outcome::Unavailable { policy, .. } => *policy == FailPolicy::Open,
         }
     }
@@ -132,16 +139,18 @@ pub fn store_key(config: &Config, class: &Class, kind: ScopeKind, id: &str) -> S
     }
 }
 
-/// The keys of every counter `caller`'s plan has (what the usage endpoint reads).
+/// The keys of every counter `caller`'s plan has (what the usage endpoint
+/// reads): none for a pooled cell the caller may not use without a workspace.
 pub fn store_keys(config: &Config, caller: &Caller) -> Vec<String> {
     let Some(tier) = config.tier(caller.tier) else { return Vec::new() };
+    let missing = config.identity.missing_workspace;
     let mut keys: Vec<String> = config
         .classes
         .iter()
         .zip(&tier.cells)
         .filter_map(|(class, cell)| match cell {
             Cell::Limited(l) => {
-                let (kind, id) = caller.scope_id(l.scope);
+                let (kind, id) = caller.scope_id(l.scope, missing)?;
                 Some(store_key(config, class, kind, id))
             }
             Cell::NotIncluded => None,
@@ -183,7 +192,7 @@ pub enum Prepared {
 /// Finds the counter `cost` units of `class` are charged to.
 pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, confirmed: bool, now_ms: i64) -> Prepared {
     let decision = |scope, outcome| Decision { class, tier: caller.tier, scope, key: None, now_ms, outcome };
-    let user_scope = caller.scope(crate::config::Scope::User);
+    let user_scope = caller.own_scope();
     let (Some(cell), Some(class_def)) = (config.cell(caller.tier, class), config.class(class)) else {
         let reason = GiveUp::Unavailable("no cell for this tier and class".into());
         return Prepared::Decided(decision(
@@ -195,7 +204,10 @@ pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, conf
         Cell::NotIncluded => return Prepared::Decided(decision(user_scope, Outcome::NotIncluded)),
         Cell::Limited(l) => l,
     };
-    let (scope, id) = caller.scope_id(limits.scope);
+    let Some((scope, id)) = caller.scope_id(limits.scope, config.identity.missing_workspace) else {
+        // Pooled without a workspace: the refusal names the pool it needs.
+        return Prepared::Decided(decision(ScopeKind::Workspace, Outcome::WorkspaceRequired));
+    };
     Prepared::Charge(Ticket {
         class,
         tier: caller.tier,
@@ -342,6 +354,41 @@ mod tests {
         let d = charge(&config, &b, research, 1, false, NOON_MS, &store);
         assert!(!d.admitted());
         assert_eq!(d.scope, ScopeKind::Workspace);
+    }
+
+    #[test]
+    fn a_pooled_class_without_a_workspace_is_refused_by_default() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let research = class(&config, "deep_research");
+        let solo = caller(&config, &[("x-user-id", "solo"), ("x-plan", "team")]);
+        let d = charge(&config, &solo, research, 1, false, NOON_MS, &store);
+        assert_eq!((&d.outcome, d.scope, &d.key), (&Outcome::WorkspaceRequired, ScopeKind::Workspace, &None));
+        assert!(!d.admitted());
+        assert_eq!(d.reset_after(), None);
+        assert_eq!(d.events(&config), vec![Event::WorkspaceRequired]);
+        assert!(store.is_empty());
+        // The same caller's per-user cells are charged as usual.
+        assert!(charge(&config, &solo, class(&config, "summaries"), 1, false, NOON_MS, &store).admitted());
+        assert!(store_keys(&config, &solo).iter().all(|k| k.starts_with("summaries:")));
+    }
+
+    #[test]
+    fn a_pooled_class_can_charge_a_caller_without_a_workspace_alone() {
+        let mut config = demo_config();
+        config.identity.missing_workspace = crate::config::MissingWorkspace::User;
+        let store = MemoryStore::new();
+        let research = class(&config, "deep_research");
+        let solo = caller(&config, &[("x-user-id", "solo"), ("x-plan", "team")]);
+        for _ in 0..10 {
+            let d = charge(&config, &solo, research, 1, false, NOON_MS, &store);
+            assert!(d.admitted());
+            assert_eq!((d.scope, d.key.as_deref()), (ScopeKind::User, Some("deep_research:u:solo")));
+        }
+        assert!(!charge(&config, &solo, research, 1, false, NOON_MS, &store).admitted());
+        // The team's pool is untouched.
+        let member = caller(&config, &[("x-user-id", "a"), ("x-workspace-id", "acme"), ("x-plan", "team")]);
+        assert!(charge(&config, &member, research, 1, false, NOON_MS, &store).admitted());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum ClassMetric {
     ConfirmationRequired,
     /// Requests for a class outside the plan.
     NotIncluded,
+    /// Requests for a pooled class that named no workspace (refused).
+    WorkspaceRequired,
     /// Callers flagged ahead of pace (once per window).
     PaceAhead,
     /// Requests admitted without a counter because the store gave up.
@@ -32,13 +34,14 @@ pub enum ClassMetric {
 }
 
 impl ClassMetric {
-    pub const ALL: [ClassMetric; 9] = [
+    pub const ALL: [ClassMetric; 10] = [
         ClassMetric::Requests,
         ClassMetric::Units,
         ClassMetric::Warned,
         ClassMetric::Blocked,
         ClassMetric::ConfirmationRequired,
         ClassMetric::NotIncluded,
+        ClassMetric::WorkspaceRequired,
         ClassMetric::PaceAhead,
         ClassMetric::FailOpen,
         ClassMetric::FailClosed,
@@ -52,6 +55,7 @@ impl ClassMetric {
             ClassMetric::Blocked => "blocked",
             ClassMetric::ConfirmationRequired => "confirmation_required",
             ClassMetric::NotIncluded => "not_included",
+            ClassMetric::WorkspaceRequired => "workspace_required",
             ClassMetric::PaceAhead => "pace_ahead",
             ClassMetric::FailOpen => "fail_open",
             ClassMetric::FailClosed => "fail_closed",
@@ -95,6 +99,7 @@ pub fn metric_deltas(d: &Decision) -> Vec<(ClassMetric, u64)> {
             }
         }
         Outcome::NotIncluded => out.push((ClassMetric::NotIncluded, 1)),
+        Outcome::WorkspaceRequired => out.push((ClassMetric::WorkspaceRequired, 1)),
         Outcome::Unavailable { policy: FailPolicy::Open, .. } => {
             out.push((ClassMetric::Requests, 1));
             out.push((ClassMetric::FailOpen, 1));
@@ -187,6 +192,25 @@ mod tests {
         assert_eq!(totals.get("warned"), Some(&2));
         assert_eq!(totals.get("blocked"), Some(&2));
         assert_eq!(class_metric_name("drafts", "free", ClassMetric::Blocked), "quota.drafts.free.blocked");
+    }
+
+    #[test]
+    fn a_pooled_class_without_a_workspace_moves_its_own_counter() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let solo = identify(&config, &head(&[("x-user-id", "solo"), ("x-plan", "team")]), &NoProperties).unwrap();
+        let d = charge(&config, &solo, ClassId(2), 1, false, NOON_MS, &store);
+        assert_eq!(metric_deltas(&d), vec![(ClassMetric::WorkspaceRequired, 1)]);
+        assert_eq!(
+            class_metric_name("drafts", "team", ClassMetric::WorkspaceRequired),
+            "quota.drafts.team.workspace_required"
+        );
+        let record = event_record(&config, &solo, &d, Event::WorkspaceRequired);
+        assert_eq!(
+            record,
+            json!({"event": "workspace_required", "time": "2026-11-22T12:00:00Z", "class": "drafts", "tier": "team",
+                   "scope": "workspace", "user": "solo", "workspace": null})
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub const RATELIMIT: &str = "ratelimit";
 pub const STATE_NOT_INCLUDED: &str = "not_included";
 pub const STATE_UNAVAILABLE: &str = "unavailable";
 pub const STATE_CONFIRMATION_REQUIRED: &str = "confirmation_required";
+/// A pooled class asked for without a workspace id (no counter was read).
+pub const STATE_WORKSPACE_REQUIRED: &str = "workspace_required";
 
 pub type Headers = Vec<(&'static str, String)>;
 
@@ -81,6 +83,12 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
         Outcome::Unavailable { .. } => {
             if quota {
                 out.push((STATE, STATE_UNAVAILABLE.into()));
+            }
+        }
+        Outcome::WorkspaceRequired => {
+            if quota {
+                out.push((SCOPE, d.scope.as_str().into()));
+                out.push((STATE, STATE_WORKSPACE_REQUIRED.into()));
             }
         }
         Outcome::Charged(charge) => {

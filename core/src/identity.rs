@@ -1,7 +1,7 @@
 //! Who is calling: user, workspace, plan tier and local calendar, read from
 //! trusted sources only.
 
-use crate::config::{parse_utc_offset, Class, Config, Scope, Source, TierId, UnknownTier};
+use crate::config::{parse_utc_offset, Class, Config, MissingWorkspace, Scope, Source, TierId, UnknownTier};
 use crate::jwt;
 use crate::request::{Properties, RequestHead};
 use crate::window::Alignment;
@@ -52,27 +52,37 @@ impl ScopeKind {
 }
 
 impl Caller {
-    /// The scope a cell charges for this caller: workspace pooling falls back
-    /// to the caller alone when they have no workspace.
-    pub fn scope(&self, scope: Scope) -> ScopeKind {
-        match (scope, &self.workspace, self.anonymous) {
-            (Scope::Workspace, Some(_), _) => ScopeKind::Workspace,
-            (_, _, true) => ScopeKind::Anonymous,
-            _ => ScopeKind::User,
+    /// The caller's own scope: their user id, or their anonymous key.
+    pub fn own_scope(&self) -> ScopeKind {
+        if self.anonymous {
+            ScopeKind::Anonymous
+        } else {
+            ScopeKind::User
         }
     }
 
-    /// The shared-data key of this caller's counter for `class`.
-    pub fn counter_key(&self, class: &Class, scope: Scope) -> String {
-        let (kind, id) = self.scope_id(scope);
-        scope_key(class, kind, id)
+    /// The scope a cell charges for this caller. A pooled cell charges the
+    /// caller's workspace; a caller who names none (anonymous or not) is
+    /// refused (`None`) or charged alone, as `missing` says.
+    pub fn scope(&self, scope: Scope, missing: MissingWorkspace) -> Option<ScopeKind> {
+        match (scope, &self.workspace, missing) {
+            (Scope::Workspace, Some(_), _) => Some(ScopeKind::Workspace),
+            (Scope::Workspace, None, MissingWorkspace::Reject) => None,
+            _ => Some(self.own_scope()),
+        }
     }
 
-    /// The scope a cell charges and the id counted under it.
-    pub fn scope_id(&self, scope: Scope) -> (ScopeKind, &str) {
-        match self.scope(scope) {
-            ScopeKind::Workspace => (ScopeKind::Workspace, self.workspace.as_deref().unwrap_or(&self.id)),
-            kind => (kind, &self.id),
+    /// The shared-data key of this caller's counter for `class` (see [`Caller::scope`]).
+    pub fn counter_key(&self, class: &Class, scope: Scope, missing: MissingWorkspace) -> Option<String> {
+        let (kind, id) = self.scope_id(scope, missing)?;
+        Some(scope_key(class, kind, id))
+    }
+
+    /// The scope a cell charges and the id counted under it (see [`Caller::scope`]).
+    pub fn scope_id(&self, scope: Scope, missing: MissingWorkspace) -> Option<(ScopeKind, &str)> {
+        match (self.scope(scope, missing)?, &self.workspace) {
+            (ScopeKind::Workspace, Some(workspace)) => Some((ScopeKind::Workspace, workspace)),
+            _ => Some((self.own_scope(), &self.id)),
         }
     }
 }
@@ -226,7 +236,10 @@ mod tests {
         let caller = identify(&config, &req, &crate::request::NoProperties).unwrap();
         assert!(caller.anonymous);
         assert_eq!((caller.id.as_str(), caller.tier), ("203.0.113.9", free));
-        assert_eq!(caller.counter_key(&config.classes[2], Scope::User), "drafts:a:203.0.113.9");
+        assert_eq!(
+            caller.counter_key(&config.classes[2], Scope::User, MissingWorkspace::Reject).as_deref(),
+            Some("drafts:a:203.0.113.9")
+        );
         assert_eq!(identify(&config, &head(&[]), &crate::request::NoProperties), Err(IdentityError::MissingUser));
     }
 
@@ -398,9 +411,33 @@ mod tests {
             &crate::request::NoProperties,
         )
         .unwrap();
-        assert_eq!(with.counter_key(class, Scope::Workspace), format!("{}:w:acme", class.name));
-        assert_eq!(with.counter_key(class, Scope::User), format!("{}:u:a:b", class.name));
+        let fallback = MissingWorkspace::User;
+        assert_eq!(with.counter_key(class, Scope::Workspace, fallback), Some(format!("{}:w:acme", class.name)));
+        assert_eq!(with.counter_key(class, Scope::User, fallback), Some(format!("{}:u:a:b", class.name)));
         let without = identify(&config, &head(&[("x-user-id", "bob")]), &crate::request::NoProperties).unwrap();
-        assert_eq!(without.scope(Scope::Workspace), ScopeKind::User);
+        assert_eq!(without.scope(Scope::Workspace, fallback), Some(ScopeKind::User));
+    }
+
+    #[test]
+    fn workspace_scope_without_a_workspace_charges_no_counter_by_default() {
+        let mut config = demo_config();
+        let class = &config.classes[0];
+        let reject = MissingWorkspace::Reject;
+        let bob = identify(&config, &head(&[("x-user-id", "bob")]), &crate::request::NoProperties).unwrap();
+        assert_eq!(bob.scope(Scope::Workspace, reject), None);
+        assert_eq!(bob.scope_id(Scope::Workspace, reject), None);
+        assert_eq!(bob.counter_key(class, Scope::Workspace, reject), None);
+        // Per-user cells are unaffected.
+        assert_eq!(bob.scope(Scope::User, reject), Some(ScopeKind::User));
+        // Anonymous callers follow the same rule.
+        let free = config.tier_by_name("free").unwrap();
+        config.identity.anonymous =
+            Some(crate::config::Anonymous { tier: free, key: vec![Source::Header("x-client-ip".into())] });
+        let anon = identify(&config, &head(&[("x-client-ip", "203.0.113.9")]), &crate::request::NoProperties).unwrap();
+        assert_eq!(anon.scope(Scope::Workspace, reject), None);
+        assert_eq!(
+            anon.scope_id(Scope::Workspace, MissingWorkspace::User),
+            Some((ScopeKind::Anonymous, "203.0.113.9"))
+        );
     }
 }

@@ -42,7 +42,10 @@ pub struct Command {
 }
 
 impl Command {
-    /// Charges `cost` units at `now` (Unix seconds): the script's mirror of `decide`.
+    /// Charges `cost` units at `now` (Unix seconds): the script's mirror of
+    /// `decide`. It carries the caller's calendar window for `now`; the
+    /// script moves it past the stored window's end as
+    /// [`current`](crate::decide::current) does.
     pub fn charge(key: String, limits: &Limits, cost: u64, confirmed: bool, now: i64, align: Alignment) -> Command {
         let fresh = limits.window.window_at(now, align);
         let optional = |v: Option<String>| v.unwrap_or_else(|| "-1".to_string());

@@ -8,7 +8,9 @@ use crate::config::{Config, FailPolicy, Message};
 use crate::copy::{self, Facts, CONFIRM_HEADER};
 use crate::decide::Charge;
 use crate::engine::{Decision, Outcome};
-use crate::headers::{response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
+use crate::headers::{
+    response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, STATE_WORKSPACE_REQUIRED,
+};
 use crate::identity::IdentityError;
 use crate::negotiate::BodyFormat;
 use serde_json::{json, Value};
@@ -138,6 +140,25 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
             violated: None,
             reset: None,
             upgrade: upgrade_link,
+        },
+        Outcome::WorkspaceRequired => Refusal {
+            status: 403,
+            kind: "permission_error",
+            code: "workspace_required",
+            title: "Please choose a workspace".into(),
+            message: copy::message(config, Message::WorkspaceRequired, &facts),
+            quota: Some(json!({
+                "class": class.name,
+                "label": class.label,
+                "tier": tier.name,
+                "scope": d.scope.as_str(),
+                "state": STATE_WORKSPACE_REQUIRED,
+                "limit": facts.limits.map(|l| l.hard),
+                "window": facts.limits.map(|l| l.window_name.clone()),
+            })),
+            violated: None,
+            reset: None,
+            upgrade: None,
         },
         Outcome::Unavailable { policy: FailPolicy::Closed, .. } => {
             headers.push((RETRY_AFTER, "1".into()));
@@ -332,6 +353,69 @@ mod tests {
         assert!(page.contains("<h1>You&#39;ve reached your limit for drafts</h1>"));
         assert!(page.contains("<time datetime=\"2026-11-23T00:00:00Z\">2026-11-23 00:00 UTC</time>"));
         assert!(page.contains("<a href=\"https://example.com/upgrade?plan=pro\">See what Pro includes</a>"));
+    }
+
+    fn workspace_required_reply(format: BodyFormat) -> LocalReply {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let solo = identify(&config, &head(&[("x-user-id", "solo"), ("x-plan", "team")]), &NoProperties).unwrap();
+        let d = charge(&config, &solo, ClassId(2), 1, false, NOON_MS, &store);
+        match respond(&config, &d, format) {
+            Action::Reply(reply) => reply,
+            Action::Continue(_) => panic!("expected a reply"),
+        }
+    }
+
+    #[test]
+    fn a_pooled_class_without_a_workspace_is_a_clear_403() {
+        let reply = workspace_required_reply(BodyFormat::OpenAi);
+        assert_eq!(reply.status, 403);
+        assert!(reply.headers.contains(&("x-quota-state", "workspace_required".into())));
+        assert!(reply.headers.contains(&("x-quota-scope", "workspace".into())));
+        assert!(!reply.headers.iter().any(|(n, _)| *n == RETRY_AFTER));
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"]["type"], "permission_error");
+        assert_eq!(body["error"]["code"], "workspace_required");
+        assert_eq!(
+            body["error"]["message"],
+            "Your drafts are shared across your workspace, but this request doesn't say which workspace it's for. \
+             Choose a workspace and try again."
+        );
+        assert_eq!(
+            body["error"]["quota"],
+            json!({"class": "drafts", "label": "Drafts", "tier": "team", "scope": "workspace",
+                   "state": "workspace_required", "limit": 300, "window": "day"})
+        );
+
+        let problem: Value = serde_json::from_str(&workspace_required_reply(BodyFormat::Problem).body).unwrap();
+        assert_eq!((problem["status"].as_u64(), problem["type"].as_str()), (Some(403), Some("about:blank")));
+        assert_eq!(problem["code"], "workspace_required");
+        assert!(problem["detail"].as_str().unwrap().starts_with("Your drafts are shared across your workspace"));
+        assert_eq!(problem.get("violated-policies"), None);
+
+        let page = workspace_required_reply(BodyFormat::Html).body;
+        assert!(page.contains("<h1>Please choose a workspace</h1>"));
+        assert!(page.contains("this request doesn&#39;t say which workspace it&#39;s for"));
+        assert!(!page.contains("resets at"));
+    }
+
+    #[test]
+    fn the_workspace_required_message_can_be_overridden() {
+        let mut doc: Value = serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["copy"] = json!({"workspace_required": "Pick a team for {units}."});
+        doc["tiers"]["team"]["limits"]["deep_research"]["copy"] =
+            json!({"workspace_required": "Research needs a team."});
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let solo = identify(&config, &head(&[("x-user-id", "solo"), ("x-plan", "team")]), &NoProperties).unwrap();
+        let message = |class| {
+            let d = charge(&config, &solo, class, 1, false, NOON_MS, &store);
+            let Action::Reply(reply) = respond(&config, &d, BodyFormat::OpenAi) else { panic!("expected a reply") };
+            let body: Value = serde_json::from_str(&reply.body).unwrap();
+            body["error"]["message"].as_str().unwrap().to_string()
+        };
+        assert_eq!(message(ClassId(2)), "Pick a team for drafts.");
+        assert_eq!(message(ClassId(0)), "Research needs a team.");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use crate::copy::{self, Facts};
 use crate::counter::Counter;
 use crate::decide::{pace_of, view, State};
 use crate::engine::seconds_until;
-use crate::headers::{STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
-use crate::identity::Caller;
+use crate::headers::{STATE_NOT_INCLUDED, STATE_UNAVAILABLE, STATE_WORKSPACE_REQUIRED};
+use crate::identity::{Caller, ScopeKind};
 use crate::reply::LocalReply;
 use crate::store::CounterStore;
 use serde_json::{json, Value};
@@ -33,9 +33,22 @@ pub fn usage_report<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, 
                     "upgrade": upgrade(config, caller.tier, ClassId(i)),
                 }),
                 Some(Cell::Limited(limits)) => {
-                    let scope = caller.scope(limits.scope);
-                    let (kind, id) = caller.scope_id(limits.scope);
-                    match store.get(&crate::engine::store_key(config, class, kind, id)) {
+                    let Some((scope, id)) = caller.scope_id(limits.scope, config.identity.missing_workspace) else {
+                        // Pooled, and this caller names no workspace: no counter to show.
+                        return merge(
+                            base,
+                            json!({
+                                "included": true,
+                                "scope": ScopeKind::Workspace.as_str(),
+                                "window": limits.window_name,
+                                "limit": limits.hard,
+                                "state": STATE_WORKSPACE_REQUIRED,
+                                "message": Facts::new(config, caller.tier, ClassId(i))
+                                    .map(|f| copy::message(config, Message::WorkspaceRequired, &f)),
+                            }),
+                        );
+                    };
+                    match store.get(&crate::engine::store_key(config, class, scope, id)) {
                         Err(_) => json!({ "included": true, "scope": scope.as_str(), "state": STATE_UNAVAILABLE }),
                         Ok(found) => {
                             let old = found.and_then(|(bytes, _)| Counter::decode(&bytes));
@@ -177,5 +190,33 @@ mod tests {
         assert_eq!(drafts["message"], serde_json::Value::Null);
         assert_eq!(drafts["upgrade"]["limit"], 100);
         assert_eq!(classes[1]["used"], 0);
+    }
+
+    #[test]
+    fn pooled_classes_without_a_workspace_show_what_they_need() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let now = 1_795_348_800_000;
+        let solo = identify(&config, &head(&[("x-user-id", "solo"), ("x-plan", "team")]), &NoProperties).unwrap();
+        let report = usage_report(&config, &solo, now, &store);
+        let classes = report["classes"].as_array().unwrap();
+        let drafts = &classes[2];
+        assert_eq!(
+            (drafts["scope"].as_str(), drafts["state"].as_str(), drafts["limit"].as_u64()),
+            (Some("workspace"), Some("workspace_required"), Some(300))
+        );
+        assert_eq!(drafts.get("used"), None);
+        assert!(drafts["message"].as_str().unwrap().starts_with("Your drafts are shared across your workspace"));
+        // A per-user class of the same plan reads as usual.
+        assert_eq!((classes[1]["scope"].as_str(), classes[1]["used"].as_u64()), (Some("user"), Some(0)));
+        // With a workspace the pool is shown.
+        let member = identify(
+            &config,
+            &head(&[("x-user-id", "a"), ("x-workspace-id", "acme"), ("x-plan", "team")]),
+            &NoProperties,
+        )
+        .unwrap();
+        let report = usage_report(&config, &member, now, &store);
+        assert_eq!(report["classes"][2]["state"], "ok");
     }
 }

@@ -12,8 +12,8 @@ use crate::calendar::parse_rfc3339_utc;
 use crate::decide::State;
 use crate::headers::{
     CLASS, COST, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER,
-    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, TIER, UPGRADE, USED,
-    WARNING,
+    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE,
+    STATE_WORKSPACE_REQUIRED, TIER, UPGRADE, USED, WARNING,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -359,6 +359,8 @@ pub enum WireState {
     ConfirmationRequired,
     NotIncluded,
     Unavailable,
+    /// A pooled class asked for without a workspace id.
+    WorkspaceRequired,
     /// A state this reader does not know (a newer filter); kept as sent.
     Other(String),
 }
@@ -375,6 +377,7 @@ impl WireState {
             (STATE_CONFIRMATION_REQUIRED, WireState::ConfirmationRequired),
             (STATE_NOT_INCLUDED, WireState::NotIncluded),
             (STATE_UNAVAILABLE, WireState::Unavailable),
+            (STATE_WORKSPACE_REQUIRED, WireState::WorkspaceRequired),
         ];
         known
             .into_iter()
@@ -394,6 +397,7 @@ impl WireState {
             WireState::ConfirmationRequired => STATE_CONFIRMATION_REQUIRED,
             WireState::NotIncluded => STATE_NOT_INCLUDED,
             WireState::Unavailable => STATE_UNAVAILABLE,
+            WireState::WorkspaceRequired => STATE_WORKSPACE_REQUIRED,
             WireState::Other(s) => s,
         }
     }
@@ -1032,6 +1036,7 @@ mod tests {
             "confirmation_required",
             "not_included",
             "unavailable",
+            "workspace_required",
         ] {
             let state = WireState::parse(s);
             assert!(!matches!(state, WireState::Other(_)), "{s}");

@@ -10,15 +10,22 @@ use quota_core::decide::{add_grant, adjust, current, decide};
 use quota_core::redis::{record, sha1_hex, Command, RECORD_FIELDS, SCRIPT};
 use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A redis-server on a free port, stopped when dropped.
+/// A redis-server of this test alone, on a Unix socket (a TCP port picked
+/// free and then handed to redis-server can be taken meanwhile by another
+/// test's server, whose end then breaks this one), stopped when dropped.
 struct Redis {
     child: Child,
-    conn: BufReader<TcpStream>,
+    conn: BufReader<UnixStream>,
+    socket: PathBuf,
 }
+
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Debug, Clone, PartialEq)]
 enum Resp {
@@ -31,21 +38,24 @@ enum Resp {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let n = SERVERS.fetch_add(1, Ordering::Relaxed);
+        let socket = std::env::temp_dir().join(format!("quota-redis-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let path = socket.to_str().unwrap();
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket", path, "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("could not start redis-server ({e}): run `make setup-redis`"));
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
+            match UnixStream::connect(&socket) {
                 Ok(s) => break s,
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => panic!("redis-server did not listen on {port}: {e}"),
+                Err(e) => panic!("redis-server did not listen on {path}: {e}"),
             }
         };
-        Redis { child, conn: BufReader::new(stream) }
+        Redis { child, conn: BufReader::new(stream), socket }
     }
 
     fn call(&mut self, parts: &[&[u8]]) -> Resp {
@@ -102,6 +112,7 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -132,10 +143,11 @@ fn random_limits(rng: &mut Rng) -> Limits {
     warn_levels.retain(|l| *l < hard);
     warn_levels.sort_unstable();
     warn_levels.dedup();
-    let window = if rng.chance(50) {
-        WindowSpec::Calendar(CalendarUnit::Minute)
-    } else {
-        WindowSpec::FirstUse { seconds: 30 + rng.below(90) as i64 }
+    let window = match rng.below(3) {
+        0 => WindowSpec::Calendar(CalendarUnit::Minute),
+        // Offsets of a quarter or half hour move its boundaries.
+        1 => WindowSpec::Calendar(CalendarUnit::Hour),
+        _ => WindowSpec::FirstUse { seconds: 30 + rng.below(90) as i64 },
     };
     Limits {
         soft,
@@ -174,15 +186,24 @@ fn the_script_decides_as_the_core_does() {
     let mut operations = 0;
     // What the sequences exercised: refusals, confirmations asked, grants
     // spent, pace flagged, windows rolled over.
-    let (mut refused, mut confirm, mut from_grant, mut paced, mut rolled) = (0, 0, 0, 0, 0);
+    // And windows moved to start where the previous one ended, because the
+    // caller's calendar (their UTC offset changes) named an overlapping one.
+    let (mut refused, mut confirm, mut from_grant, mut paced, mut rolled, mut moved) = (0, 0, 0, 0, 0, 0);
     for round in 0..300 {
         let limits = random_limits(&mut rng);
         let key = format!("test:{{u:{round}}}c");
-        let align = Alignment::default();
+        let mut align = Alignment::default();
         let mut model: Option<Counter> = None;
         let mut now = start + rng.below(3600) as i64;
         for _ in 0..40 {
-            now += [0, 0, 1, 5, 20, 70][rng.below(6) as usize];
+            now += [0, 0, 1, 5, 20, 70, 900][rng.below(7) as usize];
+            if rng.chance(30) {
+                let minutes = [0, 15, 30, 45, -15, -30, -45, 330, -570, 14 * 60, -12 * 60];
+                align.utc_offset_minutes = minutes[rng.below(minutes.len() as u64) as usize];
+            }
+            let opened = |write: Option<Counter>| {
+                write.filter(|w| model.map(|m| m.window_start) != Some(w.window_start)).map(|w| w.window())
+            };
             let (command, expected) = match rng.below(10) {
                 0..=6 => {
                     let cost = rng.below(8);
@@ -194,6 +215,7 @@ fn the_script_decides_as_the_core_does() {
                     paced += usize::from(charge.pace_flagged);
                     rolled +=
                         usize::from(model.is_some_and(|m| write.is_some_and(|w| w.window_start != m.window_start)));
+                    moved += usize::from(opened(write).is_some_and(|w| w != limits.window.window_at(now, align)));
                     (Command::charge(key.clone(), &limits, cost, confirmed, now, align), write.or(model))
                 }
                 7 => {
@@ -201,6 +223,7 @@ fn the_script_decides_as_the_core_does() {
                     let delta = rng.below(10) as i64 - 3;
                     let mut c = current(model, &limits, now, align);
                     c.used = c.used.saturating_add_signed(delta).max(c.grant_used);
+                    moved += usize::from(opened(Some(c)).is_some_and(|w| w != limits.window.window_at(now, align)));
                     (Command::add(key.clone(), &limits, delta, now, align), Some(c))
                 }
                 8 => {
@@ -226,15 +249,20 @@ fn the_script_decides_as_the_core_does() {
         assert_eq!(viewed, model);
     }
     assert_eq!(operations, 300 * 40);
-    for (what, n) in
-        [("refused", refused), ("confirm", confirm), ("grant", from_grant), ("pace", paced), ("rolled", rolled)]
-    {
+    for (what, n) in [
+        ("refused", refused),
+        ("confirm", confirm),
+        ("grant", from_grant),
+        ("pace", paced),
+        ("rolled", rolled),
+        ("moved", moved),
+    ] {
         assert!(n >= 20, "only {n} {what} cases: the sequences no longer exercise it");
     }
 }
 
 #[test]
-fn records_expire_after_their_window_unless_they_hold_grants() {
+fn records_outlive_their_window_by_its_length_unless_they_hold_grants() {
     let mut redis = Redis::start();
     let sha = sha1_hex(SCRIPT.as_bytes());
     redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
@@ -244,10 +272,22 @@ fn records_expire_after_their_window_unless_they_hold_grants() {
     limits.confirm_above = None;
     let now = 2_100_000_000;
     redis.eval(&sha, &Command::charge("t:{u:a}c".into(), &limits, 1, false, now, Alignment::default()));
-    let end = limits.window.window_at(now, Alignment::default()).end;
-    assert_eq!(redis.call(&[b"EXPIRETIME", b"t:{u:a}c"]), Resp::Int(end + 60));
+    let window = limits.window.window_at(now, Alignment::default());
+    // One window length past its end: a window opened later must still see
+    // where this one ended (decide::current).
+    assert_eq!(redis.call(&[b"EXPIRETIME", b"t:{u:a}c"]), Resp::Int(window.end + 86_400 + 60));
     redis.eval(&sha, &Command::grant("t:{u:a}c".into(), 3));
     assert_eq!(redis.call(&[b"EXPIRETIME", b"t:{u:a}c"]), Resp::Int(-1));
+    // A window moved to start at the previous end keeps its own length in the TTL.
+    let later = window.end + 60;
+    // UTC-00:05: at 00:01Z the local day began at 00:05Z the day before.
+    let near_midnight = Alignment { utc_offset_minutes: -5, week_start: 0 };
+    let (_, after) = redis
+        .eval(&sha, &Command::charge("t:{u:b}c".into(), &limits, 1, false, window.end - 3600, Alignment::default()));
+    assert_eq!(after.map(|c| c.window_end), Some(window.end));
+    let (_, after) = redis.eval(&sha, &Command::charge("t:{u:b}c".into(), &limits, 1, false, later, near_midnight));
+    assert_eq!(after.map(|c| (c.window_start, c.window_end)), Some((window.end, window.end + 86_400)));
+    assert_eq!(redis.call(&[b"EXPIRETIME", b"t:{u:b}c"]), Resp::Int(window.end + 2 * 86_400 + 60));
 }
 
 #[test]

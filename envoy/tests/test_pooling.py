@@ -22,8 +22,22 @@ def test_a_workspace_shares_one_counter(envoy):
     assert (other.status, other.headers["x-quota-used"]) == (200, "1")
 
 
-def test_a_caller_without_a_workspace_counts_alone(envoy):
+def test_a_caller_without_a_workspace_is_refused_the_pool(envoy):
     proxy = envoy(one_class(hard=1, scope="workspace"))
+    refused = send(proxy, "solo")
+    assert (refused.status, refused.headers["x-quota-state"], refused.headers["x-quota-scope"]) == (
+        403, "workspace_required", "workspace")
+    error = refused.json()["error"]
+    assert (error["code"], error["type"]) == ("workspace_required", "permission_error")
+    assert error["message"].startswith("Your drafts are shared across your workspace")
+    # Nothing was charged: the workspace's pool is whole.
+    assert send(proxy, "solo", "acme").status == 200
+
+
+def test_a_caller_without_a_workspace_counts_alone(envoy):
+    config = one_class(hard=1, scope="workspace")
+    config["identity"]["missing_workspace"] = "user"
+    proxy = envoy(config)
     assert send(proxy, "solo").headers["x-quota-scope"] == "user"
     assert send(proxy, "solo").status == 429
     assert send(proxy, "other").status == 200

@@ -521,7 +521,7 @@ fn sync_target(config: &Config, d: &Decision, caller: &Caller, class: ClassId) -
     let (Some(Cell::Limited(limits)), Some(class_def)) = (config.cell(d.tier, class), config.class(class)) else {
         return None;
     };
-    let (kind, id) = caller.scope_id(limits.scope);
+    let (kind, id) = caller.scope_id(limits.scope, config.identity.missing_workspace)?;
     Some(SyncTarget {
         local_key: local_key.clone(),
         redis_key: quota_core::redis::key(&redis.key_prefix, &class_def.name, kind, id),

@@ -361,7 +361,8 @@ const KEYS: &[&str] = &[
     "confirm_above", "used", "before", "degrade", "model", "value", "limit", "cap", "queue", "usage_endpoint",
     "max_body_bytes", "hold_headers_for_body", "counters", "cas_attempts", "on_error", "response_headers",
     "ratelimit", "quota", "observability", "metrics", "log_events", "ids", "id_salt", "analytics", "cluster",
-    "authority", "timeout_ms", "max_in_flight", "max_queue", "flush_ms", "admin", "secret",
+    "authority", "timeout_ms", "max_in_flight", "max_queue", "flush_ms", "admin", "secret", "missing_workspace",
+    "workspace_required",
 ];
 
 /// Strings worth trying where the config expects one.

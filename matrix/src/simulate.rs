@@ -40,7 +40,8 @@ pub struct Step {
     pub status: u16,
     /// The filter answered the request itself.
     pub answered: bool,
-    /// `ok`, `warning`, `blocked`, `confirmation_required`, `not_included`, `unavailable`.
+    /// `ok`, `warning`, `blocked`, `confirmation_required`, `not_included`,
+    /// `workspace_required`, `unavailable`.
     pub state: Option<String>,
     pub headers: Vec<(String, String)>,
     /// The sentence the user reads: the warning, or the refusal's message.
@@ -217,6 +218,7 @@ fn state(d: &Decision) -> &'static str {
         Outcome::Charged(c) if c.needs_confirmation => "confirmation_required",
         Outcome::Charged(c) => c.usage.state.as_str(),
         Outcome::NotIncluded => "not_included",
+        Outcome::WorkspaceRequired => "workspace_required",
         Outcome::Unavailable { .. } => "unavailable",
     }
 }

@@ -3,7 +3,8 @@
 //! core's business (`Config::from_json`); these are only warnings.
 
 use quota_core::config::{
-    AtHard, BodyCond, Cell, Config, HeaderCond, PathMatch, Rule, TextTest, ValueTest, DEFAULT_WARN_AT,
+    AtHard, BodyCond, Cell, Config, HeaderCond, Limits, MissingWorkspace, PathMatch, Rule, Scope, TextTest, ValueTest,
+    DEFAULT_WARN_AT,
 };
 use quota_core::copy::upgrade_hint;
 use serde_json::Value;
@@ -38,9 +39,27 @@ pub fn smells(config: &Config, raw: &Value) -> Vec<Smell> {
             let written =
                 raw.pointer(&format!("/tiers/{}/limits/{}/warn_at", tier.name, class.name)).and_then(Value::as_array);
             warning_levels(&path, limits, written, &mut out);
+            pool_without_workspaces(config, &path, limits, &mut out);
         }
     }
     out
+}
+
+/// A pooled cell when no source names a workspace: no caller ever reaches
+/// the pool, so every request is refused (or, with `missing_workspace:
+/// user`, counted per user).
+fn pool_without_workspaces(config: &Config, path: &str, limits: &Limits, out: &mut Vec<Smell>) {
+    if limits.scope != Scope::Workspace || !config.identity.workspace.is_empty() {
+        return;
+    }
+    let outcome = match config.identity.missing_workspace {
+        MissingWorkspace::Reject => "every request for it is refused with 403 (workspace_required)",
+        MissingWorkspace::User => "every caller is counted alone",
+    };
+    out.push(Smell {
+        path: format!("{path}.scope"),
+        message: format!("pooled by workspace, but identity.workspace lists no source: {outcome}"),
+    });
 }
 
 /// (4) Classes no request can reach, and rules an earlier class always wins.
@@ -351,6 +370,22 @@ mod tests {
         assert!(covers(&one_of, &with_model));
         assert!(covers(&has_header, &header));
         assert!(!covers(&header, &has_header));
+    }
+
+    #[test]
+    fn a_pool_no_caller_can_name_is_a_smell() {
+        let mut doc = base(
+            json!([{"name": "drafts", "match": [{"path": {"prefix": "/"}}]}]),
+            json!({"free": {"limits": {"drafts": {"hard": 10, "window": "day", "scope": "workspace"}}}}),
+        );
+        let found = smells(&config(&doc), &doc);
+        assert_eq!(found.iter().map(ToString::to_string).collect::<Vec<_>>(), [
+            "tiers.free.limits.drafts.scope: pooled by workspace, but identity.workspace lists no source: every request for it is refused with 403 (workspace_required)"
+        ]);
+        doc["identity"]["missing_workspace"] = json!("user");
+        assert!(smells(&config(&doc), &doc)[0].message.ends_with("every caller is counted alone"));
+        doc["identity"]["workspace"] = json!([{"header": "x-workspace-id"}]);
+        assert_eq!(paths(&doc), Vec::<String>::new());
     }
 
     #[test]

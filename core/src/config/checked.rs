@@ -98,6 +98,8 @@ pub enum Message {
     Degraded,
     Overage,
     Queued,
+    /// A pooled class asked for without a workspace id.
+    WorkspaceRequired,
 }
 
 /// Templates set at one level (global, class, tier or cell); the most
@@ -123,6 +125,18 @@ pub struct IdentityConfig {
     pub anonymous: Option<Anonymous>,
     /// Longest accepted id, in bytes; longer ids count as absent.
     pub max_id_bytes: usize,
+    pub missing_workspace: MissingWorkspace,
+}
+
+/// What a pooled (`Scope::Workspace`) cell does with a caller who names no
+/// workspace. Without a rule, leaving the header out would be a way to get a
+/// personal copy of the team's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingWorkspace {
+    /// Refuse the request (403, `workspace_required`).
+    Reject,
+    /// Charge the caller's own counter, as if the cell were per user.
+    User,
 }
 
 /// What to do when the tier source names a tier the matrix does not have.
@@ -267,7 +281,8 @@ pub enum Cell {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     User,
-    /// Pooled by the caller's workspace; callers without one count alone.
+    /// Pooled by the caller's workspace; callers without one follow
+    /// [`IdentityConfig::missing_workspace`].
     Workspace,
 }
 
@@ -519,6 +534,8 @@ impl TryFrom<RawConfig> for Config {
             tiers.push(check_tier(&path, index, name, &raw_tier, &classes, &tier_names, &tier_id)?);
         }
 
+        check_pooled_windows(&classes, &tiers)?;
+
         let identity = check_identity(&raw.identity, &tier_id)?;
         let calendar = check_calendar(raw.calendar.as_ref())?;
 
@@ -620,6 +637,38 @@ impl TryFrom<RawConfig> for Config {
             Ok(config)
         })
     }
+}
+
+/// Members of one workspace on different plans share one pooled counter per
+/// class (the key names the workspace and the class, not the tier), and a
+/// counter whose window kind changes starts over: a class pooled in two
+/// tiers with different windows would let one plan's members reset the
+/// other's pool. So every tier that pools a class must give it one window.
+fn check_pooled_windows(classes: &[Class], tiers: &[Tier]) -> Result<(), ConfigError> {
+    for (i, class) in classes.iter().enumerate() {
+        let mut first: Option<(&str, &Limits)> = None;
+        for tier in tiers {
+            let Some(Cell::Limited(l)) = tier.cells.get(i) else { continue };
+            if l.scope != Scope::Workspace {
+                continue;
+            }
+            match first {
+                None => first = Some((&tier.name, l)),
+                Some((other, o)) if o.window != l.window => {
+                    return Err(ConfigError::new(
+                        format!("{}.window", join(&join(&join("tiers", &tier.name), "limits"), &class.name)),
+                        format!(
+                            "must be the same as in tier \"{other}\" (\"{}\"): both pool \"{}\" by workspace, and \
+                             members of one workspace share that counter whatever their plan",
+                            o.window_name, class.name
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deserialises a nested value, prefixing error paths with `path`.
@@ -1284,6 +1333,7 @@ fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, ConfigError>
         ("degraded", Message::Degraded, &raw.degraded),
         ("overage", Message::Overage, &raw.overage),
         ("queued", Message::Queued, &raw.queued),
+        ("workspace_required", Message::WorkspaceRequired, &raw.workspace_required),
     ];
     let mut templates = Vec::new();
     for (name, message, text) in fields {
@@ -1333,6 +1383,16 @@ fn check_identity(
             return Err(ConfigError::new("identity.max_id_bytes", format!("must be between 1 and 4096, got {n}")))
         }
     };
+    let missing_workspace = match raw.missing_workspace.as_deref() {
+        None | Some("reject") => MissingWorkspace::Reject,
+        Some("user") => MissingWorkspace::User,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "identity.missing_workspace",
+                format!("must be \"reject\" or \"user\", got \"{other}\""),
+            ))
+        }
+    };
     Ok(IdentityConfig {
         user,
         workspace: check_sources("identity.workspace", &raw.workspace)?,
@@ -1341,6 +1401,7 @@ fn check_identity(
         unknown_tier,
         anonymous,
         max_id_bytes,
+        missing_workspace,
     })
 }
 

@@ -131,6 +131,10 @@ pub struct RawCopy {
     pub overage: Option<String>,
     #[serde(default)]
     pub queued: Option<String>,
+    /// A pooled (`"scope": "workspace"`) class asked for without a workspace id
+    /// (403, with `identity.missing_workspace`: `reject`).
+    #[serde(default)]
+    pub workspace_required: Option<String>,
 }
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
@@ -167,6 +171,12 @@ pub struct RawIdentity {
     pub anonymous: Option<RawAnonymous>,
     #[serde(default)]
     pub max_id_bytes: Option<u64>,
+    /// What a pooled (`"scope": "workspace"`) cell does with a caller who
+    /// names no workspace (anonymous callers included): `reject` (default: a
+    /// 403 with code `workspace_required`) or `user` (the caller's own
+    /// counter, as if the cell were per user).
+    #[serde(default)]
+    pub missing_workspace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -202,6 +202,43 @@ fn identity_sources_are_checked() {
 }
 
 #[test]
+fn callers_without_a_workspace_are_refused_by_pooled_cells_unless_told_otherwise() {
+    let config = Config::from_json(base().to_string().as_bytes()).unwrap();
+    assert_eq!(config.identity.missing_workspace, MissingWorkspace::Reject);
+    let doc = with(base(), "/identity/missing_workspace", json!("user"));
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(config.identity.missing_workspace, MissingWorkspace::User);
+    let doc = with(base(), "/identity/missing_workspace", json!("reject"));
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(config.identity.missing_workspace, MissingWorkspace::Reject);
+    let doc = with(base(), "/identity/missing_workspace", json!("alone"));
+    assert_eq!(error_of(&doc), "identity.missing_workspace: must be \"reject\" or \"user\", got \"alone\"");
+    let doc = with(base(), "/copy", json!({"workspace_required": "Pick a {unknown}"}));
+    assert!(error_of(&doc).starts_with("copy.workspace_required: unknown placeholder {unknown}"), "{}", error_of(&doc));
+}
+
+#[test]
+fn a_class_pooled_in_two_tiers_has_one_window() {
+    let mut doc = base();
+    doc["tiers"]["team"] = json!({"limits": {
+        "drafts": {"hard": 900, "window": "day", "scope": "workspace"},
+        "deep_research": {"hard": 9, "window": "day", "scope": "workspace"}
+    }});
+    assert_eq!(
+        error_of(&doc),
+        "tiers.team.limits.drafts.window: must be the same as in tier \"pro\" (\"month\"): both pool \"drafts\" by \
+         workspace, and members of one workspace share that counter whatever their plan"
+    );
+    // The same window, however it is spelled, is fine; so is a per-user cell with another window.
+    doc["tiers"]["team"]["limits"]["drafts"]["window"] = json!("month");
+    doc["tiers"]["free"]["limits"]["drafts"]["window"] = json!("week");
+    assert!(Config::from_json(doc.to_string().as_bytes()).is_ok());
+    doc["tiers"]["pro"]["limits"]["deep_research"] = json!({"hard": 3, "window": "300m", "scope": "workspace"});
+    doc["tiers"]["team"]["limits"]["deep_research"]["window"] = json!("5h");
+    assert!(Config::from_json(doc.to_string().as_bytes()).is_ok());
+}
+
+#[test]
 fn copy_cannot_break_header_values() {
     let mut doc = base();
     doc["classes"][0]["label"] = json!("Drafts\r\nSet-Cookie: x");

@@ -6,7 +6,10 @@
 --   u  units used in the window g     of those, units paid from grants
 --   b  grant balance (carried over between windows)
 --   w  warning levels reported (bit i = level i)   f  flags (1: ahead of pace reported)
--- It expires 60 s after its window ends, unless it holds grant units.
+-- It expires one window length plus 60 s after its window ends (EXPIREAT
+-- e + (e - s) + GRACE), unless it holds grant units: a new window never
+-- starts before the previous one's end (see current below), and that needs
+-- the previous end for one window length after it passed.
 --
 -- KEYS[1] is the counter, ARGV[1] the operation. Every operation answers the
 -- record before and after it ran, {exists, c, s, e, u, g, b, w, f} twice in
@@ -46,15 +49,24 @@ local function write(r)
   if r.b > 0 then
     redis.call('PERSIST', key)
   else
-    redis.call('EXPIREAT', key, r.e + GRACE)
+    redis.call('EXPIREAT', key, r.e + (r.e - r.s) + GRACE)
   end
 end
 
 -- The counter as it stands at now: the stored one while its window (of the
--- same kind) is open, else a fresh one keeping the grant balance.
+-- same kind) is open, else a fresh one keeping the grant balance. The fresh
+-- window [fresh_start, fresh_end) is the caller's calendar's for now; if it
+-- starts before the stored window of the same kind ended, it is moved to
+-- begin at that end and keeps its whole length (decide::current): no offset
+-- opens a window that overlaps the previous one.
 local function current(old, now, code, fresh_start, fresh_end)
-  if old and old.c == code and now < old.e then
-    return copy(old)
+  if old and old.c == code then
+    if now < old.e then
+      return copy(old)
+    end
+    if fresh_start < old.e then
+      fresh_start, fresh_end = old.e, old.e + (fresh_end - fresh_start)
+    end
   end
   return {c = code, s = fresh_start, e = fresh_end, u = 0, g = 0, b = old and old.b or 0, w = 0, f = 0}
 end
