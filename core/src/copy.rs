@@ -4,7 +4,7 @@
 //! default says what happened, when it changes, and what would change it.
 
 use crate::calendar::push_rfc3339;
-use crate::config::{Cell, Class, ClassId, Config, Limits, Message, Tier, TierId};
+use crate::config::{Cell, Class, ClassId, Config, Cost, Limits, Message, Tier, TierId};
 use crate::decide::Usage;
 use crate::decimal::{push_i64, push_u64};
 use crate::template::{render_text, Var};
@@ -80,6 +80,19 @@ pub fn this_window(spec: &WindowSpec) -> Cow<'static, str> {
         WindowSpec::Calendar(CalendarUnit::Week) => "for this week".into(),
         WindowSpec::Calendar(CalendarUnit::Month) => "for this month".into(),
         WindowSpec::FirstUse { seconds } => format!("in this {} window", length_words(*seconds)).into(),
+    }
+}
+
+/// A whole window, for what a plan allows in one: "for a whole day",
+/// "for a whole 5-hour window".
+pub fn whole_window(spec: &WindowSpec) -> Cow<'static, str> {
+    match spec {
+        WindowSpec::Calendar(CalendarUnit::Minute) => "for a whole minute".into(),
+        WindowSpec::Calendar(CalendarUnit::Hour) => "for a whole hour".into(),
+        WindowSpec::Calendar(CalendarUnit::Day) => "for a whole day".into(),
+        WindowSpec::Calendar(CalendarUnit::Week) => "for a whole week".into(),
+        WindowSpec::Calendar(CalendarUnit::Month) => "for a whole month".into(),
+        WindowSpec::FirstUse { seconds } => format!("for a whole {} window", length_words(*seconds)).into(),
     }
 }
 
@@ -272,6 +285,17 @@ impl<'a> Facts<'a> {
                     .unwrap_or("a lighter model"),
             ),
             Var::Grant => num(out, |u| u.grant),
+            Var::Ceiling => {
+                if let Some(l) = self.limits {
+                    push_u64(out, l.request_ceiling());
+                }
+            }
+            Var::CountCeiling => {
+                if let Some(l) = self.limits {
+                    push_count(out, self.class, l.request_ceiling());
+                }
+            }
+            Var::WholeWindow => out.push_str(&spec.map(whole_window).unwrap_or_default()),
         }
     }
 
@@ -318,6 +342,25 @@ impl<'a> Facts<'a> {
             Message::Unavailable => {
                 "We couldn't check your allowance of {units} just now. Please try again in a moment."
             }
+            // What would make it fit depends on what the class counts.
+            Message::TooLarge => match self.class.cost {
+                Cost::Tokens { .. } => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. Shorten it or ask for less output. {upgrade}"
+                }
+                Cost::Records { .. } => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. Split it into smaller batches. {upgrade}"
+                }
+                Cost::Bytes { .. } => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. Split it into smaller parts. {upgrade}"
+                }
+                Cost::Fixed(_) => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. {upgrade}"
+                }
+            },
         }
     }
 }
@@ -546,6 +589,7 @@ mod tests {
             Message::Degraded,
             Message::Overage,
             Message::Queued,
+            Message::TooLarge,
         ] {
             assert!(Template::parse(f.default_text(m)).is_ok(), "{m:?}");
         }

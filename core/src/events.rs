@@ -21,6 +21,8 @@ pub enum ClassMetric {
     Blocked,
     /// Requests refused until confirmed.
     ConfirmationRequired,
+    /// Requests refused because they could never fit the cell (413).
+    TooLarge,
     /// Requests for a class outside the plan.
     NotIncluded,
     /// Callers flagged ahead of pace (once per window).
@@ -32,12 +34,13 @@ pub enum ClassMetric {
 }
 
 impl ClassMetric {
-    pub const ALL: [ClassMetric; 9] = [
+    pub const ALL: [ClassMetric; 10] = [
         ClassMetric::Requests,
         ClassMetric::Units,
         ClassMetric::Warned,
         ClassMetric::Blocked,
         ClassMetric::ConfirmationRequired,
+        ClassMetric::TooLarge,
         ClassMetric::NotIncluded,
         ClassMetric::PaceAhead,
         ClassMetric::FailOpen,
@@ -51,6 +54,7 @@ impl ClassMetric {
             ClassMetric::Warned => "warned",
             ClassMetric::Blocked => "blocked",
             ClassMetric::ConfirmationRequired => "confirmation_required",
+            ClassMetric::TooLarge => "too_large",
             ClassMetric::NotIncluded => "not_included",
             ClassMetric::PaceAhead => "pace_ahead",
             ClassMetric::FailOpen => "fail_open",
@@ -89,6 +93,8 @@ pub fn metric_deltas(d: &Decision) -> Vec<(ClassMetric, u64)> {
             }
             if c.needs_confirmation {
                 out.push((ClassMetric::ConfirmationRequired, 1));
+            } else if c.too_large {
+                out.push((ClassMetric::TooLarge, 1));
             } else if !c.admitted {
                 out.push((ClassMetric::Blocked, 1));
             }

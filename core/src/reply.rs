@@ -1,14 +1,16 @@
-//! What the filter answers itself: refusals (429, 428, 403, 401, 503) in the
+//! What the filter answers itself: refusals (429, 428, 413, 403, 401, 503) in the
 //! format the client asked for: an OpenAI-compatible error envelope by
 //! default (SDKs show `error.message`, the human copy), RFC 9457 problem
 //! details, or a small HTML page.
 
 use crate::calendar::rfc3339;
-use crate::config::{Config, FailPolicy, Message};
+use crate::config::{Cell, Config, FailPolicy, Limits, Message};
 use crate::copy::{self, Facts, CONFIRM_HEADER};
 use crate::decide::Charge;
 use crate::engine::{Decision, Outcome};
-use crate::headers::{response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_UNAVAILABLE};
+use crate::headers::{
+    response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
+};
 use crate::identity::IdentityError;
 use crate::negotiate::BodyFormat;
 use serde_json::{json, Value};
@@ -43,7 +45,7 @@ struct Refusal {
     message: String,
     /// The machine-readable numbers (`error.quota`, or a problem member).
     quota: Option<Value>,
-    /// The class whose policy was violated (429 only).
+    /// The class whose policy was violated (429 and 413).
     violated: Option<String>,
     reset: Option<i64>,
     upgrade: Option<(String, String)>,
@@ -107,6 +109,8 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                     reset: Some(c.usage.window.end),
                     upgrade: None,
                 }
+            } else if c.too_large {
+                too_large(config, d, c, &mut facts, quota, upgrade_link)
             } else {
                 headers.push((RETRY_AFTER, reset_after.max(1).to_string()));
                 Refusal {
@@ -155,6 +159,43 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
         }
     };
     Action::Reply(render(refusal, headers, format))
+}
+
+/// A request that could never fit its cell: 413 without `Retry-After`
+/// (waiting for the reset would not help). The upgrade is offered only when
+/// the next tier's ceiling would take the request.
+fn too_large(
+    config: &Config,
+    d: &Decision,
+    c: &Charge,
+    facts: &mut Facts,
+    mut quota: Value,
+    upgrade_link: Option<(String, String)>,
+) -> Refusal {
+    let helps = facts.hint.as_ref().is_some_and(|h| {
+        matches!(config.cell(h.tier, d.class), Some(Cell::Limited(l)) if l.request_ceiling() >= c.requested)
+    });
+    if !helps {
+        facts.hint = None;
+    }
+    if let Some(q) = quota.as_object_mut() {
+        q.insert("state".into(), json!(STATE_TOO_LARGE));
+        q.insert("max_request".into(), json!(facts.limits.map(Limits::request_ceiling)));
+        if !helps {
+            q.insert("upgrade".into(), Value::Null);
+        }
+    }
+    Refusal {
+        status: 413,
+        kind: "invalid_request_error",
+        code: "request_too_large",
+        title: "This request is larger than your plan allows".into(),
+        message: copy::message(config, Message::TooLarge, facts),
+        quota: Some(quota),
+        violated: Some(facts.class.name.clone()),
+        reset: None,
+        upgrade: upgrade_link.filter(|_| helps),
+    }
 }
 
 /// The answer to a request whose caller could not be identified.

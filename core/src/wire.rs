@@ -12,8 +12,8 @@ use crate::calendar::parse_rfc3339_utc;
 use crate::decide::State;
 use crate::headers::{
     CLASS, COST, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER,
-    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, TIER, UPGRADE, USED,
-    WARNING,
+    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE, TIER,
+    UPGRADE, USED, WARNING,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -357,6 +357,8 @@ pub enum WireState {
     Queued,
     Blocked,
     ConfirmationRequired,
+    /// The request could never fit the caller's plan (413): waiting does not help.
+    TooLarge,
     NotIncluded,
     Unavailable,
     /// A state this reader does not know (a newer filter); kept as sent.
@@ -373,6 +375,7 @@ impl WireState {
             (State::Queued.as_str(), WireState::Queued),
             (State::Blocked.as_str(), WireState::Blocked),
             (STATE_CONFIRMATION_REQUIRED, WireState::ConfirmationRequired),
+            (STATE_TOO_LARGE, WireState::TooLarge),
             (STATE_NOT_INCLUDED, WireState::NotIncluded),
             (STATE_UNAVAILABLE, WireState::Unavailable),
         ];
@@ -392,6 +395,7 @@ impl WireState {
             WireState::Queued => State::Queued.as_str(),
             WireState::Blocked => State::Blocked.as_str(),
             WireState::ConfirmationRequired => STATE_CONFIRMATION_REQUIRED,
+            WireState::TooLarge => STATE_TOO_LARGE,
             WireState::NotIncluded => STATE_NOT_INCLUDED,
             WireState::Unavailable => STATE_UNAVAILABLE,
             WireState::Other(s) => s,
@@ -572,6 +576,8 @@ pub struct RefusalQuota {
     pub upgrade: Option<Upgrade>,
     /// The header that confirms a costly request (428 only).
     pub confirm_header: Option<String>,
+    /// The most one request may cost in this cell (413 only).
+    pub max_request: Option<u64>,
 }
 
 /// A refusal's body: the OpenAI-compatible envelope (`error.message`) or
@@ -877,6 +883,7 @@ mod tests {
                     ..Upgrade::default()
                 }),
                 confirm_header: None,
+                max_request: None,
             }),
         };
         assert_eq!(read_refusal(&openai.body), Some(expected.clone()));

@@ -124,6 +124,10 @@ pub struct RawCopy {
     pub overage: Option<String>,
     #[serde(default)]
     pub queued: Option<String>,
+    /// A request that costs more than the cell could ever admit (413), e.g.
+    /// a `max_tokens` past the whole window's allowance.
+    #[serde(default)]
+    pub too_large: Option<String>,
 }
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
@@ -353,8 +357,11 @@ pub struct RawCell {
     /// `false` marks the class as not part of this plan (403 with an upgrade hint).
     #[serde(default)]
     pub included: Option<bool>,
+    /// Units after which the caller is warned (below `hard`); at most 9007199254740991.
     #[serde(default)]
     pub soft: Option<u64>,
+    /// Units per window; also the most one request may cost unless `at_hard`
+    /// allows a capped amount past it. At most 9007199254740991.
     #[serde(default)]
     pub hard: Option<u64>,
     #[serde(default)]
