@@ -31,6 +31,7 @@ export type QuotaStateName =
   | "queued"
   | "blocked"
   | "confirmation_required"
+  | "too_large"
   | "not_included"
   | "unavailable";
 
@@ -151,7 +152,8 @@ impl JsQuotaState {
     }
 
     /// "ok", "warning", "degraded", "overage", "queued" (requests go
-    /// through), "blocked", "confirmation_required", "not_included" or
+    /// through), "blocked", "confirmation_required", "too_large" (the
+    /// request could never fit the plan: 413), "not_included" or
     /// "unavailable" (a newer filter's state is passed on as sent).
     #[wasm_bindgen(getter, unchecked_return_type = "QuotaStateName | (string & {})")]
     pub fn state(&self) -> String {

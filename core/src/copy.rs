@@ -564,6 +564,40 @@ mod tests {
     }
 
     #[test]
+    fn too_large_copy_says_what_would_make_it_fit() {
+        let config = crate::testing::config_with(
+            r#"[{"name": "chat", "unit": "token", "cost": {"tokens": {}}},
+                {"name": "batch", "unit": "record", "cost": {"records": {}}},
+                {"name": "upload", "unit": "page", "cost": {"bytes": {"per": 1000}}},
+                {"name": "report", "unit": "report", "cost": {"fixed": 20}}]"#,
+        );
+        let text = |class: usize| message(&config, Message::TooLarge, &facts(&config, "free", class, 0, 75));
+        assert_eq!(
+            text(0),
+            "This request would use 75 tokens, more than the 10 your Free plan allows for a whole day. \
+             Shorten it or ask for less output."
+        );
+        assert!(text(1).ends_with("Split it into smaller batches."), "{}", text(1));
+        assert!(text(2).ends_with("Split it into smaller parts."), "{}", text(2));
+        assert!(text(3).ends_with("your Free plan allows for a whole day."), "{}", text(3));
+        assert_eq!(whole_window(&WindowSpec::FirstUse { seconds: 5 * 3600 }), "for a whole 5-hour window");
+        assert_eq!(whole_window(&WindowSpec::Calendar(CalendarUnit::Month)), "for a whole month");
+    }
+
+    #[test]
+    fn the_ceiling_placeholders_count_what_the_cell_admits_in_one_request() {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["tiers"]["free"]["limits"]["drafts"]["at_hard"] = serde_json::json!("overage");
+        doc["tiers"]["free"]["limits"]["drafts"]["overage"] = serde_json::json!({"cap": 5});
+        doc["tiers"]["free"]["limits"]["drafts"]["copy"] =
+            serde_json::json!({"too_large": "{ceiling} / {count_ceiling} {whole_window}"});
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let text = message(&config, Message::TooLarge, &facts(&config, "free", 2, 0, 50));
+        assert_eq!(text, "15 / 15 drafts for a whole day");
+    }
+
+    #[test]
     fn no_upgrade_hint_from_the_top_tier_or_to_a_smaller_limit() {
         let config = demo_config();
         let enterprise = config.tier_by_name("enterprise").unwrap();

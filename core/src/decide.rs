@@ -327,15 +327,12 @@ pub fn decide(
 /// one request above what the cell admits in one request.
 pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64, most: u64) -> Option<Counter> {
     let mut c = old?.bounded();
+    let delta = bounded_delta(delta, most);
     if c.window_start != window_start || delta == 0 {
         return None;
     }
     if delta > 0 {
-        let more = delta.unsigned_abs().min(most);
-        if more == 0 {
-            return None;
-        }
-        c.used = add(c.used, more);
+        c.used = add(c.used, delta.unsigned_abs());
     } else {
         let back = delta.unsigned_abs().min(c.used);
         let from_grant = back.min(c.grant_used);
@@ -344,6 +341,17 @@ pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64, most: u64) ->
         c.used -= back;
     }
     Some(c)
+}
+
+/// A correction as [`adjust`] applies it: at most `most` units more (and
+/// never past [`crate::units::MAX_UNITS`]), any refund as it is. What the
+/// approximate mode syncs to Redis is this same delta.
+pub fn bounded_delta(delta: i64, most: u64) -> i64 {
+    if delta > 0 {
+        i64::try_from(delta.unsigned_abs().min(bounded(most))).unwrap_or(0)
+    } else {
+        delta
+    }
 }
 
 /// Adds grant units to a counter. A counter that does not exist yet is
@@ -725,6 +733,8 @@ mod tests {
         assert_eq!(adjust(stored, start, 5, 0), None);
         // Refunds are not bounded by it.
         assert_eq!(adjust(stored, start, -30, 0).map(|c| c.used), Some(0));
+        assert_eq!((bounded_delta(500, 70), bounded_delta(-500, 0)), (70, -500));
+        assert_eq!(bounded_delta(i64::MAX, u64::MAX), MAX_UNITS as i64);
     }
 
     #[test]

@@ -417,6 +417,27 @@ mod tests {
     }
 
     #[test]
+    fn corrections_may_add_what_is_left_of_the_ceiling() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = caller(&config, &[("x-user-id", "alice")]);
+        let drafts = class(&config, "drafts");
+        // Free drafts: hard 10, blocking, so one request settles at 10 at most.
+        let d = charge(&config, &alice, drafts, 3, false, NOON_MS, &store);
+        assert_eq!(correction_room(&config, &d), 7);
+        let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+        let key = d.key.clone().unwrap();
+        correct(&config, &key, c.usage.window.start, 1_000, correction_room(&config, &d), &store).unwrap();
+        let stored = store.get(&key).unwrap().and_then(|(bytes, _)| Counter::decode(&bytes));
+        assert_eq!(stored.map(|c| c.used), Some(10));
+        // Refused requests were charged nothing and may be corrected by nothing.
+        let refused = charge(&config, &alice, drafts, 11, false, NOON_MS, &store);
+        assert_eq!(correction_room(&config, &refused), 0);
+        let research = charge(&config, &alice, class(&config, "deep_research"), 1, false, NOON_MS, &store);
+        assert_eq!(correction_room(&config, &research), 0);
+    }
+
+    #[test]
     fn reset_after_rounds_up_to_whole_seconds() {
         assert_eq!(seconds_until(100, 99_001), 1);
         assert_eq!(seconds_until(100, 99_000), 1);

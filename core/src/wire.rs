@@ -12,8 +12,8 @@ use crate::calendar::parse_rfc3339_utc;
 use crate::decide::State;
 use crate::headers::{
     CLASS, COST, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER,
-    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE, TIER,
-    UPGRADE, USED, WARNING,
+    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
+    TIER, UPGRADE, USED, WARNING,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -891,6 +891,26 @@ mod tests {
         assert_eq!(read_refusal(&problem.body), Some(expected));
         let html = reply(&config, &blocked, BodyFormat::Html);
         assert_eq!(read_refusal(&html.body), None);
+    }
+
+    #[test]
+    fn a_request_that_can_never_fit_reads_back_as_too_large() {
+        let config = config();
+        let who = caller(&config, "ana");
+        let d = charge(&config, &who, DRAFTS, 41, false, NOON_MS, &MemoryStore::new());
+        let openai = reply(&config, &d, BodyFormat::OpenAi);
+        assert_eq!(openai.status, 413);
+        let reading = read_headers(openai.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        assert_eq!(reading.state, Some(WireState::TooLarge));
+        assert_eq!((reading.used, reading.cost, reading.retry_after), (Some(0), Some(0), None));
+        let refusal = read_refusal(&openai.body).unwrap();
+        assert_eq!(refusal.code.as_deref(), Some("request_too_large"));
+        let quota = refusal.quota.unwrap();
+        assert_eq!((quota.state, quota.requested, quota.max_request), (Some(WireState::TooLarge), Some(41), Some(4)));
+        // Pro's 40 would not take 41 either.
+        assert_eq!(quota.upgrade, None);
+        assert_eq!(read_refusal(&reply(&config, &d, BodyFormat::Problem).body).and_then(|r| r.code), refusal.code);
+        assert_eq!(WireState::parse("too_large").as_str(), "too_large");
     }
 
     #[test]

@@ -133,17 +133,16 @@ end
 -- charged in is still stored.
 local function adjust()
   local window_start, delta, most = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  if delta > 0 then
+    delta = math.min(delta, most, MAX)
+  end
   local old = read()
   if not old or old.s ~= window_start or delta == 0 then
     return answer(old, old)
   end
   local r = copy(old)
   if delta > 0 then
-    local more = math.min(delta, most)
-    if more == 0 then
-      return answer(old, old)
-    end
-    r.u = math.min(r.u + more, MAX)
+    r.u = math.min(r.u + delta, MAX)
   else
     local back = math.min(-delta, r.u)
     local from_grant = math.min(back, r.g)
