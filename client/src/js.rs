@@ -31,6 +31,7 @@ export type QuotaStateName =
   | "queued"
   | "blocked"
   | "confirmation_required"
+  | "too_large"
   | "not_included"
   | "unavailable"
   | "workspace_required";
@@ -152,7 +153,8 @@ impl JsQuotaState {
     }
 
     /// "ok", "warning", "degraded", "overage", "queued" (requests go
-    /// through), "blocked", "confirmation_required", "not_included",
+    /// through), "blocked", "confirmation_required", "too_large" (the
+    /// request could never fit the plan: 413), "not_included",
     /// "unavailable" or "workspace_required" (a newer filter's state is
     /// passed on as sent).
     #[wasm_bindgen(getter, unchecked_return_type = "QuotaStateName | (string & {})")]

@@ -5,6 +5,11 @@
 use crate::config::{ClassId, Config};
 use crate::identity::ScopeKind;
 
+/// The most units one grant call may add (more is a 400): a typo or a
+/// script gone wrong cannot hand out an unbounded balance in one call, and
+/// the balance itself saturates at [`crate::units::MAX_UNITS`].
+pub const MAX_GRANT_UNITS: u64 = 1_000_000_000;
+
 /// A validated grant request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRequest {
@@ -61,8 +66,8 @@ pub fn parse_grant(config: &Config, query: &str) -> Result<GrantRequest, String>
     }
     let units = units
         .and_then(|u| u.parse::<u64>().ok())
-        .filter(|u| (1..=1_000_000_000).contains(u))
-        .ok_or("\"units\" must be a whole number from 1 to 1000000000")?;
+        .filter(|u| (1..=MAX_GRANT_UNITS).contains(u))
+        .ok_or_else(|| format!("\"units\" must be a whole number from 1 to {MAX_GRANT_UNITS}"))?;
     let class = config.class(class_id).ok_or("no such class")?;
     let key = crate::engine::store_key(config, class, scope, &id);
     Ok(GrantRequest { class: class_id, scope, id, units, key })
@@ -127,6 +132,8 @@ mod tests {
             "class=nope&user=a&units=1",
             "class=drafts&user=a&units=0",
             "class=drafts&user=a&units=-3",
+            "class=drafts&user=a&units=1000000001",
+            "class=drafts&user=a&units=18446744073709551616",
             "class=drafts&user=&units=3",
             "class=drafts&user=a%ZZ&units=3",
             "class=drafts&user=a&units=3&extra=1",

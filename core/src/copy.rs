@@ -4,7 +4,7 @@
 //! default says what happened, when it changes, and what would change it.
 
 use crate::calendar::push_rfc3339;
-use crate::config::{Cell, Class, ClassId, Config, Limits, Message, Tier, TierId};
+use crate::config::{Cell, Class, ClassId, Config, Cost, Limits, Message, Tier, TierId};
 use crate::decide::Usage;
 use crate::decimal::{push_i64, push_u64};
 use crate::template::{render_text, Var};
@@ -80,6 +80,19 @@ pub fn this_window(spec: &WindowSpec) -> Cow<'static, str> {
         WindowSpec::Calendar(CalendarUnit::Week) => "for this week".into(),
         WindowSpec::Calendar(CalendarUnit::Month) => "for this month".into(),
         WindowSpec::FirstUse { seconds } => format!("in this {} window", length_words(*seconds)).into(),
+    }
+}
+
+/// A whole window, for what a plan allows in one: "for a whole day",
+/// "for a whole 5-hour window".
+pub fn whole_window(spec: &WindowSpec) -> Cow<'static, str> {
+    match spec {
+        WindowSpec::Calendar(CalendarUnit::Minute) => "for a whole minute".into(),
+        WindowSpec::Calendar(CalendarUnit::Hour) => "for a whole hour".into(),
+        WindowSpec::Calendar(CalendarUnit::Day) => "for a whole day".into(),
+        WindowSpec::Calendar(CalendarUnit::Week) => "for a whole week".into(),
+        WindowSpec::Calendar(CalendarUnit::Month) => "for a whole month".into(),
+        WindowSpec::FirstUse { seconds } => format!("for a whole {} window", length_words(*seconds)).into(),
     }
 }
 
@@ -272,6 +285,17 @@ impl<'a> Facts<'a> {
                     .unwrap_or("a lighter model"),
             ),
             Var::Grant => num(out, |u| u.grant),
+            Var::Ceiling => {
+                if let Some(l) = self.limits {
+                    push_u64(out, l.request_ceiling());
+                }
+            }
+            Var::CountCeiling => {
+                if let Some(l) = self.limits {
+                    push_count(out, self.class, l.request_ceiling());
+                }
+            }
+            Var::WholeWindow => out.push_str(&spec.map(whole_window).unwrap_or_default()),
         }
     }
 
@@ -323,6 +347,25 @@ impl<'a> Facts<'a> {
             Message::Unavailable => {
                 "We couldn't check your allowance of {units} just now. Please try again in a moment."
             }
+            // What would make it fit depends on what the class counts.
+            Message::TooLarge => match self.class.cost {
+                Cost::Tokens { .. } => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. Shorten it or ask for less output. {upgrade}"
+                }
+                Cost::Records { .. } => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. Split it into smaller batches. {upgrade}"
+                }
+                Cost::Bytes { .. } => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. Split it into smaller parts. {upgrade}"
+                }
+                Cost::Fixed(_) => {
+                    "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
+                     {whole_window}. {upgrade}"
+                }
+            },
         }
     }
 }
@@ -529,6 +572,40 @@ mod tests {
     }
 
     #[test]
+    fn too_large_copy_says_what_would_make_it_fit() {
+        let config = crate::testing::config_with(
+            r#"[{"name": "chat", "unit": "token", "cost": {"tokens": {}}},
+                {"name": "batch", "unit": "record", "cost": {"records": {}}},
+                {"name": "upload", "unit": "page", "cost": {"bytes": {"per": 1000}}},
+                {"name": "report", "unit": "report", "cost": {"fixed": 20}}]"#,
+        );
+        let text = |class: usize| message(&config, Message::TooLarge, &facts(&config, "free", class, 0, 75));
+        assert_eq!(
+            text(0),
+            "This request would use 75 tokens, more than the 10 your Free plan allows for a whole day. \
+             Shorten it or ask for less output."
+        );
+        assert!(text(1).ends_with("Split it into smaller batches."), "{}", text(1));
+        assert!(text(2).ends_with("Split it into smaller parts."), "{}", text(2));
+        assert!(text(3).ends_with("your Free plan allows for a whole day."), "{}", text(3));
+        assert_eq!(whole_window(&WindowSpec::FirstUse { seconds: 5 * 3600 }), "for a whole 5-hour window");
+        assert_eq!(whole_window(&WindowSpec::Calendar(CalendarUnit::Month)), "for a whole month");
+    }
+
+    #[test]
+    fn the_ceiling_placeholders_count_what_the_cell_admits_in_one_request() {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["tiers"]["free"]["limits"]["drafts"]["at_hard"] = serde_json::json!("overage");
+        doc["tiers"]["free"]["limits"]["drafts"]["overage"] = serde_json::json!({"cap": 5});
+        doc["tiers"]["free"]["limits"]["drafts"]["copy"] =
+            serde_json::json!({"too_large": "{ceiling} / {count_ceiling} {whole_window}"});
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let text = message(&config, Message::TooLarge, &facts(&config, "free", 2, 0, 50));
+        assert_eq!(text, "15 / 15 drafts for a whole day");
+    }
+
+    #[test]
     fn no_upgrade_hint_from_the_top_tier_or_to_a_smaller_limit() {
         let config = demo_config();
         let enterprise = config.tier_by_name("enterprise").unwrap();
@@ -556,6 +633,7 @@ mod tests {
             Message::Overage,
             Message::Queued,
             Message::WorkspaceRequired,
+            Message::TooLarge,
         ] {
             assert!(Template::parse(f.default_text(m)).is_ok(), "{m:?}");
         }

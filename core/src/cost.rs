@@ -4,6 +4,7 @@
 
 use crate::classify::lookup;
 use crate::config::{Class, Cost};
+use crate::units::bounded;
 use serde_json::Value;
 
 /// The body as the cost rules see it.
@@ -20,7 +21,8 @@ pub fn needs_body(class: &Class) -> bool {
     !matches!(class.cost, Cost::Fixed(_)) || !class.models.is_empty()
 }
 
-/// Units one request of `class` costs.
+/// Units one request of `class` costs, at most [`crate::units::MAX_UNITS`] whatever the
+/// body asks for (a client sets `max_tokens`).
 pub fn request_cost(class: &Class, body: Body) -> u64 {
     let base = match &class.cost {
         Cost::Fixed(n) => Some(*n),
@@ -51,9 +53,9 @@ pub fn model_factor(class: &Class, json: Option<&Value>) -> f64 {
     model.and_then(|m| multiplier(class, m)).unwrap_or(1.0)
 }
 
-/// `units` times `factor`, rounded up, never below 1.
+/// `units` times `factor`, rounded up, never below 1 nor above [`crate::units::MAX_UNITS`].
 pub fn scale(units: u64, factor: f64) -> u64 {
-    ((units as f64) * factor).ceil().max(1.0) as u64
+    bounded(((units as f64) * factor).ceil().max(1.0) as u64)
 }
 
 fn multiplier(class: &Class, model: &str) -> Option<f64> {
@@ -108,6 +110,7 @@ fn text_chars(v: &Value, depth: usize) -> usize {
 mod tests {
     use super::*;
     use crate::testing::config_with;
+    use crate::units::MAX_UNITS;
     use serde_json::json;
 
     fn class(cost: &str) -> Class {
@@ -172,7 +175,23 @@ mod tests {
         // Found by the `classify` fuzz target (fuzz/regressions/classify-huge-max-tokens-overflows-decide).
         let tokens = class(r#"{"tokens": {}, "models": {"m": 1000}}"#);
         let body = format!(r#"{{"model": "m", "prompt": "abcd", "max_tokens": {}}}"#, u64::MAX);
-        assert_eq!(cost_of(&tokens, &body), u64::MAX);
+        assert_eq!(cost_of(&tokens, &body), MAX_UNITS);
+    }
+
+    #[test]
+    fn every_estimate_is_bounded() {
+        let plain = class(r#"{"tokens": {}}"#);
+        let at = |max_tokens: u64| cost_of(&plain, &format!(r#"{{"max_tokens": {max_tokens}}}"#));
+        assert_eq!(at(u64::MAX), MAX_UNITS);
+        assert_eq!(at(MAX_UNITS), MAX_UNITS);
+        assert_eq!(at(MAX_UNITS - 1), MAX_UNITS - 1);
+        let cheap = class(r#"{"tokens": {}, "models": {"m": 0.001}}"#);
+        let body = format!(r#"{{"model": "m", "max_tokens": {}}}"#, u64::MAX);
+        assert_eq!(cost_of(&cheap, &body), MAX_UNITS);
+        assert_eq!(scale(u64::MAX, 1_000_000.0), MAX_UNITS);
+        assert_eq!(scale(0, 0.5), 1);
+        // A fixed cost the config sets past the bound is clamped as well.
+        assert_eq!(cost_of(&class(&format!(r#"{{"fixed": {}}}"#, u64::MAX)), ""), MAX_UNITS);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! in `std::string`s whose inline buffer holds 22 bytes, so a typical record
 //! costs no heap allocation of its own.
 
+use crate::units::bounded;
 use crate::window::Window;
 
 /// The usage of one (scope, class) in its current window.
@@ -46,6 +47,13 @@ impl Counter {
     /// Units paid from the plan itself (not from grants).
     pub fn plan_used(&self) -> u64 {
         self.used.saturating_sub(self.grant_used)
+    }
+
+    /// The counter with every count at most [`crate::units::MAX_UNITS`], as the Redis
+    /// script reads its records: a record written before counts were bounded
+    /// (or by hand) is read at the bound instead of overflowing a sum.
+    pub fn bounded(self) -> Counter {
+        Counter { used: bounded(self.used), grant_used: bounded(self.grant_used), grant: bounded(self.grant), ..self }
     }
 
     pub fn window(&self) -> Window {

@@ -4,6 +4,7 @@
 
 use crate::config::{AtHard, Limits, PastSoft};
 use crate::counter::{Counter, FLAG_PACE};
+use crate::units::{add, bounded};
 use crate::window::{Alignment, Window};
 
 /// Where a caller stands in one cell, as the headers and the meter show it.
@@ -89,6 +90,10 @@ pub struct Charge {
     pub crossed: Option<usize>,
     /// Refused only because the cell wants this costly request confirmed.
     pub needs_confirmation: bool,
+    /// Refused because it costs more than the cell could ever admit in one
+    /// request ([`Limits::request_ceiling`]) and more than the plan's room
+    /// plus the grant balance: waiting for the reset would not help.
+    pub too_large: bool,
     /// How the caller's usage compares with the window's pace (cells with `pace`).
     pub pace: Option<PaceReading>,
     /// This request put the caller ahead of pace for the first time in its window.
@@ -165,6 +170,7 @@ pub fn pace_of(counter: &Counter, limits: &Limits, now: i64) -> Option<PaceReadi
 /// buys nothing.
 pub fn current(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -> Counter {
     let code = limits.window.code();
+    let old = old.map(Counter::bounded);
     match old {
         Some(c) if c.window_code == code && now < c.window_end => c,
         Some(c) if c.window_code == code => {
@@ -243,6 +249,8 @@ pub fn view(old: Option<Counter>, limits: &Limits, now: i64, align: Alignment) -
 ///
 /// Units come from the plan first, then from grants, then from the cell's
 /// `at_hard` behaviour (block, warn, degrade, overage, queue) up to its cap.
+/// A cost is read at most [`crate::units::MAX_UNITS`], and a request that
+/// could never fit is refused as `too_large` rather than blocked.
 pub fn decide(
     old: Option<Counter>,
     limits: &Limits,
@@ -251,8 +259,9 @@ pub fn decide(
     now: i64,
     align: Alignment,
 ) -> (Option<Counter>, Charge) {
+    let cost = bounded(cost);
     let counter = current(old, limits, now, align);
-    let refuse = |state, needs_confirmation| Charge {
+    let refuse = |state, needs_confirmation, too_large| Charge {
         admitted: false,
         cost: 0,
         requested: cost,
@@ -261,11 +270,17 @@ pub fn decide(
         usage: usage_of(&counter, limits, state),
         crossed: None,
         needs_confirmation,
+        too_large,
         pace: pace_of(&counter, limits, now),
         pace_flagged: false,
     };
     let plan_used = counter.plan_used();
     let room = limits.hard.saturating_sub(plan_used);
+    // What this request could be charged now: the plan's room and the grants.
+    let available = room.saturating_add(counter.grant);
+    if cost > limits.request_ceiling() && cost > available {
+        return (None, refuse(state_of(&counter, limits), false, true));
+    }
     let mut next = counter;
     let mut served = Served::Normally;
     let mut from_grant = 0;
@@ -276,7 +291,7 @@ pub fn decide(
         } else {
             let beyond_after = plan_used.saturating_add(cost).saturating_sub(limits.hard);
             if beyond_cap(limits).is_some_and(|cap| beyond_after > cap) {
-                return (None, refuse(State::Blocked, false));
+                return (None, refuse(State::Blocked, false, false));
             }
             served = match limits.at_hard {
                 AtHard::Block | AtHard::Warn => Served::Normally,
@@ -286,10 +301,9 @@ pub fn decide(
             };
         }
     }
-    let available = room.saturating_add(counter.grant);
     if let Some(fraction) = limits.confirm_above {
         if !confirmed && available > 0 && cost as f64 > fraction * available as f64 {
-            return (None, refuse(state_of(&counter, limits), true));
+            return (None, refuse(state_of(&counter, limits), true, false));
         }
     }
     if served == Served::Normally
@@ -299,8 +313,9 @@ pub fn decide(
     {
         served = Served::Degraded;
     }
-    next.used = next.used.saturating_add(cost);
-    next.grant_used = next.grant_used.saturating_add(from_grant);
+    next.used = add(next.used, cost);
+    // Only a counter saturated at the bound could push grant units past the total.
+    next.grant_used = add(next.grant_used, from_grant).min(next.used);
     next.grant -= from_grant;
     let mut crossed = None;
     for (i, level) in limits.warn_levels.iter().enumerate().take(8) {
@@ -335,6 +350,7 @@ pub fn decide(
         usage: usage_of(&next, limits, state),
         crossed,
         needs_confirmation: false,
+        too_large: false,
         pace,
         pace_flagged,
     };
@@ -344,30 +360,45 @@ pub fn decide(
 /// Corrects a charged counter after the response: `delta` units more (token
 /// usage above the estimate) or fewer (a refund, or usage below it). Applies
 /// only while the window the request was charged in is still open; a refund
-/// gives back grant units first (they were spent last).
-pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64) -> Option<Counter> {
-    let mut c = old?;
+/// gives back grant units first (they were spent last). `most` is the most
+/// units a correction may add: the request's room under its cell's ceiling
+/// ([`crate::engine::correction_room`]), so a reported usage never settles
+/// one request above what the cell admits in one request.
+pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64, most: u64) -> Option<Counter> {
+    let mut c = old?.bounded();
+    let delta = bounded_delta(delta, most);
     if c.window_start != window_start || delta == 0 {
         return None;
     }
     if delta > 0 {
-        c.used = c.used.saturating_add(delta as u64);
+        c.used = add(c.used, delta.unsigned_abs());
     } else {
         let back = delta.unsigned_abs().min(c.used);
         let from_grant = back.min(c.grant_used);
         c.grant_used -= from_grant;
-        c.grant = c.grant.saturating_add(from_grant);
+        c.grant = add(c.grant, from_grant);
         c.used -= back;
     }
     Some(c)
+}
+
+/// A correction as [`adjust`] applies it: at most `most` units more (and
+/// never past [`crate::units::MAX_UNITS`]), any refund as it is. What the
+/// approximate mode syncs to Redis is this same delta.
+pub fn bounded_delta(delta: i64, most: u64) -> i64 {
+    if delta > 0 {
+        i64::try_from(delta.unsigned_abs().min(bounded(most))).unwrap_or(0)
+    } else {
+        delta
+    }
 }
 
 /// Adds grant units to a counter. A counter that does not exist yet is
 /// created with an already-ended window, so the next charge opens its real
 /// window and carries the grant into it.
 pub fn add_grant(old: Option<Counter>, units: u64) -> Counter {
-    let mut c = old.unwrap_or_default();
-    c.grant = c.grant.saturating_add(units);
+    let mut c = old.unwrap_or_default().bounded();
+    c.grant = add(c.grant, units);
     c
 }
 
@@ -375,6 +406,7 @@ pub fn add_grant(old: Option<Counter>, units: u64) -> Counter {
 mod tests {
     use super::*;
     use crate::config::Scope;
+    use crate::units::MAX_UNITS;
     use crate::window::{CalendarUnit, Window, WindowSpec};
 
     fn limits(soft: Option<u64>, hard: u64, at_hard: AtHard) -> Limits {
@@ -741,11 +773,11 @@ mod tests {
         let l = limits(None, 100, AtHard::Block);
         let (stored, _) = run(&l, 1, 10);
         let start = stored.unwrap().window_start;
-        assert_eq!(adjust(stored, start, 32).map(|c| c.used), Some(42));
-        assert_eq!(adjust(stored, start, -4).map(|c| c.used), Some(6));
-        assert_eq!(adjust(stored, start, -400).map(|c| c.used), Some(0));
-        assert_eq!(adjust(stored, start - 86_400, 5), None);
-        assert_eq!(adjust(None, start, 5), None);
+        assert_eq!(adjust(stored, start, 32, MAX_UNITS).map(|c| c.used), Some(42));
+        assert_eq!(adjust(stored, start, -4, MAX_UNITS).map(|c| c.used), Some(6));
+        assert_eq!(adjust(stored, start, -400, MAX_UNITS).map(|c| c.used), Some(0));
+        assert_eq!(adjust(stored, start - 86_400, 5, MAX_UNITS), None);
+        assert_eq!(adjust(None, start, 5, MAX_UNITS), None);
     }
 
     #[test]
@@ -754,7 +786,7 @@ mod tests {
         let granted = add_grant(None, 5);
         let (write, charge) = decide(Some(granted), &l, 3, false, NOON, Alignment::default());
         assert_eq!(charge.from_grant, 2);
-        let refunded = adjust(write, write.unwrap().window_start, -3).unwrap();
+        let refunded = adjust(write, write.unwrap().window_start, -3, 0).unwrap();
         assert_eq!((refunded.used, refunded.grant_used, refunded.grant), (0, 0, 5));
     }
 
@@ -764,14 +796,113 @@ mod tests {
             let l =
                 Limits { pace: Some(crate::config::Pace { used: 0.5, before: 0.9 }), ..limits(Some(2), 10, at_hard) };
             let (stored, _) = run(&l, 1, 3);
-            let (_, charge) = decide(stored, &l, u64::MAX, true, NOON, Alignment::default());
-            assert_eq!(charge.admitted, at_hard == AtHard::Warn);
+            let (write, charge) = decide(stored, &l, u64::MAX, true, NOON, Alignment::default());
+            assert!(!charge.admitted && charge.too_large, "{at_hard:?}");
+            assert_eq!((write, charge.cost, charge.requested), (None, 0, MAX_UNITS));
         }
         let granted = add_grant(None, u64::MAX);
+        assert_eq!(granted.grant, MAX_UNITS);
         let l = limits(None, 10, AtHard::Block);
         let (write, charge) = decide(Some(granted), &l, u64::MAX, true, NOON, Alignment::default());
         assert!(charge.admitted);
-        assert_eq!(write.map(|c| c.used), Some(u64::MAX));
+        assert_eq!(charge.cost, MAX_UNITS);
+        assert_eq!(write.map(|c| (c.used, c.grant_used, c.grant)), Some((MAX_UNITS, MAX_UNITS - 10, 10)));
+    }
+
+    #[test]
+    fn a_request_past_the_cells_ceiling_can_never_fit() {
+        let queue = crate::config::Queue { header: ("x-quota-deferred".into(), "1".into()), cap: None };
+        let degrade = crate::config::Degrade { model: Some("small".into()), header: None, limit: None };
+        let uncapped = [
+            limits(None, 10, AtHard::Block),
+            limits(None, 10, AtHard::Warn),
+            limits(None, 10, AtHard::Overage),
+            Limits { queue: Some(queue), ..limits(None, 10, AtHard::Queue) },
+            Limits { degrade: Some(degrade), ..limits(None, 10, AtHard::Degrade) },
+        ];
+        for l in &uncapped {
+            assert_eq!(l.request_ceiling(), 10);
+            let (write, charge) = decide(None, l, 11, true, NOON, Alignment::default());
+            assert!(!charge.admitted && charge.too_large, "{:?}", l.at_hard);
+            assert_eq!(write, None);
+            // The caller's own standing is unchanged: nothing was used.
+            assert_eq!((charge.usage.used, charge.usage.state), (0, State::Ok));
+            assert!(decide(None, l, 10, true, NOON, Alignment::default()).1.admitted);
+        }
+    }
+
+    #[test]
+    fn capped_behaviours_admit_up_to_hard_plus_their_cap_in_one_request() {
+        let l = Limits { overage_cap: Some(5), ..limits(None, 10, AtHard::Overage) };
+        assert_eq!(l.request_ceiling(), 15);
+        let (write, charge) = decide(None, &l, 15, false, NOON, Alignment::default());
+        assert!(charge.admitted);
+        assert_eq!((charge.served, write.map(|c| c.used)), (Served::Overage, Some(15)));
+        let (_, charge) = decide(None, &l, 16, false, NOON, Alignment::default());
+        assert!(!charge.admitted && charge.too_large);
+    }
+
+    #[test]
+    fn a_request_that_fits_once_the_window_resets_is_blocked_not_too_large() {
+        let l = limits(None, 10, AtHard::Block);
+        let (stored, _) = run(&l, 1, 8);
+        let (_, charge) = decide(stored, &l, 5, false, NOON, Alignment::default());
+        assert!(!charge.admitted && !charge.too_large);
+        assert_eq!(charge.usage.state, State::Blocked);
+    }
+
+    #[test]
+    fn grants_let_a_request_past_the_ceiling_fit() {
+        let l = limits(None, 10, AtHard::Block);
+        let granted = Some(add_grant(None, 100));
+        // The plan's 10 and 95 of the grant.
+        let (write, charge) = decide(granted, &l, 105, false, NOON, Alignment::default());
+        assert!(charge.admitted && !charge.too_large);
+        assert_eq!(charge.from_grant, 95);
+        assert_eq!(write.map(|c| (c.used, c.grant)), Some((105, 5)));
+        // More than the plan and the grant together: it never fits.
+        let (write, charge) = decide(granted, &l, 111, false, NOON, Alignment::default());
+        assert!(!charge.admitted && charge.too_large);
+        assert_eq!(write, None);
+        // Past the ceiling but within the grant once the plan is spent.
+        let (spent, _) = run(&l, 1, 10);
+        let topped = Some(add_grant(spent, 50));
+        assert!(decide(topped, &l, 50, false, NOON, Alignment::default()).1.admitted);
+        assert!(decide(topped, &l, 51, false, NOON, Alignment::default()).1.too_large);
+    }
+
+    #[test]
+    fn stored_sums_saturate_at_the_bound() {
+        let l = limits(None, MAX_UNITS, AtHard::Warn);
+        let near = Counter { used: MAX_UNITS - 3, ..current(None, &l, NOON, Alignment::default()) };
+        let (write, charge) = decide(Some(near), &l, 10, false, NOON, Alignment::default());
+        assert!(charge.admitted);
+        assert_eq!(write.map(|c| c.used), Some(MAX_UNITS));
+        let start = near.window_start;
+        assert_eq!(adjust(Some(near), start, i64::MAX, MAX_UNITS).map(|c| c.used), Some(MAX_UNITS));
+        assert_eq!(add_grant(Some(Counter { grant: MAX_UNITS - 1, ..near }), 5).grant, MAX_UNITS);
+        // A record written before counts were bounded reads at the bound.
+        let foreign = Counter { used: u64::MAX, grant_used: u64::MAX, grant: u64::MAX, ..near };
+        let usage = view(Some(foreign), &l, NOON, Alignment::default());
+        assert_eq!((usage.used, usage.grant), (MAX_UNITS, MAX_UNITS));
+        assert_eq!(add_grant(Some(foreign), 1).grant, MAX_UNITS);
+        let refunded = adjust(Some(foreign), start, i64::MIN, 0).unwrap();
+        assert_eq!((refunded.used, refunded.grant_used, refunded.grant), (0, 0, MAX_UNITS));
+    }
+
+    #[test]
+    fn corrections_never_settle_a_request_above_its_ceiling() {
+        let l = limits(None, 100, AtHard::Warn);
+        let (stored, _) = run(&l, 1, 30);
+        let start = stored.unwrap().window_start;
+        // Charged 30 of a ceiling of 100: a correction adds at most 70.
+        assert_eq!(adjust(stored, start, 500, 70).map(|c| c.used), Some(100));
+        assert_eq!(adjust(stored, start, 20, 70).map(|c| c.used), Some(50));
+        assert_eq!(adjust(stored, start, 5, 0), None);
+        // Refunds are not bounded by it.
+        assert_eq!(adjust(stored, start, -30, 0).map(|c| c.used), Some(0));
+        assert_eq!((bounded_delta(500, 70), bounded_delta(-500, 0)), (70, -500));
+        assert_eq!(bounded_delta(i64::MAX, u64::MAX), MAX_UNITS as i64);
     }
 
     #[test]

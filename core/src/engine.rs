@@ -48,6 +48,8 @@ pub enum Event {
     Blocked,
     /// Refused until the caller confirms a costly request.
     ConfirmationRequired,
+    /// Refused because the request could never fit the cell (413).
+    TooLarge,
     /// Flagged as far ahead of pace, for the first time in this window.
     PaceAhead,
     /// Asked for a class outside the plan.
@@ -64,6 +66,7 @@ impl Event {
             Event::Warned { .. } => "warned",
             Event::Blocked => "blocked",
             Event::ConfirmationRequired => "confirmation_required",
+            Event::TooLarge => "too_large",
             Event::PaceAhead => "pace_ahead",
             Event::NotIncluded => "not_included",
             Event::WorkspaceRequired => "workspace_required",
@@ -90,6 +93,8 @@ impl Decision {
                 }
                 if c.needs_confirmation {
                     out.push(Event::ConfirmationRequired);
+                } else if c.too_large {
+                    out.push(Event::TooLarge);
                 } else if !c.admitted {
                     out.push(Event::Blocked);
                 }
@@ -125,9 +130,23 @@ pub fn seconds_until(unix_seconds: i64, now_ms: i64) -> i64 {
     ms.max(0).saturating_add(999) / 1000
 }
 
-/// The units one request of `class` costs (see `cost.rs`).
+/// The units one request of `class` costs (see `cost.rs`), at most
+/// [`crate::units::MAX_UNITS`]: the cell is not known yet, so its own
+/// ceiling applies later, in [`decide`].
 pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) -> u64 {
-    config.class(class).map_or(1, |c| crate::cost::request_cost(c, body))
+    crate::units::bounded(config.class(class).map_or(1, |c| crate::cost::request_cost(c, body)))
+}
+
+/// The most units a correction after the response may add to an admitted
+/// request: what is left of its cell's [`Limits::request_ceiling`] once its
+/// charge is counted (0 for a request a grant let past the ceiling, or one
+/// that was not charged). Pass it to [`correct`] or `redis::Command::adjust`.
+pub fn correction_room(config: &Config, d: &Decision) -> u64 {
+    let Outcome::Charged(c) = &d.outcome else { return 0 };
+    match config.cell(d.tier, d.class) {
+        Some(Cell::Limited(l)) if c.admitted => l.request_ceiling().saturating_sub(c.cost),
+        _ => 0,
+    }
 }
 
 /// The key of the counter of (`kind`, `id`) for `class` in the store requests
@@ -284,16 +303,18 @@ pub fn charge<S: CounterStore + ?Sized>(
 
 /// Corrects a charge after the response (token usage, refunds): `delta`
 /// units on the counter at `key`, if its window is still the one starting at
-/// `window_start`.
+/// `window_start`; a positive delta adds at most `most` units (see
+/// [`correction_room`]).
 pub fn correct<S: CounterStore + ?Sized>(
     config: &Config,
     key: &str,
     window_start: i64,
     delta: i64,
+    most: u64,
     store: &S,
 ) -> Result<(), GiveUp> {
     compare_and_swap(store, key, config.counters.cas_attempts, |old| {
-        let next = crate::decide::adjust(old.and_then(Counter::decode), window_start, delta);
+        let next = crate::decide::adjust(old.and_then(Counter::decode), window_start, delta, most);
         (next.map(|c| c.encode().to_vec()), ())
     })
 }
@@ -440,6 +461,27 @@ mod tests {
                 (11, vec![Event::Blocked]),
             ]
         );
+    }
+
+    #[test]
+    fn corrections_may_add_what_is_left_of_the_ceiling() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = caller(&config, &[("x-user-id", "alice")]);
+        let drafts = class(&config, "drafts");
+        // Free drafts: hard 10, blocking, so one request settles at 10 at most.
+        let d = charge(&config, &alice, drafts, 3, false, NOON_MS, &store);
+        assert_eq!(correction_room(&config, &d), 7);
+        let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+        let key = d.key.clone().unwrap();
+        correct(&config, &key, c.usage.window.start, 1_000, correction_room(&config, &d), &store).unwrap();
+        let stored = store.get(&key).unwrap().and_then(|(bytes, _)| Counter::decode(&bytes));
+        assert_eq!(stored.map(|c| c.used), Some(10));
+        // Refused requests were charged nothing and may be corrected by nothing.
+        let refused = charge(&config, &alice, drafts, 11, false, NOON_MS, &store);
+        assert_eq!(correction_room(&config, &refused), 0);
+        let research = charge(&config, &alice, class(&config, "deep_research"), 1, false, NOON_MS, &store);
+        assert_eq!(correction_room(&config, &research), 0);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum ClassMetric {
     Blocked,
     /// Requests refused until confirmed.
     ConfirmationRequired,
+    /// Requests refused because they could never fit the cell (413).
+    TooLarge,
     /// Requests for a class outside the plan.
     NotIncluded,
     /// Requests for a pooled class that named no workspace (refused).
@@ -34,12 +36,13 @@ pub enum ClassMetric {
 }
 
 impl ClassMetric {
-    pub const ALL: [ClassMetric; 10] = [
+    pub const ALL: [ClassMetric; 11] = [
         ClassMetric::Requests,
         ClassMetric::Units,
         ClassMetric::Warned,
         ClassMetric::Blocked,
         ClassMetric::ConfirmationRequired,
+        ClassMetric::TooLarge,
         ClassMetric::NotIncluded,
         ClassMetric::WorkspaceRequired,
         ClassMetric::PaceAhead,
@@ -54,6 +57,7 @@ impl ClassMetric {
             ClassMetric::Warned => "warned",
             ClassMetric::Blocked => "blocked",
             ClassMetric::ConfirmationRequired => "confirmation_required",
+            ClassMetric::TooLarge => "too_large",
             ClassMetric::NotIncluded => "not_included",
             ClassMetric::WorkspaceRequired => "workspace_required",
             ClassMetric::PaceAhead => "pace_ahead",
@@ -94,6 +98,8 @@ pub fn metric_deltas(d: &Decision) -> Vec<(ClassMetric, u64)> {
             }
             if c.needs_confirmation {
                 out.push((ClassMetric::ConfirmationRequired, 1));
+            } else if c.too_large {
+                out.push((ClassMetric::TooLarge, 1));
             } else if !c.admitted {
                 out.push((ClassMetric::Blocked, 1));
             }
@@ -167,7 +173,7 @@ pub fn identity_record(err: &IdentityError, now_ms: i64) -> Value {
 mod tests {
     use super::*;
     use crate::config::ClassId;
-    use crate::engine::charge;
+    use crate::engine::{charge, Event};
     use crate::identity::identify;
     use crate::request::NoProperties;
     use crate::store::MemoryStore;
@@ -211,6 +217,33 @@ mod tests {
             json!({"event": "workspace_required", "time": "2026-11-22T12:00:00Z", "class": "drafts", "tier": "team",
                    "scope": "workspace", "user": "solo", "workspace": null})
         );
+    }
+
+    #[test]
+    fn the_units_stat_moves_by_bounded_costs_only() {
+        // A tokens class past hard as uncapped overage: the issue's attack moved
+        // `units` by i64::MAX; now it moves `too_large` by one and `units` not at all.
+        let doc = serde_json::json!({
+            "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+            "classes": [{"name": "chat", "match": [{"path": {"prefix": "/"}}], "cost": {"tokens": {}}}],
+            "tiers": {"free": {"limits": {"chat": {"hard": 20000, "window": "day", "at_hard": "overage"}}}}
+        });
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let body = format!(r#"{{"max_tokens": {}}}"#, u64::MAX);
+        let json: Value = serde_json::from_str(&body).unwrap();
+        let body = crate::cost::Body { bytes: Some(body.as_bytes()), json: Some(&json) };
+        let cost = crate::engine::request_cost(&config, ClassId(0), body);
+        assert_eq!(cost, crate::units::MAX_UNITS);
+        let d = charge(&config, &alice, ClassId(0), cost, false, NOON_MS, &store);
+        assert_eq!(metric_deltas(&d), vec![(ClassMetric::TooLarge, 1)]);
+        let record = event_record(&config, &alice, &d, Event::TooLarge);
+        assert_eq!((record["event"].as_str(), record["requested"].as_u64()), (Some("too_large"), Some(cost)));
+        // Admitted requests move `units` by what they were charged, at most the cell's ceiling.
+        let d = charge(&config, &alice, ClassId(0), 20000, false, NOON_MS, &store);
+        assert!(metric_deltas(&d).contains(&(ClassMetric::Units, 20000)));
+        assert_eq!(class_metric_name("chat", "free", ClassMetric::TooLarge), "quota.chat.free.too_large");
     }
 
     #[test]

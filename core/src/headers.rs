@@ -55,6 +55,10 @@ pub const STATE_UNAVAILABLE: &str = "unavailable";
 pub const STATE_CONFIRMATION_REQUIRED: &str = "confirmation_required";
 /// A pooled class asked for without a workspace id (no counter was read).
 pub const STATE_WORKSPACE_REQUIRED: &str = "workspace_required";
+/// A request refused because it could never fit its cell (413). Not
+/// "blocked": the caller's own allowance may be untouched, and waiting for
+/// the reset would not help.
+pub const STATE_TOO_LARGE: &str = "too_large";
 
 pub type Headers = Vec<(&'static str, String)>;
 
@@ -95,7 +99,13 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
             let usage = charge.usage;
             let reset_after = d.reset_after().unwrap_or(0);
             if quota {
-                let state = if charge.needs_confirmation { STATE_CONFIRMATION_REQUIRED } else { usage.state.as_str() };
+                let state = if charge.needs_confirmation {
+                    STATE_CONFIRMATION_REQUIRED
+                } else if charge.too_large {
+                    STATE_TOO_LARGE
+                } else {
+                    usage.state.as_str()
+                };
                 out.push((SCOPE, d.scope.as_str().into()));
                 out.push((USED, u64_text(usage.used)));
                 out.push((LIMIT, u64_text(usage.hard)));
@@ -246,9 +256,10 @@ mod tests {
     fn ratelimit_fields_stay_within_structured_field_integers() {
         // fuzz/regressions/config-hard-limit-past-sf-integer: a limit past what
         // RFC 8941 carries (10^15 - 1) is announced as that, so clients parse it.
+        // The largest limit a config may set (2^53 - 1) is past it.
         let doc = r#"{"identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
             "classes": [{"name": "tokens", "match": [{"path": {"prefix": "/"}}]}],
-            "tiers": {"free": {"limits": {"tokens": {"hard": 18446744073709551615, "window": "day"}}}}}"#;
+            "tiers": {"free": {"limits": {"tokens": {"hard": 9007199254740991, "window": "day"}}}}}"#;
         let config = crate::config::Config::from_json(doc.as_bytes()).unwrap();
         let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
         let d = charge(&config, &alice, ClassId(0), 1, false, NOON_MS, &MemoryStore::new());

@@ -33,6 +33,7 @@ pub mod reply;
 pub mod request;
 pub mod store;
 pub mod template;
+pub mod units;
 pub mod usage;
 pub mod window;
 pub mod wire;

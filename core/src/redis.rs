@@ -14,6 +14,7 @@
 use crate::config::{Limits, RedisStore};
 use crate::counter::Counter;
 use crate::identity::ScopeKind;
+use crate::units::{add, bounded};
 use crate::window::Alignment;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -45,14 +46,15 @@ impl Command {
     /// Charges `cost` units at `now` (Unix seconds): the script's mirror of
     /// `decide`. It carries the caller's calendar window for `now`; the
     /// script moves it past the stored window's end as
-    /// [`current`](crate::decide::current) does.
+    /// [`current`](crate::decide::current) does. The cost is sent at most
+    /// [`crate::units::MAX_UNITS`], as `decide` reads it.
     pub fn charge(key: String, limits: &Limits, cost: u64, confirmed: bool, now: i64, align: Alignment) -> Command {
         let fresh = limits.window.window_at(now, align);
         let optional = |v: Option<String>| v.unwrap_or_else(|| "-1".to_string());
         let mut args = vec![
             "charge".to_string(),
             now.to_string(),
-            cost.to_string(),
+            bounded(cost).to_string(),
             if confirmed { "1" } else { "0" }.to_string(),
             limits.window.code().to_string(),
             fresh.start.to_string(),
@@ -62,14 +64,17 @@ impl Command {
             optional(limits.confirm_above.map(|f| f.to_string())),
             optional(limits.pace.map(|p| p.used.to_string())),
             optional(limits.pace.map(|p| p.before.to_string())),
+            limits.request_ceiling().to_string(),
         ];
         args.extend(limits.warn_levels.iter().take(8).map(u64::to_string));
         Command { key, args }
     }
 
-    /// Corrects a charge made in the window starting at `window_start` by `delta` units.
-    pub fn adjust(key: String, window_start: i64, delta: i64) -> Command {
-        Command { key, args: vec!["adjust".into(), window_start.to_string(), delta.to_string()] }
+    /// Corrects a charge made in the window starting at `window_start` by
+    /// `delta` units, adding at most `most` (see `decide::adjust`).
+    pub fn adjust(key: String, window_start: i64, delta: i64, most: u64) -> Command {
+        let args = vec!["adjust".into(), window_start.to_string(), delta.to_string(), bounded(most).to_string()];
+        Command { key, args }
     }
 
     /// Adds `delta` units admitted elsewhere (the approximate mode's sync) to
@@ -87,9 +92,9 @@ impl Command {
         Command { key, args: args.to_vec() }
     }
 
-    /// Adds `units` of grant.
+    /// Adds `units` of grant (the balance saturates at [`crate::units::MAX_UNITS`]).
     pub fn grant(key: String, units: u64) -> Command {
-        Command { key, args: vec!["grant".into(), units.to_string()] }
+        Command { key, args: vec!["grant".into(), bounded(units).to_string()] }
     }
 
     /// Reads the counter without changing it.
@@ -149,11 +154,11 @@ fn percent_encode(out: &mut String, text: &str) {
 /// plan usage (other Envoys' requests) and never falls (requests of this
 /// Envoy not synced yet). `None`: nothing to write.
 pub fn merge(local: Option<Counter>, global: &Counter, now: i64) -> Option<Counter> {
-    let mut c = local?;
+    let mut c = local?.bounded();
     if c.window_code != global.window_code || now >= c.window_end || now >= global.window_end {
         return None;
     }
-    let used = global.plan_used().saturating_add(c.grant_used);
+    let used = add(global.plan_used(), c.grant_used);
     (used > c.used).then(|| {
         c.used = used;
         c
@@ -309,11 +314,11 @@ mod tests {
 
     #[test]
     fn bodies_percent_encode_every_part() {
-        let c = Command::adjust("quota:{u:a/b c}drafts".into(), 100, -2);
-        assert_eq!(c.body("abc", false), "EVALSHA/abc/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2");
+        let c = Command::adjust("quota:{u:a/b c}drafts".into(), 100, -2, 7);
+        assert_eq!(c.body("abc", false), "EVALSHA/abc/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2/7");
         let loaded = c.body("abc", true);
         assert!(loaded.starts_with("EVAL/--%20The%20quota"));
-        assert!(loaded.ends_with("/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2"));
+        assert!(loaded.ends_with("/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2/7"));
         assert!(!loaded.contains('\n'));
     }
 

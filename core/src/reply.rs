@@ -1,15 +1,16 @@
-//! What the filter answers itself: refusals (429, 428, 403, 401, 503) in the
+//! What the filter answers itself: refusals (429, 428, 413, 403, 401, 503) in the
 //! format the client asked for: an OpenAI-compatible error envelope by
 //! default (SDKs show `error.message`, the human copy), RFC 9457 problem
 //! details, or a small HTML page.
 
 use crate::calendar::rfc3339;
-use crate::config::{Config, FailPolicy, Message};
+use crate::config::{Cell, Config, FailPolicy, Limits, Message};
 use crate::copy::{self, Facts, CONFIRM_HEADER};
 use crate::decide::Charge;
 use crate::engine::{Decision, Outcome};
 use crate::headers::{
-    response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_UNAVAILABLE, STATE_WORKSPACE_REQUIRED,
+    response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
+    STATE_WORKSPACE_REQUIRED,
 };
 use crate::identity::IdentityError;
 use crate::negotiate::BodyFormat;
@@ -45,7 +46,7 @@ struct Refusal {
     message: String,
     /// The machine-readable numbers (`error.quota`, or a problem member).
     quota: Option<Value>,
-    /// The class whose policy was violated (429 only).
+    /// The class whose policy was violated (429 and 413).
     violated: Option<String>,
     reset: Option<i64>,
     upgrade: Option<(String, String)>,
@@ -109,6 +110,8 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                     reset: Some(c.usage.window.end),
                     upgrade: None,
                 }
+            } else if c.too_large {
+                too_large(config, d, c, &mut facts, quota, upgrade_link)
             } else {
                 headers.push((RETRY_AFTER, reset_after.max(1).to_string()));
                 Refusal {
@@ -176,6 +179,43 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
         }
     };
     Action::Reply(render(refusal, headers, format))
+}
+
+/// A request that could never fit its cell: 413 without `Retry-After`
+/// (waiting for the reset would not help). The upgrade is offered only when
+/// the next tier's ceiling would take the request.
+fn too_large(
+    config: &Config,
+    d: &Decision,
+    c: &Charge,
+    facts: &mut Facts,
+    mut quota: Value,
+    upgrade_link: Option<(String, String)>,
+) -> Refusal {
+    let helps = facts.hint.as_ref().is_some_and(
+        |h| matches!(config.cell(h.tier, d.class), Some(Cell::Limited(l)) if l.request_ceiling() >= c.requested),
+    );
+    if !helps {
+        facts.hint = None;
+    }
+    if let Some(q) = quota.as_object_mut() {
+        q.insert("state".into(), json!(STATE_TOO_LARGE));
+        q.insert("max_request".into(), json!(facts.limits.map(Limits::request_ceiling)));
+        if !helps {
+            q.insert("upgrade".into(), Value::Null);
+        }
+    }
+    Refusal {
+        status: 413,
+        kind: "invalid_request_error",
+        code: "request_too_large",
+        title: "This request is larger than your plan allows".into(),
+        message: copy::message(config, Message::TooLarge, facts),
+        quota: Some(quota),
+        violated: Some(facts.class.name.clone()),
+        reset: None,
+        upgrade: upgrade_link.filter(|_| helps),
+    }
 }
 
 /// The answer to a request whose caller could not be identified.
@@ -292,6 +332,7 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::ClassId;
+    use crate::cost::Body;
     use crate::engine::charge;
     use crate::identity::identify;
     use crate::request::NoProperties;
@@ -366,6 +407,43 @@ mod tests {
         }
     }
 
+    /// A chat class metered in tokens: Free allows 20000 a day, Pro 200000.
+    fn tokens_config(free: serde_json::Value) -> Config {
+        let doc = json!({
+            "identity": {"user": [{"header": "x-user-id"}], "tier": [{"header": "x-plan"}], "default_tier": "free"},
+            "classes": [{"name": "chat", "unit": "token", "match": [{"path": {"prefix": "/v1/chat"}}],
+                         "cost": {"tokens": {}}}],
+            "tiers": {
+                "free": {"label": "Free", "upgrade_url": "https://example.com/upgrade", "limits": {"chat": free}},
+                "pro": {"limits": {"chat": {"hard": 200000, "window": "day"}}}
+            }
+        });
+        Config::from_json(doc.to_string().as_bytes()).unwrap()
+    }
+
+    /// The decision on one chat request asking for `max_tokens`, after `granted` grant units.
+    fn ask(config: &Config, max_tokens: u64, granted: u64) -> Decision {
+        let store = MemoryStore::new();
+        let alice = identify(config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let class = ClassId(0);
+        let (kind, id) = alice.scope_id(crate::config::Scope::User, crate::config::MissingWorkspace::User).unwrap();
+        let key = crate::engine::store_key(config, &config.classes[0], kind, id);
+        if granted > 0 {
+            crate::engine::grant(config, &key, granted, &store).unwrap();
+        }
+        let body = format!(r#"{{"messages": [{{"role": "user", "content": "hi"}}], "max_tokens": {max_tokens}}}"#);
+        let json: Value = serde_json::from_str(&body).unwrap();
+        let cost = crate::engine::request_cost(config, class, Body { bytes: Some(body.as_bytes()), json: Some(&json) });
+        charge(config, &alice, class, cost, false, NOON_MS, &store)
+    }
+
+    fn reply_to(config: &Config, d: &Decision, format: BodyFormat) -> LocalReply {
+        match respond(config, d, format) {
+            Action::Reply(reply) => reply,
+            Action::Continue(_) => panic!("expected a reply"),
+        }
+    }
+
     #[test]
     fn a_pooled_class_without_a_workspace_is_a_clear_403() {
         let reply = workspace_required_reply(BodyFormat::OpenAi);
@@ -416,6 +494,86 @@ mod tests {
         };
         assert_eq!(message(ClassId(2)), "Pick a team for drafts.");
         assert_eq!(message(ClassId(0)), "Research needs a team.");
+    }
+
+    fn header<'a>(reply: &'a LocalReply, name: &str) -> Option<&'a str> {
+        reply.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_huge_max_tokens_on_an_uncapped_overage_cell_is_a_413() {
+        // The issue's attack: admitted at face value before, charging u64::MAX.
+        let config = tokens_config(json!({"hard": 20000, "window": "day", "at_hard": "overage"}));
+        let d = ask(&config, u64::MAX, 0);
+        assert!(!d.admitted());
+        assert_eq!(d.events(&config), vec![crate::engine::Event::TooLarge]);
+        let reply = reply_to(&config, &d, BodyFormat::OpenAi);
+        assert_eq!(reply.status, 413);
+        assert_eq!(header(&reply, RETRY_AFTER), None);
+        assert_eq!(header(&reply, "x-quota-state"), Some("too_large"));
+        assert_eq!(header(&reply, "x-quota-cost"), Some("0"));
+        assert_eq!(header(&reply, "x-quota-used"), Some("0"));
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "request_too_large");
+        // Pro's 200000 would not take it either: no upgrade offered.
+        assert_eq!(
+            body["error"]["message"],
+            "This request would use 9007199254740991 tokens, more than the 20000 your Free plan allows \
+             for a whole day. Shorten it or ask for less output."
+        );
+        assert_eq!(body["error"]["quota"]["state"], "too_large");
+        assert_eq!(body["error"]["quota"]["requested"], crate::units::MAX_UNITS);
+        assert_eq!(body["error"]["quota"]["max_request"], 20000);
+        assert_eq!(body["error"]["quota"]["upgrade"], Value::Null);
+    }
+
+    #[test]
+    fn a_request_past_a_blocking_cell_says_an_upgrade_would_take_it() {
+        let config = tokens_config(json!({"hard": 20000, "window": "day"}));
+        let d = ask(&config, 75000, 0);
+        let reply = reply_to(&config, &d, BodyFormat::OpenAi);
+        assert_eq!(reply.status, 413);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            body["error"]["message"],
+            "This request would use 75001 tokens, more than the 20000 your Free plan allows for a whole day. \
+             Shorten it or ask for less output. Pro includes 200000 a day: https://example.com/upgrade"
+        );
+        assert_eq!(body["error"]["quota"]["upgrade"]["tier"], "pro");
+    }
+
+    #[test]
+    fn too_large_reads_the_same_in_every_format() {
+        let config = tokens_config(json!({"hard": 20000, "window": "day"}));
+        let d = ask(&config, 75000, 0);
+        let problem = reply_to(&config, &d, BodyFormat::Problem);
+        assert_eq!(problem.status, 413);
+        assert_eq!(header(&problem, RETRY_AFTER), None);
+        let body: Value = serde_json::from_str(&problem.body).unwrap();
+        assert_eq!(body["type"], QUOTA_EXCEEDED_TYPE);
+        assert_eq!(body["status"], 413);
+        assert_eq!(body["code"], "request_too_large");
+        assert_eq!(body["violated-policies"], json!(["chat"]));
+        assert!(body["detail"].as_str().unwrap().starts_with("This request would use 75001 tokens"));
+        let page = reply_to(&config, &d, BodyFormat::Html).body;
+        assert!(page.contains("<h1>This request is larger than your plan allows</h1>"));
+        assert!(page.contains("This request would use 75001 tokens"));
+        // Waiting for the reset would not help: the page does not suggest it.
+        assert!(!page.contains("resets at"));
+        assert!(page.contains("<a href=\"https://example.com/upgrade\">See what Pro includes</a>"));
+    }
+
+    #[test]
+    fn a_grant_lets_a_request_past_the_ceiling_through() {
+        let config = tokens_config(json!({"hard": 20000, "window": "day"}));
+        let d = ask(&config, 75000, 100_000);
+        assert!(d.admitted());
+        let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+        assert_eq!((c.cost, c.from_grant, c.usage.grant), (75001, 55001, 44999));
+        // Without enough grant it can never fit.
+        let d = ask(&config, 75000, 50_000);
+        assert!(matches!(&d.outcome, Outcome::Charged(c) if c.too_large));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum Var {
     ConfirmHeader,
     DegradedTo,
     Grant,
+    Ceiling,
+    CountCeiling,
+    WholeWindow,
 }
 
 /// Placeholder names as written in templates, with what each stands for
@@ -65,6 +68,9 @@ pub const VARS: &[(&str, Var, &str)] = &[
     ("confirm_header", Var::ConfirmHeader, "the header that confirms a costly request: x-quota-confirm"),
     ("degraded_to", Var::DegradedTo, "the cheaper model a degrading cell uses: gpt-4o-mini"),
     ("grant", Var::Grant, "grant units left (prepaid packs, approvals): 50"),
+    ("ceiling", Var::Ceiling, "the most one request may cost: the hard limit plus any cap past it: 10"),
+    ("count_ceiling", Var::CountCeiling, "ceiling, with its unit: 10 drafts"),
+    ("whole_window", Var::WholeWindow, "a whole window: for a whole day, for a whole 5-hour window"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

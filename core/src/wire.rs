@@ -12,7 +12,7 @@ use crate::calendar::parse_rfc3339_utc;
 use crate::decide::State;
 use crate::headers::{
     CLASS, COST, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER,
-    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_UNAVAILABLE,
+    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
     STATE_WORKSPACE_REQUIRED, TIER, UPGRADE, USED, WARNING,
 };
 use serde::{Deserialize, Deserializer};
@@ -357,6 +357,8 @@ pub enum WireState {
     Queued,
     Blocked,
     ConfirmationRequired,
+    /// The request could never fit the caller's plan (413): waiting does not help.
+    TooLarge,
     NotIncluded,
     Unavailable,
     /// A pooled class asked for without a workspace id.
@@ -375,6 +377,7 @@ impl WireState {
             (State::Queued.as_str(), WireState::Queued),
             (State::Blocked.as_str(), WireState::Blocked),
             (STATE_CONFIRMATION_REQUIRED, WireState::ConfirmationRequired),
+            (STATE_TOO_LARGE, WireState::TooLarge),
             (STATE_NOT_INCLUDED, WireState::NotIncluded),
             (STATE_UNAVAILABLE, WireState::Unavailable),
             (STATE_WORKSPACE_REQUIRED, WireState::WorkspaceRequired),
@@ -395,6 +398,7 @@ impl WireState {
             WireState::Queued => State::Queued.as_str(),
             WireState::Blocked => State::Blocked.as_str(),
             WireState::ConfirmationRequired => STATE_CONFIRMATION_REQUIRED,
+            WireState::TooLarge => STATE_TOO_LARGE,
             WireState::NotIncluded => STATE_NOT_INCLUDED,
             WireState::Unavailable => STATE_UNAVAILABLE,
             WireState::WorkspaceRequired => STATE_WORKSPACE_REQUIRED,
@@ -576,6 +580,8 @@ pub struct RefusalQuota {
     pub upgrade: Option<Upgrade>,
     /// The header that confirms a costly request (428 only).
     pub confirm_header: Option<String>,
+    /// The most one request may cost in this cell (413 only).
+    pub max_request: Option<u64>,
 }
 
 /// A refusal's body: the OpenAI-compatible envelope (`error.message`) or
@@ -881,6 +887,7 @@ mod tests {
                     ..Upgrade::default()
                 }),
                 confirm_header: None,
+                max_request: None,
             }),
         };
         assert_eq!(read_refusal(&openai.body), Some(expected.clone()));
@@ -888,6 +895,26 @@ mod tests {
         assert_eq!(read_refusal(&problem.body), Some(expected));
         let html = reply(&config, &blocked, BodyFormat::Html);
         assert_eq!(read_refusal(&html.body), None);
+    }
+
+    #[test]
+    fn a_request_that_can_never_fit_reads_back_as_too_large() {
+        let config = config();
+        let who = caller(&config, "ana");
+        let d = charge(&config, &who, DRAFTS, 41, false, NOON_MS, &MemoryStore::new());
+        let openai = reply(&config, &d, BodyFormat::OpenAi);
+        assert_eq!(openai.status, 413);
+        let reading = read_headers(openai.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        assert_eq!(reading.state, Some(WireState::TooLarge));
+        assert_eq!((reading.used, reading.cost, reading.retry_after), (Some(0), Some(0), None));
+        let refusal = read_refusal(&openai.body).unwrap();
+        assert_eq!(refusal.code.as_deref(), Some("request_too_large"));
+        let quota = refusal.quota.unwrap();
+        assert_eq!((quota.state, quota.requested, quota.max_request), (Some(WireState::TooLarge), Some(41), Some(4)));
+        // Pro's 40 would not take 41 either.
+        assert_eq!(quota.upgrade, None);
+        assert_eq!(read_refusal(&reply(&config, &d, BodyFormat::Problem).body).and_then(|r| r.code), refusal.code);
+        assert_eq!(WireState::parse("too_large").as_str(), "too_large");
     }
 
     #[test]

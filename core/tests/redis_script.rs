@@ -7,7 +7,8 @@
 use quota_core::config::{AtHard, Limits, Pace, PastSoft, Scope};
 use quota_core::counter::Counter;
 use quota_core::decide::{add_grant, adjust, current, decide};
-use quota_core::redis::{record, sha1_hex, Command, RECORD_FIELDS, SCRIPT};
+use quota_core::redis::{parse, record, sha1_hex, Command, RECORD_FIELDS, SCRIPT};
+use quota_core::units::MAX_UNITS;
 use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -98,13 +99,17 @@ impl Redis {
 
     /// Runs `command` by its SHA-1 and returns (before, after).
     fn eval(&mut self, sha: &str, command: &Command) -> (Option<Counter>, Option<Counter>) {
+        let n = self.eval_numbers(sha, command);
+        let (before, after) = n.split_at(RECORD_FIELDS);
+        (record(before).unwrap(), record(after).unwrap())
+    }
+
+    /// Runs `command` by its SHA-1 and returns the script's answer as numbers.
+    fn eval_numbers(&mut self, sha: &str, command: &Command) -> Vec<i64> {
         let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"1", command.key.as_bytes()];
         parts.extend(command.args.iter().map(|a| a.as_bytes()));
         let Resp::Array(fields) = self.call(&parts) else { panic!("no array for {command:?}") };
-        let n: Vec<i64> =
-            fields.iter().map(|v| if let Resp::Int(i) = v { *i } else { panic!("not an int: {v:?}") }).collect();
-        let (before, after) = n.split_at(RECORD_FIELDS);
-        (record(before).unwrap(), record(after).unwrap())
+        fields.iter().map(|v| if let Resp::Int(i) = v { *i } else { panic!("not an int: {v:?}") }).collect()
     }
 }
 
@@ -188,7 +193,8 @@ fn the_script_decides_as_the_core_does() {
     // spent, pace flagged, windows rolled over.
     // And windows moved to start where the previous one ended, because the
     // caller's calendar (their UTC offset changes) named an overlapping one.
-    let (mut refused, mut confirm, mut from_grant, mut paced, mut rolled, mut moved) = (0, 0, 0, 0, 0, 0);
+    let (mut refused, mut confirm, mut from_grant, mut paced, mut rolled, mut moved, mut too_large) =
+        (0, 0, 0, 0, 0, 0, 0);
     for round in 0..300 {
         let limits = random_limits(&mut rng);
         let key = format!("test:{{u:{round}}}c");
@@ -211,6 +217,7 @@ fn the_script_decides_as_the_core_does() {
                     let (write, charge) = decide(model, &limits, cost, confirmed, now, align);
                     refused += usize::from(!charge.admitted);
                     confirm += usize::from(charge.needs_confirmation);
+                    too_large += usize::from(charge.too_large);
                     from_grant += usize::from(charge.from_grant > 0);
                     paced += usize::from(charge.pace_flagged);
                     rolled +=
@@ -222,7 +229,7 @@ fn the_script_decides_as_the_core_does() {
                     // The approximate mode's sync: what `add` must do, by hand.
                     let delta = rng.below(10) as i64 - 3;
                     let mut c = current(model, &limits, now, align);
-                    c.used = c.used.saturating_add_signed(delta).max(c.grant_used);
+                    c.used = c.used.saturating_add_signed(delta).max(c.grant_used).min(MAX_UNITS);
                     moved += usize::from(opened(Some(c)).is_some_and(|w| w != limits.window.window_at(now, align)));
                     (Command::add(key.clone(), &limits, delta, now, align), Some(c))
                 }
@@ -232,7 +239,11 @@ fn the_script_decides_as_the_core_does() {
                         _ => now - 1,
                     };
                     let delta = rng.below(11) as i64 - 5;
-                    (Command::adjust(key.clone(), window_start, delta), adjust(model, window_start, delta).or(model))
+                    let most = rng.below(4);
+                    (
+                        Command::adjust(key.clone(), window_start, delta, most),
+                        adjust(model, window_start, delta, most).or(model),
+                    )
                 }
                 _ => {
                     let units = 1 + rng.below(5);
@@ -256,6 +267,7 @@ fn the_script_decides_as_the_core_does() {
         ("pace", paced),
         ("rolled", rolled),
         ("moved", moved),
+        ("too large", too_large),
     ] {
         assert!(n >= 20, "only {n} {what} cases: the sequences no longer exercise it");
     }
@@ -295,4 +307,170 @@ fn an_unknown_operation_is_an_error() {
     let mut redis = Redis::start();
     let answer = redis.call(&[b"EVAL", SCRIPT.as_bytes(), b"1", b"k", b"drop"]);
     assert!(matches!(answer, Resp::Error(ref e) if e.contains("unknown operation")), "{answer:?}");
+}
+
+/// The script's answer as webdis carries it to the filter, read by the
+/// filter's own parser: it must never meet a number it cannot read.
+fn through_webdis(numbers: &[i64]) -> (Option<Counter>, Option<Counter>) {
+    let body = format!("{{\"EVALSHA\":{}}}", serde_json::to_string(numbers).unwrap());
+    let answer = parse(Some(200), body.as_bytes()).unwrap_or_else(|e| panic!("{e:?} reading {body}"));
+    (answer.before, answer.after)
+}
+
+/// A day cell with `hard` units, `at_hard` past it, no confirmation and a pace rule.
+fn bound_limits(hard: u64, at_hard: AtHard) -> Limits {
+    let warn_levels = [0.5, 0.95].iter().map(|f| (hard as f64 * f).ceil() as u64).filter(|l| *l < hard).collect();
+    Limits {
+        soft: None,
+        hard,
+        window: WindowSpec::Calendar(CalendarUnit::Day),
+        window_name: "day".into(),
+        scope: Scope::User,
+        past_soft: PastSoft::Warn,
+        at_hard,
+        warn_levels,
+        confirm_above: None,
+        pace: Some(Pace { used: 0.5, before: 0.9 }),
+        degrade: None,
+        overage_cap: None,
+        queue: None,
+        copy: Default::default(),
+    }
+}
+
+#[test]
+fn a_counter_driven_to_the_bound_reads_back() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let align = Alignment::default();
+    let now = 2_100_000_000;
+    let warn = bound_limits(MAX_UNITS, AtHard::Warn);
+    let block = bound_limits(MAX_UNITS - 1, AtHard::Block);
+    let key = "t:{u:bound}c".to_string();
+    let mut model: Option<Counter> = None;
+    let charge = |model: Option<Counter>, limits: &Limits, cost: u64| {
+        let (write, c) = decide(model, limits, cost, false, now, align);
+        (Command::charge(key.clone(), limits, cost, false, now, align), write.or(model), c)
+    };
+    let mut steps = Vec::new();
+    // The attack on a cell as large as a config may set: all of it, once.
+    let (command, next, c) = charge(model, &warn, u64::MAX);
+    assert!(c.admitted && c.cost == MAX_UNITS);
+    steps.push((command, next));
+    model = next;
+    // Past the hard limit (warn): the counter stays at the bound.
+    let (command, next, c) = charge(model, &warn, 5);
+    assert!(c.admitted);
+    assert_eq!(next.map(|n| n.used), Some(MAX_UNITS));
+    steps.push((command, next));
+    model = next;
+    for units in [u64::MAX, 1] {
+        let next = Some(add_grant(model, units));
+        steps.push((Command::grant(key.clone(), units), next));
+        model = next;
+    }
+    assert_eq!(model.map(|m| m.grant), Some(MAX_UNITS));
+    let start = model.unwrap().window_start;
+    for delta in [i64::MAX, -3, 2, i64::MIN] {
+        let next = adjust(model, start, delta, u64::MAX).or(model);
+        steps.push((Command::adjust(key.clone(), start, delta, u64::MAX), next));
+        model = next;
+    }
+    // Spend the grant past the plan: a request larger than the block cell's ceiling fits.
+    let (command, next, c) = charge(model, &block, MAX_UNITS);
+    assert!(c.admitted && !c.too_large);
+    steps.push((command, next));
+    model = next;
+    let mut approximate = current(model, &warn, now, align);
+    approximate.used = approximate.used.saturating_add_signed(i64::MAX).max(approximate.grant_used).min(MAX_UNITS);
+    steps.push((Command::add(key.clone(), &warn, i64::MAX, now, align), Some(approximate)));
+    let mut replayed = None;
+    for (command, expected) in steps {
+        let numbers = redis.eval_numbers(&sha, &command);
+        let (before, after) = through_webdis(&numbers);
+        assert_eq!(before, replayed, "before {command:?}");
+        assert_eq!(after, expected, "after {command:?}");
+        replayed = expected;
+    }
+    assert_eq!(through_webdis(&redis.eval_numbers(&sha, &Command::view(key.clone()))).0, replayed);
+    assert_eq!(replayed.map(|c| c.used), Some(MAX_UNITS));
+}
+
+#[test]
+fn a_request_past_the_ceiling_is_refused_by_the_script_as_by_the_core() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let align = Alignment::default();
+    let now = 2_100_000_000;
+    let mut overage = bound_limits(20_000, AtHard::Overage);
+    let key = "t:{u:huge}c".to_string();
+    for cap in [None, Some(5_000)] {
+        overage.overage_cap = cap;
+        for cost in [u64::MAX, MAX_UNITS, 20_001, 25_000, 25_001] {
+            let (write, charge) = decide(None, &overage, cost, false, now, align);
+            let too_large = cost > overage.request_ceiling();
+            assert_eq!((charge.too_large, charge.admitted), (too_large, !too_large), "{cost} with cap {cap:?}");
+            let (before, after) = redis.eval(&sha, &Command::charge(key.clone(), &overage, cost, false, now, align));
+            assert_eq!((before, after), (None, write), "{cost} with cap {cap:?}");
+            redis.call(&[b"DEL", key.as_bytes()]);
+        }
+    }
+    // A grant that makes a large request fit.
+    let granted = add_grant(None, 100_000);
+    redis.eval(&sha, &Command::grant(key.clone(), 100_000));
+    let (write, charge) = decide(Some(granted), &overage, 75_000, false, now, align);
+    assert!(charge.admitted && charge.from_grant == 55_000);
+    let (_, after) = redis.eval(&sha, &Command::charge(key.clone(), &overage, 75_000, false, now, align));
+    assert_eq!(after, write);
+}
+
+#[test]
+fn a_record_written_past_the_bound_reads_at_the_bound() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let align = Alignment::default();
+    let now = 2_100_000_000;
+    let limits = bound_limits(10, AtHard::Warn);
+    let window = limits.window.window_at(now, align);
+    // What the script wrote before counts were bounded, for a charge of u64::MAX.
+    let (code, start, end) = (limits.window.code().to_string(), window.start.to_string(), window.end.to_string());
+    let fields: [&[u8]; 16] = [
+        b"c",
+        code.as_bytes(),
+        b"s",
+        start.as_bytes(),
+        b"e",
+        end.as_bytes(),
+        b"u",
+        b"1.8446744073709552e+19",
+        b"g",
+        b"0",
+        b"b",
+        b"1e+300",
+        b"w",
+        b"0",
+        b"f",
+        b"0",
+    ];
+    let mut parts: Vec<&[u8]> = vec![b"HSET", b"t:{u:old}c"];
+    parts.extend(fields);
+    redis.call(&parts);
+    let stored = Counter {
+        window_code: limits.window.code(),
+        window_start: window.start,
+        window_end: window.end,
+        used: u64::MAX,
+        grant: u64::MAX,
+        ..Counter::default()
+    };
+    let (before, _) = through_webdis(&redis.eval_numbers(&sha, &Command::view("t:{u:old}c".into())));
+    assert_eq!(before, Some(stored.bounded()));
+    let (write, _) = decide(Some(stored), &limits, 3, false, now, align);
+    let charged = Command::charge("t:{u:old}c".into(), &limits, 3, false, now, align);
+    let (_, after) = through_webdis(&redis.eval_numbers(&sha, &charged));
+    assert_eq!(after, write);
+    assert_eq!(after.map(|c| (c.used, c.grant)), Some((MAX_UNITS, MAX_UNITS - 3)));
 }

@@ -52,6 +52,8 @@ struct Charged {
     key: String,
     window_start: i64,
     cost: u64,
+    /// The most a correction may add: the rest of the cell's ceiling.
+    most: u64,
     /// Token-metered: the estimate is replaced by the reported usage.
     metering: Option<Metering>,
     /// Approximate mode: where this counter's units are synced.
@@ -456,16 +458,18 @@ impl QuotaStream {
     /// survives the end of this stream).
     fn correct(&self, charged: &Charged, delta: i64) {
         let Some(config) = &self.config else { return };
+        // Bounded here, so Redis, shared data and the approximate sync all see the same delta.
+        let delta = quota_core::decide::bounded_delta(delta, charged.most);
         if delta == 0 {
             return;
         }
         if config.counters.exact_redis().is_some() {
             if let Some(remote) = &self.remote {
-                remote.push(Command::adjust(charged.key.clone(), charged.window_start, delta));
+                remote.push(Command::adjust(charged.key.clone(), charged.window_start, delta, charged.most));
             }
             return;
         }
-        if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, &SharedData) {
+        if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, charged.most, &SharedData) {
             log(LogLevel::Warn, &format!("quota: could not correct {} by {delta}: {e:?}", charged.key));
         }
         if let (Some(target), Some(remote)) = (&charged.sync, &self.remote) {
@@ -552,6 +556,7 @@ fn charged(
         key: d.key.clone()?,
         window_start: c.usage.window.start,
         cost: c.cost,
+        most: engine::correction_room(config, d),
         metering,
         response_seen: false,
     })

@@ -196,7 +196,7 @@ fn counters(data: &[u8]) {
                 for cost in [1, 7, u64::MAX] {
                     let _ = decide::decide(Some(c), limits, cost, false, now, align);
                 }
-                let _ = decide::adjust(Some(c), c.window_start, i64_at(data, 56));
+                let _ = decide::adjust(Some(c), c.window_start, i64_at(data, 56), limits.request_ceiling());
                 let _ = decide::add_grant(Some(c), c.grant);
             }
         }

@@ -270,7 +270,7 @@ fn correct(config: &Config, d: &engine::Decision, body: cost::Body, plan: &Plan,
     };
     if plan.refund {
         let refund = i64::try_from(c.cost).unwrap_or(i64::MAX);
-        let _ = engine::correct(config, key, c.usage.window.start, -refund, store);
+        let _ = engine::correct(config, key, c.usage.window.start, -refund, 0, store);
         return;
     }
     if !matches!(class.cost, Cost::Tokens { reconcile: true, .. }) {
@@ -283,7 +283,7 @@ fn correct(config: &Config, d: &engine::Decision, body: cost::Body, plan: &Plan,
     if let Some(tokens) = reported.and_then(|u| u.tokens()) {
         let actual = cost::scale(tokens, factor);
         let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(c.cost).unwrap_or(i64::MAX);
-        let _ = engine::correct(config, key, c.usage.window.start, delta, store);
+        let _ = engine::correct(config, key, c.usage.window.start, delta, engine::correction_room(config, d), store);
     }
 }
 

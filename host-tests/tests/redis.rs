@@ -177,7 +177,8 @@ fn request_headers(method: &str, path: &str, user: &str) -> Headers {
 /// The charge arguments of one `/v1/daily` request at `NOW` (hard 10, blocks
 /// at the wall, one warning level at 7: 70% of 10; 95% is the wall itself).
 fn daily_charge_args() -> Vec<String> {
-    let mut args = strings(&[NOW_S, 1, 0, DAY.0, DAY.1, DAY.2, 10, 0, -1, -1, -1]);
+    // ..., hard 10, cap 0 (block), no confirm_above or pace, the ceiling 10, the warning level 7.
+    let mut args = strings(&[NOW_S, 1, 0, DAY.0, DAY.1, DAY.2, 10, 0, -1, -1, -1, 10]);
     args.push("7".into());
     args
 }
@@ -611,7 +612,7 @@ fn an_upstream_error_queues_a_refund_sent_on_the_next_tick() {
     assert_eq!(adjusts[0].context_id, vm.root_context_id(), "sent by the root: it outlives the stream");
     let call = call_of(&adjusts[0]);
     assert_eq!(call.key, "quota:{u:bo}daily");
-    assert_eq!(call.args, strings(&[DAY.1, -1]), "the charged window, one unit back");
+    assert_eq!(call.args, strings(&[DAY.1, -1, 9]), "the charged window, one unit back (at most 9 more)");
 
     host.advance(TICK * 4);
     assert_eq!(calls_of(&vm, "adjust").len(), 1, "sent once");

@@ -216,6 +216,7 @@ fn own(headers: &[(&str, String)]) -> Vec<(String, String)> {
 fn state(d: &Decision) -> &'static str {
     match &d.outcome {
         Outcome::Charged(c) if c.needs_confirmation => "confirmation_required",
+        Outcome::Charged(c) if c.too_large => quota_core::headers::STATE_TOO_LARGE,
         Outcome::Charged(c) => c.usage.state.as_str(),
         Outcome::NotIncluded => "not_included",
         Outcome::WorkspaceRequired => "workspace_required",

@@ -7,6 +7,7 @@ use super::source::Source;
 use crate::glob::Glob;
 use crate::path::normalize as normalize_path;
 use crate::template::Template;
+use crate::units::MAX_UNITS;
 use crate::window::{Alignment, CalendarUnit, WindowSpec};
 use serde_json::Value;
 
@@ -100,6 +101,8 @@ pub enum Message {
     Queued,
     /// A pooled class asked for without a workspace id.
     WorkspaceRequired,
+    /// A request larger than the cell could ever admit (413).
+    TooLarge,
 }
 
 /// Templates set at one level (global, class, tier or cell); the most
@@ -361,6 +364,15 @@ impl Limits {
             AtHard::Overage => self.overage_cap,
             AtHard::Queue => self.queue.as_ref().and_then(|q| q.cap),
         }
+    }
+
+    /// The most units one request can be charged in this cell from the plan
+    /// alone: the hard limit plus the cap past it. Behaviours without a cap
+    /// past hard (`warn`, uncapped `degrade`, `overage`, `queue`) admit at
+    /// most the hard limit in one request, so no single request can cost
+    /// more than a whole window's allowance. Grants may fund a larger one.
+    pub fn request_ceiling(&self) -> u64 {
+        crate::units::add(self.hard, self.beyond_hard_cap().unwrap_or(0))
     }
 }
 
@@ -1019,6 +1031,8 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
         }
         Some(h) => h,
     };
+    at_most_max_units(&join(path, "hard"), Some(hard))?;
+    at_most_max_units(&join(path, "soft"), raw.soft)?;
     if let Some(soft) = raw.soft {
         if soft == 0 {
             return Err(ConfigError::new(join(path, "soft"), "must be greater than 0"));
@@ -1132,6 +1146,7 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
             if let Some(m) = &d.model {
                 check_text(&join(&at, "model"), &Some(m.clone()))?;
             }
+            at_most_max_units(&join(&at, "limit"), d.limit)?;
             if d.limit.is_some() && at_hard != AtHard::Degrade {
                 return Err(ConfigError::new(join(&at, "limit"), "only applies with \"at_hard\": \"degrade\""));
             }
@@ -1140,7 +1155,10 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
         }
     };
     let overage_cap = match (&raw.overage, at_hard) {
-        (Some(o), AtHard::Overage) => o.cap,
+        (Some(o), AtHard::Overage) => {
+            at_most_max_units(&format!("{path}.overage.cap"), o.cap)?;
+            o.cap
+        }
         (None, _) => None,
         (Some(_), _) => {
             return Err(ConfigError::new(join(path, "overage"), "only applies with \"at_hard\": \"overage\""))
@@ -1153,6 +1171,7 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
                 Some(h) => check_header_value(&format!("{path}.queue.header"), h)?,
                 None => ("x-quota-deferred".to_string(), "1".to_string()),
             };
+            at_most_max_units(&format!("{path}.queue.cap"), q.and_then(|q| q.cap))?;
             Some(Queue { header, cap: q.and_then(|q| q.cap) })
         }
         (None, _) => None,
@@ -1177,6 +1196,14 @@ fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
         at_hard,
         warn_levels,
     }))
+}
+
+/// Every stored count stays exact in the Redis script's doubles (see `units.rs`).
+fn at_most_max_units(path: &str, value: Option<u64>) -> Result<(), ConfigError> {
+    match value {
+        Some(v) if v > MAX_UNITS => Err(ConfigError::new(path, format!("must be at most {MAX_UNITS}, got {v}"))),
+        _ => Ok(()),
+    }
 }
 
 fn check_admin(raw: Option<&RawAdmin>, usage_endpoint: Option<&str>) -> Result<Option<Admin>, ConfigError> {
@@ -1334,6 +1361,7 @@ fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, ConfigError>
         ("overage", Message::Overage, &raw.overage),
         ("queued", Message::Queued, &raw.queued),
         ("workspace_required", Message::WorkspaceRequired, &raw.workspace_required),
+        ("too_large", Message::TooLarge, &raw.too_large),
     ];
     let mut templates = Vec::new();
     for (name, message, text) in fields {

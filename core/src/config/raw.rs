@@ -135,6 +135,10 @@ pub struct RawCopy {
     /// (403, with `identity.missing_workspace`: `reject`).
     #[serde(default)]
     pub workspace_required: Option<String>,
+    /// A request that costs more than the cell could ever admit (413), e.g.
+    /// a `max_tokens` past the whole window's allowance.
+    #[serde(default)]
+    pub too_large: Option<String>,
 }
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
@@ -370,9 +374,14 @@ pub struct RawCell {
     /// `false` marks the class as not part of this plan (403 with an upgrade hint).
     #[serde(default)]
     pub included: Option<bool>,
+    /// Units after which the caller is warned (below `hard`); at most 9007199254740991.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub soft: Option<u64>,
+    /// Units per window; also the most one request may cost unless `at_hard`
+    /// allows a capped amount past it. At most 9007199254740991.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub hard: Option<u64>,
     #[serde(default)]
     pub window: Option<String>,
@@ -420,6 +429,7 @@ pub struct RawDegrade {
     pub header: Option<RawHeaderValue>,
     /// The most units a window may use degraded past the hard limit.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub limit: Option<u64>,
 }
 
@@ -435,7 +445,9 @@ pub struct RawHeaderValue {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawCap {
+    /// The most overage units a window may use past the hard limit.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub cap: Option<u64>,
 }
 
@@ -446,7 +458,9 @@ pub struct RawQueue {
     /// Request header telling the upstream to defer the work (`x-quota-deferred: 1` by default).
     #[serde(default)]
     pub header: Option<RawHeaderValue>,
+    /// The most units a window may queue past the hard limit.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 9_007_199_254_740_991u64)))]
     pub cap: Option<u64>,
 }
 

@@ -173,6 +173,31 @@ fn zero_limits_are_refused() {
 }
 
 #[test]
+fn limits_and_caps_stay_within_the_unit_bound() {
+    let max = crate::units::MAX_UNITS;
+    let past = max + 1;
+    let cell = "/tiers/pro/limits/deep_research";
+    let refused = |raw: Value, field: &str, got: u64| {
+        assert_eq!(
+            error_of(&with(base(), cell, raw)),
+            format!("tiers.pro.limits.deep_research.{field}: must be at most 9007199254740991, got {got}")
+        );
+    };
+    refused(json!({"hard": past, "window": "day"}), "hard", past);
+    refused(json!({"hard": u64::MAX, "window": "day"}), "hard", u64::MAX);
+    refused(json!({"soft": past, "hard": 3, "window": "day"}), "soft", past);
+    refused(json!({"hard": 3, "window": "day", "at_hard": "overage", "overage": {"cap": past}}), "overage.cap", past);
+    refused(json!({"hard": 3, "window": "day", "at_hard": "queue", "queue": {"cap": past}}), "queue.cap", past);
+    let degrade = json!({"header": {"name": "x-tier", "value": "small"}, "limit": past});
+    refused(json!({"hard": 3, "window": "day", "at_hard": "degrade", "degrade": degrade}), "degrade.limit", past);
+    // The bound itself is a valid limit, and a cap on top of it saturates the ceiling.
+    let doc = with(base(), cell, json!({"hard": max, "window": "day", "at_hard": "overage", "overage": {"cap": max}}));
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    let Cell::Limited(l) = &config.tiers[1].cells[1] else { panic!() };
+    assert_eq!((l.hard, l.request_ceiling()), (max, max));
+}
+
+#[test]
 fn match_rules_are_checked() {
     let doc = with(base(), "/classes/0/match/0/path", json!({"prefix": "/a", "exact": "/b"}));
     assert_eq!(error_of(&doc), "classes[0].match[0].path: must set exactly one of \"exact\", \"prefix\" or \"glob\"");

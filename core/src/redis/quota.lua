@@ -24,12 +24,22 @@ local key = KEYS[1]
 local op = ARGV[1]
 local NAMES = {'c', 's', 'e', 'u', 'g', 'b', 'w', 'f'}
 local GRACE = 60
+-- The most units any count holds (quota_core::units::MAX_UNITS, 2^53 - 1):
+-- past it Lua's doubles skip integers, and every sum below stops there.
+local MAX = 9007199254740991
+-- Counts read at most MAX: a record written before counts were bounded
+-- comes back as a number the filter can read.
+local UNITS = {u = true, g = true, b = true}
 
 local function read()
   local v = redis.call('HMGET', key, unpack(NAMES))
   if not v[1] then return nil end
   local r = {}
-  for i, name in ipairs(NAMES) do r[name] = tonumber(v[i]) or 0 end
+  for i, name in ipairs(NAMES) do
+    local n = tonumber(v[i]) or 0
+    if UNITS[name] then n = math.min(math.max(n, 0), MAX) end
+    r[name] = n
+  end
   return r
 end
 
@@ -78,17 +88,24 @@ local function answer(old, new)
 end
 
 -- charge now cost confirmed code fresh_start fresh_end hard cap confirm_above
---        pace_used pace_before level...
--- cap, confirm_above and pace_used are -1 when the cell has none.
+--        pace_used pace_before ceiling level...
+-- cap, confirm_above and pace_used are -1 when the cell has none; ceiling is
+-- the most one request may cost from the plan (Limits::request_ceiling).
 local function charge()
-  local now, cost, confirmed = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+  local now, cost, confirmed = tonumber(ARGV[2]), math.min(tonumber(ARGV[3]), MAX), ARGV[4] == '1'
   local code, fresh_start, fresh_end = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   local hard, cap, confirm_above = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
   local pace_used, pace_before = tonumber(ARGV[11]), tonumber(ARGV[12])
+  local ceiling = tonumber(ARGV[13])
   local old = read()
   local r = current(old, now, code, fresh_start, fresh_end)
   local plan = math.max(r.u - r.g, 0)
   local room = math.max(hard - plan, 0)
+  local available = room + r.b
+  -- Too large: it could never fit, whatever the reset brings.
+  if cost > ceiling and cost > available then
+    return answer(old, old)
+  end
   local from_grant = 0
   if cost > room then
     local need = cost - room
@@ -98,16 +115,15 @@ local function charge()
       return answer(old, old)
     end
   end
-  local available = room + r.b
   if confirm_above >= 0 and not confirmed and available > 0 and cost > confirm_above * available then
     return answer(old, old)
   end
-  r.u = r.u + cost
-  r.g = r.g + from_grant
+  r.u = math.min(r.u + cost, MAX)
+  r.g = math.min(r.g + from_grant, r.u)
   r.b = r.b - from_grant
   local used = math.max(r.u - r.g, 0)
-  for i = 13, math.min(#ARGV, 20) do
-    local mask = bit.lshift(1, i - 13)
+  for i = 14, math.min(#ARGV, 21) do
+    local mask = bit.lshift(1, i - 14)
     if used >= tonumber(ARGV[i]) and bit.band(r.w, mask) == 0 then
       r.w = bit.bor(r.w, mask)
     end
@@ -124,22 +140,26 @@ local function charge()
   return answer(old, r)
 end
 
--- adjust window_start delta: a refund (delta < 0) or more usage (delta > 0),
--- only while the window the request was charged in is still stored.
+-- adjust window_start delta most: a refund (delta < 0) or more usage
+-- (delta > 0, adding at most `most`), only while the window the request was
+-- charged in is still stored.
 local function adjust()
-  local window_start, delta = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local window_start, delta, most = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  if delta > 0 then
+    delta = math.min(delta, most, MAX)
+  end
   local old = read()
   if not old or old.s ~= window_start or delta == 0 then
     return answer(old, old)
   end
   local r = copy(old)
   if delta > 0 then
-    r.u = r.u + delta
+    r.u = math.min(r.u + delta, MAX)
   else
     local back = math.min(-delta, r.u)
     local from_grant = math.min(back, r.g)
     r.g = r.g - from_grant
-    r.b = r.b + from_grant
+    r.b = math.min(r.b + from_grant, MAX)
     r.u = r.u - back
   end
   write(r)
@@ -151,7 +171,7 @@ end
 local function grant()
   local old = read()
   local r = old and copy(old) or {c = 0, s = 0, e = 0, u = 0, g = 0, b = 0, w = 0, f = 0}
-  r.b = r.b + tonumber(ARGV[2])
+  r.b = math.min(r.b + tonumber(ARGV[2]), MAX)
   write(r)
   return answer(old, r)
 end
@@ -165,7 +185,7 @@ local function add()
   local code, fresh_start, fresh_end = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   local old = read()
   local r = current(old, now, code, fresh_start, fresh_end)
-  r.u = math.max(r.u + delta, r.g)
+  r.u = math.min(math.max(r.u + delta, r.g), MAX)
   write(r)
   return answer(old, r)
 end
