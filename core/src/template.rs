@@ -32,6 +32,8 @@ pub enum Var {
     ConfirmHeader,
     DegradedTo,
     Grant,
+    MaxBody,
+    BodyProblem,
 }
 
 /// Placeholder names as written in templates, with what each stands for
@@ -65,6 +67,12 @@ pub const VARS: &[(&str, Var, &str)] = &[
     ("confirm_header", Var::ConfirmHeader, "the header that confirms a costly request: x-quota-confirm"),
     ("degraded_to", Var::DegradedTo, "the cheaper model a degrading cell uses: gpt-4o-mini"),
     ("grant", Var::Grant, "grant units left (prepaid packs, approvals): 50"),
+    ("max_body", Var::MaxBody, "the largest request body the quota check reads: 256 KB (body refusals only)"),
+    (
+        "body_problem",
+        Var::BodyProblem,
+        "why the body could not be read: it is not valid JSON: expected value at line 1 column 1 (body refusals only)",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
