@@ -17,7 +17,8 @@ pub struct Rewrites {
     pub clear_route_cache: bool,
     /// The JSON body's `model` becomes this (when the body has a `model`).
     pub model: Option<String>,
-    /// Add `stream_options.include_usage: true` (a streaming request in a token-metered class).
+    /// Set `stream_options.include_usage: true` (a streaming request in a
+    /// token-metered class), whatever the client sent there.
     pub include_usage: bool,
 }
 
@@ -38,6 +39,11 @@ impl Rewrites {
         }
         if self.include_usage {
             let options = fields.entry("stream_options").or_insert_with(|| json!({}));
+            // `null`, `false`, a string...: replaced, or the usage report (and
+            // the reconciliation it pays for) would be the client's to skip.
+            if !options.is_object() {
+                *options = json!({});
+            }
             if let Some(o) = options.as_object_mut() {
                 o.insert("include_usage".into(), Value::Bool(true));
                 changed = true;
@@ -74,8 +80,21 @@ pub fn rewrites(config: &Config, d: &Decision, body: Option<&Value>) -> Rewrites
         Served::Normally | Served::Overage => {}
     }
     let asks_usage = matches!(config.class(d.class).map(|c| &c.cost), Some(Cost::Tokens { include_usage: true, .. }));
-    out.include_usage = asks_usage && body.and_then(|b| b.get("stream")) == Some(&Value::Bool(true));
+    out.include_usage = asks_usage && body.and_then(|b| b.get("stream")).is_some_and(streams);
     out
+}
+
+/// Whether a `stream` value asks for a stream: `true`, or what lenient
+/// upstreams read as true (pydantic's lax mode, behind vLLM and others:
+/// `1`, `"true"`, `"yes"`, `"on"`...). Asking for usage on a request that
+/// does not stream would make strict upstreams refuse it.
+fn streams(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() == Some(1.0),
+        Value::String(s) => ["1", "t", "y", "on", "true", "yes"].iter().any(|t| s.trim().eq_ignore_ascii_case(t)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +132,47 @@ mod tests {
             body,
             json!({"model": "small", "stream": true, "messages": [], "stream_options": {"include_usage": true}})
         );
+    }
+
+    fn streaming_chat() -> (Config, Decision) {
+        let config = config_with(r#"[{"name": "chat", "cost": {"tokens": {}}}]"#);
+        let store = MemoryStore::new();
+        let caller = identify(&config, &head(&[("x-user-id", "a")]), &NoProperties).unwrap();
+        let d = charge(&config, &caller, ClassId(0), 3, false, 1_795_348_800_000, &store);
+        assert!(d.admitted());
+        (config, d)
+    }
+
+    #[test]
+    fn usage_reports_are_asked_for_whatever_stream_options_the_client_sent() {
+        let (config, d) = streaming_chat();
+        for sent in [json!(null), json!(false), json!("off"), json!([]), json!({"include_usage": false}), json!({})] {
+            let mut body = json!({"stream": true, "stream_options": sent.clone(), "messages": []});
+            let r = rewrites(&config, &d, Some(&body));
+            assert!(r.include_usage, "{sent}");
+            assert!(r.apply_to_body(&mut body), "{sent}");
+            assert_eq!(body["stream_options"], json!({"include_usage": true}), "{sent}");
+        }
+        // Other options the client set are kept.
+        let mut body =
+            json!({"stream": true, "stream_options": {"include_obfuscation": false, "include_usage": false}});
+        assert!(rewrites(&config, &d, Some(&body)).apply_to_body(&mut body));
+        assert_eq!(body["stream_options"], json!({"include_obfuscation": false, "include_usage": true}));
+    }
+
+    #[test]
+    fn stream_values_lenient_upstreams_read_as_true_get_a_usage_report() {
+        let (config, d) = streaming_chat();
+        let asks = |stream: Value| rewrites(&config, &d, Some(&json!({"stream": stream}))).include_usage;
+        for yes in
+            [json!(true), json!(1), json!(1.0), json!("true"), json!("True"), json!("1"), json!("yes"), json!("on")]
+        {
+            assert!(asks(yes.clone()), "{yes}");
+        }
+        for no in [json!(false), json!(0), json!("false"), json!("no"), json!(null), json!([true]), json!(2)] {
+            assert!(!asks(no.clone()), "{no}");
+        }
+        assert!(!rewrites(&config, &d, Some(&json!({"messages": []}))).include_usage);
     }
 
     #[test]

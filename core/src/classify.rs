@@ -28,12 +28,19 @@ pub fn classify_head(config: &Config, req: &RequestHead) -> HeadMatch {
             }
         }
     }
-    config.default_class.map_or(HeadMatch::Unclassified, HeadMatch::Class)
+    match config.default_class {
+        None => HeadMatch::Unclassified,
+        // Priced (or rewritten) from the body like any other class, or a
+        // default class metered by tokens would cost its fallback.
+        Some(default) if config.class_needs_body(default) => HeadMatch::NeedsBody,
+        Some(default) => HeadMatch::Class(default),
+    }
 }
 
 /// Classifies with the parsed JSON body (`None` when there is no body or it
 /// is not JSON, too large, or malformed: body conditions then fail, except
-/// `exists: false`).
+/// `exists: false`). When the body could not be read, whether this applies
+/// is `unreadable::classify_body`'s call.
 pub fn classify_with_body(config: &Config, req: &RequestHead, body: Option<&Value>) -> Option<ClassId> {
     let line = RequestLine::of(req);
     config
@@ -47,6 +54,39 @@ pub fn classify_with_body(config: &Config, req: &RequestHead, body: Option<&Valu
         })
         .map(ClassId)
         .or(config.default_class)
+}
+
+/// The classes a request's method, path and headers allow, whatever its body says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadCandidates {
+    /// In match order: each class with a rule whose method, path and header
+    /// conditions hold, up to the first such rule that tests no body (that
+    /// class always matches: none after it can); else the default class too.
+    pub classes: Vec<ClassId>,
+    /// Whether the body chooses among them, or between them and no class at
+    /// all; `false`: the one class in `classes` (if any) whatever the body says.
+    pub body_decides: bool,
+}
+
+/// The classes a request with this head could be classified as.
+pub fn head_candidates(config: &Config, req: &RequestHead) -> HeadCandidates {
+    let line = RequestLine::of(req);
+    let mut classes = Vec::new();
+    for (i, class) in config.classes.iter().enumerate() {
+        let mut matching = class.rules.iter().filter(|r| head_matches(r, req, &line)).peekable();
+        if matching.peek().is_none() {
+            continue;
+        }
+        classes.push(ClassId(i));
+        if matching.any(|r| r.body.is_empty()) {
+            return HeadCandidates { body_decides: classes.len() > 1, classes };
+        }
+    }
+    let body_decides = !classes.is_empty();
+    if let Some(default) = config.default_class.filter(|d| !classes.contains(d)) {
+        classes.push(default);
+    }
+    HeadCandidates { classes, body_decides }
 }
 
 /// The method and path, looked up once per request rather than per rule.
@@ -239,6 +279,55 @@ mod tests {
         assert_eq!(class(json!({"tools": [{"type": "web_search"}], "stream": false})).as_deref(), Some("tools"));
         assert_eq!(class(json!({"max_tokens": "lots"})).as_deref(), Some("plain"));
         assert_eq!(class(json!({"stream": "yes"})), None);
+    }
+
+    #[test]
+    fn a_default_class_priced_from_the_body_asks_for_it() {
+        let mut config = config_with(
+            r#"[{"name": "beta", "match": [{"path": {"prefix": "/beta"}}]},
+                {"name": "rest", "cost": {"tokens": {}}}]"#,
+        );
+        config.default_class = Some(ClassId(1));
+        let req = post("/v1/chat/completions");
+        assert_eq!(classify_head(&config, &req), HeadMatch::NeedsBody);
+        assert_eq!(classify_with_body(&config, &req, Some(&json!({"prompt": "x"}))), Some(ClassId(1)));
+        let candidates = head_candidates(&config, &req);
+        assert_eq!((candidates.classes, candidates.body_decides), (vec![ClassId(1)], false));
+    }
+
+    #[test]
+    fn head_candidates_are_the_classes_a_body_could_pick() {
+        let config = demo_config();
+        let names =
+            |c: &HeadCandidates| c.classes.iter().map(|id| config.classes[id.0].name.clone()).collect::<Vec<_>>();
+        let chat = head_candidates(&config, &post("/v1/chat/completions"));
+        assert_eq!(names(&chat), ["deep_research", "summaries", "drafts"]);
+        assert!(chat.body_decides);
+        let research = head_candidates(&config, &post("/v1/research/start"));
+        assert_eq!((names(&research), research.body_decides), (vec!["deep_research".to_string()], false));
+        let none = head_candidates(&config, &head(&[(":method", "GET"), (":path", "/v1/chat/completions")]));
+        assert_eq!((none.classes.len(), none.body_decides), (0, false));
+    }
+
+    #[test]
+    fn head_candidates_end_with_the_default_class_when_only_body_rules_match() {
+        let mut config = config_with(
+            r#"[{"name": "deep", "match": [{"body": [{"field": "model", "equals": "o3"}]}]},
+                {"name": "rest"}]"#,
+        );
+        let only_body = head_candidates(&config, &post("/x"));
+        assert_eq!((only_body.classes, only_body.body_decides), (vec![ClassId(0)], true));
+        config.default_class = Some(ClassId(1));
+        let with_default = head_candidates(&config, &post("/x"));
+        assert_eq!((with_default.classes, with_default.body_decides), (vec![ClassId(0), ClassId(1)], true));
+    }
+
+    #[test]
+    fn duplicate_keys_classify_by_the_last_value_as_upstreams_read_it() {
+        let config = demo_config();
+        let req = post("/v1/chat/completions");
+        let body = crate::body::read_body(Some(br#"{"model": "gpt-4o-mini", "model": "o3-deep-research"}"#), false);
+        assert_eq!(name(&config, classify_with_body(&config, &req, body.json())), Some("deep_research"));
     }
 
     #[test]

@@ -296,6 +296,8 @@ impl<'a> Facts<'a> {
                 }
             }
             Var::WholeWindow => out.push_str(&spec.map(whole_window).unwrap_or_default()),
+            // Only a body refusal knows these (see `body_message`).
+            Var::MaxBody | Var::BodyProblem => {}
         }
     }
 
@@ -344,6 +346,8 @@ impl<'a> Facts<'a> {
             Message::MissingIdentity => MISSING_IDENTITY,
             Message::InvalidCredentials => INVALID_CREDENTIALS,
             Message::UnknownTier => UNKNOWN_TIER,
+            Message::BodyTooLarge => BODY_TOO_LARGE,
+            Message::UnreadableBody => UNREADABLE_BODY,
             Message::Unavailable => {
                 "We couldn't check your allowance of {units} just now. Please try again in a moment."
             }
@@ -376,6 +380,9 @@ const INVALID_CREDENTIALS: &str =
     "We couldn't read your sign-in token. Sign in again, or send exactly one `Authorization: Bearer <token>` header.";
 const UNKNOWN_TIER: &str =
     "We don't recognise the plan on this account, so we can't check its usage allowance. Please contact support.";
+const BODY_TOO_LARGE: &str = "This request's body is larger than the {max_body} the quota check reads. \
+     Send a smaller request, or ask your administrator to raise max_body_bytes.";
+const UNREADABLE_BODY: &str = "We couldn't read this request's JSON body ({body_problem}). Send valid JSON.";
 
 /// The text of `message` about `facts`, with the config's overrides.
 pub fn message(config: &Config, message: Message, facts: &Facts) -> String {
@@ -402,6 +409,53 @@ pub fn plain_message(config: &Config, message: Message) -> String {
             _ => MISSING_IDENTITY.to_string(),
         },
     }
+}
+
+/// The text of a body refusal (`BodyTooLarge`, `UnreadableBody`): only the
+/// top-level `copy` can override it, since the body may be what decides the
+/// class. `max_body_bytes` fills `{max_body}`, `problem` `{body_problem}`;
+/// other placeholders render empty.
+pub fn body_message(config: &Config, message: Message, problem: &str) -> String {
+    let write = |v: Var, out: &mut String| match v {
+        Var::MaxBody => push_human_bytes(out, config.max_body_bytes),
+        Var::BodyProblem => out.push_str(problem),
+        _ => {}
+    };
+    match config.copy.get(message) {
+        Some(t) => t.render_with(&write),
+        None => render_default(if message == Message::BodyTooLarge { BODY_TOO_LARGE } else { UNREADABLE_BODY }, &write),
+    }
+}
+
+/// A size in bytes as people read it: "256 KB", "1 MB", "1.5 KB", "900
+/// bytes" (1 KB = 1024 bytes). Rounded down, so the limit is never
+/// announced larger than it is.
+pub fn human_bytes(bytes: usize) -> String {
+    let mut out = String::new();
+    push_human_bytes(&mut out, bytes);
+    out
+}
+
+fn push_human_bytes(out: &mut String, bytes: usize) {
+    let n = u64::try_from(bytes).unwrap_or(u64::MAX);
+    let (unit, size) = if n >= 1 << 20 {
+        (" MB", 1u64 << 20)
+    } else if n >= 1 << 10 {
+        (" KB", 1 << 10)
+    } else {
+        ("", 1)
+    };
+    if size == 1 {
+        push_u64(out, n);
+        return out.push_str(if n == 1 { " byte" } else { " bytes" });
+    }
+    push_u64(out, n / size);
+    let tenths = (n % size) * 10 / size;
+    if tenths != 0 {
+        out.push('.');
+        push_u64(out, tenths);
+    }
+    out.push_str(unit);
 }
 
 fn render_default(text: &str, write: &dyn Fn(Var, &mut String)) -> String {
@@ -470,6 +524,39 @@ mod tests {
         for s in [i64::MIN, i64::MAX, i64::MAX - 3599, 86_400 + 3600, 2 * 86_400] {
             assert_eq!(human_duration(s), by_format(s), "{s}");
         }
+    }
+
+    #[test]
+    fn sizes_read_in_kilobytes_and_megabytes_rounded_down() {
+        assert_eq!(human_bytes(256 * 1024), "256 KB");
+        assert_eq!(human_bytes(64 * 1024 * 1024), "64 MB");
+        assert_eq!(human_bytes(1536), "1.5 KB");
+        assert_eq!(human_bytes(300_000), "292.9 KB");
+        assert_eq!(human_bytes(1024 * 1024 - 1), "1023.9 KB");
+        assert_eq!(human_bytes(1), "1 byte");
+        assert_eq!(human_bytes(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn body_refusals_say_the_limit_and_the_problem_and_can_be_overridden() {
+        let config = demo_config();
+        assert_eq!(
+            body_message(&config, Message::BodyTooLarge, "unused"),
+            "This request's body is larger than the 256 KB the quota check reads. \
+             Send a smaller request, or ask your administrator to raise max_body_bytes."
+        );
+        assert_eq!(
+            body_message(&config, Message::UnreadableBody, "it nests arrays and objects more than 127 levels deep"),
+            "We couldn't read this request's JSON body (it nests arrays and objects more than 127 levels deep). \
+             Send valid JSON."
+        );
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["copy"] =
+            serde_json::json!({"body_too_large": "Over {max_body}. {used}", "unreadable_body": "Bad: {body_problem}"});
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(body_message(&config, Message::BodyTooLarge, "x"), "Over 256 KB.");
+        assert_eq!(body_message(&config, Message::UnreadableBody, "why"), "Bad: why");
     }
 
     #[test]
@@ -634,6 +721,8 @@ mod tests {
             Message::Queued,
             Message::WorkspaceRequired,
             Message::TooLarge,
+            Message::BodyTooLarge,
+            Message::UnreadableBody,
         ] {
             assert!(Template::parse(f.default_text(m)).is_ok(), "{m:?}");
         }

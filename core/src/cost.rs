@@ -1,6 +1,7 @@
 //! What one request costs, from its class's cost rule and (when the rule
 //! needs it) its body. Every rule has a documented fallback, so a missing
-//! field or a body that is not JSON costs `cost.fallback` units, never a panic.
+//! field costs `cost.fallback` units, never a panic. A body the filter cannot
+//! read is not priced here unless nothing depends on it: see `unreadable.rs`.
 
 use crate::classify::lookup;
 use crate::config::{Class, Cost};
@@ -47,10 +48,32 @@ pub fn apply_model_multiplier(class: &Class, json: Option<&Value>, units: u64) -
     scale(units, model_factor(class, json))
 }
 
-/// The multiplier for the request's `model` (1 when none applies).
+/// The multiplier for the request's `model`: 1 when the body names no model
+/// or one without a multiplier; the class's largest when `model` is there but
+/// not a string (`["o3"]`, `5`, `null`), since the upstream may still pick an
+/// expensive model from it.
 pub fn model_factor(class: &Class, json: Option<&Value>) -> f64 {
-    let model = json.and_then(|j| j.get("model")).and_then(Value::as_str);
-    model.and_then(|m| multiplier(class, m)).unwrap_or(1.0)
+    match json.and_then(|j| j.get("model")) {
+        None => 1.0,
+        Some(Value::String(m)) => multiplier(class, m).unwrap_or(1.0),
+        Some(_) => max_model_factor(class),
+    }
+}
+
+/// The largest multiplier a request of `class` can get: its largest model
+/// multiplier, and at least 1 (a model without one counts once).
+pub fn max_model_factor(class: &Class) -> f64 {
+    class.models.iter().map(|(_, m)| *m).fold(1.0, f64::max)
+}
+
+/// The most one request of `class` can cost when its body is unknown: a
+/// fixed cost times [`max_model_factor`]; a cost counted from the body
+/// (records, bytes, tokens) has no bound, so `u64::MAX`.
+pub fn highest_cost(class: &Class) -> u64 {
+    match class.cost {
+        Cost::Fixed(n) => scale(n, max_model_factor(class)),
+        Cost::Records { .. } | Cost::Bytes { .. } | Cost::Tokens { .. } => u64::MAX,
+    }
 }
 
 /// `units` times `factor`, rounded up, never below 1 nor above [`crate::units::MAX_UNITS`].
@@ -202,5 +225,33 @@ mod tests {
         assert_eq!(cost_of(&weighted, r#"{"model": "gpt-4o-mini"}"#), 1);
         assert_eq!(cost_of(&weighted, r#"{"model": "other"}"#), 2);
         assert!(needs_body(&weighted));
+    }
+
+    #[test]
+    fn a_model_that_is_not_a_string_gets_the_largest_multiplier() {
+        let weighted = class(r#"{"fixed": 2, "models": {"o3*": 10, "o3-mini": 2, "gpt-4o-mini": 0.5}}"#);
+        assert_eq!(cost_of(&weighted, r#"{"model": ["o3"]}"#), 20);
+        assert_eq!(cost_of(&weighted, r#"{"model": 5}"#), 20);
+        assert_eq!(cost_of(&weighted, r#"{"model": {"name": "o3"}}"#), 20);
+        assert_eq!(cost_of(&weighted, r#"{"model": null}"#), 20);
+        // No model at all: the upstream has none to pick, the multiplier is 1.
+        assert_eq!(cost_of(&weighted, r#"{"messages": []}"#), 2);
+        // Only multipliers below 1: a model that is not a string still counts once.
+        let cheap = class(r#"{"fixed": 4, "models": {"gpt-4o-mini": 0.5}}"#);
+        assert_eq!(cost_of(&cheap, r#"{"model": ["gpt-4o-mini"]}"#), 4);
+        let tokens = class(r#"{"tokens": {"default_max_tokens": 10}, "models": {"o3": 5}}"#);
+        assert_eq!(cost_of(&tokens, r#"{"model": ["o3"], "prompt": "abcd"}"#), 55);
+    }
+
+    #[test]
+    fn the_highest_cost_of_an_unknown_body_is_bounded_only_for_fixed_costs() {
+        assert_eq!(highest_cost(&class(r#"{"fixed": 3, "models": {"o3*": 2.5, "mini": 0.5}}"#)), 8);
+        assert_eq!(highest_cost(&class(r#"{"fixed": 3, "models": {"mini": 0.5}}"#)), 3);
+        assert_eq!(highest_cost(&class(r#"{"fixed": 3}"#)), 3);
+        for metered in
+            [r#"{"records": {}}"#, r#"{"records": {"jsonl": true}}"#, r#"{"bytes": {"per": 10}}"#, r#"{"tokens": {}}"#]
+        {
+            assert_eq!(highest_cost(&class(metered)), u64::MAX, "{metered}");
+        }
     }
 }

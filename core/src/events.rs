@@ -1,6 +1,7 @@
 //! What the filter reports about a decision: the metric counters it moves
 //! and the event records it logs or sends, built from the decision value.
 
+use crate::body::Unreadable;
 use crate::calendar::rfc3339;
 use crate::config::{Config, FailPolicy, IdPolicy};
 use crate::engine::{Decision, Event, Outcome};
@@ -77,6 +78,9 @@ pub fn class_metric_name(class: &str, tier: &str, metric: ClassMetric) -> String
 pub const IDENTITY_MISSING: &str = "quota.identity_missing";
 pub const IDENTITY_INVALID: &str = "quota.identity_invalid";
 pub const UNKNOWN_TIER: &str = "quota.unknown_tier";
+/// Requests refused for a body the filter could not read (`unreadable_body: refuse`).
+pub const BODY_TOO_LARGE: &str = "quota.body_too_large";
+pub const UNREADABLE_BODY: &str = "quota.unreadable_body";
 pub const ANALYTICS_SENT: &str = "quota.analytics.sent";
 pub const ANALYTICS_FAILED: &str = "quota.analytics.failed";
 pub const ANALYTICS_DROPPED: &str = "quota.analytics.dropped";
@@ -169,6 +173,29 @@ pub fn identity_record(err: &IdentityError, now_ms: i64) -> Value {
     json!({ "event": event, "time": rfc3339(now_ms.div_euclid(1000)) })
 }
 
+/// The stat counting refusals for this reason ([`BODY_TOO_LARGE`] or [`UNREADABLE_BODY`]).
+pub fn body_metric(why: &Unreadable) -> &'static str {
+    match why {
+        Unreadable::TooLarge => BODY_TOO_LARGE,
+        _ => UNREADABLE_BODY,
+    }
+}
+
+/// The record of a request refused for a body the filter could not read:
+/// event `body_too_large` or `unreadable_body`, and why. `caller`: when the
+/// filter identified the caller first.
+pub fn body_record(config: &Config, caller: Option<&Caller>, why: &Unreadable, now_ms: i64) -> Value {
+    let ids = &config.observability.ids;
+    let mut record =
+        json!({ "event": why.code(), "time": rfc3339(now_ms.div_euclid(1000)), "reason": why.to_string() });
+    if let (Some(caller), Some(fields)) = (caller, record.as_object_mut()) {
+        fields.insert("tier".into(), config.tier(caller.tier).map(|t| t.name.clone()).into());
+        fields.insert("user".into(), if caller.anonymous { Value::Null } else { shown_id(ids, &caller.id) });
+        fields.insert("workspace".into(), caller.workspace.as_deref().map_or(Value::Null, |w| shown_id(ids, w)));
+    }
+    record
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +271,24 @@ mod tests {
         let d = charge(&config, &alice, ClassId(0), 20000, false, NOON_MS, &store);
         assert!(metric_deltas(&d).contains(&(ClassMetric::Units, 20000)));
         assert_eq!(class_metric_name("chat", "free", ClassMetric::TooLarge), "quota.chat.free.too_large");
+    }
+
+    #[test]
+    fn body_refusals_are_events_with_the_reason() {
+        let config = demo_config();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        assert_eq!(
+            body_record(&config, Some(&alice), &Unreadable::TooLarge, NOON_MS),
+            json!({"event": "body_too_large", "time": "2026-11-22T12:00:00Z", "reason": "it is larger than the quota check reads",
+                   "tier": "free", "user": "alice", "workspace": null})
+        );
+        assert_eq!(
+            body_record(&config, None, &Unreadable::TooDeep, NOON_MS),
+            json!({"event": "unreadable_body", "time": "2026-11-22T12:00:00Z",
+                   "reason": "it nests arrays and objects more than 127 levels deep"})
+        );
+        assert_eq!(body_metric(&Unreadable::TooLarge), "quota.body_too_large");
+        assert_eq!(body_metric(&Unreadable::NotUtf8 { at: 0 }), "quota.unreadable_body");
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! decisions, and what the caller is told.
 //!
 //! The flow for one request: [`classify::classify_head`] (and, when a body
-//! rule asks, [`classify::classify_with_body`]) → [`identity::identify`] →
+//! rule or cost asks, [`body::read_body`] → [`unreadable::classify_body`]) →
+//! [`identity::identify`] →
 //! [`engine::charge`] (read, [`decide::decide`], compare-and-swap) →
 //! [`reply::respond`] (headers or a local reply).
 
 pub mod admin;
 pub mod admission;
+pub mod body;
 pub mod calendar;
 pub mod classify;
 pub mod clock;
@@ -34,6 +36,7 @@ pub mod request;
 pub mod store;
 pub mod template;
 pub mod units;
+pub mod unreadable;
 pub mod usage;
 pub mod window;
 pub mod wire;

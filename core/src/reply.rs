@@ -1,8 +1,9 @@
-//! What the filter answers itself: refusals (429, 428, 413, 403, 401, 503) in the
+//! What the filter answers itself: refusals (429, 428, 413, 403, 401, 400, 503) in the
 //! format the client asked for: an OpenAI-compatible error envelope by
 //! default (SDKs show `error.message`, the human copy), RFC 9457 problem
 //! details, or a small HTML page.
 
+use crate::body::Unreadable;
 use crate::calendar::rfc3339;
 use crate::config::{Cell, Config, FailPolicy, Limits, Message};
 use crate::copy::{self, Facts, CONFIRM_HEADER};
@@ -249,6 +250,38 @@ pub fn refuse_identity(config: &Config, err: &IdentityError, format: BodyFormat)
             code: "unknown_tier",
             title: "We don't recognise your plan".into(),
             message: copy::plain_message(config, Message::UnknownTier),
+            quota: None,
+            violated: None,
+            reset: None,
+            upgrade: None,
+        },
+    };
+    render(refusal, Headers::new(), format)
+}
+
+/// The answer to a request whose class or cost depends on a body the filter
+/// cannot read, under `unreadable_body: refuse`: 413 `body_too_large` or 400
+/// `unreadable_body`, an `invalid_request_error` SDKs do not retry. Nothing
+/// was charged.
+pub fn refuse_body(config: &Config, why: &Unreadable, format: BodyFormat) -> LocalReply {
+    let refusal = match why {
+        Unreadable::TooLarge => Refusal {
+            status: 413,
+            kind: "invalid_request_error",
+            code: why.code(),
+            title: "This request is too large to check".into(),
+            message: copy::body_message(config, Message::BodyTooLarge, &why.to_string()),
+            quota: Some(json!({ "max_body_bytes": config.max_body_bytes })),
+            violated: None,
+            reset: None,
+            upgrade: None,
+        },
+        _ => Refusal {
+            status: 400,
+            kind: "invalid_request_error",
+            code: why.code(),
+            title: "We couldn't read this request".into(),
+            message: copy::body_message(config, Message::UnreadableBody, &why.to_string()),
             quota: None,
             violated: None,
             reset: None,
@@ -592,6 +625,47 @@ mod tests {
         assert_eq!(body["error"]["code"], "invalid_credentials");
         assert_eq!(body["error"]["type"], "authentication_error");
         assert!(body["error"]["message"].as_str().unwrap().contains("exactly one `Authorization: Bearer <token>`"));
+    }
+
+    #[test]
+    fn a_body_too_large_to_check_is_a_413_that_says_the_limit() {
+        let config = demo_config();
+        let reply = refuse_body(&config, &Unreadable::TooLarge, BodyFormat::OpenAi);
+        assert_eq!(reply.status, 413);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "body_too_large");
+        assert_eq!(body["error"]["quota"]["max_body_bytes"], 262_144);
+        assert_eq!(
+            body["error"]["message"],
+            "This request's body is larger than the 256 KB the quota check reads. \
+             Send a smaller request, or ask your administrator to raise max_body_bytes."
+        );
+        let problem = refuse_body(&config, &Unreadable::TooLarge, BodyFormat::Problem);
+        let body: Value = serde_json::from_str(&problem.body).unwrap();
+        assert_eq!((body["status"].as_u64(), body["code"].as_str()), (Some(413), Some("body_too_large")));
+        assert_eq!(body["type"], "about:blank");
+    }
+
+    #[test]
+    fn an_unreadable_body_is_a_400_that_says_why() {
+        let config = demo_config();
+        let why = Unreadable::NotJson("expected value at line 1 column 1".into());
+        let reply = refuse_body(&config, &why, BodyFormat::OpenAi);
+        assert_eq!(reply.status, 400);
+        assert!(reply.headers.contains(&("content-type", "application/json".into())));
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"]["code"], "unreadable_body");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            body["error"]["message"],
+            "We couldn't read this request's JSON body (it is not valid JSON: expected value at line 1 column 1). \
+             Send valid JSON."
+        );
+        let page = refuse_body(&config, &Unreadable::TooDeep, BodyFormat::Html);
+        assert_eq!(page.status, 400);
+        assert!(page.body.contains("<h1>We couldn&#39;t read this request</h1>"), "{}", page.body);
+        assert!(page.body.contains("more than 127 levels deep"));
     }
 
     #[test]

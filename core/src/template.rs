@@ -35,6 +35,8 @@ pub enum Var {
     Ceiling,
     CountCeiling,
     WholeWindow,
+    MaxBody,
+    BodyProblem,
 }
 
 /// Placeholder names as written in templates, with what each stands for
@@ -71,6 +73,12 @@ pub const VARS: &[(&str, Var, &str)] = &[
     ("ceiling", Var::Ceiling, "the most one request may cost: the hard limit plus any cap past it: 10"),
     ("count_ceiling", Var::CountCeiling, "ceiling, with its unit: 10 drafts"),
     ("whole_window", Var::WholeWindow, "a whole window: for a whole day, for a whole 5-hour window"),
+    ("max_body", Var::MaxBody, "the largest request body the quota check reads: 256 KB (body refusals only)"),
+    (
+        "body_problem",
+        Var::BodyProblem,
+        "why the body could not be read: it is not valid JSON: expected value at line 1 column 1 (body refusals only)",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use crate::shared_data::SharedData;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use quota_core::body::read_body;
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::RedisStore;
@@ -404,8 +405,26 @@ impl QuotaStream {
         let Phase::AwaitingBody(request) = std::mem::replace(&mut self.phase, Phase::Pass) else {
             return Action::Continue;
         };
-        // Not JSON, malformed, or nested deeper than serde_json's limit: no body facts.
-        let json: Option<Value> = body.as_deref().and_then(|b| serde_json::from_slice(b).ok());
+        // LEAD: wire `unreadable_body` here (the core has it all):
+        // 1. Take `too_large: bool` as a parameter: true from `on_http_request_body`'s
+        //    `body_size > max` branch (today it passes `None`, which now reads as no body).
+        //    A `get_buffer` error is not "no body": pass
+        //    `BodyRead::Unreadable(Unreadable::NotJson(..))` or similar instead.
+        // 2. `let read = read_body(body.as_deref(), too_large);` then
+        //    `match quota_core::unreadable::classify_body(&config, &request.head, &read)`:
+        //    - `BodyVerdict::Class(c)`: as below, with `read.into_json()` as `json`.
+        //    - `BodyVerdict::Refuse(why)`: `self.reply(&reply::refuse_body(&config, &why, request.format()))`;
+        //      log `events::body_record(&config, caller, &why, now_ms)` (identify first if the
+        //      record should name the caller) and bump the stat `events::body_metric(&why)`.
+        //      Nothing is charged.
+        //    - `BodyVerdict::Strictest`: identify the caller, then
+        //      `unreadable::strictest(&config, &request.head, caller.tier)` gives the class and
+        //      cost: `decide` with that class and `s.cost()` instead of `request_cost`, no body
+        //      and no JSON (`None`: pass). `NotIncluded` comes out of `charge` as the usual 403.
+        //      Reconciling such a charge must use `cost::max_model_factor(class)`, not
+        //      `model_factor(class, None)` (1), or the usage report undoes the multiplier.
+        // `read_body` already reads what Python and Node accept (NaN, lone surrogates, a BOM).
+        let json: Option<Value> = read_body(body.as_deref(), false).into_json();
         match classify_with_body(&config, &request.head, json.as_ref()) {
             None => Action::Continue,
             Some(class) if self.decide(&config, request, class, body.as_deref(), json) => Action::Continue,

@@ -9,7 +9,8 @@
 use crate::cli::Simulate;
 use crate::load::Loaded;
 use crate::trace::Request;
-use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
+use quota_core::body::read_body;
+use quota_core::classify::{classify_head, HeadMatch};
 use quota_core::clock::{Clock, ManualClock};
 use quota_core::config::{parse_utc_offset, Config};
 use quota_core::copy::CONFIRM_HEADER;
@@ -18,9 +19,10 @@ use quota_core::engine::{self, charge, request_cost, Decision, Event, Outcome};
 use quota_core::headers::{is_quota_header, WARNING};
 use quota_core::identity::Caller;
 use quota_core::negotiate::{negotiate, BodyFormat};
-use quota_core::reply::{respond, Action, LocalReply};
+use quota_core::reply::{refuse_body, respond, Action, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::store::MemoryStore;
+use quota_core::unreadable::{classify_body, strictest, BodyVerdict};
 use quota_core::usage::{method_not_allowed, usage_reply};
 use quota_core::{admin, admission};
 use serde_json::{json, Map, Value};
@@ -141,20 +143,39 @@ fn step(config: &Config, caller: &Caller, request: &Request, clock: &ManualClock
         return step;
     }
     // As the filter does: the body is read only when a rule or the cost needs it.
-    let (class, body) = match classify_head(config, &head) {
-        HeadMatch::Unclassified => (None, None),
-        HeadMatch::Class(c) => (Some(c), None),
+    let mut strictest_cost = None;
+    let (class, body, json) = match classify_head(config, &head) {
+        HeadMatch::Unclassified => (None, None, None),
+        HeadMatch::Class(c) => (Some(c), None, None),
         HeadMatch::NeedsBody => {
-            let body = request.body.as_deref().filter(|b| b.len() <= config.max_body_bytes);
-            let json: Option<Value> = body.and_then(|b| serde_json::from_slice(b).ok());
-            (classify_with_body(config, &head, json.as_ref()), body)
+            let too_large = request.body.as_ref().is_some_and(|b| b.len() > config.max_body_bytes);
+            let body = request.body.as_deref().filter(|_| !too_large);
+            let read = read_body(body, too_large);
+            match classify_body(config, &head, &read) {
+                BodyVerdict::Class(class) => (class, body, read.into_json()),
+                BodyVerdict::Refuse(why) => {
+                    step.class = Some(why.code().replace('_', " "));
+                    step.state = Some(why.code().into());
+                    step.events = vec![why.code().into()];
+                    step.message = error_message(&refuse_body(config, &why, BodyFormat::OpenAi).body);
+                    answered(&mut step, refuse_body(config, &why, format));
+                    return step;
+                }
+                // The most restrictive class the head allows, at its highest cost.
+                BodyVerdict::Strictest => match strictest(config, &head, caller.tier) {
+                    Some(s) => {
+                        strictest_cost = Some(s.cost());
+                        (Some(s.class()), None, None)
+                    }
+                    None => (None, None, None),
+                },
+            }
         }
     };
     let Some(class) = class else {
         return step;
     };
-    let json: Option<Value> = body.and_then(|b| serde_json::from_slice(b).ok());
-    let cost = request_cost(config, class, Body { bytes: body, json: json.as_ref() });
+    let cost = strictest_cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
     let decision = charge(config, caller, class, cost, confirmed, clock.now_ms(), store);
     step.class = config.class(class).map(|c| c.name.clone());
     step.cost = Some(cost);

@@ -105,3 +105,40 @@ fn a_broken_config_is_not_simulated() {
     );
     assert_eq!(r.code, 1);
 }
+
+#[test]
+fn unreadable_bodies_are_charged_as_the_strictest_class_the_path_allows() {
+    let r = expect_stdout(
+        "simulate-strictest-pro.txt",
+        &[
+            "simulate",
+            "matrix/tests/fixtures/strictest.json",
+            "--tier",
+            "pro",
+            "--script",
+            "matrix/tests/fixtures/unreadable.jsonl",
+        ],
+    );
+    // Too deep to read: deep research (3 a day) rather than chat.
+    assert!(r
+        .stdout
+        .contains("[3] 2026-11-22T09:02:00Z POST /v1/chat/completions  (line 8)\n    class    deep_research (cost 1)"));
+    assert!(r.stdout.contains("upstream sees stream_options.include_usage: true"));
+}
+
+#[test]
+fn unreadable_bodies_are_refused_as_a_class_outside_the_plan_the_path_allows() {
+    let r = expect_stdout(
+        "simulate-strictest-free-brief.txt",
+        &[
+            "simulate",
+            "matrix/tests/fixtures/strictest.json",
+            "--tier",
+            "free",
+            "--script",
+            "matrix/tests/fixtures/unreadable.jsonl",
+            "--brief",
+        ],
+    );
+    assert_eq!(r.stdout.lines().filter(|l| l.contains(" 403 not_included ")).count(), 2);
+}

@@ -29,6 +29,9 @@ pub struct Config {
     pub tiers: Vec<Tier>,
     pub usage_endpoint: Option<String>,
     pub max_body_bytes: usize,
+    /// What happens to a request whose class or cost depends on a body the
+    /// filter cannot read (see `unreadable.rs`).
+    pub unreadable_body: UnreadableBody,
     /// Whether the request headers wait for the body when a body rule needs
     /// it (see the README: needs `allow_on_headers_stop_iteration` in Envoy).
     pub hold_headers_for_body: bool,
@@ -42,6 +45,18 @@ pub struct Config {
     pub body_needs: Vec<BodyNeeds>,
     /// Which endings of an admitted request give its units back.
     pub refunds: crate::refund::RefundPolicy,
+}
+
+/// The config's choice for a request whose class or cost depends on a body
+/// the filter cannot read. Either way it is never cheaper than its head allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnreadableBody {
+    /// Answer 413 (too large) or 400 (unreadable) and charge nothing.
+    #[default]
+    Refuse,
+    /// Charge the most restrictive outcome the method, path and headers allow
+    /// (`unreadable::strictest`).
+    Strictest,
 }
 
 /// The grants endpoint: only a caller with the secret may add units.
@@ -103,6 +118,10 @@ pub enum Message {
     WorkspaceRequired,
     /// A request larger than the cell could ever admit (413).
     TooLarge,
+    /// The 413 for a body larger than `max_body_bytes`.
+    BodyTooLarge,
+    /// The 400 for a body the filter cannot read.
+    UnreadableBody,
 }
 
 /// Templates set at one level (global, class, tier or cell); the most
@@ -571,6 +590,16 @@ impl TryFrom<RawConfig> for Config {
                 .filter(|n| *n <= 64 * 1024 * 1024)
                 .ok_or_else(|| ConfigError::new("max_body_bytes", "must be at most 67108864 (64 MiB)"))?,
         };
+        let unreadable_body = match raw.unreadable_body.as_deref() {
+            None | Some("refuse") => UnreadableBody::Refuse,
+            Some("strictest") => UnreadableBody::Strictest,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "unreadable_body",
+                    format!("must be \"refuse\" or \"strictest\", got \"{other}\""),
+                ))
+            }
+        };
         let counters = match raw.counters {
             None => CounterConfig { cas_attempts: DEFAULT_CAS_ATTEMPTS, on_error: FailPolicy::Open, redis: None },
             Some(c) => CounterConfig {
@@ -629,6 +658,7 @@ impl TryFrom<RawConfig> for Config {
             tiers,
             usage_endpoint,
             max_body_bytes,
+            unreadable_body,
             hold_headers_for_body,
             counters,
             response_headers,
@@ -1362,6 +1392,8 @@ fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, ConfigError>
         ("queued", Message::Queued, &raw.queued),
         ("workspace_required", Message::WorkspaceRequired, &raw.workspace_required),
         ("too_large", Message::TooLarge, &raw.too_large),
+        ("body_too_large", Message::BodyTooLarge, &raw.body_too_large),
+        ("unreadable_body", Message::UnreadableBody, &raw.unreadable_body),
     ];
     let mut templates = Vec::new();
     for (name, message, text) in fields {

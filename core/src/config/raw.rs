@@ -30,6 +30,14 @@ pub struct RawConfig {
     pub usage_endpoint: Option<String>,
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// A request whose class or cost depends on a body the filter cannot read
+    /// (larger than `max_body_bytes`, not UTF-8, not JSON, nested more than
+    /// 127 deep): `refuse` (the default: 413 `body_too_large` or 400
+    /// `unreadable_body`, nothing charged) or `strictest` (charged as the most
+    /// restrictive class its method, path and headers allow, at that class's
+    /// highest cost).
+    #[serde(default)]
+    pub unreadable_body: Option<String>,
     /// Keep the request headers from the upstream while a body rule reads
     /// the body. Needs Envoy >= 1.35 with `allow_on_headers_stop_iteration`.
     #[serde(default)]
@@ -139,6 +147,14 @@ pub struct RawCopy {
     /// a `max_tokens` past the whole window's allowance.
     #[serde(default)]
     pub too_large: Option<String>,
+    /// The 413 for a body larger than `max_body_bytes` (top-level `copy` only;
+    /// `{max_body}` and `{body_problem}` apply).
+    #[serde(default)]
+    pub body_too_large: Option<String>,
+    /// The 400 for a body the filter cannot read (top-level `copy` only;
+    /// `{max_body}` and `{body_problem}` apply).
+    #[serde(default)]
+    pub unreadable_body: Option<String>,
 }
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
@@ -309,7 +325,8 @@ pub struct RawCost {
     /// Multipliers by the body's `model` (`"gpt-4o": 2`, `"o3*": 10`).
     #[serde(default)]
     pub models: Option<BTreeMap<String, f64>>,
-    /// Units charged when the body does not say (missing field, not JSON); 1 by default.
+    /// Units charged when a readable body does not say (no body, a missing
+    /// field); 1 by default. A body the filter cannot read follows `unreadable_body`.
     #[serde(default)]
     pub fallback: Option<u64>,
 }
