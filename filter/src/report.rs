@@ -6,6 +6,7 @@
 use crate::host::log;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
+use quota_core::body::Unreadable;
 use quota_core::config::Config;
 use quota_core::engine::Decision;
 use quota_core::events::{self, ClassMetric};
@@ -25,6 +26,8 @@ pub struct Reporter {
     identity_missing: Option<u32>,
     identity_invalid: Option<u32>,
     unknown_tier: Option<u32>,
+    body_too_large: Option<u32>,
+    unreadable_body: Option<u32>,
     sent: Option<u32>,
     failed: Option<u32>,
     dropped: Option<u32>,
@@ -69,6 +72,8 @@ impl Reporter {
             identity_missing: global(events::IDENTITY_MISSING),
             identity_invalid: global(events::IDENTITY_INVALID),
             unknown_tier: global(events::UNKNOWN_TIER),
+            body_too_large: global(events::BODY_TOO_LARGE),
+            unreadable_body: global(events::UNREADABLE_BODY),
             sent: if analytics { global(events::ANALYTICS_SENT) } else { None },
             failed: if analytics { global(events::ANALYTICS_FAILED) } else { None },
             dropped: if analytics { global(events::ANALYTICS_DROPPED) } else { None },
@@ -107,6 +112,16 @@ impl Reporter {
             1,
         );
         self.emit(events::identity_record(err, now_ms));
+    }
+
+    /// A request refused because its body could not be read (nothing charged).
+    pub fn body_refused(&self, caller: Option<&Caller>, why: &Unreadable, now_ms: i64) {
+        let stat = match why {
+            Unreadable::TooLarge => self.body_too_large,
+            _ => self.unreadable_body,
+        };
+        bump(stat, 1);
+        self.emit(events::body_record(&self.config, caller, why, now_ms));
     }
 
     fn emit(&self, record: serde_json::Value) {

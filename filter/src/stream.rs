@@ -12,7 +12,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use quota_core::body::read_body;
-use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
+use quota_core::classify::{classify_head, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::RedisStore;
 use quota_core::config::{Cell, ClassId, Config, Cost};
@@ -25,11 +25,12 @@ use quota_core::identity::{identify, Caller, IdentityError};
 use quota_core::metering::{usage_in, SseScanner};
 use quota_core::negotiate::{negotiate, BodyFormat};
 use quota_core::redis::{Answer, CallError, Command};
-use quota_core::reply::{refuse_identity, respond, Action as Decided, LocalReply};
+use quota_core::reply::{refuse_body, refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::store::{CounterStore, GiveUp, StoreError};
+use quota_core::unreadable::{classify_body, strictest, BodyVerdict};
 use quota_core::usage::{method_not_allowed, usage_reply};
-use quota_core::{admin, admission, decimal};
+use quota_core::{admin, admission, decimal, units};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -162,7 +163,8 @@ impl QuotaStream {
 
     /// Charges the request to its class and carries out the decision.
     /// Returns whether the request goes on now (false: answered, or waiting for Redis).
-    /// `body` and its parse `json` are there when the filter read the body.
+    /// `body` and its parse `json` are there when the filter read the body;
+    /// `cost` is set when the cost is already known (`unreadable_body: strictest`).
     fn decide(
         &mut self,
         config: &Config,
@@ -170,12 +172,13 @@ impl QuotaStream {
         class: ClassId,
         body: Option<&[u8]>,
         json: Option<Value>,
+        cost: Option<u64>,
     ) -> bool {
         let caller = match identify(config, &request.head, &HostProperties) {
             Ok(c) => c,
             Err(e) => return self.refuse_identity(config, &request, &e),
         };
-        let cost = request_cost(config, class, Body { bytes: body, json: json.as_ref() });
+        let cost = cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
         let body_len = body.map(<[u8]>::len);
         let now_ms = HostClock.now_ms();
         let Some(store) = config.counters.exact_redis() else {
@@ -400,35 +403,44 @@ impl QuotaStream {
     }
 
     /// Finishes a request that waited for its body.
-    fn decide_with_body(&mut self, body: Option<Vec<u8>>) -> Action {
+    /// The body is in (or will not be read: `too_large`): classify with it
+    /// and decide. A body the filter cannot read never makes a request
+    /// cheaper: `unreadable_body` refuses it or charges the strictest class.
+    fn decide_with_body(&mut self, body: Option<Vec<u8>>, too_large: bool) -> Action {
         let Some(config) = self.config.clone() else { return Action::Continue };
         let Phase::AwaitingBody(request) = std::mem::replace(&mut self.phase, Phase::Pass) else {
             return Action::Continue;
         };
-        // LEAD: wire `unreadable_body` here (the core has it all):
-        // 1. Take `too_large: bool` as a parameter: true from `on_http_request_body`'s
-        //    `body_size > max` branch (today it passes `None`, which now reads as no body).
-        //    A `get_buffer` error is not "no body": pass
-        //    `BodyRead::Unreadable(Unreadable::NotJson(..))` or similar instead.
-        // 2. `let read = read_body(body.as_deref(), too_large);` then
-        //    `match quota_core::unreadable::classify_body(&config, &request.head, &read)`:
-        //    - `BodyVerdict::Class(c)`: as below, with `read.into_json()` as `json`.
-        //    - `BodyVerdict::Refuse(why)`: `self.reply(&reply::refuse_body(&config, &why, request.format()))`;
-        //      log `events::body_record(&config, caller, &why, now_ms)` (identify first if the
-        //      record should name the caller) and bump the stat `events::body_metric(&why)`.
-        //      Nothing is charged.
-        //    - `BodyVerdict::Strictest`: identify the caller, then
-        //      `unreadable::strictest(&config, &request.head, caller.tier)` gives the class and
-        //      cost: `decide` with that class and `s.cost()` instead of `request_cost`, no body
-        //      and no JSON (`None`: pass). `NotIncluded` comes out of `charge` as the usual 403.
-        //      Reconciling such a charge must use `cost::max_model_factor(class)`, not
-        //      `model_factor(class, None)` (1), or the usage report undoes the multiplier.
-        // `read_body` already reads what Python and Node accept (NaN, lone surrogates, a BOM).
-        let json: Option<Value> = read_body(body.as_deref(), false).into_json();
-        match classify_with_body(&config, &request.head, json.as_ref()) {
-            None => Action::Continue,
-            Some(class) if self.decide(&config, request, class, body.as_deref(), json) => Action::Continue,
-            Some(_) => Action::Pause,
+        let read = read_body(body.as_deref(), too_large);
+        let (class, cost) = match classify_body(&config, &request.head, &read) {
+            BodyVerdict::Class(None) => return Action::Continue,
+            BodyVerdict::Class(Some(class)) => (class, None),
+            BodyVerdict::Refuse(why) => {
+                let caller = identify(&config, &request.head, &HostProperties).ok();
+                if let Some(r) = &self.reporter {
+                    r.body_refused(caller.as_ref(), &why, HostClock.now_ms());
+                }
+                self.reply(&refuse_body(&config, &why, request.format()));
+                return Action::Pause;
+            }
+            BodyVerdict::Strictest => {
+                let caller = match identify(&config, &request.head, &HostProperties) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.refuse_identity(&config, &request, &e);
+                        return Action::Pause;
+                    }
+                };
+                let Some(s) = strictest(&config, &request.head, caller.tier) else { return Action::Continue };
+                (s.class(), Some(units::bounded(s.cost())))
+            }
+        };
+        let json = if cost.is_some() { None } else { read.into_json() };
+        let body = if cost.is_some() { None } else { body };
+        if self.decide(&config, request, class, body.as_deref(), json, cost) {
+            Action::Continue
+        } else {
+            Action::Pause
         }
     }
 
@@ -657,7 +669,7 @@ impl HttpContext for QuotaStream {
         match classify_head(&config, &request.head) {
             HeadMatch::Unclassified => Action::Continue,
             HeadMatch::Class(class) => {
-                if self.decide(&config, request, class, None, None) {
+                if self.decide(&config, request, class, None, None, None) {
                     Action::Continue
                 } else {
                     Action::Pause
@@ -665,7 +677,7 @@ impl HttpContext for QuotaStream {
             }
             HeadMatch::NeedsBody if end_of_stream => {
                 self.phase = Phase::AwaitingBody(request);
-                self.decide_with_body(None)
+                self.decide_with_body(None, false)
             }
             HeadMatch::NeedsBody => {
                 self.phase = Phase::AwaitingBody(request);
@@ -690,15 +702,14 @@ impl HttpContext for QuotaStream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
         match self.phase {
-            Phase::AwaitingBody(_) if body_size > max => {
-                // Too large to inspect: classify without body facts, never buffer more.
-                self.decide_with_body(None)
-            }
+            // Too large to inspect: never buffer more; `unreadable_body` decides.
+            Phase::AwaitingBody(_) if body_size > max => self.decide_with_body(None, true),
             Phase::AwaitingBody(_) if !end_of_stream => Action::Pause,
-            Phase::AwaitingBody(_) => {
-                let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size).ok().flatten();
-                self.decide_with_body(body)
-            }
+            Phase::AwaitingBody(_) => match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+                Ok(body) => self.decide_with_body(body, false),
+                // A body the host would not hand over is one the filter could not read.
+                Err(_) => self.decide_with_body(None, body_size > 0),
+            },
             // Continuing here would let the held headers go on too, before Redis answered.
             _ if self.waiting_for_redis() => Action::Pause,
             _ => Action::Continue,
@@ -713,8 +724,10 @@ impl HttpContext for QuotaStream {
             return Action::Continue;
         }
         let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max).ok().flatten();
-        self.decide_with_body(body)
+        match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max) {
+            Ok(body) => self.decide_with_body(body, false),
+            Err(_) => self.decide_with_body(None, true),
+        }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
