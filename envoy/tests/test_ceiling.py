@@ -269,7 +269,12 @@ def test_a_client_that_hangs_up_after_forwarding_keeps_its_charge(envoy, upstrea
     deadline = time.time() + 5
     while seen(upstream, mock)["seen"] == 0 and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(2)  # past the upstream's answer and Envoy's end of the stream
+    # Envoy saw the client leave mid-request: the stream has ended (its log
+    # callback, where a refund would happen, runs on the same event).
+    left = "http.ingress_http.downstream_cx_destroy_remote_active_rq"
+    while proxy.stats(left).get(left, 0) == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert proxy.stats(left)[left] == 1
     assert seen(upstream, mock)["seen"] == 1
     assert used(proxy, "hal") == 1
     # Controls: an upstream that refuses the request gives the unit back.

@@ -70,24 +70,41 @@ fn non_utf8_identity_bytes_count_as_absent() {
     ok.assert_allowed();
 }
 
+/// A body the rules cannot read is never cheaper than the body it hides:
+/// refused by default (400 `unreadable_body`), or, with `unreadable_body:
+/// "strictest"`, charged as the most restrictive class the head allows.
+/// No body at all is not hiding anything: the path rule applies.
 #[test]
-fn malformed_and_deeply_nested_bodies_fall_back_to_the_path_rule() {
+fn malformed_and_deeply_nested_bodies_are_refused_or_charged_the_strictest_class() {
     let host = quota_host();
-    let vm = quota_vm(&host, &demo_config());
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let bodies: Vec<Vec<u8>> = vec![
+    let unreadable: Vec<Vec<u8>> = vec![
         b"not json".to_vec(),
         br#"{"model": "o3-deep-research", "messages": ["#.to_vec(),
         nested.into_bytes(),
         vec![0xff; 1000],
-        Vec::new(),
     ];
-    for body in bodies {
-        let r = chat_as(&vm, "cy", body);
-        r.assert_no_trap();
-        r.assert_allowed();
-        assert_eq!(r.response_header("x-quota-class"), Some("drafts"));
+    let refusing = quota_vm(&host, &demo_config());
+    for body in &unreadable {
+        let r = chat_as(&refusing, "cy", body.clone());
+        let reply = r.assert_blocked(400);
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("the refusal is JSON");
+        assert_eq!(json["error"]["code"], "unreadable_body", "{r:?}");
     }
+    let empty = chat_as(&refusing, "cy", Vec::new());
+    empty.assert_allowed();
+    assert_eq!(empty.response_header("x-quota-class"), Some("drafts"));
+
+    let mut config = demo_config();
+    config["unreadable_body"] = serde_json::json!("strictest");
+    let strictest = quota_vm(&host, &config);
+    for (i, body) in unreadable.into_iter().enumerate() {
+        // A user each: deep research allows pro only a few a day.
+        let r = chat_as(&strictest, &format!("dee{i}"), body);
+        r.assert_allowed();
+        assert_eq!(r.response_header("x-quota-class"), Some("deep_research"), "{r:?}");
+    }
+    assert!(!refusing.is_dead() && !strictest.is_dead());
 }
 
 #[test]
@@ -108,25 +125,31 @@ fn a_body_in_one_byte_chunks_is_still_classified_by_its_model() {
     assert_eq!(r.response_header("x-quota-class"), Some("deep_research"));
 }
 
+/// A body padded past `max_body_bytes` cannot hide its model: refused with
+/// 413 `body_too_large` by default, or charged as the strictest class the
+/// head allows (and streamed on, never buffered past the cap).
 #[test]
-fn a_body_over_the_cap_is_not_inspected() {
+fn a_body_over_the_cap_is_refused_or_charged_the_strictest_class() {
     let host = quota_host();
-    let mut config = demo_config();
-    config["max_body_bytes"] = serde_json::json!(1024);
-    let vm = quota_vm(&host, &config);
     let mut body = br#"{"model":"o3-deep-research","messages":[{"content":""#.to_vec();
     body.extend(std::iter::repeat_n(b'x', 4096));
     body.extend_from_slice(br#""}]}"#);
-    let chunks: Vec<Vec<u8>> = body.chunks(512).map(<[u8]>::to_vec).collect();
-    let r = vm
-        .request()
-        .method("POST")
-        .path(CHAT)
-        .header("x-user-id", "eve")
-        .header("x-plan", "pro")
-        .body_chunks(chunks)
-        .send();
-    r.assert_no_trap();
+    let send = |vm: &host_tests::Vm, user: &str| {
+        let chunks: Vec<Vec<u8>> = body.chunks(512).map(<[u8]>::to_vec).collect();
+        vm.request().method("POST").path(CHAT).header("x-user-id", user).header("x-plan", "pro").body_chunks(chunks).send()
+    };
+    let mut config = demo_config();
+    config["max_body_bytes"] = serde_json::json!(1024);
+    let refusing = quota_vm(&host, &config);
+    let r = send(&refusing, "eve");
+    let reply = r.assert_blocked(413);
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).expect("the refusal is JSON");
+    assert_eq!(json["error"]["code"], "body_too_large", "{r:?}");
+    assert_eq!(json["error"]["quota"]["max_body_bytes"], 1024, "{r:?}");
+
+    config["unreadable_body"] = serde_json::json!("strictest");
+    let strictest = quota_vm(&host, &config);
+    let r = send(&strictest, "eva");
     r.assert_allowed();
-    assert_eq!(r.response_header("x-quota-class"), Some("drafts"));
+    assert_eq!(r.response_header("x-quota-class"), Some("deep_research"), "{r:?}");
 }
