@@ -136,7 +136,13 @@ fn a_body_over_the_cap_is_refused_or_charged_the_strictest_class() {
     body.extend_from_slice(br#""}]}"#);
     let send = |vm: &host_tests::Vm, user: &str| {
         let chunks: Vec<Vec<u8>> = body.chunks(512).map(<[u8]>::to_vec).collect();
-        vm.request().method("POST").path(CHAT).header("x-user-id", user).header("x-plan", "pro").body_chunks(chunks).send()
+        vm.request()
+            .method("POST")
+            .path(CHAT)
+            .header("x-user-id", user)
+            .header("x-plan", "pro")
+            .body_chunks(chunks)
+            .send()
     };
     let mut config = demo_config();
     config["max_body_bytes"] = serde_json::json!(1024);
