@@ -39,20 +39,37 @@ def test_paths_pick_the_class_without_a_body(proxy):
     assert resp.headers["x-quota-class"] == "batch_records"
 
 
-def test_a_body_that_is_not_json_falls_back_to_the_path_rule(proxy):
-    for body in [b"not json", b'{"model": "o3-deep-research"', b"[" * 10000]:
-        resp = send(proxy, "POST", CHAT, headers=PRO, body=body)
-        assert resp.status == 200
-        assert resp.headers["x-quota-class"] == "drafts"
+UNREADABLE = [b"not json", b'{"model": "o3-deep-research"', b"[" * 10000]
 
 
-def test_a_body_over_the_cap_is_not_inspected(envoy):
-    proxy = envoy(demo(max_body_bytes=1024, hold_headers_for_body=True), hold_headers=True)
+@pytest.mark.parametrize("hold", [True, False], ids=["headers-held", "headers-forwarded"])
+def test_a_body_that_is_not_json_is_refused_or_charged_the_strictest_class(envoy, hold):
+    # A body the rules cannot read might name any model: by default the
+    # filter refuses it, whether or not the headers went ahead.
+    refusing = envoy(demo(hold_headers_for_body=hold), hold_headers=hold)
+    for body in UNREADABLE:
+        resp = send(refusing, "POST", CHAT, headers=PRO, body=body)
+        assert (resp.status, resp.json()["error"]["code"]) == (400, "unreadable_body"), (body[:20], resp)
+    # With `strictest` it goes on, charged as the most restrictive class the
+    # head allows (deep research, for a pro caller on this path).
+    strictest = envoy(demo(hold_headers_for_body=hold, unreadable_body="strictest"), hold_headers=hold)
+    for i, body in enumerate(UNREADABLE):
+        resp = send(strictest, "POST", CHAT, headers={"x-user-id": f"pia{i}", "x-plan": "pro"}, body=body)
+        assert (resp.status, resp.headers["x-quota-class"]) == (200, "deep_research"), (body[:20], resp)
+
+
+def test_a_body_over_the_cap_is_refused_or_charged_the_strictest_class(envoy):
     big = chat("o3-deep-research")
     big["messages"][0]["content"] = "x" * 4096
-    resp = send(proxy, "POST", CHAT, headers=PRO, json=big)
-    assert resp.status == 200
-    assert resp.headers["x-quota-class"] == "drafts"
+    refusing = envoy(demo(max_body_bytes=1024, hold_headers_for_body=True), hold_headers=True)
+    resp = send(refusing, "POST", CHAT, headers=PRO, json=big)
+    assert (resp.status, resp.json()["error"]["code"]) == (413, "body_too_large"), resp
+    assert resp.json()["error"]["quota"]["max_body_bytes"] == 1024
+    strictest = envoy(demo(max_body_bytes=1024, hold_headers_for_body=True, unreadable_body="strictest"),
+                      hold_headers=True)
+    resp = send(strictest, "POST", CHAT, headers=PRO, json=big)
+    assert (resp.status, resp.headers["x-quota-class"]) == (200, "deep_research"), resp
+    # The bytes the filter did not read still reach the upstream whole.
     assert resp.json()["mock_echo"]["body_len"] == len(json.dumps(big))
 
 
