@@ -50,17 +50,22 @@ class FileListener:
         os.rename(staging, self.path)  # atomic: Envoy sees whole files only
 
     def replace(self, config, vm_id="quota"):
-        before = self.updates()
         self.write(config, vm_id)
+        # Done once the new listener has warmed (its VM loaded) and serves:
+        # the active listener carries the plugin config and vm_id just written.
         deadline = time.monotonic() + 15
-        while self.updates() == before:
+        while not self.serves(config, vm_id):
             assert time.monotonic() < deadline, "Envoy did not take the new listener"
-            time.sleep(0.1)
-        # The old listener drains; wait until the new config answers.
-        time.sleep(0.5)
+            time.sleep(0.05)
 
-    def updates(self):
-        return self.envoy.stats(filter="listener_manager.lds.update_success").get("listener_manager.lds.update_success", 0)
+    def serves(self, config, vm_id):
+        dump = json.loads(self.envoy.admin_get("/config_dump?resource=dynamic_listeners"))
+        for entry in dump.get("configs", []):
+            if "warming_state" in entry or "active_state" not in entry:
+                continue
+            active = json.dumps(entry["active_state"]["listener"])
+            return json.dumps(json.dumps(config)) in active and json.dumps(vm_id) in active
+        return False
 
 
 def send(port, user="rio"):
