@@ -2,6 +2,8 @@
 //! headers through response headers, with the demo matrix: a request decided
 //! from its path, one classified by its JSON body, and one refused at the wall.
 //! Absolute numbers are wasmtime's, not Envoy's V8; compare runs with each other.
+// A benchmark that cannot start should stop loudly, as a test does.
+#![allow(clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use host_tests::Host;
