@@ -99,6 +99,11 @@ impl Ids {
         Ids { prefix: format!("{:012x}", seed & 0xFFFF_FFFF_FFFF), next: 0 }
     }
 
+    /// What names this VM in its ids.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The next id: `<prefix>.<sequence, base 36>`.
     pub fn next_id(&mut self) -> String {
         self.next += 1;

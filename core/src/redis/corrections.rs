@@ -168,6 +168,11 @@ impl<T> Corrections<T> {
         Some(next)
     }
 
+    /// Whether call `token` is one of this queue's.
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight.contains_key(&token)
+    }
+
     /// `pending` went out under `token`.
     pub fn sent(&mut self, token: u32, pending: Pending<T>) {
         self.in_flight.insert(token, pending);
