@@ -35,7 +35,7 @@ use quota_core::redis::{self, Answer, CallError, Command, Ids};
 use quota_core::store::compare_and_swap;
 use quota_core::window::Alignment;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -124,6 +124,8 @@ pub struct Remote {
     corrections: RefCell<Corrections<Tag>>,
     /// Approximate mode: units admitted here and not sent yet, by Redis key.
     unsynced: RefCell<HashMap<String, (SyncTarget, i64)>>,
+    /// Approximate mode: the Redis keys whose sync is queued or out.
+    syncing: RefCell<HashSet<String>>,
     /// Sync deltas dropped for want of room since the last report: counters, units.
     sync_drops: Cell<(u64, i64)>,
     last_sync_ms: Cell<i64>,
@@ -132,6 +134,7 @@ pub struct Remote {
     /// The queue streams ring to have the root send their corrections now.
     doorbell: Option<u32>,
     rung: Cell<bool>,
+    warned_effective: Cell<bool>,
 }
 
 impl Remote {
@@ -158,11 +161,13 @@ impl Remote {
             ids: RefCell::new(ids),
             corrections: RefCell::new(Corrections::new()),
             unsynced: RefCell::new(HashMap::new()),
+            syncing: RefCell::new(HashSet::new()),
             sync_drops: Cell::new((0, 0)),
             last_sync_ms: Cell::new(0),
             reload: Cell::new(false),
             doorbell,
             rung: Cell::new(false),
+            warned_effective: Cell::new(false),
         }
     }
 
@@ -189,6 +194,12 @@ impl Remote {
     /// while it lives. `stream` is effective again afterwards.
     pub fn call_for(&self, stream: u32, store: &RedisStore, command: &Command, load: bool) -> Result<u32, String> {
         let as_root = set_effective_context(self.root_id);
+        if !as_root && !self.warned_effective.replace(true) {
+            log(
+                LogLevel::Warn,
+                "quota: the host would not make the root context effective; a stream's end may cancel its calls",
+            );
+        }
         let sent = call(store, command, load);
         if as_root && !set_effective_context(stream) {
             log(LogLevel::Error, "quota: could not make the stream effective again after a call to Redis");
@@ -221,6 +232,13 @@ impl Remote {
         if let Some(queue) = self.doorbell.filter(|_| !self.rung.get()) {
             self.rung.set(doorbell::ring(queue));
         }
+    }
+
+    /// The root's tick: a bell the host never answered is rung again next
+    /// time; what is due goes out.
+    pub fn tick(&self) {
+        self.rung.set(false);
+        self.flush();
     }
 
     /// The root answers the bell: sends what is due.
@@ -265,21 +283,18 @@ impl Remote {
         self.report_sync_drops(now_ms);
         let pending: Vec<(SyncTarget, i64)> = self.unsynced.borrow_mut().drain().map(|(_, v)| v).collect();
         for (target, delta) in pending {
-            let busy =
-                self.corrections.borrow().holds(|p| matches!(&p.tag, Tag::Sync(t) if t.redis_key == target.redis_key));
-            let cell = self.config.cell(target.tier, target.class);
-            match cell {
-                _ if busy => {
-                    self.unsynced.borrow_mut().insert(target.redis_key.clone(), (target, delta));
-                }
-                Some(quota_core::config::Cell::Limited(limits)) => {
-                    let id = self.next_id();
-                    let now = now_ms.div_euclid(1000);
-                    let command = Command::add(target.redis_key.clone(), limits, delta, now, target.alignment, &id);
-                    self.queue(command, Tag::Sync(target));
-                }
-                _ => {}
+            if self.syncing.borrow().contains(&target.redis_key) {
+                self.unsynced.borrow_mut().insert(target.redis_key.clone(), (target, delta));
+                continue;
             }
+            let Some(quota_core::config::Cell::Limited(limits)) = self.config.cell(target.tier, target.class) else {
+                continue;
+            };
+            let id = self.next_id();
+            let now = now_ms.div_euclid(1000);
+            let command = Command::add(target.redis_key.clone(), limits, delta, now, target.alignment, &id);
+            self.syncing.borrow_mut().insert(target.redis_key.clone());
+            self.queue(command, Tag::Sync(target));
         }
     }
 
@@ -345,6 +360,7 @@ impl Remote {
             Answered::Done { pending, answer } => {
                 self.reload.set(false);
                 if let Tag::Sync(target) = &pending.tag {
+                    self.syncing.borrow_mut().remove(&target.redis_key);
                     self.synced(target, answer.after);
                 }
             }
@@ -366,6 +382,9 @@ impl Remote {
     /// A correction given up: counted, logged, and reported as an event
     /// that says what it would have done.
     fn dropped(&self, d: &Dropped<Tag>, now_ms: i64) {
+        if let Tag::Sync(target) = &d.pending.tag {
+            self.syncing.borrow_mut().remove(&target.redis_key);
+        }
         bump(self.metrics.corrections_dropped, 1);
         let record = events::correction_dropped_record(&self.config, &d.pending.command, &d.reason.to_string(), now_ms);
         log(LogLevel::Error, &format!("quota: correction dropped: {record}"));

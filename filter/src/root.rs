@@ -103,7 +103,7 @@ impl RootContext for QuotaRoot {
     fn on_tick(&mut self) {
         if let Some(shared) = &self.state {
             shared.reporter.flush();
-            shared.remote.flush();
+            shared.remote.tick();
         }
     }
 

@@ -211,13 +211,6 @@ impl<T> Corrections<T> {
         self.later.insert((due, self.arrivals), pending);
         Answered::Retry { attempts, after_ms, why }
     }
-
-    /// Whether a correction that `matches` is queued, waiting or in flight.
-    pub fn holds(&self, mut matches: impl FnMut(&Pending<T>) -> bool) -> bool {
-        self.ready.iter().any(&mut matches)
-            || self.later.values().any(&mut matches)
-            || self.in_flight.values().any(&mut matches)
-    }
 }
 
 #[cfg(test)]
@@ -367,18 +360,5 @@ mod tests {
         }
         let dropped = q.push(refund("v.last"), "last", false, 1_000_000).unwrap();
         assert_eq!(dropped.pending.tag, "old");
-    }
-
-    #[test]
-    fn holds_finds_queued_waiting_and_in_flight_corrections() {
-        let mut q = Corrections::new();
-        q.push(refund("v.1"), "a", false, 0);
-        q.push(refund("v.2"), "b", false, 0);
-        let p = q.next_due(0).unwrap();
-        q.sent(1, p);
-        assert!(q.holds(|p| p.tag == "a") && q.holds(|p| p.tag == "b"));
-        q.answered(1, timeout(), 0);
-        assert!(q.holds(|p| p.tag == "a"));
-        assert!(!q.holds(|p| p.tag == "c"));
     }
 }
