@@ -235,6 +235,18 @@ pub fn correction_dropped_record(config: &Config, command: &Command, why: &str, 
     record
 }
 
+/// The record of `count` corrections dropped since `since_ms` and not
+/// reported one by one (the filter reports a few a second in full).
+pub fn corrections_dropped_record(count: u64, since_ms: i64, now_ms: i64) -> Value {
+    json!({
+        "event": "correction_dropped",
+        "time": rfc3339(now_ms.div_euclid(1000)),
+        "count": count,
+        "since": rfc3339(since_ms.div_euclid(1000)),
+        "reason": "more corrections were dropped than are reported one by one",
+    })
+}
+
 /// The log line of sync deltas dropped because the approximate mode's
 /// pending map was full: `counters` deltas of `units` net units in all.
 pub fn syncs_dropped_record(counters: u64, units: i64, now_ms: i64) -> Value {

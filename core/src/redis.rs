@@ -317,8 +317,28 @@ pub struct Answer {
 pub enum CallError {
     /// Redis does not have the script cached (a restart, a flush): send it with EVAL.
     NoScript,
-    /// Anything else: no answer, an HTTP error, a Redis error, a malformed answer.
+    /// Refused before the script ran: an HTTP error from webdis or Envoy
+    /// (Redis or webdis unreachable) other than a gateway timeout, or an
+    /// error reply from Redis (read-only replica, out of memory, busy...).
+    Refused(String),
+    /// No usable answer, and the script may have run: no answer at all (a
+    /// timeout, a reset), a gateway timeout, an answer that cannot be read.
     Failed(String),
+}
+
+impl CallError {
+    /// Whether the script may have run (and, for a charge, charged).
+    pub fn may_have_run(&self) -> bool {
+        matches!(self, CallError::Failed(_))
+    }
+
+    /// Why, in words.
+    pub fn why(&self) -> String {
+        match self {
+            CallError::NoScript => "Redis has no copy of the script".into(),
+            CallError::Refused(why) | CallError::Failed(why) => why.clone(),
+        }
+    }
 }
 
 /// Reads an answer from webdis: HTTP `status`, JSON `body` such as
@@ -341,10 +361,13 @@ pub fn parse_view(status: Option<u16>, body: &[u8], keys: usize) -> Result<Vec<O
 /// The `count` records of an answer.
 fn parse_records(status: Option<u16>, body: &[u8], count: usize) -> Result<Vec<Option<Counter>>, CallError> {
     let failed = |why: String| Err(CallError::Failed(why));
+    let status_text = |s: u16| format!("HTTP status {s}: {}", String::from_utf8_lossy(truncate(body, 200)));
     match status {
         None => return failed("no answer (timeout or connection failure)".into()),
         Some(200) => {}
-        Some(s) => return failed(format!("HTTP status {s}: {}", String::from_utf8_lossy(truncate(body, 200)))),
+        // The front waited for Redis and gave up: the call may have run.
+        Some(s @ 504) => return failed(status_text(s)),
+        Some(s) => return Err(CallError::Refused(status_text(s))),
     }
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
         return failed(format!("not a JSON object: {}", String::from_utf8_lossy(truncate(body, 200))));
@@ -355,7 +378,7 @@ fn parse_records(status: Option<u16>, body: &[u8], count: usize) -> Result<Vec<O
     let malformed = || CallError::Failed(format!("malformed answer: {}", truncate_str(&value.to_string(), 200)));
     match value.as_array().map(Vec::as_slice) {
         Some([Value::Bool(false), Value::String(error)]) if error.starts_with("NOSCRIPT") => Err(CallError::NoScript),
-        Some([Value::Bool(false), Value::String(error)]) => failed(format!("Redis error: {error}")),
+        Some([Value::Bool(false), Value::String(error)]) => Err(CallError::Refused(format!("Redis error: {error}"))),
         Some(fields) if count > 0 && fields.len() == count * RECORD_FIELDS => {
             let numbers: Option<Vec<i64>> = fields.iter().map(Value::as_i64).collect();
             let numbers = numbers.ok_or_else(malformed)?;
@@ -562,11 +585,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_call_lost_after_reaching_redis_may_have_run() {
+        let ran = |status, body: &[u8]| parse(status, body).err().map(|e| e.may_have_run());
+        assert_eq!(ran(None, b""), Some(true), "a timeout");
+        assert_eq!(ran(Some(504), b"upstream request timeout"), Some(true));
+        assert_eq!(ran(Some(200), b"<html>"), Some(true), "an answer that cannot be read");
+        assert_eq!(ran(Some(503), b"Service Unavailable"), Some(false), "webdis without Redis, or no webdis");
+        let readonly = br#"{"EVALSHA":[false,"READONLY You can't write against a read only replica."]}"#;
+        assert_eq!(ran(Some(200), readonly), Some(false));
+        assert_eq!(ran(Some(200), br#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#), Some(false));
+    }
+
+    #[test]
     fn failures_say_what_went_wrong() {
         let noscript = br#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#;
         assert_eq!(parse(Some(200), noscript), Err(CallError::NoScript));
         let err = |status, body: &[u8]| match parse(status, body) {
-            Err(CallError::Failed(why)) => why,
+            Err(e @ (CallError::Failed(_) | CallError::Refused(_))) => e.why(),
             other => panic!("expected a failure, got {other:?}"),
         };
         assert!(err(None, b"").contains("no answer"));

@@ -135,7 +135,15 @@ pub struct Remote {
     doorbell: Option<u32>,
     rung: Cell<bool>,
     warned_effective: Cell<bool>,
+    /// Drops reported line by line this second (its start, Unix ms) and
+    /// those past [`DROP_LINES_PER_S`], reported in a count.
+    drop_lines: Cell<(i64, u32, u64)>,
 }
+
+/// Corrections reported one line each per second, at most; the rest of
+/// that second's drops are counted in one line (a Redis outage can drop
+/// one per request).
+const DROP_LINES_PER_S: u32 = 10;
 
 impl Remote {
     /// The calls of the VM whose root context is `root_id`; `seed` names the
@@ -168,6 +176,7 @@ impl Remote {
             doorbell,
             rung: Cell::new(false),
             warned_effective: Cell::new(false),
+            drop_lines: Cell::new((0, 0, 0)),
         }
     }
 
@@ -238,6 +247,7 @@ impl Remote {
     /// time; what is due goes out.
     pub fn tick(&self) {
         self.rung.set(false);
+        self.report_unshown_drops(HostClock.now_ms());
         self.flush();
     }
 
@@ -386,8 +396,30 @@ impl Remote {
             self.syncing.borrow_mut().remove(&target.redis_key);
         }
         bump(self.metrics.corrections_dropped, 1);
+        self.report_unshown_drops(now_ms);
+        let (second, shown, unshown) = self.drop_lines.get();
+        if shown >= DROP_LINES_PER_S {
+            self.drop_lines.set((second, shown, unshown + 1));
+            return;
+        }
+        self.drop_lines.set((second, shown + 1, unshown));
         let record = events::correction_dropped_record(&self.config, &d.pending.command, &d.reason.to_string(), now_ms);
         log(LogLevel::Error, &format!("quota: correction dropped: {record}"));
         self.reporter.store_event(record);
+    }
+
+    /// Once the second of the last drops is over: one line for those not
+    /// reported one by one, and a fresh allowance.
+    fn report_unshown_drops(&self, now_ms: i64) {
+        let (second, _, unshown) = self.drop_lines.get();
+        if now_ms < second.saturating_add(1000) {
+            return;
+        }
+        self.drop_lines.set((now_ms, 0, 0));
+        if unshown > 0 {
+            let record = events::corrections_dropped_record(unshown, second, now_ms);
+            log(LogLevel::Error, &format!("quota: corrections dropped: {record}"));
+            self.reporter.store_event(record);
+        }
     }
 }

@@ -331,7 +331,7 @@ impl QuotaStream {
             Err(CallError::NoScript) => {
                 Err(Unanswered { why: "NOSCRIPT after sending the script".to_string(), may_have_run: false })
             }
-            Err(CallError::Failed(why)) => Err(Unanswered { why, may_have_run: true }),
+            Err(e) => Err(Unanswered { why: e.why(), may_have_run: e.may_have_run() }),
         };
         if let Err(e) = &result {
             self.store_error(&e.why);
@@ -684,7 +684,7 @@ impl Context for QuotaStream {
                             }
                             Err("Redis has no copy of the script".to_string())
                         }
-                        Err(CallError::Failed(why)) => Err(why),
+                        Err(e) => Err(e.why()),
                     };
                     match read {
                         Ok(records) => reading.read.extend(keys.into_iter().zip(records.into_iter().map(Ok))),

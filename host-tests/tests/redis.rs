@@ -857,6 +857,21 @@ fn a_charge_that_timed_out_under_fail_closed_is_cancelled() {
 }
 
 #[test]
+fn a_charge_refused_before_redis_ran_it_is_not_cancelled() {
+    let host = quota_host();
+    let vm = redis_vm(&host, &redis_config("fail_closed"));
+    // webdis without Redis (or no webdis), and a Redis that refuses writes.
+    for reply in [
+        CalloutReply::status(503, "Service Unavailable"),
+        CalloutReply::ok(r#"{"EVALSHA":[false,"READONLY You can't write against a read only replica."]}"#),
+    ] {
+        host.on_callout("webdis", move |_| reply.clone());
+        post(&vm, "/v1/daily", "ike").assert_blocked(503);
+    }
+    assert!(calls_of(&vm, "cancel").is_empty(), "nothing ran, nothing to give back");
+}
+
+#[test]
 fn a_charge_that_timed_out_under_fail_open_keeps_its_charge() {
     let host = quota_host();
     let redis = fake_redis(&host, vec![("charge", 1)]);
@@ -901,6 +916,17 @@ fn a_full_corrections_queue_drops_the_oldest_and_counts_and_reports_it() {
     assert!(record["reason"].as_str().unwrap().contains("queue was full"), "{record}");
     // The event line too (events are logged by default).
     assert_eq!(host.logs_containing("quota-event {\"event\":\"correction_dropped\"").len(), 1);
+
+    // An outage can drop one per request: ten a second are reported in full, the rest counted.
+    for i in 0..14 {
+        refund(&format!("more{i}"));
+    }
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 15);
+    assert_eq!(host.logs_containing("quota: correction dropped").len(), 10);
+    host.advance(Duration::from_secs(1));
+    let summary = host.logs_containing("quota: corrections dropped");
+    assert_eq!(summary.len(), 1);
+    assert!(summary[0].message.contains("\"count\":5"), "{}", summary[0]);
 }
 
 #[test]

@@ -196,7 +196,7 @@ impl<T> Corrections<T> {
                 Answered::Reload
             }
             Err(CallError::NoScript) => self.failed(pending, "NOSCRIPT after sending the script".into(), now_ms),
-            Err(CallError::Failed(why)) => self.failed(pending, why, now_ms),
+            Err(CallError::Failed(why) | CallError::Refused(why)) => self.failed(pending, why, now_ms),
         }
     }
 
