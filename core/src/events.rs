@@ -5,7 +5,8 @@ use crate::body::Unreadable;
 use crate::calendar::rfc3339;
 use crate::config::{Config, FailPolicy, IdPolicy};
 use crate::engine::{Decision, Event, Outcome};
-use crate::identity::{Caller, IdentityError};
+use crate::identity::{Caller, IdentityError, ScopeKind};
+use crate::redis::Command;
 use serde_json::{json, Value};
 use std::hash::{Hash, Hasher};
 
@@ -84,6 +85,9 @@ pub const UNREADABLE_BODY: &str = "quota.unreadable_body";
 pub const ANALYTICS_SENT: &str = "quota.analytics.sent";
 pub const ANALYTICS_FAILED: &str = "quota.analytics.failed";
 pub const ANALYTICS_DROPPED: &str = "quota.analytics.dropped";
+/// Redis corrections (refunds, usage, cancels, syncs) given up, and sync
+/// deltas with no room to wait.
+pub const CORRECTIONS_DROPPED: &str = "quota.store.corrections_dropped";
 
 /// How much each class counter moves for this decision.
 pub fn metric_deltas(d: &Decision) -> Vec<(ClassMetric, u64)> {
@@ -196,6 +200,66 @@ pub fn body_record(config: &Config, caller: Option<&Caller>, why: &Unreadable, n
     record
 }
 
+/// The record of a Redis correction given up (`correction_dropped`): what it
+/// would have done, so the counter can be put right by hand. `command` is
+/// the script call; `why`, the reason.
+pub fn correction_dropped_record(config: &Config, command: &Command, why: &str, now_ms: i64) -> Value {
+    let ids = &config.observability.ids;
+    let prefix = config.counters.redis.as_ref().map_or("", |r| r.key_prefix.as_str());
+    let mut record = json!({
+        "event": "correction_dropped",
+        "time": rfc3339(now_ms.div_euclid(1000)),
+        "operation": command.op(),
+        "correction": command.id(),
+        "reason": why,
+    });
+    let Some(fields) = record.as_object_mut() else { return record };
+    if let Some((kind, id, class)) = crate::redis::describe(command.key(), prefix) {
+        fields.insert("class".into(), class.into());
+        fields.insert("scope".into(), kind.as_str().into());
+        let who = if kind == ScopeKind::Workspace { "workspace" } else { "user" };
+        let shown = if kind == ScopeKind::Anonymous { Value::Null } else { shown_id(ids, id) };
+        fields.insert(who.into(), shown);
+    }
+    let arg = |i: usize| command.args.get(i).and_then(|a| a.parse::<i64>().ok());
+    match command.op() {
+        "adjust" => {
+            fields.insert("window_start".into(), arg(1).map(rfc3339).into());
+            fields.insert("delta".into(), arg(2).into());
+        }
+        "add" => {
+            fields.insert("delta".into(), arg(2).into());
+        }
+        _ => {}
+    }
+    record
+}
+
+/// The record of `count` corrections dropped since `since_ms` and not
+/// reported one by one (the filter reports a few a second in full).
+pub fn corrections_dropped_record(count: u64, since_ms: i64, now_ms: i64) -> Value {
+    json!({
+        "event": "correction_dropped",
+        "time": rfc3339(now_ms.div_euclid(1000)),
+        "count": count,
+        "since": rfc3339(since_ms.div_euclid(1000)),
+        "reason": "more corrections were dropped than are reported one by one",
+    })
+}
+
+/// The log line of sync deltas dropped because the approximate mode's
+/// pending map was full: `counters` deltas of `units` net units in all.
+pub fn syncs_dropped_record(counters: u64, units: i64, now_ms: i64) -> Value {
+    json!({
+        "event": "correction_dropped",
+        "time": rfc3339(now_ms.div_euclid(1000)),
+        "operation": "add",
+        "counters": counters,
+        "delta": units,
+        "reason": format!("the approximate mode's unsynced map was full ({} counters)", crate::redis::corrections::MAX_UNSYNCED),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +353,28 @@ mod tests {
         );
         assert_eq!(body_metric(&Unreadable::TooLarge), "quota.body_too_large");
         assert_eq!(body_metric(&Unreadable::NotUtf8 { at: 0 }), "quota.unreadable_body");
+    }
+
+    #[test]
+    fn a_dropped_correction_says_what_it_would_have_done() {
+        let doc = serde_json::json!({
+            "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+            "classes": [{"name": "drafts", "match": [{"path": {"prefix": "/"}}]}],
+            "tiers": {"free": {"limits": {"drafts": {"hard": 10, "window": "day"}}}},
+            "counters": {"store": "redis", "redis": {"cluster": "webdis"}}
+        });
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let refund = Command::adjust("quota:{u:ann}drafts".into(), 1_795_305_600, -3, 7, "0a0b0c0d0e0f.k");
+        assert_eq!(
+            correction_dropped_record(&config, &refund, "the queue was full", NOON_MS),
+            json!({"event": "correction_dropped", "time": "2026-11-22T12:00:00Z", "operation": "adjust",
+                   "correction": "0a0b0c0d0e0f.k", "reason": "the queue was full", "class": "drafts",
+                   "scope": "user", "user": "ann", "window_start": "2026-11-22T00:00:00Z", "delta": -3})
+        );
+        let cancel = Command::cancel("quota:{w:acme}drafts".into(), "0a0b0c0d0e0f.l");
+        let record = correction_dropped_record(&config, &cancel, "gave up", NOON_MS);
+        assert_eq!((record["operation"].as_str(), record["workspace"].as_str()), (Some("cancel"), Some("acme")));
+        assert_eq!(record["correction"], "0a0b0c0d0e0f.l");
     }
 
     #[test]

@@ -5,7 +5,11 @@
 //!
 //! Each operation is one call of one Lua script (`redis/quota.lua`), atomic
 //! in Redis: the whole check-and-charge of a request, a correction, a grant,
-//! a read. The script answers the record before and after it ran; the filter
+//! a read. Charges and corrections carry an id ([`Ids`]) that the script
+//! remembers beside the counter, so a correction retried after a timeout
+//! applies once and a charge whose answer never came can be cancelled once
+//! ([`Command::cancel`]); [`corrections`] is the queue that retries them.
+//! The script answers the record before and after it ran; the filter
 //! recomputes the decision from the "before" record with the same pure
 //! [`decide`](crate::decide::decide) the local store runs, so headers, bodies
 //! and events are built exactly as in local mode, and checks the script's
@@ -19,8 +23,15 @@ use crate::window::Alignment;
 use serde_json::Value;
 use std::fmt::Write as _;
 
+pub mod corrections;
+
 /// The Lua script every operation calls.
 pub const SCRIPT: &str = include_str!("redis/quota.lua");
+
+/// How long the script remembers an operation's id (its `REMEMBER`), in
+/// seconds: longer than any correction is retried
+/// ([`corrections::GIVE_UP_AFTER_MS`]) plus the longest call timeout.
+pub const REMEMBERED_S: i64 = 300;
 
 /// The Redis key of the counter of (`kind`, `id`) for class `class`. The
 /// scope is the hash tag, so every counter of one user (or workspace) lives
@@ -35,20 +46,135 @@ pub fn key(prefix: &str, class: &str, kind: ScopeKind, id: &str) -> String {
     format!("{prefix}{{{kind}:{id}}}{class}")
 }
 
-/// One call of the script.
+/// The key of an operation's marker: the counter's key, `#` and the
+/// operation's id. Appended to the key, the id keeps the counter's hash tag
+/// (Redis reads the tag from the first `{` to the next `}`), so the marker
+/// lives in the counter's Redis Cluster slot; class names never contain `#`,
+/// so no marker is another counter's key.
+pub fn marker(key: &str, id: &str) -> String {
+    format!("{key}#{id}")
+}
+
+/// A counter's key and the marker of operation `id` on it.
+fn marked(key: String, id: &str) -> Vec<String> {
+    let m = marker(&key, id);
+    vec![key, m]
+}
+
+/// The hash tag Redis Cluster places `key` by: what lies between its first
+/// `{` and the next `}` when that is not empty, else the whole key. Keys
+/// with the same tag live in the same slot, so one script call may read them all.
+pub fn hash_tag(key: &str) -> &str {
+    let Some(open) = key.find('{') else { return key };
+    match key[open + 1..].find('}') {
+        Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+        _ => key,
+    }
+}
+
+/// `keys` grouped by hash tag, in order of first appearance: one
+/// [`Command::view`] per group reads them all.
+pub fn by_slot(keys: Vec<String>) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for key in keys {
+        match groups.iter_mut().find(|g| g.first().is_some_and(|k| hash_tag(k) == hash_tag(&key))) {
+            Some(group) => group.push(key),
+            None => groups.push(vec![key]),
+        }
+    }
+    groups
+}
+
+/// Ids of charges and corrections: unique per Envoy VM (a prefix drawn at
+/// random when the VM configures) and per operation (a sequence number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    prefix: String,
+    next: u64,
+}
+
+impl Ids {
+    /// Ids of the VM that drew `seed` (48 bits of it name the VM).
+    pub fn new(seed: u64) -> Ids {
+        Ids { prefix: format!("{:012x}", seed & 0xFFFF_FFFF_FFFF), next: 0 }
+    }
+
+    /// What names this VM in its ids.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The next id: `<prefix>.<sequence, base 36>`.
+    pub fn next_id(&mut self) -> String {
+        self.next += 1;
+        let mut digits = Vec::new();
+        let mut n = self.next;
+        while n > 0 {
+            digits.push(char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]));
+            n /= 36;
+        }
+        let mut id = self.prefix.clone();
+        id.push('.');
+        id.extend(digits.iter().rev());
+        id
+    }
+}
+
+/// What a counter's key names: its scope kind, the scope's id and the
+/// class (the inverse of [`key`] under `prefix`); `None` for another key.
+pub fn describe<'k>(key: &'k str, prefix: &str) -> Option<(ScopeKind, &'k str, &'k str)> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix('{')?;
+    let (scope, class) = rest.rsplit_once('}')?;
+    let (kind, id) = scope.split_once(':')?;
+    let kind = match kind {
+        "w" => ScopeKind::Workspace,
+        "a" => ScopeKind::Anonymous,
+        "u" => ScopeKind::User,
+        _ => return None,
+    };
+    Some((kind, id, class))
+}
+
+/// One call of the script: its keys (the counter first, then the
+/// operation's marker, or the counters a view reads) and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
-    pub key: String,
+    pub keys: Vec<String>,
     pub args: Vec<String>,
 }
 
 impl Command {
+    /// The counter the command works on (a view's first).
+    pub fn key(&self) -> &str {
+        self.keys.first().map_or("", String::as_str)
+    }
+
+    /// The operation: `charge`, `adjust`, `cancel`, `add`, `grant` or `view`.
+    pub fn op(&self) -> &str {
+        self.args.first().map_or("", String::as_str)
+    }
+
+    /// The id the operation carries (in its marker's key), if any.
+    pub fn id(&self) -> Option<&str> {
+        self.keys.get(1).filter(|_| self.op() != "view").and_then(|m| m.rsplit_once('#')).map(|(_, id)| id)
+    }
+
     /// Charges `cost` units at `now` (Unix seconds): the script's mirror of
     /// `decide`. It carries the caller's calendar window for `now`; the
     /// script moves it past the stored window's end as
     /// [`current`](crate::decide::current) does. The cost is sent at most
-    /// [`crate::units::MAX_UNITS`], as `decide` reads it.
-    pub fn charge(key: String, limits: &Limits, cost: u64, confirmed: bool, now: i64, align: Alignment) -> Command {
+    /// [`crate::units::MAX_UNITS`], as `decide` reads it. The script
+    /// remembers what charge `id` took, for [`Command::cancel`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn charge(
+        key: String,
+        limits: &Limits,
+        cost: u64,
+        confirmed: bool,
+        now: i64,
+        align: Alignment,
+        id: &str,
+    ) -> Command {
         let fresh = limits.window.window_at(now, align);
         let optional = |v: Option<String>| v.unwrap_or_else(|| "-1".to_string());
         let mut args = vec![
@@ -67,19 +193,28 @@ impl Command {
             limits.request_ceiling().to_string(),
         ];
         args.extend(limits.warn_levels.iter().take(8).map(u64::to_string));
-        Command { key, args }
+        Command { keys: marked(key, id), args }
     }
 
     /// Corrects a charge made in the window starting at `window_start` by
-    /// `delta` units, adding at most `most` (see `decide::adjust`).
-    pub fn adjust(key: String, window_start: i64, delta: i64, most: u64) -> Command {
+    /// `delta` units, adding at most `most` (see `decide::adjust`); applied
+    /// once however often correction `id` is sent.
+    pub fn adjust(key: String, window_start: i64, delta: i64, most: u64, id: &str) -> Command {
         let args = vec!["adjust".into(), window_start.to_string(), delta.to_string(), bounded(most).to_string()];
-        Command { key, args }
+        Command { keys: marked(key, id), args }
+    }
+
+    /// Gives back what charge `id` took, once: nothing if it was refused or
+    /// is already cancelled, and if it has not reached Redis yet, it never
+    /// charges. For a charge whose answer never came.
+    pub fn cancel(key: String, id: &str) -> Command {
+        Command { keys: marked(key, id), args: vec!["cancel".into()] }
     }
 
     /// Adds `delta` units admitted elsewhere (the approximate mode's sync) to
-    /// the window open at `now`, never refusing.
-    pub fn add(key: String, limits: &Limits, delta: i64, now: i64, align: Alignment) -> Command {
+    /// the window open at `now`, never refusing; applied once however often
+    /// sync `id` is sent.
+    pub fn add(key: String, limits: &Limits, delta: i64, now: i64, align: Alignment, id: &str) -> Command {
         let fresh = limits.window.window_at(now, align);
         let args = [
             "add".to_string(),
@@ -89,20 +224,22 @@ impl Command {
             fresh.start.to_string(),
             fresh.end.to_string(),
         ];
-        Command { key, args: args.to_vec() }
+        Command { keys: marked(key, id), args: args.to_vec() }
     }
 
     /// Adds `units` of grant (the balance saturates at [`crate::units::MAX_UNITS`]).
     pub fn grant(key: String, units: u64) -> Command {
-        Command { key, args: vec!["grant".into(), bounded(units).to_string()] }
+        Command { keys: vec![key], args: vec!["grant".into(), bounded(units).to_string()] }
     }
 
-    /// Reads the counter without changing it.
-    pub fn view(key: String) -> Command {
-        Command { key, args: vec!["view".into()] }
+    /// Reads counters without changing them: keys of one hash tag (see
+    /// [`by_slot`]), so Redis Cluster takes them in one call. Answered with
+    /// [`parse_view`].
+    pub fn view(keys: Vec<String>) -> Command {
+        Command { keys, args: vec!["view".into()] }
     }
 
-    /// The HTTP request body for webdis: `EVALSHA/<sha1>/1/<key>/<arg>...`,
+    /// The HTTP request body for webdis: `EVALSHA/<sha1>/<number of keys>/<key>.../<arg>...`,
     /// every part percent-encoded. With `load`, `EVAL/<script>/...` instead,
     /// which also puts the script in Redis's cache for the next EVALSHA.
     pub fn body(&self, sha1: &str, load: bool) -> String {
@@ -114,8 +251,11 @@ impl Command {
             out.push_str("EVALSHA/");
             out.push_str(sha1);
         }
-        out.push_str("/1/");
-        percent_encode(&mut out, &self.key);
+        let _ = write!(out, "/{}", self.keys.len());
+        for key in &self.keys {
+            out.push('/');
+            percent_encode(&mut out, key);
+        }
         for arg in &self.args {
             out.push('/');
             percent_encode(&mut out, arg);
@@ -177,19 +317,57 @@ pub struct Answer {
 pub enum CallError {
     /// Redis does not have the script cached (a restart, a flush): send it with EVAL.
     NoScript,
-    /// Anything else: no answer, an HTTP error, a Redis error, a malformed answer.
+    /// Refused before the script ran: an HTTP error from webdis or Envoy
+    /// (Redis or webdis unreachable) other than a gateway timeout, or an
+    /// error reply from Redis (read-only replica, out of memory, busy...).
+    Refused(String),
+    /// No usable answer, and the script may have run: no answer at all (a
+    /// timeout, a reset), a gateway timeout, an answer that cannot be read.
     Failed(String),
+}
+
+impl CallError {
+    /// Whether the script may have run (and, for a charge, charged).
+    pub fn may_have_run(&self) -> bool {
+        matches!(self, CallError::Failed(_))
+    }
+
+    /// Why, in words.
+    pub fn why(&self) -> String {
+        match self {
+            CallError::NoScript => "Redis has no copy of the script".into(),
+            CallError::Refused(why) | CallError::Failed(why) => why.clone(),
+        }
+    }
 }
 
 /// Reads an answer from webdis: HTTP `status`, JSON `body` such as
 /// `{"EVALSHA":[1,3,...]}` (the two records, flat), or
 /// `{"EVALSHA":[false,"NOSCRIPT ..."]}`.
 pub fn parse(status: Option<u16>, body: &[u8]) -> Result<Answer, CallError> {
+    let records = parse_records(status, body, 2)?;
+    match records.as_slice() {
+        [before, after] => Ok(Answer { before: *before, after: *after }),
+        _ => Err(CallError::Failed("malformed answer: not two records".into())),
+    }
+}
+
+/// Reads the answer to a [`Command::view`] of `keys` counters: one record
+/// per key, in the order the keys were sent.
+pub fn parse_view(status: Option<u16>, body: &[u8], keys: usize) -> Result<Vec<Option<Counter>>, CallError> {
+    parse_records(status, body, keys)
+}
+
+/// The `count` records of an answer.
+fn parse_records(status: Option<u16>, body: &[u8], count: usize) -> Result<Vec<Option<Counter>>, CallError> {
     let failed = |why: String| Err(CallError::Failed(why));
+    let status_text = |s: u16| format!("HTTP status {s}: {}", String::from_utf8_lossy(truncate(body, 200)));
     match status {
         None => return failed("no answer (timeout or connection failure)".into()),
         Some(200) => {}
-        Some(s) => return failed(format!("HTTP status {s}: {}", String::from_utf8_lossy(truncate(body, 200)))),
+        // The front waited for Redis and gave up: the call may have run.
+        Some(s @ 504) => return failed(status_text(s)),
+        Some(s) => return Err(CallError::Refused(status_text(s))),
     }
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
         return failed(format!("not a JSON object: {}", String::from_utf8_lossy(truncate(body, 200))));
@@ -200,12 +378,11 @@ pub fn parse(status: Option<u16>, body: &[u8]) -> Result<Answer, CallError> {
     let malformed = || CallError::Failed(format!("malformed answer: {}", truncate_str(&value.to_string(), 200)));
     match value.as_array().map(Vec::as_slice) {
         Some([Value::Bool(false), Value::String(error)]) if error.starts_with("NOSCRIPT") => Err(CallError::NoScript),
-        Some([Value::Bool(false), Value::String(error)]) => failed(format!("Redis error: {error}")),
-        Some(fields) if fields.len() == 2 * RECORD_FIELDS => {
+        Some([Value::Bool(false), Value::String(error)]) => Err(CallError::Refused(format!("Redis error: {error}"))),
+        Some(fields) if count > 0 && fields.len() == count * RECORD_FIELDS => {
             let numbers: Option<Vec<i64>> = fields.iter().map(Value::as_i64).collect();
             let numbers = numbers.ok_or_else(malformed)?;
-            let (before, after) = numbers.split_at(RECORD_FIELDS);
-            Ok(Answer { before: record(before).ok_or_else(malformed)?, after: record(after).ok_or_else(malformed)? })
+            numbers.chunks_exact(RECORD_FIELDS).map(|n| record(n).ok_or_else(malformed)).collect()
         }
         _ => Err(malformed()),
     }
@@ -314,12 +491,68 @@ mod tests {
 
     #[test]
     fn bodies_percent_encode_every_part() {
-        let c = Command::adjust("quota:{u:a/b c}drafts".into(), 100, -2, 7);
-        assert_eq!(c.body("abc", false), "EVALSHA/abc/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2/7");
+        let c = Command::grant("quota:{u:a/b c}drafts".into(), 7);
+        assert_eq!(c.body("abc", false), "EVALSHA/abc/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/grant/7");
+        let c = Command::adjust("quota:{u:a/b c}drafts".into(), 100, -2, 7, "0a1b.2c");
+        assert_eq!(
+            c.body("abc", false),
+            "EVALSHA/abc/2/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts%230a1b.2c/adjust/100/-2/7"
+        );
         let loaded = c.body("abc", true);
         assert!(loaded.starts_with("EVAL/--%20The%20quota"));
-        assert!(loaded.ends_with("/1/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/adjust/100/-2/7"));
+        assert!(loaded.ends_with(
+            "/2/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts/quota%3A%7Bu%3Aa%2Fb%20c%7Ddrafts%230a1b.2c/adjust/100/-2/7"
+        ));
         assert!(!loaded.contains('\n'));
+    }
+
+    #[test]
+    fn markers_share_the_counters_slot_and_name_the_operation() {
+        for key in ["quota:{u:alice}drafts", "{w:acme}research", "{u:a}:c{}b", "quota:{u:}x"] {
+            let charge = Command::cancel(key.into(), "00ff00ff00ff.z");
+            assert_eq!(charge.keys, [key.to_string(), format!("{key}#00ff00ff00ff.z")]);
+            assert_eq!(hash_tag(&charge.keys[1]), hash_tag(key), "{key}");
+            assert_eq!((charge.key(), charge.op(), charge.id()), (key, "cancel", Some("00ff00ff00ff.z")));
+        }
+        assert_eq!(hash_tag("quota:{u:alice}drafts"), "u:alice");
+        assert_eq!(hash_tag("{u:a}:c{}b"), "u:a");
+        assert_eq!(hash_tag("quota:{}x"), "quota:{}x", "an empty tag is no tag");
+        assert_eq!(Command::view(vec!["a".into(), "b".into()]).id(), None);
+    }
+
+    #[test]
+    fn ids_are_unique_per_vm_and_operation() {
+        let mut a = Ids::new(0x1234_5678_9abc_def0);
+        let mut b = Ids::new(0x0000_5678_9abc_def1);
+        assert_eq!(a.next_id(), "56789abcdef0.1");
+        assert_eq!(b.next_id(), "56789abcdef1.1");
+        let ids: std::collections::HashSet<String> = (0..5000).map(|_| a.next_id()).collect();
+        assert_eq!(ids.len(), 5000);
+        assert!(ids.contains("56789abcdef0.10"), "base 36: the 36th");
+    }
+
+    #[test]
+    fn a_callers_keys_are_grouped_by_slot() {
+        let keys = ["q:{u:ann}a", "q:{w:acme}b", "q:{u:ann}c", "q:{w:acme}d", "q:{u:ann}e"];
+        let groups = by_slot(keys.iter().map(|k| k.to_string()).collect());
+        assert_eq!(groups, vec![vec!["q:{u:ann}a", "q:{u:ann}c", "q:{u:ann}e"], vec!["q:{w:acme}b", "q:{w:acme}d"]]);
+    }
+
+    #[test]
+    fn keys_describe_their_scope_and_class() {
+        assert_eq!(describe("quota:{u:alice}drafts", "quota:"), Some((ScopeKind::User, "alice", "drafts")));
+        assert_eq!(describe("{w:a}:c{}b", ""), Some((ScopeKind::Workspace, "a}:c{", "b")));
+        assert_eq!(describe("other:{u:a}b", "quota:"), None);
+    }
+
+    #[test]
+    fn a_view_answers_one_record_per_key() {
+        let body = br#"{"EVALSHA":[0,0,0,0,0,0,0,0,0,1,3,100,200,5,1,2,1,0,0,0,0,0,0,0,0,0,0]}"#;
+        let records = parse_view(Some(200), body, 3).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!((records[0], records[2]), (None, None));
+        assert_eq!(records[1].map(|c| c.used), Some(5));
+        assert!(matches!(parse_view(Some(200), body, 2), Err(CallError::Failed(why)) if why.contains("malformed")));
     }
 
     #[test]
@@ -352,11 +585,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_call_lost_after_reaching_redis_may_have_run() {
+        let ran = |status, body: &[u8]| parse(status, body).err().map(|e| e.may_have_run());
+        assert_eq!(ran(None, b""), Some(true), "a timeout");
+        assert_eq!(ran(Some(504), b"upstream request timeout"), Some(true));
+        assert_eq!(ran(Some(200), b"<html>"), Some(true), "an answer that cannot be read");
+        assert_eq!(ran(Some(503), b"Service Unavailable"), Some(false), "webdis without Redis, or no webdis");
+        let readonly = br#"{"EVALSHA":[false,"READONLY You can't write against a read only replica."]}"#;
+        assert_eq!(ran(Some(200), readonly), Some(false));
+        assert_eq!(ran(Some(200), br#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#), Some(false));
+    }
+
+    #[test]
     fn failures_say_what_went_wrong() {
         let noscript = br#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#;
         assert_eq!(parse(Some(200), noscript), Err(CallError::NoScript));
         let err = |status, body: &[u8]| match parse(status, body) {
-            Err(CallError::Failed(why)) => why,
+            Err(e @ (CallError::Failed(_) | CallError::Refused(_))) => e.why(),
             other => panic!("expected a failure, got {other:?}"),
         };
         assert!(err(None, b"").contains("no answer"));

@@ -7,7 +7,7 @@
 use quota_core::config::{AtHard, Limits, Pace, PastSoft, Scope};
 use quota_core::counter::Counter;
 use quota_core::decide::{add_grant, adjust, current, decide};
-use quota_core::redis::{parse, record, sha1_hex, Command, RECORD_FIELDS, SCRIPT};
+use quota_core::redis::{parse, parse_view, record, sha1_hex, Command, Ids, RECORD_FIELDS, REMEMBERED_S, SCRIPT};
 use quota_core::units::MAX_UNITS;
 use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
 use std::io::{BufRead, BufReader, Write};
@@ -106,7 +106,9 @@ impl Redis {
 
     /// Runs `command` by its SHA-1 and returns the script's answer as numbers.
     fn eval_numbers(&mut self, sha: &str, command: &Command) -> Vec<i64> {
-        let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"1", command.key.as_bytes()];
+        let keys = command.keys.len().to_string();
+        let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), keys.as_bytes()];
+        parts.extend(command.keys.iter().map(|k| k.as_bytes()));
         parts.extend(command.args.iter().map(|a| a.as_bytes()));
         let Resp::Array(fields) = self.call(&parts) else { panic!("no array for {command:?}") };
         fields.iter().map(|v| if let Resp::Int(i) = v { *i } else { panic!("not an int: {v:?}") }).collect()
@@ -119,6 +121,13 @@ impl Drop for Redis {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
     }
+}
+
+/// Runs a view and reads its records as the filter does.
+fn view(redis: &mut Redis, sha: &str, command: &Command) -> Vec<Option<Counter>> {
+    let numbers = redis.eval_numbers(sha, command);
+    let body = format!("{{\"EVALSHA\":{}}}", serde_json::to_string(&numbers).unwrap());
+    parse_view(Some(200), body.as_bytes(), command.keys.len()).unwrap()
 }
 
 /// xorshift64*: reproducible without a dependency.
@@ -195,11 +204,19 @@ fn the_script_decides_as_the_core_does() {
     // caller's calendar (their UTC offset changes) named an overlapping one.
     let (mut refused, mut confirm, mut from_grant, mut paced, mut rolled, mut moved, mut too_large) =
         (0, 0, 0, 0, 0, 0, 0);
+    let mut ids = Ids::new(0xC0FF_EE00_1234);
+    let (mut retried, mut cancelled, mut cancelled_first) = (0, 0, 0);
     for round in 0..300 {
         let limits = random_limits(&mut rng);
         let key = format!("test:{{u:{round}}}c");
         let mut align = Alignment::default();
         let mut model: Option<Counter> = None;
+        // Charges sent: id, and (window start, units) when it charged.
+        let mut charges: Vec<(String, Option<(i64, u64)>)> = Vec::new();
+        // Cancels sent, by charge id.
+        let mut cancels: Vec<String> = Vec::new();
+        // The last correction, to send again as a retry.
+        let mut last_correction: Option<Command> = None;
         let mut now = start + rng.below(3600) as i64;
         for _ in 0..40 {
             now += [0, 0, 1, 5, 20, 70, 900][rng.below(7) as usize];
@@ -210,10 +227,11 @@ fn the_script_decides_as_the_core_does() {
             let opened = |write: Option<Counter>| {
                 write.filter(|w| model.map(|m| m.window_start) != Some(w.window_start)).map(|w| w.window())
             };
-            let (command, expected) = match rng.below(10) {
-                0..=6 => {
+            let (command, expected) = match rng.below(12) {
+                0..=5 => {
                     let cost = rng.below(8);
                     let confirmed = rng.chance(50);
+                    let id = ids.next_id();
                     let (write, charge) = decide(model, &limits, cost, confirmed, now, align);
                     refused += usize::from(!charge.admitted);
                     confirm += usize::from(charge.needs_confirmation);
@@ -223,42 +241,82 @@ fn the_script_decides_as_the_core_does() {
                     rolled +=
                         usize::from(model.is_some_and(|m| write.is_some_and(|w| w.window_start != m.window_start)));
                     moved += usize::from(opened(write).is_some_and(|w| w != limits.window.window_at(now, align)));
-                    (Command::charge(key.clone(), &limits, cost, confirmed, now, align), write.or(model))
+                    // A charge whose cancel arrived first charges nothing.
+                    let (write, took) = if rng.chance(5) {
+                        redis.eval(&sha, &Command::cancel(key.clone(), &id));
+                        cancels.push(id.clone());
+                        cancelled_first += 1;
+                        (None, None)
+                    } else {
+                        let took = write.map(|w| (w.window_start, w.used - current(model, &limits, now, align).used));
+                        (write, took)
+                    };
+                    charges.push((id.clone(), took));
+                    (Command::charge(key.clone(), &limits, cost, confirmed, now, align, &id), write.or(model))
                 }
-                7 => {
+                6 => {
                     // The approximate mode's sync: what `add` must do, by hand.
                     let delta = rng.below(10) as i64 - 3;
                     let mut c = current(model, &limits, now, align);
                     c.used = c.used.saturating_add_signed(delta).max(c.grant_used).min(MAX_UNITS);
                     moved += usize::from(opened(Some(c)).is_some_and(|w| w != limits.window.window_at(now, align)));
-                    (Command::add(key.clone(), &limits, delta, now, align), Some(c))
+                    let command = Command::add(key.clone(), &limits, delta, now, align, &ids.next_id());
+                    last_correction = Some(command.clone());
+                    (command, Some(c))
                 }
-                8 => {
+                7 => {
                     let window_start = match model {
                         Some(c) if rng.chance(80) => c.window_start,
                         _ => now - 1,
                     };
                     let delta = rng.below(11) as i64 - 5;
                     let most = rng.below(4);
-                    (
-                        Command::adjust(key.clone(), window_start, delta, most),
-                        adjust(model, window_start, delta, most).or(model),
-                    )
+                    let command = Command::adjust(key.clone(), window_start, delta, most, &ids.next_id());
+                    last_correction = Some(command.clone());
+                    (command, adjust(model, window_start, delta, most).or(model))
+                }
+                8 => match last_correction.clone() {
+                    // A retry after a timeout: the first attempt applied, this one must not.
+                    Some(again) => {
+                        retried += 1;
+                        (again, model)
+                    }
+                    None => (Command::view(vec![key.clone()]), model),
+                },
+                9 | 10 => {
+                    // Cancels a charge sent before (or one never sent); a second cancel gives nothing back.
+                    let pick = rng.below(charges.len() as u64 + 1) as usize;
+                    let (id, took) = charges.get(pick).cloned().unwrap_or_else(|| (ids.next_id(), None));
+                    let expected = match took {
+                        Some((window_start, units)) if !cancels.contains(&id) => {
+                            cancelled += 1;
+                            adjust(model, window_start, -(units as i64), 0).or(model)
+                        }
+                        _ => model,
+                    };
+                    cancels.push(id.clone());
+                    (Command::cancel(key.clone(), &id), expected)
                 }
                 _ => {
                     let units = 1 + rng.below(5);
                     (Command::grant(key.clone(), units), Some(add_grant(model, units)))
                 }
             };
+            if command.op() == "view" {
+                let viewed = view(&mut redis, &sha, &command);
+                assert_eq!(viewed, vec![model], "view (round {round})");
+                operations += 1;
+                continue;
+            }
             let (before, after) = redis.eval(&sha, &command);
             assert_eq!(before, model, "before {command:?} (round {round})");
             assert_eq!(after, expected, "after {command:?} (round {round}, limits {limits:?})");
             model = expected;
             operations += 1;
         }
-        let (viewed, _) = redis.eval(&sha, &Command::view(key.clone()));
-        assert_eq!(viewed, model);
+        assert_eq!(view(&mut redis, &sha, &Command::view(vec![key.clone()])), vec![model]);
     }
+    assert!(retried >= 100 && cancelled >= 100 && cancelled_first >= 50, "{retried} {cancelled} {cancelled_first}");
     assert_eq!(operations, 300 * 40);
     for (what, n) in [
         ("refused", refused),
@@ -283,7 +341,7 @@ fn records_outlive_their_window_by_its_length_unless_they_hold_grants() {
     limits.window = WindowSpec::Calendar(CalendarUnit::Day);
     limits.confirm_above = None;
     let now = 2_100_000_000;
-    redis.eval(&sha, &Command::charge("t:{u:a}c".into(), &limits, 1, false, now, Alignment::default()));
+    redis.eval(&sha, &Command::charge("t:{u:a}c".into(), &limits, 1, false, now, Alignment::default(), "i.1"));
     let window = limits.window.window_at(now, Alignment::default());
     // One window length past its end: a window opened later must still see
     // where this one ended (decide::current).
@@ -294,10 +352,13 @@ fn records_outlive_their_window_by_its_length_unless_they_hold_grants() {
     let later = window.end + 60;
     // UTC-00:05: at 00:01Z the local day began at 00:05Z the day before.
     let near_midnight = Alignment { utc_offset_minutes: -5, week_start: 0 };
-    let (_, after) = redis
-        .eval(&sha, &Command::charge("t:{u:b}c".into(), &limits, 1, false, window.end - 3600, Alignment::default()));
+    let (_, after) = redis.eval(
+        &sha,
+        &Command::charge("t:{u:b}c".into(), &limits, 1, false, window.end - 3600, Alignment::default(), "i.2"),
+    );
     assert_eq!(after.map(|c| c.window_end), Some(window.end));
-    let (_, after) = redis.eval(&sha, &Command::charge("t:{u:b}c".into(), &limits, 1, false, later, near_midnight));
+    let (_, after) =
+        redis.eval(&sha, &Command::charge("t:{u:b}c".into(), &limits, 1, false, later, near_midnight, "i.3"));
     assert_eq!(after.map(|c| (c.window_start, c.window_end)), Some((window.end, window.end + 86_400)));
     assert_eq!(redis.call(&[b"EXPIRETIME", b"t:{u:b}c"]), Resp::Int(window.end + 2 * 86_400 + 60));
 }
@@ -351,7 +412,7 @@ fn a_counter_driven_to_the_bound_reads_back() {
     let mut model: Option<Counter> = None;
     let charge = |model: Option<Counter>, limits: &Limits, cost: u64| {
         let (write, c) = decide(model, limits, cost, false, now, align);
-        (Command::charge(key.clone(), limits, cost, false, now, align), write.or(model), c)
+        (Command::charge(key.clone(), limits, cost, false, now, align, &format!("b.{cost}")), write.or(model), c)
     };
     let mut steps = Vec::new();
     // The attack on a cell as large as a config may set: all of it, once.
@@ -374,7 +435,7 @@ fn a_counter_driven_to_the_bound_reads_back() {
     let start = model.unwrap().window_start;
     for delta in [i64::MAX, -3, 2, i64::MIN] {
         let next = adjust(model, start, delta, u64::MAX).or(model);
-        steps.push((Command::adjust(key.clone(), start, delta, u64::MAX), next));
+        steps.push((Command::adjust(key.clone(), start, delta, u64::MAX, &format!("a.{delta}")), next));
         model = next;
     }
     // Spend the grant past the plan: a request larger than the block cell's ceiling fits.
@@ -384,7 +445,7 @@ fn a_counter_driven_to_the_bound_reads_back() {
     model = next;
     let mut approximate = current(model, &warn, now, align);
     approximate.used = approximate.used.saturating_add_signed(i64::MAX).max(approximate.grant_used).min(MAX_UNITS);
-    steps.push((Command::add(key.clone(), &warn, i64::MAX, now, align), Some(approximate)));
+    steps.push((Command::add(key.clone(), &warn, i64::MAX, now, align, "s.1"), Some(approximate)));
     let mut replayed = None;
     for (command, expected) in steps {
         let numbers = redis.eval_numbers(&sha, &command);
@@ -393,7 +454,7 @@ fn a_counter_driven_to_the_bound_reads_back() {
         assert_eq!(after, expected, "after {command:?}");
         replayed = expected;
     }
-    assert_eq!(through_webdis(&redis.eval_numbers(&sha, &Command::view(key.clone()))).0, replayed);
+    assert_eq!(view(&mut redis, &sha, &Command::view(vec![key.clone()])), vec![replayed]);
     assert_eq!(replayed.map(|c| c.used), Some(MAX_UNITS));
 }
 
@@ -412,7 +473,8 @@ fn a_request_past_the_ceiling_is_refused_by_the_script_as_by_the_core() {
             let (write, charge) = decide(None, &overage, cost, false, now, align);
             let too_large = cost > overage.request_ceiling();
             assert_eq!((charge.too_large, charge.admitted), (too_large, !too_large), "{cost} with cap {cap:?}");
-            let (before, after) = redis.eval(&sha, &Command::charge(key.clone(), &overage, cost, false, now, align));
+            let charge = Command::charge(key.clone(), &overage, cost, false, now, align, &format!("o.{cost}.{cap:?}"));
+            let (before, after) = redis.eval(&sha, &charge);
             assert_eq!((before, after), (None, write), "{cost} with cap {cap:?}");
             redis.call(&[b"DEL", key.as_bytes()]);
         }
@@ -422,7 +484,7 @@ fn a_request_past_the_ceiling_is_refused_by_the_script_as_by_the_core() {
     redis.eval(&sha, &Command::grant(key.clone(), 100_000));
     let (write, charge) = decide(Some(granted), &overage, 75_000, false, now, align);
     assert!(charge.admitted && charge.from_grant == 55_000);
-    let (_, after) = redis.eval(&sha, &Command::charge(key.clone(), &overage, 75_000, false, now, align));
+    let (_, after) = redis.eval(&sha, &Command::charge(key.clone(), &overage, 75_000, false, now, align, "o.last"));
     assert_eq!(after, write);
 }
 
@@ -466,11 +528,105 @@ fn a_record_written_past_the_bound_reads_at_the_bound() {
         grant: u64::MAX,
         ..Counter::default()
     };
-    let (before, _) = through_webdis(&redis.eval_numbers(&sha, &Command::view("t:{u:old}c".into())));
-    assert_eq!(before, Some(stored.bounded()));
+    assert_eq!(view(&mut redis, &sha, &Command::view(vec!["t:{u:old}c".into()])), vec![Some(stored.bounded())]);
     let (write, _) = decide(Some(stored), &limits, 3, false, now, align);
-    let charged = Command::charge("t:{u:old}c".into(), &limits, 3, false, now, align);
+    let charged = Command::charge("t:{u:old}c".into(), &limits, 3, false, now, align, "old.1");
     let (_, after) = through_webdis(&redis.eval_numbers(&sha, &charged));
     assert_eq!(after, write);
     assert_eq!(after.map(|c| (c.used, c.grant)), Some((MAX_UNITS, MAX_UNITS - 3)));
+}
+
+/// A day cell of 10, blocking at the wall.
+fn day_limits() -> Limits {
+    bound_limits(10, AtHard::Block)
+}
+
+fn used(redis: &mut Redis, sha: &str, key: &str) -> u64 {
+    view(redis, sha, &Command::view(vec![key.to_string()]))[0].map_or(0, |c| c.used)
+}
+
+#[test]
+fn a_correction_sent_twice_applies_once() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let (now, align, key) = (2_100_000_000, Alignment::default(), "t:{u:r}c");
+    let limits = day_limits();
+    for i in 0..5 {
+        redis.eval(&sha, &Command::charge(key.into(), &limits, 1, false, now, align, &format!("c.{i}")));
+    }
+    let start = limits.window.window_at(now, align).start;
+    let refund = Command::adjust(key.into(), start, -2, 0, "v.9");
+    // The first attempt applied but its answer was lost; the retry changes nothing.
+    let (_, after) = redis.eval(&sha, &refund);
+    assert_eq!(after.map(|c| c.used), Some(3));
+    let (before, after) = redis.eval(&sha, &refund);
+    assert_eq!((before, after), (after, after));
+    assert_eq!(used(&mut redis, &sha, key), 3);
+    // Another correction (another id) applies.
+    redis.eval(&sha, &Command::adjust(key.into(), start, -2, 0, "v.10"));
+    assert_eq!(used(&mut redis, &sha, key), 1);
+    // The approximate mode's sync too.
+    let sync = Command::add(key.into(), &limits, 4, now, align, "s.1");
+    redis.eval(&sha, &sync);
+    redis.eval(&sha, &sync);
+    assert_eq!(used(&mut redis, &sha, key), 5);
+    // The id is remembered beside the counter, in its slot, for REMEMBER seconds.
+    let ttl = redis.call(&[b"TTL", b"t:{u:r}c#v.9"]);
+    assert!(matches!(ttl, Resp::Int(t) if t > REMEMBERED_S - 5 && t <= REMEMBERED_S), "{ttl:?}");
+}
+
+#[test]
+fn a_cancelled_charge_gives_its_units_back_once_in_either_order() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let (now, align, key) = (2_100_000_000, Alignment::default(), "t:{u:k}c");
+    let limits = day_limits();
+    redis.eval(&sha, &Command::charge(key.into(), &limits, 2, false, now, align, "c.1"));
+    redis.eval(&sha, &Command::charge(key.into(), &limits, 3, false, now, align, "c.2"));
+    assert_eq!(used(&mut redis, &sha, key), 5);
+    // The answer to c.2 never came: its cancel gives back its 3 units, once.
+    redis.eval(&sha, &Command::cancel(key.into(), "c.2"));
+    assert_eq!(used(&mut redis, &sha, key), 2);
+    redis.eval(&sha, &Command::cancel(key.into(), "c.2"));
+    assert_eq!(used(&mut redis, &sha, key), 2, "a retried cancel");
+    // A cancel that overtook its charge: the charge, when it comes, charges nothing.
+    redis.eval(&sha, &Command::cancel(key.into(), "c.3"));
+    let (before, after) = redis.eval(&sha, &Command::charge(key.into(), &limits, 4, false, now, align, "c.3"));
+    assert_eq!(before, after);
+    assert_eq!(used(&mut redis, &sha, key), 2);
+    // A refused charge has nothing to give back.
+    redis.eval(&sha, &Command::charge(key.into(), &limits, 8, false, now, align, "c.4"));
+    assert_eq!(used(&mut redis, &sha, key), 10);
+    let (_, refused) = redis.eval(&sha, &Command::charge(key.into(), &limits, 1, false, now, align, "c.5"));
+    assert_eq!(refused.map(|c| c.used), Some(10));
+    redis.eval(&sha, &Command::cancel(key.into(), "c.5"));
+    assert_eq!(used(&mut redis, &sha, key), 10);
+    // Grant units a cancelled charge spent go back to the balance.
+    redis.eval(&sha, &Command::grant(key.into(), 5));
+    let (_, spent) = redis.eval(&sha, &Command::charge(key.into(), &limits, 3, false, now, align, "c.6"));
+    assert_eq!(spent.map(|c| (c.used, c.grant_used, c.grant)), Some((13, 3, 2)));
+    let (_, back) = redis.eval(&sha, &Command::cancel(key.into(), "c.6"));
+    assert_eq!(back.map(|c| (c.used, c.grant_used, c.grant)), Some((10, 0, 5)));
+    // A charge of a window that has ended is not taken back from the next one.
+    let next_day = now + 86_400;
+    redis.eval(&sha, &Command::charge(key.into(), &limits, 1, false, next_day, align, "c.7"));
+    redis.eval(&sha, &Command::cancel(key.into(), "c.4"));
+    assert_eq!(used(&mut redis, &sha, key), 1);
+}
+
+#[test]
+fn a_view_reads_every_key_of_a_slot_in_one_call() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let (now, align) = (2_100_000_000, Alignment::default());
+    let limits = day_limits();
+    redis.eval(&sha, &Command::charge("t:{u:v}a".into(), &limits, 2, false, now, align, "c.1"));
+    redis.eval(&sha, &Command::charge("t:{u:v}c".into(), &limits, 7, false, now, align, "c.2"));
+    let keys: Vec<String> = ["t:{u:v}a", "t:{u:v}b", "t:{u:v}c"].iter().map(|k| k.to_string()).collect();
+    let records = view(&mut redis, &sha, &Command::view(keys));
+    let used: Vec<Option<u64>> = records.iter().map(|r| r.map(|c| c.used)).collect();
+    assert_eq!(used, [Some(2), None, Some(7)]);
 }

@@ -45,3 +45,17 @@ pub fn response_flags() -> u64 {
 pub fn upstream_connected() -> bool {
     matches!(hostcalls::get_property(vec!["upstream", "address"]), Ok(Some(a)) if !a.is_empty())
 }
+
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+}
+
+/// Makes `context_id` the context later host calls act on, until the
+/// current callback returns or this is called again. False if the host
+/// refused (the SDK's binding panics on statuses it does not expect).
+pub fn set_effective_context(context_id: u32) -> bool {
+    // SAFETY: a plain call with an integer argument.
+    unsafe { proxy_set_effective_context(context_id) == 0 }
+}

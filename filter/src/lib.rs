@@ -2,6 +2,7 @@
 //! Every decision is made in the core; this crate only reads what the host
 //! has, hands it over, and carries the answer back.
 
+mod doorbell;
 mod header_map;
 mod host;
 mod remote;
@@ -16,5 +17,5 @@ proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     // A panic aborts the VM and fails every request on this worker: say why first.
     std::panic::set_hook(Box::new(|info| host::log(LogLevel::Critical, &format!("quota: panic: {info}"))));
-    proxy_wasm::set_root_context(|_| Box::new(root::QuotaRoot::default()));
+    proxy_wasm::set_root_context(|id| Box::new(root::QuotaRoot::new(id)));
 }}

@@ -1,35 +1,46 @@
 //! Calls to the Redis store (through its HTTP front) and the corrections
-//! queue. A request's charge is called from its own stream, which waits for
-//! the answer; corrections (refunds, reported token usage) and nothing else
-//! go through the root context's queue instead, because a stream's callouts
-//! end with the stream and a correction must outlive the response it corrects.
+//! queue, with calls that no stream's end can leave behind.
+//!
+//! Every call is made with the root context effective. Envoy's C++ host
+//! makes every `proxy_http_call` on the root context anyway; hosts that
+//! follow the effective context do the same here. So a call is never
+//! cancelled when a stream ends: it always comes back (answered, failed or
+//! timed out), and the SDK, which maps each call to the context that was
+//! running when it was made, always forgets it. Its map never keeps a
+//! token the host may hand out again, which would make it panic
+//! ("duplicate token_id") and kill the VM.
+//!
+//! A stream's own calls (its charge, usage read or grant) come back to the
+//! stream; when the stream is gone the SDK drops the answer, so a stream
+//! that ends while its charge is out cancels that charge by its id (see
+//! `QuotaStream::abandon`). Corrections (refunds, reported usage, cancels,
+//! the approximate mode's syncs) are sent from root callbacks only, so their
+//! answers come to the root, which retries them ([`Corrections`]): at once
+//! when a stream queues one (it rings the [`doorbell`](crate::doorbell)),
+//! then on the tick.
 
+use crate::doorbell;
 use crate::header_map;
-use crate::host::{log, HostClock};
-use crate::report::{bump, define};
+use crate::host::{log, set_effective_context, HostClock};
+use crate::report::{bump, define, Reporter};
 use crate::shared_data::SharedData;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use quota_core::clock::Clock;
 use quota_core::config::{ClassId, Config, RedisStore, TierId};
 use quota_core::counter::Counter;
-use quota_core::redis::{self, Answer, CallError, Command};
+use quota_core::events;
+use quota_core::redis::corrections::{Answered, Corrections, Dropped, MAX_UNSYNCED};
+use quota_core::redis::{self, Answer, CallError, Command, Ids};
 use quota_core::store::compare_and_swap;
 use quota_core::window::Alignment;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Corrections waiting for Redis, at most.
-const MAX_QUEUE: usize = 10_000;
-/// Corrections in flight, at most.
-const MAX_IN_FLIGHT: usize = 64;
-/// Attempts per correction before it is dropped (and counted): one per
-/// tick, so a Redis outage of several seconds loses nothing.
-const ATTEMPTS: u32 = 50;
-
-/// Sends `command` to the store's front; the answer comes to the calling context.
+/// Sends `command` to the store's front; the answer comes to the calling
+/// context (the SDK's choice). Use [`Remote::call_for`] from a stream.
 pub fn call(store: &RedisStore, command: &Command, load: bool) -> Result<u32, String> {
     let body = command.body(&store.script_sha1, load);
     let timeout = Duration::from_millis(store.timeout_ms);
@@ -37,15 +48,27 @@ pub fn call(store: &RedisStore, command: &Command, load: bool) -> Result<u32, St
         .map_err(|status| format!("could not call cluster {}: {status:?}", store.cluster))
 }
 
-/// Reads the answer of a call that just came back.
-pub fn answer(num_headers: usize, body_size: usize) -> Result<Answer, CallError> {
+/// The status and body of a call that just came back (`None`: no answer).
+fn response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
     // A call that failed or timed out arrives without headers.
     let status = (num_headers > 0)
         .then(|| header_map::get(MapType::HttpCallResponseHeaders, ":status"))
         .flatten()
         .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    (status, body)
+}
+
+/// Reads the answer of a call that just came back.
+pub fn answer(num_headers: usize, body_size: usize) -> Result<Answer, CallError> {
+    let (status, body) = response(num_headers, body_size);
     redis::parse(status, &body)
+}
+
+/// Reads the answer of a view of `keys` counters that just came back.
+pub fn view_answer(num_headers: usize, body_size: usize, keys: usize) -> Result<Vec<Option<Counter>>, CallError> {
+    let (status, body) = response(num_headers, body_size);
+    redis::parse_view(status, &body, keys)
 }
 
 /// The store's own metrics: `quota.store.*`.
@@ -54,7 +77,8 @@ pub struct StoreMetrics {
     pub errors: Option<u32>,
     /// The script's record differed from the core's decision (see `redis.rs`).
     pub mismatches: Option<u32>,
-    /// A correction given up after its attempts, or pushed out of a full queue.
+    /// A correction given up after its attempts, pushed out of a full queue,
+    /// or a sync delta with no room to wait.
     pub corrections_dropped: Option<u32>,
 }
 
@@ -64,15 +88,9 @@ impl StoreMetrics {
         StoreMetrics {
             errors: metric("quota.store.errors"),
             mismatches: metric("quota.store.mismatches"),
-            corrections_dropped: metric("quota.store.corrections_dropped"),
+            corrections_dropped: metric(events::CORRECTIONS_DROPPED),
         }
     }
-}
-
-struct Queued {
-    command: Command,
-    attempts: u32,
-    load: bool,
 }
 
 /// Where the approximate mode sends a local counter's deltas.
@@ -87,37 +105,84 @@ pub struct SyncTarget {
     pub alignment: Alignment,
 }
 
-/// A call this queue has out.
-enum InFlight {
-    Correction(Queued),
-    Sync { target: SyncTarget, delta: i64 },
+/// What a queued call is.
+#[derive(Debug)]
+enum Tag {
+    /// A refund, a usage correction or a cancel.
+    Correction,
+    /// The approximate mode's sync of one counter.
+    Sync(SyncTarget),
 }
 
-/// The corrections queue, owned by the root context and flushed on its tick.
+/// The calls to Redis of one worker, owned by the root context.
 pub struct Remote {
     config: Rc<Config>,
+    reporter: Rc<Reporter>,
+    root_id: u32,
     pub metrics: StoreMetrics,
-    queue: RefCell<VecDeque<Queued>>,
-    in_flight: RefCell<HashMap<u32, InFlight>>,
-    /// Approximate mode: units admitted here and not yet sent, by Redis key.
+    ids: RefCell<Ids>,
+    corrections: RefCell<Corrections<Tag>>,
+    /// Approximate mode: units admitted here and not sent yet, by Redis key.
     unsynced: RefCell<HashMap<String, (SyncTarget, i64)>>,
+    /// Approximate mode: the Redis keys whose sync is queued or out.
+    syncing: RefCell<HashSet<String>>,
+    /// Sync deltas dropped for want of room since the last report: counters, units.
+    sync_drops: Cell<(u64, i64)>,
     last_sync_ms: Cell<i64>,
     /// Redis lost the script (NOSCRIPT): send it with the next call.
     reload: Cell<bool>,
+    /// The queue streams ring to have the root send their corrections now.
+    doorbell: Option<u32>,
+    rung: Cell<bool>,
+    warned_effective: Cell<bool>,
+    /// Drops reported line by line this second (its start, Unix ms) and
+    /// those past [`DROP_LINES_PER_S`], reported in a count.
+    drop_lines: Cell<(i64, u32, u64)>,
 }
 
+/// Corrections reported one line each per second, at most; the rest of
+/// that second's drops are counted in one line (a Redis outage can drop
+/// one per request).
+const DROP_LINES_PER_S: u32 = 10;
+
 impl Remote {
-    pub fn new(config: Rc<Config>) -> Remote {
+    /// The calls of the VM whose root context is `root_id`; `seed` names the
+    /// VM in every id it sends.
+    pub fn new(config: Rc<Config>, reporter: Rc<Reporter>, root_id: u32, seed: u64) -> Remote {
         let metrics = StoreMetrics::new(config.observability.metrics && config.counters.redis.is_some());
+        let ids = Ids::new(seed);
+        let doorbell = if config.counters.redis.is_some() {
+            let name = format!("quota.corrections.{}", ids.prefix());
+            let queue = doorbell::register(&name);
+            if queue.is_none() {
+                log(LogLevel::Warn, "quota: could not register the corrections queue; corrections wait for the tick");
+            }
+            queue
+        } else {
+            None
+        };
         Remote {
             config,
+            reporter,
+            root_id,
             metrics,
-            queue: RefCell::new(VecDeque::new()),
-            in_flight: RefCell::new(HashMap::new()),
+            ids: RefCell::new(ids),
+            corrections: RefCell::new(Corrections::new()),
             unsynced: RefCell::new(HashMap::new()),
+            syncing: RefCell::new(HashSet::new()),
+            sync_drops: Cell::new((0, 0)),
             last_sync_ms: Cell::new(0),
             reload: Cell::new(false),
+            doorbell,
+            rung: Cell::new(false),
+            warned_effective: Cell::new(false),
+            drop_lines: Cell::new((0, 0, 0)),
         }
+    }
+
+    /// A new id for a charge or a correction.
+    pub fn next_id(&self) -> String {
+        self.ids.borrow_mut().next_id()
     }
 
     /// Whether calls should carry the script itself (Redis lost it).
@@ -133,39 +198,122 @@ impl Remote {
         self.reload.set(false);
     }
 
-    /// Approximate mode: `delta` units admitted (or given back) here, for the
-    /// next sync. A delta of 0 (a refused request) still syncs the counter, so
-    /// a caller refused here learns what the other Envoys did.
-    pub fn note(&self, target: &SyncTarget, delta: i64) {
-        let mut unsynced = self.unsynced.borrow_mut();
-        let entry = unsynced.entry(target.redis_key.clone()).or_insert_with(|| (target.clone(), 0));
-        entry.1 = entry.1.saturating_add(delta);
+    /// Sends a stream's call with the root context effective, so the
+    /// stream's end never cancels it; the answer still comes to `stream`
+    /// while it lives. `stream` is effective again afterwards.
+    pub fn call_for(&self, stream: u32, store: &RedisStore, command: &Command, load: bool) -> Result<u32, String> {
+        let as_root = set_effective_context(self.root_id);
+        if !as_root && !self.warned_effective.replace(true) {
+            log(
+                LogLevel::Warn,
+                "quota: the host would not make the root context effective; a stream's end may cancel its calls",
+            );
+        }
+        let sent = call(store, command, load);
+        if as_root && !set_effective_context(stream) {
+            log(LogLevel::Error, "quota: could not make the stream effective again after a call to Redis");
+        }
+        sent
     }
 
-    /// Approximate mode: sends every counter's unsynced units, once per `sync_ms`.
-    fn sync(&self, store: &RedisStore, every_ms: u64) {
-        let now_ms = HostClock.now_ms();
+    /// Queues a correction and rings for the root to send it now.
+    pub fn push(&self, command: Command) {
+        self.queue(command, Tag::Correction);
+        self.ring();
+    }
+
+    /// Queues a refund or usage correction of `delta` units (see
+    /// [`Command::adjust`]) under a new id.
+    pub fn push_adjust(&self, key: String, window_start: i64, delta: i64, most: u64) {
+        let id = self.next_id();
+        self.push(Command::adjust(key, window_start, delta, most, &id));
+    }
+
+    fn queue(&self, command: Command, tag: Tag) {
+        let now = HostClock.now_ms();
+        let dropped = self.corrections.borrow_mut().push(command, tag, self.reload.get(), now);
+        if let Some(d) = dropped {
+            self.dropped(&d, now);
+        }
+    }
+
+    fn ring(&self) {
+        if let Some(queue) = self.doorbell.filter(|_| !self.rung.get()) {
+            self.rung.set(doorbell::ring(queue));
+        }
+    }
+
+    /// The root's tick: a bell the host never answered is rung again next
+    /// time; what is due goes out.
+    pub fn tick(&self) {
+        self.rung.set(false);
+        self.report_unshown_drops(HostClock.now_ms());
+        self.flush();
+    }
+
+    /// The root answers the bell: sends what is due.
+    pub fn rang(&self, queue: u32) -> bool {
+        if self.doorbell != Some(queue) {
+            return false;
+        }
+        doorbell::drain(queue);
+        self.rung.set(false);
+        self.flush();
+        true
+    }
+
+    /// Approximate mode: `delta` units admitted (or given back) here, for the
+    /// next sync. A delta of 0 (a refused request) still syncs the counter, so
+    /// a caller refused here learns what the other Envoys did. While Redis is
+    /// away, at most [`MAX_UNSYNCED`] counters wait; a new one past that is
+    /// dropped and counted.
+    pub fn note(&self, target: &SyncTarget, delta: i64) {
+        let mut unsynced = self.unsynced.borrow_mut();
+        if let Some(entry) = unsynced.get_mut(&target.redis_key) {
+            entry.1 = entry.1.saturating_add(delta);
+            return;
+        }
+        if unsynced.len() >= MAX_UNSYNCED {
+            bump(self.metrics.corrections_dropped, 1);
+            let (counters, units) = self.sync_drops.get();
+            self.sync_drops.set((counters + 1, units.saturating_add(delta)));
+            return;
+        }
+        unsynced.insert(target.redis_key.clone(), (target.clone(), delta));
+    }
+
+    /// Approximate mode: queues each counter's unsynced units, once per
+    /// `sync_ms`, as one `add` with its own id; a counter whose last sync is
+    /// still out (or waiting to be retried) keeps its units for the next.
+    fn sync(&self, every_ms: u64, now_ms: i64) {
         if now_ms.saturating_sub(self.last_sync_ms.get()) < i64::try_from(every_ms).unwrap_or(i64::MAX) {
             return;
         }
         self.last_sync_ms.set(now_ms);
+        self.report_sync_drops(now_ms);
         let pending: Vec<(SyncTarget, i64)> = self.unsynced.borrow_mut().drain().map(|(_, v)| v).collect();
         for (target, delta) in pending {
+            if self.syncing.borrow().contains(&target.redis_key) {
+                self.unsynced.borrow_mut().insert(target.redis_key.clone(), (target, delta));
+                continue;
+            }
             let Some(quota_core::config::Cell::Limited(limits)) = self.config.cell(target.tier, target.class) else {
                 continue;
             };
-            let command =
-                Command::add(target.redis_key.clone(), limits, delta, now_ms.div_euclid(1000), target.alignment);
-            match call(store, &command, self.reload.get()) {
-                Ok(token) => {
-                    self.in_flight.borrow_mut().insert(token, InFlight::Sync { target, delta });
-                }
-                Err(why) => {
-                    bump(self.metrics.errors, 1);
-                    log(LogLevel::Warn, &format!("quota: could not sync {}: {why}", target.redis_key));
-                    self.note(&target, delta);
-                }
-            }
+            let id = self.next_id();
+            let now = now_ms.div_euclid(1000);
+            let command = Command::add(target.redis_key.clone(), limits, delta, now, target.alignment, &id);
+            self.syncing.borrow_mut().insert(target.redis_key.clone());
+            self.queue(command, Tag::Sync(target));
+        }
+    }
+
+    fn report_sync_drops(&self, now_ms: i64) {
+        let (counters, units) = self.sync_drops.replace((0, 0));
+        if counters > 0 {
+            let record = events::syncs_dropped_record(counters, units, now_ms);
+            log(LogLevel::Error, &format!("quota: sync deltas dropped: {record}"));
+            self.reporter.store_event(record);
         }
     }
 
@@ -181,39 +329,23 @@ impl Remote {
         }
     }
 
-    /// Queues a correction for the next tick.
-    pub fn push(&self, command: Command) {
-        let mut queue = self.queue.borrow_mut();
-        if queue.len() >= MAX_QUEUE {
-            if let Some(dropped) = queue.pop_front() {
-                log(LogLevel::Warn, &format!("quota: correction queue full, dropped {:?}", dropped.command));
-                bump(self.metrics.corrections_dropped, 1);
-            }
-        }
-        queue.push_back(Queued { command, attempts: 0, load: self.reload.get() });
-    }
-
-    /// Sends queued corrections while under the in-flight bound, and the
-    /// approximate mode's deltas when they are due. Called on the root's tick.
+    /// Sends the corrections that are due (while under the in-flight
+    /// bound), and the approximate mode's deltas when they are due. Called
+    /// from root callbacks only: the tick, the doorbell, an answer.
     pub fn flush(&self) {
         let Some(store) = &self.config.counters.redis else { return };
+        let now = HostClock.now_ms();
         if let Some(every_ms) = store.sync_ms {
-            self.sync(store, every_ms);
+            self.sync(every_ms, now);
         }
         loop {
-            if self.in_flight.borrow().len() >= MAX_IN_FLIGHT {
-                return;
-            }
-            let Some(mut next) = self.queue.borrow_mut().pop_front() else { return };
-            next.attempts += 1;
-            match call(store, &next.command, next.load) {
-                Ok(token) => {
-                    self.in_flight.borrow_mut().insert(token, InFlight::Correction(next));
-                }
+            let Some(next) = self.corrections.borrow_mut().next_due(now) else { return };
+            match call(store, &next.command, next.load || self.reload.get()) {
+                Ok(token) => self.corrections.borrow_mut().sent(token, next),
                 Err(why) => {
-                    bump(self.metrics.errors, 1);
-                    self.retry(next, &why);
-                    // The cluster itself is missing: try again on the next tick.
+                    let outcome = self.corrections.borrow_mut().not_sent(next, why, now);
+                    self.after(outcome, now);
+                    // The cluster itself is missing: try again later.
                     return;
                 }
             }
@@ -222,45 +354,72 @@ impl Remote {
 
     /// Handles the answer to a call this queue made; false if `token` is not one.
     pub fn on_response(&self, token: u32, num_headers: usize, body_size: usize) -> bool {
-        let Some(sent) = self.in_flight.borrow_mut().remove(&token) else { return false };
-        let answer = answer(num_headers, body_size);
-        match (sent, answer) {
-            (InFlight::Sync { target, .. }, Ok(a)) => {
-                self.reload.set(false);
-                self.synced(&target, a.after);
-            }
-            (InFlight::Sync { target, delta }, Err(e)) => {
-                // Not lost: the units go out with the next sync.
-                if e == CallError::NoScript {
-                    self.reload.set(true);
-                } else {
-                    bump(self.metrics.errors, 1);
-                }
-                self.note(&target, delta);
-            }
-            (InFlight::Correction(_), Ok(_)) => self.reload.set(false),
-            (InFlight::Correction(mut sent), Err(CallError::NoScript)) => {
-                self.reload.set(true);
-                sent.load = true;
-                // Not a failed attempt: Redis answered, without the script.
-                sent.attempts -= 1;
-                self.queue.borrow_mut().push_front(sent);
-            }
-            (InFlight::Correction(sent), Err(CallError::Failed(why))) => {
-                bump(self.metrics.errors, 1);
-                self.retry(sent, &why);
-            }
+        if !self.corrections.borrow().owns(token) {
+            return false;
         }
+        let now = HostClock.now_ms();
+        let outcome = self.corrections.borrow_mut().answered(token, answer(num_headers, body_size), now);
+        self.after(outcome, now);
+        self.flush();
         true
     }
 
-    fn retry(&self, failed: Queued, why: &str) {
-        if failed.attempts >= ATTEMPTS {
-            log(LogLevel::Error, &format!("quota: gave up correcting {:?}: {why}", failed.command));
-            bump(self.metrics.corrections_dropped, 1);
-        } else {
-            log(LogLevel::Warn, &format!("quota: correction failed (attempt {}), will retry: {why}", failed.attempts));
-            self.queue.borrow_mut().push_back(failed);
+    fn after(&self, outcome: Answered<Tag>, now_ms: i64) {
+        match outcome {
+            Answered::NotOurs => {}
+            Answered::Done { pending, answer } => {
+                self.reload.set(false);
+                if let Tag::Sync(target) = &pending.tag {
+                    self.syncing.borrow_mut().remove(&target.redis_key);
+                    self.synced(target, answer.after);
+                }
+            }
+            Answered::Reload => self.reload.set(true),
+            Answered::Retry { attempts, after_ms, why } => {
+                bump(self.metrics.errors, 1);
+                log(
+                    LogLevel::Warn,
+                    &format!("quota: correction failed (attempt {attempts}), will retry in {after_ms} ms: {why}"),
+                );
+            }
+            Answered::Dropped(d) => {
+                bump(self.metrics.errors, 1);
+                self.dropped(&d, now_ms);
+            }
+        }
+    }
+
+    /// A correction given up: counted, logged, and reported as an event
+    /// that says what it would have done.
+    fn dropped(&self, d: &Dropped<Tag>, now_ms: i64) {
+        if let Tag::Sync(target) = &d.pending.tag {
+            self.syncing.borrow_mut().remove(&target.redis_key);
+        }
+        bump(self.metrics.corrections_dropped, 1);
+        self.report_unshown_drops(now_ms);
+        let (second, shown, unshown) = self.drop_lines.get();
+        if shown >= DROP_LINES_PER_S {
+            self.drop_lines.set((second, shown, unshown + 1));
+            return;
+        }
+        self.drop_lines.set((second, shown + 1, unshown));
+        let record = events::correction_dropped_record(&self.config, &d.pending.command, &d.reason.to_string(), now_ms);
+        log(LogLevel::Error, &format!("quota: correction dropped: {record}"));
+        self.reporter.store_event(record);
+    }
+
+    /// Once the second of the last drops is over: one line for those not
+    /// reported one by one, and a fresh allowance.
+    fn report_unshown_drops(&self, now_ms: i64) {
+        let (second, _, unshown) = self.drop_lines.get();
+        if now_ms < second.saturating_add(1000) {
+            return;
+        }
+        self.drop_lines.set((now_ms, 0, 0));
+        if unshown > 0 {
+            let record = events::corrections_dropped_record(unshown, second, now_ms);
+            log(LogLevel::Error, &format!("quota: corrections dropped: {record}"));
+            self.reporter.store_event(record);
         }
     }
 }

@@ -124,6 +124,12 @@ impl Reporter {
         self.emit(events::body_record(&self.config, caller, why, now_ms));
     }
 
+    /// An event of the counter store (a correction dropped): logged when
+    /// `log_events` is on, and sent to the analytics cluster.
+    pub fn store_event(&self, record: serde_json::Value) {
+        self.emit(record);
+    }
+
     fn emit(&self, record: serde_json::Value) {
         let line = record.to_string();
         if self.config.observability.log_events {

@@ -1,14 +1,16 @@
 //! The root context: loads and checks the configuration, then hands each
-//! HTTP stream the checked config and the reporter; flushes analytics on its tick.
+//! HTTP stream the checked config and the reporter; flushes analytics on its
+//! tick; owns the calls to Redis (see `remote.rs`).
 
 use crate::header_map;
-use crate::host::log;
+use crate::host::{log, HostClock};
 use crate::remote::Remote;
 use crate::report::Reporter;
 use crate::stream::QuotaStream;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use quota_core::clock::Clock;
 use quota_core::config::Config;
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,13 +24,31 @@ pub struct Shared {
     pub remote: Rc<Remote>,
 }
 
-#[derive(Default)]
 pub struct QuotaRoot {
+    /// This root context's id: Redis calls are made with it effective.
+    id: u32,
     state: Option<Shared>,
 }
 
-/// How often the root sends queued corrections to Redis.
+impl QuotaRoot {
+    pub fn new(id: u32) -> QuotaRoot {
+        QuotaRoot { id, state: None }
+    }
+}
+
+/// How often the root looks for corrections due for another attempt (a
+/// new one is sent at once).
 const REDIS_FLUSH_MS: u64 = 50;
+
+/// 64 random bits (WASI's random_get, through std's hasher keys), mixed with
+/// the time and the root's id: what names this VM in the ids it sends Redis.
+fn vm_seed(root_id: u32) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(HostClock.now_ms());
+    h.write_u32(root_id);
+    h.finish()
+}
 
 impl Context for QuotaRoot {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
@@ -68,7 +88,7 @@ impl RootContext for QuotaRoot {
                 // A reload keeps the counters: they live in shared data (or Redis), not here.
                 let config = Rc::new(config);
                 let reporter = Rc::new(Reporter::new(config.clone()));
-                let remote = Rc::new(Remote::new(config.clone()));
+                let remote = Rc::new(Remote::new(config.clone(), reporter.clone(), self.id, vm_seed(self.id)));
                 self.state = Some(Shared { config, reporter, remote });
                 true
             }
@@ -83,12 +103,18 @@ impl RootContext for QuotaRoot {
     fn on_tick(&mut self) {
         if let Some(shared) = &self.state {
             shared.reporter.flush();
-            shared.remote.flush();
+            shared.remote.tick();
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(QuotaStream::new(self.state.clone())))
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if let Some(shared) = &self.state {
+            shared.remote.rang(queue_id);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(QuotaStream::new(self.state.clone(), context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

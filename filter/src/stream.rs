@@ -15,7 +15,7 @@ use quota_core::body::read_body;
 use quota_core::classify::{classify_head, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::RedisStore;
-use quota_core::config::{Cell, ClassId, Config, Cost};
+use quota_core::config::{Cell, ClassId, Config, Cost, FailPolicy};
 use quota_core::copy::CONFIRM_HEADER;
 use quota_core::cost::{self, Body};
 use quota_core::counter::Counter;
@@ -24,7 +24,7 @@ use quota_core::headers::{is_quota_header, Headers};
 use quota_core::identity::{identify, Caller, IdentityError};
 use quota_core::metering::{usage_in, SseScanner};
 use quota_core::negotiate::{negotiate, BodyFormat};
-use quota_core::redis::{Answer, CallError, Command};
+use quota_core::redis::{by_slot, Answer, CallError, Command};
 use quota_core::reply::{refuse_body, refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
 use quota_core::store::{CounterStore, GiveUp, StoreError};
@@ -99,6 +99,8 @@ pub struct Charging {
     json: Option<Value>,
     ticket: Ticket,
     call: Call,
+    /// The charge's id: what cancels it if its answer never comes.
+    charge_id: String,
 }
 
 /// A call to Redis a paused request waits for.
@@ -109,11 +111,18 @@ pub struct Call {
     loaded: bool,
 }
 
-/// The usage endpoint, paused while Redis reads each counter.
+/// Why a call gave no answer, and whether the script may have run all the same.
+struct Unanswered {
+    why: String,
+    may_have_run: bool,
+}
+
+/// The usage endpoint, paused while Redis reads the caller's counters (one
+/// call per hash tag: per scope).
 pub struct Reading {
     caller: Caller,
-    /// The call of each counter still out, by token.
-    waiting: HashMap<u32, String>,
+    /// The counters of each call still out, by token.
+    waiting: HashMap<u32, Vec<String>>,
     /// Each counter read, by key: its record, or why it could not be read.
     read: HashMap<String, Result<Option<Counter>, String>>,
 }
@@ -142,6 +151,8 @@ impl CounterStore for Prefetched<'_> {
 }
 
 pub struct QuotaStream {
+    /// This stream's context id: effective again after a call to Redis.
+    id: u32,
     config: Option<Rc<Config>>,
     reporter: Option<Rc<Reporter>>,
     remote: Option<Rc<Remote>>,
@@ -149,15 +160,16 @@ pub struct QuotaStream {
 }
 
 impl QuotaStream {
-    pub fn new(state: Option<Shared>) -> Self {
+    pub fn new(state: Option<Shared>, id: u32) -> Self {
         match state {
             Some(s) => QuotaStream {
+                id,
                 config: Some(s.config),
                 reporter: Some(s.reporter),
                 remote: Some(s.remote),
                 phase: Phase::Pass,
             },
-            None => QuotaStream { config: None, reporter: None, remote: None, phase: Phase::Pass },
+            None => QuotaStream { id, config: None, reporter: None, remote: None, phase: Phase::Pass },
         }
     }
 
@@ -191,11 +203,21 @@ impl QuotaStream {
             }
             Prepared::Charge(ticket) => ticket,
         };
-        let Some(limits) = engine::limits_of(config, &ticket) else { return true };
-        let command =
-            Command::charge(ticket.key.clone(), limits, cost, ticket.confirmed, ticket.now(), ticket.alignment);
-        let loaded = self.remote.as_ref().is_some_and(|r| r.needs_script());
-        match remote::call(store, &command, loaded) {
+        let (Some(limits), Some(remote)) = (engine::limits_of(config, &ticket), self.remote.clone()) else {
+            return true;
+        };
+        let charge_id = remote.next_id();
+        let command = Command::charge(
+            ticket.key.clone(),
+            limits,
+            cost,
+            ticket.confirmed,
+            ticket.now(),
+            ticket.alignment,
+            &charge_id,
+        );
+        let loaded = remote.needs_script();
+        match remote.call_for(self.id, store, &command, loaded) {
             Ok(token) => {
                 self.phase = Phase::Charging(Box::new(Charging {
                     request,
@@ -205,6 +227,7 @@ impl QuotaStream {
                     json,
                     ticket,
                     call: Call { command, token, loaded },
+                    charge_id,
                 }));
                 false
             }
@@ -273,14 +296,16 @@ impl QuotaStream {
     }
 
     /// The answer to `call`: `Ok(None)` when Redis had lost the script and
-    /// the call went out again carrying it (under a new token).
+    /// the call went out again carrying it (under a new token). An error
+    /// says why, and whether the script may have run all the same (only a
+    /// NOSCRIPT says it did not).
     fn answer_of(
         &self,
         store: &RedisStore,
         call: &mut Call,
         num_headers: usize,
         body_size: usize,
-    ) -> Result<Option<Answer>, String> {
+    ) -> Result<Option<Answer>, Unanswered> {
         let result = match remote::answer(num_headers, body_size) {
             Ok(answer) => {
                 if let Some(r) = &self.remote {
@@ -290,20 +315,26 @@ impl QuotaStream {
             }
             Err(CallError::NoScript) if !call.loaded => {
                 // Redis lost its script cache (a restart): send the script itself once.
-                if let Some(r) = &self.remote {
-                    r.script_missing();
-                }
-                remote::call(store, &call.command, true).map(|token| {
-                    call.token = token;
-                    call.loaded = true;
-                    None
-                })
+                let Some(remote) = &self.remote else {
+                    return Err(Unanswered { why: "no Redis store".into(), may_have_run: false });
+                };
+                remote.script_missing();
+                remote
+                    .call_for(self.id, store, &call.command, true)
+                    .map(|token| {
+                        call.token = token;
+                        call.loaded = true;
+                        None
+                    })
+                    .map_err(|why| Unanswered { why, may_have_run: false })
             }
-            Err(CallError::NoScript) => Err("NOSCRIPT after sending the script".to_string()),
-            Err(CallError::Failed(why)) => Err(why),
+            Err(CallError::NoScript) => {
+                Err(Unanswered { why: "NOSCRIPT after sending the script".to_string(), may_have_run: false })
+            }
+            Err(e) => Err(Unanswered { why: e.why(), may_have_run: e.may_have_run() }),
         };
-        if let Err(why) = &result {
-            self.store_error(why);
+        if let Err(e) = &result {
+            self.store_error(&e.why);
         }
         result
     }
@@ -316,7 +347,13 @@ impl QuotaStream {
             self.phase = Phase::Charging(waiting);
             return;
         };
-        let before = stored.as_ref().map(|a| a.before).map_err(|why| GiveUp::Unavailable(why.clone()));
+        if let (Err(e), FailPolicy::Closed) = (&stored, config.counters.on_error) {
+            if e.may_have_run {
+                // Refused for want of an answer: a charge that ran all the same is taken back.
+                self.cancel_charge(&waiting, "its answer never came");
+            }
+        }
+        let before = stored.as_ref().map(|a| a.before).map_err(|e| GiveUp::Unavailable(e.why.clone()));
         let (decision, write) = engine::settle(&config, waiting.ticket.clone(), before);
         if let Ok(answer) = &stored {
             if answer.after != write.or(answer.before) {
@@ -335,6 +372,30 @@ impl QuotaStream {
         let Charging { request, caller, class, body_len, json, .. } = *waiting;
         if self.carry_out(&config, &request, &caller, class, body_len, json, &decision) {
             let _ = hostcalls::resume_http_request();
+        }
+    }
+
+    /// Queues the cancel of a charge whose answer this stream will not use:
+    /// Redis gives its units back if it ran, once, and charges nothing if it
+    /// has not run yet.
+    fn cancel_charge(&self, waiting: &Charging, why: &str) {
+        if let Some(remote) = &self.remote {
+            log(
+                LogLevel::Info,
+                &format!("quota: cancelling charge {} of {}: {why}", waiting.charge_id, waiting.ticket.key),
+            );
+            remote.push(Command::cancel(waiting.ticket.key.clone(), &waiting.charge_id));
+        }
+    }
+
+    /// The stream ends: a charge still out is cancelled (its answer, if it
+    /// comes, finds no stream; the request never reached the upstream).
+    fn abandon(&mut self) {
+        if !matches!(self.phase, Phase::Charging(_)) {
+            return;
+        }
+        if let Phase::Charging(waiting) = std::mem::replace(&mut self.phase, Phase::Replied) {
+            self.cancel_charge(&waiting, "the stream ended before Redis answered");
         }
     }
 
@@ -373,17 +434,21 @@ impl QuotaStream {
             self.reply(&usage_reply(config, &caller, HostClock.now_ms(), &SharedData));
             return;
         };
-        // Read every counter of the caller's plan from Redis, then answer.
+        // Read every counter of the caller's plan from Redis, then answer: one
+        // call per hash tag (the caller's counters, and their workspace's).
+        let Some(remote) = self.remote.clone() else { return };
         let mut reading = Reading { caller, waiting: HashMap::new(), read: HashMap::new() };
-        let load = self.remote.as_ref().is_some_and(|r| r.needs_script());
-        for key in engine::store_keys(config, &reading.caller) {
-            match remote::call(store, &Command::view(key.clone()), load) {
+        let load = remote.needs_script();
+        for keys in by_slot(engine::store_keys(config, &reading.caller)) {
+            match remote.call_for(self.id, store, &Command::view(keys.clone()), load) {
                 Ok(token) => {
-                    reading.waiting.insert(token, key);
+                    reading.waiting.insert(token, keys);
                 }
                 Err(why) => {
                     self.store_error(&why);
-                    reading.read.insert(key, Err(why));
+                    for key in keys {
+                        reading.read.insert(key, Err(why.clone()));
+                    }
                 }
             }
         }
@@ -459,9 +524,10 @@ impl QuotaStream {
             self.reply(&granted(config, &grant, result));
             return;
         };
+        let Some(remote) = self.remote.clone() else { return };
         let command = Command::grant(grant.key.clone(), grant.units);
-        let loaded = self.remote.as_ref().is_some_and(|r| r.needs_script());
-        match remote::call(store, &command, loaded) {
+        let loaded = remote.needs_script();
+        match remote.call_for(self.id, store, &command, loaded) {
             Ok(token) => {
                 self.phase = Phase::Granting(Box::new(Granting { grant, call: Call { command, token, loaded } }))
             }
@@ -480,7 +546,7 @@ impl QuotaStream {
             self.phase = Phase::Granting(waiting);
             return;
         };
-        let result = result.map(|answer| answer.after.map_or(0, |c| c.grant));
+        let result = result.map(|answer| answer.after.map_or(0, |c| c.grant)).map_err(|e| e.why);
         self.reply(&granted(&config, &waiting.grant, result));
     }
 
@@ -496,7 +562,7 @@ impl QuotaStream {
         }
         if config.counters.exact_redis().is_some() {
             if let Some(remote) = &self.remote {
-                remote.push(Command::adjust(charged.key.clone(), charged.window_start, delta, charged.most));
+                remote.push_adjust(charged.key.clone(), charged.window_start, delta, charged.most);
             }
             return;
         }
@@ -594,6 +660,11 @@ fn charged(
 }
 
 impl Context for QuotaStream {
+    fn on_done(&mut self) -> bool {
+        self.abandon();
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         match std::mem::replace(&mut self.phase, Phase::Pass) {
             Phase::Charging(waiting) if waiting.call.token == token => {
@@ -603,9 +674,9 @@ impl Context for QuotaStream {
                 self.granted_by_redis(waiting, num_headers, body_size)
             }
             Phase::Reading(mut reading) => {
-                if let Some(key) = reading.waiting.remove(&token) {
-                    let read = match remote::answer(num_headers, body_size) {
-                        Ok(answer) => Ok(answer.before),
+                if let Some(keys) = reading.waiting.remove(&token) {
+                    let read = match remote::view_answer(num_headers, body_size, keys.len()) {
+                        Ok(records) => Ok(records),
                         Err(CallError::NoScript) => {
                             // The meter shows "unavailable" this once; the next call sends the script.
                             if let Some(r) = &self.remote {
@@ -613,12 +684,15 @@ impl Context for QuotaStream {
                             }
                             Err("Redis has no copy of the script".to_string())
                         }
-                        Err(CallError::Failed(why)) => Err(why),
+                        Err(e) => Err(e.why()),
                     };
-                    if let Err(why) = &read {
-                        self.store_error(why);
+                    match read {
+                        Ok(records) => reading.read.extend(keys.into_iter().zip(records.into_iter().map(Ok))),
+                        Err(why) => {
+                            self.store_error(&why);
+                            reading.read.extend(keys.into_iter().map(|key| (key, Err(why.clone()))));
+                        }
                     }
-                    reading.read.insert(key, read);
                 }
                 self.phase = Phase::Reading(reading);
                 self.finish_reading();
@@ -795,6 +869,7 @@ impl HttpContext for QuotaStream {
     }
 
     fn on_log(&mut self) {
+        self.abandon();
         // Ended before any response: refunded only if the request never
         // reached an upstream (a client that leaves after that keeps its charge).
         if let (Phase::Admitted(_, Some(c)), Some(config)) = (&self.phase, &self.config) {

@@ -8,6 +8,7 @@ use wasmtime::{Caller, Linker};
 
 use crate::callout::Callout;
 use crate::headers::{decode_headers, Headers};
+use crate::host::CalloutTokens;
 use crate::logs::{LogRecord, LogSource};
 use crate::memory::{copy_out, copy_out_always, finish, read, read_string, write_u32, write_u64, Fail};
 use crate::properties::{int_value, parse_path, PropertyPath};
@@ -457,13 +458,20 @@ fn proxy_http_call(
         if !(headers.contains(":path") && headers.contains(":method") && headers.contains(":authority")) {
             return Err(Status::BadArgument.into());
         }
+        let reuse = c.data().host.callout_tokens() == CalloutTokens::ReuseFreed;
         let state = c.data_mut();
-        state.next_callout_token = state.next_callout_token.wrapping_add(1).max(1);
-        let token = state.next_callout_token;
+        let token = if reuse {
+            // A host whose counter wrapped: the lowest token no call of its own holds.
+            (1..=u32::MAX).find(|t| !state.pending_callouts.contains_key(t)).unwrap_or(1)
+        } else {
+            state.next_callout_token = state.next_callout_token.wrapping_add(1).max(1);
+            state.next_callout_token
+        };
         let callout = Callout {
             token,
             vm: state.vm,
             context_id: state.context_id(),
+            for_stream: state.acting_stream,
             cluster,
             headers,
             body,
@@ -482,6 +490,9 @@ fn proxy_set_effective_context(mut c: C<'_>, id: i32) -> R {
     let state = c.data_mut();
     if id == state.root_context_id || state.streams.contains_key(&id) {
         state.effective_context = Some(id);
+        if id != state.root_context_id {
+            state.acting_stream = Some(id);
+        }
         Ok(Status::Ok.code())
     } else {
         Ok(Status::BadArgument.code())

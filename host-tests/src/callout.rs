@@ -9,9 +9,15 @@ use crate::headers::Headers;
 #[derive(Clone, Debug)]
 pub struct Callout {
     pub token: u32,
-    /// The VM (index in its host) and context that made the call.
+    /// The VM (index in its host) and the context that owns the call: the
+    /// effective one when it was made. A context's calls end with it
+    /// (Envoy's C++ host makes every call on the root context).
     pub vm: u32,
     pub context_id: u32,
+    /// The stream the guest was serving when it made the call: the context
+    /// the host called into, or the last stream the guest made effective
+    /// during that callback. `None` for calls made for the root alone.
+    pub for_stream: Option<u32>,
     /// The cluster ("upstream") name.
     pub cluster: String,
     pub headers: Headers,

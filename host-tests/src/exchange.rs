@@ -235,7 +235,7 @@ impl RequestBuilder {
         let record = stream.finish();
         let all_logs = vm.host.shared.logs.since(log_start);
         let logs = all_logs.iter().filter(|r| r.vm == vm.index() && r.context_id == record.id).cloned().collect();
-        let callouts = vm.callouts().into_iter().filter(|c| c.context_id == record.id).collect();
+        let callouts = vm.callouts_of(record.id);
         Exchange { vm, record, logs, all_logs, callouts }
     }
 }

@@ -36,9 +36,21 @@ pub enum CalloutPolicy {
     Hold,
 }
 
+/// Which token the host gives a new callout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalloutTokens {
+    /// 1, 2, 3... (a u32 that wraps, as Envoy's counter does, after 2^32 calls).
+    Sequential,
+    /// The lowest token none of the VM's pending calls holds: what a host
+    /// whose counter wrapped hands out, at once. A token whose call was
+    /// cancelled or answered is given again to the next call.
+    ReuseFreed,
+}
+
 pub(crate) struct Settings {
     pub log_level: LogLevel,
     pub callouts: CalloutPolicy,
+    pub tokens: CalloutTokens,
     pub known_clusters: Option<HashSet<String>>,
     pub fail_open: bool,
     pub local_reply_runs_encoder: bool,
@@ -75,6 +87,7 @@ impl HostShared {
             settings: Mutex::new(Settings {
                 log_level: LogLevel::Trace,
                 callouts: CalloutPolicy::AnswerImmediately,
+                tokens: CalloutTokens::Sequential,
                 known_clusters: None,
                 fail_open: false,
                 local_reply_runs_encoder: true,
@@ -98,6 +111,10 @@ impl HostShared {
 
     pub(crate) fn callout_policy(&self) -> CalloutPolicy {
         lock(&self.settings).callouts
+    }
+
+    pub(crate) fn callout_tokens(&self) -> CalloutTokens {
+        lock(&self.settings).tokens
     }
 
     pub(crate) fn fail_open(&self) -> bool {
@@ -337,6 +354,11 @@ impl Host {
 
     pub fn set_callout_policy(&self, policy: CalloutPolicy) {
         lock(&self.shared.settings).callouts = policy;
+    }
+
+    /// Which tokens new callouts get (default: sequential).
+    pub fn set_callout_tokens(&self, tokens: CalloutTokens) {
+        lock(&self.shared.settings).tokens = tokens;
     }
 
     /// Answers callouts to `cluster` with `responder` (when answering immediately).

@@ -40,7 +40,7 @@ pub use clock::{format_rfc3339, parse_rfc3339, Clock, TimeParseError};
 pub use error::{HostError, BUILD_COMMAND};
 pub use exchange::{Exchange, RequestBuilder, UpstreamResponse};
 pub use headers::{decode_headers, decode_pairs, encode_pairs, BytePair, Headers};
-pub use host::{CalloutPolicy, Host, DEFAULT_START};
+pub use host::{CalloutPolicy, CalloutTokens, Host, DEFAULT_START};
 pub use logs::{render as render_logs, LogRecord, LogSource};
 pub use metrics::MetricSnapshot;
 pub use module::{quota_filter_path, ModuleSource, WASM_ENV};

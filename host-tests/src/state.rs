@@ -138,6 +138,8 @@ pub(crate) struct VmState {
     /// The context the host called into, and the one the guest switched to.
     pub current_context: u32,
     pub effective_context: Option<u32>,
+    /// The stream the guest is serving in this callback (see `Callout::for_stream`).
+    pub acting_stream: Option<u32>,
     pub vm_config: Vec<u8>,
     /// Only readable while `proxy_on_configure` runs, as in Envoy.
     pub plugin_config: Option<Vec<u8>>,
@@ -176,6 +178,7 @@ impl VmState {
             alloc: None,
             current_context: 0,
             effective_context: None,
+            acting_stream: None,
             vm_config: Vec::new(),
             plugin_config: None,
             streams: HashMap::new(),

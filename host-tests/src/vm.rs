@@ -116,6 +116,7 @@ impl VmInner {
             let state = self.state_mut();
             state.current_context = context;
             state.effective_context = None;
+            state.acting_stream = state.streams.contains_key(&context).then_some(context);
         }
         self.store.set_epoch_deadline(CALL_DEADLINE_TICKS);
         let result = func.call(&mut self.store, params);
@@ -125,6 +126,7 @@ impl VmInner {
         }
         state.current_context = 0;
         state.effective_context = None;
+        state.acting_stream = None;
         match result {
             Ok(value) => Ok(Some(value)),
             Err(error) => {
@@ -451,6 +453,14 @@ impl Vm {
     /// Every callout this VM made, in order.
     pub fn callouts(&self) -> Vec<Callout> {
         self.with_inner(|vm| vm.state().callouts.clone())
+    }
+
+    /// The callouts made by or for stream `id` (owned by it, or made while
+    /// the guest served it).
+    pub fn callouts_of(&self, id: u32) -> Vec<Callout> {
+        self.with_inner(|vm| {
+            vm.state().callouts.iter().filter(|c| c.context_id == id || c.for_stream == Some(id)).cloned().collect()
+        })
     }
 
     /// Callouts not answered yet (with [`CalloutPolicy::Hold`]).

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use host_tests::{Callout, CalloutPolicy, CalloutReply, Headers, Host, LogLevel, Vm};
+use host_tests::{Callout, CalloutPolicy, CalloutReply, CalloutTokens, Headers, Host, LogLevel, Vm};
 use quota_core::redis::sha1_hex;
 use serde_json::{json, Value};
 
@@ -91,32 +91,60 @@ fn records(before: Option<Record>, after: Option<Record>) -> CalloutReply {
     CalloutReply::ok(json!({ "EVALSHA": numbers }).to_string())
 }
 
+/// webdis's 200 answer to a view: one record per key read.
+fn view_records(records: &[Option<Record>]) -> CalloutReply {
+    let numbers: Vec<i64> = records.iter().flat_map(|r| flat(*r)).collect();
+    CalloutReply::ok(json!({ "EVALSHA": numbers }).to_string())
+}
+
 fn noscript() -> CalloutReply {
     CalloutReply::ok(r#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#)
 }
 
-/// One script call as the filter sent it: `EVALSHA/<sha1>/1/<key>/<op>/<args>...`.
+/// One script call as the filter sent it: `EVALSHA/<sha1>/<n>/<key>.../<op>/<args>...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Call {
     verb: String,
     /// The SHA-1 (EVALSHA) or the script itself (EVAL), decoded.
     script: String,
+    /// The counter (a view's first).
     key: String,
+    /// Every key: the counter and the operation's marker (`<counter>#<id>`), or the counters a view reads.
+    keys: Vec<String>,
     op: String,
     args: Vec<String>,
+}
+
+impl Call {
+    /// The id a charge or correction carries in its marker.
+    fn id(&self) -> Option<&str> {
+        (self.op != "view").then(|| self.keys.get(1)?.rsplit_once('#').map(|(_, id)| id)).flatten()
+    }
+}
+
+/// The Redis Cluster hash tag of `key` (the first `{...}` when not empty).
+fn hash_tag(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| key[open + 1..].find('}').filter(|len| *len > 0).map(|len| &key[open + 1..open + 1 + len]))
+        .unwrap_or(key)
 }
 
 fn call_of(callout: &Callout) -> Call {
     let text = callout.body_text();
     let parts: Vec<String> = text.split('/').map(percent_decode).collect();
     assert!(parts.len() >= 5, "not a script call: {text}");
-    assert_eq!(parts[2], "1", "one key per call: {text}");
+    let n: usize = parts[2].parse().unwrap_or_else(|_| panic!("no key count: {text}"));
+    assert!(n >= 1 && parts.len() > 3 + n, "not a script call: {text}");
+    let keys = parts[3..3 + n].to_vec();
+    // Redis Cluster runs a script only on keys of one slot.
+    assert!(keys.iter().all(|k| hash_tag(k) == hash_tag(&keys[0])), "keys of several slots in one call: {keys:?}");
     Call {
         verb: parts[0].clone(),
         script: parts[1].clone(),
-        key: parts[3].clone(),
-        op: parts[4].clone(),
-        args: parts[5..].to_vec(),
+        key: keys[0].clone(),
+        keys,
+        op: parts[3 + n].clone(),
+        args: parts[4 + n..].to_vec(),
     }
 }
 
@@ -389,13 +417,21 @@ fn a_charge_never_answered_leaves_no_trap_and_the_vm_serves_the_next_request() {
     host.set_callout_policy(CalloutPolicy::Hold);
     let vm = redis_vm(&host, &redis_config("fail_open"));
 
-    // The client gives up before Envoy's timeout: the stream ends, its callout is cancelled.
+    // The client gives up before Envoy's timeout: the stream ends, its call
+    // (the root's) stays out, and the charge is cancelled by its id.
     let mut stream = vm.stream().unwrap();
     stream.send_request_headers(request_headers("POST", "/v1/daily", "val"), true).unwrap();
     let abandoned = stream.finish();
     assert!(abandoned.stalled);
-    assert_eq!(abandoned.cancelled_callouts.len(), 1);
+    assert!(abandoned.cancelled_callouts.is_empty(), "no call of the stream's own for its end to cancel");
     assert!(abandoned.error.is_none(), "{:?}", abandoned.error);
+    let charge = calls_of(&vm, "charge").remove(0);
+    let cancels = calls_of(&vm, "cancel");
+    assert_eq!(cancels.len(), 1, "{cancels:#?}");
+    assert_eq!((cancels[0].key.as_str(), cancels[0].id()), (charge.key.as_str(), charge.id()));
+    // Envoy's timeout for the abandoned call: its answer finds no stream.
+    let first = pending(&vm, "charge", "quota:{u:val}daily");
+    vm.respond_to_callout(first, CalloutReply::Failure).unwrap();
 
     // Envoy's timeout: the callout comes back without headers.
     let mut stream = vm.stream().unwrap();
@@ -407,6 +443,59 @@ fn a_charge_never_answered_leaves_no_trap_and_the_vm_serves_the_next_request() {
     stream.send_response_headers(Headers::from_pairs([(":status", "200")]), true).unwrap();
     let record = stream.finish();
     assert_eq!(record.client.header("x-quota-state"), Some("unavailable"));
+    assert_eq!(calls_of(&vm, "cancel").len(), 1, "fail_open keeps a charge that timed out: the request went on");
+    assert!(!vm.is_dead());
+}
+
+#[test]
+fn a_stream_dying_mid_call_then_a_reused_token_traps_nothing_and_each_stream_gets_its_own_answer() {
+    let host = quota_host();
+    host.set_callout_policy(CalloutPolicy::Hold);
+    // A host whose token counter wrapped: a token is handed out again as soon as its call is over.
+    host.set_callout_tokens(CalloutTokens::ReuseFreed);
+    let vm = redis_vm(&host, &redis_config("fail_closed"));
+    let open = |user: &str| {
+        let mut stream = vm.stream().unwrap();
+        stream.send_request_headers(request_headers("POST", "/v1/daily", user), true).unwrap();
+        let token = pending(&vm, "charge", &format!("quota:{{u:{user}}}daily"));
+        (stream, token)
+    };
+    let (ann, ann_token) = open("ann");
+    let (mut bob, bob_token) = open("bob");
+
+    // Ann's client resets while Redis charges her request.
+    let record = ann.finish();
+    assert!(record.cancelled_callouts.is_empty() && record.error.is_none(), "{record:?}");
+    let owners: Vec<(u32, Option<u32>)> = vm.pending_callouts().iter().map(|c| (c.context_id, c.for_stream)).collect();
+    assert!(owners.iter().all(|(owner, _)| *owner == vm.root_context_id()), "every call is the root's: {owners:?}");
+
+    // A new stream while Ann's call is out: her token is not free, nothing traps.
+    let (mut cat, cat_token) = open("cat");
+    assert_ne!(cat_token, ann_token);
+    // Envoy's timeout ends Ann's call; the SDK forgets its token...
+    vm.respond_to_callout(ann_token, CalloutReply::Failure).unwrap();
+    assert!(!vm.is_dead(), "{:?}", vm.dead_reason());
+    // ...which the host hands to the next call.
+    let (mut dan, dan_token) = open("dan");
+    assert_eq!(dan_token, ann_token, "the token is reused");
+    assert!(!vm.is_dead(), "{:?}", vm.dead_reason());
+
+    // Each answer reaches the stream that asked.
+    for (token, used) in [(dan_token, 8), (bob_token, 3), (cat_token, 6)] {
+        vm.respond_to_callout(token, records(day(used - 1), day(used))).unwrap();
+    }
+    for (stream, used) in [(&mut dan, "8"), (&mut bob, "3"), (&mut cat, "6")] {
+        stream.poll().unwrap();
+        assert!(stream.request_complete());
+        stream.send_response_headers(Headers::from_pairs([(":status", "200")]), true).unwrap();
+        assert_eq!(stream.record().client.header("x-quota-used"), Some(used));
+    }
+    // Ann's charge, if Redis made it, is cancelled by its id.
+    let cancels = calls_of(&vm, "cancel");
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].key, "quota:{u:ann}daily");
+    let ann_charge = calls_of(&vm, "charge").into_iter().find(|c| c.key == "quota:{u:ann}daily").unwrap();
+    assert_eq!(cancels[0].id(), ann_charge.id());
     assert!(!vm.is_dead());
 }
 
@@ -467,22 +556,21 @@ fn a_script_that_refuses_what_the_core_admits_is_a_mismatch_and_the_request_goes
 // ----- the usage endpoint -----
 
 #[test]
-fn the_usage_endpoint_waits_for_every_view_and_reports_what_redis_returned() {
+fn the_usage_endpoint_reads_a_scopes_counters_in_one_call_and_reports_what_redis_returned() {
     let host = quota_host();
     host.set_callout_policy(CalloutPolicy::Hold);
     let vm = redis_vm(&host, &redis_config("fail_closed"));
 
     let mut stream = vm.stream().unwrap();
     stream.send_request_headers(request_headers("GET", "/v1/quota", "yara"), true).unwrap();
-    let daily = pending(&vm, "view", "quota:{u:yara}daily");
-    let monthly = pending(&vm, "view", "quota:{u:yara}monthly");
-    assert!(vm.callouts().iter().all(|c| call_of(c).args.is_empty()), "view takes no argument");
+    let views = calls_of(&vm, "view");
+    assert_eq!(views.len(), 1, "one call for both of the caller's counters: {views:#?}");
+    assert_eq!(views[0].keys, ["quota:{u:yara}daily", "quota:{u:yara}monthly"]);
+    assert!(views[0].args.is_empty(), "view takes no argument");
+    assert!(!stream.replied_locally(), "waiting for Redis");
 
-    vm.respond_to_callout(monthly, records(month(42), month(42))).unwrap();
-    stream.poll().unwrap();
-    assert!(!stream.replied_locally(), "one counter still out");
-
-    vm.respond_to_callout(daily, records(day(4), day(4))).unwrap();
+    let token = pending(&vm, "view", "quota:{u:yara}daily");
+    vm.respond_to_callout(token, view_records(&[day(4), month(42)])).unwrap();
     stream.poll().unwrap();
     let record = stream.finish();
     let reply = record.local_reply.as_ref().expect("the usage report");
@@ -503,19 +591,49 @@ fn the_usage_endpoint_waits_for_every_view_and_reports_what_redis_returned() {
     assert!(record.upstream.headers.is_none(), "answered by the filter");
 }
 
+/// `redis_config`, with the monthly class pooled per workspace.
+fn pooled_config() -> Value {
+    let mut config = redis_config("fail_closed");
+    config["identity"]["workspace"] = json!([{ "header": "x-workspace-id" }]);
+    config["tiers"]["free"]["limits"]["monthly"]["scope"] = json!("workspace");
+    config
+}
+
+#[test]
+fn a_plan_with_user_and_pooled_counters_costs_one_call_per_scope() {
+    let host = quota_host();
+    host.on_callout("webdis", |c| {
+        let call = call_of(c);
+        let records: Vec<Option<Record>> =
+            call.keys.iter().map(|k| if k.ends_with("daily") { day(3) } else { month(30) }).collect();
+        view_records(&records)
+    });
+    let vm = redis_vm(&host, &pooled_config());
+
+    let r = vm.request().path("/v1/quota").header("x-user-id", "zoe").header("x-workspace-id", "acme").send();
+    let reply = r.assert_local_reply(200);
+    let views: Vec<Call> = r.callouts().iter().map(call_of).collect();
+    assert_eq!(views.len(), 2, "{views:#?}");
+    assert_eq!(views[0].keys, ["quota:{u:zoe}daily"]);
+    assert_eq!(views[1].keys, ["quota:{w:acme}monthly"]);
+    let classes = reply.body_json()["classes"].clone();
+    assert_eq!((&classes[0]["used"], &classes[1]["used"]), (&json!(3), &json!(30)));
+}
+
 #[test]
 fn a_counter_redis_could_not_read_shows_as_unavailable_in_the_usage_report() {
     let host = quota_host();
     host.on_callout("webdis", |c| {
-        if call_of(c).key.ends_with("monthly") {
+        let call = call_of(c);
+        if call.key.ends_with("monthly") {
             CalloutReply::status(503, "down")
         } else {
-            records(day(4), day(4))
+            view_records(&[day(4)])
         }
     });
-    let vm = redis_vm(&host, &redis_config("fail_closed"));
+    let vm = redis_vm(&host, &pooled_config());
 
-    let r = vm.request().path("/v1/quota").header("x-user-id", "zed").send();
+    let r = vm.request().path("/v1/quota").header("x-user-id", "zed").header("x-workspace-id", "acme").send();
     let reply = r.assert_local_reply(200);
     let classes = reply.body_json()["classes"].clone();
     assert_eq!(classes[0]["used"], 4);
@@ -590,7 +708,7 @@ fn corrections_webdis(host: &Host, adjusts: Vec<CalloutReply>) -> Arc<AtomicU32>
 }
 
 #[test]
-fn an_upstream_error_queues_a_refund_sent_on_the_next_tick() {
+fn an_upstream_error_sends_a_refund_at_once_from_the_root() {
     let host = quota_host();
     corrections_webdis(&host, Vec::new());
     let vm = redis_vm(&host, &redis_config("fail_closed"));
@@ -604,22 +722,22 @@ fn an_upstream_error_queues_a_refund_sent_on_the_next_tick() {
         .respond_json(500, r#"{"error":"boom"}"#)
         .send();
     r.assert_allowed();
-    assert!(calls_of(&vm, "adjust").is_empty(), "queued, not sent from the stream");
-
-    host.advance(TICK);
+    // Sent before any tick, by the root: it outlives the stream, and its answer comes to the root.
     let adjusts: Vec<Callout> = vm.callouts().into_iter().filter(|c| call_of(c).op == "adjust").collect();
     assert_eq!(adjusts.len(), 1);
     assert_eq!(adjusts[0].context_id, vm.root_context_id(), "sent by the root: it outlives the stream");
+    assert_eq!(adjusts[0].for_stream, None, "from a root callback");
     let call = call_of(&adjusts[0]);
     assert_eq!(call.key, "quota:{u:bo}daily");
     assert_eq!(call.args, strings(&[DAY.1, -1, 9]), "the charged window, one unit back (at most 9 more)");
+    assert!(call.id().is_some_and(|id| id != call_of(&r.callouts()[0]).id().unwrap_or("")), "an id of its own");
 
     host.advance(TICK * 4);
     assert_eq!(calls_of(&vm, "adjust").len(), 1, "sent once");
 }
 
 #[test]
-fn a_refund_whose_callout_fails_is_retried_on_the_following_tick() {
+fn a_refund_whose_callout_fails_is_retried_with_backoff_under_the_same_id() {
     let host = quota_host();
     let adjusts = corrections_webdis(&host, vec![CalloutReply::Failure, CalloutReply::status(503, "down")]);
     let vm = redis_vm(&host, &redis_config("fail_closed"));
@@ -630,18 +748,202 @@ fn a_refund_whose_callout_fails_is_retried_on_the_following_tick() {
         .respond_json(502, "{}")
         .send()
         .assert_allowed();
+    assert_eq!(adjusts.load(Ordering::SeqCst), 1, "the first attempt at once");
 
-    for tick in 1..=3 {
-        host.advance(TICK);
-        assert_eq!(adjusts.load(Ordering::SeqCst), tick, "one attempt per tick");
-    }
-    host.advance(TICK * 4);
+    // The second attempt 100 ms after the first failed, the third 200 ms after that.
+    host.advance(TICK);
+    assert_eq!(adjusts.load(Ordering::SeqCst), 1);
+    host.advance(TICK);
+    assert_eq!(adjusts.load(Ordering::SeqCst), 2);
+    host.advance(TICK * 3);
+    assert_eq!(adjusts.load(Ordering::SeqCst), 2);
+    host.advance(TICK);
+    assert_eq!(adjusts.load(Ordering::SeqCst), 3);
+    host.advance(TICK * 40);
     assert_eq!(adjusts.load(Ordering::SeqCst), 3, "done once an attempt succeeded");
     let sent = calls_of(&vm, "adjust");
-    assert!(sent.iter().all(|c| *c == sent[0]), "the same correction each time: {sent:#?}");
+    assert!(sent.iter().all(|c| *c == sent[0]), "the same correction, the same id, each time: {sent:#?}");
     assert_eq!(host.counter("quota.store.errors"), 2);
     assert_eq!(host.counter("quota.store.corrections_dropped"), 0);
     assert!(!host.logs_containing("correction failed (attempt 2), will retry").is_empty());
+}
+
+/// A Redis that runs charges, adjusts and cancels as the script does (ids
+/// remembered, a cancel before its charge wins), and whose answers can be
+/// lost after it ran the call (a timeout on the way back).
+#[derive(Default)]
+struct FakeRedis {
+    used: i64,
+    /// Ids seen, with what a charge took (`None`: cancelled, or a correction).
+    seen: std::collections::HashMap<String, Option<i64>>,
+    /// Answers to lose: (operation, how many more).
+    lose: Vec<(&'static str, u32)>,
+}
+
+impl FakeRedis {
+    fn answer(&mut self, call: &Call) -> CalloutReply {
+        let before = self.used;
+        let id = call.id().map(str::to_string);
+        match (call.op.as_str(), id) {
+            ("charge", Some(id)) if !self.seen.contains_key(&id) => {
+                // charge now cost ...
+                self.used += call.args[1].parse::<i64>().unwrap();
+                self.seen.insert(id, Some(call.args[1].parse().unwrap()));
+            }
+            ("adjust", Some(id)) if !self.seen.contains_key(&id) => {
+                // adjust window_start delta most
+                self.used += call.args[1].parse::<i64>().unwrap();
+                self.seen.insert(id, None);
+            }
+            ("cancel", Some(id)) => {
+                if let Some(Some(took)) = self.seen.insert(id, None) {
+                    self.used -= took;
+                }
+            }
+            _ => {}
+        }
+        if let Some((_, left)) = self.lose.iter_mut().find(|(op, left)| *op == call.op && *left > 0) {
+            *left -= 1;
+            return CalloutReply::Failure;
+        }
+        records(day(before), day(self.used))
+    }
+}
+
+fn fake_redis(host: &Host, lose: Vec<(&'static str, u32)>) -> Arc<std::sync::Mutex<FakeRedis>> {
+    let redis = Arc::new(std::sync::Mutex::new(FakeRedis { lose, ..FakeRedis::default() }));
+    let shared = redis.clone();
+    host.on_callout("webdis", move |c| shared.lock().unwrap().answer(&call_of(c)));
+    redis
+}
+
+#[test]
+fn a_refund_retried_after_a_lost_answer_applies_once() {
+    let host = quota_host();
+    // Redis runs the first attempt of the refund, but its answer never comes back.
+    let redis = fake_redis(&host, vec![("adjust", 1)]);
+    let vm = redis_vm(&host, &redis_config("fail_closed"));
+    for status in [200, 500] {
+        vm.request().method("POST").path("/v1/daily").header("x-user-id", "ida").respond_json(status, "{}").send();
+    }
+    assert_eq!(redis.lock().unwrap().used, 1, "charged 2, refunded 1");
+    host.advance(Duration::from_secs(1));
+    let sent = calls_of(&vm, "adjust");
+    assert_eq!(sent.len(), 2, "retried after the lost answer: {sent:#?}");
+    assert_eq!(sent[0], sent[1], "under the same id");
+    assert_eq!(redis.lock().unwrap().used, 1, "the retry changed nothing");
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 0);
+}
+
+#[test]
+fn a_charge_that_timed_out_under_fail_closed_is_cancelled() {
+    let host = quota_host();
+    // Redis charges, and the answer is lost: Envoy's timeout.
+    let redis = fake_redis(&host, vec![("charge", 1)]);
+    let vm = redis_vm(&host, &redis_config("fail_closed"));
+
+    let r = post(&vm, "/v1/daily", "ivo");
+    r.assert_blocked(503);
+    let charge = call_of(&r.callouts()[0]);
+    let cancels = calls_of(&vm, "cancel");
+    assert_eq!(cancels.len(), 1, "sent at once: {cancels:#?}");
+    assert_eq!((cancels[0].key.as_str(), cancels[0].id()), (charge.key.as_str(), charge.id()));
+    assert_eq!(redis.lock().unwrap().used, 0, "refused, and not charged");
+    assert!(r.log_contains(&format!("cancelling charge {}", charge.id().unwrap())), "{r:?}");
+    // The next request is charged as usual.
+    let r = post(&vm, "/v1/daily", "ivo");
+    r.assert_allowed();
+    assert_eq!(redis.lock().unwrap().used, 1);
+}
+
+#[test]
+fn a_charge_refused_before_redis_ran_it_is_not_cancelled() {
+    let host = quota_host();
+    let vm = redis_vm(&host, &redis_config("fail_closed"));
+    // webdis without Redis (or no webdis), and a Redis that refuses writes.
+    for reply in [
+        CalloutReply::status(503, "Service Unavailable"),
+        CalloutReply::ok(r#"{"EVALSHA":[false,"READONLY You can't write against a read only replica."]}"#),
+    ] {
+        host.on_callout("webdis", move |_| reply.clone());
+        post(&vm, "/v1/daily", "ike").assert_blocked(503);
+    }
+    assert!(calls_of(&vm, "cancel").is_empty(), "nothing ran, nothing to give back");
+}
+
+#[test]
+fn a_charge_that_timed_out_under_fail_open_keeps_its_charge() {
+    let host = quota_host();
+    let redis = fake_redis(&host, vec![("charge", 1)]);
+    let vm = redis_vm(&host, &redis_config("fail_open"));
+
+    let r = post(&vm, "/v1/daily", "ivo");
+    r.assert_allowed();
+    assert_eq!(r.response_header("x-quota-state"), Some("unavailable"));
+    assert!(calls_of(&vm, "cancel").is_empty(), "the request went on: what Redis charged stands");
+    assert_eq!(redis.lock().unwrap().used, 1);
+}
+
+#[test]
+fn a_full_corrections_queue_drops_the_oldest_and_counts_and_reports_it() {
+    let host = quota_host();
+    // Redis takes every charge and fails every refund (each waits for its retry).
+    host.on_callout("webdis", |c| match call_of(c).op.as_str() {
+        "adjust" => CalloutReply::status(503, "down"),
+        _ => records(None, day(1)),
+    });
+    let vm = redis_vm(&host, &redis_config("fail_closed"));
+    let refund = |user: &str| {
+        vm.request().method("POST").path("/v1/daily").header("x-user-id", user).respond_json(500, "{}").send();
+    };
+    refund("first");
+    let first = calls_of(&vm, "adjust").remove(0);
+    // 10,000 corrections wait: the queue's bound.
+    for i in 1..10_000 {
+        refund(&format!("u{i}"));
+    }
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 0);
+    refund("last");
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 1, "the oldest made room");
+    let lines = host.logs_containing("quota: correction dropped");
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].level >= LogLevel::Error, "{}", lines[0]);
+    let record: Value = serde_json::from_str(lines[0].message.split_once("dropped: ").unwrap().1).unwrap();
+    assert_eq!(record["event"], "correction_dropped");
+    assert_eq!(record["operation"], "adjust");
+    assert_eq!(record["correction"], first.id().unwrap());
+    assert_eq!((&record["user"], &record["class"], &record["delta"]), (&json!("first"), &json!("daily"), &json!(-1)));
+    assert!(record["reason"].as_str().unwrap().contains("queue was full"), "{record}");
+    // The event line too (events are logged by default).
+    assert_eq!(host.logs_containing("quota-event {\"event\":\"correction_dropped\"").len(), 1);
+
+    // An outage can drop one per request: ten a second are reported in full, the rest counted.
+    for i in 0..14 {
+        refund(&format!("more{i}"));
+    }
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 15);
+    assert_eq!(host.logs_containing("quota: correction dropped").len(), 10);
+    host.advance(Duration::from_secs(1));
+    let summary = host.logs_containing("quota: corrections dropped");
+    assert_eq!(summary.len(), 1);
+    assert!(summary[0].message.contains("\"count\":5"), "{}", summary[0]);
+}
+
+#[test]
+fn a_correction_failing_past_its_budget_is_dropped_and_reported() {
+    let host = quota_host();
+    let adjusts = corrections_webdis(&host, vec![CalloutReply::status(503, "down"); 1000]);
+    let vm = redis_vm(&host, &redis_config("fail_closed"));
+    vm.request().method("POST").path("/v1/daily").header("x-user-id", "eve").respond_json(500, "{}").send();
+    // Redis stays away for 150 s.
+    host.advance(Duration::from_secs(150));
+    let attempts = adjusts.load(Ordering::SeqCst);
+    // 8 attempts in the first 11.3 s, backing off, then one every 5 s until 120 s.
+    assert_eq!(attempts, 29);
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 1);
+    let lines = host.logs_containing("quota: correction dropped");
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].message.contains("every attempt failed for 120 s"), "{}", lines[0]);
 }
 
 // ----- approximate mode -----
@@ -711,7 +1013,7 @@ fn a_sync_answer_with_lower_global_usage_never_lowers_the_local_counter() {
 }
 
 #[test]
-fn a_failed_sync_sends_its_units_with_the_next_one() {
+fn a_failed_sync_is_retried_under_its_id_and_new_units_follow_in_the_next() {
     let host = quota_host();
     host.on_callout("webdis", |_| CalloutReply::Failure);
     let vm = redis_vm(&host, &approximate_config());
@@ -723,8 +1025,31 @@ fn a_failed_sync_sends_its_units_with_the_next_one() {
     host.advance(Duration::from_millis(100));
     let adds = calls_of(&vm, "add");
     assert_eq!(adds.len(), 2, "{adds:#?}");
+    // The failed sync may have applied: it goes again as it was, and applies once.
+    assert_eq!(adds[1], adds[0], "the same sync, the same id");
     assert_eq!(adds[0].args[1], "1");
-    assert_eq!(adds[1].args[1], "2", "the failed unit and the new one");
+    // The new unit waited for it, and goes with the next sync.
+    host.advance(Duration::from_millis(100));
+    let adds = calls_of(&vm, "add");
+    assert_eq!(adds.len(), 3, "{adds:#?}");
+    assert_eq!(adds[2].args[1], "1");
+    assert_ne!(adds[2].id(), adds[0].id());
+}
+
+#[test]
+fn approximate_mode_bounds_its_unsynced_counters_and_counts_what_it_drops() {
+    let host = quota_host();
+    let vm = redis_vm(&host, &approximate_config());
+    // 10,001 callers before any sync: the last one's unit has no room to wait.
+    for i in 0..10_001 {
+        post(&vm, "/v1/daily", &format!("u{i}")).assert_allowed();
+    }
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 1);
+    host.advance(Duration::from_millis(100));
+    let lines = host.logs_containing("quota: sync deltas dropped");
+    assert_eq!(lines.len(), 1, "one line per sync, however many were dropped");
+    assert!(lines[0].message.contains("\"counters\":1"), "{}", lines[0]);
+    assert!(lines[0].message.contains("\"delta\":1"), "{}", lines[0]);
 }
 
 // ----- configuration -----

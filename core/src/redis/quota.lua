@@ -11,9 +11,20 @@
 -- starts before the previous one's end (see current below), and that needs
 -- the previous end for one window length after it passed.
 --
--- KEYS[1] is the counter, ARGV[1] the operation. Every operation answers the
--- record before and after it ran, {exists, c, s, e, u, g, b, w, f} twice in
--- one flat array (webdis cannot carry nested arrays): the
+-- KEYS[1] is the counter, ARGV[1] the operation. KEYS[2], when given, is the
+-- operation's marker: the counter's key, '#' and the operation's id (unique per
+-- Envoy VM and operation), so it shares the counter's hash tag and Redis
+-- Cluster slot. A marker makes a retried operation apply once: a correction
+-- (adjust, add) marks its id and a second call with the same id changes
+-- nothing; a charge leaves '<window start>:<units>' so that `cancel` with the
+-- same id can give those units back once, and a cancel that arrives before
+-- its charge leaves 'x', so the charge, if it still comes, charges nothing.
+-- Markers live REMEMBER seconds: longer than the filter retries anything
+-- (quota_core::redis::corrections::GIVE_UP_AFTER_MS) plus a call's timeout.
+--
+-- Every operation but view answers the record before and after it ran,
+-- {exists, c, s, e, u, g, b, w, f} twice in one flat array (webdis cannot
+-- carry nested arrays); view answers one record per key. The
 -- filter recomputes the caller's standing from the first with the same pure
 -- function the local store runs (quota_core::decide) and checks it against
 -- the second. This script mirrors decide::decide, decide::adjust and
@@ -21,7 +32,9 @@
 -- compares them on random sequences against a real Redis).
 
 local key = KEYS[1]
+local marker = KEYS[2]
 local op = ARGV[1]
+local REMEMBER = 300
 local NAMES = {'c', 's', 'e', 'u', 'g', 'b', 'w', 'f'}
 local GRACE = 60
 -- The most units any count holds (quota_core::units::MAX_UNITS, 2^53 - 1):
@@ -31,8 +44,8 @@ local MAX = 9007199254740991
 -- comes back as a number the filter can read.
 local UNITS = {u = true, g = true, b = true}
 
-local function read()
-  local v = redis.call('HMGET', key, unpack(NAMES))
+local function read_key(k)
+  local v = redis.call('HMGET', k, unpack(NAMES))
   if not v[1] then return nil end
   local r = {}
   for i, name in ipairs(NAMES) do
@@ -41,6 +54,16 @@ local function read()
     r[name] = n
   end
   return r
+end
+
+local function read()
+  return read_key(key)
+end
+
+-- Whether this operation's id is new (and now remembered); true without a marker.
+local function first_time()
+  if not marker then return true end
+  return redis.call('SET', marker, '1', 'NX', 'EX', REMEMBER) ~= false
 end
 
 local function copy(r)
@@ -98,6 +121,10 @@ local function charge()
   local pace_used, pace_before = tonumber(ARGV[11]), tonumber(ARGV[12])
   local ceiling = tonumber(ARGV[13])
   local old = read()
+  -- Cancelled before it arrived: it charges nothing.
+  if marker and redis.call('EXISTS', marker) == 1 then
+    return answer(old, old)
+  end
   local r = current(old, now, code, fresh_start, fresh_end)
   local plan = math.max(r.u - r.g, 0)
   local room = math.max(hard - plan, 0)
@@ -118,6 +145,7 @@ local function charge()
   if confirm_above >= 0 and not confirmed and available > 0 and cost > confirm_above * available then
     return answer(old, old)
   end
+  local was = r.u
   r.u = math.min(r.u + cost, MAX)
   r.g = math.min(r.g + from_grant, r.u)
   r.b = r.b - from_grant
@@ -137,20 +165,19 @@ local function charge()
     end
   end
   write(r)
+  if marker then
+    redis.call('SET', marker, r.s .. ':' .. (r.u - was), 'EX', REMEMBER)
+  end
   return answer(old, r)
 end
 
--- adjust window_start delta most: a refund (delta < 0) or more usage
--- (delta > 0, adding at most `most`), only while the window the request was
--- charged in is still stored.
-local function adjust()
-  local window_start, delta, most = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- What adjust does to a copy of the record `old`: nil when it changes nothing.
+local function adjusted(old, window_start, delta, most)
   if delta > 0 then
     delta = math.min(delta, most, MAX)
   end
-  local old = read()
   if not old or old.s ~= window_start or delta == 0 then
-    return answer(old, old)
+    return nil
   end
   local r = copy(old)
   if delta > 0 then
@@ -161,6 +188,40 @@ local function adjust()
     r.g = r.g - from_grant
     r.b = math.min(r.b + from_grant, MAX)
     r.u = r.u - back
+  end
+  return r
+end
+
+-- adjust window_start delta most: a refund (delta < 0) or more usage
+-- (delta > 0, adding at most `most`), only while the window the request was
+-- charged in is still stored.
+local function adjust()
+  local window_start, delta, most = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local old = read()
+  if not first_time() then
+    return answer(old, old)
+  end
+  local r = adjusted(old, window_start, delta, most)
+  if not r then
+    return answer(old, old)
+  end
+  write(r)
+  return answer(old, r)
+end
+
+-- cancel (KEYS[2]: the charge's marker): gives back what that charge took,
+-- once; a charge that has not run yet never will.
+local function cancel()
+  local old = read()
+  local charged = redis.call('GET', marker)
+  redis.call('SET', marker, 'x', 'EX', REMEMBER)
+  if not charged or charged == 'x' then
+    return answer(old, old)
+  end
+  local sep = string.find(charged, ':', 1, true)
+  local r = adjusted(old, tonumber(string.sub(charged, 1, sep - 1)), -tonumber(string.sub(charged, sep + 1)), 0)
+  if not r then
+    return answer(old, old)
   end
   write(r)
   return answer(old, r)
@@ -184,6 +245,9 @@ local function add()
   local now, delta = tonumber(ARGV[2]), tonumber(ARGV[3])
   local code, fresh_start, fresh_end = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
   local old = read()
+  if not first_time() then
+    return answer(old, old)
+  end
   local r = current(old, now, code, fresh_start, fresh_end)
   r.u = math.min(math.max(r.u + delta, r.g), MAX)
   write(r)
@@ -196,10 +260,16 @@ elseif op == 'adjust' then
   return adjust()
 elseif op == 'add' then
   return add()
+elseif op == 'cancel' and marker then
+  return cancel()
 elseif op == 'grant' then
   return grant()
 elseif op == 'view' then
-  local old = read()
-  return answer(old, old)
+  -- Every key given (one caller's counters, sharing a hash tag): one record each.
+  local out = {}
+  for i = 1, #KEYS do
+    for _, v in ipairs(flat(read_key(KEYS[i]))) do table.insert(out, v) end
+  end
+  return out
 end
 return redis.error_reply('quota: unknown operation ' .. tostring(op))
