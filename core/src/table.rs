@@ -88,10 +88,10 @@ fn spread(h: u64) -> u64 {
     (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// The entries of a bucket value, or none for a value that is not exactly a
-/// bucket of this format (another format, damaged): such a bucket reads as
-/// empty and the next write to it starts it afresh.
-fn entries(value: &[u8]) -> Vec<(&[u8], &[u8])> {
+/// The entries of a bucket value (counter key, record), or none for a value
+/// that is not exactly a bucket of this format (another format, damaged):
+/// such a bucket reads as empty and the next write to it starts it afresh.
+pub fn entries(value: &[u8]) -> Vec<(&[u8], &[u8])> {
     parse(value).unwrap_or_default()
 }
 
