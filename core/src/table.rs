@@ -463,10 +463,13 @@ mod tests {
         );
     }
 
+    /// Values and versions by key, and the last version handed out.
+    type Versioned = (HashMap<String, (Vec<u8>, Cas)>, Cas);
+
     /// A store shared by threads, as Envoy's shared data is by workers.
     #[derive(Default)]
     struct Shared {
-        entries: Mutex<(HashMap<String, (Vec<u8>, Cas)>, Cas)>,
+        entries: Mutex<Versioned>,
     }
 
     impl CounterStore for Shared {
