@@ -302,6 +302,31 @@ mod tests {
         assert!(*min >= 10 && *max <= 60, "loads from {min} to {max}");
     }
 
+    /// Of `probe` new keys, the share whose bucket is already full once
+    /// `live` keys are spread over a table of `max_counters`.
+    fn refused_share(max_counters: u32, live: usize, probe: usize) -> f64 {
+        let layout = Layout::new(max_counters);
+        let mut load = vec![0u32; layout.buckets() as usize];
+        for i in 0..live {
+            let bucket = &mut load[layout.bucket_of(format!("drafts:u:user-{i:07}").as_bytes()) as usize];
+            *bucket = (*bucket + 1).min(SLOTS);
+        }
+        let full = (0..probe)
+            .filter(|i| load[layout.bucket_of(format!("summaries:a:10.{i}").as_bytes()) as usize] == SLOTS)
+            .count();
+        full as f64 / probe as f64
+    }
+
+    #[test]
+    fn a_table_twice_the_live_counters_practically_never_refuses_one() {
+        // What the README promises for sizing `max_counters`.
+        let n = 320_000;
+        assert!(refused_share(n, 80_000, 100_000) == 0.0);
+        assert!(refused_share(n, 160_000, 100_000) < 0.001);
+        let three_quarters = refused_share(n, 240_000, 100_000);
+        assert!((0.03..0.12).contains(&three_quarters), "{three_quarters}");
+    }
+
     #[test]
     fn counters_round_trip_through_their_bucket() {
         let store = MemoryStore::new();

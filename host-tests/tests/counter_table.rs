@@ -42,14 +42,12 @@ fn stored(host: &host_tests::Host, key: &str) -> Option<Counter> {
     })
 }
 
-fn grant(vm: &host_tests::Vm, user: &str, units: u64) -> Value {
-    let r = vm
-        .request()
+fn grant(vm: &host_tests::Vm, user: &str, units: u64) -> host_tests::Exchange {
+    vm.request()
         .method("POST")
         .path(&format!("/admin/grants?class=burst&user={user}&units={units}"))
         .header("authorization", &format!("Bearer {ADMIN_SECRET}"))
-        .send();
-    r.assert_local_reply(200).body_json()
+        .send()
 }
 
 #[test]
@@ -98,6 +96,11 @@ fn a_new_caller_without_room_is_admitted_uncounted_by_default_and_the_stat_says_
     let again = post(&vm, "/v1/burst", "early-0");
     assert_eq!(again.response_header("x-quota-used"), Some("2"));
     assert_eq!(table_size(&host).1, 32);
+    // A grant to a counter that does not exist yet needs room too.
+    let refused = grant(&vm, "latecomer", 5);
+    let reply = refused.assert_local_reply(503);
+    assert_eq!(reply.body_json()["error"]["code"], "quota_unavailable");
+    assert_eq!(table_size(&host).1, 32);
 }
 
 #[test]
@@ -111,6 +114,8 @@ fn a_new_caller_without_room_gets_503_when_the_policy_is_fail_closed_until_dead_
     let r = post(&vm, "/v1/burst", "latecomer");
     let reply = r.assert_blocked(503);
     assert_eq!(reply.body_json()["error"]["code"], "quota_unavailable");
+    assert_eq!(r.response_header("retry-after"), Some("1"));
+    assert!(r.log_contains(r#""event":"store_full""#), "{r:?}");
     assert_eq!(host.counter("quota.store_full"), 1);
     assert_eq!(host.counter("quota.burst.free.fail_closed"), 1);
 
@@ -129,7 +134,7 @@ fn a_counter_holding_grant_units_is_never_reclaimed() {
     let host = quota_host();
     host.set_time_rfc3339("2026-11-22T12:00:00Z");
     let vm = quota_vm(&host, &table_config("10s", 1, 32, "fail_closed"));
-    assert_eq!(grant(&vm, "patron", 3)["grant"], 3);
+    assert_eq!(grant(&vm, "patron", 3).assert_local_reply(200).body_json()["grant"], 3);
     // A week of strangers, 31 at a time (all the room the patron leaves), in one bucket.
     for round in 0..50 {
         host.advance(Duration::from_secs(3 * 3600));
@@ -144,4 +149,20 @@ fn a_counter_holding_grant_units_is_never_reclaimed() {
     }
     post(&vm, "/v1/burst", "patron").assert_blocked(429);
     assert_eq!(host.counter("quota.store_full"), 0);
+}
+
+#[test]
+fn counters_of_the_one_key_per_counter_layout_are_not_read() {
+    let host = quota_host();
+    host.set_time_rfc3339("2026-11-22T12:00:00Z");
+    let vm = quota_vm(&host, &table_config("day", 5, 32, "fail_closed"));
+    // What an earlier release left: a record under the counter's own key.
+    let now = 1_795_348_800;
+    let old =
+        Counter { window_code: 3, window_start: now - 3600, window_end: now + 3600, used: 4, ..Counter::default() };
+    host.shared_data().set("quota", "burst:u:veteran", &old.encode(), 0).unwrap();
+    let r = post(&vm, "/v1/burst", "veteran");
+    assert_eq!(r.response_header("x-quota-used"), Some("1"), "counted from zero");
+    assert_eq!(host.shared_data().get("quota", "burst:u:veteran").map(|(v, _)| v), Some(old.encode().to_vec()));
+    assert_eq!(stored(&host, "burst:u:veteran").map(|c| c.used), Some(1));
 }
