@@ -31,6 +31,11 @@ pub const SLOTS: u32 = 32;
 /// ([`entry_cost`]): 32 counters whose keys are up to 67 bytes long. One
 /// counter with a longer key still gets a bucket of its own.
 pub const BUCKET_BYTES: usize = SLOTS as usize * 128;
+/// The most bytes a bucket's value takes when no single counter's key is
+/// longer than a bucket's bytes: the format byte, the bucket count (a varint
+/// of at most 4 bytes up to [`crate::config::MAX_MAX_COUNTERS`] / 32), and
+/// [`BUCKET_BYTES`] of entries.
+pub const MAX_VALUE_BYTES: usize = 1 + 4 + BUCKET_BYTES;
 /// Key lengths up to 2^21 - 1 as a varint, and the record's length byte.
 const FRAMING: usize = 4;
 const LONGEST_KEY: usize = (1 << 21) - 1;
@@ -88,35 +93,46 @@ fn spread(h: u64) -> u64 {
     (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// A bucket value, read: the number of buckets of the table that wrote it,
+/// and its entries (counter key, record).
+struct Bucket<'a> {
+    buckets: u32,
+    entries: Vec<(&'a [u8], &'a [u8])>,
+}
+
 /// The entries of a bucket value (counter key, record), or none for a value
 /// that is not exactly a bucket of this format (another format, damaged):
 /// such a bucket reads as empty and the next write to it starts it afresh.
 pub fn entries(value: &[u8]) -> Vec<(&[u8], &[u8])> {
-    parse(value).unwrap_or_default()
+    parse(value).map(|b| b.entries).unwrap_or_default()
 }
 
-fn parse(value: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let (&format, mut rest) = value.split_first()?;
+/// The value: the format byte, the writer's bucket count (a varint), then
+/// each entry: its key's length (a varint), the key, the record's length (a
+/// byte) and the record.
+fn parse(value: &[u8]) -> Option<Bucket<'_>> {
+    let (&format, rest) = value.split_first()?;
     if format != FORMAT {
         return None;
     }
-    let mut out = Vec::new();
+    let (buckets, mut rest) = varint(rest, 5)?;
+    let mut entries = Vec::with_capacity(SLOTS as usize);
     while !rest.is_empty() {
-        let (key_len, after) = varint(rest)?;
+        let (key_len, after) = varint(rest, 3)?;
         let key = after.get(..key_len)?;
         let (&record_len, after) = after.get(key_len..)?.split_first()?;
         let record = after.get(..usize::from(record_len))?;
         rest = after.get(usize::from(record_len)..)?;
-        out.push((key, record));
+        entries.push((key, record));
     }
-    Some(out)
+    Some(Bucket { buckets: u32::try_from(buckets).ok()?, entries })
 }
 
-/// A LEB128 length of at most three bytes.
-fn varint(bytes: &[u8]) -> Option<(usize, &[u8])> {
+/// A LEB128 number of at most `most` bytes.
+fn varint(bytes: &[u8], most: usize) -> Option<(usize, &[u8])> {
     let mut n = 0usize;
-    for (i, &b) in bytes.iter().enumerate().take(3) {
-        n |= usize::from(b & 0x7f) << (7 * i);
+    for (i, &b) in bytes.iter().enumerate().take(most) {
+        n |= usize::from(b & 0x7f).checked_shl(7 * i as u32)?;
         if b < 0x80 {
             return Some((n, bytes.get(i + 1..)?));
         }
@@ -124,13 +140,16 @@ fn varint(bytes: &[u8]) -> Option<(usize, &[u8])> {
     None
 }
 
-fn push_entry(out: &mut Vec<u8>, key: &[u8], record: &[u8]) {
-    let mut n = key.len();
+fn push_varint(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push(n as u8 | 0x80);
         n >>= 7;
     }
     out.push(n as u8);
+}
+
+fn push_entry(out: &mut Vec<u8>, key: &[u8], record: &[u8]) {
+    push_varint(out, key.len());
     out.extend_from_slice(key);
     out.push(record.len() as u8);
     out.extend_from_slice(record);
@@ -163,21 +182,24 @@ impl<'a, S: CounterStore + ?Sized> Table<'a, S> {
     }
 
     /// The bucket `bucket` once `key` holds `record`: the entries of other
-    /// counters that are still live and still belong here (a table laid out
-    /// for another size leaves entries where their keys no longer lead), in
-    /// their order, then `key`'s. [`StoreError::Full`] when `key` is new and
-    /// there is no room for it.
-    fn rewrite(&self, bucket: u32, old: &[u8], key: &[u8], record: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let mut out = Vec::with_capacity(old.len() + entry_cost(key.len()));
+    /// counters that are still live, in their order, then `key`'s.
+    /// [`StoreError::Full`] when `key` is new and there is no room for it.
+    /// Written by a table of another size, the bucket may hold counters
+    /// whose keys lead elsewhere now: they can never be read here again, and
+    /// are dropped too.
+    fn rewrite(&self, bucket: u32, old: &Bucket<'_>, key: &[u8], record: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let resized = old.buckets != self.layout.buckets;
+        let mut out = Vec::with_capacity(8 + old.entries.len() * 40 + entry_cost(key.len()));
         out.push(FORMAT);
+        push_varint(&mut out, self.layout.buckets as usize);
         let (mut kept, mut cost, mut present) = (0u32, 0usize, false);
-        for (k, r) in entries(old) {
+        for &(k, r) in &old.entries {
             if k == key {
                 present = true;
                 continue;
             }
             let live = Counter::decode(r).is_some_and(|c| !reclaimable(&c, self.now));
-            if live && self.layout.bucket_of(k) == bucket {
+            if live && !(resized && self.layout.bucket_of(k) != bucket) {
                 push_entry(&mut out, k, r);
                 kept += 1;
                 cost = cost.saturating_add(entry_cost(k.len()));
@@ -196,7 +218,7 @@ impl<S: CounterStore + ?Sized> CounterStore for Table<'_, S> {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
         let read = self.read(self.layout.bucket_of(key.as_bytes()))?;
         let found = read.found.as_ref().and_then(|(value, cas)| {
-            let (_, record) = entries(value).into_iter().find(|(k, _)| *k == key.as_bytes())?;
+            let (_, record) = parse(value)?.entries.into_iter().find(|(k, _)| *k == key.as_bytes())?;
             Some((record.to_vec(), *cas))
         });
         *self.last.borrow_mut() = Some(read);
@@ -217,10 +239,11 @@ impl<S: CounterStore + ?Sized> CounterStore for Table<'_, S> {
             None => self.read(bucket)?,
         };
         let (old, version) = match &read.found {
-            Some((value, cas)) => (value.as_slice(), Some(*cas)),
-            None => (&[][..], None),
+            Some((value, cas)) => (parse(value), Some(*cas)),
+            None => (None, None),
         };
-        let present = entries(old).iter().any(|(k, _)| *k == key.as_bytes());
+        let old = old.unwrap_or(Bucket { buckets: self.layout.buckets, entries: Vec::new() });
+        let present = old.entries.iter().any(|(k, _)| *k == key.as_bytes());
         let holds = match expect {
             Expect::Absent => !present,
             Expect::Version(want) => present && version == Some(want),
@@ -228,7 +251,7 @@ impl<S: CounterStore + ?Sized> CounterStore for Table<'_, S> {
         if !holds {
             return Err(StoreError::CasMismatch);
         }
-        let new = self.rewrite(bucket, old, key.as_bytes(), value)?;
+        let new = self.rewrite(bucket, &old, key.as_bytes(), value)?;
         let expect = version.map_or(Expect::Absent, Expect::Version);
         self.store.set(&Layout::bucket_key(bucket), &new, expect)
     }
@@ -416,6 +439,28 @@ mod tests {
     }
 
     #[test]
+    fn a_full_bucket_of_typical_counters_takes_1220_bytes() {
+        // As the README says: 32 keys like `drafts:u:user-0000001` with day
+        // records, in the default table of 31,250 buckets.
+        let layout = Layout::new(1_000_000);
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("drafts:u:user-{i:07}"))
+            .filter(|k| layout.bucket_of(k.as_bytes()) == 7)
+            .take(SLOTS as usize)
+            .collect();
+        let start = NOON - NOON.rem_euclid(86_400);
+        let day = Counter { used: 9, warned: 1, ..Counter::open(Window { start, end: start + 86_400 }, 3, 0) };
+        assert_eq!((keys[0].len(), day.encode().len()), (21, 15));
+        let store = MemoryStore::new();
+        let table = Table::new(&store, layout, NOON);
+        for key in &keys {
+            put(&table, key, day).unwrap();
+        }
+        assert_eq!(store.get("#7").unwrap().map(|(v, _)| v.len()), Some(1_220));
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
     fn long_keys_fill_a_bucket_by_bytes() {
         let store = MemoryStore::new();
         let table = Table::new(&store, Layout::new(32), NOON);
@@ -426,7 +471,7 @@ mod tests {
             put(&table, &format!("drafts:u:{i:02}{id}"), minute(NOON, 1)).unwrap();
         }
         assert_eq!(put(&table, &format!("drafts:u:zz{id}"), minute(NOON, 1)), Err(GiveUp::Full));
-        assert!(store.get("#0").unwrap().unwrap().0.len() <= BUCKET_BYTES);
+        assert!(store.get("#0").unwrap().unwrap().0.len() <= MAX_VALUE_BYTES);
         // One counter with a key longer than a bucket's bytes still has a place.
         let other = MemoryStore::new();
         let huge = format!("drafts:u:{}", "y".repeat(BUCKET_BYTES));
@@ -563,6 +608,7 @@ mod tests {
         let store = MemoryStore::new();
         let layout = Layout::new(32);
         let mut value = vec![FORMAT];
+        push_varint(&mut value, 1);
         push_entry(&mut value, b"drafts:u:a", &minute(NOON, 3).encode());
         for bad in [vec![], vec![9], value[..value.len() - 1].to_vec(), [value.as_slice(), &[0x80]].concat()] {
             let store = MemoryStore::new();
@@ -589,13 +635,15 @@ mod tests {
         let store = MemoryStore::new();
         let (small, big) = (Layout::new(32), Layout::new(64));
         let moved = (0..).map(|i| format!("drafts:u:user-{i}")).find(|k| big.bucket_of(k.as_bytes()) == 1).unwrap();
-        let stays = keys_in_bucket_0(big, 1).remove(0);
-        put(&Table::new(&store, small, NOON), &moved, minute(NOON, 5)).unwrap();
-        put(&Table::new(&store, small, NOON), &stays, minute(NOON, 5)).unwrap();
+        let [stays, neighbour] = <[String; 2]>::try_from(keys_in_bucket_0(big, 2)).unwrap();
+        for key in [&moved, &stays, &neighbour] {
+            put(&Table::new(&store, small, NOON), key, minute(NOON, 5)).unwrap();
+        }
         let table = Table::new(&store, big, NOON);
         assert_eq!(read(&table, &moved), None);
         put(&table, &stays, minute(NOON, 6)).unwrap();
-        assert_eq!(bucket_entries(&store, 0), [stays]);
+        assert_eq!(bucket_entries(&store, 0), [neighbour.clone(), stays.clone()]);
+        assert_eq!(read(&table, &neighbour).map(|c| c.used), Some(5));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use quota_core::counter::Counter;
-use quota_core::table::{entries, BUCKET_BYTES};
+use quota_core::table::{entries, MAX_VALUE_BYTES};
 use serde_json::{json, Value};
 
 use crate::util::{post, quota_host, quota_vm};
@@ -67,7 +67,7 @@ fn callers_coming_and_going_leave_a_bounded_set_of_keys_and_bytes() {
         assert!(keys <= 8, "round {round}: {keys} keys");
         // A round's counters are dead 20 s after it: the next round's writes drop them.
         assert!(counters <= 2 * 100, "round {round}: {counters} counters");
-        assert!(bytes <= keys * (1 + BUCKET_BYTES), "round {round}: {bytes} bytes");
+        assert!(bytes <= keys * MAX_VALUE_BYTES, "round {round}: {bytes} bytes");
         most = (most.0.max(keys), most.1.max(counters), most.2.max(bytes));
         host.advance(Duration::from_secs(25));
     }
