@@ -2,7 +2,8 @@
 //!
 //! The store is deliberately narrow: read a value with its version, write a
 //! value if the version still matches. Envoy's shared data implements it in
-//! the filter; tests use [`MemoryStore`]. A remote store (Redis behind an
+//! the filter, and the counters live there in the bounded table of
+//! `table.rs` (itself a store over it); tests use [`MemoryStore`]. A remote store (Redis behind an
 //! HTTP callout) answers asynchronously, so it plugs in one level up, around
 //! the same pure `decide` function, rather than through this trait.
 
