@@ -226,11 +226,13 @@ impl<S: CounterStore + ?Sized> CounterStore for Table<'_, S> {
     }
 
     fn set(&self, key: &str, value: &[u8], expect: Expect) -> Result<(), StoreError> {
-        if value.len() > MAX_RECORD_BYTES || key.len() > LONGEST_KEY {
-            return Err(StoreError::Unavailable(format!(
-                "the counter table takes records of up to {MAX_RECORD_BYTES} bytes, not {}",
-                value.len()
-            )));
+        if value.len() > MAX_RECORD_BYTES {
+            let why = format!("the counter table takes records of up to {MAX_RECORD_BYTES} bytes, not {}", value.len());
+            return Err(StoreError::Unavailable(why));
+        }
+        if key.len() > LONGEST_KEY {
+            let why = format!("the counter table takes keys of up to {LONGEST_KEY} bytes, not {}", key.len());
+            return Err(StoreError::Unavailable(why));
         }
         let bucket = self.layout.bucket_of(key.as_bytes());
         let last = self.last.borrow_mut().take().filter(|r| r.bucket == bucket);
@@ -652,6 +654,8 @@ mod tests {
         let table = Table::new(&store, Layout::new(32), NOON);
         let long = vec![3u8; MAX_RECORD_BYTES + 1];
         assert!(matches!(table.set("k", &long, Expect::Absent), Err(StoreError::Unavailable(_))));
+        let key = "k".repeat(LONGEST_KEY + 1);
+        assert!(matches!(table.set(&key, &minute(NOON, 1).encode(), Expect::Absent), Err(StoreError::Unavailable(_))));
         assert!(store.is_empty());
     }
 }
