@@ -139,6 +139,16 @@ bench: setup build
 	$(PYTHON) bench/criterion_table.py target/criterion | tee target/bench/core.md
 	$(PYTHON) bench/load.py
 
+# The soak, not part of `make test` or `make bench` (about 12 minutes): 10
+# rounds of 10^5 new callers through real Envoy with a 30 s window, Envoy's RSS
+# after each round (bench/soak.py). `make soak SOAK_ARGS="--compare-wasm
+# old.wasm"` soaks another build beside it. BENCHMARKS.md reports a run.
+SOAK_ARGS ?=
+.PHONY: soak
+soak: setup build
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	$(PYTHON) bench/soak.py $(SOAK_ARGS)
+
 # Fuzzing, not part of `make test`: replays fuzz/regressions/, then runs each
 # cargo-fuzz target in fuzz/ for FUZZ_SECONDS and prints the executions it
 # reached (fuzz/run.sh). `make fuzz FUZZ_SECONDS=600` for a longer run.

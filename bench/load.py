@@ -53,7 +53,8 @@ their p99 is the cost of one request, not the length of a queue.
 First the .wasm is measured before and after `wasm-opt -Oz` (and the result
 loaded into Envoy: it is the quota_opt case). Last, the memory run: a fresh
 quota Envoy answering each request itself after the filter, one new user per
-request until 10^4, 10^5 and 10^6 counters exist, with Envoy's RSS and
+request until 10^4, 10^5 and 10^6 counters exist (in a counter table of
+MEMORY_MAX_COUNTERS, so that none finds its bucket full), with Envoy's RSS and
 allocated heap after each step, within --memory-budget seconds (a step not
 reached is reported as such). Between the two, the approximate mode's
 overshoot (--no-overshoot skips it): two Envoys sharing a hard limit of 1,000
@@ -125,6 +126,8 @@ COMPARE = ("quota_compare", "quota_compare", "headers", "quota filter, the --com
 OVERSHOOT_LIMIT = 1000
 OVERSHOOT_S = 3
 OVERSHOOT_SYNC_MS = (50, 100, 250)
+# counters.max_counters of the memory run (its largest step is 10^6 callers).
+MEMORY_MAX_COUNTERS = 4_000_000
 # Not part of `make bench`: the same filter with one part switched off by its
 # own config, to measure that part's share in Envoy (--cases ... to run them).
 ABLATIONS = [
@@ -149,6 +152,15 @@ def bench_config():
     """The demo matrix with the tier `bench` (limits never reached)."""
     config = json.loads((REPO_ROOT / "envoy" / "demo-config.json").read_text())
     config["tiers"]["bench"] = json.loads((BENCH_DIR / "bench-tier.json").read_text())
+    return config
+
+
+def memory_config():
+    """The bench config with room for the memory run's 10^6 callers, all live
+    (day windows): a table 4 times their number, so a new counter practically
+    never finds its bucket full (see README, "How counting works")."""
+    config = bench_config()
+    config["counters"] = {"max_counters": MEMORY_MAX_COUNTERS}
     return config
 
 
@@ -255,7 +267,7 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None)
         "quota_compare": lambda: quota(compare_wasm),
         "quota_10k": lambda: quota(QUOTA_WASM),
         "quota_body": lambda: quota(QUOTA_WASM),
-        "quota_memory": lambda: direct_response(quota(QUOTA_WASM)),
+        "quota_memory": lambda: direct_response(quota(QUOTA_WASM, memory_config())),
         "quota_no_headers": lambda: quota(QUOTA_WASM, ablated_config("headers")),
         "quota_no_metrics": lambda: quota(QUOTA_WASM, ablated_config("metrics")),
         "quota_prefix": lambda: quota(QUOTA_WASM, ablated_config("glob")),
@@ -662,8 +674,9 @@ def markdown(info, params, rows, stats, memory, sizes, overshoot=None):
                    f"{s['fail_closed']} fail_closed, {s['blocked']} blocked")
     if memory:
         out += ["", f"Memory (one Envoy answering after the filter, base RSS {memory['base_rss_mib']:.1f} MiB; "
-                f"keys like `drafts:u:user-0000001`, {memory['key_bytes']} bytes, values 15 bytes "
-                f"(a day window's compact record); "
+                f"counter keys like `drafts:u:user-0000001`, {memory['key_bytes']} bytes, records 15 bytes "
+                f"(a day window's compact record), in buckets of the counter table "
+                f"(`max_counters` {MEMORY_MAX_COUNTERS:,}); "
                 f"time budget {memory['budget_s']:.0f} s):", "",
                 "| counters | target reached | RSS MiB | RSS bytes/counter | heap bytes/counter | seconds | "
                 "errors | fail_open | fail_closed |",

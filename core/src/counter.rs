@@ -4,9 +4,9 @@
 //! appended to, so memory is bounded whatever the traffic. The record is a
 //! version byte, the two flag bytes and LEB128 varints (the window as its
 //! start and length): 15–16 bytes for a calendar window of this century and
-//! usage below 16,384, at most [`MAX_RECORD_BYTES`]. Envoy keeps shared data
-//! in `std::string`s whose inline buffer holds 22 bytes, so a typical record
-//! costs no heap allocation of its own.
+//! usage below 16,384, at most [`MAX_RECORD_BYTES`]. In Envoy's shared data
+//! the records live in the buckets of the counter table (`table.rs`), each
+//! beside its counter key.
 
 use crate::units::bounded;
 use crate::window::Window;

@@ -192,6 +192,18 @@ pub fn next_window(previous: Window, fresh: Window) -> Window {
     }
 }
 
+/// Whether a stored counter may be forgotten at `now` (see `table.rs`): it
+/// holds no grant units (they were bought and carry over from window to
+/// window) and one length of its window has passed since the window ended.
+/// [`current`] reads an ended record only for its end (the rule above); any
+/// window it opens from `now` on ends later than
+/// `old.end + (old.end - old.start)` whether the record is there or not, so
+/// forgetting it buys nothing.
+pub fn reclaimable(c: &Counter, now: i64) -> bool {
+    let window = c.window();
+    c.grant == 0 && now >= window.end.saturating_add(window.length().max(0))
+}
+
 /// Plan units the cell admits past its hard limit at most, `None` for no ceiling.
 fn beyond_cap(limits: &Limits) -> Option<u64> {
     limits.beyond_hard_cap()
@@ -645,6 +657,75 @@ mod tests {
             }
         }
         assert!(shifted > 300, "only {shifted} windows moved: the sequences no longer exercise the rule");
+    }
+
+    #[test]
+    fn a_record_is_reclaimable_one_window_length_after_its_end_unless_it_holds_grants() {
+        let l = limits(None, 5, AtHard::Block);
+        let (stored, _) = run(&l, 3, 1);
+        let c = stored.unwrap();
+        let end = c.window_end;
+        assert!(!reclaimable(&c, NOON));
+        assert!(!reclaimable(&c, end));
+        assert!(!reclaimable(&c, end + DAY - 1));
+        assert!(reclaimable(&c, end + DAY));
+        // Grant units are never forgotten, whenever the window ended.
+        let granted = Counter { grant: 1, ..c };
+        assert!(!reclaimable(&granted, end + 1000 * DAY));
+        // A grant-only record (its window already ended) keeps its units too.
+        assert!(!reclaimable(&add_grant(None, 3), NOON));
+        assert!(reclaimable(&add_grant(None, 0), NOON));
+        // A record with a reversed or absurd window is never kept alive by it.
+        let reversed = Counter { window_start: end, window_end: end - DAY, ..c };
+        assert!(reclaimable(&reversed, end));
+        let forever = Counter { window_end: i64::MAX, ..c };
+        assert!(!reclaimable(&forever, i64::MAX - 1));
+    }
+
+    #[test]
+    fn forgetting_a_reclaimable_record_decides_as_keeping_it_would() {
+        let mut seed = 0x2f69_3c1d_5b7a_8e41u64;
+        let mut below = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let specs = [
+            WindowSpec::Calendar(CalendarUnit::Minute),
+            WindowSpec::Calendar(CalendarUnit::Hour),
+            WindowSpec::Calendar(CalendarUnit::Day),
+            WindowSpec::Calendar(CalendarUnit::Week),
+            WindowSpec::Calendar(CalendarUnit::Month),
+            WindowSpec::FirstUse { seconds: 5 * 3600 },
+            WindowSpec::FirstUse { seconds: 10 },
+        ];
+        let offset = |minutes: u64| Alignment { utc_offset_minutes: minutes as i32 - 14 * 60, week_start: 0 };
+        for round in 0..5_000 {
+            let spec = specs[below(specs.len() as u64) as usize];
+            let l = Limits { window: spec, ..limits(None, 3, AtHard::Block) };
+            let then = NOON + below(400 * DAY as u64) as i64;
+            let (old, _) = decide(None, &l, 2, false, then, offset(below(28 * 60 + 1)));
+            let old = old.unwrap();
+            let forget_at = old.window_end + old.window().length();
+            let now = forget_at + below(3 * old.window().length() as u64) as i64;
+            assert!(reclaimable(&old, now) && !reclaimable(&old, forget_at - 1), "round {round}");
+            let align = offset(below(28 * 60 + 1));
+            let kept = decide(Some(old), &l, 1, false, now, align);
+            let forgotten = decide(None, &l, 1, false, now, align);
+            if spec == WindowSpec::Calendar(CalendarUnit::Month) {
+                // Months differ in length: the window may start elsewhere, but
+                // holds `now`, is a whole month, and ends past the forgetting point.
+                for (write, charge) in [kept, forgotten] {
+                    let w = write.unwrap().window();
+                    assert!(w.contains(now) && w.end > forget_at, "round {round}: {w:?}");
+                    assert!((28 * DAY..=31 * DAY).contains(&w.length()), "round {round}: {w:?}");
+                    assert_eq!((charge.admitted, charge.usage.used), (true, 1));
+                }
+            } else {
+                assert_eq!(kept, forgotten, "round {round}: {spec:?} {old:?} at {now}");
+            }
+        }
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub enum Event {
     WorkspaceRequired,
     /// The counter store gave up (the fail policy applied).
     StoreUnavailable,
+    /// The counter was new and the table had no room for it (the fail policy applied).
+    StoreFull,
 }
 
 impl Event {
@@ -71,6 +73,7 @@ impl Event {
             Event::NotIncluded => "not_included",
             Event::WorkspaceRequired => "workspace_required",
             Event::StoreUnavailable => "store_unavailable",
+            Event::StoreFull => "store_full",
         }
     }
 }
@@ -101,6 +104,7 @@ impl Decision {
             }
             Outcome::NotIncluded => out.push(Event::NotIncluded),
             Outcome::WorkspaceRequired => out.push(Event::WorkspaceRequired),
+            Outcome::Unavailable { reason: GiveUp::Full, .. } => out.push(Event::StoreFull),
             Outcome::Unavailable { .. } => out.push(Event::StoreUnavailable),
         }
         out
@@ -330,7 +334,10 @@ pub fn grant<S: CounterStore + ?Sized>(config: &Config, key: &str, units: u64, s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::ClassMetric;
     use crate::identity::identify;
+    use crate::negotiate::BodyFormat;
+    use crate::reply::{respond, Action};
     use crate::request::NoProperties;
     use crate::store::MemoryStore;
     use crate::testing::{demo_config, head};
@@ -482,6 +489,65 @@ mod tests {
         assert_eq!(correction_room(&config, &refused), 0);
         let research = charge(&config, &alice, class(&config, "deep_research"), 1, false, NOON_MS, &store);
         assert_eq!(correction_room(&config, &research), 0);
+    }
+
+    #[test]
+    fn a_new_counter_without_room_gets_the_fail_policy_and_live_ones_keep_counting() {
+        let mut config = demo_config();
+        config.counters.max_counters = 32; // one bucket of 32
+        let store = MemoryStore::new();
+        let drafts = class(&config, "drafts");
+        let users: Vec<Caller> = (0..33).map(|i| caller(&config, &[("x-user-id", &format!("user-{i}"))])).collect();
+        for user in &users[..32] {
+            let d = charge(&config, user, drafts, 1, false, NOON_MS, &config.counters.table(&store, NOON_MS));
+            assert!(matches!(d.outcome, Outcome::Charged(_)), "{d:?}");
+        }
+        let table = config.counters.table(&store, NOON_MS);
+        let full = charge(&config, &users[32], drafts, 1, false, NOON_MS, &table);
+        assert!(matches!(full.outcome, Outcome::Unavailable { policy: FailPolicy::Open, reason: GiveUp::Full }));
+        assert!(full.admitted());
+        assert_eq!(full.events(&config), vec![Event::StoreFull]);
+        assert_eq!(crate::events::metric_deltas(&full), vec![(ClassMetric::Requests, 1), (ClassMetric::FailOpen, 1)]);
+        // Nobody was evicted: a live counter goes on counting from where it was.
+        let again = charge(&config, &users[0], drafts, 1, false, NOON_MS, &table);
+        let Outcome::Charged(c) = &again.outcome else { panic!("{again:?}") };
+        assert_eq!(c.usage.used, 2);
+
+        config.counters.on_error = FailPolicy::Closed;
+        let refused = charge(&config, &users[32], drafts, 1, false, NOON_MS, &config.counters.table(&store, NOON_MS));
+        assert!(!refused.admitted());
+        let Action::Reply(reply) = respond(&config, &refused, BodyFormat::OpenAi) else { panic!("{refused:?}") };
+        assert_eq!(reply.status, 503);
+        assert!(reply.body.contains("quota_unavailable"), "{}", reply.body);
+
+        // Grants need room too; the day windows end, and a day later every
+        // counter without grants has made room.
+        let grant_key = store_key(&config, &config.classes[drafts.0], ScopeKind::User, "user-32");
+        assert_eq!(grant(&config, &grant_key, 5, &config.counters.table(&store, NOON_MS)), Err(GiveUp::Full));
+        let two_days_on = NOON_MS + 2 * 86_400_000;
+        let table = config.counters.table(&store, two_days_on);
+        assert_eq!(grant(&config, &grant_key, 5, &table), Ok(5));
+        let d = charge(&config, &users[32], drafts, 1, false, two_days_on, &table);
+        assert!(d.admitted() && matches!(d.outcome, Outcome::Charged(_)), "{d:?}");
+    }
+
+    #[test]
+    fn corrections_and_usage_reads_go_through_the_table() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let table = config.counters.table(&store, NOON_MS);
+        let alice = caller(&config, &[("x-user-id", "alice")]);
+        let d = charge(&config, &alice, class(&config, "drafts"), 3, false, NOON_MS, &table);
+        let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+        let key = d.key.clone().unwrap();
+        correct(&config, &key, c.usage.window.start, -2, 0, &table).unwrap();
+        let stored = table.get(&key).unwrap().and_then(|(bytes, _)| Counter::decode(&bytes));
+        assert_eq!(stored.map(|c| c.used), Some(1));
+        // One bucket key, not one key per counter.
+        assert!(store.get(&key).unwrap().is_none());
+        assert_eq!(store.len(), 1);
+        let report = crate::usage::usage_report(&config, &alice, NOON_MS, &table);
+        assert_eq!(report["classes"][2]["used"], 1, "{report}");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub const UNKNOWN_TIER: &str = "quota.unknown_tier";
 /// Requests refused for a body the filter could not read (`unreadable_body: refuse`).
 pub const BODY_TOO_LARGE: &str = "quota.body_too_large";
 pub const UNREADABLE_BODY: &str = "quota.unreadable_body";
+/// New counters refused because their bucket of the shared-data table was full.
+pub const STORE_FULL: &str = "quota.store_full";
 pub const ANALYTICS_SENT: &str = "quota.analytics.sent";
 pub const ANALYTICS_FAILED: &str = "quota.analytics.failed";
 pub const ANALYTICS_DROPPED: &str = "quota.analytics.dropped";

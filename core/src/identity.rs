@@ -95,8 +95,9 @@ pub fn scope_key(class: &Class, kind: ScopeKind, id: &str) -> String {
         ScopeKind::User => "u",
     };
     // Class names have no ':' and the id comes last, so no two counters
-    // share a key. No prefix: the host keeps keys of up to 22 bytes inline,
-    // and only counters live in the filter's shared data.
+    // share a key. No prefix: the key is stored in full beside its record in
+    // a bucket of the counter table (`table.rs`), and only counters live
+    // in the filter's shared data.
     let mut key = String::with_capacity(class.name.len() + kind.len() + id.len() + 2);
     for part in [class.name.as_str(), ":", kind, ":", id] {
         key.push_str(part);

@@ -34,6 +34,7 @@ pub mod refund;
 pub mod reply;
 pub mod request;
 pub mod store;
+pub mod table;
 pub mod template;
 pub mod units;
 pub mod unreadable;

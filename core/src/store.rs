@@ -2,7 +2,8 @@
 //!
 //! The store is deliberately narrow: read a value with its version, write a
 //! value if the version still matches. Envoy's shared data implements it in
-//! the filter; tests use [`MemoryStore`]. A remote store (Redis behind an
+//! the filter, and the counters live there in the bounded table of
+//! `table.rs` (itself a store over it); tests use [`MemoryStore`]. A remote store (Redis behind an
 //! HTTP callout) answers asynchronously, so it plugs in one level up, around
 //! the same pure `decide` function, rather than through this trait.
 
@@ -19,6 +20,9 @@ pub enum StoreError {
     CasMismatch,
     /// The store could not answer (the string says what the host said).
     Unavailable(String),
+    /// A new key has no room: every place it could go holds a live value
+    /// (see `table.rs`). Trying again at once would not help.
+    Full,
 }
 
 /// What a write should require of the current value.
@@ -45,6 +49,18 @@ pub enum GiveUp {
         attempts: u32,
     },
     Unavailable(String),
+    /// The counter is new and the table has no room for it.
+    Full,
+}
+
+impl std::fmt::Display for GiveUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GiveUp::Contended { attempts } => write!(f, "the counter stayed contended for {attempts} attempts"),
+            GiveUp::Unavailable(why) => write!(f, "the counter store did not answer: {why}"),
+            GiveUp::Full => f.write_str("the counter table is full: no room for a new counter"),
+        }
+    }
 }
 
 /// Reads `key`, lets `update` decide on the old value, and writes the result
@@ -60,6 +76,7 @@ where
         let current = store.get(key).map_err(|e| match e {
             StoreError::Unavailable(why) => GiveUp::Unavailable(why),
             StoreError::CasMismatch => GiveUp::Unavailable("get answered CasMismatch".to_string()),
+            StoreError::Full => GiveUp::Full,
         })?;
         let (old, expect) = match &current {
             Some((bytes, cas)) => (Some(bytes.as_slice()), Expect::Version(*cas)),
@@ -71,6 +88,7 @@ where
             Ok(()) => return Ok(outcome),
             Err(StoreError::CasMismatch) => continue,
             Err(StoreError::Unavailable(why)) => return Err(GiveUp::Unavailable(why)),
+            Err(StoreError::Full) => return Err(GiveUp::Full),
         }
     }
     Err(GiveUp::Contended { attempts })

@@ -320,8 +320,10 @@ impl Remote {
     /// Approximate mode: Redis took a sync; raise the local counter to what it knows.
     fn synced(&self, target: &SyncTarget, global: Option<Counter>) {
         let Some(global) = global else { return };
-        let now = HostClock.now_ms().div_euclid(1000);
-        let merged = compare_and_swap(&SharedData, &target.local_key, self.config.counters.cas_attempts, |old| {
+        let now_ms = HostClock.now_ms();
+        let now = now_ms.div_euclid(1000);
+        let counters = self.config.counters.table(&SharedData, now_ms);
+        let merged = compare_and_swap(&counters, &target.local_key, self.config.counters.cas_attempts, |old| {
             (redis::merge(old.and_then(Counter::decode), &global, now).map(|c| c.encode().to_vec()), ())
         });
         if let Err(e) = merged {

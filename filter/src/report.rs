@@ -8,9 +8,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 use quota_core::body::Unreadable;
 use quota_core::config::Config;
-use quota_core::engine::Decision;
+use quota_core::engine::{Decision, Outcome};
 use quota_core::events::{self, ClassMetric};
 use quota_core::identity::{Caller, IdentityError};
+use quota_core::store::GiveUp;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -28,6 +29,8 @@ pub struct Reporter {
     unknown_tier: Option<u32>,
     body_too_large: Option<u32>,
     unreadable_body: Option<u32>,
+    /// New counters refused because the shared-data table had no room.
+    store_full: Option<u32>,
     sent: Option<u32>,
     failed: Option<u32>,
     dropped: Option<u32>,
@@ -74,6 +77,8 @@ impl Reporter {
             unknown_tier: global(events::UNKNOWN_TIER),
             body_too_large: global(events::BODY_TOO_LARGE),
             unreadable_body: global(events::UNREADABLE_BODY),
+            // Only shared data keeps counters in the bounded table.
+            store_full: if config.counters.exact_redis().is_none() { global(events::STORE_FULL) } else { None },
             sent: if analytics { global(events::ANALYTICS_SENT) } else { None },
             failed: if analytics { global(events::ANALYTICS_FAILED) } else { None },
             dropped: if analytics { global(events::ANALYTICS_DROPPED) } else { None },
@@ -96,6 +101,10 @@ impl Reporter {
     pub fn decision(&self, caller: &Caller, d: &Decision) {
         for (metric, by) in events::metric_deltas(d) {
             bump(self.class_metric(d, metric), by);
+        }
+        // The `store_full` event below names the caller as `observability.ids` allows.
+        if let Outcome::Unavailable { reason: GiveUp::Full, .. } = &d.outcome {
+            bump(self.store_full, 1);
         }
         for event in d.events(&self.config) {
             self.emit(events::event_record(&self.config, caller, d, event));

@@ -194,7 +194,8 @@ impl QuotaStream {
         let body_len = body.map(<[u8]>::len);
         let now_ms = HostClock.now_ms();
         let Some(store) = config.counters.exact_redis() else {
-            let decision = charge(config, &caller, class, cost, request.confirmed, now_ms, &SharedData);
+            let counters = config.counters.table(&SharedData, now_ms);
+            let decision = charge(config, &caller, class, cost, request.confirmed, now_ms, &counters);
             return self.carry_out(config, &request, &caller, class, body_len, json, &decision);
         };
         let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
@@ -431,7 +432,8 @@ impl QuotaStream {
             }
         };
         let Some(store) = config.counters.exact_redis() else {
-            self.reply(&usage_reply(config, &caller, HostClock.now_ms(), &SharedData));
+            let now_ms = HostClock.now_ms();
+            self.reply(&usage_reply(config, &caller, now_ms, &config.counters.table(&SharedData, now_ms)));
             return;
         };
         // Read every counter of the caller's plan from Redis, then answer: one
@@ -520,7 +522,8 @@ impl QuotaStream {
             }
         };
         let Some(store) = config.counters.exact_redis() else {
-            let result = engine::grant(config, &grant.key, grant.units, &SharedData).map_err(|e| format!("{e:?}"));
+            let counters = config.counters.table(&SharedData, HostClock.now_ms());
+            let result = engine::grant(config, &grant.key, grant.units, &counters).map_err(|e| e.to_string());
             self.reply(&granted(config, &grant, result));
             return;
         };
@@ -566,8 +569,9 @@ impl QuotaStream {
             }
             return;
         }
-        if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, charged.most, &SharedData) {
-            log(LogLevel::Warn, &format!("quota: could not correct {} by {delta}: {e:?}", charged.key));
+        let counters = config.counters.table(&SharedData, HostClock.now_ms());
+        if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, charged.most, &counters) {
+            log(LogLevel::Warn, &format!("quota: could not correct {} by {delta}: {e}", charged.key));
         }
         if let (Some(target), Some(remote)) = (&charged.sync, &self.remote) {
             remote.note(target, delta);

@@ -1,8 +1,8 @@
 //! The small parsers and the arithmetic around them, one per selector byte:
 //! JWT claims, path globs (checked against a plain reference matcher),
 //! message templates, UTC offsets, windows (checked to hold their instant),
-//! Accept negotiation, the grants query, RFC 3339, counter records, and
-//! human durations.
+//! Accept negotiation, the grants query, RFC 3339, counter records (and buckets of
+//! the counter table), and human durations.
 
 #![no_main]
 
@@ -10,6 +10,8 @@ use libfuzzer_sys::fuzz_target;
 use quota_core::calendar::{parse_rfc3339_utc, rfc3339};
 use quota_core::config::{parse_utc_offset, parse_window, Cell};
 use quota_core::counter::Counter;
+use quota_core::store::{compare_and_swap, CounterStore, Expect, MemoryStore};
+use quota_core::table::{entries, Layout, Table};
 use quota_core::glob::Glob;
 use quota_core::template::{Template, VARS};
 use quota_core::window::{Alignment, WindowSpec};
@@ -200,6 +202,19 @@ fn counters(data: &[u8]) {
                 let _ = decide::add_grant(Some(c), c.grant);
             }
         }
+    }
+    let _ = decide::reclaimable(&c, now);
+    // The same bytes as a bucket of the counter table, as a damaged store or
+    // another release left it: read every entry, then write a counter into it.
+    let store = MemoryStore::new();
+    let _ = store.set(&Layout::bucket_key(0), data, Expect::Absent);
+    let table = Table::new(&store, Layout::new(32), now);
+    for (key, _) in entries(data) {
+        let _ = table.get(&String::from_utf8_lossy(key));
+    }
+    if compare_and_swap(&table, "drafts:u:fuzz", 2, |_| (Some(c.encode().to_vec()), ())).is_ok() {
+        let read = table.get("drafts:u:fuzz").ok().flatten().map(|(record, _)| record);
+        assert_eq!(read.as_deref(), Some(&*c.encode()), "a counter written to the table reads back");
     }
 }
 

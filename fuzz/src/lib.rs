@@ -105,7 +105,8 @@ impl StoreMode {
 
 /// A counter store with Envoy's shared-data semantics that can fail on
 /// purpose, and can make every absent key read as `preload` (shared data
-/// holding a record the filter did not write: another version, garbage).
+/// holding a value the filter did not write: a bucket of another format,
+/// garbage; `drive` reads and writes the store through the counter table).
 pub struct FuzzStore {
     entries: RefCell<HashMap<String, (Vec<u8>, Cas)>>,
     preload: Option<Vec<u8>>,
@@ -193,6 +194,9 @@ fn once(
     now: i64,
     store: &dyn CounterStore,
 ) -> Option<identity::Caller> {
+    // The counters as the filter keeps them: the bounded table over the store.
+    let table = config.counters.table(store, now);
+    let store: &dyn CounterStore = &table;
     let path = head.path();
     if config.usage_endpoint.as_deref() == Some(path) {
         if !matches!(head.method(), "GET" | "HEAD") {

@@ -20,6 +20,7 @@ mod smoke;
 mod block_reply;
 mod concurrency;
 mod config;
+mod counter_table;
 mod hostile_inputs;
 mod redis;
 mod windows;

@@ -21,7 +21,7 @@ use quota_core::identity::Caller;
 use quota_core::negotiate::{negotiate, BodyFormat};
 use quota_core::reply::{refuse_body, respond, Action, LocalReply};
 use quota_core::request::RequestHead;
-use quota_core::store::MemoryStore;
+use quota_core::store::{CounterStore, MemoryStore};
 use quota_core::unreadable::{classify_body, strictest, BodyVerdict};
 use quota_core::usage::{method_not_allowed, usage_reply};
 use quota_core::{admin, admission};
@@ -116,6 +116,8 @@ fn step(config: &Config, caller: &Caller, request: &Request, clock: &ManualClock
     );
     let head = RequestHead::new(head);
     let format = negotiate(head.header_str("accept"));
+    // The counters as the filter keeps them: the bounded table over the store.
+    let store = &config.counters.table(store, clock.now_ms());
 
     if config.usage_endpoint.as_deref() == Some(head.path()) {
         let reply = if matches!(head.method(), "GET" | "HEAD") {
@@ -204,14 +206,14 @@ fn answered(step: &mut Step, reply: LocalReply) {
 
 /// The grants endpoint, as the filter answers it: 404 without the secret,
 /// 400 for a bad query, else the new grant balance.
-fn admin_grant(config: &Config, head: &RequestHead, store: &MemoryStore) -> Result<String, (u16, String)> {
+fn admin_grant(config: &Config, head: &RequestHead, store: &impl CounterStore) -> Result<String, (u16, String)> {
     if head.method() != "POST" || !admin::authorized(config, head.header("authorization")) {
         return Err((404, "not found (no POST with the admin secret)".into()));
     }
     let query = head.header_str(":path").and_then(|p| p.split_once('?')).map_or("", |(_, q)| q);
     let grant = admin::parse_grant(config, query).map_err(|why| (400, why))?;
-    let balance = engine::grant(config, &grant.key, grant.units, store)
-        .map_err(|e| (503, format!("the store gave up: {e:?}")))?;
+    let balance =
+        engine::grant(config, &grant.key, grant.units, store).map_err(|e| (503, format!("the store gave up: {e}")))?;
     Ok(format!("granted {} units to {} {}: grant balance {balance}", grant.units, grant.scope.as_str(), grant.id))
 }
 

@@ -1,6 +1,7 @@
 //! The decision: the pure `decide` on a counter, the record codec, a charge
 //! through the compare-and-swap loop on the in-memory store (one caller, and
-//! 10,000 callers in rotation), and the whole per-request core path the
+//! 10,000 callers in rotation; directly and through the bounded counter
+//! table, alone in a bucket and in a full one), and the whole per-request core path the
 //! filter runs (classify, identify, charge, respond) for a header-only
 //! request and for a request classified by its 2 KB JSON body.
 
@@ -71,7 +72,40 @@ pub fn benches(c: &mut Criterion) {
         )
     });
 
-    // The filter's whole per-request work in the core, as stream.rs runs it.
+    // The same charges through the bounded counter table, as the filter
+    // makes them: one caller alone in its bucket, and one caller sharing a
+    // full bucket with 31 others (the bucket read, searched and rewritten).
+    let store = MemoryStore::new();
+    g.bench_function("charge/table_one_caller", |b| {
+        b.iter(|| {
+            clock.advance_ms(1);
+            charge(&config, &alice, drafts, 1, false, clock.now_ms(), &config.counters.table(&store, clock.now_ms()))
+        })
+    });
+    let mut one_bucket = config.clone();
+    one_bucket.counters.max_counters = quota_core::table::SLOTS;
+    let store = MemoryStore::new();
+    for neighbour in &callers[..31] {
+        charge(
+            &one_bucket,
+            neighbour,
+            drafts,
+            1,
+            false,
+            clock.now_ms(),
+            &one_bucket.counters.table(&store, clock.now_ms()),
+        );
+    }
+    g.bench_function("charge/table_full_bucket", |b| {
+        b.iter(|| {
+            clock.advance_ms(1);
+            let table = one_bucket.counters.table(&store, clock.now_ms());
+            charge(&one_bucket, &alice, drafts, 1, false, clock.now_ms(), &table)
+        })
+    });
+
+    // The filter's whole per-request work in the core, as stream.rs runs it
+    // (the counters in the bounded table).
     let store = MemoryStore::new();
     let req = user_head("/v1/projects/p1/drafts", "bench-user");
     g.bench_function("request/headers_only", |b| {
@@ -80,7 +114,15 @@ pub fn benches(c: &mut Criterion) {
             let HeadMatch::Class(class) = classify_head(&config, black_box(&req)) else { panic!("classified") };
             let caller = identify(&config, &req, &NoProperties).unwrap();
             let cost = request_cost(&config, class, Body { bytes: None, json: None });
-            let d = charge(&config, &caller, class, cost, false, clock.now_ms(), &store);
+            let d = charge(
+                &config,
+                &caller,
+                class,
+                cost,
+                false,
+                clock.now_ms(),
+                &config.counters.table(&store, clock.now_ms()),
+            );
             let Action::Continue(headers) = respond(&config, &d, negotiate(req.header_str("accept"))) else {
                 panic!("admitted")
             };
@@ -98,7 +140,15 @@ pub fn benches(c: &mut Criterion) {
             let class = classify_with_body(&config, &req, json.as_ref()).unwrap();
             let caller = identify(&config, &req, &NoProperties).unwrap();
             let cost = request_cost(&config, class, Body { bytes: Some(BODY_2K), json: json.as_ref() });
-            let d = charge(&config, &caller, class, cost, false, clock.now_ms(), &store);
+            let d = charge(
+                &config,
+                &caller,
+                class,
+                cost,
+                false,
+                clock.now_ms(),
+                &config.counters.table(&store, clock.now_ms()),
+            );
             let Action::Continue(headers) = respond(&config, &d, negotiate(req.header_str("accept"))) else {
                 panic!("admitted")
             };

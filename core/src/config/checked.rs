@@ -419,6 +419,8 @@ pub enum FailPolicy {
 #[derive(Debug, Clone)]
 pub struct CounterConfig {
     pub cas_attempts: u32,
+    /// The most counters kept in shared data at once (see `table.rs`).
+    pub max_counters: u32,
     pub on_error: FailPolicy,
     /// `None`: Envoy's shared data (this Envoy only).
     pub redis: Option<RedisStore>,
@@ -441,6 +443,21 @@ pub struct RedisStore {
 }
 
 impl CounterConfig {
+    /// How the shared-data table of counters is laid out.
+    pub fn layout(&self) -> crate::table::Layout {
+        crate::table::Layout::new(self.max_counters)
+    }
+
+    /// The counters in `store` (Envoy's shared data, or a test's) as the
+    /// bounded table reads and writes them, for one operation at `now_ms`.
+    pub fn table<'a, S: crate::store::CounterStore + ?Sized>(
+        &self,
+        store: &'a S,
+        now_ms: i64,
+    ) -> crate::table::Table<'a, S> {
+        crate::table::Table::new(store, self.layout(), now_ms.div_euclid(1000))
+    }
+
     /// The Redis store every request waits for (exact mode).
     pub fn exact_redis(&self) -> Option<&RedisStore> {
         self.redis.as_ref().filter(|r| r.sync_ms.is_none())
@@ -462,6 +479,10 @@ pub struct ResponseHeaders {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_ID_BYTES: usize = 256;
 pub const DEFAULT_CAS_ATTEMPTS: u32 = 32;
+pub const DEFAULT_MAX_COUNTERS: u32 = 1_000_000;
+/// Bounds of `counters.max_counters`: one bucket, and a table of about 13 GB at worst.
+pub const MIN_MAX_COUNTERS: u32 = crate::table::SLOTS;
+pub const MAX_MAX_COUNTERS: u32 = 100_000_000;
 pub const DEFAULT_WARN_AT: [f64; 2] = [0.7, 0.95];
 /// The longest first-use window: a year.
 const MAX_FIRST_USE_SECONDS: i64 = 366 * 86_400;
@@ -601,7 +622,12 @@ impl TryFrom<RawConfig> for Config {
             }
         };
         let counters = match raw.counters {
-            None => CounterConfig { cas_attempts: DEFAULT_CAS_ATTEMPTS, on_error: FailPolicy::Open, redis: None },
+            None => CounterConfig {
+                cas_attempts: DEFAULT_CAS_ATTEMPTS,
+                max_counters: DEFAULT_MAX_COUNTERS,
+                on_error: FailPolicy::Open,
+                redis: None,
+            },
             Some(c) => CounterConfig {
                 redis: check_store(c.store.as_deref(), c.redis.as_ref())?,
                 cas_attempts: match c.cas_attempts {
@@ -613,6 +639,18 @@ impl TryFrom<RawConfig> for Config {
                             format!("must be between 1 and 1000, got {n}"),
                         ))
                     }
+                },
+                max_counters: match c.max_counters {
+                    None => DEFAULT_MAX_COUNTERS,
+                    Some(n) => u32::try_from(n)
+                        .ok()
+                        .filter(|n| (MIN_MAX_COUNTERS..=MAX_MAX_COUNTERS).contains(n))
+                        .ok_or_else(|| {
+                            ConfigError::new(
+                                "counters.max_counters",
+                                format!("must be between {MIN_MAX_COUNTERS} and {MAX_MAX_COUNTERS}, got {n}"),
+                            )
+                        })?,
                 },
                 on_error: match c.on_error.as_deref() {
                     None | Some("fail_open") => FailPolicy::Open,

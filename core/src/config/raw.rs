@@ -499,6 +499,11 @@ pub struct RawCounters {
     /// Compare-and-swap attempts before giving up.
     #[serde(default)]
     pub cas_attempts: Option<u32>,
+    /// The most counters this Envoy keeps in shared data at once (default
+    /// 1000000, from 32 to 100000000): the bound on their memory. A new
+    /// counter that finds no room gets the `on_error` policy.
+    #[serde(default)]
+    pub max_counters: Option<u64>,
     /// `fail_open` (admit) or `fail_closed` (503) when the counter store cannot answer.
     #[serde(default)]
     pub on_error: Option<String>,

@@ -343,3 +343,27 @@ fn admin_and_usage_endpoints_must_differ_once_normalised() {
     let doc = with(doc, "/admin", json!({"path": "/quota/", "secret": "s3cret-s3cret-s3cret-s3cret"}));
     assert_eq!(error_of(&doc), "admin.path: must differ from usage_endpoint");
 }
+
+#[test]
+fn max_counters_bounds_the_table_and_is_checked() {
+    let config = Config::from_json(base().to_string().as_bytes()).unwrap();
+    assert_eq!(config.counters.max_counters, DEFAULT_MAX_COUNTERS);
+    assert_eq!(config.counters.layout().capacity(), 1_000_000);
+    let doc = with(base(), "/counters", json!({"max_counters": 1000}));
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    // Rounded up to whole buckets of 32.
+    assert_eq!((config.counters.layout().buckets(), config.counters.layout().capacity()), (32, 1024));
+    for (bad, got) in [
+        (json!(31), "31"),
+        (json!(0), "0"),
+        (json!(100_000_001), "100000001"),
+        (json!(u64::MAX), "18446744073709551615"),
+    ] {
+        assert_eq!(
+            error_of(&with(base(), "/counters", json!({ "max_counters": bad }))),
+            format!("counters.max_counters: must be between 32 and 100000000, got {got}")
+        );
+    }
+    assert!(error_of(&with(base(), "/counters", json!({"max_counters": -1}))).starts_with("counters.max_counters"));
+    assert!(error_of(&with(base(), "/counters", json!({"max_counters": "many"}))).starts_with("counters.max_counters"));
+}
