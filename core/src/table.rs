@@ -47,16 +47,56 @@ pub fn entry_cost(key_len: usize) -> usize {
     key_len.saturating_add(FRAMING + MAX_RECORD_BYTES)
 }
 
-/// How the table is laid out: a number of buckets of [`SLOTS`] counters.
+/// How the table is laid out: a number of buckets of [`SLOTS`] counters,
+/// and the secret that places counters in them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     buckets: u32,
+    seed: Seed,
 }
 
+/// The key of the hash that places counters in buckets. The filter draws
+/// one per Envoy process and keeps it in shared data beside the buckets
+/// ([`SEED_KEY`]), so every worker and every reload places a counter in the
+/// same bucket, while a caller who can choose many ids (an anonymous tier
+/// keyed by address) cannot work out which of them share a bucket with
+/// someone else's counter and fill it first. Tools and tests use
+/// [`Seed::ZERO`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seed(pub u64, pub u64);
+
+impl Seed {
+    pub const ZERO: Seed = Seed(0, 0);
+
+    /// The seed as stored under [`SEED_KEY`]: 16 bytes, little-endian.
+    pub fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.0.to_le_bytes());
+        out[8..].copy_from_slice(&self.1.to_le_bytes());
+        out
+    }
+
+    /// A stored seed, or `None` for bytes that are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Seed> {
+        let (a, b) = bytes.split_at_checked(8)?;
+        Some(Seed(u64::from_le_bytes(a.try_into().ok()?), u64::from_le_bytes(b.try_into().ok()?)))
+    }
+}
+
+/// Where the filter keeps the process's [`Seed`]: not a bucket key (no `#`)
+/// and not a counter key (no `:`).
+pub const SEED_KEY: &str = "@table-seed";
+
 impl Layout {
-    /// Room for `max_counters` (rounded up to whole buckets).
+    /// Room for `max_counters` (rounded up to whole buckets), placed by
+    /// [`Seed::ZERO`].
     pub fn new(max_counters: u32) -> Layout {
-        Layout { buckets: max_counters.div_ceil(SLOTS).max(1) }
+        Layout::seeded(max_counters, Seed::ZERO)
+    }
+
+    /// Room for `max_counters`, placed by `seed`.
+    pub fn seeded(max_counters: u32, seed: Seed) -> Layout {
+        Layout { buckets: max_counters.div_ceil(SLOTS).max(1), seed }
     }
 
     pub fn buckets(&self) -> u32 {
@@ -68,10 +108,10 @@ impl Layout {
         u64::from(self.buckets) * u64::from(SLOTS)
     }
 
-    /// The bucket `key` lives in: the top bits of its hash, scaled to the
-    /// bucket count (no modulo bias, every bit of the key counts).
+    /// The bucket `key` lives in: the top bits of its keyed hash, scaled to
+    /// the bucket count (no modulo bias, every bit of the key counts).
     pub fn bucket_of(&self, key: &[u8]) -> u32 {
-        ((u128::from(spread(fnv1a(key))) * u128::from(self.buckets)) >> 64) as u32
+        ((u128::from(keyed_hash(self.seed, key)) * u128::from(self.buckets)) >> 64) as u32
     }
 
     /// The store key of bucket `index`.
@@ -80,17 +120,37 @@ impl Layout {
     }
 }
 
-/// FNV-1a, 64 bits: stable across builds and platforms (std's hashers are
-/// not promised to be), so every worker and every release finds a counter in
-/// the same bucket.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+/// The process's seed from `store`: the one stored under [`SEED_KEY`], or
+/// `fresh` (random bits from the caller) stored there if none is yet. Every
+/// VM that asks gets the same seed, whichever wrote it first.
+pub fn shared_seed<S: CounterStore + ?Sized>(store: &S, fresh: Seed) -> Result<Seed, StoreError> {
+    for _ in 0..8 {
+        let expect = match store.get(SEED_KEY)? {
+            Some((bytes, cas)) => match Seed::decode(&bytes) {
+                Some(seed) => return Ok(seed),
+                None => Expect::Version(cas),
+            },
+            None => Expect::Absent,
+        };
+        match store.set(SEED_KEY, &fresh.encode(), expect) {
+            Ok(()) => return Ok(fresh),
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Unavailable("the table's seed kept changing while it was read".into()))
 }
 
-/// FNV-1a's last bytes barely reach its top bits; fold the halves and
-/// multiply by 2^64 / φ so that keys differing only at the end spread too.
-fn spread(h: u64) -> u64 {
-    (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+/// SipHash-2-4 keyed by `seed`: a fixed algorithm (std's hashers for maps
+/// are not promised to stay one), and a keyed one, so ids cannot be chosen
+/// to land in one bucket without the key. std still ships it, deprecated
+/// only in favour of hashers that make no stability promise.
+#[allow(deprecated)]
+fn keyed_hash(seed: Seed, key: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::SipHasher::new_with_keys(seed.0, seed.1);
+    h.write(key);
+    h.finish()
 }
 
 /// A bucket value, read: the number of buckets of the table that wrote it,
@@ -295,10 +355,60 @@ mod tests {
     }
 
     #[test]
-    fn fnv1a_is_the_standard_one() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    fn the_hash_is_siphash_2_4() {
+        // The reference vector of the SipHash paper: key 00..0f, message 00..0e.
+        let key = Seed(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
+        let message: Vec<u8> = (0..15).collect();
+        assert_eq!(keyed_hash(key, &message), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn another_seed_places_counters_elsewhere() {
+        let zero = Layout::new(1_000_000);
+        let seeded = Layout::seeded(1_000_000, Seed(0x1234_5678_9abc_def0, 42));
+        let keys: Vec<String> = (0..1_000).map(|i| format!("summaries:a:10.0.{}.{}", i / 256, i % 256)).collect();
+        let moved = keys.iter().filter(|k| zero.bucket_of(k.as_bytes()) != seeded.bucket_of(k.as_bytes())).count();
+        assert!(moved > 990, "{moved} of 1000 moved");
+        // Ids that share bucket 0 under one seed are spread under another.
+        let together = keys_in_bucket_0(zero, 8);
+        let apart: std::collections::HashSet<u32> = together.iter().map(|k| seeded.bucket_of(k.as_bytes())).collect();
+        assert!(apart.len() >= 7, "{apart:?}");
+    }
+
+    #[test]
+    fn every_vm_gets_the_seed_the_first_one_stored() {
+        let store = MemoryStore::new();
+        let first = shared_seed(&store, Seed(1, 2)).unwrap();
+        let second = shared_seed(&store, Seed(3, 4)).unwrap();
+        assert_eq!((first, second), (Seed(1, 2), Seed(1, 2)));
+        // A damaged value is replaced, not read as a seed.
+        let (_, cas) = store.get(SEED_KEY).unwrap().unwrap();
+        store.set(SEED_KEY, b"junk", Expect::Version(cas)).unwrap();
+        assert_eq!(shared_seed(&store, Seed(5, 6)).unwrap(), Seed(5, 6));
+        // Another VM stores its seed between this one's read and write: this
+        // one's write loses, and it reads the other's.
+        struct Racing(MemoryStore, std::cell::Cell<bool>);
+        impl CounterStore for Racing {
+            fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
+                self.0.get(key)
+            }
+            fn set(&self, key: &str, value: &[u8], expect: Expect) -> Result<(), StoreError> {
+                if !self.1.replace(true) {
+                    self.0.set(key, &Seed(7, 8).encode(), Expect::Absent)?;
+                }
+                self.0.set(key, value, expect)
+            }
+        }
+        let racing = Racing(MemoryStore::new(), std::cell::Cell::new(false));
+        assert_eq!(shared_seed(&racing, Seed(9, 9)).unwrap(), Seed(7, 8));
+    }
+
+    #[test]
+    fn a_seed_reads_back_as_written() {
+        let seed = Seed(u64::MAX, 7);
+        assert_eq!(Seed::decode(&seed.encode()), Some(seed));
+        assert_eq!(Seed::decode(&[1, 2, 3]), None);
+        assert_eq!(Seed::decode(&[0; 17]), None);
     }
 
     #[test]
@@ -310,7 +420,7 @@ mod tests {
             .iter()
             .map(|k| layout.bucket_of(k.as_bytes()))
             .collect();
-        assert_eq!(at, vec![23_955, 14_559, 22_617]);
+        assert_eq!(at, vec![14_579, 23_225, 3_570]);
         assert_eq!(Layout::bucket_key(31_249), "#31249");
         assert_eq!((Layout::new(1).buckets(), Layout::new(32).buckets(), Layout::new(33).buckets()), (1, 1, 2));
     }

@@ -6,12 +6,14 @@ use crate::header_map;
 use crate::host::{log, HostClock};
 use crate::remote::Remote;
 use crate::report::Reporter;
+use crate::shared_data::SharedData;
 use crate::stream::QuotaStream;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 use quota_core::clock::Clock;
 use quota_core::config::Config;
+use quota_core::table::{shared_seed, Seed};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -66,7 +68,16 @@ impl RootContext for QuotaRoot {
     fn on_configure(&mut self, size: usize) -> bool {
         let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size).ok().flatten().unwrap_or_default();
         match Config::from_json(&bytes) {
-            Ok(config) => {
+            Ok(mut config) => {
+                // Every VM of the process places counters with the same secret.
+                let fresh = Seed(vm_seed(self.id), vm_seed(self.id.wrapping_add(1)) ^ 0x5eed);
+                match shared_seed(&SharedData, fresh) {
+                    Ok(seed) => config.counters.seed = seed,
+                    Err(e) => {
+                        log(LogLevel::Error, &format!("quota: cannot read the counter table's seed: {e:?}"));
+                        return false;
+                    }
+                }
                 let summary = format!(
                     "quota: configured {} classes x {} tiers, counters in {}{}",
                     config.classes.len(),

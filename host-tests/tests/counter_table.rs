@@ -27,9 +27,12 @@ fn table_config(window: &str, hard: u64, max_counters: u64, on_error: &str) -> V
     })
 }
 
-/// The shared data of the filter's `vm_id`: (bucket keys, counters in them, value bytes).
+/// The shared data of the filter's `vm_id`: (bucket keys, counters in them,
+/// value bytes). Besides the buckets it holds only the table's seed.
 fn table_size(host: &host_tests::Host) -> (usize, usize, usize) {
-    let buckets = host.shared_data().entries("quota");
+    let mut buckets = host.shared_data().entries("quota");
+    let seed = buckets.remove(quota_core::table::SEED_KEY).expect("the table's seed is stored");
+    assert_eq!(seed.len(), 16);
     let counters = buckets.values().map(|v| entries(v).len()).sum();
     let bytes = buckets.values().map(Vec::len).sum();
     (buckets.len(), counters, bytes)
@@ -73,7 +76,11 @@ fn callers_coming_and_going_leave_a_bounded_set_of_keys_and_bytes() {
     }
     // 4,000 callers went through 256 places.
     assert_eq!(most.0, 8);
-    assert!(host.shared_data().entries("quota").keys().all(|k| k.starts_with('#')));
+    assert!(host
+        .shared_data()
+        .entries("quota")
+        .keys()
+        .all(|k| k.starts_with('#') || k == quota_core::table::SEED_KEY));
     assert_eq!(host.counter("quota.store_full"), 0);
 }
 

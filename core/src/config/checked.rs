@@ -424,6 +424,9 @@ pub struct CounterConfig {
     pub on_error: FailPolicy,
     /// `None`: Envoy's shared data (this Envoy only).
     pub redis: Option<RedisStore>,
+    /// What places counters in the table's buckets: not part of the JSON;
+    /// the filter sets the process's own (see [`crate::table::Seed`]).
+    pub seed: crate::table::Seed,
 }
 
 /// Counters in Redis, reached through an HTTP front (see `redis.rs`).
@@ -445,7 +448,7 @@ pub struct RedisStore {
 impl CounterConfig {
     /// How the shared-data table of counters is laid out.
     pub fn layout(&self) -> crate::table::Layout {
-        crate::table::Layout::new(self.max_counters)
+        crate::table::Layout::seeded(self.max_counters, self.seed)
     }
 
     /// The counters in `store` (Envoy's shared data, or a test's) as the
@@ -627,8 +630,10 @@ impl TryFrom<RawConfig> for Config {
                 max_counters: DEFAULT_MAX_COUNTERS,
                 on_error: FailPolicy::Open,
                 redis: None,
+                seed: crate::table::Seed::ZERO,
             },
             Some(c) => CounterConfig {
+                seed: crate::table::Seed::ZERO,
                 redis: check_store(c.store.as_deref(), c.redis.as_ref())?,
                 cas_attempts: match c.cas_attempts {
                     None => DEFAULT_CAS_ATTEMPTS,
