@@ -76,11 +76,7 @@ fn callers_coming_and_going_leave_a_bounded_set_of_keys_and_bytes() {
     }
     // 4,000 callers went through 256 places.
     assert_eq!(most.0, 8);
-    assert!(host
-        .shared_data()
-        .entries("quota")
-        .keys()
-        .all(|k| k.starts_with('#') || k == quota_core::table::SEED_KEY));
+    assert!(host.shared_data().entries("quota").keys().all(|k| k.starts_with('#') || k == quota_core::table::SEED_KEY));
     assert_eq!(host.counter("quota.store_full"), 0);
 }
 
