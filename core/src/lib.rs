@@ -3,7 +3,8 @@
 //! decisions, and what the caller is told.
 //!
 //! The flow for one request: [`classify::classify_head`] (and, when a body
-//! rule or cost asks, [`body::read_body`] → [`unreadable::classify_body`]) →
+//! rule or cost asks, [`buffering`] while the body arrives, then
+//! [`body::read_body`] → [`unreadable::classify_body`]) →
 //! [`identity::identify`] →
 //! [`engine::charge`] (read, [`decide::decide`], compare-and-swap) →
 //! [`reply::respond`] (headers or a local reply).
@@ -11,6 +12,7 @@
 pub mod admin;
 pub mod admission;
 pub mod body;
+pub mod buffering;
 pub mod calendar;
 pub mod classify;
 pub mod clock;

@@ -12,6 +12,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use quota_core::body::read_body;
+use quota_core::buffering::{self, AtHead, Chunk};
 use quota_core::classify::{classify_head, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::RedisStore;
@@ -680,7 +681,13 @@ impl HttpContext for QuotaStream {
                 self.decide_with_body(None, false)
             }
             HeadMatch::NeedsBody => {
+                let at_head = buffering::at_head(&request.head, config.max_body_bytes);
                 self.phase = Phase::AwaitingBody(request);
+                if at_head == AtHead::TooLarge {
+                    // Its length is already over the cap: hold none of it
+                    // (Envoy answers 413 itself if a paused body outgrows its buffer).
+                    return self.decide_with_body(None, true);
+                }
                 if config.may_rewrite_body() && !config.hold_headers_for_body {
                     // The headers go on before the body is read, and a rewritten
                     // body has another length: let Envoy frame it (chunked).
@@ -702,13 +709,16 @@ impl HttpContext for QuotaStream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
         match self.phase {
-            // Too large to inspect: never buffer more; `unreadable_body` decides.
-            Phase::AwaitingBody(_) if body_size > max => self.decide_with_body(None, true),
-            Phase::AwaitingBody(_) if !end_of_stream => Action::Pause,
-            Phase::AwaitingBody(_) => match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-                Ok(body) => self.decide_with_body(body, false),
-                // A body the host would not hand over is one the filter could not read.
-                Err(_) => self.decide_with_body(None, body_size > 0),
+            // `body_size` is all Envoy holds for this stream, this chunk included.
+            Phase::AwaitingBody(_) => match buffering::after_chunk(body_size, end_of_stream, max) {
+                Chunk::Hold => Action::Pause,
+                // Too large to inspect: hold no more; `unreadable_body` decides.
+                Chunk::TooLarge => self.decide_with_body(None, true),
+                Chunk::Read => match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+                    Ok(body) => self.decide_with_body(body, false),
+                    // A body the host would not hand over is one the filter could not read.
+                    Err(_) => self.decide_with_body(None, body_size > 0),
+                },
             },
             // Continuing here would let the held headers go on too, before Redis answered.
             _ if self.waiting_for_redis() => Action::Pause,

@@ -18,6 +18,7 @@ mod smoke;
 
 // The quota filter, through the test host.
 mod block_reply;
+mod buffer_limit;
 mod concurrency;
 mod config;
 mod hostile_inputs;
