@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod admission;
 pub mod body;
+pub mod bucket;
 pub mod buffering;
 pub mod calendar;
 pub mod classify;
@@ -23,6 +24,7 @@ pub mod counter;
 pub mod decide;
 pub mod decimal;
 pub mod engine;
+pub mod event_budget;
 pub mod events;
 pub mod glob;
 pub mod headers;
@@ -40,6 +42,7 @@ pub mod template;
 pub mod units;
 pub mod unreadable;
 pub mod usage;
+pub mod usage_limit;
 pub mod window;
 pub mod wire;
 

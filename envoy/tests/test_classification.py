@@ -39,20 +39,36 @@ def test_paths_pick_the_class_without_a_body(proxy):
     assert resp.headers["x-quota-class"] == "batch_records"
 
 
-def test_a_body_that_is_not_json_falls_back_to_the_path_rule(proxy):
-    for body in [b"not json", b'{"model": "o3-deep-research"', b"[" * 10000]:
+def test_a_body_that_is_not_json_is_refused_or_charged_the_strictest_class(proxy, envoy):
+    # The model could pick deep research: a body the rules cannot read is
+    # refused by default, and never falls back to a cheaper class.
+    bodies = [b"not json", b'{"model": "o3-deep-research"', b"[" * 10000]
+    for body in bodies:
         resp = send(proxy, "POST", CHAT, headers=PRO, body=body)
+        assert (resp.status, resp.json()["error"]["code"]) == (400, "unreadable_body"), body[:40]
+        assert "x-quota-class" not in resp.headers
+    strictest = envoy(demo(unreadable_body="strictest"), hold_headers=True)
+    for i, body in enumerate(bodies):
+        # A user each: pro allows 3 deep-research calls a day.
+        resp = send(strictest, "POST", CHAT, headers={"x-user-id": f"pia{i}", "x-plan": "pro"}, body=body)
         assert resp.status == 200
-        assert resp.headers["x-quota-class"] == "drafts"
+        assert resp.headers["x-quota-class"] == "deep_research"
 
 
-def test_a_body_over_the_cap_is_not_inspected(envoy):
-    proxy = envoy(demo(max_body_bytes=1024, hold_headers_for_body=True), hold_headers=True)
+@pytest.mark.parametrize("unreadable_body", ["refuse", "strictest"])
+def test_a_body_over_the_cap_is_not_inspected(envoy, unreadable_body):
+    proxy = envoy(demo(max_body_bytes=1024, hold_headers_for_body=True, unreadable_body=unreadable_body),
+                  hold_headers=True)
     big = chat("o3-deep-research")
     big["messages"][0]["content"] = "x" * 4096
     resp = send(proxy, "POST", CHAT, headers=PRO, json=big)
+    if unreadable_body == "refuse":
+        assert (resp.status, resp.json()["error"]["code"]) == (413, "body_too_large")
+        assert resp.json()["error"]["quota"]["max_body_bytes"] == 1024
+        return
+    # Not read, so charged as the strictest class the head allows; the bytes go on.
     assert resp.status == 200
-    assert resp.headers["x-quota-class"] == "drafts"
+    assert resp.headers["x-quota-class"] == "deep_research"
     assert resp.json()["mock_echo"]["body_len"] == len(json.dumps(big))
 
 
