@@ -30,7 +30,10 @@ pub const SLOTS: usize = 1024;
 pub enum UsageRead {
     Answer,
     /// Too many reads: answer 429, try again in `retry_after_s` seconds.
-    Limited { retry_after_s: u64, by: LimitedBy },
+    Limited {
+        retry_after_s: u64,
+        by: LimitedBy,
+    },
 }
 
 /// Which bound a limited read met.

@@ -31,8 +31,10 @@ use quota_core::request::RequestHead;
 use quota_core::store::{CounterStore, GiveUp, StoreError};
 use quota_core::unreadable::{classify_body, strictest, BodyVerdict};
 use quota_core::usage::{method_not_allowed, usage_reply};
+use quota_core::usage_limit::{limited_reply, UsageLimiter, UsageRead};
 use quota_core::{admin, admission, decimal, units};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -146,6 +148,7 @@ pub struct QuotaStream {
     config: Option<Rc<Config>>,
     reporter: Option<Rc<Reporter>>,
     remote: Option<Rc<Remote>>,
+    usage_reads: Option<Rc<RefCell<UsageLimiter>>>,
     phase: Phase,
 }
 
@@ -156,9 +159,10 @@ impl QuotaStream {
                 config: Some(s.config),
                 reporter: Some(s.reporter),
                 remote: Some(s.remote),
+                usage_reads: Some(s.usage_reads),
                 phase: Phase::Pass,
             },
-            None => QuotaStream { config: None, reporter: None, remote: None, phase: Phase::Pass },
+            None => QuotaStream { config: None, reporter: None, remote: None, usage_reads: None, phase: Phase::Pass },
         }
     }
 
@@ -370,6 +374,15 @@ impl QuotaStream {
                 return;
             }
         };
+        // Reads are free, not unbounded: past the caller's or this worker's budget, 429.
+        let read = self.usage_reads.as_ref().map(|l| l.borrow_mut().read(&caller, HostClock.now_ms()));
+        if let Some(UsageRead::Limited { retry_after_s, .. }) = read {
+            if let Some(r) = &self.reporter {
+                r.usage_limited();
+            }
+            self.reply(&limited_reply(retry_after_s));
+            return;
+        }
         let Some(store) = config.counters.exact_redis() else {
             self.reply(&usage_reply(config, &caller, HostClock.now_ms(), &SharedData));
             return;

@@ -23,4 +23,5 @@ mod concurrency;
 mod config;
 mod hostile_inputs;
 mod redis;
+mod unidentified_callers;
 mod windows;

@@ -93,7 +93,7 @@ pub struct UsageReads {
 
 impl Default for UsageReads {
     fn default() -> Self {
-        UsageReads { per_minute: 60, burst: 10, per_worker_per_second: 200 }
+        UsageReads { per_minute: 120, burst: 30, per_worker_per_second: 1000 }
     }
 }
 
@@ -611,10 +611,7 @@ impl TryFrom<RawConfig> for Config {
             None => DEFAULT_MAX_BODY_BYTES,
             Some(0) => return Err(ConfigError::new("max_body_bytes", "must be greater than 0")),
             Some(n) => usize::try_from(n).ok().filter(|n| *n <= MAX_BODY_BYTES_LIMIT).ok_or_else(|| {
-                ConfigError::new(
-                    "max_body_bytes",
-                    format!("must be at most {MAX_BODY_BYTES_LIMIT} (64 MiB), got {n}"),
-                )
+                ConfigError::new("max_body_bytes", format!("must be at most {MAX_BODY_BYTES_LIMIT} (64 MiB), got {n}"))
             })?,
         };
         let usage_reads = check_usage_reads(raw.usage_reads.as_ref(), usage_endpoint.is_some())?;
@@ -1289,12 +1286,19 @@ fn check_usage_reads(raw: Option<&RawUsageReads>, has_endpoint: bool) -> Result<
     let bounded = |field: &str, value: Option<u64>, default: u32, max: u32| match value {
         None => Ok(default),
         Some(v) if (1..=u64::from(max)).contains(&v) => Ok(u32::try_from(v).unwrap_or(max)),
-        Some(v) => Err(ConfigError::new(format!("usage_reads.{field}"), format!("must be between 1 and {max}, got {v}"))),
+        Some(v) => {
+            Err(ConfigError::new(format!("usage_reads.{field}"), format!("must be between 1 and {max}, got {v}")))
+        }
     };
     Ok(UsageReads {
         per_minute: bounded("per_minute", raw.per_minute, defaults.per_minute, 60_000)?,
         burst: bounded("burst", raw.burst, defaults.burst, 1000)?,
-        per_worker_per_second: bounded("per_worker_per_second", raw.per_worker_per_second, defaults.per_worker_per_second, 100_000)?,
+        per_worker_per_second: bounded(
+            "per_worker_per_second",
+            raw.per_worker_per_second,
+            defaults.per_worker_per_second,
+            100_000,
+        )?,
     })
 }
 

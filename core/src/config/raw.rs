@@ -80,13 +80,13 @@ pub struct RawAdmin {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawUsageReads {
-    /// Reads a minute per caller, after the burst (default 60).
+    /// Reads a minute per caller, after the burst (default 120).
     #[serde(default)]
     pub per_minute: Option<u64>,
-    /// Reads a caller may make at once (default 10).
+    /// Reads a caller may make at once (default 30).
     #[serde(default)]
     pub burst: Option<u64>,
-    /// Reads a second per worker, every caller together (default 200).
+    /// Reads a second per worker, every caller together (default 1000).
     #[serde(default)]
     pub per_worker_per_second: Option<u64>,
 }
