@@ -206,6 +206,6 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["error"]["code"], "usage_rate_limited");
         assert_eq!(body["error"]["message"], "Too many usage reads. Try again in 30 seconds.");
-        assert_eq!(limited_reply(1).body.contains("Try again in 1 second."), true);
+        assert!(limited_reply(1).body.contains("Try again in 1 second."));
     }
 }
