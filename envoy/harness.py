@@ -351,9 +351,10 @@ def max_body_bytes(filter_config):
 def request_body_buffer_limit(filter_config):
     """What Envoy must be able to hold for one request while the filter reads
     its body: up to max_body_bytes held, plus one more read from the client,
-    which Envoy adds before the filter sees it (at most the listener's limit
-    and a 16 KiB slice; twice the listener's limit covers it). Below this, a
-    body past the cap could get Envoy's own 413 instead of the filter's answer."""
+    which Envoy adds before the filter sees it (the listener's limit and a
+    16 KiB slice or two; twice a listener limit of 32 KiB covers it). Below
+    this, a body past the cap could get Envoy's own 413 instead of the
+    filter's answer."""
     return max_body_bytes(filter_config) + 2 * CONNECTION_BUFFER_BYTES
 
 

@@ -13,13 +13,13 @@
 //! - a body whose declared length (`content-length`) is already over the cap
 //!   is not held at all ([`at_head`]): the decision is made from the head;
 //! - what one more chunk can add is one read from the client connection:
-//!   Envoy reads until it holds the listener's `per_connection_buffer_limit_bytes`,
-//!   in 16 KiB slices, so at most that limit plus 16 KiB.
+//!   Envoy reads, in 16 KiB slices, until it holds the listener's
+//!   `per_connection_buffer_limit_bytes`, so that limit and a slice or two more.
 //!
 //! Hence the rule the README gives operators: the stream's limit (the route's
 //! or virtual host's `request_body_buffer_limit`, else the listener's limit)
-//! must be at least `max_body_bytes` plus one read; the configs we ship give it
-//! `max_body_bytes` plus twice the listener's limit. Bodies with a
+//! must be at least `max_body_bytes` plus one read: `max_body_bytes` plus
+//! twice a listener limit of 32 KiB or more, as the configs we ship set. Bodies with a
 //! `content-length` need only `max_body_bytes` (they are held only when they
 //! fit under the cap); chunked bodies of unknown length need the sum.
 

@@ -14,7 +14,8 @@ use crate::util::quota_host;
 const CHAT: &str = "/v1/chat/completions";
 /// The filter's default `max_body_bytes`.
 const CAP: usize = 256 * 1024;
-/// The most one read from a client adds: the listener's 32 KiB and a 16 KiB slice.
+/// One large read from a client: the listener's 32 KiB and a 16 KiB slice
+/// (what Envoy 1.40 was seen to read at once with a 32 KiB listener limit).
 const READ: usize = 48 * 1024;
 /// The stream limit the shipped configs set: the cap and twice the listener's limit.
 const ROOM: usize = CAP + 2 * 32 * 1024;
