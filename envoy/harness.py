@@ -42,6 +42,13 @@ STOP_TIMEOUT_S = 10.0
 
 _PR_SET_PDEATHSIG = 1
 
+# Envoy's buffers, set in every config rendered here (see the README's "Envoy's
+# buffer limit"). The listener reads at most this much from a client at a time
+# and holds at most this much for it (Envoy's edge recommendation, 32 KiB)...
+CONNECTION_BUFFER_BYTES = 32 * 1024
+# ...and the filter's default max_body_bytes, when its config does not say.
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
 
 def _die_with_parent():
     """preexec_fn: the child gets SIGTERM when the thread that started it
@@ -328,6 +335,29 @@ def redis_counters(on_error="fail_open", timeout_ms=200, cluster="webdis"):
             "redis": {"cluster": cluster, "timeout_ms": timeout_ms}}
 
 
+def max_body_bytes(filter_config):
+    """The filter's max_body_bytes (a config dict or its JSON text; the
+    default when it does not say or cannot be read)."""
+    if isinstance(filter_config, str):
+        try:
+            filter_config = json.loads(filter_config)
+        except ValueError:
+            return DEFAULT_MAX_BODY_BYTES
+    value = filter_config.get("max_body_bytes") if isinstance(filter_config, dict) else None
+    usable = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return value if usable else DEFAULT_MAX_BODY_BYTES
+
+
+def request_body_buffer_limit(filter_config):
+    """What Envoy must be able to hold for one request while the filter reads
+    its body: up to max_body_bytes held, plus one more read from the client,
+    which Envoy adds before the filter sees it (the listener's limit and a
+    16 KiB slice or two; twice a listener limit of 32 KiB covers it). Below
+    this, a body past the cap could get Envoy's own 413 instead of the
+    filter's answer."""
+    return max_body_bytes(filter_config) + 2 * CONNECTION_BUFFER_BYTES
+
+
 def _socket_address(port):
     return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
 
@@ -349,6 +379,10 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
     demo_port: a start_demo_server() port; DEMO_PREFIX then goes there, with
     the quota filter switched off for that route, and everything else still
     goes through the filter to the upstream (same origin for the page).
+    Envoy's buffers: the listener's per_connection_buffer_limit_bytes is
+    CONNECTION_BUFFER_BYTES and the virtual host's request_body_buffer_limit
+    is request_body_buffer_limit(filter_config), so a body the filter is
+    reading never outgrows what Envoy will hold.
     """
     http_filters = []
     if wasm is not None:
@@ -405,6 +439,8 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
             "listeners": [{
                 "name": LISTENER_NAME,
                 "address": _socket_address(listener_port),
+                # One read from a client, and what Envoy holds toward it.
+                "per_connection_buffer_limit_bytes": CONNECTION_BUFFER_BYTES,
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -422,6 +458,10 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
                             "virtual_hosts": [{
                                 "name": "all",
                                 "domains": ["*"],
+                                # A body the filter reads is held here, not
+                                # in the listener's 32 KiB (see above).
+                                "request_body_buffer_limit":
+                                    request_body_buffer_limit(filter_config),
                                 "routes": [*_demo_routes(demo_port),
                                            {"match": {"prefix": "/"},
                                             "route": {"cluster": "upstream"}}],

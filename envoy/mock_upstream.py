@@ -12,6 +12,9 @@ Request headers that steer the mock:
   x-mock-delay-ms: N             wait N ms before answering (a slow model)
   x-mock-id: ID                  remember the request: GET /__mock/seen/ID answers
                                  {"seen": n, "models": [...]} (what reached the upstream)
+  x-mock-count-body: 1           read the body piece by piece without keeping it and
+                                 answer {"object": "mock.count", "mock_echo": {...,
+                                 "body_len": n, "body_crc32": c}} (for bodies of any size)
 """
 
 import argparse
@@ -20,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DEFAULT_COMPLETION_TOKENS = 7
@@ -45,6 +49,9 @@ def count_prompt_words(body):
     return words
 
 
+# Bytes read at a time when counting a body.
+COUNT_PIECE = 256 * 1024
+
 # x-mock-id -> the models of the requests that reached the mock (handler threads share it).
 SEEN = {}
 SEEN_LOCK = threading.Lock()
@@ -67,6 +74,9 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
 
     def handle_any(self):
+        if self.headers.get("x-mock-count-body"):
+            self.count_body()
+            return
         raw = self.read_body()
         try:
             body = json.loads(raw) if raw else None
@@ -131,6 +141,41 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
         length = int(self.headers.get("content-length") or 0)
         return self.rfile.read(length) if length else b""
+
+    def count_body(self):
+        """Reads the body without keeping it: its length and CRC-32, for
+        bodies too large to echo (a test checks every byte arrived)."""
+        length, crc = 0, 0
+        for piece in self.body_pieces():
+            length += len(piece)
+            crc = zlib.crc32(piece, crc)
+        echo = {"method": self.command, "path": self.path, "headers": self.echo_headers(),
+                "body_len": length, "body_crc32": crc}
+        self.send_json(200, {"object": "mock.count", "mock_echo": echo})
+
+    def body_pieces(self):
+        """The request body in pieces of at most COUNT_PIECE bytes."""
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                while size > 0:
+                    piece = self.rfile.read(min(size, COUNT_PIECE))
+                    if not piece:
+                        return
+                    size -= len(piece)
+                    yield piece
+                self.rfile.readline()
+        left = int(self.headers.get("content-length") or 0)
+        while left > 0:
+            piece = self.rfile.read(min(left, COUNT_PIECE))
+            if not piece:
+                return
+            left -= len(piece)
+            yield piece
 
     def echo_headers(self):
         """Request headers, names lowercased; repeated headers joined with ','."""

@@ -84,6 +84,10 @@ pub const BODY_TOO_LARGE: &str = "quota.body_too_large";
 pub const UNREADABLE_BODY: &str = "quota.unreadable_body";
 /// New counters refused because their bucket of the shared-data table was full.
 pub const STORE_FULL: &str = "quota.store_full";
+/// Events of unidentified callers left out (`event_budget.rs`).
+pub const EVENTS_SUPPRESSED: &str = "quota.events_suppressed";
+/// Usage-endpoint reads answered 429 (`usage_limit.rs`).
+pub const USAGE_LIMITED: &str = "quota.usage_limited";
 pub const ANALYTICS_SENT: &str = "quota.analytics.sent";
 pub const ANALYTICS_FAILED: &str = "quota.analytics.failed";
 pub const ANALYTICS_DROPPED: &str = "quota.analytics.dropped";

@@ -3,7 +3,8 @@
 //! decisions, and what the caller is told.
 //!
 //! The flow for one request: [`classify::classify_head`] (and, when a body
-//! rule or cost asks, [`body::read_body`] → [`unreadable::classify_body`]) →
+//! rule or cost asks, [`buffering`] while the body arrives, then
+//! [`body::read_body`] → [`unreadable::classify_body`]) →
 //! [`identity::identify`] →
 //! [`engine::charge`] (read, [`decide::decide`], compare-and-swap) →
 //! [`reply::respond`] (headers or a local reply).
@@ -11,6 +12,8 @@
 pub mod admin;
 pub mod admission;
 pub mod body;
+pub mod bucket;
+pub mod buffering;
 pub mod calendar;
 pub mod classify;
 pub mod clock;
@@ -21,6 +24,7 @@ pub mod counter;
 pub mod decide;
 pub mod decimal;
 pub mod engine;
+pub mod event_budget;
 pub mod events;
 pub mod glob;
 pub mod headers;
@@ -39,6 +43,7 @@ pub mod template;
 pub mod units;
 pub mod unreadable;
 pub mod usage;
+pub mod usage_limit;
 pub mod window;
 pub mod wire;
 

@@ -35,6 +35,18 @@ impl RequestHead {
         self.header_str(":method").unwrap_or("")
     }
 
+    /// The body length the request declares: one `content-length` of ASCII
+    /// digits that fits a `u64`. `None` for anything else (no header, a
+    /// chunked or HTTP/2 body, a value Envoy's codec would have refused).
+    pub fn content_length(&self) -> Option<u64> {
+        let mut values = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        let (_, value) = values.next()?;
+        if values.next().is_some() || value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(value).ok()?.parse().ok()
+    }
+
     /// The path rules and endpoints match: `:path` normalised by
     /// [`crate::path::normalize`] (no query, one spelling per resource).
     pub fn path(&self) -> &str {

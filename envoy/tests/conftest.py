@@ -2,7 +2,8 @@
 
 Fixtures: `wasm_path`, `upstream` (the mock, one per session), `envoy` and
 `envoy_expect_failure` (factories). Helpers, imported by tests with
-`from conftest import request, sse_events`:
+`from conftest import request, sse_events` (and `post_streaming` for bodies
+too large to hold):
 
     def test_blocked(envoy):
         proxy = envoy(config)  # a dict, or a str passed to the filter verbatim
@@ -18,10 +19,13 @@ parallel with each other and with other runs.
 
 import http.client
 import json as jsonlib
+import select
+import socket
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -199,3 +203,56 @@ def sse_events(body):
     """The `data:` payloads of a text/event-stream body, in order, as strings."""
     text = body.decode() if isinstance(body, bytes) else body
     return [line[len("data:"):].strip() for line in text.splitlines() if line.startswith("data:")]
+
+
+class Streamed(NamedTuple):
+    """What post_streaming got back: `error` says why there is no answer (a
+    reset, a timeout); `whole_body_sent` is False when the answer came first."""
+    status: int | None
+    headers: dict
+    body: bytes
+    whole_body_sent: bool
+    error: str | None
+
+
+def _send_unless_answered(sock, data, timeout):
+    """Sends `data`, unless an answer arrives first; whether all of it went."""
+    view = memoryview(data)
+    while view:
+        readable, writable, _ = select.select([sock], [sock], [], timeout)
+        if readable:
+            return False
+        if not writable:
+            raise TimeoutError(f"Envoy neither read nor answered for {timeout} s")
+        view = view[sock.send(view):]
+    return True
+
+
+def post_streaming(target, path, headers, pieces, *, length=None, timeout=60.0):
+    """POST a body made piece by piece (a generator: nothing is held) to
+    127.0.0.1:target.port over HTTP/1.1: with a content-length when `length`
+    is given, else chunked. Stops sending once an answer arrives (a refusal
+    need not wait for the rest of the body), then reads the answer. Never
+    raises for what the peer did: see Streamed.error."""
+    framing = f"content-length: {length}" if length is not None else "transfer-encoding: chunked"
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = f"POST {path} HTTP/1.1\r\nhost: quota.test\r\n{head}{framing}\r\n\r\n".encode()
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=timeout)
+    try:
+        sock.sendall(head)
+        whole = True
+        for piece in pieces:
+            data = piece if length is not None else b"%x\r\n%s\r\n" % (len(piece), piece)
+            if piece and not _send_unless_answered(sock, data, timeout):
+                whole = False
+                break
+        if whole and length is None:
+            whole = _send_unless_answered(sock, b"0\r\n\r\n", timeout)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        body = resp.read()
+        return Streamed(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body, whole, None)
+    except (OSError, http.client.HTTPException) as err:
+        return Streamed(None, {}, b"", False, f"{type(err).__name__}: {err}")
+    finally:
+        sock.close()

@@ -40,3 +40,31 @@ def one_class(*, hard=3, soft=None, window="day", scope="user", at_hard="block",
 
 def chat(model="gpt-4o"):
     return {"model": model, "messages": [{"role": "user", "content": "Draft a note to the team."}]}
+
+
+# The largest max_body_bytes the filter accepts (the README's config reference).
+MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
+
+
+def body_classes(**top_level):
+    """Two classes on POST /v1/chat/completions told apart by the body's model,
+    so the filter reads every body: `research` (model o3-deep-research, the
+    smaller limit, so the strictest class) before `chat`. Limits no test
+    reaches: only the body decides."""
+    config = {
+        "identity": {"user": [{"header": "x-user-id"}], "default_tier": "pro"},
+        "classes": [
+            {"name": "research", "label": "Research", "unit": "research call",
+             "match": [{"methods": ["POST"], "path": {"exact": CHAT},
+                        "body": [{"field": "model", "equals": "o3-deep-research"}]}]},
+            {"name": "chat", "label": "Chat", "unit": "chat",
+             "match": [{"methods": ["POST"], "path": {"exact": CHAT}}]},
+        ],
+        "tiers": {"pro": {"limits": {
+            "research": {"hard": 1_000_000, "window": "day"},
+            "chat": {"hard": 2_000_000, "window": "day"},
+        }}},
+        "hold_headers_for_body": True,
+    }
+    config.update(copy.deepcopy(top_level))
+    return config

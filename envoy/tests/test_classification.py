@@ -50,6 +50,7 @@ def test_a_body_that_is_not_json_is_refused_or_charged_the_strictest_class(envoy
     for body in UNREADABLE:
         resp = send(refusing, "POST", CHAT, headers=PRO, body=body)
         assert (resp.status, resp.json()["error"]["code"]) == (400, "unreadable_body"), (body[:20], resp)
+        assert "x-quota-class" not in resp.headers
     # With `strictest` it goes on, charged as the most restrictive class the
     # head allows (deep research, for a pro caller on this path).
     strictest = envoy(demo(hold_headers_for_body=hold, unreadable_body="strictest"), hold_headers=hold)

@@ -1,10 +1,12 @@
 """Hostile input gets a clear, documented answer, and the wasm never traps:
 every case is followed by a normal request, and the log must show no panic."""
 
-import http.client
+import json
 import socket
 
-from conftest import request
+import pytest
+
+from conftest import post_streaming, request
 from quota_configs import CHAT, chat, demo
 
 
@@ -50,34 +52,47 @@ def test_hostile_identities_are_refused_or_ignored_never_trapped(envoy):
         assert_healthy(proxy)
 
 
-def test_hostile_bodies_fall_back_to_the_path_rule(envoy):
-    proxy = envoy(demo(), hold_headers=True)
+def test_hostile_bodies_are_refused_or_charged_the_strictest_class(envoy):
+    # The class depends on the body (deep research is chosen by its model), so
+    # a body the rules cannot read is never cheaper than the head allows.
     bodies = {
         "not json": b"hello",
         "truncated": b'{"model": "o3-deep-research", "messages": [',
         "nested 10^5": b"[" * 100_000 + b"]" * 100_000,
         "nested object": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
     }
+    # The nested object is 300 KB: over the 256 KiB the filter reads.
+    refusals = {name: (400, "unreadable_body") for name in bodies} | {"nested object": (413, "body_too_large")}
+    refusing = envoy(demo(), hold_headers=True)
     for name, body in bodies.items():
-        resp = request(proxy, "POST", CHAT, headers={"x-user-id": "nia", "x-plan": "pro"}, body=body)
-        assert (resp.status, resp.headers.get("x-quota-class")) == (200, "drafts"), name
-    assert_healthy(proxy)
+        resp = request(refusing, "POST", CHAT, headers={"x-user-id": "nia", "x-plan": "pro"}, body=body)
+        assert (resp.status, resp.json()["error"]["code"]) == refusals[name], name
+    assert_healthy(refusing)
+
+    strictest = envoy(demo(unreadable_body="strictest"), hold_headers=True)
+    for i, (name, body) in enumerate(bodies.items()):
+        # A user each: pro allows 3 deep-research calls a day.
+        resp = request(strictest, "POST", CHAT, headers={"x-user-id": f"nia{i}", "x-plan": "pro"}, body=body)
+        assert (resp.status, resp.headers.get("x-quota-class")) == (200, "deep_research"), name
+    assert_healthy(strictest)
 
 
-def test_a_100_mb_body_is_not_buffered_past_the_cap(envoy):
-    proxy = envoy(demo(), hold_headers=True)
+@pytest.mark.parametrize("unreadable_body", ["refuse", "strictest"])
+def test_a_100_mb_body_is_not_buffered_past_the_cap(envoy, unreadable_body):
+    proxy = envoy(demo(unreadable_body=unreadable_body), hold_headers=True)
     size = 100 * 1024 * 1024
     chunk = b"x" * (1024 * 1024)
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=60)
-    conn.putrequest("POST", CHAT)
-    for name, value in [("x-user-id", "oz"), ("content-type", "application/json"), ("content-length", str(size))]:
-        conn.putheader(name, value)
-    conn.endheaders()
-    for _ in range(size // len(chunk)):
-        conn.send(chunk)
-    resp = conn.getresponse()
-    body = resp.read()
-    conn.close()
-    # Over max_body_bytes the body is not inspected: the path rule decides and the bytes stream on.
-    assert (resp.status, resp.getheader("x-quota-class")) == (200, "drafts"), body[:200]
+    headers = {"x-user-id": "oz", "x-plan": "pro", "content-type": "application/json", "x-mock-count-body": "1"}
+    for length in (size, None):  # a content-length, then chunked
+        resp = post_streaming(proxy, CHAT, headers, (chunk for _ in range(size // len(chunk))), length=length)
+        assert resp.error is None, resp.error
+        # Over max_body_bytes the body is not read: refused by the filter (not by
+        # Envoy, whose own 413 is plain text), or charged as the strictest class
+        # the head allows, with the bytes streaming on.
+        if unreadable_body == "refuse":
+            assert (resp.status, json.loads(resp.body)["error"]["code"]) == (413, "body_too_large"), resp.body[:200]
+        else:
+            assert (resp.status, resp.headers.get("x-quota-class")) == (200, "deep_research"), resp.body[:200]
+            assert (resp.whole_body_sent, json.loads(resp.body)["mock_echo"]["body_len"]) == (True, size)
+    assert proxy.stats(filter=r"downstream_rq_too_large$")["http.ingress_http.downstream_rq_too_large"] == 0
     assert_healthy(proxy)

@@ -9,6 +9,7 @@ use proxy_wasm::types::{LogLevel, MetricType};
 use quota_core::body::Unreadable;
 use quota_core::config::Config;
 use quota_core::engine::{Decision, Outcome};
+use quota_core::event_budget::{suppressed_line, Admit, EventBudget};
 use quota_core::events::{self, ClassMetric};
 use quota_core::identity::{Caller, IdentityError};
 use quota_core::store::GiveUp;
@@ -31,6 +32,10 @@ pub struct Reporter {
     unreadable_body: Option<u32>,
     /// New counters refused because the shared-data table had no room.
     store_full: Option<u32>,
+    events_suppressed: Option<u32>,
+    usage_limited: Option<u32>,
+    /// How many events of unidentified callers this worker may still write.
+    unidentified: RefCell<EventBudget>,
     sent: Option<u32>,
     failed: Option<u32>,
     dropped: Option<u32>,
@@ -56,7 +61,7 @@ pub fn bump(id: Option<u32>, by: u64) {
 }
 
 impl Reporter {
-    pub fn new(config: Rc<Config>) -> Reporter {
+    pub fn new(config: Rc<Config>, now_ms: i64) -> Reporter {
         let on = config.observability.metrics;
         let mut class_metrics = Vec::new();
         if on {
@@ -79,6 +84,9 @@ impl Reporter {
             unreadable_body: global(events::UNREADABLE_BODY),
             // Only shared data keeps counters in the bounded table.
             store_full: if config.counters.exact_redis().is_none() { global(events::STORE_FULL) } else { None },
+            events_suppressed: global(events::EVENTS_SUPPRESSED),
+            usage_limited: config.usage_endpoint.as_ref().and_then(|_| global(events::USAGE_LIMITED)),
+            unidentified: RefCell::new(EventBudget::new(config.observability.unidentified_events_per_second, now_ms)),
             sent: if analytics { global(events::ANALYTICS_SENT) } else { None },
             failed: if analytics { global(events::ANALYTICS_FAILED) } else { None },
             dropped: if analytics { global(events::ANALYTICS_DROPPED) } else { None },
@@ -120,17 +128,50 @@ impl Reporter {
             },
             1,
         );
-        self.emit(events::identity_record(err, now_ms));
+        self.emit_unidentified(events::identity_record(err, now_ms), now_ms);
     }
 
     /// A request refused because its body could not be read (nothing charged).
+    /// `caller`: `None` when the caller could not be identified either.
     pub fn body_refused(&self, caller: Option<&Caller>, why: &Unreadable, now_ms: i64) {
         let stat = match why {
             Unreadable::TooLarge => self.body_too_large,
             _ => self.unreadable_body,
         };
         bump(stat, 1);
-        self.emit(events::body_record(&self.config, caller, why, now_ms));
+        let record = events::body_record(&self.config, caller, why, now_ms);
+        match caller {
+            Some(_) => self.emit(record),
+            None => self.emit_unidentified(record, now_ms),
+        }
+    }
+
+    /// A usage read answered 429 (over its budget).
+    pub fn usage_limited(&self) {
+        bump(self.usage_limited, 1);
+    }
+
+    /// An event of a caller without an identity: written within this
+    /// worker's budget, else counted (`quota.events_suppressed`). Writing
+    /// resumes with one line saying how many were left out.
+    fn emit_unidentified(&self, record: serde_json::Value, now_ms: i64) {
+        let observability = &self.config.observability;
+        if !observability.log_events && observability.analytics.is_none() {
+            return;
+        }
+        let admit = self.unidentified.borrow_mut().admit(now_ms);
+        match admit {
+            Admit::Write { suppressed_before } => {
+                if suppressed_before > 0 {
+                    log(
+                        LogLevel::Warn,
+                        &suppressed_line(suppressed_before, observability.unidentified_events_per_second),
+                    );
+                }
+                self.emit(record);
+            }
+            Admit::Suppress => bump(self.events_suppressed, 1),
+        }
     }
 
     /// An event of the counter store (a correction dropped): logged when

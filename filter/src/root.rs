@@ -14,6 +14,8 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 use quota_core::clock::Clock;
 use quota_core::config::Config;
 use quota_core::table::{shared_seed, Seed};
+use quota_core::usage_limit::UsageLimiter;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ pub struct Shared {
     pub reporter: Rc<Reporter>,
     /// Corrections for the Redis store, sent from here.
     pub remote: Rc<Remote>,
+    /// This worker's budgets for usage-endpoint reads.
+    pub usage_reads: Rc<RefCell<UsageLimiter>>,
 }
 
 pub struct QuotaRoot {
@@ -97,10 +101,12 @@ impl RootContext for QuotaRoot {
                     let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
                 }
                 // A reload keeps the counters: they live in shared data (or Redis), not here.
+                let now_ms = HostClock.now_ms();
+                let usage_reads = Rc::new(RefCell::new(UsageLimiter::new(&config.usage_reads, now_ms)));
                 let config = Rc::new(config);
-                let reporter = Rc::new(Reporter::new(config.clone()));
+                let reporter = Rc::new(Reporter::new(config.clone(), now_ms));
                 let remote = Rc::new(Remote::new(config.clone(), reporter.clone(), self.id, vm_seed(self.id)));
-                self.state = Some(Shared { config, reporter, remote });
+                self.state = Some(Shared { config, reporter, remote, usage_reads });
                 true
             }
             Err(e) => {

@@ -12,6 +12,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use quota_core::body::read_body;
+use quota_core::buffering::{self, AtHead, Chunk};
 use quota_core::classify::{classify_head, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::RedisStore;
@@ -30,8 +31,10 @@ use quota_core::request::RequestHead;
 use quota_core::store::{CounterStore, GiveUp, StoreError};
 use quota_core::unreadable::{classify_body, strictest, BodyVerdict};
 use quota_core::usage::{method_not_allowed, usage_reply};
+use quota_core::usage_limit::{limited_reply, UsageLimiter, UsageRead};
 use quota_core::{admin, admission, decimal, units};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -156,6 +159,7 @@ pub struct QuotaStream {
     config: Option<Rc<Config>>,
     reporter: Option<Rc<Reporter>>,
     remote: Option<Rc<Remote>>,
+    usage_reads: Option<Rc<RefCell<UsageLimiter>>>,
     phase: Phase,
 }
 
@@ -167,9 +171,12 @@ impl QuotaStream {
                 config: Some(s.config),
                 reporter: Some(s.reporter),
                 remote: Some(s.remote),
+                usage_reads: Some(s.usage_reads),
                 phase: Phase::Pass,
             },
-            None => QuotaStream { id, config: None, reporter: None, remote: None, phase: Phase::Pass },
+            None => {
+                QuotaStream { id, config: None, reporter: None, remote: None, usage_reads: None, phase: Phase::Pass }
+            }
         }
     }
 
@@ -431,6 +438,15 @@ impl QuotaStream {
                 return;
             }
         };
+        // Reads are free, not unbounded: past the caller's or this worker's budget, 429.
+        let read = self.usage_reads.as_ref().map(|l| l.borrow_mut().read(&caller, HostClock.now_ms()));
+        if let Some(UsageRead::Limited { retry_after_s, .. }) = read {
+            if let Some(r) = &self.reporter {
+                r.usage_limited();
+            }
+            self.reply(&limited_reply(retry_after_s));
+            return;
+        }
         let Some(store) = config.counters.exact_redis() else {
             let now_ms = HostClock.now_ms();
             self.reply(&usage_reply(config, &caller, now_ms, &config.counters.table(&SharedData, now_ms)));
@@ -758,7 +774,13 @@ impl HttpContext for QuotaStream {
                 self.decide_with_body(None, false)
             }
             HeadMatch::NeedsBody => {
+                let at_head = buffering::at_head(&request.head, config.max_body_bytes);
                 self.phase = Phase::AwaitingBody(request);
+                if at_head == AtHead::TooLarge {
+                    // Its length is already over the cap: hold none of it
+                    // (Envoy answers 413 itself if a paused body outgrows its buffer).
+                    return self.decide_with_body(None, true);
+                }
                 if config.may_rewrite_body() && !config.hold_headers_for_body {
                     // The headers go on before the body is read, and a rewritten
                     // body has another length: let Envoy frame it (chunked).
@@ -780,13 +802,16 @@ impl HttpContext for QuotaStream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
         match self.phase {
-            // Too large to inspect: never buffer more; `unreadable_body` decides.
-            Phase::AwaitingBody(_) if body_size > max => self.decide_with_body(None, true),
-            Phase::AwaitingBody(_) if !end_of_stream => Action::Pause,
-            Phase::AwaitingBody(_) => match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
-                Ok(body) => self.decide_with_body(body, false),
-                // A body the host would not hand over is one the filter could not read.
-                Err(_) => self.decide_with_body(None, body_size > 0),
+            // `body_size` is all Envoy holds for this stream, this chunk included.
+            Phase::AwaitingBody(_) => match buffering::after_chunk(body_size, end_of_stream, max) {
+                Chunk::Hold => Action::Pause,
+                // Too large to inspect: hold no more; `unreadable_body` decides.
+                Chunk::TooLarge => self.decide_with_body(None, true),
+                Chunk::Read => match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+                    Ok(body) => self.decide_with_body(body, false),
+                    // A body the host would not hand over is one the filter could not read.
+                    Err(_) => self.decide_with_body(None, body_size > 0),
+                },
             },
             // Continuing here would let the held headers go on too, before Redis answered.
             _ if self.waiting_for_redis() => Action::Pause,

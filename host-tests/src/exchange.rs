@@ -372,6 +372,12 @@ impl Exchange {
         self.record.stalled
     }
 
+    /// Envoy answered `413 Payload Too Large` itself: the filter held more of
+    /// the request body than the VM's `request_buffer_limit`.
+    pub fn payload_too_large(&self) -> bool {
+        self.record.payload_too_large
+    }
+
     // ----- assertions (they panic with the whole story) -----
 
     /// A readable account of the exchange, for failure messages.
@@ -394,6 +400,9 @@ impl Exchange {
         }
         if let Some(reply) = &r.local_reply {
             let _ = writeln!(out, "  local reply: {} {:?} body {:?}", reply.status, reply.headers, reply.body_text());
+        }
+        if r.payload_too_large {
+            out.push_str("  Envoy's own 413: the filter held more request body than the buffer limit\n");
         }
         let _ = writeln!(
             out,

@@ -163,6 +163,8 @@ pub(crate) struct VmState {
     pub random: u64,
     /// Envoy's `allow_on_headers_stop_iteration` plugin option.
     pub allow_headers_stop_iteration: bool,
+    /// Envoy's buffer limit for a request body a filter holds (`None`: no limit).
+    pub request_buffer_limit: Option<usize>,
 }
 
 impl VmState {
@@ -198,6 +200,7 @@ impl VmState {
             stderr: Vec::new(),
             done_called: false,
             allow_headers_stop_iteration: false,
+            request_buffer_limit: None,
             random: 0x9E37_79B9_7F4A_7C15 ^ u64::from(vm),
         }
     }

@@ -6,7 +6,10 @@
 //!   unless the VM was started with `allow_on_headers_stop_iteration`, where they
 //!   still reach the filter and the headers wait until it continues;
 //! - `Pause` from a body callback buffers: the next chunk is appended and the filter
-//!   sees the whole buffer; `Continue` sends the buffer on;
+//!   sees the whole buffer; `Continue` sends the buffer on; with a
+//!   `request_buffer_limit`, a held request body that grows past it gets Envoy's
+//!   own 413 (the chunk is appended before the filter sees it, as Envoy 1.40's
+//!   wasm context does, so the filter never sees the chunk that crossed it);
 //! - once the filter lets headers go (`Continue` or `proxy_continue_stream`), the
 //!   map is detached: reading it is `BadArgument`, changing it too;
 //! - a local reply is applied after the call that sent it; sent while decoding, it
@@ -94,6 +97,9 @@ pub struct StreamRecord {
     pub body_writes: u32,
     /// Tokens of callouts still in flight when the stream ended (Envoy cancels them).
     pub cancelled_callouts: Vec<u32>,
+    /// Envoy answered `413 Payload Too Large` itself: the filter held more of
+    /// the request body than the VM's `request_buffer_limit`.
+    pub payload_too_large: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -446,19 +452,27 @@ fn deliver_body(vm: &mut VmInner, core: &mut Core, dir: Dir, chunk: Vec<u8>, end
         return Ok(());
     }
     flow.end_seen |= end;
-    let size = match stream_state(vm, core) {
+    let limit = if dir == Dir::Request { vm.state().request_buffer_limit } else { None };
+    let (size, was_buffering) = match stream_state(vm, core) {
         Some(st) => {
             let body = body_of(st, dir);
+            let was_buffering = body.buffering;
             if body.buffering {
                 body.bytes.extend_from_slice(&chunk);
             } else {
                 body.bytes = chunk;
             }
             body.attached = true;
-            body.bytes.len()
+            (body.bytes.len(), was_buffering)
         }
-        None => 0,
+        None => (0, false),
     };
+    // Envoy added the chunk to what the filter holds: past the limit, Envoy
+    // answers before the filter is called.
+    if was_buffering && limit.is_some_and(|l| size > l) {
+        payload_too_large(vm, core);
+        return Ok(());
+    }
     let (name, f) = match dir {
         Dir::Request => ("proxy_on_request_body", vm.exports.on_request_body.clone()),
         Dir::Response => ("proxy_on_response_body", vm.exports.on_response_body.clone()),
@@ -479,12 +493,50 @@ fn deliver_body(vm: &mut VmInner, core: &mut Core, dir: Dir, chunk: Vec<u8>, end
         // Headers still waiting (allowed StopIteration) go on with the body.
         release(vm, core, dir)?;
     } else {
+        // The first chunk held: Envoy buffers it now, and checks its limit.
+        if !was_buffering && limit.is_some_and(|l| size > l) {
+            payload_too_large(vm, core);
+            return Ok(());
+        }
         if let Some(st) = stream_state(vm, core) {
             body_of(st, dir).buffering = true;
         }
         core.flow(dir).waiting = true;
     }
     settle(vm, core)
+}
+
+/// Envoy's own `413 Payload Too Large` (`requestDataTooLarge`): a filter held
+/// more request body than the stream's buffer limit. The request is dropped
+/// (reset if it had reached the upstream) and the client gets Envoy's plain reply.
+fn payload_too_large(vm: &mut VmInner, core: &mut Core) {
+    if let Some(st) = stream_state(vm, core) {
+        st.request_body = Default::default();
+    }
+    core.rec.payload_too_large = true;
+    core.request_abandoned = true;
+    core.local_reply_path = true;
+    if core.rec.upstream.headers.is_some() && !core.rec.upstream.complete {
+        core.rec.upstream_reset = true;
+    }
+    if core.rec.client.headers.is_some() {
+        core.rec.reset = true;
+        return;
+    }
+    let reply = LocalReply {
+        status: 413,
+        headers: Headers::new(),
+        body: b"Payload Too Large".to_vec(),
+        grpc_status: None,
+        details: "request_payload_too_large".into(),
+    };
+    core.rec.client = Message {
+        headers: Some(local_reply_headers(&reply)),
+        chunks: vec![reply.body.clone()],
+        body: reply.body,
+        trailers: None,
+        complete: true,
+    };
 }
 
 fn deliver_trailers(vm: &mut VmInner, core: &mut Core, dir: Dir, trailers: Headers) -> Result<(), HostError> {

@@ -250,6 +250,7 @@ pub struct VmBuilder {
     vm_config: Vec<u8>,
     plugin_config: Vec<u8>,
     allow_headers_stop_iteration: bool,
+    request_buffer_limit: Option<usize>,
 }
 
 impl VmBuilder {
@@ -262,6 +263,7 @@ impl VmBuilder {
             vm_config: Vec::new(),
             plugin_config: Vec::new(),
             allow_headers_stop_iteration: false,
+            request_buffer_limit: None,
         }
     }
 
@@ -271,6 +273,18 @@ impl VmBuilder {
     /// while the headers wait.
     pub fn allow_on_headers_stop_iteration(mut self, allow: bool) -> Self {
         self.allow_headers_stop_iteration = allow;
+        self
+    }
+
+    /// Envoy's buffer limit for one stream (the route's or virtual host's
+    /// `request_body_buffer_limit`, else the listener's
+    /// `per_connection_buffer_limit_bytes`). A request body the filter holds
+    /// (`Pause` from a body callback) past this many bytes gets Envoy's own
+    /// `413 Payload Too Large`, as Envoy 1.40 does: the chunk is added to what is
+    /// held before the filter sees it, and the filter never sees the chunk that
+    /// crossed the limit. Unset (the default): no limit.
+    pub fn request_buffer_limit(mut self, bytes: usize) -> Self {
+        self.request_buffer_limit = Some(bytes);
         self
     }
 
@@ -311,6 +325,7 @@ impl VmBuilder {
         state.plugin_name = self.plugin_name;
         state.vm_config = self.vm_config.clone();
         state.allow_headers_stop_iteration = self.allow_headers_stop_iteration;
+        state.request_buffer_limit = self.request_buffer_limit;
         let mut store = Store::new(crate::module::engine(), state);
         store.set_epoch_deadline(CALL_DEADLINE_TICKS);
         let instance =

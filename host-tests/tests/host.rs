@@ -18,9 +18,11 @@ mod smoke;
 
 // The quota filter, through the test host.
 mod block_reply;
+mod buffer_limit;
 mod concurrency;
 mod config;
 mod counter_table;
 mod hostile_inputs;
 mod redis;
+mod unidentified_callers;
 mod windows;

@@ -10,6 +10,7 @@ use crate::cli::Simulate;
 use crate::load::Loaded;
 use crate::trace::Request;
 use quota_core::body::read_body;
+use quota_core::buffering::{at_head, AtHead};
 use quota_core::classify::{classify_head, HeadMatch};
 use quota_core::clock::{Clock, ManualClock};
 use quota_core::config::{parse_utc_offset, Config};
@@ -150,7 +151,9 @@ fn step(config: &Config, caller: &Caller, request: &Request, clock: &ManualClock
         HeadMatch::Unclassified => (None, None, None),
         HeadMatch::Class(c) => (Some(c), None, None),
         HeadMatch::NeedsBody => {
-            let too_large = request.body.as_ref().is_some_and(|b| b.len() > config.max_body_bytes);
+            let declared_too_large = at_head(&head, config.max_body_bytes) == AtHead::TooLarge;
+            let too_large =
+                declared_too_large || request.body.as_ref().is_some_and(|b| b.len() > config.max_body_bytes);
             let body = request.body.as_deref().filter(|_| !too_large);
             let read = read_body(body, too_large);
             match classify_body(config, &head, &read) {

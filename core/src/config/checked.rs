@@ -28,6 +28,8 @@ pub struct Config {
     pub default_class: Option<ClassId>,
     pub tiers: Vec<Tier>,
     pub usage_endpoint: Option<String>,
+    /// How often the usage endpoint answers (see `usage_limit.rs`).
+    pub usage_reads: UsageReads,
     pub max_body_bytes: usize,
     /// What happens to a request whose class or cost depends on a body the
     /// filter cannot read (see `unreadable.rs`).
@@ -73,6 +75,26 @@ pub struct Observability {
     pub log_events: bool,
     pub ids: IdPolicy,
     pub analytics: Option<Analytics>,
+    /// Events a worker writes a second for callers without an identity
+    /// (see `event_budget.rs`); 0: none.
+    pub unidentified_events_per_second: u32,
+}
+
+/// The usage endpoint's budgets, per worker (see `usage_limit.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageReads {
+    /// Reads a minute per caller, after the burst.
+    pub per_minute: u32,
+    /// Reads a caller may make at once.
+    pub burst: u32,
+    /// Reads a second, every caller together.
+    pub per_worker_per_second: u32,
+}
+
+impl Default for UsageReads {
+    fn default() -> Self {
+        UsageReads { per_minute: 120, burst: 30, per_worker_per_second: 1000 }
+    }
 }
 
 /// How events name the caller.
@@ -486,6 +508,9 @@ pub const DEFAULT_MAX_COUNTERS: u32 = 1_000_000;
 /// Bounds of `counters.max_counters`: one bucket, and a table of about 13 GB at worst.
 pub const MIN_MAX_COUNTERS: u32 = crate::table::SLOTS;
 pub const MAX_MAX_COUNTERS: u32 = 100_000_000;
+pub const DEFAULT_UNIDENTIFIED_EVENTS_PER_SECOND: u32 = 10;
+/// The largest `max_body_bytes`.
+pub const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024 * 1024;
 pub const DEFAULT_WARN_AT: [f64; 2] = [0.7, 0.95];
 /// The longest first-use window: a year.
 const MAX_FIRST_USE_SECONDS: i64 = 366 * 86_400;
@@ -609,11 +634,11 @@ impl TryFrom<RawConfig> for Config {
         let max_body_bytes = match raw.max_body_bytes {
             None => DEFAULT_MAX_BODY_BYTES,
             Some(0) => return Err(ConfigError::new("max_body_bytes", "must be greater than 0")),
-            Some(n) => usize::try_from(n)
-                .ok()
-                .filter(|n| *n <= 64 * 1024 * 1024)
-                .ok_or_else(|| ConfigError::new("max_body_bytes", "must be at most 67108864 (64 MiB)"))?,
+            Some(n) => usize::try_from(n).ok().filter(|n| *n <= MAX_BODY_BYTES_LIMIT).ok_or_else(|| {
+                ConfigError::new("max_body_bytes", format!("must be at most {MAX_BODY_BYTES_LIMIT} (64 MiB), got {n}"))
+            })?,
         };
+        let usage_reads = check_usage_reads(raw.usage_reads.as_ref(), usage_endpoint.is_some())?;
         let unreadable_body = match raw.unreadable_body.as_deref() {
             None | Some("refuse") => UnreadableBody::Refuse,
             Some("strictest") => UnreadableBody::Strictest,
@@ -700,6 +725,7 @@ impl TryFrom<RawConfig> for Config {
             default_class,
             tiers,
             usage_endpoint,
+            usage_reads,
             max_body_bytes,
             unreadable_body,
             hold_headers_for_body,
@@ -1294,9 +1320,50 @@ fn check_admin(raw: Option<&RawAdmin>, usage_endpoint: Option<&str>) -> Result<O
     Ok(Some(Admin { path, secret: raw.secret.clone() }))
 }
 
+fn check_usage_reads(raw: Option<&RawUsageReads>, has_endpoint: bool) -> Result<UsageReads, ConfigError> {
+    let Some(raw) = raw else { return Ok(UsageReads::default()) };
+    if !has_endpoint {
+        return Err(ConfigError::new("usage_reads", "only applies with a \"usage_endpoint\""));
+    }
+    let defaults = UsageReads::default();
+    let bounded = |field: &str, value: Option<u64>, default: u32, max: u32| match value {
+        None => Ok(default),
+        Some(v) if (1..=u64::from(max)).contains(&v) => Ok(u32::try_from(v).unwrap_or(max)),
+        Some(v) => {
+            Err(ConfigError::new(format!("usage_reads.{field}"), format!("must be between 1 and {max}, got {v}")))
+        }
+    };
+    Ok(UsageReads {
+        per_minute: bounded("per_minute", raw.per_minute, defaults.per_minute, 60_000)?,
+        burst: bounded("burst", raw.burst, defaults.burst, 1000)?,
+        per_worker_per_second: bounded(
+            "per_worker_per_second",
+            raw.per_worker_per_second,
+            defaults.per_worker_per_second,
+            100_000,
+        )?,
+    })
+}
+
 fn check_observability(raw: Option<&RawObservability>) -> Result<Observability, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(Observability { metrics: true, log_events: true, ids: IdPolicy::Plain, analytics: None });
+        return Ok(Observability {
+            metrics: true,
+            log_events: true,
+            ids: IdPolicy::Plain,
+            analytics: None,
+            unidentified_events_per_second: DEFAULT_UNIDENTIFIED_EVENTS_PER_SECOND,
+        });
+    };
+    let unidentified_events_per_second = match raw.unidentified_events_per_second {
+        None => DEFAULT_UNIDENTIFIED_EVENTS_PER_SECOND,
+        Some(n @ 0..=10_000) => u32::try_from(n).unwrap_or(10_000),
+        Some(n) => {
+            return Err(ConfigError::new(
+                "observability.unidentified_events_per_second",
+                format!("must be between 0 and 10000, got {n}"),
+            ))
+        }
     };
     let ids = match (raw.ids.as_deref(), &raw.id_salt) {
         (None | Some("plain"), None) => IdPolicy::Plain,
@@ -1350,6 +1417,7 @@ fn check_observability(raw: Option<&RawObservability>) -> Result<Observability, 
         log_events: raw.log_events.unwrap_or(true),
         ids,
         analytics,
+        unidentified_events_per_second,
     })
 }
 

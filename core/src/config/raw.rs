@@ -28,6 +28,13 @@ pub struct RawConfig {
     pub tiers: OrderedMap<Value>,
     #[serde(default)]
     pub usage_endpoint: Option<String>,
+    /// How often each worker answers the usage endpoint (reads are free, not
+    /// unbounded): per caller and for all callers together; past either, 429
+    /// with `Retry-After`. Only with `usage_endpoint`.
+    #[serde(default)]
+    pub usage_reads: Option<RawUsageReads>,
+    /// The most request body the filter holds to classify (at most 64 MiB).
+    /// Envoy must hold as much plus one read: see the README, "Envoy's buffer limit".
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
     /// A request whose class or cost depends on a body the filter cannot read
@@ -72,6 +79,21 @@ pub struct RawAdmin {
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+pub struct RawUsageReads {
+    /// Reads a minute per caller, after the burst (default 120).
+    #[serde(default)]
+    pub per_minute: Option<u64>,
+    /// Reads a caller may make at once (default 30).
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// Reads a second per worker, every caller together (default 1000).
+    #[serde(default)]
+    pub per_worker_per_second: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct RawObservability {
     /// Envoy stats per class x tier x event.
     #[serde(default)]
@@ -87,6 +109,11 @@ pub struct RawObservability {
     /// POST events to an Envoy cluster, fire-and-forget.
     #[serde(default)]
     pub analytics: Option<RawAnalytics>,
+    /// Events each worker writes a second for refusals of callers without an
+    /// identity (401, unknown tier); the rest are counted in
+    /// `quota.events_suppressed` and summed up in one line. Default 10; 0: none.
+    #[serde(default)]
+    pub unidentified_events_per_second: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

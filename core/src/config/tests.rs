@@ -367,3 +367,44 @@ fn max_counters_bounds_the_table_and_is_checked() {
     assert!(error_of(&with(base(), "/counters", json!({"max_counters": -1}))).starts_with("counters.max_counters"));
     assert!(error_of(&with(base(), "/counters", json!({"max_counters": "many"}))).starts_with("counters.max_counters"));
 }
+
+#[test]
+fn max_body_bytes_has_a_documented_maximum() {
+    let at_most = with(base(), "/max_body_bytes", json!(MAX_BODY_BYTES_LIMIT));
+    assert_eq!(Config::from_json(at_most.to_string().as_bytes()).unwrap().max_body_bytes, 64 * 1024 * 1024);
+    let over = with(base(), "/max_body_bytes", json!(MAX_BODY_BYTES_LIMIT + 1));
+    assert_eq!(error_of(&over), "max_body_bytes: must be at most 67108864 (64 MiB), got 67108865");
+    assert_eq!(error_of(&with(base(), "/max_body_bytes", json!(0))), "max_body_bytes: must be greater than 0");
+}
+
+#[test]
+fn usage_reads_are_bounded_by_default_and_checked_by_path() {
+    let config = Config::from_json(base().to_string().as_bytes()).unwrap();
+    assert_eq!(config.usage_reads, UsageReads { per_minute: 120, burst: 30, per_worker_per_second: 1000 });
+    let doc = with(base(), "/usage_endpoint", json!("/v1/quota"));
+    let doc = with(doc, "/usage_reads", json!({"per_minute": 6, "burst": 2}));
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(config.usage_reads, UsageReads { per_minute: 6, burst: 2, per_worker_per_second: 1000 });
+    for (field, bad, message) in [
+        ("per_minute", json!(0), "must be between 1 and 60000, got 0"),
+        ("burst", json!(1001), "must be between 1 and 1000, got 1001"),
+        ("per_worker_per_second", json!(100_001), "must be between 1 and 100000, got 100001"),
+    ] {
+        let doc = with(doc.clone(), &format!("/usage_reads/{field}"), bad);
+        assert_eq!(error_of(&doc), format!("usage_reads.{field}: {message}"));
+    }
+    let no_endpoint = with(base(), "/usage_reads", json!({}));
+    assert_eq!(error_of(&no_endpoint), "usage_reads: only applies with a \"usage_endpoint\"");
+    let typo = with(with(base(), "/usage_endpoint", json!("/q")), "/usage_reads", json!({"per_min": 5}));
+    assert!(error_of(&typo).starts_with("usage_reads"), "{}", error_of(&typo));
+}
+
+#[test]
+fn unidentified_events_per_second_is_checked_by_path() {
+    let config = Config::from_json(base().to_string().as_bytes()).unwrap();
+    assert_eq!(config.observability.unidentified_events_per_second, 10);
+    let off = with(base(), "/observability", json!({"unidentified_events_per_second": 0}));
+    assert_eq!(Config::from_json(off.to_string().as_bytes()).unwrap().observability.unidentified_events_per_second, 0);
+    let over = with(base(), "/observability", json!({"unidentified_events_per_second": 10_001}));
+    assert_eq!(error_of(&over), "observability.unidentified_events_per_second: must be between 0 and 10000, got 10001");
+}
