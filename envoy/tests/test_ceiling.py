@@ -3,7 +3,6 @@ be charged less, or elsewhere, the attack sent through real Envoy and what it
 now gets (status, class, units charged, what the upstream received), beside a
 control that shows the normal path still works."""
 
-import base64
 import http.client
 import json
 import socket
@@ -12,6 +11,7 @@ import uuid
 
 import harness
 from conftest import request
+from local_jwt import jwt, with_jwt_authn
 from quota_configs import CHAT, chat, demo, one_class
 
 FREE = {"x-user-id": "mallory"}
@@ -122,38 +122,12 @@ def test_a_padded_streamed_prompt_is_refused_and_usage_is_always_asked_for(envoy
 
 # --- 2. Identity comes only from the token jwt_authn verified ----------------
 
-KEY = b"a-local-signing-key-32-bytes-abc"
-ISSUER = "https://auth.example"
-
-
-def b64(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def jwt(sub, plan, signed=True):
-    header = b64(json.dumps({"alg": "HS256" if signed else "none", "typ": "JWT"}).encode())
-    payload = b64(json.dumps({"iss": ISSUER, "sub": sub, "plan": plan, "exp": int(time.time()) + 600}).encode())
-    import hashlib
-    import hmac
-    signature = b64(hmac.new(KEY, f"{header}.{payload}".encode(), hashlib.sha256).digest()) if signed else ""
-    return f"{header}.{payload}.{signature}"
-
-
 def jwt_claim_envoy(upstream):
     """The README's jwt_claim setup: jwt_authn (forward: true) in front."""
     config = one_class(hard=2, tiers=("free", "enterprise"))
     config["identity"] = {"user": [{"jwt_claim": "sub"}], "tier": [{"jwt_claim": "plan"}], "default_tier": "free"}
     bootstrap = harness.render_bootstrap(upstream_port=upstream.port, filter_config=config)
-    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "k": b64(KEY)}]})
-    manager["http_filters"].insert(0, {
-        "name": "envoy.filters.http.jwt_authn",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-            "providers": {"local": {"issuer": ISSUER, "local_jwks": {"inline_string": jwks}, "forward": True}},
-            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "local"}}],
-        },
-    })
+    with_jwt_authn(bootstrap, forward=True)
     return harness.start_bootstrap(bootstrap)
 
 

@@ -2,32 +2,15 @@
 filter reads the caller from its metadata, so a client cannot choose its own
 user id or tier."""
 
-import base64
-import hashlib
-import hmac
-import json
-import time
-
 import harness
 from conftest import request
+from local_jwt import KEY, PAYLOAD, jwt, with_jwt_authn
 from quota_configs import CHAT, chat, one_class
-
-KEY = b"a-local-signing-key-32-bytes-abc"
-ISSUER = "https://auth.example"
-PAYLOAD = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "jwt_payload"]
-
-
-def b64(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def token(sub, plan="free", key=KEY):
-    """An HS256 JWT signed here, as an identity provider would."""
-    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = {"iss": ISSUER, "sub": sub, "plan": plan, "exp": int(time.time()) + 600}
-    payload = b64(json.dumps(claims).encode())
-    signature = b64(hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
-    return f"Bearer {header}.{payload}.{signature}"
+    """The authorization header of a token signed here."""
+    return f"Bearer {jwt(sub, plan, key)}"
 
 
 def jwt_protected_envoy(upstream, started):
@@ -38,17 +21,7 @@ def jwt_protected_envoy(upstream, started):
         "default_tier": "free",
     }
     bootstrap = harness.render_bootstrap(upstream_port=upstream.port, filter_config=config)
-    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "k": b64(KEY)}]})
-    manager["http_filters"].insert(0, {
-        "name": "envoy.filters.http.jwt_authn",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-            "providers": {"local": {"issuer": ISSUER, "local_jwks": {"inline_string": jwks},
-                                    "payload_in_metadata": "jwt_payload"}},
-            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "local"}}],
-        },
-    })
+    with_jwt_authn(bootstrap, payload_in_metadata="jwt_payload")
     envoy = harness.start_bootstrap(bootstrap)
     started.append(envoy)
     return envoy
