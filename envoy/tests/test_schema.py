@@ -70,3 +70,19 @@ def test_wrong_types_are_rejected():
     config["classes"][1]["match"] = {"path": {"exact": "/v1/summaries"}}
     config["tiers"]["pro"]["limits"]["drafts"]["warn_at"] = 0.7
     assert error_paths(config) == ["classes.1.match", "tiers.pro.limits.drafts.warn_at"]
+
+
+def test_a_value_outside_a_fields_choices_is_rejected():
+    # The schema lists the words the filter accepts, so an editor flags a typo.
+    config = demo(unreadable_body="strict", counters={"on_error": "fail-closed"})
+    config["tiers"]["pro"]["limits"]["drafts"]["at_hard"] = "blok"
+    config["tiers"]["pro"]["limits"]["drafts"]["scope"] = "team"
+    # (`counters` may be null, so its error stands at the object.)
+    assert error_paths(config) == [
+        "counters", "tiers.pro.limits.drafts.at_hard", "tiers.pro.limits.drafts.scope", "unreadable_body",
+    ]
+    # And every word the filter accepts passes.
+    for word in ("block", "warn", "degrade", "overage", "queue"):
+        config = demo(unreadable_body="strictest", counters={"on_error": "fail_closed"})
+        config["tiers"]["pro"]["limits"]["drafts"]["at_hard"] = word
+        assert error_paths(config) == [], word

@@ -44,6 +44,7 @@ pub struct RawConfig {
     /// restrictive class its method, path and headers allow, at that class's
     /// highest cost).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["refuse", "strictest", null])))]
     pub unreadable_body: Option<String>,
     /// Keep the request headers from the upstream while a body rule reads
     /// the body. Needs Envoy >= 1.35 with `allow_on_headers_stop_iteration`.
@@ -103,6 +104,7 @@ pub struct RawObservability {
     pub log_events: Option<bool>,
     /// How events name the caller: `plain`, `hashed` (with `id_salt`) or `omitted`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["plain", "hashed", "omitted", null])))]
     pub ids: Option<String>,
     #[serde(default)]
     pub id_salt: Option<String>,
@@ -212,6 +214,7 @@ pub struct RawIdentity {
     pub default_tier: String,
     /// `default` (use the default tier) or `reject` (403).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["default", "reject", null])))]
     pub unknown_tier: Option<String>,
     /// How to treat a request without a user id; absent means a friendly 401.
     #[serde(default)]
@@ -223,6 +226,7 @@ pub struct RawIdentity {
     /// 403 with code `workspace_required`) or `user` (the caller's own
     /// counter, as if the cell were per user).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["reject", "user", null])))]
     pub missing_workspace: Option<String>,
 }
 
@@ -431,12 +435,15 @@ pub struct RawCell {
     pub window: Option<String>,
     /// `user` (default) or `workspace` (pooled by the team).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["user", "workspace", null])))]
     pub scope: Option<String>,
     /// `warn` (default) or `degrade`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["warn", "degrade", null])))]
     pub past_soft: Option<String>,
     /// `block` (default), `warn`, `degrade`, `overage` or `queue`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["block", "warn", "degrade", "overage", "queue", null])))]
     pub at_hard: Option<String>,
     /// Fractions of the hard limit at which the caller is warned.
     #[serde(default)]
@@ -533,10 +540,12 @@ pub struct RawCounters {
     pub max_counters: Option<u64>,
     /// `fail_open` (admit) or `fail_closed` (503) when the counter store cannot answer.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["fail_open", "fail_closed", null])))]
     pub on_error: Option<String>,
     /// Where counters live: `shared_data` (this Envoy, the default) or `redis`
     /// (shared by every Envoy, through `redis`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["shared_data", "redis", null])))]
     pub store: Option<String>,
     /// The Redis store, reached over HTTP through an Envoy cluster (webdis).
     #[serde(default)]
@@ -567,6 +576,7 @@ pub struct RawRedis {
     /// `exact` (the default: every request waits for Redis) or `approximate`
     /// (admit from this Envoy's counters, send the deltas every `sync_ms`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["exact", "approximate", null])))]
     pub mode: Option<String>,
     /// How often the approximate mode sends its deltas (default 100).
     #[serde(default)]
