@@ -33,9 +33,10 @@ pub const MAX_EVENT_LINE: usize = 64 * 1024;
 /// An admitted request's charge, as its response may still correct it.
 #[derive(Debug)]
 pub struct Charged {
-    /// `None` once a correction was returned: a charge is corrected once.
+    /// `None` once settled (refunded, or reconciled from the reported
+    /// usage): a charge is corrected at most once.
     charge: Option<Charge>,
-    /// The response head arrived: the upstream answered.
+    /// A response head arrived (the upstream's, or Envoy's for it).
     answered: bool,
     /// A token-metered class reading the reported usage, until the body ends.
     metering: Option<Metering>,
@@ -510,16 +511,18 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_or_unmetered_decision_has_nothing_to_correct() {
+    fn a_request_charged_nothing_has_nothing_to_correct() {
         let config = config(1000, "");
         let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
         let store = MemoryStore::new();
-        let table = config.counters.table(&store, NOON_MS);
-        let too_big = charge(&config, &alice, FILES, 11, false, NOON_MS, &table);
-        assert!(!too_big.admitted());
-        // Refused at the hard limit: charged nothing, so no room to add to.
-        assert_eq!(Charged::new(&config, &too_big, None, None).map(|c| c.charge.map(|c| c.most)), Some(Some(0)));
-        let not_included = Decision { outcome: Outcome::NotIncluded, key: None, ..too_big };
+        // Refused at the hard limit: charged no units, so none to give
+        // back, and no room to add any.
+        let refused = charge(&config, &alice, FILES, 11, false, NOON_MS, &config.counters.table(&store, NOON_MS));
+        assert!(!refused.admitted());
+        let mut charged = Charged::new(&config, &refused, None, None).unwrap();
+        assert_eq!(charged.response_head(&config, Some(500), None, UPSTREAM_CONNECTION_FAILURE), None);
+        // No counter at all: nothing for the response to correct.
+        let not_included = Decision { outcome: Outcome::NotIncluded, key: None, ..refused };
         assert!(Charged::new(&config, &not_included, None, None).is_none());
     }
 
