@@ -7,7 +7,9 @@
 //! [`body::read_body`] → [`unreadable::classify_body`]) →
 //! [`identity::identify`] →
 //! [`engine::charge`] (read, [`decide::decide`], compare-and-swap) →
-//! [`reply::respond`] (headers or a local reply).
+//! [`reply::respond`] (headers or a local reply); once admitted, the
+//! response's head, body and end go to an [`exchange::response::Charged`],
+//! which returns the corrections of the charge (refunds, reported usage).
 
 pub mod admin;
 pub mod admission;
@@ -26,6 +28,7 @@ pub mod decimal;
 pub mod engine;
 pub mod event_budget;
 pub mod events;
+pub mod exchange;
 pub mod glob;
 pub mod headers;
 pub mod identity;

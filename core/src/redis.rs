@@ -24,6 +24,7 @@ use serde_json::Value;
 use std::fmt::Write as _;
 
 pub mod corrections;
+pub mod sync;
 
 /// The Lua script every operation calls.
 pub const SCRIPT: &str = include_str!("redis/quota.lua");

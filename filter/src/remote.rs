@@ -27,13 +27,13 @@ use crate::shared_data::SharedData;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use quota_core::clock::Clock;
-use quota_core::config::{ClassId, Config, RedisStore, TierId};
+use quota_core::config::{Config, RedisStore};
 use quota_core::counter::Counter;
 use quota_core::events;
 use quota_core::redis::corrections::{Answered, Corrections, Dropped, MAX_UNSYNCED};
+use quota_core::redis::sync::SyncTarget;
 use quota_core::redis::{self, Answer, CallError, Command, Ids};
 use quota_core::store::compare_and_swap;
-use quota_core::window::Alignment;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -91,18 +91,6 @@ impl StoreMetrics {
             corrections_dropped: metric(events::CORRECTIONS_DROPPED),
         }
     }
-}
-
-/// Where the approximate mode sends a local counter's deltas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncTarget {
-    /// The counter in this Envoy's shared data.
-    pub local_key: String,
-    /// The same counter in Redis.
-    pub redis_key: String,
-    pub tier: TierId,
-    pub class: ClassId,
-    pub alignment: Alignment,
 }
 
 /// What a queued call is.

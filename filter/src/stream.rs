@@ -1,10 +1,12 @@
 //! One HTTP stream: read the request, let the core decide, carry out the
 //! decision (forward with headers and any rewrite, or answer locally), then
-//! correct the charge from the response (refunds, reported token usage).
+//! hand the response's head, body and end to the core
+//! ([`quota_core::exchange::response`]) and carry out the corrections it
+//! returns (refunds, reported token usage).
 
 use crate::header_map;
 use crate::host::{log, response_flags, upstream_connected, HostClock, HostProperties};
-use crate::remote::{self, Remote, SyncTarget};
+use crate::remote::{self, Remote};
 use crate::report::{bump, Reporter};
 use crate::root::Shared;
 use crate::shared_data::SharedData;
@@ -16,15 +18,16 @@ use quota_core::buffering::{self, AtHead, Chunk};
 use quota_core::classify::{classify_head, HeadMatch};
 use quota_core::clock::Clock;
 use quota_core::config::RedisStore;
-use quota_core::config::{Cell, ClassId, Config, Cost, FailPolicy};
+use quota_core::config::{ClassId, Config, FailPolicy};
 use quota_core::copy::CONFIRM_HEADER;
-use quota_core::cost::{self, Body};
+use quota_core::cost::Body;
 use quota_core::counter::Counter;
 use quota_core::engine::{self, charge, request_cost, Decision, Outcome, Prepared, Ticket};
+use quota_core::exchange::response::{Charged, Correction, Counters, Ended};
 use quota_core::headers::{is_quota_header, Headers};
 use quota_core::identity::{identify, Caller, IdentityError};
-use quota_core::metering::{usage_in, SseScanner};
 use quota_core::negotiate::{negotiate, BodyFormat};
+use quota_core::redis::sync::SyncTarget;
 use quota_core::redis::{by_slot, Answer, CallError, Command};
 use quota_core::reply::{refuse_body, refuse_identity, respond, Action as Decided, LocalReply};
 use quota_core::request::RequestHead;
@@ -52,29 +55,6 @@ impl Pending {
     }
 }
 
-/// What was charged, so the response can correct it.
-struct Charged {
-    key: String,
-    window_start: i64,
-    cost: u64,
-    /// The most a correction may add: the rest of the cell's ceiling.
-    most: u64,
-    /// Token-metered: the estimate is replaced by the reported usage.
-    metering: Option<Metering>,
-    /// Approximate mode: where this counter's units are synced.
-    sync: Option<SyncTarget>,
-    response_seen: bool,
-}
-
-struct Metering {
-    /// Units per reported token (the class's model multiplier).
-    factor: f64,
-    sse: Option<SseScanner>,
-    /// A JSON response body, kept up to the body cap.
-    json: Vec<u8>,
-    too_big: bool,
-}
-
 enum Phase {
     /// Nothing to do for this stream (unclassified, or already decided).
     Pass,
@@ -86,7 +66,8 @@ enum Phase {
     Reading(Box<Reading>),
     /// Waiting for the Redis store to add a grant.
     Granting(Box<Granting>),
-    /// Admitted: these headers go on the upstream's response.
+    /// Admitted: these headers go on the upstream's response, which may
+    /// correct the charge.
     Admitted(Headers, Option<Box<Charged>>),
     /// Answered locally; the reply already carries its headers.
     Replied,
@@ -96,7 +77,6 @@ enum Phase {
 pub struct Charging {
     request: Pending,
     caller: Caller,
-    class: ClassId,
     /// The request body's length, when the filter read it (for a rewrite).
     body_len: Option<usize>,
     json: Option<Value>,
@@ -203,12 +183,10 @@ impl QuotaStream {
         let Some(store) = config.counters.exact_redis() else {
             let counters = config.counters.table(&SharedData, now_ms);
             let decision = charge(config, &caller, class, cost, request.confirmed, now_ms, &counters);
-            return self.carry_out(config, &request, &caller, class, body_len, json, &decision);
+            return self.carry_out(config, &request, &caller, body_len, json, &decision);
         };
         let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
-            Prepared::Decided(decision) => {
-                return self.carry_out(config, &request, &caller, class, body_len, json, &decision)
-            }
+            Prepared::Decided(decision) => return self.carry_out(config, &request, &caller, body_len, json, &decision),
             Prepared::Charge(ticket) => ticket,
         };
         let (Some(limits), Some(remote)) = (engine::limits_of(config, &ticket), self.remote.clone()) else {
@@ -230,7 +208,6 @@ impl QuotaStream {
                 self.phase = Phase::Charging(Box::new(Charging {
                     request,
                     caller,
-                    class,
                     body_len,
                     json,
                     ticket,
@@ -242,7 +219,7 @@ impl QuotaStream {
             Err(why) => {
                 self.store_error(&why);
                 let (decision, _) = engine::settle(config, ticket, Err(GiveUp::Unavailable(why)));
-                self.carry_out(config, &request, &caller, class, body_len, json, &decision)
+                self.carry_out(config, &request, &caller, body_len, json, &decision)
             }
         }
     }
@@ -254,13 +231,11 @@ impl QuotaStream {
 
     /// Reports and carries out a decision: forwards the request with its
     /// headers and any rewrite, or answers it. Returns whether it goes on.
-    #[allow(clippy::too_many_arguments)]
     fn carry_out(
         &mut self,
         config: &Config,
         request: &Pending,
         caller: &Caller,
-        class: ClassId,
         body_len: Option<usize>,
         mut json: Option<Value>,
         decision: &Decision,
@@ -268,7 +243,7 @@ impl QuotaStream {
         if let Some(r) = &self.reporter {
             r.decision(caller, decision);
         }
-        let sync = sync_target(config, decision, caller, class);
+        let sync = SyncTarget::of(config, decision, caller);
         if let (Some(target), Some(remote), Outcome::Charged(c)) = (&sync, &self.remote, &decision.outcome) {
             remote.note(target, i64::try_from(c.cost).unwrap_or(i64::MAX));
         }
@@ -288,7 +263,7 @@ impl QuotaStream {
                         Err(s) => log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {s:?}")),
                     }
                 }
-                let charged = charged(config, decision, class, json.as_ref(), sync).map(Box::new);
+                let charged = Charged::new(config, decision, json.as_ref(), sync).map(Box::new);
                 self.phase = Phase::Admitted(headers, charged);
                 true
             }
@@ -377,8 +352,8 @@ impl QuotaStream {
                 }
             }
         }
-        let Charging { request, caller, class, body_len, json, .. } = *waiting;
-        if self.carry_out(&config, &request, &caller, class, body_len, json, &decision) {
+        let Charging { request, caller, body_len, json, .. } = *waiting;
+        if self.carry_out(&config, &request, &caller, body_len, json, &decision) {
             let _ = hostcalls::resume_http_request();
         }
     }
@@ -569,28 +544,25 @@ impl QuotaStream {
         self.reply(&granted(&config, &waiting.grant, result));
     }
 
-    /// Applies a correction to the charge (refund or reported usage): now in
-    /// shared data, or queued for Redis (sent from the root context, so it
-    /// survives the end of this stream).
-    fn correct(&self, charged: &Charged, delta: i64) {
-        let Some(config) = &self.config else { return };
-        // Bounded here, so Redis, shared data and the approximate sync all see the same delta.
-        let delta = quota_core::decide::bounded_delta(delta, charged.most);
-        if delta == 0 {
-            return;
-        }
-        if config.counters.exact_redis().is_some() {
-            if let Some(remote) = &self.remote {
-                remote.push_adjust(charged.key.clone(), charged.window_start, delta, charged.most);
+    /// Carries out a correction of the charge (a refund, the reported
+    /// usage): now in shared data, or queued for Redis (sent from the root
+    /// context, so it survives the end of this stream).
+    fn correct(&self, correction: Option<Correction>) {
+        let (Some(c), Some(config)) = (correction, &self.config) else { return };
+        match &c.counters {
+            Counters::Redis => {
+                if let Some(remote) = &self.remote {
+                    remote.push_adjust(c.key, c.window_start, c.delta, c.most);
+                }
             }
-            return;
-        }
-        let counters = config.counters.table(&SharedData, HostClock.now_ms());
-        if let Err(e) = engine::correct(config, &charged.key, charged.window_start, delta, charged.most, &counters) {
-            log(LogLevel::Warn, &format!("quota: could not correct {} by {delta}: {e}", charged.key));
-        }
-        if let (Some(target), Some(remote)) = (&charged.sync, &self.remote) {
-            remote.note(target, delta);
+            Counters::Local { sync } => {
+                if let Err(e) = c.apply(config, &config.counters.table(&SharedData, HostClock.now_ms())) {
+                    log(LogLevel::Warn, &format!("quota: could not correct {} by {}: {e}", c.key, c.delta));
+                }
+                if let (Some(target), Some(remote)) = (sync, &self.remote) {
+                    remote.note(target, c.delta);
+                }
+            }
         }
     }
 }
@@ -633,50 +605,6 @@ fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> b
         let _ = hostcalls::call_foreign_function("clear_route_cache", None);
     }
     json.is_some_and(|j| rewrites.apply_to_body(j))
-}
-
-/// Approximate mode: where a decision's counter is synced in Redis.
-fn sync_target(config: &Config, d: &Decision, caller: &Caller, class: ClassId) -> Option<SyncTarget> {
-    let redis = config.counters.approximate_redis()?;
-    let (Outcome::Charged(_), Some(local_key)) = (&d.outcome, &d.key) else { return None };
-    let (Some(Cell::Limited(limits)), Some(class_def)) = (config.cell(d.tier, class), config.class(class)) else {
-        return None;
-    };
-    let (kind, id) = caller.scope_id(limits.scope, config.identity.missing_workspace)?;
-    Some(SyncTarget {
-        local_key: local_key.clone(),
-        redis_key: quota_core::redis::key(&redis.key_prefix, &class_def.name, kind, id),
-        tier: d.tier,
-        class,
-        alignment: caller.alignment,
-    })
-}
-
-/// What the response may correct about an admitted request.
-fn charged(
-    config: &Config,
-    d: &Decision,
-    class: ClassId,
-    json: Option<&Value>,
-    sync: Option<SyncTarget>,
-) -> Option<Charged> {
-    let Outcome::Charged(c) = &d.outcome else { return None };
-    let class_def = config.class(class)?;
-    let metering = match class_def.cost {
-        Cost::Tokens { reconcile: true, .. } => {
-            Some(Metering { factor: cost::model_factor(class_def, json), sse: None, json: Vec::new(), too_big: false })
-        }
-        _ => None,
-    };
-    Some(Charged {
-        sync,
-        key: d.key.clone()?,
-        window_start: c.usage.window.start,
-        cost: c.cost,
-        most: engine::correction_room(config, d),
-        metering,
-        response_seen: false,
-    })
 }
 
 impl Context for QuotaStream {
@@ -834,78 +762,48 @@ impl HttpContext for QuotaStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Phase::Admitted(headers, charged) = &mut self.phase else { return Action::Continue };
+        let (Phase::Admitted(headers, charged), Some(config)) = (&mut self.phase, &self.config) else {
+            return Action::Continue;
+        };
         let upstream = add_response_headers(headers);
         let Some(c) = charged else { return Action::Continue };
-        c.response_seen = true;
         let header = |name: &str| match &upstream {
             Some(pairs) => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v.clone()),
             None => header_map::get(MapType::HttpResponseHeaders, name),
         };
         let status = header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
-        let refunded = match &self.config {
-            Some(config) => config.refunds.after_response(status, response_flags()),
-            None => false,
-        };
-        if refunded {
-            // The upstream did not do the work: give the units back.
-            let refund = i64::try_from(c.cost).unwrap_or(i64::MAX);
-            if let Some(taken) = charged.take() {
-                self.correct(&taken, -refund);
-            }
-            return Action::Continue;
-        }
-        if let Some(m) = &mut c.metering {
-            let content_type = header("content-type");
-            if content_type.is_some_and(|t| t.starts_with(b"text/event-stream")) {
-                m.sse = Some(SseScanner::new(64 * 1024));
-            }
-        }
+        // The content type says how a metered body is read; nothing else needs it.
+        let content_type = if c.reads_body() { header("content-type") } else { None };
+        let correction = c.response_head(config, status, content_type.as_deref(), response_flags());
+        self.correct(correction);
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return Action::Continue };
-        let Some(m) = &mut c.metering else { return Action::Continue };
-        // Read the chunk as it passes; the response is never held back.
-        if body_size > 0 {
-            if let Ok(Some(chunk)) = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
-                match &mut m.sse {
-                    Some(scanner) => scanner.feed(&chunk),
-                    None if m.json.len() + chunk.len() <= max => m.json.extend_from_slice(&chunk),
-                    None => m.too_big = true,
-                }
-            }
-        }
-        if !end_of_stream {
+        let (Phase::Admitted(_, Some(c)), Some(config)) = (&mut self.phase, &self.config) else {
+            return Action::Continue;
+        };
+        if !c.reads_body() {
             return Action::Continue;
         }
-        let reported = match &m.sse {
-            Some(scanner) => scanner.usage(),
-            None if m.too_big => None,
-            None => serde_json::from_slice::<Value>(&m.json).ok().as_ref().and_then(usage_in),
+        // Read the chunk as it passes; the response is never held back.
+        let chunk = match body_size {
+            0 => None,
+            _ => hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size).ok().flatten(),
         };
-        let delta = reported.and_then(|u| u.tokens()).map(|tokens| {
-            let actual = cost::scale(tokens, m.factor);
-            i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(c.cost).unwrap_or(i64::MAX)
-        });
-        c.metering = None;
-        if let (Some(delta), Phase::Admitted(_, Some(c))) = (delta, &self.phase) {
-            self.correct(c, delta);
-        }
+        let correction = c.response_body(config, chunk.as_deref().unwrap_or_default(), end_of_stream);
+        self.correct(correction);
         Action::Continue
     }
 
     fn on_log(&mut self) {
         self.abandon();
-        // Ended before any response: refunded only if the request never
-        // reached an upstream (a client that leaves after that keeps its charge).
-        if let (Phase::Admitted(_, Some(c)), Some(config)) = (&self.phase, &self.config) {
-            if !c.response_seen && config.refunds.without_response(response_flags(), upstream_connected()) {
-                self.correct(c, -i64::try_from(c.cost).unwrap_or(i64::MAX));
-            }
-        }
+        let (Phase::Admitted(_, Some(c)), Some(config)) = (&mut self.phase, &self.config) else { return };
+        let correction = c.stream_end(config, || Ended {
+            response_flags: response_flags(),
+            upstream_connected: upstream_connected(),
+        });
+        self.correct(correction);
     }
 }
 

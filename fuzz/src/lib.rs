@@ -9,13 +9,14 @@
 
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use quota_core::classify::{self, HeadMatch};
-use quota_core::config::{Config, Cost};
+use quota_core::config::Config;
 use quota_core::counter::Counter;
-use quota_core::engine::{self, Outcome};
+use quota_core::engine;
 use quota_core::events::{self, ClassMetric};
+use quota_core::exchange::response::{Charged, Ended};
 use quota_core::identity::{self, IdentityError};
-use quota_core::metering::{usage_in, SseScanner};
 use quota_core::negotiate::{self, BodyFormat};
+use quota_core::refund::flags;
 use quota_core::reply::{self, Action, LocalReply};
 use quota_core::request::{NoProperties, RequestHead};
 use quota_core::store::{Cas, CounterStore, Expect, StoreError};
@@ -224,7 +225,8 @@ fn once(
         }
         return None;
     }
-    let (class, body) = match classify::classify_head(config, head) {
+    // The body is read only when classification needs it, as the filter does.
+    let (class, read) = match classify::classify_head(config, head) {
         HeadMatch::Unclassified => return None,
         HeadMatch::Class(class) => (class, cost::Body::default()),
         HeadMatch::NeedsBody => match classify::classify_with_body(config, head, json) {
@@ -239,7 +241,7 @@ fn once(
             return None;
         }
     };
-    let units = engine::request_cost(config, class, body);
+    let units = engine::request_cost(config, class, read);
     let d = engine::charge(config, &caller, class, units, plan.confirmed, now, store);
     for event in d.events(config) {
         let _ = events::event_record(config, &caller, &d, event);
@@ -257,37 +259,45 @@ fn once(
             check_headers(&h);
             let rewrites = admission::rewrites(config, &d, json);
             check_headers(&rewrites.headers.iter().map(|(n, v)| ("rewrite", format!("{n}: {v}"))).collect::<Vec<_>>());
-            if let Some(mut j) = json.cloned() {
+            let forwarded = json.cloned().map(|mut j| {
                 rewrites.apply_to_body(&mut j);
                 let _ = j.to_string();
-            }
-            correct(config, &d, body, plan, store);
+                j
+            });
+            // The filter forwards (and meters at its model's multiplier) the
+            // rewritten body only when it read the body.
+            let metered = forwarded.as_ref().filter(|_| read.json.is_some());
+            respond_and_correct(config, &d, metered, body, plan, store);
         }
     }
     Some(caller)
 }
 
-/// Reconciliation from the reported usage, and refunds, as the filter does them.
-fn correct(config: &Config, d: &engine::Decision, body: cost::Body, plan: &Plan, store: &dyn CounterStore) {
-    let (Outcome::Charged(c), Some(key), Some(class)) = (&d.outcome, &d.key, config.class(d.class)) else {
-        return;
+/// The response side, through the core value the filter drives: the
+/// response to a request whose plan says its upstream fails is Envoy's 503
+/// for a connection that failed; any other is a 200 whose body is the
+/// request's own (a JSON document, else read as an event stream).
+fn respond_and_correct(
+    config: &Config,
+    d: &engine::Decision,
+    request: Option<&Value>,
+    body: Option<&[u8]>,
+    plan: &Plan,
+    store: &dyn CounterStore,
+) {
+    let Some(mut charged) = Charged::new(config, d, request, None) else { return };
+    let body = body.unwrap_or_default();
+    let head = if plan.refund {
+        charged.response_head(config, Some(503), None, flags::UPSTREAM_CONNECTION_FAILURE)
+    } else {
+        let json = serde_json::from_slice::<Value>(body).is_ok();
+        let content_type: &[u8] = if json { b"application/json" } else { b"text/event-stream" };
+        charged.response_head(config, Some(200), Some(content_type), 0)
     };
-    if plan.refund {
-        let refund = i64::try_from(c.cost).unwrap_or(i64::MAX);
-        let _ = engine::correct(config, key, c.usage.window.start, -refund, 0, store);
-        return;
-    }
-    if !matches!(class.cost, Cost::Tokens { reconcile: true, .. }) {
-        return;
-    }
-    let factor = cost::model_factor(class, body.json);
-    let mut sse = SseScanner::new(64 * 1024);
-    sse.feed(body.bytes.unwrap_or_default());
-    let reported = sse.usage().or_else(|| body.json.and_then(usage_in));
-    if let Some(tokens) = reported.and_then(|u| u.tokens()) {
-        let actual = cost::scale(tokens, factor);
-        let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(c.cost).unwrap_or(i64::MAX);
-        let _ = engine::correct(config, key, c.usage.window.start, delta, engine::correction_room(config, d), store);
+    let read = charged.reads_body().then(|| charged.response_body(config, body, true)).flatten();
+    let end = charged.stream_end(config, || Ended { response_flags: 0, upstream_connected: true });
+    for correction in [head, read, end].into_iter().flatten() {
+        let _ = correction.apply(config, store);
     }
 }
 
