@@ -1,18 +1,49 @@
 //! The filter's JSON configuration: parsed in two stages (shape, then meaning).
+//!
+//! `raw.rs` is the document as written; `checked.rs` composes the checked
+//! [`Config`] from one module per part of it.
 
+mod body;
+mod calendar;
+mod cells;
 mod checked;
+mod classes;
+mod copy;
+mod costs;
+mod counters;
+mod endpoints;
 mod error;
+mod fields;
+mod identity;
+mod observability;
 mod parse;
 mod raw;
+mod rules;
 #[cfg(feature = "schema")]
 mod schema;
 mod source;
+mod tiers;
 
-pub use checked::*;
+pub use body::{BodyNeeds, UnreadableBody, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT};
+pub use calendar::{parse_utc_offset, parse_window, CalendarConfig};
+pub use cells::{AtHard, Cell, Degrade, Limits, Pace, PastSoft, Queue, Scope, DEFAULT_WARN_AT};
+pub use checked::Config;
+pub use classes::{Class, ClassId};
+pub use copy::{CopySet, Message, ResponseHeaders};
+pub use costs::Cost;
+pub use counters::{
+    CounterConfig, FailPolicy, RedisStore, DEFAULT_CAS_ATTEMPTS, DEFAULT_MAX_COUNTERS, MAX_MAX_COUNTERS,
+    MIN_MAX_COUNTERS,
+};
+pub use endpoints::{Admin, UsageReads};
 pub use error::ConfigError;
+pub use identity::{Anonymous, IdentityConfig, MissingWorkspace, UnknownTier, DEFAULT_MAX_ID_BYTES};
+pub use observability::{Analytics, IdPolicy, Observability, DEFAULT_UNIDENTIFIED_EVENTS_PER_SECOND};
+pub use rules::{BodyCond, HeaderCond, PathMatch, Rule, TextTest, ValueTest};
 #[cfg(feature = "schema")]
 pub use schema::json_schema;
 pub use source::Source;
+pub use tiers::{Tier, TierId};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,89 @@
+//! Request bodies: how large the filter reads, what a class needs of them,
+//! and what happens to one it cannot read.
+
+use super::cells::Cell;
+use super::classes::{Class, ClassId};
+use super::costs::Cost;
+use super::error::ConfigError;
+use super::tiers::Tier;
+
+/// The config's choice for a request whose class or cost depends on a body
+/// the filter cannot read. Either way it is never cheaper than its head allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnreadableBody {
+    /// Answer 413 (too large) or 400 (unreadable) and charge nothing.
+    #[default]
+    Refuse,
+    /// Charge the most restrictive outcome the method, path and headers allow
+    /// (`unreadable::strictest`).
+    Strictest,
+}
+
+/// The default `max_body_bytes` (defaults are documented in the README's config reference).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The largest `max_body_bytes`.
+pub const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+
+/// What a class needs of the request body once it is classified; worked out
+/// once at load, read on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyNeeds {
+    /// The cost rule reads it.
+    pub read: bool,
+    /// A degrading cell rewrites its model, or the class asks for usage reports.
+    pub rewrite: bool,
+}
+
+pub(super) fn body_needs(class: &Class, id: ClassId, tiers: &[Tier]) -> BodyNeeds {
+    let degrades_model = tiers.iter().any(|t| {
+        matches!(t.cells.get(id.0), Some(Cell::Limited(l)) if l.degrade.as_ref().is_some_and(|d| d.model.is_some()))
+    });
+    let asks_usage = matches!(class.cost, Cost::Tokens { include_usage: true, .. });
+    BodyNeeds { read: crate::cost::needs_body(class), rewrite: degrades_model || asks_usage }
+}
+
+pub(super) fn check_max_body_bytes(raw: Option<u64>) -> Result<usize, ConfigError> {
+    match raw {
+        None => Ok(DEFAULT_MAX_BODY_BYTES),
+        Some(0) => Err(ConfigError::new("max_body_bytes", "must be greater than 0")),
+        Some(n) => usize::try_from(n).ok().filter(|n| *n <= MAX_BODY_BYTES_LIMIT).ok_or_else(|| {
+            ConfigError::new("max_body_bytes", format!("must be at most {MAX_BODY_BYTES_LIMIT} (64 MiB), got {n}"))
+        }),
+    }
+}
+
+pub(super) fn check_unreadable_body(raw: Option<&str>) -> Result<UnreadableBody, ConfigError> {
+    match raw {
+        None | Some("refuse") => Ok(UnreadableBody::Refuse),
+        Some("strictest") => Ok(UnreadableBody::Strictest),
+        Some(other) => {
+            Err(ConfigError::new("unreadable_body", format!("must be \"refuse\" or \"strictest\", got \"{other}\"")))
+        }
+    }
+}
+
+/// Headers can only be set before they leave: a class decided once its
+/// body is read needs them held if a cell sets a request header.
+pub(super) fn check_held_headers(
+    classes: &[Class],
+    tiers: &[Tier],
+    tier_names: &[String],
+    body_needs: &[BodyNeeds],
+    hold_headers_for_body: bool,
+) -> Result<(), ConfigError> {
+    for (tier, name) in tiers.iter().zip(tier_names) {
+        for ((class, cell), needs) in classes.iter().zip(&tier.cells).zip(body_needs) {
+            let Cell::Limited(l) = cell else { continue };
+            let sets_header = l.degrade.as_ref().is_some_and(|d| d.header.is_some()) || l.queue.is_some();
+            let body_decided = class.rules.iter().any(|r| !r.body.is_empty()) || needs.read || needs.rewrite;
+            if sets_header && body_decided && !hold_headers_for_body {
+                return Err(ConfigError::new(
+                    format!("tiers.{name}.limits.{}", class.name),
+                    "sets a request header for a class decided from the body: needs \"hold_headers_for_body\": true",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
