@@ -1,6 +1,7 @@
 //! Stage one of the config: the JSON document as written, checked only for
 //! shape. Unknown fields are rejected so a typo never silently does nothing.
-//! `checked.rs` turns this into the types the filter runs on.
+//! `checked.rs` (with one module per part) turns this into the types the
+//! filter runs on.
 
 use serde::Deserialize;
 use serde_json::Value;
