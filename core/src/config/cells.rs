@@ -2,8 +2,7 @@
 //! happens past the soft limit and at the hard one.
 
 use super::calendar::parse_window;
-use super::copy::check_copy;
-use super::copy::CopySet;
+use super::copy::{check_copy, CopySet};
 use super::error::{join, ConfigError};
 use super::fields::{at_most_max_units, check_header_value, check_text};
 use super::raw::{RawCap, RawCell, RawDegrade, RawPace, RawQueue};
