@@ -72,12 +72,6 @@ impl Caller {
         }
     }
 
-    /// The shared-data key of this caller's counter for `class` (see [`Caller::scope`]).
-    pub fn counter_key(&self, class: &Class, scope: Scope, missing: MissingWorkspace) -> Option<String> {
-        let (kind, id) = self.scope_id(scope, missing)?;
-        Some(scope_key(class, kind, id))
-    }
-
     /// The scope a cell charges and the id counted under it (see [`Caller::scope`]).
     pub fn scope_id(&self, scope: Scope, missing: MissingWorkspace) -> Option<(ScopeKind, &str)> {
         match (self.scope(scope, missing)?, &self.workspace) {
@@ -197,6 +191,19 @@ mod tests {
     use super::*;
     use crate::testing::{demo_config, head};
 
+    /// The key the engine charges for `caller`'s cell of `class`, as the
+    /// filter computes it ([`Caller::scope_id`], then [`crate::engine::store_key`]).
+    fn counter_key(
+        config: &Config,
+        caller: &Caller,
+        class: &Class,
+        scope: Scope,
+        missing: MissingWorkspace,
+    ) -> Option<String> {
+        let (kind, id) = caller.scope_id(scope, missing)?;
+        Some(crate::engine::store_key(config, class, kind, id))
+    }
+
     #[test]
     fn reads_user_workspace_and_tier_from_headers() {
         let config = demo_config();
@@ -238,7 +245,7 @@ mod tests {
         assert!(caller.anonymous);
         assert_eq!((caller.id.as_str(), caller.tier), ("203.0.113.9", free));
         assert_eq!(
-            caller.counter_key(&config.classes[2], Scope::User, MissingWorkspace::Reject).as_deref(),
+            counter_key(&config, &caller, &config.classes[2], Scope::User, MissingWorkspace::Reject).as_deref(),
             Some("drafts:a:203.0.113.9")
         );
         assert_eq!(identify(&config, &head(&[]), &crate::request::NoProperties), Err(IdentityError::MissingUser));
@@ -413,8 +420,11 @@ mod tests {
         )
         .unwrap();
         let fallback = MissingWorkspace::User;
-        assert_eq!(with.counter_key(class, Scope::Workspace, fallback), Some(format!("{}:w:acme", class.name)));
-        assert_eq!(with.counter_key(class, Scope::User, fallback), Some(format!("{}:u:a:b", class.name)));
+        assert_eq!(
+            counter_key(&config, &with, class, Scope::Workspace, fallback),
+            Some(format!("{}:w:acme", class.name))
+        );
+        assert_eq!(counter_key(&config, &with, class, Scope::User, fallback), Some(format!("{}:u:a:b", class.name)));
         let without = identify(&config, &head(&[("x-user-id", "bob")]), &crate::request::NoProperties).unwrap();
         assert_eq!(without.scope(Scope::Workspace, fallback), Some(ScopeKind::User));
     }
@@ -427,7 +437,7 @@ mod tests {
         let bob = identify(&config, &head(&[("x-user-id", "bob")]), &crate::request::NoProperties).unwrap();
         assert_eq!(bob.scope(Scope::Workspace, reject), None);
         assert_eq!(bob.scope_id(Scope::Workspace, reject), None);
-        assert_eq!(bob.counter_key(class, Scope::Workspace, reject), None);
+        assert_eq!(counter_key(&config, &bob, class, Scope::Workspace, reject), None);
         // Per-user cells are unaffected.
         assert_eq!(bob.scope(Scope::User, reject), Some(ScopeKind::User));
         // Anonymous callers follow the same rule.

@@ -71,8 +71,10 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
     let upgrade_link = facts.hint.as_ref().and_then(|h| h.url.clone().map(|u| (h.tier_label.clone(), u)));
     let (class, tier) = (facts.class, facts.tier);
     let refusal = match &d.outcome {
-        Outcome::Charged(c) if c.admitted => return Action::Continue(headers),
-        Outcome::Unavailable { policy: FailPolicy::Open, .. } => return Action::Continue(headers),
+        // Forwarded: answered at the top.
+        Outcome::Charged(Charge { admitted: true, .. }) | Outcome::Unavailable { policy: FailPolicy::Open, .. } => {
+            return Action::Continue(headers)
+        }
         Outcome::Charged(c) => {
             let reset_after = d.reset_after().unwrap_or(0);
             facts.usage = Some(c.usage);

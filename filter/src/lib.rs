@@ -2,13 +2,11 @@
 //! Every decision is made in the core; this crate only reads what the host
 //! has, hands it over, and carries the answer back.
 
-mod doorbell;
-mod header_map;
 mod host;
 mod remote;
 mod report;
 mod root;
-mod shared_data;
+mod shared;
 mod stream;
 
 use proxy_wasm::types::LogLevel;

@@ -16,16 +16,12 @@
 //! `QuotaStream::abandon`). Corrections (refunds, reported usage, cancels,
 //! the approximate mode's syncs) are sent from root callbacks only, so their
 //! answers come to the root, which retries them ([`Corrections`]): at once
-//! when a stream queues one (it rings the [`doorbell`](crate::doorbell)),
+//! when a stream queues one (it rings the [`doorbell`](crate::host::doorbell)),
 //! then on the tick.
 
-use crate::doorbell;
-use crate::header_map;
-use crate::host::{log, set_effective_context, HostClock};
+use crate::host::{self, doorbell, header_map, log, set_effective_context, HostClock, SharedData};
 use crate::report::{bump, define, Reporter};
-use crate::shared_data::SharedData;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{LogLevel, MapType};
 use quota_core::clock::Clock;
 use quota_core::config::{Config, RedisStore};
 use quota_core::counter::Counter;
@@ -44,8 +40,8 @@ use std::time::Duration;
 pub fn call(store: &RedisStore, command: &Command, load: bool) -> Result<u32, String> {
     let body = command.body(&store.script_sha1, load);
     let timeout = Duration::from_millis(store.timeout_ms);
-    hostcalls::dispatch_http_call(&store.cluster, redis::request_headers(store), Some(body.as_bytes()), vec![], timeout)
-        .map_err(|status| format!("could not call cluster {}: {status:?}", store.cluster))
+    host::dispatch_call(&store.cluster, redis::request_headers(store), body.as_bytes(), timeout)
+        .map_err(|e| format!("could not call cluster {}: {e}", store.cluster))
 }
 
 /// The status and body of a call that just came back (`None`: no answer).
@@ -55,7 +51,7 @@ fn response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
         .then(|| header_map::get(MapType::HttpCallResponseHeaders, ":status"))
         .flatten()
         .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size).ok().flatten().unwrap_or_default();
+    let body = host::call_response_body(body_size).ok().flatten().unwrap_or_default();
     (status, body)
 }
 

@@ -3,9 +3,8 @@
 //! analytics cluster wait in a bounded queue that the root context flushes on
 //! its tick, so no request ever waits for (or fails because of) analytics.
 
-use crate::host::log;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use crate::host::{self, log};
+use proxy_wasm::types::LogLevel;
 use quota_core::body::Unreadable;
 use quota_core::config::Config;
 use quota_core::engine::{Decision, Outcome};
@@ -45,10 +44,10 @@ pub struct Reporter {
 }
 
 pub fn define(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    match host::define_counter(name) {
         Ok(id) => Some(id),
         Err(status) => {
-            log(LogLevel::Warn, &format!("quota: could not define metric {name}: {status:?}"));
+            log(LogLevel::Warn, &format!("quota: could not define metric {name}: {status}"));
             None
         }
     }
@@ -56,7 +55,7 @@ pub fn define(name: &str) -> Option<u32> {
 
 pub fn bump(id: Option<u32>, by: u64) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        let _ = host::increment(id, i64::try_from(by).unwrap_or(i64::MAX));
     }
 }
 
@@ -218,14 +217,11 @@ impl Reporter {
                 ("content-type", "application/json"),
             ];
             let timeout = Duration::from_millis(analytics.timeout_ms);
-            match hostcalls::dispatch_http_call(&analytics.cluster, headers, Some(body.as_bytes()), vec![], timeout) {
+            match host::dispatch_call(&analytics.cluster, headers, body.as_bytes(), timeout) {
                 Ok(_) => self.in_flight.set(self.in_flight.get() + 1),
                 Err(status) => {
                     bump(self.failed, 1);
-                    log(
-                        LogLevel::Warn,
-                        &format!("quota: analytics callout to {} failed: {status:?}", analytics.cluster),
-                    );
+                    log(LogLevel::Warn, &format!("quota: analytics callout to {} failed: {status}", analytics.cluster));
                 }
             }
         }

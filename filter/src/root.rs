@@ -2,33 +2,19 @@
 //! HTTP stream the checked config and the reporter; flushes analytics on its
 //! tick; owns the calls to Redis (see `remote.rs`).
 
-use crate::header_map;
-use crate::host::{log, HostClock};
+use crate::host::{self, header_map, log, HostClock, SharedData};
 use crate::remote::Remote;
 use crate::report::Reporter;
-use crate::shared_data::SharedData;
+use crate::shared::Shared;
 use crate::stream::QuotaStream;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{ContextType, LogLevel, MapType};
 use quota_core::clock::Clock;
 use quota_core::config::Config;
 use quota_core::table::{shared_seed, Seed};
 use quota_core::usage_limit::UsageLimiter;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
-
-/// What every stream of this configuration shares.
-#[derive(Clone)]
-pub struct Shared {
-    pub config: Rc<Config>,
-    pub reporter: Rc<Reporter>,
-    /// Corrections for the Redis store, sent from here.
-    pub remote: Rc<Remote>,
-    /// This worker's budgets for usage-endpoint reads.
-    pub usage_reads: Rc<RefCell<UsageLimiter>>,
-}
 
 pub struct QuotaRoot {
     /// This root context's id: Redis calls are made with it effective.
@@ -70,7 +56,13 @@ impl Context for QuotaRoot {
 
 impl RootContext for QuotaRoot {
     fn on_configure(&mut self, size: usize) -> bool {
-        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size).ok().flatten().unwrap_or_default();
+        let bytes = match host::plugin_configuration(size) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                log(LogLevel::Error, &format!("quota: cannot read the configuration: {e}"));
+                return false;
+            }
+        };
         match Config::from_json(&bytes) {
             Ok(mut config) => {
                 // Every VM of the process places counters with the same secret.
@@ -98,7 +90,9 @@ impl RootContext for QuotaRoot {
                 let redis =
                     config.counters.redis.as_ref().map(|r| r.sync_ms.map_or(REDIS_FLUSH_MS, |s| s.min(REDIS_FLUSH_MS)));
                 if let Some(ms) = analytics.into_iter().chain(redis).min() {
-                    let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
+                    if let Err(e) = host::set_tick(ms) {
+                        log(LogLevel::Warn, &format!("quota: cannot set the tick: {e}"));
+                    }
                 }
                 // A reload keeps the counters: they live in shared data (or Redis), not here.
                 let now_ms = HostClock.now_ms();

@@ -4,15 +4,12 @@
 //! ([`quota_core::exchange::response`]) and carry out the corrections it
 //! returns (refunds, reported token usage).
 
-use crate::header_map;
-use crate::host::{log, response_flags, upstream_connected, HostClock, HostProperties};
+use crate::host::{self, header_map, log, response_flags, upstream_connected, HostClock, HostProperties, SharedData};
 use crate::remote::{self, Remote};
 use crate::report::{bump, Reporter};
-use crate::root::Shared;
-use crate::shared_data::SharedData;
-use proxy_wasm::hostcalls;
+use crate::shared::Shared;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+use proxy_wasm::types::{Action, LogLevel, MapType};
 use quota_core::body::read_body;
 use quota_core::buffering::{self, AtHead, Chunk};
 use quota_core::classify::{classify_head, HeadMatch};
@@ -252,7 +249,7 @@ impl QuotaStream {
                 let rewritten = apply_admission(config, decision, json.as_mut());
                 if let (true, Some(j), Some(len)) = (rewritten, &json, body_len) {
                     let bytes = j.to_string();
-                    match hostcalls::set_buffer(BufferType::HttpRequestBody, 0, len, bytes.as_bytes()) {
+                    match host::set_request_body(len, bytes.as_bytes()) {
                         // Held headers have not left yet: they carry the new length, so
                         // the upstream gets a body framed as the client framed it.
                         Ok(()) if config.hold_headers_for_body => {
@@ -260,7 +257,7 @@ impl QuotaStream {
                             header_map::set(MapType::HttpRequestHeaders, "content-length", &length);
                         }
                         Ok(()) => {}
-                        Err(s) => log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {s:?}")),
+                        Err(e) => log(LogLevel::Warn, &format!("quota: could not rewrite the request body: {e}")),
                     }
                 }
                 let charged = Charged::new(config, decision, json.as_ref(), sync).map(Box::new);
@@ -354,7 +351,9 @@ impl QuotaStream {
         }
         let Charging { request, caller, body_len, json, .. } = *waiting;
         if self.carry_out(&config, &request, &caller, body_len, json, &decision) {
-            let _ = hostcalls::resume_http_request();
+            if let Err(e) = host::resume_request() {
+                log(LogLevel::Error, &format!("quota: could not resume the request: {e}"));
+            }
         }
     }
 
@@ -392,10 +391,8 @@ impl QuotaStream {
     /// Sends a local reply; always returns false (the request stops here).
     fn reply(&mut self, reply: &LocalReply) -> bool {
         let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        if let Err(status) =
-            hostcalls::send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes()))
-        {
-            log(LogLevel::Error, &format!("quota: could not send the local reply: {status:?}"));
+        if let Err(e) = host::send_reply(reply.status, &headers, reply.body.as_bytes()) {
+            log(LogLevel::Error, &format!("quota: could not send the local reply: {e}"));
         }
         self.phase = Phase::Replied;
         false
@@ -602,7 +599,9 @@ fn apply_admission(config: &Config, d: &Decision, json: Option<&mut Value>) -> b
     }
     if rewrites.clear_route_cache {
         // Let a route that matches the header pick the request up.
-        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        if let Err(e) = host::clear_route_cache() {
+            log(LogLevel::Warn, &format!("quota: could not clear the route cache: {e}"));
+        }
     }
     json.is_some_and(|j| rewrites.apply_to_body(j))
 }
@@ -653,13 +652,13 @@ impl Context for QuotaStream {
 impl HttpContext for QuotaStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else { return Action::Continue };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(h) => h,
-            Err(status) => {
-                log(LogLevel::Error, &format!("quota: could not read request headers: {status:?}"));
-                return Action::Continue;
-            }
+        let Some(pairs) = header_map::pairs(MapType::HttpRequestHeaders) else {
+            log(LogLevel::Error, "quota: could not read request headers");
+            return Action::Continue;
         };
+        // Envoy only lets valid (ASCII) header names through.
+        let headers: Vec<(String, Vec<u8>)> =
+            pairs.into_iter().map(|(n, v)| (String::from_utf8_lossy(&n).into_owned(), v)).collect();
         // Only the filter speaks x-quota-*: a client's copies never reach the upstream.
         for (name, _) in headers.iter().filter(|(n, _)| is_quota_header(n)) {
             header_map::remove(MapType::HttpRequestHeaders, name);
@@ -735,7 +734,7 @@ impl HttpContext for QuotaStream {
                 Chunk::Hold => Action::Pause,
                 // Too large to inspect: hold no more; `unreadable_body` decides.
                 Chunk::TooLarge => self.decide_with_body(None, true),
-                Chunk::Read => match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+                Chunk::Read => match host::request_body(body_size) {
                     Ok(body) => self.decide_with_body(body, false),
                     // A body the host would not hand over is one the filter could not read.
                     Err(_) => self.decide_with_body(None, body_size > 0),
@@ -755,7 +754,7 @@ impl HttpContext for QuotaStream {
             return Action::Continue;
         }
         let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, max) {
+        match host::request_body(max) {
             Ok(body) => self.decide_with_body(body, false),
             Err(_) => self.decide_with_body(None, true),
         }
@@ -789,7 +788,7 @@ impl HttpContext for QuotaStream {
         // Read the chunk as it passes; the response is never held back.
         let chunk = match body_size {
             0 => None,
-            _ => hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size).ok().flatten(),
+            _ => host::response_body(body_size).ok().flatten(),
         };
         let correction = c.response_body(config, chunk.as_deref().unwrap_or_default(), end_of_stream);
         self.correct(correction);

@@ -89,7 +89,7 @@ pub fn set_pairs<'a>(map: MapType, pairs: impl Iterator<Item = (&'a [u8], &'a [u
 
 /// The ABI's map encoding: the number of entries, each entry's name and
 /// value lengths (u32, little-endian), then each name and value followed by NUL.
-fn encode<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
+pub(super) fn encode<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
     let (count, data) = pairs.clone().fold((0usize, 0usize), |(n, len), (k, v)| (n + 1, len + k.len() + v.len() + 2));
     let mut out = Vec::with_capacity(4 + 8 * count + data);
     out.extend_from_slice(&len32(count).to_le_bytes());
