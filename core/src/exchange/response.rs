@@ -548,4 +548,69 @@ mod tests {
         let refund = charged.response_head(&approximate, Some(500), None, 0).unwrap();
         assert_eq!((refund.counters, refund.delta), (Counters::Local { sync }, -3));
     }
+
+    /// Whatever order and content the response's events come in (a head or
+    /// none, any status and flags, usage split anywhere, junk, a stream cut
+    /// short), a charge is corrected at most once, never by more than its
+    /// ceiling allows, and never below what it charged: the counter ends
+    /// between 0 and the cell's ceiling.
+    #[test]
+    fn random_event_sequences_correct_a_charge_at_most_once_and_within_its_bounds() {
+        let config = config(1000, r#", "max_body_bytes": 96"#);
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let usage_json = r#"{"usage":{"prompt_tokens":7,"completion_tokens":900,"total_tokens":907}}"#;
+        let usage_sse = "data: {\"choices\":[]}\n\ndata: {\"usage\":{\"total_tokens\":3}}\n\ndata: [DONE]\n\n";
+        let pieces: [&[u8]; 5] = [usage_json.as_bytes(), usage_sse.as_bytes(), b"", b"\xff\x00junk", &[b'x'; 200]];
+        let flags = [0, DOWNSTREAM_REMOTE_RESET, UPSTREAM_CONNECTION_FAILURE];
+        let (mut up, mut down) = (0, 0);
+        for case in 0..3_000 {
+            let store = MemoryStore::new();
+            let model = if next(2) == 0 { "small" } else { "big-1" };
+            let (d, mut charged) = admit(&config, CHAT, Some(&chat(model)), &store);
+            let key = d.key.clone().unwrap();
+            let charged_cost = used(&config, &store, &key);
+            let mut corrections = Vec::new();
+            for _ in 0..next(8) {
+                let correction = match next(4) {
+                    0 => {
+                        let status = [None, Some(200), Some(429), Some(503)][next(4) as usize];
+                        let content_type: Option<&[u8]> =
+                            [None, Some(&b"application/json"[..]), Some(&b"text/event-stream"[..])][next(3) as usize];
+                        charged.response_head(&config, status, content_type, flags[next(3) as usize])
+                    }
+                    1 | 2 => {
+                        let piece = pieces[next(5) as usize];
+                        let at = next(piece.len() as u64 + 1) as usize;
+                        let first = charged.response_body(&config, &piece[..at], false);
+                        first.or_else(|| charged.response_body(&config, &piece[at..], next(2) == 0))
+                    }
+                    _ => {
+                        let (f, connected) = (flags[next(3) as usize], next(2) == 0);
+                        charged.stream_end(&config, move || Ended { response_flags: f, upstream_connected: connected })
+                    }
+                };
+                corrections.extend(correction);
+            }
+            assert!(corrections.len() <= 1, "case {case}: {corrections:?}");
+            for c in &corrections {
+                assert!(c.delta != 0 && c.delta <= i64::try_from(c.most).unwrap(), "case {case}: {c:?}");
+                assert!(c.delta >= -i64::try_from(charged_cost).unwrap(), "case {case}: {c:?}");
+                c.apply(&config, &config.counters.table(&store, NOON_MS)).unwrap();
+                if c.delta > 0 {
+                    up += 1;
+                } else {
+                    down += 1;
+                }
+            }
+            assert!(used(&config, &store, &key) <= 1000, "case {case}");
+        }
+        // The sequences reach both kinds of correction often: the bounds were tested.
+        assert!(up > 100 && down > 100, "{up} up, {down} down");
+    }
 }
