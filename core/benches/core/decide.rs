@@ -9,15 +9,16 @@ use crate::fixtures::{class, config, user_head, BODY_2K, NOON_MS};
 use criterion::{BatchSize, Criterion};
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::{Clock, ManualClock};
-use quota_core::config::Cell;
+use quota_core::config::{Cell, ClassId, Config};
 use quota_core::cost::Body;
 use quota_core::counter::Counter;
 use quota_core::decide::decide;
 use quota_core::engine::{charge, request_cost};
+use quota_core::headers::Headers;
 use quota_core::identity::{identify, Caller};
 use quota_core::negotiate::negotiate;
 use quota_core::reply::{respond, Action};
-use quota_core::request::NoProperties;
+use quota_core::request::{NoProperties, RequestHead};
 use quota_core::store::MemoryStore;
 use serde_json::Value;
 use std::hint::black_box;
@@ -112,21 +113,8 @@ pub fn benches(c: &mut Criterion) {
         b.iter(|| {
             clock.advance_ms(1);
             let HeadMatch::Class(class) = classify_head(&config, black_box(&req)) else { panic!("classified") };
-            let caller = identify(&config, &req, &NoProperties).unwrap();
             let cost = request_cost(&config, class, Body { bytes: None, json: None });
-            let d = charge(
-                &config,
-                &caller,
-                class,
-                cost,
-                false,
-                clock.now_ms(),
-                &config.counters.table(&store, clock.now_ms()),
-            );
-            let Action::Continue(headers) = respond(&config, &d, negotiate(req.header_str("accept"))) else {
-                panic!("admitted")
-            };
-            headers
+            admit(&config, &req, class, cost, clock.now_ms(), &store)
         })
     });
     let store = MemoryStore::new();
@@ -138,22 +126,20 @@ pub fn benches(c: &mut Criterion) {
             // stream.rs parses the body once, to classify and to price it.
             let json: Option<Value> = serde_json::from_slice(black_box(BODY_2K)).ok();
             let class = classify_with_body(&config, &req, json.as_ref()).unwrap();
-            let caller = identify(&config, &req, &NoProperties).unwrap();
             let cost = request_cost(&config, class, Body { bytes: Some(BODY_2K), json: json.as_ref() });
-            let d = charge(
-                &config,
-                &caller,
-                class,
-                cost,
-                false,
-                clock.now_ms(),
-                &config.counters.table(&store, clock.now_ms()),
-            );
-            let Action::Continue(headers) = respond(&config, &d, negotiate(req.header_str("accept"))) else {
-                panic!("admitted")
-            };
-            headers
+            admit(&config, &req, class, cost, clock.now_ms(), &store)
         })
     });
     g.finish();
+}
+
+/// The rest of stream.rs's work on a classified, priced request: who is
+/// asking, the charge in the bounded table, the headers of the admission.
+fn admit(config: &Config, req: &RequestHead, class: ClassId, cost: u64, now_ms: i64, store: &MemoryStore) -> Headers {
+    let caller = identify(config, req, &NoProperties).unwrap();
+    let d = charge(config, &caller, class, cost, false, now_ms, &config.counters.table(store, now_ms));
+    let Action::Continue(headers) = respond(config, &d, negotiate(req.header_str("accept"))) else {
+        panic!("admitted")
+    };
+    headers
 }

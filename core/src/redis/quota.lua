@@ -171,13 +171,15 @@ local function charge()
   return answer(old, r)
 end
 
--- What adjust does to a copy of the record `old`: nil when it changes nothing.
+-- Adds `delta` (at most `most`) to the record `old` if its window still
+-- starts at `window_start`, writes it, and answers (old, new); a correction
+-- that changes nothing writes nothing.
 local function adjusted(old, window_start, delta, most)
   if delta > 0 then
     delta = math.min(delta, most, MAX)
   end
   if not old or old.s ~= window_start or delta == 0 then
-    return nil
+    return answer(old, old)
   end
   local r = copy(old)
   if delta > 0 then
@@ -189,7 +191,8 @@ local function adjusted(old, window_start, delta, most)
     r.b = math.min(r.b + from_grant, MAX)
     r.u = r.u - back
   end
-  return r
+  write(r)
+  return answer(old, r)
 end
 
 -- adjust window_start delta most: a refund (delta < 0) or more usage
@@ -201,12 +204,7 @@ local function adjust()
   if not first_time() then
     return answer(old, old)
   end
-  local r = adjusted(old, window_start, delta, most)
-  if not r then
-    return answer(old, old)
-  end
-  write(r)
-  return answer(old, r)
+  return adjusted(old, window_start, delta, most)
 end
 
 -- cancel (KEYS[2]: the charge's marker): gives back what that charge took,
@@ -219,12 +217,7 @@ local function cancel()
     return answer(old, old)
   end
   local sep = string.find(charged, ':', 1, true)
-  local r = adjusted(old, tonumber(string.sub(charged, 1, sep - 1)), -tonumber(string.sub(charged, sep + 1)), 0)
-  if not r then
-    return answer(old, old)
-  end
-  write(r)
-  return answer(old, r)
+  return adjusted(old, tonumber(string.sub(charged, 1, sep - 1)), -tonumber(string.sub(charged, sep + 1)), 0)
 end
 
 -- grant units: adds to the grant balance (a missing counter is created with
