@@ -45,7 +45,7 @@ pub fn call(store: &RedisStore, command: &Command, load: bool) -> Result<u32, St
 }
 
 /// The status and body of a call that just came back (`None`: no answer).
-fn response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
+pub fn response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
     // A call that failed or timed out arrives without headers.
     let status = (num_headers > 0)
         .then(|| header_map::get(MapType::HttpCallResponseHeaders, ":status"))
@@ -59,12 +59,6 @@ fn response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
 pub fn answer(num_headers: usize, body_size: usize) -> Result<Answer, CallError> {
     let (status, body) = response(num_headers, body_size);
     redis::parse(status, &body)
-}
-
-/// Reads the answer of a view of `keys` counters that just came back.
-pub fn view_answer(num_headers: usize, body_size: usize, keys: usize) -> Result<Vec<Option<Counter>>, CallError> {
-    let (status, body) = response(num_headers, body_size);
-    redis::parse_view(status, &body, keys)
 }
 
 /// The store's own metrics: `quota.store.*`.

@@ -1,9 +1,291 @@
-//! A request's journey through the filter as values with no I/O (the
+//! A request's journey through the filter as a value with no I/O (the
 //! sans-I/O shape of `h11` or `quinn-proto`): the filter, the simulator, the
-//! fuzzer and the tests feed the same value the events they see and carry
-//! out what it returns.
+//! fuzzer and the tests feed an [`Exchange`] the events they see and carry
+//! out the [`Step`] each returns.
 //!
+//! The events, in the order Envoy delivers them: the request head
+//! ([`Exchange::request_head`]), body chunks ([`Exchange::request_body`],
+//! with the bytes handed over when the exchange asks for them:
+//! [`Exchange::body_read`]), trailers, the Redis store's answers
+//! ([`Exchange::answered`], or [`Exchange::not_sent`] when a call could not
+//! leave), the response head, response body chunks and the end of the
+//! stream. The steps: edit the request (strip the client's `x-quota-*`
+//! copies, set headers, rewrite the body), then go on, pause, read the
+//! buffered body, reply locally, or call the store.
+//!
+//! What is not part of one request's path (a decision to report, a store
+//! error to count, a cancel or a correction to queue for Redis, units to
+//! sync, a line to log) goes to [`Host::note`], as does everything the
+//! exchange asks of the worker around it (the clock, properties, shared
+//! data, ids, the usage-read budgets) through [`Host`].
+//!
+//! - [`request`]: routing, stripping, body needs, the charge in each store,
+//!   the usage and grants endpoints.
 //! - [`response`]: after admission, what the upstream's answer changes about
 //!   the charge (refunds, the usage it reports).
 
+pub mod request;
 pub mod response;
+#[cfg(test)]
+mod tests;
+
+use crate::body::Unreadable;
+use crate::config::Config;
+use crate::counter::Counter;
+use crate::engine::Decision;
+use crate::headers::Headers;
+use crate::identity::{Caller, IdentityError};
+use crate::redis::sync::SyncTarget;
+use crate::redis::Command;
+use crate::reply::LocalReply;
+use crate::request::Properties;
+use crate::store::CounterStore;
+use crate::usage_limit::UsageRead;
+use request::Phase;
+use response::{Correction, Counters, Ended};
+
+/// The worker around an exchange: what it reads, and where what it reports goes.
+pub trait Host {
+    /// The wall clock, in Unix milliseconds.
+    fn now_ms(&self) -> i64;
+    /// Envoy's attributes and metadata, for identity sources that read them.
+    fn properties(&self) -> &dyn Properties;
+    /// This Envoy's shared data; the exchange lays the counter table over it.
+    fn shared_data(&self) -> &dyn CounterStore;
+    /// Takes one read from the worker's usage-endpoint budgets.
+    fn usage_read(&mut self, caller: &Caller, now_ms: i64) -> UsageRead;
+    /// A fresh id for a charge sent to Redis (what cancels it later).
+    fn charge_id(&mut self) -> String;
+    /// Whether Redis is believed to hold the script (false after a
+    /// NOSCRIPT, until an answer shows it back): a call then carries it.
+    fn script_cached(&self) -> bool;
+    /// Something worth reporting or queueing; never changes this request's path.
+    fn note(&mut self, note: Note<'_>);
+}
+
+/// A log line's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// What an exchange reports to its host.
+#[derive(Debug)]
+pub enum Note<'a> {
+    /// A classified request was decided (admitted or refused).
+    Decided { caller: &'a Caller, decision: &'a Decision },
+    /// The request's identity could not be read (refused).
+    IdentityRefused(&'a IdentityError),
+    /// The request's body could not be read and `unreadable_body` refused it.
+    BodyRefused { caller: Option<&'a Caller>, why: &'a Unreadable },
+    /// A usage read over its budget (refused with 429).
+    UsageLimited,
+    /// A call to Redis gave no usable answer.
+    StoreError(&'a str),
+    /// Redis answered a call: whether it held the script.
+    Script { cached: bool },
+    /// The Redis script wrote another record than the core decided on.
+    Mismatch { key: &'a str, script: Option<Counter>, core: Option<Counter> },
+    /// The approximate mode: `delta` units charged or corrected here, for the sync.
+    Sync { target: &'a SyncTarget, delta: i64 },
+    /// The exact mode: a correction for the root context to send Redis
+    /// (it outlives the stream).
+    Adjust { key: String, window_start: i64, delta: i64, most: u64 },
+    /// The exact mode: a charge whose answer will not be used, to take back
+    /// by its id (Redis gives its units back if it ran, once).
+    Cancel { key: String, id: String },
+    /// A line for the log.
+    Log { level: Level, line: String },
+}
+
+/// What the filter does after an event: edit the request, then go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub edits: Edits,
+    pub next: Next,
+}
+
+impl Step {
+    fn new(next: Next) -> Step {
+        Step { edits: Edits::default(), next }
+    }
+
+    fn with(mut self, edits: Edits) -> Step {
+        let mut first = edits;
+        first.remove.append(&mut self.edits.remove);
+        first.set.append(&mut self.edits.set);
+        first.clear_route_cache |= self.edits.clear_route_cache;
+        first.body = self.edits.body.take().or(first.body);
+        self.edits = first;
+        self
+    }
+}
+
+/// Changes to the request before it goes on, applied in this order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Edits {
+    /// Request headers to remove.
+    pub remove: Vec<String>,
+    /// Request headers to set (replacing any value).
+    pub set: Vec<(String, String)>,
+    /// Have Envoy pick the route again: a header a route matches changed.
+    pub clear_route_cache: bool,
+    /// The request body's new bytes.
+    pub body: Option<Rewrite>,
+}
+
+impl Edits {
+    pub fn is_empty(&self) -> bool {
+        self == &Edits::default()
+    }
+}
+
+/// A rewritten request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// How many bytes of the buffered body the new bytes replace (all that was read).
+    pub replaces: usize,
+    pub bytes: Vec<u8>,
+    /// The headers are still held: once the body is replaced, set
+    /// `content-length` to the new length (the upstream gets a body framed as
+    /// the client framed it).
+    pub set_content_length: bool,
+}
+
+/// What happens to the request next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Let it go on (resume it, if it was paused).
+    Continue,
+    /// Hold it until a later event.
+    Pause,
+    /// Read this many bytes of the buffered request body and hand them to
+    /// [`Exchange::body_read`] (or call [`Exchange::body_unreadable`]).
+    ReadBody(usize),
+    /// Answer it here; it goes no further.
+    Reply(LocalReply),
+    /// Send these calls to the Redis store and hold the request; each
+    /// answer goes to [`Exchange::answered`] by the call's number.
+    Call(Vec<Call>),
+}
+
+/// A call to the Redis store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The call's number in this exchange: what its answer is handed back with.
+    pub n: usize,
+    pub command: Command,
+    /// Send the script itself, not its hash.
+    pub load: bool,
+}
+
+/// One HTTP stream's exchange with the filter.
+#[derive(Debug)]
+pub struct Exchange {
+    phase: Phase,
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange::new()
+    }
+}
+
+impl Exchange {
+    pub fn new() -> Exchange {
+        Exchange { phase: Phase::Pass }
+    }
+
+    /// The request is paused on a call to Redis.
+    pub fn waiting_for_store(&self) -> bool {
+        self.phase.waiting_for_store()
+    }
+
+    /// The headers the response gets (the request was admitted).
+    pub fn response_headers(&self) -> Option<&Headers> {
+        match &self.phase {
+            Phase::Admitted(headers, _) => Some(headers),
+            _ => None,
+        }
+    }
+
+    /// Whether the response may still correct the charge (it charged a
+    /// counter): only then does the response head need reading.
+    pub fn corrects_charge(&self) -> bool {
+        matches!(&self.phase, Phase::Admitted(_, Some(_)))
+    }
+
+    /// Whether the response's content type and body chunks are wanted
+    /// (a token-metered class reading the reported usage).
+    pub fn reads_response_body(&self) -> bool {
+        matches!(&self.phase, Phase::Admitted(_, Some(c)) if c.reads_body())
+    }
+
+    /// The response head: its `status` (`None`: unreadable), its
+    /// `content_type` (asked for only when [`Self::reads_response_body`])
+    /// and Envoy's response flags.
+    pub fn response_head(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        status: Option<u16>,
+        content_type: Option<&[u8]>,
+        flags: u64,
+    ) {
+        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return };
+        let correction = c.response_head(config, status, content_type, flags);
+        correct(config, host, correction);
+    }
+
+    /// A chunk of the response body (`end`: the last).
+    pub fn response_body(&mut self, config: &Config, host: &mut dyn Host, chunk: &[u8], end: bool) {
+        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return };
+        let correction = c.response_body(config, chunk, end);
+        correct(config, host, correction);
+    }
+
+    /// The stream is logged (its last event): a charge still out is
+    /// cancelled; a charge whose response never came may go back.
+    pub fn ended(&mut self, config: &Config, host: &mut dyn Host, ended: impl FnOnce() -> Ended) {
+        self.abandon(host);
+        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return };
+        let correction = c.stream_end(config, ended);
+        correct(config, host, correction);
+    }
+
+    /// The stream is gone: a charge still out is cancelled (its answer, if
+    /// it comes, finds no stream; the request never reached the upstream).
+    pub fn abandon(&mut self, host: &mut dyn Host) {
+        if !matches!(self.phase, Phase::Charging(_)) {
+            return;
+        }
+        if let Phase::Charging(waiting) = std::mem::replace(&mut self.phase, Phase::Replied) {
+            waiting.cancel(host, "the stream ended before Redis answered");
+        }
+    }
+}
+
+/// Carries out a correction of a charge: at once in shared data (then noted
+/// for the approximate mode's sync), or queued for Redis.
+fn correct(config: &Config, host: &mut dyn Host, correction: Option<Correction>) {
+    let Some(c) = correction else { return };
+    match &c.counters {
+        Counters::Redis => {
+            host.note(Note::Adjust { key: c.key, window_start: c.window_start, delta: c.delta, most: c.most })
+        }
+        Counters::Local { sync } => {
+            let now_ms = host.now_ms();
+            if let Err(e) = c.apply(config, &config.counters.table(host.shared_data(), now_ms)) {
+                host.note(Note::Log {
+                    level: Level::Warn,
+                    line: format!("quota: could not correct {} by {}: {e}", c.key, c.delta),
+                });
+            }
+            if let Some(target) = sync {
+                host.note(Note::Sync { target, delta: c.delta });
+            }
+        }
+    }
+}

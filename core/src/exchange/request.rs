@@ -1,0 +1,702 @@
+//! The request's side of an [`Exchange`]: from its head to the decision.
+//!
+//! - **Stripping**: only the filter speaks `x-quota-*`; the client's copies
+//!   never reach the upstream (the confirmation header is read first).
+//! - **Routing**: the usage endpoint (`GET`/`HEAD`, within the worker's read
+//!   budgets) and the grants endpoint (`POST` with the admin secret, else a
+//!   plain 404) are answered here; everything else is classified.
+//! - **Body needs**: the body is read only when a rule or the cost needs it,
+//!   up to `max_body_bytes`; the headers are held meanwhile only with
+//!   `hold_headers_for_body` (else a body that may be rewritten loses its
+//!   `content-length`, and Envoy frames it). A body that cannot be read never
+//!   makes a request cheaper: `unreadable_body` refuses it or charges the
+//!   strictest class.
+//! - **The charge**, per counter store: shared data at once, through the
+//!   counter table; Redis's exact mode as a call with a fresh id, cancelled
+//!   if its answer will not be used (the stream ended, or the fail policy
+//!   refused while the script may have run); a lost script is sent once.
+//! - **Carrying out the decision**: the headers and rewrites admission
+//!   asks for, the units the approximate mode syncs, and what the response
+//!   may still correct ([`Charged`]).
+
+use super::response::Charged;
+use super::{Call, Edits, Exchange, Host, Level, Next, Note, Rewrite, Step};
+use crate::body::read_body;
+use crate::buffering::{self, AtHead, Chunk};
+use crate::classify::{classify_head, HeadMatch};
+use crate::config::{ClassId, Config, FailPolicy};
+use crate::copy::CONFIRM_HEADER;
+use crate::cost::Body;
+use crate::counter::Counter;
+use crate::engine::{self, charge, request_cost, Decision, Outcome, Prepared, Ticket};
+use crate::headers::{is_quota_header, Headers};
+use crate::identity::{identify, Caller, IdentityError};
+use crate::negotiate::{negotiate, BodyFormat};
+use crate::redis::sync::SyncTarget;
+use crate::redis::{self, by_slot, Answer, CallError, Command};
+use crate::reply::{refuse_body, refuse_identity, respond, Action, LocalReply};
+use crate::request::RequestHead;
+use crate::store::{CounterStore, Expect, GiveUp, StoreError};
+use crate::unreadable::{classify_body, strictest, BodyVerdict};
+use crate::usage::{method_not_allowed, usage_reply};
+use crate::usage_limit::{limited_reply, UsageRead};
+use crate::{admin, admission, units};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Where an exchange stands.
+#[derive(Debug)]
+pub(super) enum Phase {
+    /// Nothing to do for this stream (unclassified, or already decided).
+    Pass,
+    /// A body rule or cost needs the request body: buffering it.
+    AwaitingBody(Pending),
+    /// The filter asked for this many bytes of the buffered body.
+    ReadingBody(Pending, usize),
+    /// Waiting for the Redis store to charge the request.
+    Charging(Box<Charging>),
+    /// Waiting for the Redis store to read the usage endpoint's counters.
+    Viewing(Box<Viewing>),
+    /// Waiting for the Redis store to add a grant.
+    Granting(Box<Granting>),
+    /// Admitted: these headers go on the upstream's response, which may
+    /// correct the charge.
+    Admitted(Headers, Option<Box<Charged>>),
+    /// Answered locally; the reply carries its own headers.
+    Replied,
+}
+
+impl Phase {
+    pub(super) fn waiting_for_store(&self) -> bool {
+        matches!(self, Phase::Charging(_) | Phase::Granting(_) | Phase::Viewing(_))
+    }
+}
+
+/// A request as the decision needs it.
+#[derive(Debug)]
+pub(super) struct Pending {
+    /// Headers without the client's `x-quota-*` copies.
+    head: RequestHead,
+    /// The client sent the confirmation header (read before it was stripped).
+    confirmed: bool,
+}
+
+impl Pending {
+    fn format(&self) -> BodyFormat {
+        negotiate(self.head.header_str("accept"))
+    }
+}
+
+/// A request paused while Redis charges it.
+#[derive(Debug)]
+pub(super) struct Charging {
+    request: Pending,
+    caller: Caller,
+    /// The request body's length, when the filter read it (for a rewrite).
+    body_len: Option<usize>,
+    json: Option<Value>,
+    ticket: Ticket,
+    call: Call,
+    /// The charge's id: what cancels it if its answer is not used.
+    charge_id: String,
+}
+
+impl Charging {
+    /// Queues the cancel of this charge: Redis gives its units back if it
+    /// ran, once, and charges nothing if it has not run yet.
+    pub(super) fn cancel(&self, host: &mut dyn Host, why: &str) {
+        host.note(Note::Log {
+            level: Level::Info,
+            line: format!("quota: cancelling charge {} of {}: {why}", self.charge_id, self.ticket.key),
+        });
+        host.note(Note::Cancel { key: self.ticket.key.clone(), id: self.charge_id.clone() });
+    }
+}
+
+/// The usage endpoint, paused while Redis reads the caller's counters (one
+/// call per hash tag: per scope).
+#[derive(Debug)]
+pub(super) struct Viewing {
+    caller: Caller,
+    /// The counters of each call still out, by call number.
+    waiting: HashMap<usize, Vec<String>>,
+    /// Each counter read, by key: its record, or why it could not be read.
+    read: HashMap<String, Result<Option<Counter>, String>>,
+}
+
+/// The grants endpoint, paused while Redis adds the grant.
+#[derive(Debug)]
+pub(super) struct Granting {
+    grant: admin::GrantRequest,
+    call: Call,
+}
+
+/// Why a call gave no answer, and whether the script may have run all the same.
+struct Unanswered {
+    why: String,
+    may_have_run: bool,
+}
+
+/// Counters read from Redis ahead of time, as a store (read only).
+struct Prefetched<'a>(&'a HashMap<String, Result<Option<Counter>, String>>);
+
+impl CounterStore for Prefetched<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match self.0.get(key) {
+            Some(Ok(found)) => Ok(found.map(|c| (c.encode().to_vec(), 0))),
+            Some(Err(why)) => Err(StoreError::Unavailable(why.clone())),
+            None => Err(StoreError::Unavailable("not read".into())),
+        }
+    }
+
+    fn set(&self, _key: &str, _value: &[u8], _expect: Expect) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("read only".into()))
+    }
+}
+
+/// A request body the filter decides with: its bytes (when read), or that
+/// it is past `max_body_bytes`.
+struct BodyIn {
+    bytes: Option<Vec<u8>>,
+    too_large: bool,
+}
+
+impl Exchange {
+    /// The request head: its headers as the client sent them (names as
+    /// Envoy passes them: valid ASCII), and whether the request ends here.
+    pub fn request_head(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        headers: Vec<(String, Vec<u8>)>,
+        end_of_stream: bool,
+    ) -> Step {
+        // Only the filter speaks x-quota-*: a client's copies never reach the upstream.
+        let mut strip = Edits::default();
+        for (name, _) in headers.iter().filter(|(n, _)| is_quota_header(n)) {
+            if !strip.remove.contains(name) {
+                strip.remove.push(name.clone());
+            }
+        }
+        let confirmed =
+            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(CONFIRM_HEADER)).is_some_and(|(_, v)| is_yes(v));
+        let head = RequestHead::new(headers.into_iter().filter(|(n, _)| !is_quota_header(n)).collect());
+        let request = Pending { head, confirmed };
+        self.route(config, host, request, end_of_stream).with(strip)
+    }
+
+    fn route(&mut self, config: &Config, host: &mut dyn Host, request: Pending, end_of_stream: bool) -> Step {
+        let path = request.head.path();
+        if config.usage_endpoint.as_deref() == Some(path) {
+            return self.usage_endpoint(config, host, &request);
+        }
+        if config.admin.as_ref().is_some_and(|a| a.path == path) {
+            if request.head.method() != "POST" || !admin::authorized(config, request.head.header("authorization")) {
+                // Say nothing about the endpoint to a caller without the secret.
+                return self.reply(not_found());
+            }
+            let query = request.head.header_str(":path").and_then(|p| p.split_once('?')).map_or("", |(_, q)| q);
+            return self.admin_grant(config, host, query);
+        }
+        match classify_head(config, &request.head) {
+            HeadMatch::Unclassified => Step::new(Next::Continue),
+            HeadMatch::Class(class) => self.decide(config, host, request, class, None, None, None),
+            HeadMatch::NeedsBody if end_of_stream => {
+                self.decide_with_body(config, host, request, BodyIn { bytes: None, too_large: false })
+            }
+            HeadMatch::NeedsBody => {
+                if buffering::at_head(&request.head, config.max_body_bytes) == AtHead::TooLarge {
+                    // Its length is already over the cap: hold none of it
+                    // (Envoy answers 413 itself if a paused body outgrows its buffer).
+                    return self.decide_with_body(config, host, request, BodyIn { bytes: None, too_large: true });
+                }
+                self.phase = Phase::AwaitingBody(request);
+                let mut edits = Edits::default();
+                if config.may_rewrite_body() && !config.hold_headers_for_body {
+                    // The headers go on before the body is read, and a rewritten
+                    // body has another length: let Envoy frame it (chunked).
+                    // Held headers get the new length when there is one.
+                    edits.remove.push("content-length".into());
+                }
+                // Pausing headers stops Envoy from delivering the body unless the
+                // plugin sets allow_on_headers_stop_iteration; without it, the
+                // headers go on and the body is held back instead.
+                let next = if config.hold_headers_for_body { Next::Pause } else { Next::Continue };
+                Step { edits, next }
+            }
+        }
+    }
+
+    /// A request body chunk arrived; `buffered` is all the host holds for
+    /// this stream, the chunk included.
+    pub fn request_body(&mut self, config: &Config, host: &mut dyn Host, buffered: usize, end_of_stream: bool) -> Step {
+        match &self.phase {
+            Phase::AwaitingBody(_) => match buffering::after_chunk(buffered, end_of_stream, config.max_body_bytes) {
+                Chunk::Hold => Step::new(Next::Pause),
+                // Too large to inspect: hold no more; `unreadable_body` decides.
+                Chunk::TooLarge => self.body_in(config, host, BodyIn { bytes: None, too_large: true }),
+                Chunk::Read => self.read_body(buffered),
+            },
+            // Going on here would let held headers go on too, before Redis answered.
+            phase if phase.waiting_for_store() => Step::new(Next::Pause),
+            _ => Step::new(Next::Continue),
+        }
+    }
+
+    /// The request's trailers arrived: the body is complete.
+    pub fn request_trailers(&mut self, config: &Config) -> Step {
+        match &self.phase {
+            phase if phase.waiting_for_store() => Step::new(Next::Pause),
+            Phase::AwaitingBody(_) => self.read_body(config.max_body_bytes),
+            _ => Step::new(Next::Continue),
+        }
+    }
+
+    fn read_body(&mut self, size: usize) -> Step {
+        match std::mem::replace(&mut self.phase, Phase::Pass) {
+            Phase::AwaitingBody(request) => {
+                self.phase = Phase::ReadingBody(request, size);
+                Step::new(Next::ReadBody(size))
+            }
+            other => {
+                self.phase = other;
+                Step::new(Next::Continue)
+            }
+        }
+    }
+
+    /// The body the exchange asked for ([`Next::ReadBody`]); `None`: the host holds none.
+    pub fn body_read(&mut self, config: &Config, host: &mut dyn Host, body: Option<Vec<u8>>) -> Step {
+        self.body_in(config, host, BodyIn { bytes: body, too_large: false })
+    }
+
+    /// The host would not hand over the body the exchange asked for: a body
+    /// the filter could not read (unless it was empty).
+    pub fn body_unreadable(&mut self, config: &Config, host: &mut dyn Host) -> Step {
+        let asked = match &self.phase {
+            Phase::ReadingBody(_, size) => *size,
+            _ => 0,
+        };
+        self.body_in(config, host, BodyIn { bytes: None, too_large: asked > 0 })
+    }
+
+    fn body_in(&mut self, config: &Config, host: &mut dyn Host, body: BodyIn) -> Step {
+        match std::mem::replace(&mut self.phase, Phase::Pass) {
+            Phase::AwaitingBody(request) | Phase::ReadingBody(request, _) => {
+                self.decide_with_body(config, host, request, body)
+            }
+            other => {
+                self.phase = other;
+                Step::new(Next::Continue)
+            }
+        }
+    }
+
+    /// Classifies with the body (or without it: too large, or none) and
+    /// decides. A body the filter cannot read never makes a request cheaper:
+    /// `unreadable_body` refuses it or charges the strictest class.
+    fn decide_with_body(&mut self, config: &Config, host: &mut dyn Host, request: Pending, body: BodyIn) -> Step {
+        let read = read_body(body.bytes.as_deref(), body.too_large);
+        let (class, cost) = match classify_body(config, &request.head, &read) {
+            BodyVerdict::Class(None) => return Step::new(Next::Continue),
+            BodyVerdict::Class(Some(class)) => (class, None),
+            BodyVerdict::Refuse(why) => {
+                let caller = identify(config, &request.head, host.properties()).ok();
+                host.note(Note::BodyRefused { caller: caller.as_ref(), why: &why });
+                return self.reply(refuse_body(config, &why, request.format()));
+            }
+            BodyVerdict::Strictest => {
+                let caller = match identify(config, &request.head, host.properties()) {
+                    Ok(c) => c,
+                    Err(e) => return self.refuse_identity(config, host, &request, &e),
+                };
+                let Some(s) = strictest(config, &request.head, caller.tier) else { return Step::new(Next::Continue) };
+                (s.class(), Some(units::bounded(s.cost())))
+            }
+        };
+        // A request charged at the strictest cost is never rewritten.
+        let (bytes, json) = match cost {
+            Some(_) => (None, None),
+            None => (body.bytes, read.into_json()),
+        };
+        self.decide(config, host, request, class, bytes.as_deref(), json, cost)
+    }
+}
+
+/// A confirmation header says yes unless it says no.
+pub fn is_yes(value: &[u8]) -> bool {
+    let v = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
+    !v.is_empty() && !matches!(v.as_str(), "no" | "false" | "0")
+}
+
+fn not_found() -> LocalReply {
+    LocalReply { status: 404, headers: vec![("content-type", "text/plain".into())], body: "not found\n".into() }
+}
+
+impl Exchange {
+    /// Charges the request to its class and carries out the decision.
+    /// `body` and its parse `json` are there when the filter read the body;
+    /// `cost` is set when the cost is already known (`unreadable_body: strictest`).
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        request: Pending,
+        class: ClassId,
+        body: Option<&[u8]>,
+        json: Option<Value>,
+        cost: Option<u64>,
+    ) -> Step {
+        let caller = match identify(config, &request.head, host.properties()) {
+            Ok(c) => c,
+            Err(e) => return self.refuse_identity(config, host, &request, &e),
+        };
+        let cost = cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
+        let body_len = body.map(<[u8]>::len);
+        let now_ms = host.now_ms();
+        if config.counters.exact_redis().is_none() {
+            let decision = {
+                let counters = config.counters.table(host.shared_data(), now_ms);
+                charge(config, &caller, class, cost, request.confirmed, now_ms, &counters)
+            };
+            return self.carry_out(config, host, &request, &caller, body_len, json, &decision);
+        }
+        let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
+            Prepared::Decided(decision) => {
+                return self.carry_out(config, host, &request, &caller, body_len, json, &decision)
+            }
+            Prepared::Charge(ticket) => ticket,
+        };
+        let Some(limits) = engine::limits_of(config, &ticket) else { return Step::new(Next::Continue) };
+        let charge_id = host.charge_id();
+        let command = Command::charge(
+            ticket.key.clone(),
+            limits,
+            cost,
+            ticket.confirmed,
+            ticket.now(),
+            ticket.alignment,
+            &charge_id,
+        );
+        let call = Call { n: 0, command, load: !host.script_cached() };
+        self.phase = Phase::Charging(Box::new(Charging {
+            request,
+            caller,
+            body_len,
+            json,
+            ticket,
+            call: call.clone(),
+            charge_id,
+        }));
+        Step::new(Next::Call(vec![call]))
+    }
+
+    /// Reports and carries out a decision: forwards the request with its
+    /// headers and any rewrite, or answers it.
+    #[allow(clippy::too_many_arguments)]
+    fn carry_out(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        request: &Pending,
+        caller: &Caller,
+        body_len: Option<usize>,
+        mut json: Option<Value>,
+        decision: &Decision,
+    ) -> Step {
+        host.note(Note::Decided { caller, decision });
+        let sync = SyncTarget::of(config, decision, caller);
+        if let (Some(target), Outcome::Charged(c)) = (&sync, &decision.outcome) {
+            host.note(Note::Sync { target, delta: i64::try_from(c.cost).unwrap_or(i64::MAX) });
+        }
+        let headers = match respond(config, decision, request.format()) {
+            Action::Continue(headers) => headers,
+            Action::Reply(reply) => return self.reply(reply),
+        };
+        let rewrites = admission::rewrites(config, decision, json.as_ref());
+        let mut edits = Edits {
+            set: rewrites.headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
+            // Let a route that matches the header pick the request up.
+            clear_route_cache: rewrites.clear_route_cache,
+            ..Edits::default()
+        };
+        let rewritten = json.as_mut().is_some_and(|j| rewrites.apply_to_body(j));
+        if let (true, Some(j), Some(len)) = (rewritten, &json, body_len) {
+            // Held headers have not left yet: they carry the new length.
+            edits.body = Some(Rewrite {
+                replaces: len,
+                bytes: j.to_string().into_bytes(),
+                set_content_length: config.hold_headers_for_body,
+            });
+        }
+        let charged = Charged::new(config, decision, json.as_ref(), sync).map(Box::new);
+        self.phase = Phase::Admitted(headers, charged);
+        Step { edits, next: Next::Continue }
+    }
+
+    fn refuse_identity(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        request: &Pending,
+        err: &IdentityError,
+    ) -> Step {
+        host.note(Note::IdentityRefused(err));
+        self.reply(refuse_identity(config, err, request.format()))
+    }
+
+    fn reply(&mut self, reply: LocalReply) -> Step {
+        self.phase = Phase::Replied;
+        Step::new(Next::Reply(reply))
+    }
+
+    fn usage_endpoint(&mut self, config: &Config, host: &mut dyn Host, request: &Pending) -> Step {
+        if !matches!(request.head.method(), "GET" | "HEAD") {
+            return self.reply(method_not_allowed());
+        }
+        let caller = match identify(config, &request.head, host.properties()) {
+            Ok(caller) => caller,
+            Err(e) => return self.refuse_identity(config, host, request, &e),
+        };
+        // Reads are free, not unbounded: past the caller's or this worker's budget, 429.
+        let now_ms = host.now_ms();
+        if let UsageRead::Limited { retry_after_s, .. } = host.usage_read(&caller, now_ms) {
+            host.note(Note::UsageLimited);
+            return self.reply(limited_reply(retry_after_s));
+        }
+        if config.counters.exact_redis().is_none() {
+            let reply = usage_reply(config, &caller, now_ms, &config.counters.table(host.shared_data(), now_ms));
+            return self.reply(reply);
+        }
+        // Read every counter of the caller's plan from Redis, then answer: one
+        // call per hash tag (the caller's counters, and their workspace's).
+        let load = !host.script_cached();
+        let mut viewing = Viewing { caller, waiting: HashMap::new(), read: HashMap::new() };
+        let mut calls = Vec::new();
+        for (n, keys) in by_slot(engine::store_keys(config, &viewing.caller)).into_iter().enumerate() {
+            calls.push(Call { n, command: Command::view(keys.clone()), load });
+            viewing.waiting.insert(n, keys);
+        }
+        if calls.is_empty() {
+            return self.reply(usage_reply(config, &viewing.caller, now_ms, &Prefetched(&viewing.read)));
+        }
+        self.phase = Phase::Viewing(Box::new(viewing));
+        Step::new(Next::Call(calls))
+    }
+
+    /// Adds grant units (the admin endpoint's query).
+    fn admin_grant(&mut self, config: &Config, host: &mut dyn Host, query: &str) -> Step {
+        let grant = match admin::parse_grant(config, query) {
+            Ok(g) => g,
+            Err(why) => {
+                let doc = json!({ "error": { "message": why, "type": "invalid_request_error", "code": "bad_grant" } });
+                return self.reply(json_reply(400, &doc));
+            }
+        };
+        if config.counters.exact_redis().is_none() {
+            let now_ms = host.now_ms();
+            let counters = config.counters.table(host.shared_data(), now_ms);
+            let result = engine::grant(config, &grant.key, grant.units, &counters).map_err(|e| e.to_string());
+            return self.reply(granted(config, host, &grant, result));
+        }
+        let call = Call { n: 0, command: Command::grant(grant.key.clone(), grant.units), load: !host.script_cached() };
+        self.phase = Phase::Granting(Box::new(Granting { grant, call: call.clone() }));
+        Step::new(Next::Call(vec![call]))
+    }
+
+    /// The Redis store answered call `n`: the HTTP `status` of its front
+    /// (`None`: no answer: a failure or a timeout) and the body.
+    pub fn answered(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        n: usize,
+        status: Option<u16>,
+        body: &[u8],
+    ) -> Step {
+        match std::mem::replace(&mut self.phase, Phase::Pass) {
+            Phase::Charging(mut waiting) if waiting.call.n == n => {
+                match answer_of(host, &mut waiting.call, status, body) {
+                    None => {
+                        let again = waiting.call.clone();
+                        self.phase = Phase::Charging(waiting);
+                        Step::new(Next::Call(vec![again]))
+                    }
+                    Some(stored) => self.charged_by_redis(config, host, waiting, stored),
+                }
+            }
+            Phase::Granting(mut waiting) if waiting.call.n == n => {
+                match answer_of(host, &mut waiting.call, status, body) {
+                    None => {
+                        let again = waiting.call.clone();
+                        self.phase = Phase::Granting(waiting);
+                        Step::new(Next::Call(vec![again]))
+                    }
+                    Some(result) => {
+                        let result = result.map(|answer| answer.after.map_or(0, |c| c.grant)).map_err(|e| e.why);
+                        self.reply(granted(config, host, &waiting.grant, result))
+                    }
+                }
+            }
+            Phase::Viewing(mut viewing) => {
+                if let Some(keys) = viewing.waiting.remove(&n) {
+                    let read = match redis::parse_view(status, body, keys.len()) {
+                        Ok(records) => {
+                            host.note(Note::Script { cached: true });
+                            Ok(records)
+                        }
+                        Err(CallError::NoScript) => {
+                            // The meter shows "unavailable" this once; the next call sends the script.
+                            host.note(Note::Script { cached: false });
+                            Err(CallError::NoScript.why())
+                        }
+                        Err(e) => Err(e.why()),
+                    };
+                    viewing_read(host, &mut viewing, keys, read);
+                }
+                self.finish_viewing(config, host, viewing)
+            }
+            other => {
+                self.phase = other;
+                Step::new(Next::Pause)
+            }
+        }
+    }
+
+    /// Call `n` could not be sent (`why`): as an answer that never came,
+    /// from a script that never ran.
+    pub fn not_sent(&mut self, config: &Config, host: &mut dyn Host, n: usize, why: String) -> Step {
+        host.note(Note::StoreError(&why));
+        let unanswered = Unanswered { why, may_have_run: false };
+        match std::mem::replace(&mut self.phase, Phase::Pass) {
+            Phase::Charging(waiting) if waiting.call.n == n => {
+                self.charged_by_redis(config, host, waiting, Err(unanswered))
+            }
+            Phase::Granting(waiting) if waiting.call.n == n => {
+                self.reply(granted(config, host, &waiting.grant, Err(unanswered.why)))
+            }
+            Phase::Viewing(mut viewing) => {
+                if let Some(keys) = viewing.waiting.remove(&n) {
+                    for key in keys {
+                        viewing.read.insert(key, Err(unanswered.why.clone()));
+                    }
+                }
+                self.finish_viewing(config, host, viewing)
+            }
+            other => {
+                self.phase = other;
+                Step::new(Next::Pause)
+            }
+        }
+    }
+
+    /// Redis answered (or failed to answer) a paused request's charge.
+    fn charged_by_redis(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        waiting: Box<Charging>,
+        stored: Result<Answer, Unanswered>,
+    ) -> Step {
+        if let (Err(e), FailPolicy::Closed) = (&stored, config.counters.on_error) {
+            if e.may_have_run {
+                // Refused for want of an answer: a charge that ran all the same is taken back.
+                waiting.cancel(host, "its answer never came");
+            }
+        }
+        let before = stored.as_ref().map(|a| a.before).map_err(|e| GiveUp::Unavailable(e.why.clone()));
+        let (decision, write) = engine::settle(config, waiting.ticket.clone(), before);
+        if let Ok(answer) = &stored {
+            if answer.after != write.or(answer.before) {
+                host.note(Note::Mismatch { key: &waiting.ticket.key, script: answer.after, core: write });
+            }
+        }
+        let Charging { request, caller, body_len, json, .. } = *waiting;
+        self.carry_out(config, host, &request, &caller, body_len, json, &decision)
+    }
+
+    /// Answers the usage endpoint once every counter is read.
+    fn finish_viewing(&mut self, config: &Config, host: &mut dyn Host, viewing: Box<Viewing>) -> Step {
+        if !viewing.waiting.is_empty() {
+            self.phase = Phase::Viewing(viewing);
+            return Step::new(Next::Pause);
+        }
+        let now_ms = host.now_ms();
+        self.reply(usage_reply(config, &viewing.caller, now_ms, &Prefetched(&viewing.read)))
+    }
+}
+
+/// Records what one view call read (or why it read nothing) for each of its keys.
+fn viewing_read(
+    host: &mut dyn Host,
+    viewing: &mut Viewing,
+    keys: Vec<String>,
+    read: Result<Vec<Option<Counter>>, String>,
+) {
+    match read {
+        Ok(records) => viewing.read.extend(keys.into_iter().zip(records.into_iter().map(Ok))),
+        Err(why) => {
+            host.note(Note::StoreError(&why));
+            viewing.read.extend(keys.into_iter().map(|key| (key, Err(why.clone()))));
+        }
+    }
+}
+
+/// The answer to `call`: `None` when Redis had lost the script and the call
+/// must go again carrying it (marked so). An error says why, and whether the
+/// script may have run all the same (only a NOSCRIPT says it did not).
+fn answer_of(
+    host: &mut dyn Host,
+    call: &mut Call,
+    status: Option<u16>,
+    body: &[u8],
+) -> Option<Result<Answer, Unanswered>> {
+    let unanswered = match redis::parse(status, body) {
+        Ok(answer) => {
+            host.note(Note::Script { cached: true });
+            return Some(Ok(answer));
+        }
+        Err(CallError::NoScript) if !call.load => {
+            // Redis lost its script cache (a restart): send the script itself once.
+            host.note(Note::Script { cached: false });
+            call.load = true;
+            return None;
+        }
+        Err(CallError::NoScript) => {
+            Unanswered { why: "NOSCRIPT after sending the script".to_string(), may_have_run: false }
+        }
+        Err(e) => Unanswered { why: e.why(), may_have_run: e.may_have_run() },
+    };
+    host.note(Note::StoreError(&unanswered.why));
+    Some(Err(unanswered))
+}
+
+fn json_reply(status: u16, doc: &Value) -> LocalReply {
+    LocalReply {
+        status,
+        headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
+        body: doc.to_string(),
+    }
+}
+
+/// The grants endpoint's answer: the new balance, or why the store gave up.
+fn granted(config: &Config, host: &mut dyn Host, g: &admin::GrantRequest, result: Result<u64, String>) -> LocalReply {
+    match result {
+        Ok(balance) => {
+            host.note(Note::Log {
+                level: Level::Info,
+                line: format!("quota: granted {} units of {} to {}", g.units, g.key, g.scope.as_str()),
+            });
+            let class = config.class(g.class).map(|c| c.name.clone());
+            json_reply(
+                200,
+                &json!({ "class": class, "scope": g.scope.as_str(), "id": g.id, "added": g.units, "grant": balance }),
+            )
+        }
+        Err(e) => json_reply(
+            503,
+            &json!({ "error": { "message": format!("the counter store gave up: {e}"), "type": "server_error", "code": "quota_unavailable" } }),
+        ),
+    }
+}
