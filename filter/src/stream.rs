@@ -15,9 +15,9 @@ use quota_core::decimal;
 use quota_core::exchange::response::Ended;
 use quota_core::exchange::{Edits, Exchange, Host, Level, Next, Note, Step};
 use quota_core::headers::Headers;
-use quota_core::identity::Caller;
+use quota_core::identity::{identify, Caller, IdentityError};
 use quota_core::redis::Command;
-use quota_core::request::Properties;
+use quota_core::request::RequestHead;
 use quota_core::store::CounterStore;
 use quota_core::usage_limit::UsageRead;
 
@@ -38,8 +38,8 @@ impl Host for Worker<'_> {
         HostClock.now_ms()
     }
 
-    fn properties(&self) -> &dyn Properties {
-        &HostProperties
+    fn identify(&self, config: &Config, head: &RequestHead) -> Result<Caller, IdentityError> {
+        identify(config, head, &HostProperties)
     }
 
     fn shared_data(&self) -> &dyn CounterStore {

@@ -24,6 +24,7 @@
 //! - [`response`]: after admission, what the upstream's answer changes about
 //!   the charge (refunds, the usage it reports).
 
+pub mod memory;
 pub mod request;
 pub mod response;
 #[cfg(test)]
@@ -38,7 +39,7 @@ use crate::identity::{Caller, IdentityError};
 use crate::redis::sync::SyncTarget;
 use crate::redis::Command;
 use crate::reply::LocalReply;
-use crate::request::Properties;
+use crate::request::RequestHead;
 use crate::store::CounterStore;
 use crate::usage_limit::UsageRead;
 use request::Phase;
@@ -48,8 +49,9 @@ use response::{Correction, Counters, Ended};
 pub trait Host {
     /// The wall clock, in Unix milliseconds.
     fn now_ms(&self) -> i64;
-    /// Envoy's attributes and metadata, for identity sources that read them.
-    fn properties(&self) -> &dyn Properties;
+    /// Who sends the request: [`crate::identity::identify`] with Envoy's
+    /// attributes and metadata (a simulator may name the caller itself).
+    fn identify(&self, config: &Config, head: &RequestHead) -> Result<Caller, IdentityError>;
     /// This Envoy's shared data; the exchange lays the counter table over it.
     fn shared_data(&self) -> &dyn CounterStore;
     /// Takes one read from the worker's usage-endpoint budgets.

@@ -30,7 +30,7 @@ use crate::cost::Body;
 use crate::counter::Counter;
 use crate::engine::{self, charge, request_cost, Decision, Outcome, Prepared, Ticket};
 use crate::headers::{is_quota_header, Headers};
-use crate::identity::{identify, Caller, IdentityError};
+use crate::identity::{Caller, IdentityError};
 use crate::negotiate::{negotiate, BodyFormat};
 use crate::redis::sync::SyncTarget;
 use crate::redis::{self, by_slot, Answer, CallError, Command};
@@ -301,12 +301,12 @@ impl Exchange {
             BodyVerdict::Class(None) => return Step::new(Next::Continue),
             BodyVerdict::Class(Some(class)) => (class, None),
             BodyVerdict::Refuse(why) => {
-                let caller = identify(config, &request.head, host.properties()).ok();
+                let caller = host.identify(config, &request.head).ok();
                 host.note(Note::BodyRefused { caller: caller.as_ref(), why: &why });
                 return self.reply(refuse_body(config, &why, request.format()));
             }
             BodyVerdict::Strictest => {
-                let caller = match identify(config, &request.head, host.properties()) {
+                let caller = match host.identify(config, &request.head) {
                     Ok(c) => c,
                     Err(e) => return self.refuse_identity(config, host, &request, &e),
                 };
@@ -348,7 +348,7 @@ impl Exchange {
         json: Option<Value>,
         cost: Option<u64>,
     ) -> Step {
-        let caller = match identify(config, &request.head, host.properties()) {
+        let caller = match host.identify(config, &request.head) {
             Ok(c) => c,
             Err(e) => return self.refuse_identity(config, host, &request, &e),
         };
@@ -455,7 +455,7 @@ impl Exchange {
         if !matches!(request.head.method(), "GET" | "HEAD") {
             return self.reply(method_not_allowed());
         }
-        let caller = match identify(config, &request.head, host.properties()) {
+        let caller = match host.identify(config, &request.head) {
             Ok(caller) => caller,
             Err(e) => return self.refuse_identity(config, host, request, &e),
         };
