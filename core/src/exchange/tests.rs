@@ -1,1 +1,515 @@
+//! The exchange's rules, one test each, driven through [`MemoryHost`] as the
+//! filter drives it through Envoy.
 
+use super::memory::{MemoryHost, Noted};
+use super::response::Ended;
+use super::{Call, Exchange, Level, Next, Step};
+use crate::config::Config;
+use crate::counter::Counter;
+use crate::engine::Outcome;
+use crate::identity::IdentityError;
+use crate::store::CounterStore;
+use serde_json::{json, Value};
+
+const NOON_MS: i64 = 1_795_348_800_000;
+
+/// "chat" (tokens, by the body's model; degraded to "small" past 200),
+/// "files" (fixed 3 within 10 a day, confirmed above a quarter of the
+/// limit), "view" (GET, 1 within 2), "tools" (a body rule, fixed 4).
+/// `extra`: top-level fields (null removes one).
+fn config(extra: Value) -> Config {
+    let mut doc = json!({
+        "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+        "usage_endpoint": "/quota",
+        "admin": {"path": "/admin/grants", "secret": "s3cret-s3cret-s3cret-s3cret"},
+        "classes": [
+            {"name": "chat", "match": [{"methods": ["POST"], "path": {"exact": "/chat"}, "body": [{"field": "model", "exists": true}]}],
+             "cost": {"tokens": {"default_max_tokens": 100}}},
+            {"name": "files", "match": [{"methods": ["POST"], "path": {"exact": "/files"}}], "cost": {"fixed": 3}},
+            {"name": "view", "match": [{"methods": ["GET"], "path": {"exact": "/view"}}]},
+            {"name": "tools", "match": [{"methods": ["POST"], "path": {"exact": "/tools"}, "body": [{"field": "tool", "exists": true}]}],
+             "cost": {"fixed": 4}}
+        ],
+        "tiers": {"free": {"limits": {
+            "chat": {"soft": 200, "hard": 1000, "window": "day", "past_soft": "degrade", "degrade": {"model": "small"}},
+            "files": {"hard": 10, "window": "day", "confirm_above": 0.25},
+            "view": {"hard": 2, "window": "day"},
+            "tools": {"hard": 10, "window": "day"}
+        }}}
+    });
+    // A null in `extra` removes the field.
+    if let (Value::Object(top), Value::Object(more)) = (&mut doc, extra) {
+        for (k, v) in more {
+            match v {
+                Value::Null => top.remove(&k),
+                v => top.insert(k, v),
+            };
+        }
+    }
+    match Config::from_json(doc.to_string().as_bytes()) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e}"),
+    }
+}
+
+fn redis(extra: Value) -> Config {
+    let mut more = json!({"counters": {"store": "redis", "redis": {"cluster": "redis", "key_prefix": "q:"}, "on_error": "fail_closed"}});
+    if let (Value::Object(m), Value::Object(e)) = (&mut more, extra) {
+        m.extend(e);
+    }
+    config(more)
+}
+
+fn headers(method: &str, path: &str, more: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut h =
+        vec![(":method".to_string(), method.as_bytes().to_vec()), (":path".to_string(), path.as_bytes().to_vec())];
+    h.extend(more.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())));
+    h
+}
+
+fn alice(method: &str, path: &str) -> Vec<(String, Vec<u8>)> {
+    headers(method, path, &[("x-user-id", "alice")])
+}
+
+fn reply(step: &Step) -> (u16, Value) {
+    match &step.next {
+        Next::Reply(r) => (r.status, serde_json::from_str(&r.body).unwrap_or(Value::Null)),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn calls(step: &Step) -> Vec<Call> {
+    match &step.next {
+        Next::Call(c) => c.clone(),
+        other => panic!("expected calls, got {other:?}"),
+    }
+}
+
+fn used(config: &Config, host: &MemoryHost, key: &str) -> u64 {
+    let table = config.counters.table(&host.store, NOON_MS);
+    table.get(key).ok().flatten().and_then(|(b, _)| Counter::decode(&b)).map_or(0, |c| c.used)
+}
+
+/// One record as the script answers it: `exists, code, start, end, used, grant_used, grant, warned, flags`.
+fn record(c: Option<Counter>) -> Vec<i64> {
+    match c {
+        None => vec![0; 9],
+        Some(c) => vec![
+            1,
+            i64::from(c.window_code),
+            c.window_start,
+            c.window_end,
+            c.used as i64,
+            c.grant_used as i64,
+            c.grant as i64,
+            i64::from(c.warned),
+            i64::from(c.flags),
+        ],
+    }
+}
+
+fn answer(before: Option<Counter>, after: Option<Counter>) -> Vec<u8> {
+    let fields: Vec<i64> = record(before).into_iter().chain(record(after)).collect();
+    json!({ "EVALSHA": fields }).to_string().into_bytes()
+}
+
+const NOSCRIPT: &[u8] = br#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#;
+
+#[test]
+fn the_clients_quota_headers_are_stripped_and_the_confirmation_is_read_first() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let head = headers(
+        "POST",
+        "/files",
+        &[("x-user-id", "alice"), ("X-Quota-Remaining", "999"), ("x-quota-confirm", "yes"), ("x-quota-remaining", "1")],
+    );
+    let step = x.request_head(&config, &mut host, head, true);
+    assert_eq!(step.next, Next::Continue, "{step:?}");
+    assert_eq!(step.edits.remove, vec!["X-Quota-Remaining", "x-quota-confirm", "x-quota-remaining"]);
+    assert_eq!(used(&config, &host, "files:u:alice"), 3, "confirmed, so charged");
+
+    // Without the confirmation (or with "no"), the costly request is refused, uncharged.
+    for confirm in [None, Some("no"), Some("0")] {
+        let mut h = alice("POST", "/files");
+        h.extend(confirm.map(|v| ("x-quota-confirm".to_string(), v.as_bytes().to_vec())));
+        let step = Exchange::new().request_head(&config, &mut host, h, true);
+        let (status, body) = reply(&step);
+        assert_eq!((status, body["error"]["code"].as_str()), (428, Some("confirmation_required")), "{confirm:?}");
+        assert_eq!(step.edits.remove.len(), usize::from(confirm.is_some()));
+    }
+    assert_eq!(used(&config, &host, "files:u:alice"), 3);
+}
+
+#[test]
+fn an_unclassified_request_goes_on_untouched_and_uncounted() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let step = x.request_head(&config, &mut host, alice("GET", "/elsewhere"), true);
+    assert_eq!(step, Step::new(Next::Continue));
+    assert!(x.response_headers().is_none());
+    assert!(host.notes.is_empty(), "{:?}", host.notes);
+    // Later events change nothing.
+    assert_eq!(x.request_body(&config, &mut host, 10, true).next, Next::Continue);
+    assert_eq!(x.request_trailers(&config).next, Next::Continue);
+}
+
+#[test]
+fn an_admitted_request_carries_its_headers_to_the_response_and_is_reported() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let step = x.request_head(&config, &mut host, alice("GET", "/view"), true);
+    assert_eq!(step.next, Next::Continue);
+    let h = x.response_headers().cloned().unwrap_or_default();
+    assert!(h.iter().any(|(n, v)| *n == "x-quota-remaining" && v == "1"), "{h:?}");
+    assert!(matches!(host.notes.as_slice(), [Noted::Decided { .. }]), "{:?}", host.notes);
+    // The third in a day is refused at the wall, in the format the client accepts.
+    Exchange::new().request_head(&config, &mut host, alice("GET", "/view"), true);
+    let mut h = alice("GET", "/view");
+    h.push(("accept".into(), b"application/problem+json".to_vec()));
+    let step = Exchange::new().request_head(&config, &mut host, h, true);
+    let (status, body) = reply(&step);
+    assert_eq!(status, 429);
+    assert_eq!(body["violated-policies"], json!(["view"]), "{body}");
+}
+
+#[test]
+fn identity_is_required_and_its_refusal_is_reported() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let step = x.request_head(&config, &mut host, headers("GET", "/view", &[]), true);
+    assert_eq!(reply(&step).0, 401);
+    assert_eq!(host.notes, vec![Noted::IdentityRefused(IdentityError::MissingUser)]);
+    // After a reply, nothing lets the request go on.
+    assert_eq!(x.request_body(&config, &mut host, 5, true).next, Next::Continue);
+    assert!(x.response_headers().is_none());
+}
+
+#[test]
+fn the_usage_endpoint_answers_get_only_within_its_budget() {
+    let config = config(json!({"usage_reads": {"per_minute": 1, "burst": 1}}));
+    let mut host = MemoryHost::at(NOON_MS);
+    host.usage_reads = Some(crate::usage_limit::UsageLimiter::new(&config.usage_reads, NOON_MS));
+    let (status, body) = reply(&Exchange::new().request_head(&config, &mut host, alice("GET", "/quota"), true));
+    assert_eq!(status, 200);
+    assert!(body["classes"].as_array().is_some_and(|c| c.len() == 4), "{body}");
+    let (status, _) = reply(&Exchange::new().request_head(&config, &mut host, alice("GET", "/quota"), true));
+    assert_eq!(status, 429);
+    assert!(host.notes.contains(&Noted::UsageLimited));
+    assert_eq!(reply(&Exchange::new().request_head(&config, &mut host, alice("POST", "/quota"), true)).0, 405);
+    // A usage read never charges anything.
+    assert_eq!(host.decisions().count(), 0);
+}
+
+#[test]
+fn the_grants_endpoint_hides_itself_without_the_secret_and_adds_units_with_it() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let path = "/admin/grants?class=view&user=alice&units=5";
+    for h in [
+        headers("POST", path, &[]),
+        headers("GET", path, &[("authorization", "Bearer s3cret-s3cret-s3cret-s3cret")]),
+        headers("POST", path, &[("authorization", "Bearer s3cret-s3cret-s3cret-s3creT")]),
+    ] {
+        let step = Exchange::new().request_head(&config, &mut host, h, true);
+        assert!(matches!(&step.next, Next::Reply(r) if r.status == 404 && r.body == "not found\n"), "{step:?}");
+    }
+    let auth = [("authorization", "Bearer s3cret-s3cret-s3cret-s3cret")];
+    let (status, body) = reply(&Exchange::new().request_head(&config, &mut host, headers("POST", path, &auth), true));
+    assert_eq!((status, &body["grant"], &body["scope"]), (200, &json!(5), &json!("user")), "{body}");
+    let bad = headers("POST", "/admin/grants?class=nope&user=alice&units=5", &auth);
+    let (status, body) = reply(&Exchange::new().request_head(&config, &mut host, bad, true));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_grant")));
+}
+
+#[test]
+fn a_body_rule_holds_the_headers_only_when_told_to_and_reads_the_body_once_whole() {
+    for hold in [true, false] {
+        let config = config(json!({"hold_headers_for_body": hold}));
+        let mut host = MemoryHost::at(NOON_MS);
+        let mut x = Exchange::new();
+        let mut h = alice("POST", "/chat");
+        h.push(("content-length".into(), b"40".to_vec()));
+        let step = x.request_head(&config, &mut host, h, false);
+        assert_eq!(step.next, if hold { Next::Pause } else { Next::Continue });
+        // A degrade cell may rewrite the body: unheld headers lose their length.
+        assert_eq!(step.edits.remove.contains(&"content-length".to_string()), !hold);
+        assert_eq!(x.request_body(&config, &mut host, 10, false).next, Next::Pause);
+        assert_eq!(x.request_body(&config, &mut host, 40, true).next, Next::ReadBody(40));
+        let body = br#"{"model":"big","messages":[]}"#.to_vec();
+        let step = x.body_read(&config, &mut host, Some(body));
+        assert_eq!(step.next, Next::Continue, "{step:?}");
+        assert_eq!(host.decisions().count(), 1);
+        assert!(x.corrects_charge() && x.reads_response_body());
+    }
+}
+
+#[test]
+fn trailers_end_the_body_and_a_body_the_host_will_not_hand_over_is_unreadable() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    x.request_head(&config, &mut host, alice("POST", "/chat"), false);
+    assert_eq!(x.request_body(&config, &mut host, 5, false).next, Next::Pause);
+    assert_eq!(x.request_trailers(&config).next, Next::ReadBody(config.max_body_bytes));
+    let (status, body) = reply(&x.body_unreadable(&config, &mut host));
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("body_too_large")));
+    assert_eq!(host.notes, vec![Noted::BodyRefused("body_too_large")]);
+}
+
+#[test]
+fn a_body_past_the_cap_or_not_json_never_makes_a_request_cheaper() {
+    let config = config(json!({"max_body_bytes": 64}));
+    let mut host = MemoryHost::at(NOON_MS);
+    // Declared too large: decided at the head, nothing held.
+    let mut h = alice("POST", "/chat");
+    h.push(("content-length".into(), b"65".to_vec()));
+    assert_eq!(reply(&Exchange::new().request_head(&config, &mut host, h, false)).0, 413);
+    // Grown too large while buffering.
+    let mut x = Exchange::new();
+    x.request_head(&config, &mut host, alice("POST", "/chat"), false);
+    assert_eq!(reply(&x.request_body(&config, &mut host, 65, false)).0, 413);
+    // Not JSON.
+    let mut x = Exchange::new();
+    x.request_head(&config, &mut host, alice("POST", "/chat"), false);
+    assert_eq!(x.request_body(&config, &mut host, 3, true).next, Next::ReadBody(3));
+    let (status, body) = reply(&x.body_read(&config, &mut host, Some(b"{no".to_vec())));
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unreadable_body")));
+
+    // `strictest`: the most restrictive class the head allows, at its highest cost.
+    let strict = self::config(json!({"max_body_bytes": 64, "unreadable_body": "strictest"}));
+    let mut x = Exchange::new();
+    x.request_head(&strict, &mut host, alice("POST", "/tools"), false);
+    x.request_body(&strict, &mut host, 3, true);
+    let step = x.body_read(&strict, &mut host, Some(b"{no".to_vec()));
+    assert_eq!(step.next, Next::Continue);
+    assert_eq!(step.edits.body, None, "a request charged at the strictest cost is never rewritten");
+    let Some(Outcome::Charged(c)) = host.decisions().last().map(|d| d.outcome.clone()) else {
+        panic!("{:?}", host.notes)
+    };
+    assert_eq!(c.cost, 4);
+    // A token class's highest cost is unbounded: too large for any cell.
+    let mut x = Exchange::new();
+    x.request_head(&strict, &mut host, alice("POST", "/chat"), false);
+    x.request_body(&strict, &mut host, 3, true);
+    let (status, body) = reply(&x.body_read(&strict, &mut host, Some(b"{no".to_vec())));
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("request_too_large")));
+}
+
+#[test]
+fn a_degraded_request_is_rewritten_and_held_headers_get_the_new_length() {
+    for hold in [true, false] {
+        let config = config(json!({"hold_headers_for_body": hold}));
+        let mut host = MemoryHost::at(NOON_MS);
+        // Past the soft limit of 100: the next chat is degraded to "small".
+        let body = br#"{"model":"big","messages":[],"max_tokens":150}"#;
+        for round in 0..2 {
+            let mut x = Exchange::new();
+            x.request_head(&config, &mut host, alice("POST", "/chat"), false);
+            x.request_body(&config, &mut host, body.len(), true);
+            let step = x.body_read(&config, &mut host, Some(body.to_vec()));
+            assert_eq!(step.next, Next::Continue);
+            match (round, &step.edits.body) {
+                (0, None) => {}
+                (1, Some(r)) => {
+                    assert_eq!(r.replaces, body.len());
+                    assert_eq!(r.set_content_length, hold);
+                    let sent: Value = serde_json::from_slice(&r.bytes).unwrap_or(Value::Null);
+                    assert_eq!(sent["model"], json!("small"), "{sent}");
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_refunded_status_gives_the_units_back_in_shared_data() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    x.request_head(&config, &mut host, alice("GET", "/view"), true);
+    assert_eq!(used(&config, &host, "view:u:alice"), 1);
+    x.response_head(&config, &mut host, Some(503), None, 0);
+    assert_eq!(used(&config, &host, "view:u:alice"), 0);
+    // At most once, whatever comes after.
+    x.response_body(&config, &mut host, b"", true);
+    x.ended(&config, &mut host, || Ended { response_flags: 0, upstream_connected: false });
+    assert_eq!(used(&config, &host, "view:u:alice"), 0);
+}
+
+#[test]
+fn redis_exact_mode_charges_by_a_call_with_an_id_and_goes_on_with_its_answer() {
+    let config = redis(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let step = x.request_head(&config, &mut host, alice("GET", "/view"), true);
+    let [call] = calls(&step).try_into().unwrap_or_else(|c: Vec<Call>| panic!("{c:?}"));
+    assert_eq!((call.command.op(), call.command.id(), call.load), ("charge", Some("m.1"), false));
+    assert!(x.waiting_for_store());
+    assert_eq!(x.request_body(&config, &mut host, 0, true).next, Next::Pause, "held while Redis answers");
+    assert_eq!(x.request_trailers(&config).next, Next::Pause);
+    // A stray answer (another call's number) changes nothing.
+    assert_eq!(x.answered(&config, &mut host, 7, Some(200), b"{}").next, Next::Pause);
+    let after = crate::decide::decide(None, limits(&config, "view"), 1, false, NOON_MS / 1000, Default::default()).0;
+    let step = x.answered(&config, &mut host, call.n, Some(200), &answer(None, after));
+    assert_eq!(step.next, Next::Continue, "{step:?}");
+    assert!(x.response_headers().is_some_and(|h| h.iter().any(|(n, v)| *n == "x-quota-remaining" && v == "1")));
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Mismatch { .. } | Noted::Cancel { .. })), "{:?}", host.notes);
+    // A refund is queued for the root context, not applied here.
+    x.response_head(&config, &mut host, Some(500), None, 0);
+    assert!(matches!(host.notes.last(), Some(Noted::Adjust { delta: -1, .. })), "{:?}", host.notes);
+    assert_eq!(host.store.len(), 0, "shared data is not the store in exact mode");
+}
+
+fn limits<'c>(config: &'c Config, class: &str) -> &'c crate::config::Limits {
+    let id = config.classes.iter().position(|c| c.name == class).map(crate::config::ClassId);
+    match id.and_then(|id| config.cell(config.identity.default_tier, id)) {
+        Some(crate::config::Cell::Limited(l)) => l,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_lost_script_is_sent_once_then_the_fail_policy_applies() {
+    let config = redis(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, alice("GET", "/view"), true)).remove(0);
+    let again = calls(&x.answered(&config, &mut host, call.n, Some(200), NOSCRIPT)).remove(0);
+    assert!(again.load && again.command == call.command, "{again:?}");
+    assert!(!host.script_cached);
+    let (status, body) = reply(&x.answered(&config, &mut host, again.n, Some(200), NOSCRIPT));
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("quota_unavailable")), "fail_closed");
+    assert!(host.notes.contains(&Noted::StoreError("NOSCRIPT after sending the script".into())));
+    // A NOSCRIPT says the script never ran: nothing to cancel.
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Cancel { .. })));
+}
+
+#[test]
+fn a_charge_that_may_have_run_is_cancelled_when_its_answer_is_not_used() {
+    // No answer (a timeout), failing closed: refused, and the charge taken back by its id.
+    let config = redis(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, alice("GET", "/view"), true)).remove(0);
+    assert_eq!(reply(&x.answered(&config, &mut host, call.n, None, b"")).0, 503);
+    let cancels: Vec<&Noted> = host.notes.iter().filter(|n| matches!(n, Noted::Cancel { .. })).collect();
+    assert_eq!(cancels, vec![&Noted::Cancel { key: "q:{u:alice}view".into(), id: "m.1".into() }]);
+
+    // Failing open, the same answer lets the request go, uncancelled.
+    let open = redis(
+        json!({"counters": {"store": "redis", "redis": {"cluster": "redis", "key_prefix": "q:"}, "on_error": "fail_open"}}),
+    );
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&open, &mut host, alice("GET", "/view"), true)).remove(0);
+    assert_eq!(x.answered(&open, &mut host, call.n, None, b"").next, Next::Continue);
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Cancel { .. })));
+
+    // The stream ends while the charge is out: cancelled once, however it ends.
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    x.request_head(&config, &mut host, alice("GET", "/view"), true);
+    x.abandon(&mut host);
+    x.ended(&config, &mut host, || Ended { response_flags: 0, upstream_connected: false });
+    x.abandon(&mut host);
+    assert_eq!(host.notes.iter().filter(|n| matches!(n, Noted::Cancel { .. })).count(), 1);
+    assert!(host
+        .notes
+        .iter()
+        .any(|n| matches!(n, Noted::Log { level: Level::Info, line } if line.contains("cancelling charge m.1"))));
+}
+
+#[test]
+fn a_call_that_cannot_leave_is_an_unanswered_call_that_never_ran() {
+    let config = redis(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, alice("GET", "/view"), true)).remove(0);
+    assert_eq!(reply(&x.not_sent(&config, &mut host, call.n, "no cluster".into())).0, 503);
+    assert!(host.notes.contains(&Noted::StoreError("no cluster".into())));
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Cancel { .. })));
+}
+
+#[test]
+fn the_script_and_the_core_disagreeing_is_noted() {
+    let config = redis(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, alice("GET", "/view"), true)).remove(0);
+    let step = x.answered(&config, &mut host, call.n, Some(200), &answer(None, None));
+    assert_eq!(step.next, Next::Continue);
+    assert!(host.notes.iter().any(|n| matches!(n, Noted::Mismatch { key, .. } if key == "q:{u:alice}view")));
+}
+
+#[test]
+fn the_usage_endpoint_reads_redis_one_call_per_scope_and_answers_when_all_are_in() {
+    let config = redis(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let mut h = alice("GET", "/quota");
+    h.push(("x-workspace-id".into(), b"acme".to_vec()));
+    let out = calls(&x.request_head(&config, &mut host, h, true));
+    assert_eq!(out.len(), 1, "alice's counters share one hash tag: {out:?}");
+    assert_eq!(out[0].command.op(), "view");
+    let view: Vec<i64> = (0..4).flat_map(|_| record(None)).collect();
+    let body = json!({ "EVALSHA": view }).to_string();
+    let (status, doc) = reply(&x.answered(&config, &mut host, out[0].n, Some(200), body.as_bytes()));
+    assert_eq!(status, 200);
+    assert!(doc["classes"].as_array().is_some_and(|c| c.iter().all(|c| c["used"] == json!(0))), "{doc}");
+
+    // A view Redis cannot serve shows the meter as unavailable, once.
+    let mut x = Exchange::new();
+    let out = calls(&x.request_head(&config, &mut host, alice("GET", "/quota"), true));
+    let (status, doc) = reply(&x.answered(&config, &mut host, out[0].n, Some(200), NOSCRIPT));
+    assert_eq!(status, 200);
+    assert!(doc["classes"][0]["state"] == json!("unavailable"), "{doc}");
+    assert!(!host.script_cached, "the next call carries the script");
+}
+
+#[test]
+fn a_grant_through_redis_answers_the_new_balance() {
+    let config = redis(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let h = headers(
+        "POST",
+        "/admin/grants?class=view&user=alice&units=5",
+        &[("authorization", "Bearer s3cret-s3cret-s3cret-s3cret")],
+    );
+    let call = calls(&x.request_head(&config, &mut host, h, true)).remove(0);
+    assert_eq!(call.command.op(), "grant");
+    let after = Counter { grant: 5, ..crate::decide::add_grant(None, 5) };
+    let (status, body) = reply(&x.answered(&config, &mut host, call.n, Some(200), &answer(None, Some(after))));
+    assert_eq!((status, &body["grant"]), (200, &json!(5)), "{body}");
+    // A grant Redis never answered says so.
+    let mut x = Exchange::new();
+    let h = headers(
+        "POST",
+        "/admin/grants?class=view&user=alice&units=5",
+        &[("authorization", "Bearer s3cret-s3cret-s3cret-s3cret")],
+    );
+    let call = calls(&x.request_head(&config, &mut host, h, true)).remove(0);
+    assert_eq!(reply(&x.answered(&config, &mut host, call.n, Some(502), b"bad gateway")).0, 503);
+}
+
+#[test]
+fn the_approximate_mode_notes_each_charge_and_correction_for_the_sync() {
+    let config = config(json!({
+        "admin": null,
+        "counters": {"store": "redis", "redis": {"cluster": "redis", "mode": "approximate", "key_prefix": "q:"}}
+    }));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    assert_eq!(x.request_head(&config, &mut host, alice("GET", "/view"), true).next, Next::Continue);
+    assert_eq!(used(&config, &host, "view:u:alice"), 1, "charged here, at once");
+    x.response_head(&config, &mut host, Some(503), None, 0);
+    let syncs: Vec<i64> =
+        host.notes.iter().filter_map(|n| if let Noted::Sync { delta, .. } = n { Some(*delta) } else { None }).collect();
+    assert_eq!(syncs, vec![1, -1]);
+}
