@@ -1,26 +1,29 @@
 //! What the fuzz targets share: the configs they run against, a counter
-//! store that can misbehave, one request driven through the whole core the
-//! way the filter drives it (`filter/src/stream.rs`), and a mutator that
-//! turns a valid config into a nearly valid one.
+//! store that can misbehave, one request driven through the core's
+//! `Exchange` (the pipeline `filter/src/stream.rs` drives), random event
+//! sequences fed to an exchange ([`sequence`]), and a mutator that turns a
+//! valid config into a nearly valid one.
 //!
 //! The harness asserts only what must hold for any input: no panic, no
 //! header value that could split a response, JSON replies that are JSON,
 //! and a client (`wire.rs`) that can read back what the filter wrote.
 
+pub mod sequence;
+
 use libfuzzer_sys::arbitrary::{self, Unstructured};
-use quota_core::classify::{self, HeadMatch};
 use quota_core::config::Config;
+use quota_core::copy::CONFIRM_HEADER;
 use quota_core::counter::Counter;
-use quota_core::engine;
+use quota_core::engine::{self, Outcome};
 use quota_core::events::{self, ClassMetric};
-use quota_core::exchange::response::{Charged, Ended};
-use quota_core::identity::{self, IdentityError};
-use quota_core::negotiate::{self, BodyFormat};
+use quota_core::exchange::memory::{MemoryHost, Noted};
+use quota_core::exchange::response::Ended;
+use quota_core::exchange::{Edits, Exchange, Next};
 use quota_core::refund::flags;
-use quota_core::reply::{self, Action, LocalReply};
-use quota_core::request::{NoProperties, RequestHead};
+use quota_core::reply::LocalReply;
+use quota_core::request::RequestHead;
 use quota_core::store::{Cas, CounterStore, Expect, StoreError};
-use quota_core::{admin, admission, cost, headers, usage, wire};
+use quota_core::{headers, usage, wire};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -150,6 +153,17 @@ impl CounterStore for FuzzStore {
     }
 }
 
+/// A borrowed store, so one store outlives the hosts that serve it.
+impl CounterStore for &FuzzStore {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
+        (**self).get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], expect: Expect) -> Result<(), StoreError> {
+        (**self).set(key, value, expect)
+    }
+}
+
 /// How one input replays its request.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -158,152 +172,204 @@ pub struct Plan {
     pub step_ms: i64,
     /// How many times the request is sent (to walk past soft and hard limits).
     pub repeats: u32,
-    /// The client sent the confirmation header.
+    /// The client sends the confirmation header (`x-quota-confirm: yes`).
     pub confirmed: bool,
     /// The upstream fails: each admitted charge is refunded.
     pub refund: bool,
 }
 
-/// Sends the request `plan.repeats` times through the core as the filter
-/// does: usage and admin endpoints, classification, identity, cost, charge,
-/// the reply or the forwarded headers and rewrites, events, and the
-/// correction from the response (here the request body stands in for the
-/// response: a JSON document or an event stream with `usage`).
-pub fn drive(config: &Config, head: &RequestHead, body: Option<&[u8]>, plan: &Plan, store: &dyn CounterStore) {
-    let json: Option<Value> = body.and_then(|b| serde_json::from_slice(b).ok());
-    let format = negotiate::negotiate(head.header_str("accept"));
+/// Why [`drive`] answers no call to Redis: it has none (the exchange target
+/// answers them).
+pub const NO_REDIS: &str = "fuzz: no Redis here";
+
+/// Sends the request `plan.repeats` times through the core's
+/// [`Exchange`], the pipeline the filter drives (`filter/src/stream.rs`),
+/// with a [`MemoryHost`] whose shared data is `store`: the head, the body
+/// in one chunk and the bytes the exchange asks for; calls to Redis (a
+/// mutated config may want them) are not sent, so the fail policy decides.
+/// Then the response, through the same exchange: here the request body
+/// stands in for the response's (a JSON document or an event stream with
+/// `usage`), the status is 200, or Envoy's 503 for a connection that
+/// failed when the plan says the upstream fails. Every reply, header and
+/// rewrite is checked, every decision reported as the filter reports it,
+/// and each correction stays within its charge's bounds. Returns how many
+/// of the requests were decided (classified and identified).
+pub fn drive(config: &Config, head: &RequestHead, body: Option<&[u8]>, plan: &Plan, store: &FuzzStore) -> usize {
+    let mut host = MemoryHost::with_store(plan.now_ms, store);
     let mut now = plan.now_ms;
-    let mut caller = None;
     for _ in 0..plan.repeats {
-        caller = once(config, head, body, json.as_ref(), format, plan, now, store).or(caller);
+        host.now_ms = now;
+        once(config, &mut host, head, body, plan);
         now = now.saturating_add(plan.step_ms);
     }
-    // What the usage endpoint would show afterwards.
+    // What the usage endpoint would show the last caller afterwards.
+    let caller = host.notes.iter().rev().find_map(|n| match n {
+        Noted::Decided { caller, .. } => Some(caller),
+        _ => None,
+    });
     if let Some(caller) = caller {
-        let _ = usage::usage_report(config, &caller, now, store);
+        let _ = usage::usage_report(config, caller, now, &config.counters.table(store, now));
     }
+    host.decisions().count()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn once(
-    config: &Config,
-    head: &RequestHead,
-    body: Option<&[u8]>,
-    json: Option<&Value>,
-    format: BodyFormat,
-    plan: &Plan,
-    now: i64,
-    store: &dyn CounterStore,
-) -> Option<identity::Caller> {
-    // The counters as the filter keeps them: the bounded table over the store.
-    let table = config.counters.table(store, now);
-    let store: &dyn CounterStore = &table;
-    let path = head.path();
-    if config.usage_endpoint.as_deref() == Some(path) {
-        if !matches!(head.method(), "GET" | "HEAD") {
-            check_reply(&usage::method_not_allowed());
-            return None;
-        }
-        match identity::identify(config, head, &NoProperties) {
-            Ok(caller) => {
-                let reply = usage::usage_reply(config, &caller, now, store);
-                check_reply(&reply);
-                if let Err(e) = wire::read_usage(&reply.body) {
-                    panic!("the client cannot read the usage report ({e}): {}", reply.body);
+fn once(config: &Config, host: &mut MemoryHost<&FuzzStore>, head: &RequestHead, body: Option<&[u8]>, plan: &Plan) {
+    let mut headers = head.headers.clone();
+    if plan.confirmed {
+        headers.insert(0, (CONFIRM_HEADER.to_string(), b"yes".to_vec()));
+    }
+    let first_note = host.notes.len();
+    let mut x = Exchange::new();
+    let mut unsent = body;
+    let mut step = x.request_head(config, host, headers.clone(), unsent.is_none());
+    check_strip(&headers, &step.edits);
+    let reply = loop {
+        check_edits(&step.edits);
+        step = match step.next {
+            Next::Reply(reply) => break Some(reply),
+            Next::Continue | Next::Pause => match unsent.take() {
+                Some(bytes) => x.request_body(config, host, bytes.len(), true),
+                None => break None,
+            },
+            Next::ReadBody(n) => {
+                let held = body.map(|b| b.get(..n).unwrap_or(b).to_vec());
+                x.body_read(config, host, held)
+            }
+            Next::Call(calls) => {
+                assert!(config.counters.exact_redis().is_some(), "a call to Redis without its exact mode: {calls:?}");
+                // A call that cannot leave goes back to the exchange as not sent.
+                let mut last = None;
+                for call in calls {
+                    last = Some(x.not_sent(config, host, call.n, NO_REDIS.into()));
+                }
+                match last {
+                    Some(step) => step,
+                    None => break None,
                 }
             }
-            Err(e) => refuse(config, &e, format, now),
-        }
-        return None;
-    }
-    if config.admin.as_ref().is_some_and(|a| a.path == path) {
-        if head.method() == "POST" && admin::authorized(config, head.header("authorization")) {
-            let query = head.header_str(":path").and_then(|p| p.split_once('?')).map_or("", |(_, q)| q);
-            if let Ok(g) = admin::parse_grant(config, query) {
-                let _ = engine::grant(config, &g.key, g.units, store);
+        };
+    };
+    match &reply {
+        Some(r) => {
+            check_reply(r);
+            if r.status == 200 && config.usage_endpoint.as_deref() == Some(head.path()) {
+                if let Err(e) = wire::read_usage(&r.body) {
+                    panic!("the client cannot read the usage report ({e}): {}", r.body);
+                }
             }
         }
-        return None;
-    }
-    // The body is read only when classification needs it, as the filter does.
-    let (class, read) = match classify::classify_head(config, head) {
-        HeadMatch::Unclassified => return None,
-        HeadMatch::Class(class) => (class, cost::Body::default()),
-        HeadMatch::NeedsBody => match classify::classify_with_body(config, head, json) {
-            None => return None,
-            Some(class) => (class, cost::Body { bytes: body, json }),
-        },
-    };
-    let caller = match identity::identify(config, head, &NoProperties) {
-        Ok(c) => c,
-        Err(e) => {
-            refuse(config, &e, format, now);
-            return None;
-        }
-    };
-    let units = engine::request_cost(config, class, read);
-    let d = engine::charge(config, &caller, class, units, plan.confirmed, now, store);
-    for event in d.events(config) {
-        let _ = events::event_record(config, &caller, &d, event);
-    }
-    let _ = events::metric_deltas(&d);
-    if let (Some(c), Some(t)) = (config.class(d.class), config.tier(d.tier)) {
-        for metric in ClassMetric::ALL {
-            let _ = events::class_metric_name(&c.name, &t.name, metric);
+        None => {
+            if let Some(headers) = x.response_headers() {
+                check_headers(headers);
+            }
         }
     }
-    check_headers(&headers::response_headers(config, &d));
-    match reply::respond(config, &d, format) {
-        Action::Reply(r) => check_reply(&r),
-        Action::Continue(h) => {
-            check_headers(&h);
-            let rewrites = admission::rewrites(config, &d, json);
-            check_headers(&rewrites.headers.iter().map(|(n, v)| ("rewrite", format!("{n}: {v}"))).collect::<Vec<_>>());
-            let forwarded = json.cloned().map(|mut j| {
-                rewrites.apply_to_body(&mut j);
-                let _ = j.to_string();
-                j
-            });
-            // The filter forwards (and meters at its model's multiplier) the
-            // rewritten body only when it read the body.
-            let metered = forwarded.as_ref().filter(|_| read.json.is_some());
-            respond_and_correct(config, &d, metered, body, plan, store);
+    // The response, as Envoy delivers it to the filter.
+    if x.corrects_charge() {
+        let response = body.unwrap_or_default();
+        if plan.refund {
+            x.response_head(config, host, Some(503), None, flags::UPSTREAM_CONNECTION_FAILURE);
+        } else {
+            let json = serde_json::from_slice::<Value>(response).is_ok();
+            let content_type: &[u8] = if json { b"application/json" } else { b"text/event-stream" };
+            let content_type = x.reads_response_body().then_some(content_type);
+            x.response_head(config, host, Some(200), content_type, 0);
+        }
+        if x.reads_response_body() {
+            x.response_body(config, host, response, true);
         }
     }
-    Some(caller)
+    x.ended(config, host, || Ended { response_flags: 0, upstream_connected: true });
+    let notes = host.notes.get(first_note..).unwrap_or_default();
+    report(config, notes, host.now_ms);
+    check_corrections(config, notes);
 }
 
-/// The response side, through the core value the filter drives: the
-/// response to a request whose plan says its upstream fails is Envoy's 503
-/// for a connection that failed; any other is a 200 whose body is the
-/// request's own (a JSON document, else read as an event stream).
-fn respond_and_correct(
-    config: &Config,
-    d: &engine::Decision,
-    request: Option<&Value>,
-    body: Option<&[u8]>,
-    plan: &Plan,
-    store: &dyn CounterStore,
-) {
-    let Some(mut charged) = Charged::new(config, d, request, None) else { return };
-    let body = body.unwrap_or_default();
-    let head = if plan.refund {
-        charged.response_head(config, Some(503), None, flags::UPSTREAM_CONNECTION_FAILURE)
-    } else {
-        let json = serde_json::from_slice::<Value>(body).is_ok();
-        let content_type: &[u8] = if json { b"application/json" } else { b"text/event-stream" };
-        charged.response_head(config, Some(200), Some(content_type), 0)
-    };
-    let read = charged.reads_body().then(|| charged.response_body(config, body, true)).flatten();
-    let end = charged.stream_end(config, || Ended { response_flags: 0, upstream_connected: true });
-    for correction in [head, read, end].into_iter().flatten() {
-        let _ = correction.apply(config, store);
+/// The `x-quota-*` headers of `head` (any case) are all removed by the
+/// request head's step: only the filter speaks them.
+pub fn check_strip(head: &[(String, Vec<u8>)], edits: &Edits) {
+    for (name, _) in head.iter().filter(|(n, _)| headers::is_quota_header(n)) {
+        assert!(edits.remove.contains(name), "the client's {name} is not stripped: {:?}", edits.remove);
     }
 }
 
-fn refuse(config: &Config, err: &IdentityError, format: BodyFormat, now: i64) {
-    check_reply(&reply::refuse_identity(config, err, format));
-    let _ = events::identity_record(err, now).to_string();
+/// The headers an exchange sets on the request are safe, and a rewritten
+/// body is JSON.
+pub fn check_edits(edits: &Edits) {
+    check_headers(&edits.set.iter().map(|(n, v)| ("rewrite", format!("{n}: {v}"))).collect::<Vec<_>>());
+    if let Some(rewrite) = &edits.body {
+        assert!(serde_json::from_slice::<Value>(&rewrite.bytes).is_ok(), "a rewritten body that is not JSON");
+    }
+}
+
+/// What the filter's reporter does with an exchange's notes: event records
+/// and metrics for each decision, a record for each identity refused.
+pub fn report(config: &Config, notes: &[Noted], now_ms: i64) {
+    for note in notes {
+        match note {
+            Noted::Decided { caller, decision } => {
+                check_headers(&headers::response_headers(config, decision));
+                for event in decision.events(config) {
+                    let _ = events::event_record(config, caller, decision, event);
+                }
+                let _ = events::metric_deltas(decision);
+                if let (Some(c), Some(t)) = (config.class(decision.class), config.tier(decision.tier)) {
+                    for metric in ClassMetric::ALL {
+                        let _ = events::class_metric_name(&c.name, &t.name, metric);
+                    }
+                }
+            }
+            Noted::IdentityRefused(e) => {
+                let _ = events::identity_record(e, now_ms).to_string();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The corrections of one exchange's charge (`notes`: the exchange's own):
+/// at most one, never taking back more than was charged nor adding more
+/// than the rest of the cell's ceiling ([`engine::correction_room`]), and
+/// none before the decision. In notes, a correction is the exact mode's
+/// `Adjust` or the approximate mode's `Sync` after the one that syncs the
+/// charge itself (noted with the decision). Returns how many there were.
+pub fn check_corrections(config: &Config, notes: &[Noted]) -> usize {
+    let is_correction = |n: &Noted| matches!(n, Noted::Adjust { .. } | Noted::Sync { .. });
+    let Some(at) = notes.iter().position(|n| matches!(n, Noted::Decided { .. })) else {
+        assert!(!notes.iter().any(is_correction), "a correction with no decision: {notes:?}");
+        return 0;
+    };
+    let (before, decided) = notes.split_at(at);
+    assert!(!before.iter().any(is_correction), "a correction before the decision: {notes:?}");
+    let Some((Noted::Decided { decision: d, .. }, after)) = decided.split_first() else { return 0 };
+    let charged = match &d.outcome {
+        Outcome::Charged(c) => i64::try_from(c.cost).unwrap_or(i64::MAX),
+        _ => 0,
+    };
+    let room = i64::try_from(engine::correction_room(config, d)).unwrap_or(i64::MAX);
+    let after = match after.split_first() {
+        Some((Noted::Sync { delta, .. }, rest)) => {
+            assert_eq!(*delta, charged, "the charge synced is not the charge ({d:?})");
+            rest
+        }
+        _ => after,
+    };
+    let corrections: Vec<i64> = after
+        .iter()
+        .filter_map(|n| match n {
+            Noted::Adjust { key, delta, most, .. } => {
+                assert_eq!(Some(key), d.key.as_ref(), "an adjust of another counter");
+                assert!(i64::try_from(*most).unwrap_or(i64::MAX) <= room, "adjust room {most} > {room}");
+                Some(*delta)
+            }
+            Noted::Sync { delta, .. } => Some(*delta),
+            _ => None,
+        })
+        .collect();
+    assert!(corrections.len() <= 1, "a charge corrected more than once: {corrections:?} ({d:?})");
+    let total: i64 = corrections.iter().sum();
+    assert!(total >= -charged && total <= room, "correction {total} outside [-{charged}, {room}] ({d:?})");
+    corrections.len()
 }
 
 /// A header value with CR, LF or NUL would let copy split the response;
@@ -610,4 +676,35 @@ pub fn arbitrary_request<'a>(
     };
     let mode = StoreMode::from_bits(if u.ratio(3, 4)? { 0 } else { u.arbitrary()? });
     Ok((RequestHead::new(headers), body, plan, mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `drive` (the classify, config and config_mutate targets' driver)
+    /// over pseudo-random requests for each base config, with every store
+    /// mode: it checks what it drives, and a good share of the requests get decided.
+    #[test]
+    fn drive_decides_pseudo_random_requests_and_checks_them() {
+        let mut seed = 0x853c_49e6_748f_ea9b_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut sent, mut decided) = (0, 0);
+        for config in configs() {
+            for _ in 0..300 {
+                let data: Vec<u8> = (0..64).map(|_| next() as u8).collect();
+                let mut u = Unstructured::new(&data);
+                let Ok((head, body, plan, mode)) = arbitrary_request(config, &mut u) else { continue };
+                let store = FuzzStore::new(mode, None);
+                sent += plan.repeats as usize;
+                decided += drive(config, &head, body, &plan, &store);
+            }
+        }
+        assert!(decided > sent / 8, "{decided} of {sent} requests decided");
+    }
 }

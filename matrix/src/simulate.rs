@@ -1,32 +1,46 @@
-//! `simulate`: replays a trace through the filter's core, as the filter
-//! would run it (classify, charge, respond), with a manual clock set to each
-//! request's time and an in-memory counter store.
+//! `simulate`: replays a trace through the filter's own request pipeline.
 //!
-//! The caller is set directly (user, optional workspace, the chosen tier),
-//! not read through the config's identity sources, so any config can be
-//! replayed whatever its sources are.
+//! Each request goes through a [`quota_core::exchange::Exchange`] the way
+//! the filter drives one (`filter/src/stream.rs`): its head, then its body
+//! (all of it, ending the stream) and the bytes the exchange asks to read.
+//! One [`MemoryHost`] serves the whole trace: its clock is set to each
+//! request's time and its shared data is an in-memory counter store.
+//!
+//! Nothing here decides anything: what a [`Step`] reports is read from what
+//! the exchange did: the decision it noted (class, state, events, the cost
+//! the request asked for), the reply it sent, the headers it put on the
+//! response, the edits it made to the request. The usage and admin
+//! endpoints are only labelled here (by the request's path); the exchange
+//! answers them.
+//!
+//! - The caller is set directly (user, optional workspace, the chosen
+//!   tier), not read through the config's identity sources, so any config
+//!   can be replayed whatever its sources are.
+//! - The usage endpoint answers every read (no read budgets).
+//! - Counters live in memory. A config whose counters live in Redis in the
+//!   exact mode is replayed with them in shared data (the simulator has no
+//!   Redis to call): the core decides from the record Redis held before the
+//!   charge as it decides from shared data, so the steps are the same, for
+//!   one caller, as the filter's. The approximate mode decides from shared
+//!   data already.
+//! - A trace holds no responses: a forwarded request's charge stands (no
+//!   refund, no usage reported by an upstream).
 
 use crate::cli::Simulate;
 use crate::load::Loaded;
 use crate::trace::Request;
 use quota_core::body::read_body;
-use quota_core::buffering::{at_head, AtHead};
-use quota_core::classify::{classify_head, HeadMatch};
-use quota_core::clock::{Clock, ManualClock};
 use quota_core::config::{parse_utc_offset, Config};
-use quota_core::copy::CONFIRM_HEADER;
-use quota_core::cost::Body;
-use quota_core::engine::{self, charge, request_cost, Decision, Event, Outcome};
-use quota_core::headers::{is_quota_header, WARNING};
+use quota_core::engine::{Decision, Event, Outcome};
+use quota_core::exchange::memory::{MemoryHost, Noted};
+use quota_core::exchange::{Edits, Exchange, Next};
+use quota_core::headers::WARNING;
 use quota_core::identity::Caller;
-use quota_core::negotiate::{negotiate, BodyFormat};
-use quota_core::reply::{refuse_body, respond, Action, LocalReply};
+use quota_core::negotiate::BodyFormat;
+use quota_core::reply::{respond, Action, LocalReply};
 use quota_core::request::RequestHead;
-use quota_core::store::{CounterStore, MemoryStore};
-use quota_core::unreadable::{classify_body, strictest, BodyVerdict};
-use quota_core::usage::{method_not_allowed, usage_reply};
-use quota_core::{admin, admission};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// What happened to one request of the trace.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +51,8 @@ pub struct Step {
     pub path: String,
     /// `None`: no class matched and there is no default class.
     pub class: Option<String>,
-    /// Units the request costs (classified requests only).
+    /// Units the request asked for (requests charged to a cell only:
+    /// admitted or refused there).
     pub cost: Option<u64>,
     /// 200 when forwarded to the upstream, else the filter's own status.
     pub status: u16,
@@ -59,17 +74,27 @@ pub struct Step {
 
 /// Replays `requests` for one caller. Errors are the lines to print.
 pub fn run(loaded: &Loaded, args: &Simulate, requests: &[Request]) -> Result<Vec<Step>, String> {
-    let config = &loaded.config;
-    let caller = caller(loaded, args)?;
-    let store = MemoryStore::new();
-    let clock = ManualClock::at(requests.first().map_or(0, |r| r.now_ms));
-    Ok(requests
+    let config = in_memory(&loaded.config);
+    let mut host = MemoryHost::at(requests.first().map_or(0, |r| r.now_ms));
+    host.caller = Some(caller(loaded, args)?);
+    requests
         .iter()
         .map(|request| {
-            clock.set_ms(request.now_ms);
-            step(config, &caller, request, &clock, &store)
+            host.now_ms = request.now_ms;
+            step(&config, &mut host, request)
         })
-        .collect())
+        .collect()
+}
+
+/// The config with its counters where the simulator keeps them: in memory
+/// (see the module's notes on Redis).
+fn in_memory(config: &Config) -> Cow<'_, Config> {
+    if config.counters.exact_redis().is_none() {
+        return Cow::Borrowed(config);
+    }
+    let mut local = config.clone();
+    local.counters.redis = None;
+    Cow::Owned(local)
 }
 
 fn caller(loaded: &Loaded, args: &Simulate) -> Result<Caller, String> {
@@ -89,7 +114,70 @@ fn caller(loaded: &Loaded, args: &Simulate) -> Result<Caller, String> {
     Ok(Caller { id: args.user.clone(), anonymous: false, workspace: args.workspace.clone(), tier, alignment })
 }
 
-fn step(config: &Config, caller: &Caller, request: &Request, clock: &ManualClock, store: &MemoryStore) -> Step {
+/// The request head as the client sent it: pseudo-headers, then the
+/// trace's headers (its `x-quota-*` ones too: the exchange strips them).
+fn head_of(request: &Request) -> Vec<(String, Vec<u8>)> {
+    let mut head: Vec<(String, Vec<u8>)> = vec![
+        (":method".into(), request.method.clone().into_bytes()),
+        (":path".into(), request.path.clone().into_bytes()),
+    ];
+    head.extend(request.headers.iter().map(|(n, v)| (n.clone(), v.clone().into_bytes())));
+    head
+}
+
+/// What an exchange did with one request.
+struct Passage {
+    exchange: Exchange,
+    /// The edits of every step, in order.
+    edits: Vec<Edits>,
+    /// The filter answered the request itself.
+    reply: Option<LocalReply>,
+    /// What the exchange noted for this request.
+    notes: Vec<Noted>,
+}
+
+/// Drives one request through an exchange the way `filter/src/stream.rs`
+/// drives one: the head, then the body in one chunk that ends the stream
+/// (Envoy delivers it whether the headers went on or wait), and the bytes
+/// the exchange asks to read.
+fn pass(
+    config: &Config,
+    host: &mut MemoryHost,
+    request: &Request,
+    head: Vec<(String, Vec<u8>)>,
+) -> Result<Passage, String> {
+    let mut exchange = Exchange::new();
+    let first_note = host.notes.len();
+    let mut edits = Vec::new();
+    let mut unsent = request.body.as_deref();
+    let mut step = exchange.request_head(config, host, head, unsent.is_none());
+    let reply = loop {
+        edits.push(step.edits);
+        step = match step.next {
+            Next::Reply(reply) => break Some(reply),
+            Next::Continue | Next::Pause => match unsent.take() {
+                Some(body) => exchange.request_body(config, host, body.len(), true),
+                None => break None,
+            },
+            Next::ReadBody(n) => {
+                let held = request.body.as_deref().map(|b| b.get(..n).unwrap_or(b).to_vec());
+                exchange.body_read(config, host, held)
+            }
+            Next::Call(_) => {
+                // In-memory counters never call Redis (see `in_memory`).
+                exchange.abandon(host);
+                return Err(format!(
+                    "line {}: the filter asked the Redis store, which the simulator does not have",
+                    request.line
+                ));
+            }
+        };
+    };
+    let notes = host.notes.get(first_note..).unwrap_or_default().to_vec();
+    Ok(Passage { exchange, edits, reply, notes })
+}
+
+fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Step, String> {
     let mut step = Step {
         line: request.line,
         time: request.time.clone(),
@@ -106,98 +194,69 @@ fn step(config: &Config, caller: &Caller, request: &Request, clock: &ManualClock
         body: None,
         rewrites: Vec::new(),
     };
-    // As the filter does: read the confirmation, then drop every x-quota-* header.
-    let confirmed = request.headers.iter().find(|(n, _)| n == CONFIRM_HEADER).is_some_and(|(_, v)| is_yes(v));
-    let mut head: Vec<(String, Vec<u8>)> = vec![
-        (":method".into(), request.method.clone().into_bytes()),
-        (":path".into(), request.path.clone().into_bytes()),
-    ];
-    head.extend(
-        request.headers.iter().filter(|(n, _)| !is_quota_header(n)).map(|(n, v)| (n.clone(), v.clone().into_bytes())),
-    );
-    let head = RequestHead::new(head);
-    let format = negotiate(head.header_str("accept"));
-    // The counters as the filter keeps them: the bounded table over the store.
-    let store = &config.counters.table(store, clock.now_ms());
+    let head = head_of(request);
+    // For the labels only: the exchange routes the request by the same path.
+    let path = RequestHead::new(head.clone()).path().to_string();
+    let passage = pass(config, host, request, head)?;
+    let decision = passage.notes.iter().find_map(|n| match n {
+        Noted::Decided { decision, .. } => Some(decision),
+        _ => None,
+    });
+    let body_refused = passage.notes.iter().find_map(|n| match n {
+        Noted::BodyRefused(code) => Some(*code),
+        _ => None,
+    });
 
-    if config.usage_endpoint.as_deref() == Some(head.path()) {
-        let reply = if matches!(head.method(), "GET" | "HEAD") {
-            usage_reply(config, caller, clock.now_ms(), store)
-        } else {
-            method_not_allowed()
-        };
+    if config.usage_endpoint.as_deref() == Some(path.as_str()) {
         step.class = Some("usage endpoint".into());
-        step.message = usage_summary(&reply.body).or_else(|| error_message(&reply.body));
-        answered(&mut step, reply);
-        return step;
-    }
-    if config.admin.as_ref().is_some_and(|a| a.path == head.path()) {
-        step.class = Some("admin endpoint".into());
-        let reply = admin_grant(config, &head, store);
-        step.message = Some(match &reply {
-            Ok(text) => text.clone(),
-            Err((_, text)) => text.clone(),
-        });
-        step.status = match reply {
-            Ok(_) => 200,
-            Err((status, _)) => status,
-        };
-        step.answered = true;
-        return step;
-    }
-    // As the filter does: the body is read only when a rule or the cost needs it.
-    let mut strictest_cost = None;
-    let (class, body, json) = match classify_head(config, &head) {
-        HeadMatch::Unclassified => (None, None, None),
-        HeadMatch::Class(c) => (Some(c), None, None),
-        HeadMatch::NeedsBody => {
-            let declared_too_large = at_head(&head, config.max_body_bytes) == AtHead::TooLarge;
-            let too_large =
-                declared_too_large || request.body.as_ref().is_some_and(|b| b.len() > config.max_body_bytes);
-            let body = request.body.as_deref().filter(|_| !too_large);
-            let read = read_body(body, too_large);
-            match classify_body(config, &head, &read) {
-                BodyVerdict::Class(class) => (class, body, read.into_json()),
-                BodyVerdict::Refuse(why) => {
-                    step.class = Some(why.code().replace('_', " "));
-                    step.state = Some(why.code().into());
-                    step.events = vec![why.code().into()];
-                    step.message = error_message(&refuse_body(config, &why, BodyFormat::OpenAi).body);
-                    answered(&mut step, refuse_body(config, &why, format));
-                    return step;
-                }
-                // The most restrictive class the head allows, at its highest cost.
-                BodyVerdict::Strictest => match strictest(config, &head, caller.tier) {
-                    Some(s) => {
-                        strictest_cost = Some(s.cost());
-                        (Some(s.class()), None, None)
-                    }
-                    None => (None, None, None),
-                },
-            }
-        }
-    };
-    let Some(class) = class else {
-        return step;
-    };
-    let cost = strictest_cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
-    let decision = charge(config, caller, class, cost, confirmed, clock.now_ms(), store);
-    step.class = config.class(class).map(|c| c.name.clone());
-    step.cost = Some(cost);
-    step.state = Some(state(&decision).into());
-    step.events = decision.events(config).iter().map(event).collect();
-    match respond(config, &decision, format) {
-        Action::Continue(headers) => {
-            step.message = headers.iter().find(|(n, _)| *n == WARNING).map(|(_, v)| v.clone());
-            step.headers = own(&headers);
-            step.rewrites = rewrites(config, &decision, json.as_ref());
-        }
-        Action::Reply(reply) => {
-            step.message = refusal_message(config, &decision, format, &reply.body);
+        if let Some(reply) = passage.reply {
+            step.message = usage_summary(&reply.body).or_else(|| error_message(&reply.body));
             answered(&mut step, reply);
         }
+        return Ok(step);
     }
-    step
+    if config.admin.as_ref().is_some_and(|a| a.path == path) {
+        step.class = Some("admin endpoint".into());
+        if let Some(reply) = passage.reply {
+            step.message = Some(grant_message(&reply));
+            step.status = reply.status;
+            step.answered = true;
+        }
+        return Ok(step);
+    }
+    if let Some(code) = body_refused {
+        step.class = Some(code.replace('_', " "));
+        step.state = Some(code.into());
+        step.events = vec![code.into()];
+        if let Some(reply) = passage.reply {
+            step.message = error_message(&reply.body).or_else(|| body_refusal_in_json(config, host, request));
+            answered(&mut step, reply);
+        }
+        return Ok(step);
+    }
+    if let Some(d) = decision {
+        step.class = config.class(d.class).map(|c| c.name.clone());
+        step.cost = match &d.outcome {
+            Outcome::Charged(c) => Some(c.requested),
+            _ => None,
+        };
+        step.state = Some(state(d).into());
+        step.events = d.events(config).iter().map(event).collect();
+    }
+    match passage.reply {
+        Some(reply) => {
+            step.message = error_message(&reply.body).or_else(|| decision.and_then(|d| refusal_in_json(config, d)));
+            answered(&mut step, reply);
+        }
+        None => {
+            if let Some(headers) = passage.exchange.response_headers() {
+                step.message = headers.iter().find(|(n, _)| *n == WARNING).map(|(_, v)| v.clone());
+                step.headers = own(headers);
+                step.rewrites = rewrites(&passage.edits, request.body.as_deref());
+            }
+        }
+    }
+    Ok(step)
 }
 
 fn answered(step: &mut Step, reply: LocalReply) {
@@ -207,29 +266,46 @@ fn answered(step: &mut Step, reply: LocalReply) {
     step.body = Some(reply.body);
 }
 
-/// The grants endpoint, as the filter answers it: 404 without the secret,
-/// 400 for a bad query, else the new grant balance.
-fn admin_grant(config: &Config, head: &RequestHead, store: &impl CounterStore) -> Result<String, (u16, String)> {
-    if head.method() != "POST" || !admin::authorized(config, head.header("authorization")) {
-        return Err((404, "not found (no POST with the admin secret)".into()));
+/// The grants endpoint's answer in a sentence: the new balance, 404 to a
+/// request without the secret, or the error's message.
+fn grant_message(reply: &LocalReply) -> String {
+    let doc: Option<Value> = serde_json::from_str(&reply.body).ok();
+    let field = |name: &str| {
+        let value = doc.as_ref().and_then(|d| d.get(name));
+        value.map_or_else(|| "?".to_string(), |v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+    };
+    match reply.status {
+        200 => format!(
+            "granted {} units to {} {}: grant balance {}",
+            field("added"),
+            field("scope"),
+            field("id"),
+            field("grant")
+        ),
+        404 => "not found (no POST with the admin secret)".into(),
+        _ => error_message(&reply.body).unwrap_or_else(|| reply.body.trim().to_string()),
     }
-    let query = head.header_str(":path").and_then(|p| p.split_once('?')).map_or("", |(_, q)| q);
-    let grant = admin::parse_grant(config, query).map_err(|why| (400, why))?;
-    let balance =
-        engine::grant(config, &grant.key, grant.units, store).map_err(|e| (503, format!("the store gave up: {e}")))?;
-    Ok(format!("granted {} units to {} {}: grant balance {balance}", grant.units, grant.scope.as_str(), grant.id))
 }
 
-/// What the filter changes on an admitted request before the upstream sees it
-/// (the same `admission::rewrites` the filter carries out).
-fn rewrites(config: &Config, d: &Decision, json: Option<&Value>) -> Vec<String> {
-    let r = admission::rewrites(config, d, json);
+/// What the filter changed on an admitted request before the upstream saw
+/// it, read from the exchange's edits: the headers it set, and what a
+/// rewritten body changed (`sent` is the body as the client sent it).
+fn rewrites(edits: &[Edits], sent: Option<&[u8]>) -> Vec<String> {
     let mut out: Vec<String> =
-        r.headers.iter().map(|(name, value)| format!("request header {name}: {value}")).collect();
-    if let (Some(model), Some(old)) = (&r.model, json.and_then(|b| b.get("model"))) {
-        out.push(format!("model {} → {model}", old.as_str().unwrap_or("?")));
+        edits.iter().flat_map(|e| &e.set).map(|(name, value)| format!("request header {name}: {value}")).collect();
+    let Some(rewrite) = edits.iter().rev().find_map(|e| e.body.as_ref()) else { return out };
+    let Ok(new) = serde_json::from_slice::<Value>(&rewrite.bytes) else { return out };
+    // The client's body as the filter read it.
+    let old = read_body(sent, false).into_json();
+    if let (Some(model), Some(was)) = (new.get("model"), old.as_ref().and_then(|o| o.get("model"))) {
+        if model != was {
+            out.push(format!("model {} → {}", was.as_str().unwrap_or("?"), model.as_str().unwrap_or("?")));
+        }
     }
-    if r.include_usage {
+    let includes_usage = |body: Option<&Value>| {
+        body.and_then(|b| b.pointer("/stream_options/include_usage")) == Some(&Value::Bool(true))
+    };
+    if includes_usage(Some(&new)) && !includes_usage(old.as_ref()) {
         out.push("stream_options.include_usage: true".into());
     }
     out
@@ -257,15 +333,27 @@ fn event(e: &Event) -> String {
     }
 }
 
-/// The refusal's human sentence, whatever format the body was written in.
-fn refusal_message(config: &Config, d: &Decision, format: BodyFormat, body: &str) -> Option<String> {
-    if format == BodyFormat::OpenAi {
-        return error_message(body);
-    }
+/// A refusal's human sentence when the reply is not an OpenAI error
+/// envelope (a page for a browser, problem details): the noted decision's
+/// reply in that format.
+fn refusal_in_json(config: &Config, d: &Decision) -> Option<String> {
     match respond(config, d, BodyFormat::OpenAi) {
         Action::Reply(r) => error_message(&r.body),
         Action::Continue(_) => None,
     }
+}
+
+/// A body refusal's human sentence when the reply is not an OpenAI error
+/// envelope: the same request asking for JSON, through a fresh exchange
+/// (refusing a body reads no counter, so a fresh store answers the same).
+fn body_refusal_in_json(config: &Config, host: &MemoryHost, request: &Request) -> Option<String> {
+    let mut scratch = MemoryHost::at(host.now_ms);
+    scratch.caller = host.caller.clone();
+    let mut head = head_of(request);
+    head.retain(|(n, _)| n != "accept");
+    head.push(("accept".into(), b"application/json".to_vec()));
+    let reply = pass(config, &mut scratch, request, head).ok()?.reply?;
+    error_message(&reply.body)
 }
 
 fn error_message(body: &str) -> Option<String> {
@@ -289,12 +377,6 @@ fn usage_summary(body: &str) -> Option<String> {
         })
         .collect();
     Some(parts.join("; "))
-}
-
-/// A confirmation header says yes unless it says no (as the filter reads it).
-fn is_yes(value: &str) -> bool {
-    let v = value.trim().to_ascii_lowercase();
-    !v.is_empty() && !matches!(v.as_str(), "no" | "false" | "0")
 }
 
 /// Readable text: a block per request, then a summary.
@@ -403,4 +485,80 @@ pub fn json_lines(steps: &[Step]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace;
+
+    fn features() -> Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/features.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn loaded(doc: Value) -> Loaded {
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        Loaded { path: "features.json".into(), config, raw: doc }
+    }
+
+    fn replay(loaded: &Loaded, trace: &str) -> Vec<Step> {
+        let args = Simulate {
+            file: loaded.path.clone(),
+            tier: "starter".into(),
+            user: "sim-user".into(),
+            workspace: None,
+            utc_offset: None,
+            script: "trace.jsonl".into(),
+            json: false,
+            brief: false,
+        };
+        run(loaded, &args, &trace::parse(trace, "trace.jsonl").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn counters_in_redis_are_replayed_in_memory_with_the_same_steps() {
+        let starter = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/features-starter.jsonl");
+        let trace = std::fs::read_to_string(starter).unwrap();
+        let mut doc = features();
+        doc["counters"] = json!({"store": "redis", "redis": {"cluster": "redis"}});
+        let redis = loaded(doc);
+        assert!(redis.config.counters.exact_redis().is_some());
+        let steps = replay(&redis, &trace);
+        assert_eq!(steps, replay(&loaded(features()), &trace));
+        // Charged, refused, answered: the trace reaches the store.
+        assert!(steps.iter().any(|s| s.status == 429) && steps.iter().any(|s| s.state.as_deref() == Some("warning")));
+    }
+
+    #[test]
+    fn a_body_refused_to_a_browser_shows_the_sentence_of_its_json_reply() {
+        let trace = r#"{"time": "2026-11-22T09:05:00Z", "path": "/v1/batches", "body": "not json", "headers": {"accept": "text/html"}}"#;
+        let steps = replay(&loaded(features()), trace);
+        let s = &steps[0];
+        assert_eq!((s.status, s.answered, s.state.as_deref()), (400, true, Some("unreadable_body")));
+        assert_eq!(s.class.as_deref(), Some("unreadable body"));
+        assert!(s.body.as_deref().unwrap().contains("<html"), "{:?}", s.body);
+        let message = s.message.as_deref().unwrap();
+        assert!(message.starts_with("We couldn't read this request's JSON body"), "{message}");
+    }
+
+    #[test]
+    fn the_grants_endpoint_says_what_it_did() {
+        let secret = r#""headers": {"authorization": "Bearer a-demo-secret-of-at-least-24-chars"}"#;
+        let trace = [
+            r#"{"time": "2026-11-22T09:00:00Z", "path": "/quota/admin/grants?class=batch&user=sim-user&units=40"}"#.to_string(),
+            format!(r#"{{"time": "2026-11-22T09:01:00Z", "path": "/quota/admin/grants?class=batch&units=40", {secret}}}"#),
+            format!(
+                r#"{{"time": "2026-11-22T09:02:00Z", "path": "/quota/admin/grants?class=batch&user=sim-user&units=40", {secret}}}"#
+            ),
+        ]
+        .join("\n");
+        let steps = replay(&loaded(features()), &trace);
+        let said: Vec<(u16, &str)> = steps.iter().map(|s| (s.status, s.message.as_deref().unwrap())).collect();
+        assert_eq!(said[0], (404, "not found (no POST with the admin secret)"));
+        assert_eq!(said[1].0, 400);
+        assert!(!said[1].1.is_empty() && !said[1].1.starts_with('{'), "{}", said[1].1);
+        assert_eq!(said[2], (200, "granted 40 units to user sim-user: grant balance 40"));
+        assert!(steps.iter().all(|s| s.answered && s.class.as_deref() == Some("admin endpoint")));
+    }
 }

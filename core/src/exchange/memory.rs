@@ -1,5 +1,6 @@
 //! A [`Host`] in memory: a settable clock, a [`MemoryStore`] for shared
-//! data, properties from a list, and every [`Note`] kept in order. What the
+//! data (or any other [`CounterStore`]: [`MemoryHost::with_store`]),
+//! properties from a list, and every [`Note`] kept in order. What the
 //! simulator, the fuzzer and the tests drive an [`Exchange`](super::Exchange) with.
 
 use super::{Host, Level, Note};
@@ -62,12 +63,14 @@ impl Properties for PropertyList {
     }
 }
 
-/// A host in memory.
-#[derive(Debug, Default)]
-pub struct MemoryHost {
+/// A host in memory; its shared data is a [`MemoryStore`] unless it is
+/// built [`with_store`](MemoryHost::with_store) (a store that fails on
+/// purpose, a borrowed one).
+#[derive(Debug)]
+pub struct MemoryHost<S = MemoryStore> {
     pub now_ms: i64,
     /// Shared data.
-    pub store: MemoryStore,
+    pub store: S,
     pub properties: PropertyList,
     /// The caller every request is sent by, whatever its headers say (the
     /// simulator's `--user`); `None`: the config's identity sources decide.
@@ -81,9 +84,34 @@ pub struct MemoryHost {
     pub notes: Vec<Noted>,
 }
 
+impl Default for MemoryHost {
+    /// At time 0, with a store that is empty and a script Redis is not
+    /// believed to hold (what `#[derive(Default)]` gave).
+    fn default() -> Self {
+        MemoryHost { script_cached: false, ..MemoryHost::with_store(0, MemoryStore::default()) }
+    }
+}
+
 impl MemoryHost {
     pub fn at(now_ms: i64) -> MemoryHost {
-        MemoryHost { now_ms, script_cached: true, ..MemoryHost::default() }
+        MemoryHost::with_store(now_ms, MemoryStore::default())
+    }
+}
+
+impl<S> MemoryHost<S> {
+    /// A host at `now_ms` whose shared data is `store`; Redis is believed
+    /// to hold the script.
+    pub fn with_store(now_ms: i64, store: S) -> MemoryHost<S> {
+        MemoryHost {
+            now_ms,
+            store,
+            properties: PropertyList::default(),
+            caller: None,
+            usage_reads: None,
+            script_cached: true,
+            ids: 0,
+            notes: Vec::new(),
+        }
     }
 
     /// The decisions noted so far, in order.
@@ -95,7 +123,7 @@ impl MemoryHost {
     }
 }
 
-impl Host for MemoryHost {
+impl<S: CounterStore> Host for MemoryHost<S> {
     fn now_ms(&self) -> i64 {
         self.now_ms
     }
