@@ -18,6 +18,9 @@ pub struct Decision {
     pub key: Option<String>,
     /// When the decision was made, in Unix milliseconds.
     pub now_ms: i64,
+    /// Units the request asked for, whatever the outcome (what it would
+    /// cost where it is not included, say).
+    pub requested: u64,
     pub outcome: Outcome,
 }
 
@@ -214,7 +217,8 @@ pub enum Prepared {
 
 /// Finds the counter `cost` units of `class` are charged to.
 pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, confirmed: bool, now_ms: i64) -> Prepared {
-    let decision = |scope, outcome| Decision { class, tier: caller.tier, scope, key: None, now_ms, outcome };
+    let decision =
+        |scope, outcome| Decision { class, tier: caller.tier, scope, key: None, now_ms, requested: cost, outcome };
     let user_scope = caller.own_scope();
     let (Some(cell), Some(class_def)) = (config.cell(caller.tier, class), config.class(class)) else {
         let reason = GiveUp::Unavailable("no cell for this tier and class".into());
@@ -260,6 +264,7 @@ pub fn settle(config: &Config, ticket: Ticket, stored: Result<Option<Counter>, G
         scope: ticket.scope,
         key: Some(ticket.key.clone()),
         now_ms: ticket.now_ms,
+        requested: ticket.cost,
         outcome: o,
     };
     let policy = config.counters.on_error;

@@ -13,9 +13,7 @@
 //!   [`check_headers`], [`check_edits`]); the request head's step strips
 //!   every `x-quota-*` header the client sent ([`check_strip`]);
 //! - a request is decided at most once, and once answered it stays
-//!   answered: no later step calls Redis, reads the body or replies again,
-//!   and a later `Continue` changes nothing (the core answers request
-//!   events after a reply with `Continue`, not `Pause`);
+//!   answered: every later step is `Pause`, with no edits;
 //! - a call to Redis comes only from a config in Redis's exact mode;
 //! - a charge is cancelled at most once, only if it was sent, and never
 //!   after the exchange heard it could not be sent;
@@ -428,12 +426,8 @@ impl<'c> Watch<'c> {
         let config = self.config;
         check_edits(&step.edits);
         if self.replied {
-            // Answered, it stays answered. The core answers a request body,
-            // trailers or a body read after a reply with `Continue`, not
-            // `Pause` (core/src/exchange/request.rs: `request_body`,
-            // `request_trailers` and `body_in` fall through to `Continue` in
-            // `Phase::Replied`): tolerated as long as it carries nothing.
-            assert!(matches!(step.next, Next::Pause | Next::Continue), "a step after the reply: {:?}", step.next);
+            // Answered, it stays answered: the request goes no further.
+            assert_eq!(step.next, Next::Pause, "a step after the reply");
             assert!(step.edits.is_empty(), "edits after the reply: {:?}", step.edits);
             assert!(x.response_headers().is_none() && !x.corrects_charge(), "admitted after the reply");
         }

@@ -236,10 +236,7 @@ fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Ste
     }
     if let Some(d) = decision {
         step.class = config.class(d.class).map(|c| c.name.clone());
-        step.cost = match &d.outcome {
-            Outcome::Charged(c) => Some(c.requested),
-            _ => None,
-        };
+        step.cost = Some(d.requested);
         step.state = Some(state(d).into());
         step.events = d.events(config).iter().map(event).collect();
     }

@@ -258,9 +258,10 @@ impl Exchange {
     }
 
     /// The stream is gone: a charge still out is cancelled (its answer, if
-    /// it comes, finds no stream; the request never reached the upstream).
+    /// it comes, finds no stream; the request never reached the upstream);
+    /// a usage read or a grant still out is no longer waited for.
     pub fn abandon(&mut self, host: &mut dyn Host) {
-        if !matches!(self.phase, Phase::Charging(_)) {
+        if !self.phase.waiting_for_store() {
             return;
         }
         if let Phase::Charging(waiting) = std::mem::replace(&mut self.phase, Phase::Replied) {

@@ -237,17 +237,25 @@ impl Exchange {
                 Chunk::TooLarge => self.body_in(config, host, BodyIn { bytes: None, too_large: true }),
                 Chunk::Read => self.read_body(buffered),
             },
-            // Going on here would let held headers go on too, before Redis answered.
-            phase if phase.waiting_for_store() => Step::new(Next::Pause),
-            _ => Step::new(Next::Continue),
+            _ => self.as_it_stands(),
         }
     }
 
     /// The request's trailers arrived: the body is complete.
     pub fn request_trailers(&mut self, config: &Config) -> Step {
         match &self.phase {
-            phase if phase.waiting_for_store() => Step::new(Next::Pause),
             Phase::AwaitingBody(_) => self.read_body(config.max_body_bytes),
+            _ => self.as_it_stands(),
+        }
+    }
+
+    /// An event with nothing left to decide: a request answered here goes
+    /// no further, one waiting for Redis stays held (going on would let held
+    /// headers go on too, before Redis answered), any other goes on.
+    fn as_it_stands(&self) -> Step {
+        match &self.phase {
+            Phase::Replied => Step::new(Next::Pause),
+            phase if phase.waiting_for_store() => Step::new(Next::Pause),
             _ => Step::new(Next::Continue),
         }
     }
@@ -260,7 +268,7 @@ impl Exchange {
             }
             other => {
                 self.phase = other;
-                Step::new(Next::Continue)
+                self.as_it_stands()
             }
         }
     }
@@ -287,7 +295,7 @@ impl Exchange {
             }
             other => {
                 self.phase = other;
-                Step::new(Next::Continue)
+                self.as_it_stands()
             }
         }
     }
@@ -567,6 +575,15 @@ impl Exchange {
     /// Call `n` could not be sent (`why`): as an answer that never came,
     /// from a script that never ran.
     pub fn not_sent(&mut self, config: &Config, host: &mut dyn Host, n: usize, why: String) -> Step {
+        let ours = match &self.phase {
+            Phase::Charging(w) => w.call.n == n,
+            Phase::Granting(w) => w.call.n == n,
+            Phase::Viewing(v) => v.waiting.contains_key(&n),
+            _ => false,
+        };
+        if !ours {
+            return self.as_it_stands();
+        }
         host.note(Note::StoreError(&why));
         let unanswered = Unanswered { why, may_have_run: false };
         match std::mem::replace(&mut self.phase, Phase::Pass) {

@@ -185,7 +185,9 @@ fn identity_is_required_and_its_refusal_is_reported() {
     assert_eq!(reply(&step).0, 401);
     assert_eq!(host.notes, vec![Noted::IdentityRefused(IdentityError::MissingUser)]);
     // After a reply, nothing lets the request go on.
-    assert_eq!(x.request_body(&config, &mut host, 5, true).next, Next::Continue);
+    assert_eq!(x.request_body(&config, &mut host, 5, true).next, Next::Pause);
+    assert_eq!(x.request_trailers(&config).next, Next::Pause);
+    assert_eq!(x.body_read(&config, &mut host, Some(b"{}".to_vec())).next, Next::Pause);
     assert!(x.response_headers().is_none());
 }
 
