@@ -40,6 +40,7 @@ pub mod redis;
 pub mod refund;
 pub mod reply;
 pub mod request;
+pub mod stack;
 pub mod store;
 pub mod table;
 pub mod template;
