@@ -3,7 +3,7 @@
 //! `queue`, and a usage report from streaming upstreams. Worked out here once,
 //! carried out by the filter (and shown by the simulator).
 
-use crate::config::{Cell, Config, Cost};
+use crate::config::{Config, Cost};
 use crate::decide::Served;
 use crate::engine::{Decision, Outcome};
 use serde_json::{json, Value};
@@ -56,7 +56,7 @@ impl Rewrites {
 /// The rewrites an admitted decision asks for, given the request's JSON body.
 pub fn rewrites(config: &Config, d: &Decision, body: Option<&Value>) -> Rewrites {
     let mut out = Rewrites::default();
-    let (Outcome::Charged(c), Some(Cell::Limited(limits))) = (&d.outcome, config.cell(d.tier, d.class)) else {
+    let (Outcome::Charged(c), Some(limits)) = (&d.outcome, crate::engine::limit_of(config, d)) else {
         return out;
     };
     if !c.admitted {
@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn degraded_streaming_requests_get_the_small_model_and_a_usage_report() {
         let mut config = config_with(r#"[{"name": "chat", "cost": {"tokens": {}}}]"#);
-        if let Some(Cell::Limited(l)) = config.tiers[0].cells.get_mut(0) {
+        if let Some(crate::config::Cell::Limited(l)) = config.tiers[0].cells.get_mut(0) {
+            let l = &mut l[0];
             l.hard = 10_000;
             l.soft = Some(1);
             l.past_soft = crate::config::PastSoft::Degrade;

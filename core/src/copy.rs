@@ -151,18 +151,21 @@ impl UpgradeHint {
     }
 }
 
-/// The upgrade a tier's users would be offered for a class: the tier it
-/// upgrades to, if that tier includes the class with a higher limit.
-pub fn upgrade_hint(config: &Config, tier: TierId, class: ClassId) -> Option<UpgradeHint> {
+/// The upgrade a tier's users would be offered for a class's limit (its
+/// index in the cell's stack): the tier it upgrades to, if that tier has the
+/// same limit (scope and window; the only one of a one-limit cell) higher.
+pub fn upgrade_hint(config: &Config, tier: TierId, class: ClassId, limit: usize) -> Option<UpgradeHint> {
     let current = config.tier(tier)?;
-    let current_hard = match config.cell(tier, class)? {
-        Cell::Limited(l) => l.hard,
-        Cell::NotIncluded => 0,
-    };
+    let here = config.cell(tier, class)?.limits().get(limit);
     let next_id = current.upgrade_to?;
     let next = config.tier(next_id)?;
-    match config.cell(next_id, class)? {
-        Cell::Limited(l) if l.hard > current_hard => Some(UpgradeHint {
+    let there = match (here, config.cell(next_id, class)?.limits()) {
+        (_, [only]) => Some(only),
+        (None, stack) => stack.first(),
+        (Some(h), stack) => stack.iter().find(|l| l.scope == h.scope && l.window == h.window),
+    };
+    match there {
+        Some(l) if l.hard > here.map_or(0, |h| h.hard) => Some(UpgradeHint {
             tier: next_id,
             tier_label: next.label.clone(),
             limit: l.hard,
@@ -187,16 +190,18 @@ pub struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    pub fn new(config: &'a Config, tier: TierId, class: ClassId) -> Option<Facts<'a>> {
-        let facts = Facts::without_hint(config, tier, class)?;
-        Some(Facts { hint: upgrade_hint(config, tier, class), ..facts })
+    /// The facts of one limit of the cell (its index in the stack; 0 for a
+    /// one-limit cell).
+    pub fn new(config: &'a Config, tier: TierId, class: ClassId, limit: usize) -> Option<Facts<'a>> {
+        let facts = Facts::without_hint(config, tier, class, limit)?;
+        Some(Facts { hint: upgrade_hint(config, tier, class, limit), ..facts })
     }
 
     /// [`Facts::new`] without the upgrade hint, for callers that set it
     /// only when they say something about limits.
-    pub fn without_hint(config: &'a Config, tier: TierId, class: ClassId) -> Option<Facts<'a>> {
+    pub fn without_hint(config: &'a Config, tier: TierId, class: ClassId, limit: usize) -> Option<Facts<'a>> {
         let limits = match config.cell(tier, class)? {
-            Cell::Limited(l) => Some(l),
+            Cell::Limited(stack) => Some(stack.get(limit)?),
             Cell::NotIncluded => None,
         };
         Some(Facts {
@@ -595,7 +600,7 @@ mod tests {
 
     fn facts<'a>(config: &'a Config, tier: &str, class: usize, used: u64, requested: u64) -> Facts<'a> {
         let tier = config.tier_by_name(tier).unwrap();
-        let mut f = Facts::new(config, tier, ClassId(class)).unwrap();
+        let mut f = Facts::new(config, tier, ClassId(class), 0).unwrap();
         let hard = f.limits.map_or(0, |l| l.hard);
         f.usage = Some(usage(used, hard));
         f.requested = requested;
@@ -696,9 +701,9 @@ mod tests {
     fn no_upgrade_hint_from_the_top_tier_or_to_a_smaller_limit() {
         let config = demo_config();
         let enterprise = config.tier_by_name("enterprise").unwrap();
-        assert_eq!(upgrade_hint(&config, enterprise, ClassId(0)), None);
+        assert_eq!(upgrade_hint(&config, enterprise, ClassId(0), 0), None);
         let free = config.tier_by_name("free").unwrap();
-        let hint = upgrade_hint(&config, free, ClassId(0)).unwrap();
+        let hint = upgrade_hint(&config, free, ClassId(0), 0).unwrap();
         assert_eq!(hint.sentence(), "Pro includes 3 a day: https://example.com/upgrade?plan=pro");
     }
 

@@ -442,6 +442,7 @@ mod tests {
             overage_cap: None,
             queue: None,
             copy: Default::default(),
+            admin_cap: false,
         }
     }
 

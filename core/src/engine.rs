@@ -1,10 +1,11 @@
 //! Charging a classified, identified request: the decision value everything
 //! the caller sees (headers, bodies, later metrics) is built from.
 
-use crate::config::{Cell, Class, ClassId, Config, FailPolicy, Limits, TierId};
+use crate::config::{Cell, Class, ClassId, Config, FailPolicy, Limits, Scope, TierId};
 use crate::counter::Counter;
-use crate::decide::{decide, Charge};
+use crate::decide::{decide, Charge, Served, Usage};
 use crate::identity::{scope_key, Caller, ScopeKind};
+use crate::stack::{charge_all, Part};
 use crate::store::{compare_and_swap, CounterStore, GiveUp};
 use crate::window::Alignment;
 
@@ -13,15 +14,33 @@ use crate::window::Alignment;
 pub struct Decision {
     pub class: ClassId,
     pub tier: TierId,
+    /// The binding limit's scope (see [`binding`]).
     pub scope: ScopeKind,
-    /// The counter the request was charged to, for corrections after the response.
+    /// The binding limit's counter, for corrections after the response.
     pub key: Option<String>,
+    /// The binding limit: its index in the cell's stack (0 for a one-limit
+    /// cell). The outcome, the headers and the copy are its.
+    pub limit: usize,
+    /// The stack's other limits (none for a one-limit cell), narrowest
+    /// first: charged too when the request was admitted.
+    pub others: Vec<Held>,
     /// When the decision was made, in Unix milliseconds.
     pub now_ms: i64,
     /// Units the request asked for, whatever the outcome (what it would
     /// cost where it is not included, say).
     pub requested: u64,
     pub outcome: Outcome,
+}
+
+/// Another limit of a stacked cell, as this request left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Its index in the cell's stack.
+    pub limit: usize,
+    pub scope: ScopeKind,
+    pub key: String,
+    /// Its counter after the request (before it, when refused).
+    pub usage: Usage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +107,7 @@ impl Decision {
         match &self.outcome {
             Outcome::Charged(c) => {
                 if let Some(level) = c.crossed {
-                    let at = match config.cell(self.tier, self.class) {
-                        Some(Cell::Limited(l)) => l.warn_levels.get(level).copied().unwrap_or(0),
-                        _ => 0,
-                    };
+                    let at = limit_of(config, self).and_then(|l| l.warn_levels.get(level).copied()).unwrap_or(0);
                     out.push(Event::Warned { level, at });
                 }
                 if c.pace_flagged {
@@ -122,6 +138,19 @@ impl Decision {
         }
     }
 
+    /// Every counter the request was charged to (the binding one first):
+    /// its key, its limit's index and its window's start.
+    pub fn charged(&self) -> Vec<(&str, usize, i64)> {
+        let Outcome::Charged(c) = &self.outcome else { return Vec::new() };
+        let Some(key) = &self.key else { return Vec::new() };
+        if !c.admitted {
+            return Vec::new();
+        }
+        let mut out = vec![(key.as_str(), self.limit, c.usage.window.start)];
+        out.extend(self.others.iter().map(|h| (h.key.as_str(), h.limit, h.usage.window.start)));
+        out
+    }
+
     /// Whole seconds until the counter's window resets (rounded up).
     pub fn reset_after(&self) -> Option<i64> {
         match &self.outcome {
@@ -149,11 +178,21 @@ pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) ->
 /// charge is counted (0 for a request a grant let past the ceiling, or one
 /// that was not charged). Pass it to [`correct`] or `redis::Command::adjust`.
 pub fn correction_room(config: &Config, d: &Decision) -> u64 {
+    correction_room_of(config, d, d.limit)
+}
+
+/// [`correction_room`] on the counter of the cell's limit `limit`.
+pub fn correction_room_of(config: &Config, d: &Decision, limit: usize) -> u64 {
     let Outcome::Charged(c) = &d.outcome else { return 0 };
-    match config.cell(d.tier, d.class) {
-        Some(Cell::Limited(l)) if c.admitted => l.request_ceiling().saturating_sub(c.cost),
+    match config.cell(d.tier, d.class).and_then(|cell| cell.limits().get(limit)) {
+        Some(l) if c.admitted => l.request_ceiling().saturating_sub(c.cost),
         _ => 0,
     }
+}
+
+/// The binding limit of `d` (see [`binding`]).
+pub fn limit_of<'c>(config: &'c Config, d: &Decision) -> Option<&'c Limits> {
+    config.cell(d.tier, d.class)?.limits().get(d.limit)
 }
 
 /// The key of the counter of (`kind`, `id`) for `class` in the store requests
@@ -165,25 +204,114 @@ pub fn store_key(config: &Config, class: &Class, kind: ScopeKind, id: &str) -> S
     }
 }
 
+/// The counter of one limit of a stacked cell. Its key names the limit's
+/// scope and window, and starts with the widest scope's id (`tag`): in Redis
+/// that is the hash tag, so one script call reaches every counter of the
+/// request in one Redis Cluster slot. The caller's own id follows (after a
+/// `\u{1f}`, which no id holds) when the limit counts a narrower scope
+/// than the tag: a member inside the team's pool.
+pub fn stacked_key(
+    config: &Config,
+    class: &Class,
+    limits: &Limits,
+    (kind, id): (ScopeKind, &str),
+    (tag_kind, tag): (ScopeKind, &str),
+) -> String {
+    let mut own = format!("@{}.{}", limits.window.code(), limits.scope.as_str().chars().next().unwrap_or('u'));
+    if (kind, id) != (tag_kind, tag) {
+        own.push('\u{1f}');
+        own.push(kind.letter());
+        own.push(':');
+        own.push_str(id);
+    }
+    match config.counters.exact_redis() {
+        None => format!("{}{own}:{}:{tag}", class.name, tag_kind.letter()),
+        Some(redis) => format!("{}{own}", crate::redis::key(&redis.key_prefix, &class.name, tag_kind, tag)),
+    }
+}
+
+/// The counters of `caller` in a cell: each limit's index, scope and key,
+/// narrowest first (the order they are charged in); `Err` with the pooled
+/// scope the caller cannot name (refused by `identity.missing_workspace`).
+pub fn counters_of(
+    config: &Config,
+    caller: &Caller,
+    class: &Class,
+    stack: &[Limits],
+) -> Result<Vec<(usize, ScopeKind, String)>, ScopeKind> {
+    let missing = config.identity.missing_workspace;
+    let mut scoped = Vec::with_capacity(stack.len());
+    for (i, l) in stack.iter().enumerate() {
+        match caller.scope_id(l.scope, missing) {
+            Some((kind, id)) => scoped.push((i, kind, id)),
+            None if l.scope == Scope::Organisation => return Err(ScopeKind::Organisation),
+            None => return Err(ScopeKind::Workspace),
+        }
+    }
+    scoped.sort_by_key(|(i, _, _)| stack.get(*i).map(|l| l.scope));
+    if let [(i, kind, id)] = scoped.as_slice() {
+        return Ok(vec![(*i, *kind, store_key(config, class, *kind, id))]);
+    }
+    let widest = scoped.last().map(|(_, kind, id)| (*kind, *id)).unwrap_or((caller.own_scope(), &caller.id));
+    Ok(scoped
+        .iter()
+        .filter_map(|(i, kind, id)| {
+            let l = stack.get(*i)?;
+            Some((*i, *kind, stacked_key(config, class, l, (*kind, id), widest)))
+        })
+        .collect())
+}
+
 /// The keys of every counter `caller`'s plan has (what the usage endpoint
 /// reads): none for a pooled cell the caller may not use without a workspace.
 pub fn store_keys(config: &Config, caller: &Caller) -> Vec<String> {
     let Some(tier) = config.tier(caller.tier) else { return Vec::new() };
-    let missing = config.identity.missing_workspace;
     let mut keys: Vec<String> = config
         .classes
         .iter()
         .zip(&tier.cells)
-        .filter_map(|(class, cell)| match cell {
-            Cell::Limited(l) => {
-                let (kind, id) = caller.scope_id(l.scope, missing)?;
-                Some(store_key(config, class, kind, id))
-            }
-            Cell::NotIncluded => None,
-        })
+        .filter_map(|(class, cell)| counters_of(config, caller, class, cell.limits()).ok())
+        .flatten()
+        .map(|(_, _, key)| key)
         .collect();
     keys.dedup();
     keys
+}
+
+/// Which limit of a stack binds, given each limit's charge (in the order of
+/// `charges`, narrowest first): an index into `charges`.
+///
+/// 1. A limit that refused the request binds (the narrowest, if several).
+/// 2. Else a limit that changes how the request is served (degrade,
+///    overage, queue), one past its hard limit before one past its soft.
+/// 3. Else the limit with the least room left relative to its hard limit
+///    (the narrowest on a tie): the one the caller will meet first.
+pub fn binding(charges: &[Charge]) -> usize {
+    binding_by(charges.iter().map(|c| (c.admitted, c.served, c.usage)))
+}
+
+/// [`binding`] over each limit's (admitted, how served, usage).
+pub fn binding_by(items: impl IntoIterator<Item = (bool, Served, Usage)>) -> usize {
+    let mut best: Option<(usize, (bool, bool, bool), Usage)> = None;
+    for (i, (admitted, served, usage)) in items.into_iter().enumerate() {
+        let changed = served != Served::Normally;
+        let past_hard = usage.plan_used > usage.hard || usage.over > 0;
+        let rank = (!admitted, changed, changed && past_hard);
+        let wins = match &best {
+            None => true,
+            Some((_, r, b)) => {
+                // Less room relative to the limit: remaining / hard smaller.
+                let tighter = u128::from(usage.remaining()) * u128::from(b.hard)
+                    < u128::from(b.remaining()) * u128::from(usage.hard);
+                // A refusal binds at the first (narrowest) one.
+                rank > *r || (rank == *r && !rank.0 && tighter)
+            }
+        };
+        if wins {
+            best = Some((i, rank, usage));
+        }
+    }
+    best.map_or(0, |(i, _, _)| i)
 }
 
 /// A charge the store still has to make: a remote store answers it later.
@@ -194,6 +322,9 @@ pub struct Ticket {
     pub scope: ScopeKind,
     /// The counter in the configured store.
     pub key: String,
+    /// A stacked cell's counters, narrowest first: each limit's index,
+    /// scope and key (the first is `scope` and `key`); empty for one limit.
+    pub stack: Vec<(usize, ScopeKind, String)>,
     pub now_ms: i64,
     pub cost: u64,
     pub confirmed: bool,
@@ -217,8 +348,17 @@ pub enum Prepared {
 
 /// Finds the counter `cost` units of `class` are charged to.
 pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, confirmed: bool, now_ms: i64) -> Prepared {
-    let decision =
-        |scope, outcome| Decision { class, tier: caller.tier, scope, key: None, now_ms, requested: cost, outcome };
+    let decision = |scope, outcome| Decision {
+        class,
+        tier: caller.tier,
+        scope,
+        key: None,
+        limit: 0,
+        others: Vec::new(),
+        now_ms,
+        requested: cost,
+        outcome,
+    };
     let user_scope = caller.own_scope();
     let (Some(cell), Some(class_def)) = (config.cell(caller.tier, class), config.class(class)) else {
         let reason = GiveUp::Unavailable("no cell for this tier and class".into());
@@ -227,19 +367,31 @@ pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, conf
             Outcome::Unavailable { policy: config.counters.on_error, reason },
         ));
     };
-    let limits = match cell {
+    let stack = match cell {
         Cell::NotIncluded => return Prepared::Decided(decision(user_scope, Outcome::NotIncluded)),
-        Cell::Limited(l) => l,
+        Cell::Limited(stack) => stack,
     };
-    let Some((scope, id)) = caller.scope_id(limits.scope, config.identity.missing_workspace) else {
+    let mut counters = match counters_of(config, caller, class_def, stack) {
+        Ok(counters) => counters,
         // Pooled without a workspace: the refusal names the pool it needs.
-        return Prepared::Decided(decision(ScopeKind::Workspace, Outcome::WorkspaceRequired));
+        Err(pool) => return Prepared::Decided(decision(pool, Outcome::WorkspaceRequired)),
     };
+    let Some((_, scope, key)) = counters.first().cloned() else {
+        let reason = GiveUp::Unavailable("a cell without limits".into());
+        return Prepared::Decided(decision(
+            user_scope,
+            Outcome::Unavailable { policy: config.counters.on_error, reason },
+        ));
+    };
+    if counters.len() == 1 {
+        counters.clear();
+    }
     Prepared::Charge(Ticket {
         class,
         tier: caller.tier,
         scope,
-        key: store_key(config, class_def, scope, id),
+        key,
+        stack: counters,
         now_ms,
         cost,
         confirmed,
@@ -247,12 +399,10 @@ pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, conf
     })
 }
 
-/// The limits a ticket is charged against.
+/// The limits a one-limit ticket is charged against (its first, for a stack).
 pub fn limits_of<'c>(config: &'c Config, ticket: &Ticket) -> Option<&'c Limits> {
-    match config.cell(ticket.tier, ticket.class) {
-        Some(Cell::Limited(l)) => Some(l),
-        _ => None,
-    }
+    let first = ticket.stack.first().map_or(0, |(i, _, _)| *i);
+    config.cell(ticket.tier, ticket.class)?.limits().get(first)
 }
 
 /// The second half: the decision on the counter as the store holds it
@@ -263,6 +413,8 @@ pub fn settle(config: &Config, ticket: Ticket, stored: Result<Option<Counter>, G
         tier: ticket.tier,
         scope: ticket.scope,
         key: Some(ticket.key.clone()),
+        limit: ticket.stack.first().map_or(0, |(i, _, _)| *i),
+        others: Vec::new(),
         now_ms: ticket.now_ms,
         requested: ticket.cost,
         outcome: o,
@@ -297,6 +449,9 @@ pub fn charge<S: CounterStore + ?Sized>(
         Prepared::Decided(d) => return d,
         Prepared::Charge(t) => t,
     };
+    if !ticket.stack.is_empty() {
+        return charge_stack(config, ticket, store);
+    }
     let mut decided = None;
     let result = compare_and_swap(store, &ticket.key, config.counters.cas_attempts, |old| {
         let (decision, write) = settle(config, ticket.clone(), Ok(old.and_then(Counter::decode)));
@@ -307,6 +462,86 @@ pub fn charge<S: CounterStore + ?Sized>(
         (Ok(()), Some(decision)) => decision,
         (Err(reason), _) => settle(config, ticket, Err(reason)).0,
         (Ok(()), None) => settle(config, ticket, Err(GiveUp::Unavailable("the store ran no attempt".into()))).0,
+    }
+}
+
+/// Charges a stacked cell's counters in this store (see `stack.rs`), and
+/// names the binding limit.
+fn charge_stack<S: CounterStore + ?Sized>(config: &Config, ticket: Ticket, store: &S) -> Decision {
+    let policy = config.counters.on_error;
+    let stack = config.cell(ticket.tier, ticket.class).map_or(&[][..], Cell::limits);
+    let parts: Vec<Part<'_>> =
+        ticket.stack.iter().filter_map(|(i, _, key)| Some(Part { key, limits: stack.get(*i)? })).collect();
+    let stacked = charge_all(config, &parts, ticket.cost, ticket.confirmed, ticket.now_ms, ticket.alignment, store);
+    let mut charges = Vec::with_capacity(parts.len());
+    for result in &stacked.charges {
+        match result {
+            Ok(c) => charges.push(*c),
+            Err(reason) => {
+                let (i, scope, key) = ticket.stack.get(charges.len()).cloned().unwrap_or((0, ticket.scope, ticket.key));
+                let outcome = Outcome::Unavailable { policy, reason: reason.clone() };
+                return Decision {
+                    class: ticket.class,
+                    tier: ticket.tier,
+                    scope,
+                    key: Some(key),
+                    limit: i,
+                    others: Vec::new(),
+                    now_ms: ticket.now_ms,
+                    requested: ticket.cost,
+                    outcome,
+                };
+            }
+        }
+    }
+    let now = ticket.now_ms.div_euclid(1000);
+    // On a refusal the counters before the refusing one were given back and
+    // those after it not tried: each is reported as it stands.
+    let usages: Vec<Usage> = parts
+        .iter()
+        .enumerate()
+        .map(|(n, part)| match charges.get(n) {
+            Some(c) if stacked.admitted => c.usage,
+            _ => {
+                let old = store.get(part.key).ok().flatten().and_then(|(bytes, _)| Counter::decode(&bytes));
+                crate::decide::view(old, part.limits, now, ticket.alignment)
+            }
+        })
+        .collect();
+    decision_of_stack(ticket, &charges, &usages)
+}
+
+/// The decision on a stack from each counter's charge (up to the one that
+/// refused) and usage (all of them).
+pub fn decision_of_stack(ticket: Ticket, charges: &[Charge], usages: &[Usage]) -> Decision {
+    let bound = binding(charges);
+    let mut others = Vec::with_capacity(ticket.stack.len());
+    let mut binding_part = None;
+    for (n, (i, scope, key)) in ticket.stack.into_iter().enumerate() {
+        if n == bound {
+            binding_part = Some((i, scope, key));
+        } else if let Some(usage) = usages.get(n) {
+            others.push(Held { limit: i, scope, key, usage: *usage });
+        }
+    }
+    let (limit, scope, key) = binding_part.unwrap_or((0, ticket.scope, ticket.key));
+    let outcome = match charges.get(bound) {
+        Some(c) => Outcome::Charged(*c),
+        None => Outcome::Unavailable {
+            policy: FailPolicy::Closed,
+            reason: GiveUp::Unavailable("a stack without charges".into()),
+        },
+    };
+    Decision {
+        class: ticket.class,
+        tier: ticket.tier,
+        scope,
+        key: Some(key),
+        limit,
+        others,
+        now_ms: ticket.now_ms,
+        requested: ticket.cost,
+        outcome,
     }
 }
 
@@ -561,5 +796,133 @@ mod tests {
         assert_eq!(seconds_until(100, 99_000), 1);
         assert_eq!(seconds_until(100, 100_000), 0);
         assert_eq!(seconds_until(100, 150_000), 0);
+    }
+
+    /// A team plan whose drafts are a pool of `pool` a day with at most
+    /// `member` per member, and whose chats are 3 every 5 hours and 5 a week.
+    fn stacked_config(pool: u64, member: u64, extra: &str) -> Config {
+        let doc = format!(
+            r#"{{
+                "identity": {{"user": [{{"header": "x-user-id"}}], "workspace": [{{"header": "x-workspace-id"}}], "default_tier": "team"}},
+                "classes": [{{"name": "drafts"}}, {{"name": "chats"}}],
+                "tiers": {{"team": {{"limits": {{
+                    "drafts": [
+                        {{"scope": "workspace", "hard": {pool}, "window": "day"{extra}}},
+                        {{"scope": "user", "hard": {member}, "window": "day"}}
+                    ],
+                    "chats": [{{"hard": 3, "window": "5h"}}, {{"hard": 5, "window": "week"}}]
+                }}}}}}
+            }}"#
+        );
+        Config::from_json(doc.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_team_pool_with_member_caps_admits_exactly_both() {
+        let config = stacked_config(300, 50, "");
+        let store = MemoryStore::new();
+        let drafts = class(&config, "drafts");
+        let members: Vec<Caller> =
+            (0..7).map(|i| caller(&config, &[("x-user-id", &format!("m{i}")), ("x-workspace-id", "acme")])).collect();
+        let mut admitted = [0u64; 7];
+        for round in 0..60 {
+            for (m, who) in members.iter().enumerate() {
+                let d = charge(&config, who, drafts, 1, false, NOON_MS, &store);
+                if d.admitted() {
+                    admitted[m] += 1;
+                    continue;
+                }
+                // The member's cap binds first (50 of 300), then the pool.
+                let pool_full = admitted.iter().sum::<u64>() == 300;
+                let (limit, scope) = if pool_full { (0, ScopeKind::Workspace) } else { (1, ScopeKind::User) };
+                assert_eq!((d.limit, d.scope), (limit, scope), "round {round}, member {m}: {d:?}");
+                assert_eq!(d.others.len(), 1);
+            }
+        }
+        assert_eq!(admitted.iter().sum::<u64>(), 300, "{admitted:?}");
+        assert!(admitted.iter().all(|n| *n <= 50), "{admitted:?}");
+        // A member of another team has a pool of their own.
+        let other = caller(&config, &[("x-user-id", "m0"), ("x-workspace-id", "globex")]);
+        assert!(charge(&config, &other, drafts, 1, false, NOON_MS, &store).admitted());
+    }
+
+    #[test]
+    fn a_refused_stack_keeps_nothing_and_reports_every_limit() {
+        let config = stacked_config(300, 50, "");
+        let store = MemoryStore::new();
+        let drafts = class(&config, "drafts");
+        let alice = caller(&config, &[("x-user-id", "alice"), ("x-workspace-id", "acme")]);
+        let d = charge(&config, &alice, drafts, 49, false, NOON_MS, &store);
+        assert!(d.admitted());
+        assert_eq!(d.charged().len(), 2);
+        // Two more than the member has left: refused by the member's cap,
+        // and the pool, charged first, gives them back.
+        let refused = charge(&config, &alice, drafts, 2, false, NOON_MS, &store);
+        assert!(!refused.admitted());
+        assert_eq!((refused.limit, refused.scope), (1, ScopeKind::User));
+        assert_eq!(refused.others.iter().map(|h| (h.limit, h.usage.used)).collect::<Vec<_>>(), vec![(0, 49)]);
+        assert!(refused.charged().is_empty());
+        let bob = caller(&config, &[("x-user-id", "bob"), ("x-workspace-id", "acme")]);
+        let d = charge(&config, &bob, drafts, 1, false, NOON_MS, &store);
+        // The pool (250 of 300 left) has less room than bob's cap (49 of 50).
+        let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+        assert_eq!((d.limit, c.usage.used), (0, 50));
+        assert_eq!(d.others.iter().map(|h| (h.limit, h.usage.used)).collect::<Vec<_>>(), vec![(1, 1)]);
+    }
+
+    #[test]
+    fn a_five_hour_window_and_a_weekly_one_bind_in_turn() {
+        let config = stacked_config(300, 50, "");
+        let store = MemoryStore::new();
+        let chats = class(&config, "chats");
+        let alice = caller(&config, &[("x-user-id", "alice")]);
+        let mut now = NOON_MS;
+        let mut refusals = Vec::new();
+        for _ in 0..3 {
+            for _ in 0..4 {
+                let d = charge(&config, &alice, chats, 1, false, now, &store);
+                if !d.admitted() {
+                    refusals.push((d.limit, limit_of(&config, &d).map(|l| l.window_name.clone())));
+                }
+            }
+            now += 5 * 3_600_000;
+        }
+        // 3 in the first five hours, then 2 (the week's 5), then nothing.
+        assert_eq!(
+            refusals,
+            vec![
+                (0, Some("5h".to_string())),
+                (1, Some("week".to_string())),
+                (1, Some("week".to_string())),
+                (1, Some("week".to_string())),
+                (1, Some("week".to_string())),
+                (1, Some("week".to_string())),
+                (1, Some("week".to_string())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_limit_that_changes_how_the_request_is_served_binds_before_a_tighter_one() {
+        // The pool degrades past 2 of 300; the member cap of 10 is tighter
+        // relative to its size once a member has used 3, but serves normally.
+        let config = stacked_config(300, 10, r#", "soft": 2, "past_soft": "degrade", "degrade": {"model": "mini"}"#);
+        let store = MemoryStore::new();
+        let drafts = class(&config, "drafts");
+        let alice = caller(&config, &[("x-user-id", "alice"), ("x-workspace-id", "acme")]);
+        let served: Vec<(usize, Served)> = (0..4)
+            .map(|_| {
+                let d = charge(&config, &alice, drafts, 1, false, NOON_MS, &store);
+                let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+                (d.limit, c.served)
+            })
+            .collect();
+        // Before the pool degrades (from the third request, with 2 used),
+        // the member's cap has the least room (9 of 10 against 299 of 300)
+        // and binds.
+        assert_eq!(
+            served,
+            vec![(1, Served::Normally), (1, Served::Normally), (0, Served::Degraded), (0, Served::Degraded)]
+        );
     }
 }

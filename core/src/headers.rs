@@ -66,7 +66,7 @@ pub type Headers = Vec<(&'static str, String)>;
 pub fn response_headers(config: &Config, d: &Decision) -> Headers {
     let mut out = Headers::with_capacity(16);
     // The upgrade hint only shows once a limit is near or reached.
-    let Some(mut facts) = Facts::without_hint(config, d.tier, d.class) else {
+    let Some(mut facts) = Facts::without_hint(config, d.tier, d.class, d.limit) else {
         return out;
     };
     let quota = config.response_headers.quota;
@@ -78,7 +78,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
         Outcome::NotIncluded => {
             if quota {
                 out.push((STATE, STATE_NOT_INCLUDED.into()));
-                facts.hint = upgrade_hint(config, d.tier, d.class);
+                facts.hint = upgrade_hint(config, d.tier, d.class, d.limit);
                 if let Some(url) = facts.hint.as_ref().and_then(|h| h.url.clone()) {
                     out.push((UPGRADE, url));
                 }
@@ -133,7 +133,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                     out.push((GRANT, u64_text(usage.grant)));
                 }
                 if usage.state != State::Ok {
-                    facts.hint = upgrade_hint(config, d.tier, d.class);
+                    facts.hint = upgrade_hint(config, d.tier, d.class, d.limit);
                     let message = match usage.state {
                         State::Warning => Some(Message::Warning),
                         State::Degraded => Some(Message::Degraded),

@@ -14,6 +14,7 @@ pub struct Caller {
     pub id: String,
     pub anonymous: bool,
     pub workspace: Option<String>,
+    pub organisation: Option<String>,
     pub tier: TierId,
     /// The caller's calendar: the configured one, or their own UTC offset.
     pub alignment: Alignment,
@@ -38,6 +39,7 @@ pub enum IdentityError {
 pub enum ScopeKind {
     User,
     Workspace,
+    Organisation,
     Anonymous,
 }
 
@@ -46,7 +48,18 @@ impl ScopeKind {
         match self {
             ScopeKind::User => "user",
             ScopeKind::Workspace => "workspace",
+            ScopeKind::Organisation => "organisation",
             ScopeKind::Anonymous => "anonymous",
+        }
+    }
+
+    /// The letter a counter key names the scope by.
+    pub fn letter(&self) -> char {
+        match self {
+            ScopeKind::User => 'u',
+            ScopeKind::Workspace => 'w',
+            ScopeKind::Organisation => 'o',
+            ScopeKind::Anonymous => 'a',
         }
     }
 }
@@ -61,21 +74,24 @@ impl Caller {
         }
     }
 
-    /// The scope a cell charges for this caller. A pooled cell charges the
-    /// caller's workspace; a caller who names none (anonymous or not) is
-    /// refused (`None`) or charged alone, as `missing` says.
+    /// The scope a limit charges for this caller. A pooled limit charges the
+    /// caller's workspace (or organisation); a caller who names none
+    /// (anonymous or not) is refused (`None`) or charged alone, as `missing`
+    /// says.
     pub fn scope(&self, scope: Scope, missing: MissingWorkspace) -> Option<ScopeKind> {
-        match (scope, &self.workspace, missing) {
-            (Scope::Workspace, Some(_), _) => Some(ScopeKind::Workspace),
-            (Scope::Workspace, None, MissingWorkspace::Reject) => None,
-            _ => Some(self.own_scope()),
-        }
+        self.scope_id(scope, missing).map(|(kind, _)| kind)
     }
 
-    /// The scope a cell charges and the id counted under it (see [`Caller::scope`]).
+    /// The scope a limit charges and the id counted under it (see [`Caller::scope`]).
     pub fn scope_id(&self, scope: Scope, missing: MissingWorkspace) -> Option<(ScopeKind, &str)> {
-        match (self.scope(scope, missing)?, &self.workspace) {
-            (ScopeKind::Workspace, Some(workspace)) => Some((ScopeKind::Workspace, workspace)),
+        let pool = match scope {
+            Scope::User => None,
+            Scope::Workspace => Some((ScopeKind::Workspace, &self.workspace)),
+            Scope::Organisation => Some((ScopeKind::Organisation, &self.organisation)),
+        };
+        match (pool, missing) {
+            (Some((kind, Some(id))), _) => Some((kind, id)),
+            (Some((_, None)), MissingWorkspace::Reject) => None,
             _ => Some((self.own_scope(), &self.id)),
         }
     }
@@ -83,11 +99,8 @@ impl Caller {
 
 /// The shared-data key of the counter of (`kind`, `id`) for `class`.
 pub fn scope_key(class: &Class, kind: ScopeKind, id: &str) -> String {
-    let kind = match kind {
-        ScopeKind::Workspace => "w",
-        ScopeKind::Anonymous => "a",
-        ScopeKind::User => "u",
-    };
+    let mut letter = [0u8; 4];
+    let kind: &str = kind.letter().encode_utf8(&mut letter);
     // Class names have no ':' and the id comes last, so no two counters
     // share a key. No prefix: the key is stored in full beside its record in
     // a bucket of the counter table (`table.rs`), and only counters live
@@ -125,13 +138,14 @@ pub fn identify(config: &Config, req: &RequestHead, props: &dyn Properties) -> R
         },
     };
     let workspace = first_value(&id.workspace, req, props, max)?;
+    let organisation = first_value(&id.organisation, req, props, max)?;
     let mut alignment = config.calendar.alignment;
     if let Some(offset) =
         first_value(&config.calendar.user_utc_offset, req, props, 16)?.and_then(|v| parse_utc_offset(&v))
     {
         alignment.utc_offset_minutes = offset;
     }
-    Ok(Caller { id: caller_id, anonymous, workspace, tier, alignment })
+    Ok(Caller { id: caller_id, anonymous, workspace, organisation, tier, alignment })
 }
 
 /// The first source that yields a usable value; a source that finds

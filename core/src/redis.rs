@@ -39,12 +39,7 @@ pub const REMEMBERED_S: i64 = 300;
 /// in the same Redis Cluster slot; class names never contain `}`, so the
 /// last `}` ends the id and no two counters share a key.
 pub fn key(prefix: &str, class: &str, kind: ScopeKind, id: &str) -> String {
-    let kind = match kind {
-        ScopeKind::Workspace => 'w',
-        ScopeKind::Anonymous => 'a',
-        ScopeKind::User => 'u',
-    };
-    format!("{prefix}{{{kind}:{id}}}{class}")
+    format!("{prefix}{{{}:{id}}}{class}", kind.letter())
 }
 
 /// The key of an operation's marker: the counter's key, `#` and the
@@ -129,6 +124,7 @@ pub fn describe<'k>(key: &'k str, prefix: &str) -> Option<(ScopeKind, &'k str, &
     let (kind, id) = scope.split_once(':')?;
     let kind = match kind {
         "w" => ScopeKind::Workspace,
+        "o" => ScopeKind::Organisation,
         "a" => ScopeKind::Anonymous,
         "u" => ScopeKind::User,
         _ => return None,

@@ -62,7 +62,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
     {
         return Action::Continue(headers);
     }
-    let Some(mut facts) = Facts::new(config, d.tier, d.class) else {
+    let Some(mut facts) = Facts::new(config, d.tier, d.class, d.limit) else {
         return Action::Continue(headers);
     };
     let upgrade_json = facts.hint.as_ref().map(|h| {
@@ -196,7 +196,7 @@ fn too_large(
     upgrade_link: Option<(String, String)>,
 ) -> Refusal {
     let helps = facts.hint.as_ref().is_some_and(
-        |h| matches!(config.cell(h.tier, d.class), Some(Cell::Limited(l)) if l.request_ceiling() >= c.requested),
+        |h| matches!(config.cell(h.tier, d.class), Some(Cell::Limited(stack)) if stack.iter().all(|l| l.request_ceiling() >= c.requested)),
     );
     if !helps {
         facts.hint = None;

@@ -107,9 +107,10 @@ pub fn strictest(config: &Config, head: &RequestHead, tier: TierId) -> Option<St
     for class in candidates {
         match config.cell(tier, class)? {
             Cell::NotIncluded => return Some(Strictest::NotIncluded(class)),
-            Cell::Limited(l) => {
-                if tightest.is_none_or(|(_, hard)| l.hard < hard) {
-                    tightest = Some((class, l.hard));
+            Cell::Limited(stack) => {
+                let hard = stack.iter().map(|l| l.hard).min().unwrap_or(0);
+                if tightest.is_none_or(|(_, h)| hard < h) {
+                    tightest = Some((class, hard));
                 }
             }
         }
@@ -311,7 +312,7 @@ mod tests {
         assert_eq!(s, Strictest::Charge { class: id(&config, "weighted"), cost: 10 });
         let mut tokens_first = config.clone();
         if let Some(Cell::Limited(l)) = tokens_first.tiers[0].cells.get_mut(1) {
-            l.hard = 5;
+            l[0].hard = 5;
         }
         // Metered from the body: no bound without it.
         let s = strictest(&tokens_first, &post("/v1/chat"), free).unwrap();

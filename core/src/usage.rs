@@ -2,10 +2,10 @@
 //! tier, read without charging anything, for a UI to draw a meter.
 
 use crate::calendar::rfc3339;
-use crate::config::{Cell, ClassId, Config, Message, TierId};
+use crate::config::{Cell, Class, ClassId, Config, Limits, Message, TierId};
 use crate::copy::{self, Facts};
 use crate::counter::Counter;
-use crate::decide::{pace_of, view, State};
+use crate::decide::{pace_of, view, Served, State, Usage};
 use crate::engine::seconds_until;
 use crate::headers::{STATE_NOT_INCLUDED, STATE_UNAVAILABLE, STATE_WORKSPACE_REQUIRED};
 use crate::identity::{Caller, ScopeKind};
@@ -28,78 +28,11 @@ pub fn usage_report<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, 
                 None | Some(Cell::NotIncluded) => json!({
                     "included": false,
                     "state": STATE_NOT_INCLUDED,
-                    "message": Facts::new(config, caller.tier, ClassId(i))
+                    "message": Facts::new(config, caller.tier, ClassId(i), 0)
                         .map(|f| copy::message(config, Message::NotIncluded, &f)),
-                    "upgrade": upgrade(config, caller.tier, ClassId(i)),
+                    "upgrade": upgrade(config, caller.tier, ClassId(i), 0),
                 }),
-                Some(Cell::Limited(limits)) => {
-                    let Some((scope, id)) = caller.scope_id(limits.scope, config.identity.missing_workspace) else {
-                        // Pooled, and this caller names no workspace: no counter to show.
-                        return merge(
-                            base,
-                            json!({
-                                "included": true,
-                                "scope": ScopeKind::Workspace.as_str(),
-                                "window": limits.window_name,
-                                "limit": limits.hard,
-                                "state": STATE_WORKSPACE_REQUIRED,
-                                "message": Facts::new(config, caller.tier, ClassId(i))
-                                    .map(|f| copy::message(config, Message::WorkspaceRequired, &f)),
-                            }),
-                        );
-                    };
-                    match store.get(&crate::engine::store_key(config, class, scope, id)) {
-                        Err(_) => json!({ "included": true, "scope": scope.as_str(), "state": STATE_UNAVAILABLE }),
-                        Ok(found) => {
-                            let old = found.and_then(|(bytes, _)| Counter::decode(&bytes));
-                            let u = view(old, limits, now, caller.alignment);
-                            let reset_after = seconds_until(u.window.end, now_ms);
-                            let facts = Facts::new(config, caller.tier, ClassId(i)).map(|mut f| {
-                                f.usage = Some(u);
-                                f.requested = 1;
-                                f.reset_after = reset_after;
-                                f
-                            });
-                            let say = |m| facts.as_ref().map(|f| copy::message(config, m, f));
-                            let message = match u.state {
-                                State::Ok => None,
-                                State::Warning => say(Message::Warning),
-                                State::Degraded => say(Message::Degraded),
-                                State::Overage => say(Message::Overage),
-                                State::Queued => say(Message::Queued),
-                                State::Blocked => say(Message::Blocked),
-                            };
-                            let counter = crate::decide::current(old, limits, now, caller.alignment);
-                            let pace = pace_of(&counter, limits, now).map(|p| {
-                                json!({
-                                    "ahead": p.ahead,
-                                    "used_share": p.used_share,
-                                    "elapsed_share": p.elapsed_share,
-                                    "exhausted_at": p.exhausted_at.map(rfc3339),
-                                    "message": if p.ahead { say(Message::Pace) } else { None },
-                                })
-                            });
-                            json!({
-                                "included": true,
-                                "scope": scope.as_str(),
-                                "window": limits.window_name,
-                                "used": u.used,
-                                "limit": u.hard,
-                                "soft_limit": u.soft,
-                                "remaining": u.remaining(),
-                                "over": u.over,
-                                "grant": u.grant,
-                                "fraction_used": (u.used as f64 / u.hard as f64).min(1.0),
-                                "state": u.state.as_str(),
-                                "message": message,
-                                "reset": rfc3339(u.window.end),
-                                "reset_after": reset_after,
-                                "pace": pace,
-                                "upgrade": upgrade(config, caller.tier, ClassId(i)),
-                            })
-                        }
-                    }
-                }
+                Some(Cell::Limited(stack)) => limited(config, caller, ClassId(i), class, stack, now_ms, store),
             };
             merge(base, extra)
         })
@@ -113,6 +46,130 @@ pub fn usage_report<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, 
         "now": rfc3339(now),
         "classes": classes,
     })
+}
+
+/// A limited cell's entry: the binding limit's standing (see
+/// [`crate::engine::binding`]), and under `limits` every limit's own, in
+/// the order the cell lists them.
+fn limited<S: CounterStore + ?Sized>(
+    config: &Config,
+    caller: &Caller,
+    class_id: ClassId,
+    class: &Class,
+    stack: &[Limits],
+    now_ms: i64,
+    store: &S,
+) -> Value {
+    let counters = match crate::engine::counters_of(config, caller, class, stack) {
+        Ok(counters) => counters,
+        Err(pool) => {
+            // Pooled, and this caller names no workspace: no counter to show.
+            let Some((i, limits)) = stack.iter().enumerate().find(|(_, l)| l.scope.pooled()) else {
+                return json!({ "included": true, "scope": pool.as_str(), "state": STATE_UNAVAILABLE });
+            };
+            return json!({
+                "included": true,
+                "scope": pool.as_str(),
+                "window": limits.window_name,
+                "limit": limits.hard,
+                "state": STATE_WORKSPACE_REQUIRED,
+                "message": Facts::new(config, caller.tier, class_id, i)
+                    .map(|f| copy::message(config, Message::WorkspaceRequired, &f)),
+            });
+        }
+    };
+    let mut entries: Vec<(usize, Usage, Value)> = Vec::with_capacity(counters.len());
+    for (i, scope, key) in counters {
+        let Some(limits) = stack.get(i) else { continue };
+        match store.get(&key) {
+            Err(_) => return json!({ "included": true, "scope": scope.as_str(), "state": STATE_UNAVAILABLE }),
+            Ok(found) => {
+                let old = found.and_then(|(bytes, _)| Counter::decode(&bytes));
+                let (usage, entry) = limit_entry(config, caller, class_id, i, limits, scope, old, now_ms);
+                entries.push((i, usage, entry));
+            }
+        }
+    }
+    // Counters come narrowest first, as `binding` expects.
+    let bound = crate::engine::binding_by(entries.iter().map(|(_, u, _)| (true, served_as(u.state), *u)));
+    let mut top = entries.get(bound).map_or(Value::Null, |(_, _, v)| v.clone());
+    entries.sort_by_key(|(i, _, _)| *i);
+    if let Some(o) = top.as_object_mut() {
+        o.insert("limits".into(), Value::Array(entries.into_iter().map(|(_, _, v)| v).collect()));
+    }
+    top
+}
+
+/// How a request now would be served at a counter's state, for choosing the
+/// binding limit of a view.
+fn served_as(state: State) -> Served {
+    match state {
+        State::Degraded => Served::Degraded,
+        State::Overage => Served::Overage,
+        State::Queued => Served::Queued,
+        State::Ok | State::Warning | State::Blocked => Served::Normally,
+    }
+}
+
+/// One limit's standing, as the meter shows it.
+#[allow(clippy::too_many_arguments)]
+fn limit_entry(
+    config: &Config,
+    caller: &Caller,
+    class: ClassId,
+    i: usize,
+    limits: &Limits,
+    scope: ScopeKind,
+    old: Option<Counter>,
+    now_ms: i64,
+) -> (Usage, Value) {
+    let now = now_ms.div_euclid(1000);
+    let u = view(old, limits, now, caller.alignment);
+    let reset_after = seconds_until(u.window.end, now_ms);
+    let facts = Facts::new(config, caller.tier, class, i).map(|mut f| {
+        f.usage = Some(u);
+        f.requested = 1;
+        f.reset_after = reset_after;
+        f
+    });
+    let say = |m| facts.as_ref().map(|f| copy::message(config, m, f));
+    let message = match u.state {
+        State::Ok => None,
+        State::Warning => say(Message::Warning),
+        State::Degraded => say(Message::Degraded),
+        State::Overage => say(Message::Overage),
+        State::Queued => say(Message::Queued),
+        State::Blocked => say(Message::Blocked),
+    };
+    let counter = crate::decide::current(old, limits, now, caller.alignment);
+    let pace = pace_of(&counter, limits, now).map(|p| {
+        json!({
+            "ahead": p.ahead,
+            "used_share": p.used_share,
+            "elapsed_share": p.elapsed_share,
+            "exhausted_at": p.exhausted_at.map(rfc3339),
+            "message": if p.ahead { say(Message::Pace) } else { None },
+        })
+    });
+    let entry = json!({
+        "included": true,
+        "scope": scope.as_str(),
+        "window": limits.window_name,
+        "used": u.used,
+        "limit": u.hard,
+        "soft_limit": u.soft,
+        "remaining": u.remaining(),
+        "over": u.over,
+        "grant": u.grant,
+        "fraction_used": (u.used as f64 / u.hard as f64).min(1.0),
+        "state": u.state.as_str(),
+        "message": message,
+        "reset": rfc3339(u.window.end),
+        "reset_after": reset_after,
+        "pace": pace,
+        "upgrade": upgrade(config, caller.tier, class, i),
+    });
+    (u, entry)
 }
 
 /// The usage endpoint's reply.
@@ -134,8 +191,8 @@ pub fn method_not_allowed() -> LocalReply {
 }
 
 /// What upgrading would give for this class, for the meter's call to action.
-fn upgrade(config: &Config, tier: TierId, class: ClassId) -> Value {
-    match copy::upgrade_hint(config, tier, class) {
+fn upgrade(config: &Config, tier: TierId, class: ClassId, limit: usize) -> Value {
+    match copy::upgrade_hint(config, tier, class, limit) {
         None => Value::Null,
         Some(h) => json!({
             "tier": config.tier(h.tier).map(|t| t.name.clone()),

@@ -135,7 +135,14 @@ mod tests {
     const T0: i64 = 1_800_000_000_000;
 
     fn caller(id: &str) -> Caller {
-        Caller { id: id.into(), anonymous: false, workspace: None, tier: TierId(0), alignment: Alignment::default() }
+        Caller {
+            id: id.into(),
+            anonymous: false,
+            workspace: None,
+            organisation: None,
+            tier: TierId(0),
+            alignment: Alignment::default(),
+        }
     }
 
     fn limits(per_minute: u32, burst: u32, per_worker_per_second: u32) -> UsageReads {

@@ -178,6 +178,7 @@ fn random_limits(rng: &mut Rng) -> Limits {
         overage_cap: rng.chance(60).then(|| rng.below(6)),
         queue: None,
         copy: Default::default(),
+        admin_cap: false,
     }
 }
 
@@ -396,6 +397,7 @@ fn bound_limits(hard: u64, at_hard: AtHard) -> Limits {
         overage_cap: None,
         queue: None,
         copy: Default::default(),
+        admin_cap: false,
     }
 }
 

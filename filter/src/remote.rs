@@ -275,7 +275,8 @@ impl Remote {
                 self.unsynced.borrow_mut().insert(target.redis_key.clone(), (target, delta));
                 continue;
             }
-            let Some(quota_core::config::Cell::Limited(limits)) = self.config.cell(target.tier, target.class) else {
+            // Only one-limit cells sync (stacked cells need exact counters).
+            let Some([limits]) = self.config.cell(target.tier, target.class).map(|c| c.limits()) else {
                 continue;
             };
             let id = self.next_id();

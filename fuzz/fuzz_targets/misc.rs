@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use quota_core::calendar::{parse_rfc3339_utc, rfc3339};
-use quota_core::config::{parse_utc_offset, parse_window, Cell};
+use quota_core::config::{parse_utc_offset, parse_window};
 use quota_core::counter::Counter;
 use quota_core::glob::Glob;
 use quota_core::store::{compare_and_swap, CounterStore, Expect, MemoryStore};
@@ -190,7 +190,7 @@ fn counters(data: &[u8]) {
     // cell of the rich config.
     for tier in &configs()[2].tiers {
         for cell in &tier.cells {
-            if let Cell::Limited(limits) = cell {
+            for limits in cell.limits() {
                 let align = Alignment::default();
                 let _ = decide::view(Some(c), limits, now, align);
                 let _ = decide::current(Some(c), limits, now, align);

@@ -28,12 +28,20 @@ pub fn limits(l: &Limits) -> String {
 
 /// A matrix cell: the limits and whatever departs from the defaults.
 pub fn cell(c: &Cell) -> String {
-    let Cell::Limited(l) = c else {
-        return "not included".into();
-    };
+    match c.limits() {
+        [] => "not included".into(),
+        [l] => limit(l),
+        stack => stack.iter().map(limit).collect::<Vec<_>>().join(" + "),
+    }
+}
+
+/// One limit: its amounts and window, and whatever departs from the defaults.
+fn limit(l: &Limits) -> String {
     let mut parts = vec![limits(l)];
-    if l.scope == Scope::Workspace {
-        parts.push("pooled".into());
+    match l.scope {
+        Scope::User => {}
+        Scope::Workspace => parts.push("pooled".into()),
+        Scope::Organisation => parts.push("pooled per organisation".into()),
     }
     if l.past_soft == PastSoft::Degrade {
         parts.push(format!("past soft {}", degraded_to(l)));
@@ -142,6 +150,7 @@ pub fn scope(s: Scope) -> &'static str {
     match s {
         Scope::User => "per user",
         Scope::Workspace => "pooled per workspace",
+        Scope::Organisation => "pooled per organisation",
     }
 }
 
@@ -281,7 +290,7 @@ pub struct Samples {
 
 /// What a `tier` user reads about `class`, by the core's own copy code.
 pub fn samples(config: &Config, tier: TierId, class: ClassId) -> Option<Samples> {
-    let base = Facts::new(config, tier, class)?;
+    let base = Facts::new(config, tier, class, 0)?;
     let Some(l) = base.limits else {
         return Some(Samples {
             warning: None,
@@ -297,7 +306,7 @@ pub fn samples(config: &Config, tier: TierId, class: ClassId) -> Option<Samples>
         _ => config.class(class)?.cost_fallback,
     };
     let say = |message: Message, used: u64, state: State, reset_after: i64| {
-        let mut facts = Facts::new(config, tier, class)?;
+        let mut facts = Facts::new(config, tier, class, 0)?;
         facts.usage = Some(sample_usage(l, used, state, reset_after));
         facts.requested = requested;
         facts.reset_after = reset_after;

@@ -111,7 +111,14 @@ fn caller(loaded: &Loaded, args: &Simulate) -> Result<Caller, String> {
     if args.user.trim().is_empty() {
         return Err("--user must not be empty".into());
     }
-    Ok(Caller { id: args.user.clone(), anonymous: false, workspace: args.workspace.clone(), tier, alignment })
+    Ok(Caller {
+        id: args.user.clone(),
+        anonymous: false,
+        workspace: args.workspace.clone(),
+        organisation: None,
+        tier,
+        alignment,
+    })
 }
 
 /// The request head as the client sent it: pseudo-headers, then the

@@ -32,9 +32,10 @@ pub fn smells(config: &Config, raw: &Value) -> Vec<Smell> {
     for (t, tier) in config.tiers.iter().enumerate() {
         upgrade_links(config, t, &mut out);
         for (c, class) in config.classes.iter().enumerate() {
-            let Some(Cell::Limited(limits)) = tier.cells.get(c) else {
+            let Some(Cell::Limited(stack)) = tier.cells.get(c) else {
                 continue;
             };
+            let Some(limits) = stack.first() else { continue };
             let path = format!("tiers.{}.limits.{}", tier.name, class.name);
             let written =
                 raw.pointer(&format!("/tiers/{}/limits/{}/warn_at", tier.name, class.name)).and_then(Value::as_array);
@@ -171,7 +172,7 @@ fn upgrade_links(config: &Config, t: usize, out: &mut Vec<Smell>) {
         });
     }
     for (c, class) in config.classes.iter().enumerate() {
-        if upgrade_hint(config, quota_core::config::TierId(t), quota_core::config::ClassId(c)).is_some() {
+        if upgrade_hint(config, quota_core::config::TierId(t), quota_core::config::ClassId(c), 0).is_some() {
             continue;
         }
         let (Some(here), Some(there)) = (tier.cells.get(c), next.cells.get(c)) else {
@@ -187,7 +188,10 @@ fn upgrade_links(config: &Config, t: usize, out: &mut Vec<Smell>) {
             ),
             (Cell::Limited(a), Cell::Limited(b)) => format!(
                 "{} gives no more {} ({} vs {}): the wall offers no upgrade",
-                next.label, class.units, b.hard, a.hard
+                next.label,
+                class.units,
+                b.first().map_or(0, |l| l.hard),
+                a.first().map_or(0, |l| l.hard)
             ),
             (Cell::NotIncluded, Cell::Limited(_)) => continue,
         };

@@ -27,7 +27,8 @@ pub fn benches(c: &mut Criterion) {
     let config = config();
     let drafts = class(&config, "drafts");
     let alice = identify(&config, &user_head("/v1/projects/p1/drafts", "alice"), &NoProperties).unwrap();
-    let Some(Cell::Limited(limits)) = config.cell(alice.tier, drafts) else { panic!("bench tier covers drafts") };
+    let Some(Cell::Limited(stack)) = config.cell(alice.tier, drafts) else { panic!("bench tier covers drafts") };
+    let [limits] = stack.as_slice() else { panic!("one limit") };
     let now = NOON_MS / 1000;
     let mut g = c.benchmark_group("decide");
 

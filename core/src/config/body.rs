@@ -1,7 +1,6 @@
 //! Request bodies: how large the filter reads, what a class needs of them,
 //! and what happens to one it cannot read.
 
-use super::cells::Cell;
 use super::classes::{Class, ClassId};
 use super::costs::Cost;
 use super::error::ConfigError;
@@ -37,7 +36,9 @@ pub struct BodyNeeds {
 
 pub(super) fn body_needs(class: &Class, id: ClassId, tiers: &[Tier]) -> BodyNeeds {
     let degrades_model = tiers.iter().any(|t| {
-        matches!(t.cells.get(id.0), Some(Cell::Limited(l)) if l.degrade.as_ref().is_some_and(|d| d.model.is_some()))
+        t.cells
+            .get(id.0)
+            .is_some_and(|c| c.limits().iter().any(|l| l.degrade.as_ref().is_some_and(|d| d.model.is_some())))
     });
     let asks_usage = matches!(class.cost, Cost::Tokens { include_usage: true, .. });
     BodyNeeds { read: crate::cost::needs_body(class), rewrite: degrades_model || asks_usage }
@@ -74,8 +75,10 @@ pub(super) fn check_held_headers(
 ) -> Result<(), ConfigError> {
     for (tier, name) in tiers.iter().zip(tier_names) {
         for ((class, cell), needs) in classes.iter().zip(&tier.cells).zip(body_needs) {
-            let Cell::Limited(l) = cell else { continue };
-            let sets_header = l.degrade.as_ref().is_some_and(|d| d.header.is_some()) || l.queue.is_some();
+            let sets_header = cell
+                .limits()
+                .iter()
+                .any(|l| l.degrade.as_ref().is_some_and(|d| d.header.is_some()) || l.queue.is_some());
             let body_decided = class.rules.iter().any(|r| !r.body.is_empty()) || needs.read || needs.rewrite;
             if sets_header && body_decided && !hold_headers_for_body {
                 return Err(ConfigError::new(

@@ -5,7 +5,7 @@ use super::calendar::parse_window;
 use super::copy::{check_copy, CopySet};
 use super::error::{join, ConfigError};
 use super::fields::{at_most_max_units, check_header_value, check_text};
-use super::raw::{RawCap, RawCell, RawDegrade, RawPace, RawQueue};
+use super::raw::{RawCap, RawCell, RawCellEntry, RawDegrade, RawPace, RawQueue};
 use crate::window::WindowSpec;
 
 // One cell per tier x class, built once: its size does not matter.
@@ -14,16 +14,49 @@ use crate::window::WindowSpec;
 pub enum Cell {
     /// The class is not part of this plan.
     NotIncluded,
-    Limited(Limits),
+    /// One limit, or several stacked (never empty): a request must fit every
+    /// one and is charged to all of them.
+    Limited(Vec<Limits>),
 }
 
-/// Whose counter a cell charges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Cell {
+    /// The cell's limits (none when the class is not included).
+    pub fn limits(&self) -> &[Limits] {
+        match self {
+            Cell::NotIncluded => &[],
+            Cell::Limited(stack) => stack,
+        }
+    }
+}
+
+/// The most limits one cell may stack.
+pub const MAX_STACKED: usize = 6;
+
+/// Whose counter a limit charges, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
     User,
     /// Pooled by the caller's workspace; callers without one follow
     /// [`IdentityConfig::missing_workspace`].
     Workspace,
+    /// Pooled by the caller's organisation (`identity.organisation`), with
+    /// the same rule for callers without one.
+    Organisation,
+}
+
+impl Scope {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scope::User => "user",
+            Scope::Workspace => "workspace",
+            Scope::Organisation => "organisation",
+        }
+    }
+
+    /// Whether the limit pools many users.
+    pub fn pooled(&self) -> bool {
+        *self != Scope::User
+    }
 }
 
 /// What happens once usage is past the soft limit.
@@ -88,6 +121,9 @@ pub struct Limits {
     pub overage_cap: Option<u64>,
     pub queue: Option<Queue>,
     pub copy: CopySet,
+    /// A workspace admin may set each member's own hard limit here (a `user`
+    /// limit stacked with a workspace pool).
+    pub admin_cap: bool,
 }
 
 impl Limits {
@@ -130,10 +166,78 @@ impl Limits {
 
 pub const DEFAULT_WARN_AT: [f64; 2] = [0.7, 0.95];
 
-pub(super) fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
-    if raw.included == Some(false) {
-        return check_not_included(path, raw);
+pub(super) fn check_cell(path: &str, raw: &RawCellEntry) -> Result<Cell, ConfigError> {
+    let raw = match raw {
+        RawCellEntry::One(raw) if raw.included == Some(false) => return check_not_included(path, raw),
+        RawCellEntry::One(raw) => return Ok(Cell::Limited(vec![check_limit(path, raw)?])),
+        RawCellEntry::Stack(raw) => raw,
+    };
+    if raw.is_empty() || raw.len() > MAX_STACKED {
+        return Err(ConfigError::new(
+            path,
+            format!("a list of stacked limits must hold 1 to {MAX_STACKED} limits, got {}", raw.len()),
+        ));
     }
+    let mut stack = Vec::with_capacity(raw.len());
+    for (i, limit) in raw.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        if limit.included.is_some() {
+            return Err(ConfigError::new(
+                join(&at, "included"),
+                "has no meaning in a stacked limit: write {\"included\": false} in place of the whole list",
+            ));
+        }
+        stack.push(check_limit(&at, limit)?);
+    }
+    check_stack(path, &stack)?;
+    Ok(Cell::Limited(stack))
+}
+
+/// What a stack must not say: two limits on one counter, a limit that can
+/// never bind under a pool of the same window, a member cap without a pool.
+fn check_stack(path: &str, stack: &[Limits]) -> Result<(), ConfigError> {
+    for (i, l) in stack.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        for (j, other) in stack.iter().enumerate().take(i) {
+            if other.scope == l.scope && other.window == l.window {
+                return Err(ConfigError::new(
+                    join(&at, "window"),
+                    format!(
+                        "limit [{j}] already counts \"{}\" per {}: two limits with one scope and window would be one counter",
+                        l.window_name,
+                        l.scope.as_str()
+                    ),
+                ));
+            }
+            let (narrow, wide, n) = if other.scope < l.scope { (other, l, j) } else { (l, other, i) };
+            if narrow.scope < wide.scope && narrow.window == wide.window && narrow.hard > wide.hard {
+                return Err(ConfigError::new(
+                    format!("{path}[{n}].hard"),
+                    format!(
+                        "{} per {} can never bind: the {} pool of the same window holds only {}",
+                        narrow.hard,
+                        narrow.scope.as_str(),
+                        wide.scope.as_str(),
+                        wide.hard
+                    ),
+                ));
+            }
+        }
+        if l.admin_cap && !(l.scope == Scope::User && stack.iter().any(|p| p.scope == Scope::Workspace)) {
+            return Err(ConfigError::new(
+                join(&at, "admin_cap"),
+                "only applies to a \"user\" limit stacked with a \"workspace\" pool (the member's cap inside it)",
+            ));
+        }
+    }
+    if stack.iter().filter(|l| l.admin_cap).count() > 1 {
+        return Err(ConfigError::new(path, "at most one limit may take an \"admin_cap\""));
+    }
+    Ok(())
+}
+
+/// One limit: a whole cell of today, or one entry of a stack.
+fn check_limit(path: &str, raw: &RawCell) -> Result<Limits, ConfigError> {
     let hard = check_hard_and_soft(path, raw)?;
     let (window, window_text) = check_window(path, raw.window.as_deref())?;
     let scope = check_scope(path, raw.scope.as_deref())?;
@@ -148,7 +252,8 @@ pub(super) fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError>
     if past_soft == PastSoft::Degrade && raw.soft.is_none() {
         return Err(ConfigError::new(join(path, "soft"), "missing: \"past_soft\": \"degrade\" needs a soft limit"));
     }
-    Ok(Cell::Limited(Limits {
+    Ok(Limits {
+        admin_cap: raw.admin_cap == Some(true),
         degrade,
         overage_cap,
         queue,
@@ -163,7 +268,7 @@ pub(super) fn check_cell(path: &str, raw: &RawCell) -> Result<Cell, ConfigError>
         past_soft,
         at_hard,
         warn_levels,
-    }))
+    })
 }
 
 /// A class the plan does not include: any other field is a mistake.
@@ -182,6 +287,7 @@ fn check_not_included(path: &str, raw: &RawCell) -> Result<Cell, ConfigError> {
         ("queue", raw.queue.is_some()),
         ("pace", raw.pace.is_some()),
         ("copy", raw.copy.is_some()),
+        ("admin_cap", raw.admin_cap.is_some()),
     ];
     if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
         return Err(ConfigError::new(join(path, field), "has no meaning in a cell with \"included\": false"));
@@ -226,9 +332,11 @@ fn check_scope(path: &str, scope: Option<&str>) -> Result<Scope, ConfigError> {
     match scope {
         None | Some("user") => Ok(Scope::User),
         Some("workspace") => Ok(Scope::Workspace),
-        Some(other) => {
-            Err(ConfigError::new(join(path, "scope"), format!("must be \"user\" or \"workspace\", got \"{other}\"")))
-        }
+        Some("organisation" | "org") => Ok(Scope::Organisation),
+        Some(other) => Err(ConfigError::new(
+            join(path, "scope"),
+            format!("must be \"user\", \"workspace\" or \"organisation\", got \"{other}\""),
+        )),
     }
 }
 

@@ -6,7 +6,7 @@ use super::body::{
     body_needs, check_held_headers, check_max_body_bytes, check_unreadable_body, BodyNeeds, UnreadableBody,
 };
 use super::calendar::{check_calendar, CalendarConfig};
-use super::cells::Cell;
+use super::cells::{Cell, Scope};
 use super::classes::{check_classes, class_id, Class, ClassId};
 use super::copy::{check_copy, check_response_headers, CopySet, ResponseHeaders};
 use super::counters::{check_counters, CounterConfig};
@@ -81,6 +81,42 @@ impl Config {
     }
 }
 
+/// A limit pooled by organisation needs a source for the organisation id,
+/// and the approximate mode syncs one counter per request, not a stack.
+fn check_stack_sources(
+    classes: &[Class],
+    tiers: &[Tier],
+    tier_names: &[String],
+    identity: &IdentityConfig,
+    counters: &CounterConfig,
+) -> Result<(), ConfigError> {
+    for (tier, name) in tiers.iter().zip(tier_names) {
+        for (class, cell) in classes.iter().zip(&tier.cells) {
+            let path = format!("tiers.{name}.limits.{}", class.name);
+            let stack = cell.limits();
+            if let Some(i) = stack.iter().position(|l| l.scope == Scope::Organisation) {
+                if identity.organisation.is_empty() {
+                    let at = if stack.len() > 1 { format!("{path}[{i}].scope") } else { format!("{path}.scope") };
+                    return Err(ConfigError::new(
+                        at,
+                        "pools by organisation, but \"identity.organisation\" names no source for the organisation id",
+                    ));
+                }
+            }
+            if stack.len() > 1 && counters.exact_redis().is_some() {
+                return Err(ConfigError::new(path, "stacked limits in Redis: not built yet"));
+            }
+            if stack.len() > 1 && counters.approximate_redis().is_some() {
+                return Err(ConfigError::new(
+                    path,
+                    "stacked limits need exact counters: \"counters.redis.mode\": \"approximate\" syncs one counter per request",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
@@ -107,6 +143,7 @@ impl TryFrom<RawConfig> for Config {
         let response_headers = check_response_headers(raw.response_headers.as_ref());
         let admin = check_admin(raw.admin.as_ref(), usage_endpoint.as_deref())?;
         let refunds = crate::refund::RefundPolicy::from_raw(raw.refunds.as_ref())?;
+        check_stack_sources(&classes, &tiers, &tier_names, &identity, &counters)?;
         if admin.is_some() && counters.approximate_redis().is_some() {
             // A grant balance spent on many Envoys at once needs one exact copy.
             return Err(ConfigError::new(

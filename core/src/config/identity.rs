@@ -11,6 +11,7 @@ use super::tiers::TierId;
 pub struct IdentityConfig {
     pub user: Vec<Source>,
     pub workspace: Vec<Source>,
+    pub organisation: Vec<Source>,
     pub tier: Vec<Source>,
     pub default_tier: TierId,
     pub unknown_tier: UnknownTier,
@@ -98,6 +99,7 @@ pub(super) fn check_identity(
     Ok(IdentityConfig {
         user,
         workspace: check_sources("identity.workspace", &raw.workspace)?,
+        organisation: check_sources("identity.organisation", &raw.organisation)?,
         tier: check_sources("identity.tier", &raw.tier)?,
         default_tier: tier_id("identity.default_tier", &raw.default_tier)?,
         unknown_tier,

@@ -210,6 +210,10 @@ pub struct RawIdentity {
     pub user: Vec<RawSource>,
     #[serde(default)]
     pub workspace: Vec<RawSource>,
+    /// Where the caller's organisation id comes from, for limits with
+    /// `"scope": "organisation"`.
+    #[serde(default, alias = "org")]
+    pub organisation: Vec<RawSource>,
     #[serde(default)]
     pub tier: Vec<RawSource>,
     pub default_tier: String,
@@ -222,10 +226,11 @@ pub struct RawIdentity {
     pub anonymous: Option<RawAnonymous>,
     #[serde(default)]
     pub max_id_bytes: Option<u64>,
-    /// What a pooled (`"scope": "workspace"`) cell does with a caller who
-    /// names no workspace (anonymous callers included): `reject` (default: a
-    /// 403 with code `workspace_required`) or `user` (the caller's own
-    /// counter, as if the cell were per user).
+    /// What a pooled (`"scope": "workspace"` or `"organisation"`) limit does
+    /// with a caller who names no workspace (or organisation; anonymous
+    /// callers included): `reject` (default: a 403 with code
+    /// `workspace_required`) or `user` (the caller's own counter, as if the
+    /// limit were per user).
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["reject", "user", null])))]
     pub missing_workspace: Option<String>,
@@ -410,10 +415,42 @@ pub struct RawTier {
     /// The tier an upgrade hint points to; the next tier in document order by default.
     #[serde(default)]
     pub upgrade_to: Option<String>,
-    /// Class name to cell. Every class must have a cell in every tier.
-    pub limits: BTreeMap<String, RawCell>,
+    /// Class name to cell: one limit, or a list of stacked limits. Every
+    /// class must have a cell in every tier.
+    pub limits: BTreeMap<String, RawCellEntry>,
     #[serde(default)]
     pub copy: Option<RawCopy>,
+}
+
+/// A cell as written: one limit (an object), or several stacked limits (a
+/// list of objects) that a request must all fit.
+#[derive(Debug)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(untagged))]
+pub enum RawCellEntry {
+    One(Box<RawCell>),
+    Stack(Vec<RawCell>),
+}
+
+impl<'de> Deserialize<'de> for RawCellEntry {
+    // By hand rather than `untagged`: an untagged enum reports "did not
+    // match any variant" and loses the JSON path of the field at fault.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = RawCellEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a cell (an object) or a list of stacked limits (objects)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawCellEntry, A::Error> {
+                RawCell::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|cell| RawCellEntry::One(Box::new(cell)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawCellEntry, A::Error> {
+                Vec::<RawCell>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(RawCellEntry::Stack)
+            }
+        }
+        deserializer.deserialize_any(Entry)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -434,10 +471,20 @@ pub struct RawCell {
     pub hard: Option<u64>,
     #[serde(default)]
     pub window: Option<String>,
-    /// `user` (default) or `workspace` (pooled by the team).
+    /// `user` (default), `workspace` (pooled by the team) or `organisation`
+    /// (`org`: pooled by the organisation). In a stacked cell with a pooled
+    /// limit, a `user` limit counts the member inside that pool.
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["user", "workspace", null])))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = ["user", "workspace", "organisation", "org", null]))
+    )]
     pub scope: Option<String>,
+    /// In a stacked cell, on the `user` limit: a workspace admin may set this
+    /// member's cap through the admin endpoint (at most the pool's hard
+    /// limit); it replaces this limit's `hard` for that member until cleared.
+    #[serde(default)]
+    pub admin_cap: Option<bool>,
     /// `warn` (default) or `degrade`.
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["warn", "degrade", null])))]

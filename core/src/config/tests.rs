@@ -51,6 +51,7 @@ fn accepts_a_complete_config() {
     assert_eq!(config.tiers[1].upgrade_to, None);
     assert!(matches!(config.tiers[0].cells[1], Cell::NotIncluded));
     let Cell::Limited(l) = &config.tiers[0].cells[0] else { panic!() };
+    let [l] = l.as_slice() else { panic!() };
     assert_eq!(l.warn_levels, vec![20, 21, 29]);
     assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
 }
@@ -194,6 +195,7 @@ fn limits_and_caps_stay_within_the_unit_bound() {
     let doc = with(base(), cell, json!({"hard": max, "window": "day", "at_hard": "overage", "overage": {"cap": max}}));
     let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
     let Cell::Limited(l) = &config.tiers[1].cells[1] else { panic!() };
+    let [l] = l.as_slice() else { panic!() };
     assert_eq!((l.hard, l.request_ceiling()), (max, max));
 }
 
@@ -312,7 +314,7 @@ fn the_seeds_examples_are_expressible() {
     let config = Config::from_json(include_bytes!("../../../envoy/examples/seeds.json")).unwrap();
     let pro = config.tier_by_name("pro").unwrap();
     let cell = |tier, class: usize| match config.cell(tier, ClassId(class)) {
-        Some(Cell::Limited(l)) => l.clone(),
+        Some(Cell::Limited(l)) if l.len() == 1 => l[0].clone(),
         _ => panic!("not limited"),
     };
     assert_eq!((cell(pro, 0).hard, cell(pro, 1).hard), (300, 4500));
@@ -407,4 +409,64 @@ fn unidentified_events_per_second_is_checked_by_path() {
     assert_eq!(Config::from_json(off.to_string().as_bytes()).unwrap().observability.unidentified_events_per_second, 0);
     let over = with(base(), "/observability", json!({"unidentified_events_per_second": 10_001}));
     assert_eq!(error_of(&over), "observability.unidentified_events_per_second: must be between 0 and 10000, got 10001");
+}
+
+#[test]
+fn stacked_limits_are_checked_with_their_paths() {
+    let cell = "/tiers/pro/limits/drafts";
+    let stack =
+        |limits: Value| with(with(base(), "/identity/workspace", json!([{"header": "x-workspace-id"}])), cell, limits);
+    let ok = stack(json!([
+        {"scope": "workspace", "hard": 300, "window": "day"},
+        {"scope": "user", "hard": 50, "window": "day", "admin_cap": true},
+        {"scope": "user", "hard": 900, "window": "week"}
+    ]));
+    let config = Config::from_json(ok.to_string().as_bytes()).unwrap();
+    let pro = config.tier_by_name("pro").unwrap();
+    let limits = config.cell(pro, ClassId(0)).unwrap().limits();
+    assert_eq!(
+        limits.iter().map(|l| (l.scope, l.hard)).collect::<Vec<_>>(),
+        [(Scope::Workspace, 300), (Scope::User, 50), (Scope::User, 900)]
+    );
+    assert!(limits[1].admin_cap);
+
+    let refusals = [
+        (json!([]), "tiers.pro.limits.drafts: a list of stacked limits must hold 1 to 6 limits, got 0"),
+        (
+            json!([{"hard": 5, "window": "day"}, {"hard": 9, "window": "day"}]),
+            "tiers.pro.limits.drafts[1].window: limit [0] already counts \"day\" per user",
+        ),
+        (
+            json!([{"scope": "workspace", "hard": 30, "window": "day"}, {"hard": 50, "window": "day"}]),
+            "tiers.pro.limits.drafts[1].hard: 50 per user can never bind: the workspace pool of the same window holds only 30",
+        ),
+        (
+            json!([{"hard": 5, "window": "day", "admin_cap": true}, {"hard": 9, "window": "week"}]),
+            "tiers.pro.limits.drafts[0].admin_cap: only applies to a \"user\" limit stacked with a \"workspace\" pool",
+        ),
+        (
+            json!([{"hard": 5, "window": "day", "included": false}]),
+            "tiers.pro.limits.drafts[0].included: has no meaning in a stacked limit",
+        ),
+        (json!([{"hard": 5, "window": "fortnight"}]), "tiers.pro.limits.drafts[0].window: \"fortnight\" is not a window"),
+        (json!([{"hard": 5, "window": "day", "colour": "red"}]), "tiers.pro.limits.drafts[0].colour: unknown field `colour`"),
+        (
+            json!([{"scope": "organisation", "hard": 500, "window": "day"}, {"hard": 5, "window": "day"}]),
+            "tiers.pro.limits.drafts[0].scope: pools by organisation, but \"identity.organisation\" names no source",
+        ),
+        (json!("lots"), "tiers.pro.limits.drafts: invalid type: string \"lots\", expected a cell (an object) or a list"),
+    ];
+    for (limits, expected) in refusals {
+        let error = error_of(&stack(limits.clone()));
+        assert!(error.starts_with(expected), "{limits}: {error}");
+    }
+    // With a source, an organisation's pool stacks on the team's.
+    let org = with(
+        stack(
+            json!([{"scope": "org", "hard": 500, "window": "day"}, {"scope": "workspace", "hard": 300, "window": "day"}]),
+        ),
+        "/identity/organisation",
+        json!([{"header": "x-org-id"}]),
+    );
+    assert!(Config::from_json(org.to_string().as_bytes()).is_ok());
 }

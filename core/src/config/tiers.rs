@@ -123,12 +123,23 @@ fn check_tier(
 /// counter whose window kind changes starts over: a class pooled in two
 /// tiers with different windows would let one plan's members reset the
 /// other's pool. So every tier that pools a class must give it one window.
+/// (A stacked cell's counters name their window, so they are left out.)
 pub(super) fn check_pooled_windows(classes: &[Class], tiers: &[Tier]) -> Result<(), ConfigError> {
     for (i, class) in classes.iter().enumerate() {
+        for scope in [Scope::Workspace, Scope::Organisation] {
+            check_pool_window(class, i, scope, tiers)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_pool_window(class: &Class, i: usize, scope: Scope, tiers: &[Tier]) -> Result<(), ConfigError> {
+    {
         let mut first: Option<(&str, &Limits)> = None;
         for tier in tiers {
-            let Some(Cell::Limited(l)) = tier.cells.get(i) else { continue };
-            if l.scope != Scope::Workspace {
+            let Some(Cell::Limited(stack)) = tier.cells.get(i) else { continue };
+            let [l] = stack.as_slice() else { continue };
+            if l.scope != scope {
                 continue;
             }
             match first {
@@ -137,9 +148,12 @@ pub(super) fn check_pooled_windows(classes: &[Class], tiers: &[Tier]) -> Result<
                     return Err(ConfigError::new(
                         format!("{}.window", join(&join(&join("tiers", &tier.name), "limits"), &class.name)),
                         format!(
-                            "must be the same as in tier \"{other}\" (\"{}\"): both pool \"{}\" by workspace, and \
-                             members of one workspace share that counter whatever their plan",
-                            o.window_name, class.name
+                            "must be the same as in tier \"{other}\" (\"{}\"): both pool \"{}\" by {}, and \
+                             members of one {} share that counter whatever their plan",
+                            o.window_name,
+                            class.name,
+                            scope.as_str(),
+                            scope.as_str()
                         ),
                     ));
                 }

@@ -17,7 +17,7 @@ use crate::usage_limit::{UsageLimiter, UsageRead};
 pub enum Noted {
     Decided {
         caller: Caller,
-        decision: Decision,
+        decision: Box<Decision>,
     },
     IdentityRefused(IdentityError),
     /// The unreadable body's code.
@@ -117,7 +117,7 @@ impl<S> MemoryHost<S> {
     /// The decisions noted so far, in order.
     pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
         self.notes.iter().filter_map(|n| match n {
-            Noted::Decided { decision, .. } => Some(decision),
+            Noted::Decided { decision, .. } => Some(decision.as_ref()),
             _ => None,
         })
     }
@@ -157,7 +157,9 @@ impl<S: CounterStore> Host for MemoryHost<S> {
 
     fn note(&mut self, note: Note<'_>) {
         let kept = match note {
-            Note::Decided { caller, decision } => Noted::Decided { caller: caller.clone(), decision: decision.clone() },
+            Note::Decided { caller, decision } => {
+                Noted::Decided { caller: caller.clone(), decision: Box::new(decision.clone()) }
+            }
             Note::IdentityRefused(e) => Noted::IdentityRefused(e.clone()),
             Note::BodyRefused { why, .. } => Noted::BodyRefused(why.code()),
             Note::UsageLimited => Noted::UsageLimited,

@@ -272,8 +272,13 @@ impl Exchange {
 
 /// Carries out a correction of a charge: at once in shared data (then noted
 /// for the approximate mode's sync), or queued for Redis.
-fn correct(config: &Config, host: &mut dyn Host, correction: Option<Correction>) {
-    let Some(c) = correction else { return };
+fn correct(config: &Config, host: &mut dyn Host, corrections: Vec<Correction>) {
+    for c in corrections {
+        correct_one(config, host, c);
+    }
+}
+
+fn correct_one(config: &Config, host: &mut dyn Host, c: Correction) {
     match &c.counters {
         Counters::Redis => {
             host.note(Note::Adjust { key: c.key, window_start: c.window_start, delta: c.delta, most: c.most })

@@ -44,11 +44,11 @@ pub struct Charged {
 
 #[derive(Debug)]
 struct Charge {
-    key: String,
-    window_start: i64,
+    /// Every counter charged (a stacked cell's several): its key, its
+    /// window's start and the most a correction may add to it (the rest of
+    /// its limit's ceiling).
+    charged: Vec<(String, i64, u64)>,
     cost: u64,
-    /// The most a correction may add: the rest of the cell's ceiling.
-    most: u64,
     counters: Counters,
 }
 
@@ -129,13 +129,15 @@ impl Charged {
             Some(_) => Counters::Redis,
             None => Counters::Local { sync },
         };
-        let charge = Charge {
-            key: d.key.clone()?,
-            window_start: c.usage.window.start,
-            cost: c.cost,
-            most: engine::correction_room(config, d),
-            counters,
-        };
+        let charged: Vec<(String, i64, u64)> = d
+            .charged()
+            .into_iter()
+            .map(|(key, limit, start)| (key.to_string(), start, engine::correction_room_of(config, d, limit)))
+            .collect();
+        if charged.is_empty() {
+            return None;
+        }
+        let charge = Charge { charged, cost: c.cost, counters };
         Some(Charged { charge: Some(charge), answered: false, metering })
     }
 
@@ -154,8 +156,10 @@ impl Charged {
         status: Option<u16>,
         content_type: Option<&[u8]>,
         response_flags: u64,
-    ) -> Option<Correction> {
-        self.charge.as_ref()?;
+    ) -> Vec<Correction> {
+        if self.charge.is_none() {
+            return Vec::new();
+        }
         self.answered = true;
         if config.refunds.after_response(status, response_flags) {
             return self.refund();
@@ -165,12 +169,16 @@ impl Charged {
                 m.body = Reading::Events(SseScanner::new(MAX_EVENT_LINE));
             }
         }
-        None
+        Vec::new()
     }
 
     /// A chunk of the response body (`end`: the last one): at the end, the
     /// estimate is replaced by the reported usage, if the upstream reported one.
-    pub fn response_body(&mut self, config: &Config, chunk: &[u8], end: bool) -> Option<Correction> {
+    pub fn response_body(&mut self, config: &Config, chunk: &[u8], end: bool) -> Vec<Correction> {
+        self.read_body(config, chunk, end).unwrap_or_default()
+    }
+
+    fn read_body(&mut self, config: &Config, chunk: &[u8], end: bool) -> Option<Vec<Correction>> {
         self.charge.as_ref()?;
         let m = self.metering.as_mut()?;
         match &mut m.body {
@@ -193,44 +201,44 @@ impl Charged {
         let actual = cost::scale(reported?.tokens()?, m.factor);
         let charge = self.charge.take()?;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(charge.cost).unwrap_or(i64::MAX);
-        charge.correction(delta)
+        Some(charge.corrections(delta))
     }
 
     /// The stream ended. With no response head, the charge goes back only
     /// if the request never reached an upstream (a client that leaves after
     /// that keeps its charge). `ended` is asked only then: each of its
     /// answers is a host read.
-    pub fn stream_end(&mut self, config: &Config, ended: impl FnOnce() -> Ended) -> Option<Correction> {
-        if self.answered {
-            return None;
+    pub fn stream_end(&mut self, config: &Config, ended: impl FnOnce() -> Ended) -> Vec<Correction> {
+        if self.answered || self.charge.is_none() {
+            return Vec::new();
         }
-        self.charge.as_ref()?;
         let e = ended();
         if config.refunds.without_response(e.response_flags, e.upstream_connected) {
             return self.refund();
         }
-        None
+        Vec::new()
     }
 
     /// The whole charge back: the upstream did not do the work.
-    fn refund(&mut self) -> Option<Correction> {
+    fn refund(&mut self) -> Vec<Correction> {
         self.metering = None;
-        let charge = self.charge.take()?;
+        let Some(charge) = self.charge.take() else { return Vec::new() };
         let cost = i64::try_from(charge.cost).unwrap_or(i64::MAX);
-        charge.correction(-cost)
+        charge.corrections(-cost)
     }
 }
 
 impl Charge {
-    fn correction(self, delta: i64) -> Option<Correction> {
-        let delta = decide::bounded_delta(delta, self.most);
-        (delta != 0).then_some(Correction {
-            key: self.key,
-            window_start: self.window_start,
-            delta,
-            most: self.most,
-            counters: self.counters,
-        })
+    /// `delta` on every counter charged, each bounded by its own room.
+    fn corrections(self, delta: i64) -> Vec<Correction> {
+        let counters = self.counters;
+        self.charged
+            .into_iter()
+            .filter_map(|(key, window_start, most)| {
+                let delta = decide::bounded_delta(delta, most);
+                (delta != 0).then(|| Correction { key, window_start, delta, most, counters: counters.clone() })
+            })
+            .collect()
     }
 }
 
@@ -250,6 +258,18 @@ mod tests {
     use std::cell::Cell;
 
     const NOON_MS: i64 = 1_795_348_800_000;
+
+    /// The one correction a one-limit cell's event returns, if any.
+    trait One {
+        fn one(self) -> Option<Correction>;
+    }
+
+    impl One for Vec<Correction> {
+        fn one(self) -> Option<Correction> {
+            assert!(self.len() <= 1, "{self:?}");
+            self.into_iter().next()
+        }
+    }
 
     /// "chat" meters tokens (reconciled, "big" models count twice) within
     /// `chat_hard` a day; "files" costs 3 within 10 a day. `extra` adds
@@ -309,7 +329,7 @@ mod tests {
         let key = d.key.clone().unwrap();
         assert_eq!(used(&config, &store, &key), 3);
         let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
-        let refund = charged.response_head(&config, Some(503), Some(b"application/json"), 0).unwrap();
+        let refund = charged.response_head(&config, Some(503), Some(b"application/json"), 0).one().unwrap();
         assert_eq!(
             refund,
             Correction {
@@ -323,8 +343,8 @@ mod tests {
         refund.apply(&config, &config.counters.table(&store, NOON_MS)).unwrap();
         assert_eq!(used(&config, &store, &key), 0);
         // Once: nothing is left to correct.
-        assert_eq!(charged.response_body(&config, b"{}", true), None);
-        assert_eq!(charged.stream_end(&config, ended(UPSTREAM_CONNECTION_FAILURE, false)), None);
+        assert_eq!(charged.response_body(&config, b"{}", true).one(), None);
+        assert_eq!(charged.stream_end(&config, ended(UPSTREAM_CONNECTION_FAILURE, false)).one(), None);
     }
 
     #[test]
@@ -333,10 +353,10 @@ mod tests {
         for status in [Some(200), Some(500), Some(404), None] {
             let store = MemoryStore::new();
             let (_, mut charged) = admit(&config, FILES, None, &store);
-            assert_eq!(charged.response_head(&config, status, None, 0), None, "{status:?}");
-            assert_eq!(charged.response_body(&config, b"", true), None);
+            assert_eq!(charged.response_head(&config, status, None, 0).one(), None, "{status:?}");
+            assert_eq!(charged.response_body(&config, b"", true).one(), None);
             // The upstream answered: the end asks the host nothing.
-            assert_eq!(charged.stream_end(&config, || panic!("asked how the stream ended")), None);
+            assert_eq!(charged.stream_end(&config, || panic!("asked how the stream ended")).one(), None);
         }
     }
 
@@ -345,7 +365,7 @@ mod tests {
         let config = config(1000, r#", "refunds": {"statuses": []}"#);
         let store = MemoryStore::new();
         let (_, mut charged) = admit(&config, FILES, None, &store);
-        let refund = charged.response_head(&config, Some(503), None, UPSTREAM_CONNECTION_FAILURE);
+        let refund = charged.response_head(&config, Some(503), None, UPSTREAM_CONNECTION_FAILURE).one();
         assert_eq!(refund.map(|r| r.delta), Some(-3));
     }
 
@@ -355,10 +375,12 @@ mod tests {
         let store = MemoryStore::new();
         let (_, mut charged) = admit(&config, FILES, None, &store);
         let asked = Cell::new(false);
-        let correction = charged.stream_end(&config, || {
-            asked.set(true);
-            Ended { response_flags: DOWNSTREAM_REMOTE_RESET, upstream_connected: true }
-        });
+        let correction = charged
+            .stream_end(&config, || {
+                asked.set(true);
+                Ended { response_flags: DOWNSTREAM_REMOTE_RESET, upstream_connected: true }
+            })
+            .one();
         assert_eq!(correction, None);
         assert!(asked.get());
     }
@@ -368,10 +390,10 @@ mod tests {
         let config = config(1000, "");
         let store = MemoryStore::new();
         let (d, mut charged) = admit(&config, FILES, None, &store);
-        let refund = charged.stream_end(&config, ended(DOWNSTREAM_REMOTE_RESET, false)).unwrap();
+        let refund = charged.stream_end(&config, ended(DOWNSTREAM_REMOTE_RESET, false)).one().unwrap();
         assert_eq!((refund.key.as_str(), refund.delta), (d.key.as_deref().unwrap(), -3));
         let (_, mut failed) = admit(&config, FILES, None, &store);
-        let refund = failed.stream_end(&config, ended(UPSTREAM_CONNECTION_FAILURE, true)).unwrap();
+        let refund = failed.stream_end(&config, ended(UPSTREAM_CONNECTION_FAILURE, true)).one().unwrap();
         assert_eq!(refund.delta, -3);
     }
 
@@ -383,18 +405,18 @@ mod tests {
         let key = d.key.clone().unwrap();
         assert_eq!(used(&config, &store, &key), 52);
         assert!(charged.reads_body());
-        assert_eq!(charged.response_head(&config, Some(200), Some(b"application/json"), 0), None);
+        assert_eq!(charged.response_head(&config, Some(200), Some(b"application/json"), 0).one(), None);
         let body = json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 15, "total_tokens": 20}});
         let body = body.to_string();
         let (first, rest) = body.as_bytes().split_at(17);
-        assert_eq!(charged.response_body(&config, first, false), None);
+        assert_eq!(charged.response_body(&config, first, false).one(), None);
         // Fewer tokens than estimated: a negative delta.
-        let correction = charged.response_body(&config, rest, true).unwrap();
+        let correction = charged.response_body(&config, rest, true).one().unwrap();
         assert_eq!((correction.delta, correction.most), (20 - 52, 1000 - 52));
         correction.apply(&config, &config.counters.table(&store, NOON_MS)).unwrap();
         assert_eq!(used(&config, &store, &key), 20);
         assert!(!charged.reads_body());
-        assert_eq!(charged.stream_end(&config, ended(0, false)), None);
+        assert_eq!(charged.stream_end(&config, ended(0, false)).one(), None);
     }
 
     #[test]
@@ -408,11 +430,11 @@ mod tests {
         for split in [1, 5, 64, stream.len()] {
             let store = MemoryStore::new();
             let (_, mut charged) = admit(&config, CHAT, Some(&chat("small")), &store);
-            charged.response_head(&config, Some(200), Some(b"text/event-stream; charset=utf-8"), 0);
+            charged.response_head(&config, Some(200), Some(b"text/event-stream; charset=utf-8"), 0).one();
             let chunks: Vec<&[u8]> = stream.as_bytes().chunks(split).collect();
             let mut corrections = Vec::new();
             for (i, chunk) in chunks.iter().enumerate() {
-                corrections.extend(charged.response_body(&config, chunk, i + 1 == chunks.len()));
+                corrections.extend(charged.response_body(&config, chunk, i + 1 == chunks.len()).one());
             }
             let deltas: Vec<i64> = corrections.iter().map(|c| c.delta).collect();
             assert_eq!(deltas, vec![70 - 52], "chunks of {split}");
@@ -425,9 +447,9 @@ mod tests {
         let config = config(1000, "");
         let store = MemoryStore::new();
         let (_, mut charged) = admit(&config, CHAT, Some(&chat("small")), &store);
-        charged.response_head(&config, Some(200), Some(b"application/json"), 0);
+        charged.response_head(&config, Some(200), Some(b"application/json"), 0).one();
         let stream = "data: {\"usage\":{\"total_tokens\":70}}\n\n";
-        assert_eq!(charged.response_body(&config, stream.as_bytes(), true), None);
+        assert_eq!(charged.response_body(&config, stream.as_bytes(), true).one(), None);
     }
 
     #[test]
@@ -437,15 +459,15 @@ mod tests {
         assert!(body.len() > 64);
         let store = MemoryStore::new();
         let (_, mut charged) = admit(&config, CHAT, Some(&chat("small")), &store);
-        charged.response_head(&config, Some(200), None, 0);
+        charged.response_head(&config, Some(200), None, 0).one();
         let (first, rest) = body.as_bytes().split_at(40);
-        assert_eq!(charged.response_body(&config, first, false), None);
-        assert_eq!(charged.response_body(&config, rest, true), None);
+        assert_eq!(charged.response_body(&config, first, false).one(), None);
+        assert_eq!(charged.response_body(&config, rest, true).one(), None);
         // The same usage within the cap is read.
         let (_, mut small) = admit(&config, CHAT, Some(&chat("small")), &store);
-        small.response_head(&config, Some(200), None, 0);
+        small.response_head(&config, Some(200), None, 0).one();
         let fits = json!({"usage": {"total_tokens": 20}}).to_string();
-        assert_eq!(small.response_body(&config, fits.as_bytes(), true).map(|c| c.delta), Some(20 - 52));
+        assert_eq!(small.response_body(&config, fits.as_bytes(), true).one().map(|c| c.delta), Some(20 - 52));
     }
 
     #[test]
@@ -454,9 +476,9 @@ mod tests {
         let store = MemoryStore::new();
         let (d, mut charged) = admit(&config, CHAT, Some(&chat("big-1")), &store);
         assert_eq!(used(&config, &store, d.key.as_deref().unwrap()), 2 * 52);
-        charged.response_head(&config, Some(200), None, 0);
+        charged.response_head(&config, Some(200), None, 0).one();
         let body = json!({"usage": {"input_tokens": 10, "output_tokens": 21}}).to_string();
-        let correction = charged.response_body(&config, body.as_bytes(), true).unwrap();
+        let correction = charged.response_body(&config, body.as_bytes(), true).one().unwrap();
         assert_eq!(correction.delta, 2 * 31 - 2 * 52);
     }
 
@@ -465,9 +487,9 @@ mod tests {
         let config = config(100, "");
         let store = MemoryStore::new();
         let (d, mut charged) = admit(&config, CHAT, Some(&chat("small")), &store);
-        charged.response_head(&config, Some(200), None, 0);
+        charged.response_head(&config, Some(200), None, 0).one();
         let body = json!({"usage": {"total_tokens": 5000}}).to_string();
-        let correction = charged.response_body(&config, body.as_bytes(), true).unwrap();
+        let correction = charged.response_body(&config, body.as_bytes(), true).one().unwrap();
         assert_eq!((correction.delta, correction.most), (48, 48));
         correction.apply(&config, &config.counters.table(&store, NOON_MS)).unwrap();
         assert_eq!(used(&config, &store, d.key.as_deref().unwrap()), 100);
@@ -478,9 +500,9 @@ mod tests {
         let config = config(MAX_UNITS, "");
         let store = MemoryStore::new();
         let (d, mut charged) = admit(&config, CHAT, Some(&chat("big-1")), &store);
-        charged.response_head(&config, Some(200), None, 0);
+        charged.response_head(&config, Some(200), None, 0).one();
         let body = format!(r#"{{"usage": {{"input_tokens": {}, "output_tokens": 1}}}}"#, u64::MAX);
-        let correction = charged.response_body(&config, body.as_bytes(), true).unwrap();
+        let correction = charged.response_body(&config, body.as_bytes(), true).one().unwrap();
         let estimate = 2 * 52;
         assert_eq!(correction.delta, i64::try_from(MAX_UNITS - estimate).unwrap());
         assert_eq!(correction.most, MAX_UNITS - estimate);
@@ -493,11 +515,11 @@ mod tests {
         let config = config(1000, "");
         let store = MemoryStore::new();
         let (_, mut exact) = admit(&config, CHAT, Some(&chat("small")), &store);
-        exact.response_head(&config, Some(200), None, 0);
-        assert_eq!(exact.response_body(&config, br#"{"usage": {"total_tokens": 52}}"#, true), None);
+        exact.response_head(&config, Some(200), None, 0).one();
+        assert_eq!(exact.response_body(&config, br#"{"usage": {"total_tokens": 52}}"#, true).one(), None);
         let (_, mut silent) = admit(&config, CHAT, Some(&chat("small")), &store);
-        silent.response_head(&config, Some(200), Some(b"text/event-stream"), 0);
-        assert_eq!(silent.response_body(&config, b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n", true), None);
+        silent.response_head(&config, Some(200), Some(b"text/event-stream"), 0).one();
+        assert_eq!(silent.response_body(&config, b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n", true).one(), None);
     }
 
     #[test]
@@ -506,8 +528,8 @@ mod tests {
         let store = MemoryStore::new();
         let (_, mut charged) = admit(&config, FILES, None, &store);
         assert!(!charged.reads_body());
-        charged.response_head(&config, Some(200), Some(b"text/event-stream"), 0);
-        assert_eq!(charged.response_body(&config, b"data: {\"usage\":{\"total_tokens\":70}}\n\n", true), None);
+        charged.response_head(&config, Some(200), Some(b"text/event-stream"), 0).one();
+        assert_eq!(charged.response_body(&config, b"data: {\"usage\":{\"total_tokens\":70}}\n\n", true).one(), None);
     }
 
     #[test]
@@ -519,8 +541,7 @@ mod tests {
         // back, and no room to add any.
         let refused = charge(&config, &alice, FILES, 11, false, NOON_MS, &config.counters.table(&store, NOON_MS));
         assert!(!refused.admitted());
-        let mut charged = Charged::new(&config, &refused, None, None).unwrap();
-        assert_eq!(charged.response_head(&config, Some(500), None, UPSTREAM_CONNECTION_FAILURE), None);
+        assert!(Charged::new(&config, &refused, None, None).is_none());
         // No counter at all: nothing for the response to correct.
         let not_included = Decision { outcome: Outcome::NotIncluded, key: None, ..refused };
         assert!(Charged::new(&config, &not_included, None, None).is_none());
@@ -535,7 +556,7 @@ mod tests {
             charge(&exact, &alice, FILES, 3, false, NOON_MS, &store)
         };
         let mut charged = Charged::new(&exact, &d, None, None).unwrap();
-        let refund = charged.response_head(&exact, Some(500), None, 0).unwrap();
+        let refund = charged.response_head(&exact, Some(500), None, 0).one().unwrap();
         assert_eq!((refund.counters, refund.delta), (Counters::Redis, -3));
 
         let approximate =
@@ -545,7 +566,7 @@ mod tests {
         let sync = SyncTarget::of(&approximate, &d, &alice);
         assert!(sync.is_some());
         let mut charged = Charged::new(&approximate, &d, None, sync.clone()).unwrap();
-        let refund = charged.response_head(&approximate, Some(500), None, 0).unwrap();
+        let refund = charged.response_head(&approximate, Some(500), None, 0).one().unwrap();
         assert_eq!((refund.counters, refund.delta), (Counters::Local { sync }, -3));
     }
 
@@ -582,17 +603,19 @@ mod tests {
                         let status = [None, Some(200), Some(429), Some(503)][next(4) as usize];
                         let content_type: Option<&[u8]> =
                             [None, Some(&b"application/json"[..]), Some(&b"text/event-stream"[..])][next(3) as usize];
-                        charged.response_head(&config, status, content_type, flags[next(3) as usize])
+                        charged.response_head(&config, status, content_type, flags[next(3) as usize]).one()
                     }
                     1 | 2 => {
                         let piece = pieces[next(5) as usize];
                         let at = next(piece.len() as u64 + 1) as usize;
-                        let first = charged.response_body(&config, &piece[..at], false);
-                        first.or_else(|| charged.response_body(&config, &piece[at..], next(2) == 0))
+                        let first = charged.response_body(&config, &piece[..at], false).one();
+                        first.or_else(|| charged.response_body(&config, &piece[at..], next(2) == 0).one())
                     }
                     _ => {
                         let (f, connected) = (flags[next(3) as usize], next(2) == 0);
-                        charged.stream_end(&config, move || Ended { response_flags: f, upstream_connected: connected })
+                        charged
+                            .stream_end(&config, move || Ended { response_flags: f, upstream_connected: connected })
+                            .one()
                     }
                 };
                 corrections.extend(correction);

@@ -27,9 +27,11 @@ impl SyncTarget {
     pub fn of(config: &Config, d: &Decision, caller: &Caller) -> Option<SyncTarget> {
         let redis = config.counters.approximate_redis()?;
         let (Outcome::Charged(_), Some(local_key)) = (&d.outcome, &d.key) else { return None };
-        let (Some(Cell::Limited(limits)), Some(class)) = (config.cell(d.tier, d.class), config.class(d.class)) else {
+        // Stacked cells are refused with the approximate mode (config validation).
+        let (Some(Cell::Limited(stack)), Some(class)) = (config.cell(d.tier, d.class), config.class(d.class)) else {
             return None;
         };
+        let [limits] = stack.as_slice() else { return None };
         let (kind, id) = caller.scope_id(limits.scope, config.identity.missing_workspace)?;
         Some(SyncTarget {
             local_key: local_key.clone(),

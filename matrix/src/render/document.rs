@@ -128,12 +128,7 @@ fn plans(config: &Config, blocks: &mut Vec<Block>) {
         "“Warned from”: the usage levels at which a warning starts (the soft limit and each `warn_at` fraction of the hard limit). {}",
         describe::time_zone(config)
     )));
-    let limited = || {
-        config.tiers.iter().flat_map(|t| &t.cells).filter_map(|c| match c {
-            Cell::Limited(l) => Some(l),
-            Cell::NotIncluded => None,
-        })
-    };
+    let limited = || config.tiers.iter().flat_map(|t| &t.cells).flat_map(Cell::limits);
     let with_confirm = limited().any(|l| l.confirm_above.is_some());
     let with_pace = limited().any(|l| l.pace.is_some());
     let with_past_soft = limited().any(|l| l.past_soft != PastSoft::Warn);
@@ -185,7 +180,8 @@ fn plans(config: &Config, blocks: &mut Vec<Block>) {
                             row.push("—".into());
                         }
                     }
-                    Cell::Limited(l) => {
+                    Cell::Limited(stack) => {
+                        let Some(l) = stack.first() else { return row };
                         row.push(l.soft.map_or_else(|| "—".to_string(), |s| s.to_string()));
                         row.push(l.hard.to_string());
                         row.push(describe::resets(config, &l.window));
@@ -245,12 +241,17 @@ fn copy(config: &Config, blocks: &mut Vec<Block>) {
             );
             let wall = match cell {
                 Some(Cell::NotIncluded) => format!("not included (403): {}", quoted(&s.wall)),
-                Some(Cell::Limited(l)) => match l.at_hard {
-                    AtHard::Block => format!("429: {}", quoted(&s.wall)),
-                    AtHard::Warn => format!("past the limit, still allowed: {}", quoted(&s.wall)),
-                    AtHard::Degrade => format!("past the limit, {}: {}", describe::degraded_to(l), quoted(&s.wall)),
-                    AtHard::Overage => format!("past the limit, as overage: {}", quoted(&s.wall)),
-                    AtHard::Queue => format!("past the limit, queued: {}", quoted(&s.wall)),
+                Some(Cell::Limited(stack)) => match stack.first() {
+                    None => quoted(&s.wall),
+                    Some(l) => match l.at_hard {
+                        AtHard::Block => format!("429: {}", quoted(&s.wall)),
+                        AtHard::Warn => format!("past the limit, still allowed: {}", quoted(&s.wall)),
+                        AtHard::Degrade => {
+                            format!("past the limit, {}: {}", describe::degraded_to(l), quoted(&s.wall))
+                        }
+                        AtHard::Overage => format!("past the limit, as overage: {}", quoted(&s.wall)),
+                        AtHard::Queue => format!("past the limit, queued: {}", quoted(&s.wall)),
+                    },
                 },
                 None => quoted(&s.wall),
             };
