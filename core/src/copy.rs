@@ -4,7 +4,7 @@
 //! default says what happened, when it changes, and what would change it.
 
 use crate::calendar::push_rfc3339;
-use crate::config::{Cell, Class, ClassId, Config, Cost, Limits, Message, Tier, TierId};
+use crate::config::{Cell, Class, ClassId, Config, Cost, Limits, Message, Scope, Tier, TierId};
 use crate::decide::Usage;
 use crate::decimal::{push_i64, push_u64};
 use crate::template::{render_text, Var};
@@ -187,6 +187,32 @@ pub struct Facts<'a> {
     pub requested: u64,
     pub reset_after: i64,
     pub hint: Option<UpgradeHint>,
+    /// In a stacked cell: whose allowance this limit is, for the default
+    /// wording ("Your team has used its 300…", "…of your team's allowance").
+    pub voice: Voice,
+}
+
+/// Whose allowance a message speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Voice {
+    /// The caller's own (a one-limit cell, or a stack without a pool).
+    Own,
+    /// A pool the caller shares: "your team", "your organisation".
+    Pool(Scope),
+    /// The caller's own cap inside a pool.
+    Member(Scope),
+}
+
+impl Voice {
+    fn of(stack: &[Limits], limits: &Limits) -> Voice {
+        let widest = stack.iter().map(|l| l.scope).max().unwrap_or(Scope::User);
+        match (stack.len() > 1, limits.scope) {
+            (false, _) => Voice::Own,
+            (true, Scope::User) if widest.pooled() => Voice::Member(widest),
+            (true, Scope::User) => Voice::Own,
+            (true, pool) => Voice::Pool(pool),
+        }
+    }
 }
 
 impl<'a> Facts<'a> {
@@ -200,11 +226,15 @@ impl<'a> Facts<'a> {
     /// [`Facts::new`] without the upgrade hint, for callers that set it
     /// only when they say something about limits.
     pub fn without_hint(config: &'a Config, tier: TierId, class: ClassId, limit: usize) -> Option<Facts<'a>> {
-        let limits = match config.cell(tier, class)? {
-            Cell::Limited(stack) => Some(stack.get(limit)?),
-            Cell::NotIncluded => None,
+        let (limits, voice) = match config.cell(tier, class)? {
+            Cell::Limited(stack) => {
+                let limits = stack.get(limit)?;
+                (Some(limits), Voice::of(stack, limits))
+            }
+            Cell::NotIncluded => (None, Voice::Own),
         };
         Some(Facts {
+            voice,
             class: config.class(class)?,
             tier: config.tier(tier)?,
             limits,
@@ -310,6 +340,9 @@ impl<'a> Facts<'a> {
     fn default_text(&self, message: Message) -> &'static str {
         let (used, hard, remaining, over) =
             self.usage.map_or((0, 0, 0, 0), |u| (u.used, u.hard, u.remaining(), u.over));
+        if let Some(text) = self.voiced_text(message, used, hard, remaining, over) {
+            return text;
+        }
         match message {
             Message::Warning if over > 0 => "You're {count_over} past your {count_limit} {window}. {reset_sentence} {upgrade}",
             Message::Warning if remaining == 0 => "That was the last of your {count_limit} {window}. {reset_sentence} {upgrade}",
@@ -375,6 +408,47 @@ impl<'a> Facts<'a> {
                      {whole_window}. {upgrade}"
                 }
             },
+        }
+    }
+}
+
+impl Facts<'_> {
+    /// The plain warning and wall of a stacked cell's limit, in the voice of
+    /// whose allowance it is; `None` where the caller's own wording stands.
+    fn voiced_text(&self, message: Message, used: u64, hard: u64, remaining: u64, over: u64) -> Option<&'static str> {
+        let plain = over == 0 && remaining > 1 && !(message == Message::Blocked && self.requested > 1 && used < hard);
+        if !plain && message == Message::Warning {
+            return None;
+        }
+        match (self.voice, message) {
+            (Voice::Pool(Scope::Organisation), Message::Warning) => {
+                Some("Your organisation has used {used} of its {count_limit} {window}. {reset_sentence} {upgrade}")
+            }
+            (Voice::Pool(_), Message::Warning) => {
+                Some("Your team has used {used} of its {count_limit} {window}. {reset_sentence} {upgrade}")
+            }
+            (Voice::Pool(Scope::Organisation), Message::Blocked) if used >= hard => {
+                Some("Your organisation has used its {count_limit} {window}. {reset_sentence} {upgrade}")
+            }
+            (Voice::Pool(_), Message::Blocked) if used >= hard => {
+                Some("Your team has used its {count_limit} {window}. {reset_sentence} {upgrade}")
+            }
+            (Voice::Pool(_), Message::Blocked) => {
+                Some("This needs {count_cost}, but your team has {remaining} left {window}. {reset_sentence} {upgrade}")
+            }
+            (Voice::Member(Scope::Organisation), Message::Warning) => Some(
+                "You've used {used} of your {count_limit} of your organisation's allowance {window}. {reset_sentence}",
+            ),
+            (Voice::Member(_), Message::Warning) => {
+                Some("You've used {used} of your {count_limit} of your team's allowance {window}. {reset_sentence}")
+            }
+            (Voice::Member(Scope::Organisation), Message::Blocked) if used >= hard => Some(
+                "You've used your {count_limit} of your organisation's allowance {window}. {reset_sentence} {upgrade}",
+            ),
+            (Voice::Member(_), Message::Blocked) if used >= hard => {
+                Some("You've used your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}")
+            }
+            _ => None,
         }
     }
 }

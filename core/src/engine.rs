@@ -151,6 +151,16 @@ impl Decision {
         out
     }
 
+    /// Every limit of the cell as this request left it, in the order the cell
+    /// lists them: its index and usage (the binding one from the outcome).
+    pub fn limits(&self) -> Vec<(usize, Usage)> {
+        let Outcome::Charged(c) = &self.outcome else { return Vec::new() };
+        let mut out: Vec<(usize, Usage)> = self.others.iter().map(|h| (h.limit, h.usage)).collect();
+        out.push((self.limit, c.usage));
+        out.sort_by_key(|(i, _)| *i);
+        out
+    }
+
     /// Whole seconds until the counter's window resets (rounded up).
     pub fn reset_after(&self) -> Option<i64> {
         match &self.outcome {
@@ -187,6 +197,20 @@ pub fn correction_room_of(config: &Config, d: &Decision, limit: usize) -> u64 {
     match config.cell(d.tier, d.class).and_then(|cell| cell.limits().get(limit)) {
         Some(l) if c.admitted => l.request_ceiling().saturating_sub(c.cost),
         _ => 0,
+    }
+}
+
+/// The name of a limit in the RateLimit fields and refusal bodies: the
+/// class's name for a one-limit cell, else `<class>.<scope>.<window>`
+/// ("drafts.workspace.day", "chats.user.5h"), unique in the cell.
+pub fn policy_name(config: &Config, tier: TierId, class: ClassId, limit: usize) -> String {
+    let Some(class_def) = config.class(class) else { return String::new() };
+    match config.cell(tier, class).map(Cell::limits) {
+        Some(stack) if stack.len() > 1 => match stack.get(limit) {
+            Some(l) => format!("{}.{}.{}", class_def.name, l.scope.as_str(), l.window_name),
+            None => class_def.name.clone(),
+        },
+        _ => class_def.name.clone(),
     }
 }
 

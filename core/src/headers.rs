@@ -7,7 +7,7 @@ use crate::config::{Config, Message};
 use crate::copy::{self, upgrade_hint, Facts};
 use crate::decide::{Served, State};
 use crate::decimal::{i64_text, push_u64, u64_text};
-use crate::engine::{Decision, Outcome};
+use crate::engine::{policy_name, Decision, Outcome};
 
 /// The largest integer a structured field carries (RFC 8941, section 3.3.1):
 /// RateLimit parameters are capped there so clients can always parse them.
@@ -28,6 +28,8 @@ pub const QUOTA_PREFIX: &str = "x-quota-";
 pub const CLASS: &str = "x-quota-class";
 pub const TIER: &str = "x-quota-tier";
 pub const SCOPE: &str = "x-quota-scope";
+/// The binding limit's window as the config names it ("day", "5h").
+pub const WINDOW: &str = "x-quota-window";
 pub const USED: &str = "x-quota-used";
 pub const LIMIT: &str = "x-quota-limit";
 pub const SOFT_LIMIT: &str = "x-quota-soft-limit";
@@ -107,6 +109,9 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                     usage.state.as_str()
                 };
                 out.push((SCOPE, d.scope.as_str().into()));
+                if let Some(l) = facts.limits {
+                    out.push((WINDOW, l.window_name.clone()));
+                }
                 out.push((USED, u64_text(usage.used)));
                 out.push((LIMIT, u64_text(usage.hard)));
                 if let Some(soft) = usage.soft {
@@ -153,11 +158,20 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 }
             }
             if config.response_headers.ratelimit {
-                let name = &facts.class.name;
-                let (q, w) = (sf_count(usage.hard), sf_seconds(usage.window.length()));
+                // Every limit that applies (a list), the binding one's standing.
+                let mut policies = String::new();
+                for (i, u) in d.limits() {
+                    if !policies.is_empty() {
+                        policies.push_str(", ");
+                    }
+                    let name = policy_name(config, d.tier, d.class, i);
+                    let (q, w) = (sf_count(u.hard), sf_seconds(u.window.length()));
+                    policies.push_str(&limit_item(&name, "q", q, "w", w));
+                }
+                let name = policy_name(config, d.tier, d.class, d.limit);
                 let (r, t) = (sf_count(usage.remaining()), sf_seconds(reset_after));
-                out.push((RATELIMIT_POLICY, limit_item(name, "q", q, "w", w)));
-                out.push((RATELIMIT, limit_item(name, "r", r, "t", t)));
+                out.push((RATELIMIT_POLICY, policies));
+                out.push((RATELIMIT, limit_item(&name, "r", r, "t", t)));
             }
         }
     }

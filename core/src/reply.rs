@@ -8,7 +8,7 @@ use crate::calendar::rfc3339;
 use crate::config::{Cell, Config, FailPolicy, Limits, Message};
 use crate::copy::{self, Facts, CONFIRM_HEADER};
 use crate::decide::Charge;
-use crate::engine::{Decision, Outcome};
+use crate::engine::{policy_name, Decision, Outcome};
 use crate::headers::{
     response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
     STATE_WORKSPACE_REQUIRED,
@@ -95,6 +95,8 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                 "reset": rfc3339(c.usage.window.end),
                 "reset_after": reset_after,
                 "upgrade": upgrade_json,
+                "policy": policy_name(config, d.tier, d.class, d.limit),
+                "limits": every_limit(config, d),
             });
             if c.needs_confirmation {
                 let mut quota = quota;
@@ -124,7 +126,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                     title: format!("You've reached your limit for {}", class.label.to_lowercase()),
                     message: copy::message(config, Message::Blocked, &facts),
                     quota: Some(quota),
-                    violated: Some(class.name.clone()),
+                    violated: Some(policy_name(config, d.tier, d.class, d.limit)),
                     reset: Some(c.usage.window.end),
                     upgrade: upgrade_link,
                 }
@@ -291,6 +293,28 @@ pub fn refuse_body(config: &Config, why: &Unreadable, format: BodyFormat) -> Loc
         },
     };
     render(refusal, Headers::new(), format)
+}
+
+/// Every limit of the decision's cell, as the refusal body lists them.
+fn every_limit(config: &Config, d: &Decision) -> Value {
+    let stack = config.cell(d.tier, d.class).map_or(&[][..], Cell::limits);
+    d.limits()
+        .into_iter()
+        .map(|(i, u)| {
+            json!({
+                "policy": policy_name(config, d.tier, d.class, i),
+                "scope": stack.get(i).map(|l| l.scope.as_str()),
+                "window": stack.get(i).map(|l| l.window_name.clone()),
+                "used": u.used,
+                "limit": u.hard,
+                "remaining": u.remaining(),
+                "state": u.state.as_str(),
+                "reset": rfc3339(u.window.end),
+                "reset_after": crate::engine::seconds_until(u.window.end, d.now_ms),
+                "binding": i == d.limit,
+            })
+        })
+        .collect()
 }
 
 fn render(r: Refusal, mut headers: Headers, format: BodyFormat) -> LocalReply {
@@ -673,5 +697,96 @@ mod tests {
     #[test]
     fn html_is_escaped() {
         assert_eq!(escape("<a href='x'>&</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
+    }
+
+    /// A team pool of 6 drafts a day in which a member may use 4.
+    fn stacked() -> Config {
+        let doc = r#"{
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+            "classes": [{"name": "drafts", "unit": "draft", "units": "drafts"}],
+            "tiers": {"team": {"limits": {"drafts": [
+                {"scope": "workspace", "hard": 6, "window": "day"},
+                {"scope": "user", "hard": 4, "window": "day"}
+            ]}}}
+        }"#;
+        crate::config::Config::from_json(doc.as_bytes()).unwrap()
+    }
+
+    fn refusals(config: &Config, d: &Decision) -> Vec<LocalReply> {
+        [BodyFormat::OpenAi, BodyFormat::Problem, BodyFormat::Html]
+            .into_iter()
+            .map(|format| match respond(config, d, format) {
+                Action::Reply(reply) => reply,
+                Action::Continue(_) => panic!("expected a refusal: {d:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stacked_refusal_names_the_limit_that_refused_in_every_format() {
+        let config = stacked();
+        let store = MemoryStore::new();
+        let who = |user: &str| {
+            identify(&config, &head(&[("x-user-id", user), ("x-workspace-id", "acme")]), &NoProperties).unwrap()
+        };
+        let (alice, bob) = (who("alice"), who("bob"));
+        for _ in 0..4 {
+            assert!(charge(&config, &alice, ClassId(0), 1, false, NOON_MS, &store).admitted());
+        }
+        // Alice's own cap refuses: 4 of the team's 6.
+        let d = charge(&config, &alice, ClassId(0), 1, false, NOON_MS, &store);
+        let member = "You've used your 4 drafts of your team's allowance for today. They reset in 12 h.";
+        for reply in refusals(&config, &d) {
+            assert_eq!(reply.status, 429);
+            assert_eq!(header(&reply, "x-quota-scope"), Some("user"));
+            assert_eq!(header(&reply, "x-quota-window"), Some("day"));
+            assert_eq!(
+                header(&reply, "ratelimit-policy"),
+                Some("\"drafts.workspace.day\";q=6;w=86400, \"drafts.user.day\";q=4;w=86400")
+            );
+            assert_eq!(header(&reply, "ratelimit"), Some("\"drafts.user.day\";r=0;t=43200"));
+            let html = member.replace('\'', "&#39;");
+            assert!(reply.body.contains(member) || reply.body.contains(&html), "{}", reply.body);
+        }
+        let bodies = refusals(&config, &d);
+        let openai: Value = serde_json::from_str(&bodies[0].body).unwrap();
+        assert_eq!(openai["error"]["quota"]["policy"], "drafts.user.day");
+        assert_eq!(
+            openai["error"]["quota"]["limits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l["policy"].clone(), l["used"].clone(), l["binding"].clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (json!("drafts.workspace.day"), json!(4), json!(false)),
+                (json!("drafts.user.day"), json!(4), json!(true))
+            ]
+        );
+        let problem: Value = serde_json::from_str(&bodies[1].body).unwrap();
+        assert_eq!(problem["violated-policies"], json!(["drafts.user.day"]));
+
+        // Bob takes the team's last 2: then the pool refuses him.
+        for _ in 0..2 {
+            assert!(charge(&config, &bob, ClassId(0), 1, false, NOON_MS, &store).admitted());
+        }
+        let d = charge(&config, &bob, ClassId(0), 1, false, NOON_MS, &store);
+        let team = "Your team has used its 6 drafts for today. They reset in 12 h.";
+        for reply in refusals(&config, &d) {
+            assert_eq!(header(&reply, "x-quota-scope"), Some("workspace"));
+            assert_eq!(header(&reply, "ratelimit"), Some("\"drafts.workspace.day\";r=0;t=43200"));
+            let html = team.replace('\'', "&#39;");
+            assert!(reply.body.contains(team) || reply.body.contains(&html), "{}", reply.body);
+        }
+        let problem: Value = serde_json::from_str(&refusals(&config, &d)[1].body).unwrap();
+        assert_eq!(problem["violated-policies"], json!(["drafts.workspace.day"]));
+    }
+
+    #[test]
+    fn a_one_limit_cell_keeps_its_policy_name() {
+        let reply = blocked_reply(BodyFormat::Problem);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["violated-policies"], json!(["drafts"]));
+        assert_eq!(body["quota"]["limits"].as_array().map(Vec::len), Some(1));
     }
 }
