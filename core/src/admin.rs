@@ -30,6 +30,75 @@ pub fn authorized(config: &Config, authorization: Option<&[u8]>) -> bool {
     token.len() == secret.len() && token.iter().zip(secret).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// What the admin endpoint was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRequest {
+    Grant(GrantRequest),
+    MemberCap(CapRequest),
+}
+
+/// A validated member cap: set (`cap: Some`) or cleared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapRequest {
+    pub class: ClassId,
+    pub workspace: String,
+    pub user: String,
+    pub cap: Option<u64>,
+    /// Where the cap is kept (see [`crate::member_cap::key`]).
+    pub key: String,
+}
+
+/// Parses the admin endpoint's query: a grant (see [`parse_grant`]), or a
+/// member cap, `POST <admin path>?class=drafts&workspace=acme&user=alice&cap=20`
+/// (`cap=none` clears it). The cap must be 1 to the pool's hard limit, in a
+/// class whose cells take member caps (`"admin_cap": true`).
+pub fn parse_admin(config: &Config, query: &str) -> Result<AdminRequest, String> {
+    let mut fields = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| format!("\"{k}\" is not valid percent-encoded UTF-8"))?;
+        fields.push((k, v));
+    }
+    if !fields.iter().any(|(k, _)| *k == "cap") {
+        return parse_grant(config, query).map(AdminRequest::Grant);
+    }
+    let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+    if let Some((other, _)) = fields.iter().find(|(k, _)| !["class", "workspace", "user", "cap"].contains(k)) {
+        return Err(format!("unknown parameter \"{other}\" (a member cap takes class, workspace, user and cap)"));
+    }
+    let class_name = field("class").ok_or("\"class\" must name a class")?;
+    let (class_id, class) = config
+        .classes
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == class_name)
+        .ok_or_else(|| format!("no class named \"{class_name}\""))?;
+    let ceiling = config
+        .tiers
+        .iter()
+        .filter_map(|t| t.cells.get(class_id))
+        .filter_map(|c| crate::member_cap::ceiling(c.limits()))
+        .max()
+        .ok_or_else(|| format!("\"{class_name}\" takes no member caps: no cell of it has \"admin_cap\": true"))?;
+    let (Some(workspace), Some(user)) = (field("workspace"), field("user")) else {
+        return Err("a member cap names both \"workspace\" and \"user\"".into());
+    };
+    for id in [&workspace, &user] {
+        if id.is_empty() || id.len() > config.identity.max_id_bytes || id.chars().any(char::is_control) {
+            return Err("the id must be 1 to max_id_bytes characters without control characters".into());
+        }
+    }
+    let cap =
+        match field("cap").as_deref() {
+            Some("none") => None,
+            text => Some(text.and_then(|t| t.parse::<u64>().ok()).filter(|c| (1..=ceiling).contains(c)).ok_or_else(
+                || format!("\"cap\" must be a whole number from 1 to {ceiling} (the pool), or \"none\""),
+            )?),
+        };
+    let key = crate::member_cap::key(class, &workspace, &user);
+    Ok(AdminRequest::MemberCap(CapRequest { class: ClassId(class_id), workspace, user, cap, key }))
+}
+
 /// Parses the query of `POST <admin path>?class=drafts&user=alice&units=50`
 /// (or `workspace=acme`). The grant travels in the query, not a body, so the
 /// endpoint never has to hold a request open for its body.

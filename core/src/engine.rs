@@ -349,6 +349,9 @@ pub struct Ticket {
     /// A stacked cell's counters, narrowest first: each limit's index,
     /// scope and key (the first is `scope` and `key`); empty for one limit.
     pub stack: Vec<(usize, ScopeKind, String)>,
+    /// Where a workspace admin's cap for this member would be (a stack with
+    /// an `admin_cap` limit, and a caller in a workspace).
+    pub member_cap: Option<String>,
     pub now_ms: i64,
     pub cost: u64,
     pub confirmed: bool,
@@ -410,12 +413,19 @@ pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, conf
     if counters.len() == 1 {
         counters.clear();
     }
+    let member_cap = match (&caller.workspace, caller.anonymous) {
+        (Some(workspace), false) if stack.iter().any(|l| l.admin_cap) => {
+            Some(crate::member_cap::key(class_def, workspace, &caller.id))
+        }
+        _ => None,
+    };
     Prepared::Charge(Ticket {
         class,
         tier: caller.tier,
         scope,
         key,
         stack: counters,
+        member_cap,
         now_ms,
         cost,
         confirmed,
@@ -494,6 +504,25 @@ pub fn charge<S: CounterStore + ?Sized>(
 fn charge_stack<S: CounterStore + ?Sized>(config: &Config, ticket: Ticket, store: &S) -> Decision {
     let policy = config.counters.on_error;
     let stack = config.cell(ticket.tier, ticket.class).map_or(&[][..], Cell::limits);
+    let cap = match ticket.member_cap.as_deref().map(|key| crate::member_cap::read(store, key)).transpose() {
+        Ok(cap) => cap.flatten(),
+        Err(reason) => {
+            let limit = ticket.stack.first().map_or(0, |(i, _, _)| *i);
+            let outcome = Outcome::Unavailable { policy, reason };
+            return Decision {
+                class: ticket.class,
+                tier: ticket.tier,
+                scope: ticket.scope,
+                key: Some(ticket.key),
+                limit,
+                others: Vec::new(),
+                now_ms: ticket.now_ms,
+                requested: ticket.cost,
+                outcome,
+            };
+        }
+    };
+    let stack = crate::member_cap::apply(stack, cap);
     let parts: Vec<Part<'_>> =
         ticket.stack.iter().filter_map(|(i, _, key)| Some(Part { key, limits: stack.get(*i)? })).collect();
     let stacked = charge_all(config, &parts, ticket.cost, ticket.confirmed, ticket.now_ms, ticket.alignment, store);
@@ -948,5 +977,87 @@ mod tests {
             served,
             vec![(1, Served::Normally), (1, Served::Normally), (0, Served::Degraded), (0, Served::Degraded)]
         );
+    }
+
+    #[test]
+    fn a_member_cap_set_by_an_admin_replaces_the_members_limit_until_cleared() {
+        let doc = r#"{
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+            "classes": [{"name": "premium"}],
+            "admin": {"path": "/quota/admin", "secret": "s3cret-s3cret-s3cret-s3cret"},
+            "tiers": {"team": {"limits": {"premium": [
+                {"scope": "workspace", "hard": 10, "window": "day"},
+                {"scope": "user", "hard": 4, "window": "day", "admin_cap": true}
+            ]}}}
+        }"#;
+        let config = Config::from_json(doc.as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let premium = class(&config, "premium");
+        let alice = caller(&config, &[("x-user-id", "alice"), ("x-workspace-id", "acme")]);
+        let bob = caller(&config, &[("x-user-id", "bob"), ("x-workspace-id", "acme")]);
+        let alice_cap = crate::member_cap::key(&config.classes[0], "acme", "alice");
+        crate::member_cap::write(&config, &store, &alice_cap, Some(2)).unwrap();
+        let run = |who: &Caller, n: usize| -> Vec<bool> {
+            (0..n).map(|_| charge(&config, who, premium, 1, false, NOON_MS, &store).admitted()).collect()
+        };
+        assert_eq!(run(&alice, 3), [true, true, false]);
+        let refused = charge(&config, &alice, premium, 1, false, NOON_MS, &store);
+        let Outcome::Charged(c) = &refused.outcome else { panic!("{refused:?}") };
+        assert_eq!((refused.limit, c.usage.hard, c.usage.used), (1, 2, 2));
+        // Bob keeps the plan's 4; a cap above the plan's own lets alice use
+        // more, never past the pool.
+        assert_eq!(run(&bob, 5), [true, true, true, true, false]);
+        crate::member_cap::write(&config, &store, &alice_cap, Some(8)).unwrap();
+        assert_eq!(run(&alice, 5), [true, true, true, true, false]);
+        let pool_full = charge(&config, &alice, premium, 1, false, NOON_MS, &store);
+        assert_eq!(pool_full.scope, ScopeKind::Workspace);
+        // Cleared: the plan's 4 again (alice has used 6 of them).
+        crate::member_cap::write(&config, &store, &alice_cap, None).unwrap();
+        let d = charge(&config, &alice, premium, 1, false, NOON_MS + 86_400_000, &store);
+        assert_eq!(d.limits().iter().find(|(i, _)| *i == 1).map(|(_, u)| u.hard), Some(4));
+        assert!(crate::member_cap::read(&store, &alice_cap).unwrap().is_none());
+        // The usage endpoint shows the member's own cap.
+        crate::member_cap::write(&config, &store, &alice_cap, Some(3)).unwrap();
+        let report = crate::usage::usage_report(&config, &alice, NOON_MS + 86_400_000, &store);
+        assert_eq!(report["classes"][0]["limits"][1]["limit"], 3, "{report}");
+    }
+
+    #[test]
+    fn member_caps_are_checked_at_the_admin_endpoint() {
+        let doc = r#"{
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+            "classes": [{"name": "premium"}, {"name": "plain"}],
+            "admin": {"path": "/quota/admin", "secret": "s3cret-s3cret-s3cret-s3cret"},
+            "tiers": {"team": {"limits": {
+                "premium": [{"scope": "workspace", "hard": 10, "window": "day"}, {"scope": "user", "hard": 4, "window": "day", "admin_cap": true}],
+                "plain": {"hard": 5, "window": "day"}
+            }}}
+        }"#;
+        let config = Config::from_json(doc.as_bytes()).unwrap();
+        use crate::admin::{parse_admin, AdminRequest};
+        let Ok(AdminRequest::MemberCap(cap)) = parse_admin(&config, "class=premium&workspace=acme&user=alice&cap=10")
+        else {
+            panic!()
+        };
+        assert_eq!((cap.cap, cap.workspace.as_str(), cap.user.as_str()), (Some(10), "acme", "alice"));
+        let Ok(AdminRequest::MemberCap(clear)) =
+            parse_admin(&config, "class=premium&workspace=acme&user=alice&cap=none")
+        else {
+            panic!()
+        };
+        assert_eq!(clear.cap, None);
+        assert!(matches!(parse_admin(&config, "class=plain&user=alice&units=3"), Ok(AdminRequest::Grant(_))));
+        for (bad, why) in [
+            ("class=premium&workspace=acme&user=alice&cap=11", "from 1 to 10"),
+            ("class=premium&workspace=acme&user=alice&cap=0", "from 1 to 10"),
+            ("class=premium&workspace=acme&user=alice&cap=-1", "from 1 to 10"),
+            ("class=premium&user=alice&cap=3", "both \"workspace\" and \"user\""),
+            ("class=plain&workspace=acme&user=alice&cap=3", "takes no member caps"),
+            ("class=premium&workspace=acme&user=alice&cap=3&units=5", "unknown parameter \"units\""),
+            ("class=premium&workspace=acme&user=a%01&cap=3", "control characters"),
+        ] {
+            let error = parse_admin(&config, bad).unwrap_err();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
     }
 }

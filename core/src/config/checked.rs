@@ -106,6 +106,12 @@ fn check_stack_sources(
             if stack.len() > 1 && counters.exact_redis().is_some() {
                 return Err(ConfigError::new(path, "stacked limits in Redis: not built yet"));
             }
+            if let (Some(i), Some(_)) = (stack.iter().position(|l| l.admin_cap), counters.exact_redis()) {
+                return Err(ConfigError::new(
+                    format!("{path}[{i}].admin_cap"),
+                    "member caps are kept in shared data: not with counters in Redis",
+                ));
+            }
             if stack.len() > 1 && counters.approximate_redis().is_some() {
                 return Err(ConfigError::new(
                     path,
@@ -144,6 +150,18 @@ impl TryFrom<RawConfig> for Config {
         let admin = check_admin(raw.admin.as_ref(), usage_endpoint.as_deref())?;
         let refunds = crate::refund::RefundPolicy::from_raw(raw.refunds.as_ref())?;
         check_stack_sources(&classes, &tiers, &tier_names, &identity, &counters)?;
+        if admin.is_none() {
+            for (tier, name) in tiers.iter().zip(&tier_names) {
+                for (class, cell) in classes.iter().zip(&tier.cells) {
+                    if let Some(i) = cell.limits().iter().position(|l| l.admin_cap) {
+                        return Err(ConfigError::new(
+                            format!("tiers.{name}.limits.{}[{i}].admin_cap", class.name),
+                            "member caps are set through the admin endpoint: configure \"admin\"",
+                        ));
+                    }
+                }
+            }
+        }
         if admin.is_some() && counters.approximate_redis().is_some() {
             // A grant balance spent on many Envoys at once needs one exact copy.
             return Err(ConfigError::new(

@@ -414,8 +414,11 @@ fn unidentified_events_per_second_is_checked_by_path() {
 #[test]
 fn stacked_limits_are_checked_with_their_paths() {
     let cell = "/tiers/pro/limits/drafts";
-    let stack =
-        |limits: Value| with(with(base(), "/identity/workspace", json!([{"header": "x-workspace-id"}])), cell, limits);
+    let admin = json!({"path": "/quota/admin", "secret": "s3cret-s3cret-s3cret-s3cret"});
+    let stack = |limits: Value| {
+        let doc = with(with(base(), "/identity/workspace", json!([{"header": "x-workspace-id"}])), cell, limits);
+        with(doc, "/admin", admin.clone())
+    };
     let ok = stack(json!([
         {"scope": "workspace", "hard": 300, "window": "day"},
         {"scope": "user", "hard": 50, "window": "day", "admin_cap": true},
@@ -460,6 +463,16 @@ fn stacked_limits_are_checked_with_their_paths() {
         let error = error_of(&stack(limits.clone()));
         assert!(error.starts_with(expected), "{limits}: {error}");
     }
+    // Member caps are set through the admin endpoint: it must exist.
+    let mut no_admin = ok.clone();
+    no_admin.as_object_mut().unwrap().remove("admin");
+    assert!(error_of(&no_admin)
+        .starts_with("tiers.pro.limits.drafts[1].admin_cap: member caps are set through the admin endpoint"));
+    // Member caps are set through the admin endpoint: it must exist.
+    let mut no_admin = ok.clone();
+    no_admin.as_object_mut().unwrap().remove("admin");
+    assert!(error_of(&no_admin)
+        .starts_with("tiers.pro.limits.drafts[1].admin_cap: member caps are set through the admin endpoint"));
     // With a source, an organisation's pool stacks on the team's.
     let org = with(
         stack(

@@ -493,10 +493,17 @@ impl Exchange {
         Step::new(Next::Call(calls))
     }
 
-    /// Adds grant units (the admin endpoint's query).
+    /// Adds grant units, or sets a member cap (the admin endpoint's query).
     fn admin_grant(&mut self, config: &Config, host: &mut dyn Host, query: &str) -> Step {
-        let grant = match admin::parse_grant(config, query) {
-            Ok(g) => g,
+        let grant = match admin::parse_admin(config, query) {
+            Ok(admin::AdminRequest::Grant(g)) => g,
+            Ok(admin::AdminRequest::MemberCap(cap)) => {
+                // Member caps are kept in shared data (config validation).
+                let now_ms = host.now_ms();
+                let counters = config.counters.table(host.shared_data(), now_ms);
+                let result = crate::member_cap::write(config, &counters, &cap.key, cap.cap);
+                return self.reply(capped(config, host, &cap, result.map_err(|e| e.to_string())));
+            }
             Err(why) => {
                 let doc = json!({ "error": { "message": why, "type": "invalid_request_error", "code": "bad_grant" } });
                 return self.reply(json_reply(400, &doc));
@@ -694,6 +701,30 @@ fn json_reply(status: u16, doc: &Value) -> LocalReply {
         status,
         headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
         body: doc.to_string(),
+    }
+}
+
+/// The member cap's answer: the cap as set, or why the store gave up.
+fn capped(config: &Config, host: &mut dyn Host, c: &admin::CapRequest, result: Result<(), String>) -> LocalReply {
+    let class = config.class(c.class).map(|c| c.name.clone());
+    match result {
+        Ok(()) => {
+            host.note(Note::Log {
+                level: Level::Info,
+                line: format!(
+                    "quota: member cap of {} for {} in {}: {}",
+                    class.as_deref().unwrap_or(""),
+                    c.user,
+                    c.workspace,
+                    c.cap.map_or_else(|| "cleared".to_string(), |n| n.to_string())
+                ),
+            });
+            json_reply(200, &json!({ "class": class, "workspace": c.workspace, "user": c.user, "cap": c.cap }))
+        }
+        Err(e) => json_reply(
+            503,
+            &json!({ "error": { "message": format!("the counter store gave up: {e}"), "type": "server_error", "code": "quota_unavailable" } }),
+        ),
     }
 }
 
