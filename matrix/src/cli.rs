@@ -24,6 +24,7 @@ pub struct Simulate {
     pub tier: String,
     pub user: String,
     pub workspace: Option<String>,
+    pub organisation: Option<String>,
     pub utc_offset: Option<String>,
     /// The trace file, or `-` for standard input.
     pub script: String,
@@ -43,10 +44,12 @@ Usage:
       The matrix as tables a person reads: limits per plan and class,
       what each class counts, and the sentences users see.
   quota-matrix simulate FILE --tier TIER --script TRACE [--user ID]
-                        [--workspace ID] [--utc-offset +HH:MM] [--brief | --json]
+                        [--workspace ID] [--organisation ID]
+                        [--utc-offset +HH:MM] [--brief | --json]
       Replay TRACE (JSON lines: time, path, method, body, headers) through
       the filter's core with a manual clock; print, per request, the class,
-      cost, status, state, response headers and the message shown
+      cost, status, state, response headers and the message shown, and for
+      a cell of stacked limits the limit that bound the request
       (--brief: one line per request, no headers; --json: JSON lines).
       TRACE may be `-` (standard input). --user defaults to sim-user.
   quota-matrix schema
@@ -83,6 +86,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 .ok_or("simulate: --script is required (a JSON-lines trace, or - for stdin)")?,
             user: rest.option("--user")?.unwrap_or_else(|| "sim-user".to_string()),
             workspace: rest.option("--workspace")?,
+            organisation: rest.option("--organisation")?,
             utc_offset: rest.option("--utc-offset")?,
             json: rest.flag("--json"),
             brief: rest.flag("--brief"),
@@ -182,6 +186,20 @@ mod tests {
         assert_eq!(
             (s.tier.as_str(), s.user.as_str(), s.script.as_str(), s.json),
             ("free", "sim-user", "t.jsonl", true)
+        );
+    }
+
+    #[test]
+    fn simulate_takes_a_workspace_and_an_organisation() {
+        let Ok(Command::Simulate(s)) =
+            parse_str("simulate a.json --tier team --script t.jsonl --workspace acme --organisation=globex")
+        else {
+            panic!("not a simulate command");
+        };
+        assert_eq!((s.workspace.as_deref(), s.organisation.as_deref()), (Some("acme"), Some("globex")));
+        assert_eq!(
+            parse_str("simulate a.json --tier team --script t.jsonl --organisation"),
+            Err("simulate: --organisation needs a value".into())
         );
     }
 

@@ -26,16 +26,19 @@ pub fn limits(l: &Limits) -> String {
     format!("{amount} {}", per_window(&l.window))
 }
 
-/// A matrix cell: the limits and whatever departs from the defaults.
+/// A matrix cell: the limits and whatever departs from the defaults. A
+/// stack lists each limit with its scope: "300 a day pooled per workspace +
+/// 50 a day per member".
 pub fn cell(c: &Cell) -> String {
     match c.limits() {
         [] => "not included".into(),
         [l] => limit(l),
-        stack => stack.iter().map(limit).collect::<Vec<_>>().join(" + "),
+        stack => stack.iter().map(|l| stacked(l, stack)).collect::<Vec<_>>().join(" + "),
     }
 }
 
-/// One limit: its amounts and window, and whatever departs from the defaults.
+/// One limit of a one-limit cell: its amounts and window, and whatever
+/// departs from the defaults.
 fn limit(l: &Limits) -> String {
     let mut parts = vec![limits(l)];
     match l.scope {
@@ -43,6 +46,48 @@ fn limit(l: &Limits) -> String {
         Scope::Workspace => parts.push("pooled".into()),
         Scope::Organisation => parts.push("pooled per organisation".into()),
     }
+    parts.extend(behaviours(l));
+    parts.join(", ")
+}
+
+/// One limit of a stack: "300 a day pooled per workspace", "50 a day per
+/// member", and whatever departs from the defaults. A stack of per-user
+/// limits names no scope ("45 every 5 hours + 900 a week"), as a one-limit
+/// cell names none.
+fn stacked(l: &Limits, stack: &[Limits]) -> String {
+    let head = match (l.scope, stack.iter().any(|o| o.scope.pooled())) {
+        (Scope::User, false) => limits(l),
+        _ => format!("{} {}", limits(l), stack_scope(l, stack)),
+    };
+    let mut parts = vec![head];
+    if l.admin_cap {
+        parts.push("workspace admins may set each member's cap".into());
+    }
+    parts.extend(behaviours(l));
+    parts.join(", ")
+}
+
+/// Whose counter a limit of `stack` charges: "pooled per workspace",
+/// "per member" (a per-user limit inside a pool), "per user".
+pub fn stack_scope(l: &Limits, stack: &[Limits]) -> &'static str {
+    match l.scope {
+        Scope::User if stack.iter().any(|o| o.scope.pooled()) => "per member",
+        s => scope(s),
+    }
+}
+
+/// How the tables name one limit of a cell: the class alone for a one-limit
+/// cell, else the class and the limit ("Drafts (50 a day per member)").
+pub fn limit_label(class: &str, stack: &[Limits], i: usize) -> String {
+    match (stack, stack.get(i)) {
+        ([_], _) | (_, None) => class.to_string(),
+        (_, Some(l)) => format!("{class} ({} {} {})", l.hard, per_window(&l.window), stack_scope(l, stack)),
+    }
+}
+
+/// What a limit does past its soft and hard limits, beyond the defaults.
+fn behaviours(l: &Limits) -> Vec<String> {
+    let mut parts = Vec::new();
     if l.past_soft == PastSoft::Degrade {
         parts.push(format!("past soft {}", degraded_to(l)));
     }
@@ -59,7 +104,7 @@ fn limit(l: &Limits) -> String {
     if let Some(p) = l.pace {
         parts.push(format!("pace alert at {}", pace(&p, &l.window)));
     }
-    parts.join(", ")
+    parts
 }
 
 /// "served by gpt-4o-mini", "routed with x-route: lite".
@@ -97,7 +142,23 @@ pub fn percent(fraction: f64) -> String {
     }
 }
 
-/// "day", "month", "5-hour window".
+/// One window, as a noun: "day", "month", "5-hour window".
+pub fn window_span(spec: &WindowSpec) -> String {
+    match spec {
+        WindowSpec::FirstUse { seconds } => {
+            let (n, unit) = match *seconds {
+                s if s % 86_400 == 0 => (s / 86_400, "day"),
+                s if s % 3600 == 0 => (s / 3600, "hour"),
+                s if s % 60 == 0 => (s / 60, "minute"),
+                s => (s, "second"),
+            };
+            format!("{n}-{unit} window")
+        }
+        calendar => window_noun(calendar),
+    }
+}
+
+/// "day", "month", "window" (for the pace alert's "33% of the window").
 fn window_noun(spec: &WindowSpec) -> String {
     match spec {
         WindowSpec::Calendar(CalendarUnit::Minute) => "minute".into(),
@@ -288,9 +349,11 @@ pub struct Samples {
     pub pace: Option<String>,
 }
 
-/// What a `tier` user reads about `class`, by the core's own copy code.
-pub fn samples(config: &Config, tier: TierId, class: ClassId) -> Option<Samples> {
-    let base = Facts::new(config, tier, class, 0)?;
+/// What a `tier` user reads about `class` when the cell's limit `limit`
+/// (its index in the stack; 0 for a one-limit cell) binds, by the core's
+/// own copy code.
+pub fn samples(config: &Config, tier: TierId, class: ClassId, limit: usize) -> Option<Samples> {
+    let base = Facts::new(config, tier, class, limit)?;
     let Some(l) = base.limits else {
         return Some(Samples {
             warning: None,
@@ -306,7 +369,7 @@ pub fn samples(config: &Config, tier: TierId, class: ClassId) -> Option<Samples>
         _ => config.class(class)?.cost_fallback,
     };
     let say = |message: Message, used: u64, state: State, reset_after: i64| {
-        let mut facts = Facts::new(config, tier, class, 0)?;
+        let mut facts = Facts::new(config, tier, class, limit)?;
         facts.usage = Some(sample_usage(l, used, state, reset_after));
         facts.requested = requested;
         facts.reset_after = reset_after;
@@ -396,7 +459,7 @@ mod tests {
     #[test]
     fn samples_are_the_filters_own_sentences() {
         let config = demo();
-        let s = samples(&config, TierId(0), ClassId(2)).unwrap();
+        let s = samples(&config, TierId(0), ClassId(2), 0).unwrap();
         assert_eq!(
             s.warning,
             Some((
@@ -408,8 +471,62 @@ mod tests {
             s.wall,
             "You've used your 10 drafts for today. They reset in 4 h 12 min. Pro includes 100 a day: https://example.com/upgrade?plan=pro"
         );
-        let past = samples(&config, TierId(3), ClassId(2)).unwrap();
+        let past = samples(&config, TierId(3), ClassId(2), 0).unwrap();
         assert!(past.wall.starts_with("You're 1 draft past your 2000 drafts for today."));
+    }
+
+    fn stacked() -> Config {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stacked.json");
+        Config::from_json(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_stacked_cell_lists_each_limit_with_its_scope() {
+        let config = stacked();
+        let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c]);
+        // Per-user limits only: no scope, as in a one-limit cell.
+        assert_eq!(text(0, 0), "3 every 5 hours + 5 a week");
+        assert_eq!(
+            text(2, 1),
+            "200 / 300 a day pooled per workspace + 50 a day per member, workspace admins may set each member's cap"
+        );
+        assert_eq!(text(2, 2), "1000 a month pooled per organisation, then queued + 100 a month per member");
+        let drafts = config.tiers[2].cells[1].limits();
+        assert_eq!(limit_label("Drafts", drafts, 0), "Drafts (300 a day pooled per workspace)");
+        assert_eq!(limit_label("Drafts", drafts, 1), "Drafts (50 a day per member)");
+        assert_eq!(limit_label("Drafts", config.tiers[1].cells[1].limits(), 0), "Drafts");
+        assert_eq!(limit_label("Chats", config.tiers[0].cells[0].limits(), 1), "Chats (5 a week per user)");
+    }
+
+    #[test]
+    fn each_limit_of_a_stack_has_its_own_samples() {
+        let config = stacked();
+        let (team, drafts) = (TierId(2), ClassId(1));
+        let pool = samples(&config, team, drafts, 0).unwrap();
+        let member = samples(&config, team, drafts, 1).unwrap();
+        assert_eq!(pool.warning.as_ref().map(|(at, _)| *at), Some(200));
+        assert_eq!(
+            pool.wall,
+            "You've used your 300 drafts for today. They reset in 4 h 12 min. Enterprise includes 3000 a day: https://example.com/contact-sales"
+        );
+        // The member's limit has its own copy, and its own upgrade (Enterprise's member cap).
+        assert_eq!(member.wall, "You've reached your own cap of 50 drafts for today. They reset in 4 h 12 min. A workspace admin can raise it.");
+        assert!(member
+            .warning
+            .unwrap()
+            .1
+            .ends_with("Enterprise includes 500 a day: https://example.com/contact-sales"));
+        assert!(samples(&config, team, drafts, 2).is_none());
+        // The weekly chats limit of Pro has the pace alert, not the 5-hour one.
+        assert!(samples(&config, TierId(1), ClassId(0), 0).unwrap().pace.is_none());
+        assert!(samples(&config, TierId(1), ClassId(0), 1).unwrap().pace.is_some());
+    }
+
+    #[test]
+    fn first_use_windows_are_named_by_their_length() {
+        assert_eq!(window_span(&WindowSpec::FirstUse { seconds: 5 * 3600 }), "5-hour window");
+        assert_eq!(window_span(&WindowSpec::FirstUse { seconds: 90 }), "90-second window");
+        assert_eq!(window_span(&WindowSpec::Calendar(CalendarUnit::Week)), "week");
     }
 
     #[test]

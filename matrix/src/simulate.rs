@@ -13,9 +13,14 @@
 //! endpoints are only labelled here (by the request's path); the exchange
 //! answers them.
 //!
-//! - The caller is set directly (user, optional workspace, the chosen
-//!   tier), not read through the config's identity sources, so any config
-//!   can be replayed whatever its sources are.
+//! - The caller is set directly (user, optional workspace and
+//!   organisation, the chosen tier), not read through the config's
+//!   identity sources, so any config can be replayed whatever its sources
+//!   are.
+//! - A cell of stacked limits is charged as the filter charges it (every
+//!   limit or none); each step names the limit that bound the request and
+//!   how the others stand. One caller per trace: a pool holds only what
+//!   that caller used.
 //! - The usage endpoint answers every read (no read budgets).
 //! - Counters live in memory. A config whose counters live in Redis in the
 //!   exact mode is replayed with them in shared data (the simulator has no
@@ -30,12 +35,12 @@ use crate::cli::Simulate;
 use crate::load::Loaded;
 use crate::trace::Request;
 use quota_core::body::read_body;
-use quota_core::config::{parse_utc_offset, Config};
+use quota_core::config::{parse_utc_offset, Config, Scope};
 use quota_core::engine::{Decision, Event, Outcome};
 use quota_core::exchange::memory::{MemoryHost, Noted};
 use quota_core::exchange::{Edits, Exchange, Next};
 use quota_core::headers::WARNING;
-use quota_core::identity::Caller;
+use quota_core::identity::{Caller, ScopeKind};
 use quota_core::negotiate::BodyFormat;
 use quota_core::reply::{respond, Action, LocalReply};
 use quota_core::request::RequestHead;
@@ -70,6 +75,46 @@ pub struct Step {
     pub body: Option<String>,
     /// What the filter changed on the request before forwarding it.
     pub rewrites: Vec<String>,
+    /// A cell of stacked limits only: the limit that bound the request (see
+    /// `quota_core::engine::binding`: its outcome, headers and message are
+    /// the ones above), then the cell's other limits in the order it lists
+    /// them. Empty for a one-limit cell.
+    pub limits: Vec<LimitUse>,
+}
+
+/// One limit of a stacked cell, as a request left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitUse {
+    /// Its index in the cell's list.
+    pub index: usize,
+    /// How many limits the cell lists.
+    pub of: usize,
+    /// "user", "workspace" or "organisation", as the config says.
+    pub scope: &'static str,
+    /// The window as the config writes it ("day", "5h").
+    pub window: String,
+    /// Its counter after the request (before it, when refused); `None`
+    /// when no counter was read (the store failed, or the caller names no
+    /// workspace for a pool).
+    pub used: Option<u64>,
+    pub hard: u64,
+}
+
+impl LimitUse {
+    /// "user/day".
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.scope, self.window)
+    }
+
+    /// "user/day (2 of 2): 50 of 50 used".
+    fn describe(&self) -> String {
+        let used = self.used.map_or_else(|| "no counter read".to_string(), |u| format!("{u} of {} used", self.hard));
+        format!("{} ({} of {}): {used}", self.name(), self.index + 1, self.of)
+    }
+
+    fn json(&self) -> Value {
+        json!({"index": self.index, "scope": self.scope, "window": self.window, "used": self.used, "hard": self.hard})
+    }
 }
 
 /// Replays `requests` for one caller. Errors are the lines to print.
@@ -111,11 +156,16 @@ fn caller(loaded: &Loaded, args: &Simulate) -> Result<Caller, String> {
     if args.user.trim().is_empty() {
         return Err("--user must not be empty".into());
     }
+    for (flag, id) in [("--workspace", &args.workspace), ("--organisation", &args.organisation)] {
+        if id.as_ref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(format!("{flag} must not be empty"));
+        }
+    }
     Ok(Caller {
         id: args.user.clone(),
         anonymous: false,
         workspace: args.workspace.clone(),
-        organisation: None,
+        organisation: args.organisation.clone(),
         tier,
         alignment,
     })
@@ -200,6 +250,7 @@ fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Ste
         events: Vec::new(),
         body: None,
         rewrites: Vec::new(),
+        limits: Vec::new(),
     };
     let head = head_of(request);
     // For the labels only: the exchange routes the request by the same path.
@@ -246,6 +297,7 @@ fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Ste
         step.cost = Some(d.requested);
         step.state = Some(state(d).into());
         step.events = d.events(config).iter().map(event).collect();
+        step.limits = stacked_limits(config, d);
     }
     match passage.reply {
         Some(reply) => {
@@ -315,6 +367,43 @@ fn rewrites(edits: &[Edits], sent: Option<&[u8]>) -> Vec<String> {
     out
 }
 
+/// A stacked cell's limits as the decision left them: the binding one
+/// first, then the others in the cell's order (none for one limit).
+fn stacked_limits(config: &Config, d: &Decision) -> Vec<LimitUse> {
+    let stack = config.cell(d.tier, d.class).map_or(&[][..], |c| c.limits());
+    if stack.len() < 2 {
+        return Vec::new();
+    }
+    let (binding, binding_used) = match &d.outcome {
+        Outcome::Charged(c) => (d.limit, Some(c.usage.used)),
+        // Refused before any counter: the pool the caller names no id for.
+        Outcome::WorkspaceRequired => {
+            let pool = match d.scope {
+                ScopeKind::Organisation => Scope::Organisation,
+                _ => Scope::Workspace,
+            };
+            (stack.iter().position(|l| l.scope == pool).unwrap_or(d.limit), None)
+        }
+        _ => (d.limit, None),
+    };
+    let mut others: Vec<(usize, Option<u64>)> = d.others.iter().map(|h| (h.limit, Some(h.usage.used))).collect();
+    others.sort_by_key(|(i, _)| *i);
+    std::iter::once((binding, binding_used))
+        .chain(others)
+        .filter_map(|(index, used)| {
+            let l = stack.get(index)?;
+            Some(LimitUse {
+                index,
+                of: stack.len(),
+                scope: l.scope.as_str(),
+                window: l.window_name.clone(),
+                used,
+                hard: l.hard,
+            })
+        })
+        .collect()
+}
+
 fn own(headers: &[(&str, String)]) -> Vec<(String, String)> {
     headers.iter().map(|(n, v)| ((*n).to_string(), v.clone())).collect()
 }
@@ -374,13 +463,28 @@ fn usage_summary(body: &str) -> Option<String> {
         .map(|c| {
             let label = c.get("label").and_then(Value::as_str).unwrap_or("?");
             let state = c.get("state").and_then(Value::as_str).unwrap_or("?");
-            match (c.get("used").and_then(Value::as_u64), c.get("limit").and_then(Value::as_u64)) {
+            let head = match (c.get("used").and_then(Value::as_u64), c.get("limit").and_then(Value::as_u64)) {
                 (Some(used), Some(limit)) => format!("{label} {used}/{limit} {state}"),
-                _ => format!("{label} {}", state.replace('_', " ")),
+                _ => return format!("{label} {}", state.replace('_', " ")),
+            };
+            // A stack: each limit's standing, in the order the cell lists them.
+            match c.get("limits").and_then(Value::as_array) {
+                Some(limits) if limits.len() > 1 => {
+                    let each: Vec<String> = limits.iter().map(limit_summary).collect();
+                    format!("{head} ({})", each.join(", "))
+                }
+                _ => head,
             }
         })
         .collect();
     Some(parts.join("; "))
+}
+
+/// "user/5h 2/3 warning": one entry of a class's `limits` in the usage report.
+fn limit_summary(l: &Value) -> String {
+    let text = |name: &str| l.get(name).and_then(Value::as_str).unwrap_or("?");
+    let number = |name: &str| l.get(name).and_then(Value::as_u64).map_or_else(|| "?".to_string(), |n| n.to_string());
+    format!("{}/{} {}/{} {}", text("scope"), text("window"), number("used"), number("limit"), text("state"))
 }
 
 /// Readable text: a block per request, then a summary.
@@ -388,10 +492,11 @@ pub fn text(loaded: &Loaded, args: &Simulate, steps: &[Step]) -> String {
     let config = &loaded.config;
     let tier = config.tier_by_name(&args.tier.to_ascii_lowercase()).and_then(|t| config.tier(t));
     let mut out = format!(
-        "Replaying {} for user {}{} on the {} plan ({}), from {}.\n",
+        "Replaying {} for user {}{}{} on the {} plan ({}), from {}.\n",
         args.script,
         args.user,
         args.workspace.as_ref().map_or_else(String::new, |w| format!(" of workspace {w}")),
+        args.organisation.as_ref().map_or_else(String::new, |o| format!(" in organisation {o}")),
         tier.map_or("?", |t| t.label.as_str()),
         tier.map_or("?", |t| t.name.as_str()),
         loaded.path,
@@ -412,6 +517,9 @@ pub fn text(loaded: &Loaded, args: &Simulate, steps: &[Step]) -> String {
         row("status", &status);
         if let Some(state) = &s.state {
             row("state", state);
+        }
+        for (j, l) in s.limits.iter().enumerate() {
+            row(if j == 0 { "limit" } else { "also" }, &l.describe());
         }
         if let Some(message) = &s.message {
             row("message", message);
@@ -454,6 +562,9 @@ pub fn brief(steps: &[Step]) -> String {
         let class = s.class.as_deref().unwrap_or("unclassified");
         let state = s.state.as_deref().unwrap_or("-");
         let mut line = format!("{n:<width$} {} {what:<32} {class:<14} {} {state:<12}", s.time, s.status);
+        if let Some(binding) = s.limits.first() {
+            line.push_str(&format!(" [{}]", binding.name()));
+        }
         if let Some(m) = &s.message {
             line.push(' ');
             line.push_str(m);
@@ -469,7 +580,7 @@ pub fn json_lines(steps: &[Step]) -> String {
     let mut out = String::new();
     for s in steps {
         let headers: Map<String, Value> = s.headers.iter().map(|(n, v)| (n.clone(), Value::from(v.clone()))).collect();
-        let line = json!({
+        let mut line = json!({
             "line": s.line,
             "time": s.time,
             "method": s.method,
@@ -485,6 +596,12 @@ pub fn json_lines(steps: &[Step]) -> String {
             "headers": headers,
             "body": s.body,
         });
+        // Only a stacked cell's steps name their limits: the binding one,
+        // then the others.
+        if let (Some((binding, others)), Some(fields)) = (s.limits.split_first(), line.as_object_mut()) {
+            fields.insert("limit".into(), binding.json());
+            fields.insert("others".into(), Value::Array(others.iter().map(LimitUse::json).collect()));
+        }
         out.push_str(&line.to_string());
         out.push('\n');
     }
@@ -512,6 +629,7 @@ mod tests {
             tier: "starter".into(),
             user: "sim-user".into(),
             workspace: None,
+            organisation: None,
             utc_offset: None,
             script: "trace.jsonl".into(),
             json: false,
@@ -564,5 +682,77 @@ mod tests {
         assert!(!said[1].1.is_empty() && !said[1].1.starts_with('{'), "{}", said[1].1);
         assert_eq!(said[2], (200, "granted 40 units to user sim-user: grant balance 40"));
         assert!(steps.iter().all(|s| s.answered && s.class.as_deref() == Some("admin endpoint")));
+    }
+
+    fn stacked() -> Loaded {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stacked.json");
+        loaded(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+    }
+
+    fn drafts(n: usize) -> Request {
+        let items: Vec<usize> = (0..n).collect();
+        let line = json!({"time": "2026-11-22T09:00:00Z", "path": "/v1/drafts", "body": {"drafts": items}});
+        trace::parse(&line.to_string(), "t").unwrap().remove(0)
+    }
+
+    fn member(config: &Config, id: &str, workspace: Option<&str>) -> Caller {
+        Caller {
+            id: id.into(),
+            anonymous: false,
+            workspace: workspace.map(str::to_string),
+            organisation: Some("globex".into()),
+            tier: config.tier_by_name("team").unwrap(),
+            alignment: config.calendar.alignment,
+        }
+    }
+
+    #[test]
+    fn a_full_pool_binds_before_a_members_own_cap() {
+        let loaded = stacked();
+        let config = &loaded.config;
+        let mut host = MemoryHost::at(drafts(1).now_ms);
+        let mut bound = Vec::new();
+        // Six members of acme use their 50 drafts each: the pool of 300 is full.
+        for m in 0..6 {
+            host.caller = Some(member(config, &format!("m{m}"), Some("acme")));
+            let s = step(config, &mut host, &drafts(50)).unwrap();
+            assert_eq!(s.status, 200, "{s:?}");
+            bound.push(s.limits.iter().map(|l| (l.name(), l.used)).collect::<Vec<_>>());
+        }
+        // Each member's own cap binds (no room left there; on a tie, the narrower).
+        let member_full = vec![("user/day".to_string(), Some(50)), ("workspace/day".to_string(), Some(300))];
+        assert_eq!(bound.last(), Some(&member_full));
+        // A seventh member has all 50 of their own left, and the pool refuses.
+        host.caller = Some(member(config, "m6", Some("acme")));
+        let s = step(config, &mut host, &drafts(1)).unwrap();
+        assert_eq!((s.status, s.state.as_deref()), (429, Some("blocked")));
+        let named: Vec<(String, Option<u64>, u64)> = s.limits.iter().map(|l| (l.name(), l.used, l.hard)).collect();
+        assert_eq!(named, [("workspace/day".to_string(), Some(300), 300), ("user/day".to_string(), Some(0), 50)]);
+        assert!(s.message.as_deref().unwrap().starts_with("You've used your 300 drafts for today."), "{s:?}");
+        // Another workspace has a pool of its own.
+        host.caller = Some(member(config, "m6", Some("initech")));
+        assert_eq!(step(config, &mut host, &drafts(1)).unwrap().status, 200);
+    }
+
+    #[test]
+    fn a_pool_the_caller_names_no_workspace_for_is_the_limit_named() {
+        let mut doc = features();
+        doc["tiers"]["starter"]["limits"]["other"] =
+            json!([{"hard": 50, "window": "day"}, {"scope": "workspace", "hard": 300, "window": "day"}]);
+        let trace = r#"{"time": "2026-11-22T09:00:00Z", "path": "/v1/anything"}"#;
+        let steps = replay(&loaded(doc), trace);
+        let s = &steps[0];
+        assert_eq!((s.status, s.state.as_deref()), (403, Some("workspace_required")));
+        let named: Vec<(String, usize, Option<u64>)> = s.limits.iter().map(|l| (l.name(), l.index, l.used)).collect();
+        assert_eq!(named, [("workspace/day".to_string(), 1, None)]);
+        assert!(brief(&steps).contains(" workspace_required [workspace/day] "), "{}", brief(&steps));
+    }
+
+    #[test]
+    fn one_limit_cells_name_no_limit() {
+        let starter = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/features-starter.jsonl");
+        let steps = replay(&loaded(features()), &std::fs::read_to_string(starter).unwrap());
+        assert!(steps.iter().all(|s| s.limits.is_empty()));
+        assert!(!json_lines(&steps).contains("\"others\""));
     }
 }

@@ -2,11 +2,13 @@
 //! their author meant. Each names the JSON path to look at. Errors are the
 //! core's business (`Config::from_json`); these are only warnings.
 
+use crate::describe;
 use quota_core::config::{
-    AtHard, BodyCond, Cell, Config, HeaderCond, Limits, MissingWorkspace, PathMatch, Rule, Scope, TextTest, ValueTest,
-    DEFAULT_WARN_AT,
+    AtHard, BodyCond, Cell, ClassId, Config, HeaderCond, Limits, MissingWorkspace, PathMatch, Rule, Scope, TextTest,
+    TierId, ValueTest, DEFAULT_WARN_AT,
 };
-use quota_core::copy::upgrade_hint;
+use quota_core::copy::{per_window, upgrade_hint};
+use quota_core::window::{CalendarUnit, WindowSpec};
 use serde_json::Value;
 
 /// One warning about the config.
@@ -23,34 +25,79 @@ impl std::fmt::Display for Smell {
     }
 }
 
-/// Every smell of a checked config, in document order (classes, then tiers).
+/// Every smell of a checked config, in document order (classes, then tiers;
+/// in a cell, each limit in the order the cell lists them).
 /// `raw` is the same document as JSON, for what checking removed.
 pub fn smells(config: &Config, raw: &Value) -> Vec<Smell> {
     let mut out = Vec::new();
     unreachable_classes(config, &mut out);
     never_included(config, &mut out);
     for (t, tier) in config.tiers.iter().enumerate() {
-        upgrade_links(config, t, &mut out);
+        upgrade_links(config, raw, t, &mut out);
         for (c, class) in config.classes.iter().enumerate() {
             let Some(Cell::Limited(stack)) = tier.cells.get(c) else {
                 continue;
             };
-            let Some(limits) = stack.first() else { continue };
-            let path = format!("tiers.{}.limits.{}", tier.name, class.name);
-            let written =
-                raw.pointer(&format!("/tiers/{}/limits/{}/warn_at", tier.name, class.name)).and_then(Value::as_array);
-            warning_levels(&path, limits, written, &mut out);
-            pool_without_workspaces(config, &path, limits, &mut out);
+            let at = LimitPaths::new(raw, &tier.name, &class.name);
+            for (i, limits) in stack.iter().enumerate() {
+                let path = at.path(i);
+                let written = at.raw(i).and_then(|l| l.get("warn_at")).and_then(Value::as_array);
+                warning_levels(&path, limits, written, &mut out);
+                pool_without_sources(config, &path, limits, &mut out);
+            }
+            never_exceeded(config, &at, stack, &mut out);
         }
     }
     out
 }
 
-/// A pooled cell when no source names a workspace: no caller ever reaches
-/// the pool, so every request is refused (or, with `missing_workspace:
-/// user`, counted per user).
-fn pool_without_workspaces(config: &Config, path: &str, limits: &Limits, out: &mut Vec<Smell>) {
-    if limits.scope != Scope::Workspace || !config.identity.workspace.is_empty() {
+/// Where the limits of one cell are, as JSON paths and in the raw document:
+/// the cell itself for one limit written as an object, `cell[i]` in a list.
+struct LimitPaths<'a> {
+    cell: String,
+    raw: Option<&'a Value>,
+}
+
+impl<'a> LimitPaths<'a> {
+    fn new(raw: &'a Value, tier: &str, class: &str) -> LimitPaths<'a> {
+        LimitPaths {
+            cell: format!("tiers.{tier}.limits.{class}"),
+            raw: raw.get("tiers").and_then(|t| t.get(tier)).and_then(|t| t.get("limits")).and_then(|l| l.get(class)),
+        }
+    }
+
+    fn listed(&self) -> bool {
+        self.raw.is_some_and(Value::is_array)
+    }
+
+    /// The JSON path of limit `i`, as the core's errors print it.
+    fn path(&self, i: usize) -> String {
+        if self.listed() {
+            format!("{}[{i}]", self.cell)
+        } else {
+            self.cell.clone()
+        }
+    }
+
+    /// Limit `i` as written.
+    fn raw(&self, i: usize) -> Option<&'a Value> {
+        match self.raw {
+            Some(Value::Array(list)) => list.get(i),
+            other => other,
+        }
+    }
+}
+
+/// A pooled limit when no source names a workspace (or organisation): no
+/// caller ever reaches the pool, so every request is refused (or, with
+/// `missing_workspace: user`, counted per user).
+fn pool_without_sources(config: &Config, path: &str, limits: &Limits, out: &mut Vec<Smell>) {
+    let (sources, pool) = match limits.scope {
+        Scope::User => return,
+        Scope::Workspace => (&config.identity.workspace, "workspace"),
+        Scope::Organisation => (&config.identity.organisation, "organisation"),
+    };
+    if !sources.is_empty() {
         return;
     }
     let outcome = match config.identity.missing_workspace {
@@ -59,8 +106,104 @@ fn pool_without_workspaces(config: &Config, path: &str, limits: &Limits, out: &m
     };
     out.push(Smell {
         path: format!("{path}.scope"),
-        message: format!("pooled by workspace, but identity.workspace lists no source: {outcome}"),
+        message: format!("pooled by {pool}, but identity.{pool} lists no source: {outcome}"),
     });
+}
+
+/// A limit of a stack whose hard limit can never be exceeded: another limit
+/// of the stack counts every request it counts (the same scope, or any
+/// scope over a per-user limit: a pool holds its members' use) and lets
+/// too few through over the same time. Say limit X (hard `hx`, windows of
+/// at most `lx` seconds) and limit Y (at most `my` units in any of its
+/// windows: its hard limit plus what `at_hard` admits past it). A request
+/// goes through only if it fits both, so the units X counts in one window
+/// are at most `my` times the number of Y's windows that window can
+/// overlap: 1 when X's calendar unit lies inside Y's, `ceil(lx / ly)` when
+/// Y's lies inside X's (calendar units nest only while every caller keeps
+/// the configured calendar), else (a counter's windows follow one another
+/// without overlapping) `ceil(lx / shortest Y window) + 1`. When that is at most
+/// `hx`, X never refuses a request (nor serves one otherwise) that Y
+/// admits. Grants, corrections after the response and a caller's change of
+/// plan mid-window are left out; limits an admin may re-cap (`admin_cap`)
+/// are skipped.
+fn never_exceeded(config: &Config, at: &LimitPaths, stack: &[Limits], out: &mut Vec<Smell>) {
+    for (i, x) in stack.iter().enumerate() {
+        if x.admin_cap {
+            continue;
+        }
+        let bound = stack.iter().enumerate().find_map(|(j, y)| {
+            if i == j || y.admin_cap || !(x.scope == Scope::User || x.scope == y.scope) {
+                return None;
+            }
+            let most = y.hard.checked_add(y.beyond_hard_cap()?)?;
+            let (n, nested) = windows_overlapped(config, &x.window, &y.window)?;
+            let total = most.checked_mul(n)?;
+            (total <= x.hard).then_some((j, y, most, n, nested, total))
+        });
+        let Some((j, y, most, n, nested, total)) = bound else { continue };
+        let words = |l: &Limits| format!("{} {} {}", l.hard, per_window(&l.window), describe::stack_scope(l, stack));
+        let lets = if most == y.hard { words(y) } else { format!("{} ({most} with what it admits past it)", words(y)) };
+        let why = if n == 1 && nested && x.window == y.window {
+            "over the same windows".to_string()
+        } else if n == 1 && nested {
+            format!(
+                "and every {} lies within one {}",
+                describe::window_span(&x.window),
+                describe::window_span(&y.window)
+            )
+        } else {
+            format!(
+                "and a {} overlaps at most {n} {}s ({n} × {most} = {total})",
+                describe::window_span(&x.window),
+                describe::window_span(&y.window)
+            )
+        };
+        out.push(Smell {
+            path: format!("{}.hard", at.path(i)),
+            message: format!("{} can never be exceeded: limit [{j}] lets through at most {lets}, {why}", words(x)),
+        });
+    }
+}
+
+/// The most windows of `y` one window of `x` can overlap, and whether the
+/// two nest as calendar units; `None` when it is not known.
+fn windows_overlapped(config: &Config, x: &WindowSpec, y: &WindowSpec) -> Option<(u64, bool)> {
+    let (_, longest) = span_seconds(x);
+    let (shortest, _) = span_seconds(y);
+    let count = longest.checked_add(shortest.checked_sub(1)?)?.checked_div(shortest)?;
+    // Calendar windows nest only when every caller keeps one calendar: a
+    // caller's own UTC offset may move a counter's next window.
+    let fixed = config.calendar.user_utc_offset.is_empty();
+    match (x, y) {
+        (WindowSpec::Calendar(ux), WindowSpec::Calendar(uy)) if fixed && inside(*ux, *uy) => Some((1, true)),
+        (WindowSpec::Calendar(ux), WindowSpec::Calendar(uy)) if fixed && inside(*uy, *ux) => Some((count, true)),
+        _ => Some((count.checked_add(1)?, false)),
+    }
+}
+
+/// Whether every window of calendar unit `a` lies inside one of unit `b`.
+fn inside(a: CalendarUnit, b: CalendarUnit) -> bool {
+    use CalendarUnit::{Day, Hour, Minute, Month, Week};
+    let rank = |u: CalendarUnit| match u {
+        Minute => 0,
+        Hour => 1,
+        Day => 2,
+        Week | Month => 3,
+    };
+    // A week may straddle two months; every shorter unit nests in both.
+    a == b || (rank(a) < rank(b) && matches!((a, b), (Minute | Hour | Day, _)))
+}
+
+/// The shortest and longest a window of `spec` lasts, in seconds.
+fn span_seconds(spec: &WindowSpec) -> (u64, u64) {
+    const DAY: u64 = 86_400;
+    match spec {
+        WindowSpec::Calendar(CalendarUnit::Month) => (28 * DAY, 31 * DAY),
+        other => {
+            let s = u64::try_from(other.nominal_seconds()).unwrap_or(0);
+            (s, s)
+        }
+    }
 }
 
 /// (4) Classes no request can reach, and rules an earlier class always wins.
@@ -132,8 +275,10 @@ fn never_included(config: &Config, out: &mut Vec<Smell>) {
 }
 
 /// (1), (2) and (5): upgrade copy without a link, a link never shown, an
-/// upgrade that points back down, and upgrades that give no more.
-fn upgrade_links(config: &Config, t: usize, out: &mut Vec<Smell>) {
+/// upgrade that points back down, and upgrades that give no more. A
+/// stack's limits are each compared with the next tier's limit of the same
+/// scope and window (the one the upgrade copy names).
+fn upgrade_links(config: &Config, raw: &Value, t: usize, out: &mut Vec<Smell>) {
     let Some(tier) = config.tiers.get(t) else {
         return;
     };
@@ -172,30 +317,61 @@ fn upgrade_links(config: &Config, t: usize, out: &mut Vec<Smell>) {
         });
     }
     for (c, class) in config.classes.iter().enumerate() {
-        if upgrade_hint(config, quota_core::config::TierId(t), quota_core::config::ClassId(c), 0).is_some() {
-            continue;
-        }
         let (Some(here), Some(there)) = (tier.cells.get(c), next.cells.get(c)) else {
             continue;
         };
-        let why = match (here, there) {
+        let cell_path = format!("{path}.limits.{}", class.name);
+        let (a, b) = match (here, there) {
             (Cell::NotIncluded, Cell::NotIncluded) => {
-                format!("{} does not include {} either: the 403 offers no way to get it", next.label, class.label)
+                out.push(Smell {
+                    path: cell_path,
+                    message: format!(
+                        "{} does not include {} either: the 403 offers no way to get it",
+                        next.label, class.label
+                    ),
+                });
+                continue;
             }
-            (Cell::Limited(_), Cell::NotIncluded) => format!(
-                "{} does not include {}: upgrading takes it away, and the wall offers no upgrade",
-                next.label, class.label
-            ),
-            (Cell::Limited(a), Cell::Limited(b)) => format!(
-                "{} gives no more {} ({} vs {}): the wall offers no upgrade",
-                next.label,
-                class.units,
-                b.first().map_or(0, |l| l.hard),
-                a.first().map_or(0, |l| l.hard)
-            ),
+            (Cell::Limited(_), Cell::NotIncluded) => {
+                out.push(Smell {
+                    path: cell_path,
+                    message: format!(
+                        "{} does not include {}: upgrading takes it away, and the wall offers no upgrade",
+                        next.label, class.label
+                    ),
+                });
+                continue;
+            }
             (Cell::NotIncluded, Cell::Limited(_)) => continue,
+            (Cell::Limited(a), Cell::Limited(b)) => (a, b),
         };
-        out.push(Smell { path: format!("{path}.limits.{}", class.name), message: why });
+        let at = LimitPaths::new(raw, &tier.name, &class.name);
+        for (i, l) in a.iter().enumerate() {
+            if upgrade_hint(config, TierId(t), ClassId(c), i).is_some() {
+                continue;
+            }
+            // The limit the upgrade copy compares with (see `upgrade_hint`).
+            let same = match b.as_slice() {
+                [only] => Some(only),
+                stack => stack.iter().find(|m| m.scope == l.scope && m.window == l.window),
+            };
+            let what = format!("{} {} {}", class.units, per_window(&l.window), describe::stack_scope(l, a));
+            let message = match same {
+                Some(m) if a.len() == 1 && b.len() == 1 => format!(
+                    "{} gives no more {} ({} vs {}): the wall offers no upgrade",
+                    next.label, class.units, m.hard, l.hard
+                ),
+                Some(m) => format!(
+                    "{} gives no more {what} ({} vs {}): the wall of this limit offers no upgrade",
+                    next.label, m.hard, l.hard
+                ),
+                None => format!(
+                    "{} has no limit on {what} to compare with: the wall of this limit offers no upgrade",
+                    next.label
+                ),
+            };
+            out.push(Smell { path: at.path(i), message });
+        }
     }
 }
 
@@ -425,5 +601,150 @@ mod tests {
                 "tiers.pro.upgrade_url",
             ]
         );
+    }
+
+    /// One class, `drafts`, whose `pro` cell is `cell`; `max` (the upgrade) has `next`.
+    fn stacked(cell: Value, next: Value) -> Value {
+        json!({
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}],
+                         "default_tier": "pro"},
+            "classes": [{"name": "drafts", "unit": "draft", "match": [{"path": {"prefix": "/"}}]}],
+            "tiers": {
+                "pro": {"upgrade_url": "https://x", "limits": {"drafts": cell}},
+                "max": {"limits": {"drafts": next}}
+            },
+        })
+    }
+
+    fn said(doc: &Value) -> Vec<String> {
+        smells(&config(doc), doc).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn each_limit_of_a_stack_is_smelled_at_its_own_path() {
+        let mut doc = stacked(
+            json!([
+                {"scope": "workspace", "hard": 300, "window": "day"},
+                {"hard": 50, "window": "day", "warn_at": [0.99]}
+            ]),
+            json!([{"scope": "workspace", "hard": 3000, "window": "day"}, {"hard": 500, "window": "day"}]),
+        );
+        assert_eq!(paths(&doc), ["tiers.pro.limits.drafts[1].warn_at[0]", "tiers.pro.limits.drafts[1]"]);
+        // A pool nobody can name, on the second limit of the stack.
+        doc["identity"]["workspace"] = json!([]);
+        doc["tiers"]["pro"]["limits"]["drafts"] =
+            json!([{"hard": 50, "window": "day"}, {"scope": "workspace", "hard": 300, "window": "day"}]);
+        assert!(said(&doc).contains(&"tiers.pro.limits.drafts[1].scope: pooled by workspace, but identity.workspace lists no source: every request for it is refused with 403 (workspace_required)".to_string()), "{:?}", said(&doc));
+    }
+
+    #[test]
+    fn upgrades_compare_the_same_limit_across_tiers() {
+        let doc = stacked(
+            json!([{"hard": 45, "window": "5h"}, {"hard": 900, "window": "week"}]),
+            json!([{"hard": 90, "window": "5h"}, {"hard": 900, "window": "week"}]),
+        );
+        assert_eq!(
+            said(&doc),
+            ["tiers.pro.limits.drafts[1]: Max gives no more drafts a week per user (900 vs 900): the wall of this limit offers no upgrade"]
+        );
+        // The weekly limit has no counterpart in Max: its wall offers no upgrade.
+        let doc = stacked(
+            json!([{"hard": 45, "window": "5h"}, {"hard": 900, "window": "week"}]),
+            json!([{"hard": 90, "window": "5h"}, {"hard": 9000, "window": "month"}]),
+        );
+        assert_eq!(
+            said(&doc),
+            ["tiers.pro.limits.drafts[1]: Max has no limit on drafts a week per user to compare with: the wall of this limit offers no upgrade"]
+        );
+        // One limit upgrading to a stack: compared with the same scope and window.
+        let doc = stacked(
+            json!({"hard": 100, "window": "day"}),
+            json!([{"scope": "workspace", "hard": 300, "window": "day"}, {"hard": 50, "window": "day"}]),
+        );
+        assert_eq!(
+            said(&doc),
+            ["tiers.pro.limits.drafts: Max gives no more drafts a day per user (50 vs 100): the wall of this limit offers no upgrade"]
+        );
+        // A stack upgrading to one limit: every limit is offered that one.
+        let doc = stacked(
+            json!([{"hard": 45, "window": "5h"}, {"hard": 900, "window": "week"}]),
+            json!({"hard": 5000, "window": "week"}),
+        );
+        assert_eq!(said(&doc), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_limit_another_one_keeps_out_of_reach_is_a_smell() {
+        let next = json!({"hard": 100_000, "window": "month"});
+        let never = |cell: Value| said(&stacked(cell, next.clone()));
+        // 45 every 5 hours and 30 a week: a 5-hour window that straddles the
+        // week's reset holds up to 30 from each week, so 45 can be reached.
+        assert_eq!(never(json!([{"hard": 45, "window": "5h"}, {"hard": 30, "window": "week"}])), Vec::<String>::new());
+        // 20 a week: at most 40 in any 5 hours.
+        assert_eq!(
+            never(json!([{"hard": 45, "window": "5h"}, {"hard": 20, "window": "week"}])),
+            ["tiers.pro.limits.drafts[0].hard: 45 every 5 hours per user can never be exceeded: limit [1] lets through at most 20 a week per user, and a 5-hour window overlaps at most 2 weeks (2 × 20 = 40)"]
+        );
+        // The longer window: a week overlaps at most 35 five-hour windows of 45
+        // (the 1575th unit fits, so a hard limit of 1575 is never exceeded).
+        assert_eq!(
+            never(json!([{"hard": 45, "window": "5h"}, {"hard": 1575, "window": "week"}])),
+            ["tiers.pro.limits.drafts[1].hard: 1575 a week per user can never be exceeded: limit [0] lets through at most 45 every 5 hours per user, and a week overlaps at most 35 5-hour windows (35 × 45 = 1575)"]
+        );
+        assert_eq!(
+            never(json!([{"hard": 45, "window": "5h"}, {"hard": 1574, "window": "week"}])),
+            Vec::<String>::new()
+        );
+        // Calendar units nest: a day lies within one week, a week holds 7 days.
+        assert_eq!(
+            never(json!([{"hard": 40, "window": "day"}, {"hard": 40, "window": "week"}])),
+            ["tiers.pro.limits.drafts[0].hard: 40 a day per user can never be exceeded: limit [1] lets through at most 40 a week per user, and every day lies within one week"]
+        );
+        assert_eq!(
+            never(json!([{"scope": "workspace", "hard": 60, "window": "day"}, {"hard": 420, "window": "week"}])),
+            ["tiers.pro.limits.drafts[1].hard: 420 a week per member can never be exceeded: limit [0] lets through at most 60 a day pooled per workspace, and a week overlaps at most 7 days (7 × 60 = 420)"]
+        );
+        // What a limit admits past its hard limit counts; without a ceiling, no bound.
+        assert_eq!(
+            never(json!([{"hard": 40, "window": "day"}, {"hard": 30, "window": "week", "at_hard": "overage", "overage": {"cap": 10}}])),
+            ["tiers.pro.limits.drafts[0].hard: 40 a day per user can never be exceeded: limit [1] lets through at most 30 a week per user (40 with what it admits past it), and every day lies within one week"]
+        );
+        assert_eq!(
+            never(json!([{"hard": 40, "window": "day"}, {"hard": 30, "window": "week", "at_hard": "warn"}])),
+            Vec::<String>::new()
+        );
+        // A member's cap as large as the pool of the same window adds nothing.
+        assert_eq!(
+            never(json!([{"scope": "workspace", "hard": 50, "window": "day"}, {"hard": 50, "window": "day"}])),
+            ["tiers.pro.limits.drafts[1].hard: 50 a day per member can never be exceeded: limit [0] lets through at most 50 a day pooled per workspace, over the same windows"]
+        );
+        // A pool holds other members' use too: a member's limit says nothing of it.
+        assert_eq!(
+            never(json!([{"scope": "workspace", "hard": 400, "window": "week"}, {"hard": 50, "window": "day"}])),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn calendar_units_do_not_nest_when_callers_bring_their_own_offset() {
+        let mut doc = stacked(
+            json!([{"hard": 40, "window": "day"}, {"hard": 40, "window": "week"}]),
+            json!({"hard": 100_000, "window": "month"}),
+        );
+        doc["calendar"] = json!({"user_utc_offset": [{"header": "x-utc-offset"}]});
+        // A day may then straddle two weeks: up to 80.
+        assert_eq!(said(&doc), Vec::<String>::new());
+        doc["tiers"]["pro"]["limits"]["drafts"][0]["hard"] = json!(80);
+        assert_eq!(
+            said(&doc),
+            ["tiers.pro.limits.drafts[0].hard: 80 a day per user can never be exceeded: limit [1] lets through at most 40 a week per user, and a day overlaps at most 2 weeks (2 × 40 = 80)"]
+        );
+    }
+
+    #[test]
+    fn calendar_units_nest_as_the_calendar_does() {
+        use CalendarUnit::{Day, Hour, Minute, Month, Week};
+        assert!(inside(Hour, Day) && inside(Day, Week) && inside(Day, Month) && inside(Minute, Month));
+        assert!(!inside(Week, Month) && !inside(Month, Week) && !inside(Day, Hour));
     }
 }

@@ -28,6 +28,35 @@ fn renders_costs_behaviours_and_overrides() {
 }
 
 #[test]
+fn renders_every_limit_of_a_stacked_cell() {
+    let r = expect_stdout("render-stacked.md", &["render", "matrix/tests/fixtures/stacked.json"]);
+    for part in [
+        // The matrix: each limit with its scope and window.
+        "| Team | 100 every 5 hours + 2000 a week | 200 / 300 a day pooled per workspace + 50 a day per member, workspace admins may set each member's cap | 1000 a month pooled per organisation, then queued + 100 a month per member |",
+        // The plan's table: a row per limit.
+        "| Drafts (300 a day pooled per workspace) | 200 | 300 | daily at 00:00 | pooled per workspace | 200, 210, 285 | refused (429) | — |",
+        "| Drafts (50 a day per member) | — | 50 | daily at 00:00 | per member (workspace admins may set each member's cap) | 35, 48 | refused (429) | — |",
+        "| Exports (1000 a month pooled per organisation) | — | 1000 | the 1st of each month at 00:00 | pooled per organisation | 700, 950 | allowed, queued (x-quota-deferred: 1) | — |",
+        // What users read: each limit's own copy and upgrade.
+        "| Drafts (50 a day per member) | from 35 used: “You've used 35 of your 50 drafts for today. They reset in 4 h 12 min. Enterprise includes 500 a day: https://example.com/contact-sales” | 429: “You've reached your own cap of 50 drafts for today. They reset in 4 h 12 min. A workspace admin can raise it.” |",
+        "- Chats (900 a week per user), pace alert: ",
+        "“pooled per organisation”: one counter for the whole organisation.",
+    ] {
+        assert!(r.stdout.contains(part), "{part}");
+    }
+    // The same rows in the HTML page, as row headers.
+    let html = run(&["render", "matrix/tests/fixtures/stacked.json", "--format", "html"]);
+    assert_eq!(html.code, 0);
+    assert!(html.stdout.contains("<th scope=\"row\">Drafts (50 a day per member)</th>"));
+}
+
+#[test]
+fn configs_without_stacks_say_nothing_of_them() {
+    let md = run(&["render", "envoy/demo-config.json"]).stdout;
+    assert!(!md.contains("stacked") && !md.contains("per member") && !md.contains("organisation"));
+}
+
+#[test]
 fn markdown_is_the_default_format() {
     let md = run(&["render", "envoy/demo-config.json", "--format", "markdown"]);
     assert_eq!(md.stdout, run(&["render", "envoy/demo-config.json"]).stdout);

@@ -66,6 +66,82 @@ fn overage_queue_and_caps_on_the_scale_plan() {
     );
 }
 
+const STACKED: &str = "matrix/tests/fixtures/stacked.json";
+
+#[test]
+fn stacked_chats_bind_by_the_5_hour_window_then_by_the_week() {
+    let r = expect_stdout(
+        "simulate-stacked-chats.txt",
+        &["simulate", STACKED, "--tier", "free", "--script", "matrix/tests/fixtures/stacked-chats.jsonl"],
+    );
+    let bound: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("    limit ")).collect();
+    assert_eq!(
+        bound,
+        [
+            "    limit    user/5h (1 of 2): 1 of 3 used",
+            "    limit    user/5h (1 of 2): 2 of 3 used",
+            "    limit    user/5h (1 of 2): 3 of 3 used",
+            "    limit    user/5h (1 of 2): 3 of 3 used",
+            "    limit    user/week (2 of 2): 4 of 5 used",
+            "    limit    user/week (2 of 2): 5 of 5 used",
+            "    limit    user/week (2 of 2): 5 of 5 used",
+            "    limit    user/5h (1 of 2): 1 of 3 used",
+        ]
+    );
+    assert!(r.stdout.contains("message  Chats 4/5 warning (user/5h 1/3 ok, user/week 4/5 warning);"));
+}
+
+#[test]
+fn a_members_cap_binds_inside_the_team_pool() {
+    let args = [
+        "simulate",
+        STACKED,
+        "--tier",
+        "team",
+        "--user",
+        "m1",
+        "--workspace",
+        "acme",
+        "--organisation",
+        "globex",
+        "--script",
+        "matrix/tests/fixtures/stacked-team.jsonl",
+    ];
+    let brief: Vec<&str> = args.iter().copied().chain(["--brief"]).collect();
+    let r = expect_stdout("simulate-stacked-team-brief.txt", &brief);
+    assert_eq!(r.stdout.lines().filter(|l| l.contains(" 429 blocked      [user/day] ")).count(), 2);
+    assert!(r.stdout.contains("exports        200 ok           [user/month]"));
+    let text = run(&args).stdout;
+    assert!(text.starts_with("Replaying matrix/tests/fixtures/stacked-team.jsonl for user m1 of workspace acme in organisation globex on the Team plan (team)"));
+    // JSON lines name the binding limit and the others.
+    let json: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let first: serde_json::Value = serde_json::from_str(run(&json).stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["limit"],
+        serde_json::json!({"index": 1, "scope": "user", "window": "day", "used": 20, "hard": 50})
+    );
+    assert_eq!(
+        first["others"],
+        serde_json::json!([{"index": 0, "scope": "workspace", "window": "day", "used": 20, "hard": 300}])
+    );
+}
+
+#[test]
+fn an_organisation_pool_without_an_organisation_is_refused() {
+    let r = run(&[
+        "simulate",
+        STACKED,
+        "--tier",
+        "team",
+        "--workspace",
+        "acme",
+        "--script",
+        "matrix/tests/fixtures/stacked-team.jsonl",
+        "--brief",
+    ]);
+    assert!(r.stdout.contains(" 403 workspace_required [organisation/month] "), "{}", r.stdout);
+}
+
 #[test]
 fn the_trace_can_come_from_standard_input() {
     let trace = std::fs::read_to_string(util::root().join(DAY)).unwrap();

@@ -68,6 +68,27 @@ fn a_config_using_every_behaviour_has_no_smells() {
 }
 
 #[test]
+fn a_matrix_of_stacked_limits_has_no_smells() {
+    let r = expect_transcript("validate-stacked", &["validate", "matrix/tests/fixtures/stacked.json"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn smells_of_stacked_limits_name_the_limit() {
+    let r = expect_transcript("validate-stacked-smells", &["validate", "matrix/tests/fixtures/stacked-smells.json"]);
+    assert_eq!(r.code, 0);
+    for smell in [
+        "warning: tiers.pro.limits.chats[0].hard: 45 every 5 hours per user can never be exceeded: limit [1] lets through at most 20 a week per user",
+        "warning: tiers.pro.limits.chats[1]: Max gives no more chats a week per user (20 vs 20)",
+        "warning: tiers.pro.limits.drafts[1]: Max has no limit on drafts a day per member to compare with",
+        "warning: tiers.pro.limits.drafts[1].warn_at[0]: can never fire",
+        "warning: tiers.max.limits.drafts[1].hard: 500 a week per member can never be exceeded",
+    ] {
+        assert!(r.stderr.contains(smell), "{smell}");
+    }
+}
+
+#[test]
 fn command_line_mistakes_exit_2_with_the_reason() {
     let r = expect_transcript("validate-no-file", &["validate"]);
     assert_eq!(r.code, 2);

@@ -425,10 +425,32 @@ pub struct RawTier {
 /// A cell as written: one limit (an object), or several stacked limits (a
 /// list of objects) that a request must all fit.
 #[derive(Debug)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(untagged))]
 pub enum RawCellEntry {
     One(Box<RawCell>),
     Stack(Vec<RawCell>),
+}
+
+// By hand rather than `untagged` (an `anyOf`), for the reason `Deserialize`
+// is: a validator reports a field's error inside an `anyOf` as the whole
+// cell's ("not valid under any of the given schemas"). `if`/`then`/`else`
+// picks the form by the value's type, so the error keeps the field's path
+// (`tiers.free.limits.drafts.hard`, `...drafts[1].hard`).
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for RawCellEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawCellEntry".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = generator.subschema_for::<RawCell>();
+        let stack = generator.subschema_for::<Vec<RawCell>>();
+        schemars::json_schema!({
+            "description": "A cell as written: one limit (an object), or several stacked limits (a list of objects) that a request must all fit.",
+            "if": { "type": "object" },
+            "then": one,
+            "else": stack,
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for RawCellEntry {

@@ -4,7 +4,7 @@
 use crate::describe;
 use crate::load::Loaded;
 use quota_core::config::Message;
-use quota_core::config::{AtHard, Cell, ClassId, Config, PastSoft, TierId, UnknownTier};
+use quota_core::config::{AtHard, Cell, ClassId, Config, Limits, PastSoft, Scope, TierId, UnknownTier};
 use quota_core::copy::plain_message;
 
 /// A rendered config: a title and blocks in reading order.
@@ -52,13 +52,25 @@ fn quoted(text: &str) -> String {
 
 /// The tier x class table.
 fn matrix(config: &Config, blocks: &mut Vec<Block>) {
-    blocks.push(Block::Paragraph(
+    let mut intro =
         "Rows are plans, in upgrade order; columns are operation classes. A cell reads soft / hard limit per window: \
          warnings start at the soft limit (and, unless the cell sets `warn_at`, at 70% and 95% of the hard limit), \
          and at the hard limit requests are refused with 429 unless the cell says “then warn only”. \
          “pooled”: one counter for the whole workspace."
-            .into(),
-    ));
+            .to_string();
+    let limits = || config.tiers.iter().flat_map(|t| &t.cells).flat_map(Cell::limits);
+    if limits().any(|l| l.scope == Scope::Organisation) {
+        intro.push_str(" “pooled per organisation”: one counter for the whole organisation.");
+    }
+    if config.tiers.iter().flat_map(|t| &t.cells).any(|c| c.limits().len() > 1) {
+        intro.push_str(
+            " Limits joined by “+” are stacked: a request must fit every one of them and is counted by each; \
+             “per member” counts each member's own use inside the pool. The limit a request meets decides what the \
+             caller reads: the one that refuses it, else one that changes how it is served, else the one with the \
+             least room left.",
+        );
+    }
+    blocks.push(Block::Paragraph(intro));
     let mut columns = vec!["Plan".to_string()];
     columns.extend(config.classes.iter().map(|c| c.label.clone()));
     let rows = config
@@ -159,53 +171,49 @@ fn plans(config: &Config, blocks: &mut Vec<Block>) {
             (None, _) => "No upgrade is offered from this plan.".to_string(),
         });
         blocks.push(Block::Paragraph(about.join(" ")));
-        let rows = config
-            .classes
-            .iter()
-            .zip(&tier.cells)
-            .map(|(class, cell)| {
-                let mut row = vec![class.label.clone()];
-                match cell {
-                    Cell::NotIncluded => {
-                        row.push("not included".into());
-                        row.extend(["—"; 4].map(String::from));
-                        if with_past_soft {
-                            row.push("—".into());
-                        }
-                        row.push("always refused (403)".into());
-                        if with_confirm {
-                            row.push("—".into());
-                        }
-                        if with_pace {
-                            row.push("—".into());
-                        }
-                    }
-                    Cell::Limited(stack) => {
-                        let Some(l) = stack.first() else { return row };
-                        row.push(l.soft.map_or_else(|| "—".to_string(), |s| s.to_string()));
-                        row.push(l.hard.to_string());
-                        row.push(describe::resets(config, &l.window));
-                        row.push(describe::scope(l.scope).into());
-                        row.push(if l.warn_levels.is_empty() {
-                            "never".into()
-                        } else {
-                            l.warn_levels.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
-                        });
-                        if with_past_soft {
-                            row.push(describe::past_soft(l));
-                        }
-                        row.push(describe::at_hard(l));
-                        if with_confirm {
-                            row.push(l.confirm_above.map_or_else(|| "—".into(), describe::confirm));
-                        }
-                        if with_pace {
-                            row.push(l.pace.map_or_else(|| "—".into(), |p| describe::pace(&p, &l.window)));
-                        }
-                    }
+        let mut rows = Vec::new();
+        for (class, cell) in config.classes.iter().zip(&tier.cells) {
+            let Cell::Limited(stack) = cell else {
+                let mut row = vec![class.label.clone(), "not included".into()];
+                row.extend(["—"; 4].map(String::from));
+                if with_past_soft {
+                    row.push("—".into());
                 }
-                row
-            })
-            .collect();
+                row.push("always refused (403)".into());
+                if with_confirm {
+                    row.push("—".into());
+                }
+                if with_pace {
+                    row.push("—".into());
+                }
+                rows.push(row);
+                continue;
+            };
+            // A stack: one row per limit, in the order the cell lists them.
+            for (i, l) in stack.iter().enumerate() {
+                let mut row = vec![describe::limit_label(&class.label, stack, i)];
+                row.push(l.soft.map_or_else(|| "—".to_string(), |s| s.to_string()));
+                row.push(l.hard.to_string());
+                row.push(describe::resets(config, &l.window));
+                row.push(scope_cell(l, stack));
+                row.push(if l.warn_levels.is_empty() {
+                    "never".into()
+                } else {
+                    l.warn_levels.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                });
+                if with_past_soft {
+                    row.push(describe::past_soft(l));
+                }
+                row.push(describe::at_hard(l));
+                if with_confirm {
+                    row.push(l.confirm_above.map_or_else(|| "—".into(), describe::confirm));
+                }
+                if with_pace {
+                    row.push(l.pace.map_or_else(|| "—".into(), |p| describe::pace(&p, &l.window)));
+                }
+                rows.push(row);
+            }
+        }
         blocks.push(Block::Table(Table {
             caption: format!("{} plan, per class", tier.label),
             columns: columns.clone(),
@@ -214,36 +222,52 @@ fn plans(config: &Config, blocks: &mut Vec<Block>) {
     }
 }
 
+/// The "Scope" column: whose counter the limit charges.
+fn scope_cell(l: &Limits, stack: &[Limits]) -> String {
+    let scope = if stack.len() > 1 { describe::stack_scope(l, stack) } else { describe::scope(l.scope) };
+    if l.admin_cap {
+        format!("{scope} (workspace admins may set each member's cap)")
+    } else {
+        scope.to_string()
+    }
+}
+
 /// The sentences users read, per plan, with sample numbers.
 fn copy(config: &Config, blocks: &mut Vec<Block>) {
     blocks.push(Block::Heading(2, "What users read".into()));
-    blocks.push(Block::Paragraph(format!(
+    let mut intro = format!(
         "Written by the filter's own copy code, overrides included, with sample numbers: each message is shown \
          as if its window resets in 4 h 12 min (at {} where a message gives the time), and a pace alert as the \
          pace threshold is reached.",
         describe::sample_reset_at()
-    )));
+    );
+    if config.tiers.iter().flat_map(|t| &t.cells).any(|c| c.limits().len() > 1) {
+        intro.push_str(" A cell with stacked limits has a row per limit: what the caller reads when that limit is the one their request meets.");
+    }
+    blocks.push(Block::Paragraph(intro));
     for (t, tier) in config.tiers.iter().enumerate() {
         blocks.push(Block::Heading(3, tier.label.clone()));
         let mut rows = Vec::new();
         let mut others = Vec::new();
         for (c, class) in config.classes.iter().enumerate() {
-            let Some(s) = describe::samples(config, TierId(t), ClassId(c)) else {
-                continue;
-            };
             let cell = config.cell(TierId(t), ClassId(c));
-            let warning = s.warning.map_or_else(
-                || match cell {
-                    Some(Cell::NotIncluded) => "—".to_string(),
-                    _ => "no warning before the wall".to_string(),
-                },
-                |(at, text)| format!("from {at} used: {}", quoted(&text)),
-            );
-            let wall = match cell {
-                Some(Cell::NotIncluded) => format!("not included (403): {}", quoted(&s.wall)),
-                Some(Cell::Limited(stack)) => match stack.first() {
-                    None => quoted(&s.wall),
-                    Some(l) => match l.at_hard {
+            let stack = cell.map_or(&[][..], Cell::limits);
+            // Each limit of a stack, as if it were the one the request met.
+            for i in 0..stack.len().max(1) {
+                let Some(s) = describe::samples(config, TierId(t), ClassId(c), i) else {
+                    continue;
+                };
+                let label = describe::limit_label(&class.label, stack, i);
+                let warning = s.warning.map_or_else(
+                    || match cell {
+                        Some(Cell::NotIncluded) => "—".to_string(),
+                        _ => "no warning before the wall".to_string(),
+                    },
+                    |(at, text)| format!("from {at} used: {}", quoted(&text)),
+                );
+                let wall = match (cell, stack.get(i)) {
+                    (Some(Cell::NotIncluded), _) => format!("not included (403): {}", quoted(&s.wall)),
+                    (_, Some(l)) => match l.at_hard {
                         AtHard::Block => format!("429: {}", quoted(&s.wall)),
                         AtHard::Warn => format!("past the limit, still allowed: {}", quoted(&s.wall)),
                         AtHard::Degrade => {
@@ -252,18 +276,18 @@ fn copy(config: &Config, blocks: &mut Vec<Block>) {
                         AtHard::Overage => format!("past the limit, as overage: {}", quoted(&s.wall)),
                         AtHard::Queue => format!("past the limit, queued: {}", quoted(&s.wall)),
                     },
-                },
-                None => quoted(&s.wall),
-            };
-            rows.push(vec![class.label.clone(), warning, wall]);
-            if let Some((used, text)) = s.degraded {
-                others.push(format!("{}, past the soft limit (from {used} used): {}", class.label, quoted(&text)));
-            }
-            if let Some((left, text)) = s.confirm {
-                others.push(format!("{}, confirmation (428) with {left} left: {}", class.label, quoted(&text)));
-            }
-            if let Some(text) = s.pace {
-                others.push(format!("{}, pace alert: {}", class.label, quoted(&text)));
+                    (_, None) => quoted(&s.wall),
+                };
+                rows.push(vec![label.clone(), warning, wall]);
+                if let Some((used, text)) = s.degraded {
+                    others.push(format!("{label}, past the soft limit (from {used} used): {}", quoted(&text)));
+                }
+                if let Some((left, text)) = s.confirm {
+                    others.push(format!("{label}, confirmation (428) with {left} left: {}", quoted(&text)));
+                }
+                if let Some(text) = s.pace {
+                    others.push(format!("{label}, pace alert: {}", quoted(&text)));
+                }
             }
         }
         blocks.push(Block::Table(Table {
