@@ -437,10 +437,10 @@ impl Facts<'_> {
                 Some("This needs {count_cost}, but your team has {remaining} left {window}. {reset_sentence} {upgrade}")
             }
             (Voice::Member(Scope::Organisation), Message::Warning) => Some(
-                "You've used {used} of your {count_limit} of your organisation's allowance {window}. {reset_sentence}",
+                "You've used {used} of your {count_limit} of your organisation's allowance {window}. {reset_sentence} {upgrade}",
             ),
             (Voice::Member(_), Message::Warning) => {
-                Some("You've used {used} of your {count_limit} of your team's allowance {window}. {reset_sentence}")
+                Some("You've used {used} of your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}")
             }
             (Voice::Member(Scope::Organisation), Message::Blocked) if used >= hard => Some(
                 "You've used your {count_limit} of your organisation's allowance {window}. {reset_sentence} {upgrade}",

@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(pool.warning.as_ref().map(|(at, _)| *at), Some(200));
         assert_eq!(
             pool.wall,
-            "You've used your 300 drafts for today. They reset in 4 h 12 min. Enterprise includes 3000 a day: https://example.com/contact-sales"
+            "Your team has used its 300 drafts for today. They reset in 4 h 12 min. Enterprise includes 3000 a day: https://example.com/contact-sales"
         );
         // The member's limit has its own copy, and its own upgrade (Enterprise's member cap).
         assert_eq!(member.wall, "You've reached your own cap of 50 drafts for today. They reset in 4 h 12 min. A workspace admin can raise it.");

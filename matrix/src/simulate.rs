@@ -728,7 +728,7 @@ mod tests {
         assert_eq!((s.status, s.state.as_deref()), (429, Some("blocked")));
         let named: Vec<(String, Option<u64>, u64)> = s.limits.iter().map(|l| (l.name(), l.used, l.hard)).collect();
         assert_eq!(named, [("workspace/day".to_string(), Some(300), 300), ("user/day".to_string(), Some(0), 50)]);
-        assert!(s.message.as_deref().unwrap().starts_with("You've used your 300 drafts for today."), "{s:?}");
+        assert!(s.message.as_deref().unwrap().starts_with("Your team has used its 300 drafts for today."), "{s:?}");
         // Another workspace has a pool of its own.
         host.caller = Some(member(config, "m6", Some("initech")));
         assert_eq!(step(config, &mut host, &drafts(1)).unwrap().status, 200);

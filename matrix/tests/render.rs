@@ -38,7 +38,7 @@ fn renders_every_limit_of_a_stacked_cell() {
         "| Drafts (50 a day per member) | — | 50 | daily at 00:00 | per member (workspace admins may set each member's cap) | 35, 48 | refused (429) | — |",
         "| Exports (1000 a month pooled per organisation) | — | 1000 | the 1st of each month at 00:00 | pooled per organisation | 700, 950 | allowed, queued (x-quota-deferred: 1) | — |",
         // What users read: each limit's own copy and upgrade.
-        "| Drafts (50 a day per member) | from 35 used: “You've used 35 of your 50 drafts for today. They reset in 4 h 12 min. Enterprise includes 500 a day: https://example.com/contact-sales” | 429: “You've reached your own cap of 50 drafts for today. They reset in 4 h 12 min. A workspace admin can raise it.” |",
+        "| Drafts (50 a day per member) | from 35 used: “You've used 35 of your 50 drafts of your team's allowance for today. They reset in 4 h 12 min. Enterprise includes 500 a day: https://example.com/contact-sales” | 429: “You've reached your own cap of 50 drafts for today. They reset in 4 h 12 min. A workspace admin can raise it.” |",
         "- Chats (900 a week per user), pace alert: ",
         "“pooled per organisation”: one counter for the whole organisation.",
     ] {
