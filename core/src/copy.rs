@@ -377,6 +377,10 @@ impl<'a> Facts<'a> {
                 "You've used your {count_limit} {window}, so this one is queued and will run when capacity frees up. \
                  {reset_sentence} {upgrade}"
             }
+            Message::WorkspaceRequired if self.limits.is_some_and(|l| l.scope == Scope::Organisation) => {
+                "Your {units} are shared across your organisation, but this request doesn't say which \
+                 organisation it's for. Choose an organisation and try again."
+            }
             Message::WorkspaceRequired => {
                 "Your {units} are shared across your workspace, but this request doesn't say which workspace \
                  it's for. Choose a workspace and try again."

@@ -401,7 +401,15 @@ pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, conf
     let mut counters = match counters_of(config, caller, class_def, stack) {
         Ok(counters) => counters,
         // Pooled without a workspace: the refusal names the pool it needs.
-        Err(pool) => return Prepared::Decided(decision(pool, Outcome::WorkspaceRequired)),
+        Err(pool) => {
+            let limit = stack
+                .iter()
+                .position(|l| l.scope.pooled() && caller.scope(l.scope, config.identity.missing_workspace).is_none());
+            return Prepared::Decided(Decision {
+                limit: limit.unwrap_or(0),
+                ..decision(pool, Outcome::WorkspaceRequired)
+            });
+        }
     };
     let Some((_, scope, key)) = counters.first().cloned() else {
         let reason = GiveUp::Unavailable("a cell without limits".into());
@@ -1047,6 +1055,12 @@ mod tests {
         };
         assert_eq!(clear.cap, None);
         assert!(matches!(parse_admin(&config, "class=plain&user=alice&units=3"), Ok(AdminRequest::Grant(_))));
+        // Grants do not fund a stack's counters (which window's?): refused, saying so.
+        let grant = parse_admin(&config, "class=premium&user=alice&units=3").unwrap_err();
+        assert!(
+            grant.starts_with("grants do not apply to \"premium\": it has stacked limits in tier \"team\""),
+            "{grant}"
+        );
         for (bad, why) in [
             ("class=premium&workspace=acme&user=alice&cap=11", "from 1 to 10"),
             ("class=premium&workspace=acme&user=alice&cap=0", "from 1 to 10"),
@@ -1059,5 +1073,29 @@ mod tests {
             let error = parse_admin(&config, bad).unwrap_err();
             assert!(error.contains(why), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn a_caller_without_an_organisation_is_refused_the_organisations_pool_by_name() {
+        let doc = r#"{
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}],
+                         "organisation": [{"header": "x-org-id"}], "default_tier": "team"},
+            "classes": [{"name": "exports", "unit": "export", "units": "exports"}],
+            "tiers": {"team": {"limits": {"exports": [
+                {"hard": 10, "window": "day"},
+                {"scope": "organisation", "hard": 100, "window": "month"}
+            ]}}}
+        }"#;
+        let config = Config::from_json(doc.as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let exports = class(&config, "exports");
+        let loner = caller(&config, &[("x-user-id", "ada"), ("x-workspace-id", "acme")]);
+        let d = charge(&config, &loner, exports, 1, false, NOON_MS, &store);
+        assert_eq!((&d.outcome, d.scope, d.limit), (&Outcome::WorkspaceRequired, ScopeKind::Organisation, 1));
+        assert!(store.is_empty());
+        let Action::Reply(reply) = respond(&config, &d, BodyFormat::OpenAi) else { panic!("{d:?}") };
+        assert!(reply.body.contains("Your exports are shared across your organisation"), "{}", reply.body);
+        let member = caller(&config, &[("x-user-id", "ada"), ("x-org-id", "globex")]);
+        assert!(charge(&config, &member, exports, 1, false, NOON_MS, &store).admitted());
     }
 }

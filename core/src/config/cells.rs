@@ -210,7 +210,10 @@ fn check_stack(path: &str, stack: &[Limits]) -> Result<(), ConfigError> {
                 ));
             }
             let (narrow, wide, n) = if other.scope < l.scope { (other, l, j) } else { (l, other, i) };
-            if narrow.scope < wide.scope && narrow.window == wide.window && narrow.hard > wide.hard {
+            // Calendar windows only: first-use windows of two counters open
+            // at different times, so a member's may overlap two of the pool's.
+            let calendar = matches!(narrow.window, WindowSpec::Calendar(_));
+            if narrow.scope < wide.scope && calendar && narrow.window == wide.window && narrow.hard > wide.hard {
                 return Err(ConfigError::new(
                     format!("{path}[{n}].hard"),
                     format!(
