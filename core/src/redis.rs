@@ -153,11 +153,26 @@ impl Ids {
 }
 
 /// What a counter's key names: its scope kind, the scope's id and the
-/// class (the inverse of [`key`] under `prefix`); `None` for another key.
+/// class (the inverse of [`key`] under `prefix`); `None` for another key. A
+/// stacked cell's counter ([`crate::engine::stacked_key`]: the widest
+/// scope's key, `@`, the limit's window code and scope letter, then `\u{1f}`
+/// and the counter's own scope when it is narrower) names its own scope.
 pub fn describe<'k>(key: &'k str, prefix: &str) -> Option<(ScopeKind, &'k str, &'k str)> {
+    // No id holds a control character: the first one ends the tag's key.
+    let (key, own) = match key.split_once('\u{1f}') {
+        Some((key, own)) => (key, Some(own)),
+        None => (key, None),
+    };
     let rest = key.strip_prefix(prefix)?.strip_prefix('{')?;
     let (scope, class) = rest.rsplit_once('}')?;
-    let (kind, id) = scope.split_once(':')?;
+    // Class names hold no '@': one after the tag starts a stacked limit's part.
+    let class = match class.split_once('@') {
+        Some((class, limit)) if is_stacked_limit(limit) => class,
+        Some(_) => return None,
+        None if own.is_some() => return None,
+        None => class,
+    };
+    let (kind, id) = own.unwrap_or(scope).split_once(':')?;
     let kind = match kind {
         "w" => ScopeKind::Workspace,
         "o" => ScopeKind::Organisation,
@@ -166,6 +181,17 @@ pub fn describe<'k>(key: &'k str, prefix: &str) -> Option<(ScopeKind, &'k str, &
         _ => return None,
     };
     Some((kind, id, class))
+}
+
+/// Whether `part` is what a stacked limit's key adds after the class:
+/// `<window code>.<scope letter>`.
+fn is_stacked_limit(part: &str) -> bool {
+    match part.split_once('.') {
+        Some((code, letter)) => {
+            !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) && matches!(letter, "u" | "w" | "o")
+        }
+        None => false,
+    }
 }
 
 /// One call of the script: its keys (the counter first, then the
@@ -602,6 +628,15 @@ mod tests {
         assert_eq!(describe("quota:{u:alice}drafts", "quota:"), Some((ScopeKind::User, "alice", "drafts")));
         assert_eq!(describe("{w:a}:c{}b", ""), Some((ScopeKind::Workspace, "a}:c{", "b")));
         assert_eq!(describe("other:{u:a}b", "quota:"), None);
+        assert_eq!(describe("quota:{u:a@b}drafts", "quota:"), Some((ScopeKind::User, "a@b", "drafts")));
+        // A stacked cell's counters name their own scope.
+        let member = "quota:{w:acme}drafts@3.u\u{1f}u:ann";
+        assert_eq!(describe(member, "quota:"), Some((ScopeKind::User, "ann", "drafts")));
+        assert_eq!(describe("quota:{w:acme}drafts@3.w", "quota:"), Some((ScopeKind::Workspace, "acme", "drafts")));
+        let odd = "quota:{o:a}@b}drafts@2147483738.w\u{1f}w:x}y@1.u";
+        assert_eq!(describe(odd, "quota:"), Some((ScopeKind::Workspace, "x}y@1.u", "drafts")));
+        assert_eq!(describe("quota:{w:acme}drafts@x.w", "quota:"), None);
+        assert_eq!(describe("quota:{w:acme}drafts\u{1f}u:ann", "quota:"), None);
     }
 
     #[test]
