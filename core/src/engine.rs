@@ -276,7 +276,19 @@ pub fn counters_of(
     if let [(i, kind, id)] = scoped.as_slice() {
         return Ok(vec![(*i, *kind, store_key(config, class, *kind, id))]);
     }
-    let widest = scoped.last().map(|(_, kind, id)| (*kind, *id)).unwrap_or((caller.own_scope(), &caller.id));
+    // The widest pool the caller is counted in names the tag: a pooled limit
+    // that charges the caller alone (no organisation named, under
+    // `missing_workspace: user`) is no wider than the workspace they do name.
+    let breadth = |kind: ScopeKind| match kind {
+        ScopeKind::Organisation => 2,
+        ScopeKind::Workspace => 1,
+        ScopeKind::User | ScopeKind::Anonymous => 0,
+    };
+    let widest = scoped
+        .iter()
+        .max_by_key(|(_, kind, _)| breadth(*kind))
+        .map(|(_, kind, id)| (*kind, *id))
+        .unwrap_or((caller.own_scope(), &caller.id));
     Ok(scoped
         .iter()
         .filter_map(|(i, kind, id)| {
@@ -905,6 +917,37 @@ mod tests {
         // A member of another team has a pool of their own.
         let other = caller(&config, &[("x-user-id", "m0"), ("x-workspace-id", "globex")]);
         assert!(charge(&config, &other, drafts, 1, false, NOON_MS, &store).admitted());
+    }
+
+    #[test]
+    fn a_workspace_pool_is_shared_by_members_who_name_no_organisation() {
+        // An organisation's pool over a workspace's over each member's;
+        // callers without an organisation are charged alone for its pool.
+        let doc = r#"{
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}],
+                         "organisation": [{"header": "x-org-id"}], "missing_workspace": "user", "default_tier": "team"},
+            "classes": [{"name": "drafts"}],
+            "tiers": {"team": {"limits": {"drafts": [
+                {"scope": "organisation", "hard": 100, "window": "day"},
+                {"scope": "workspace", "hard": 6, "window": "day"},
+                {"scope": "user", "hard": 4, "window": "day"}
+            ]}}}
+        }"#;
+        let config = Config::from_json(doc.as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let drafts = class(&config, "drafts");
+        let members: Vec<Caller> =
+            ["ann", "bob"].iter().map(|u| caller(&config, &[("x-user-id", u), ("x-workspace-id", "acme")])).collect();
+        let admitted: Vec<bool> =
+            (0..8).map(|i| charge(&config, &members[i % 2], drafts, 1, false, NOON_MS, &store).admitted()).collect();
+        // Six between them (three each), not four each: the pool is theirs together.
+        assert_eq!(admitted, [true, true, true, true, true, true, false, false]);
+        let d = charge(&config, &members[0], drafts, 1, false, NOON_MS, &store);
+        assert_eq!((d.limit, d.scope), (1, ScopeKind::Workspace));
+        // Every key of the stack names the workspace first.
+        for key in store_keys(&config, &members[0]) {
+            assert!(key.ends_with(":w:acme"), "{key:?}");
+        }
     }
 
     #[test]

@@ -223,7 +223,11 @@ pub fn correction_dropped_record(config: &Config, command: &Command, why: &str, 
     if let Some((kind, id, class)) = crate::redis::describe(command.key(), prefix) {
         fields.insert("class".into(), class.into());
         fields.insert("scope".into(), kind.as_str().into());
-        let who = if kind == ScopeKind::Workspace { "workspace" } else { "user" };
+        let who = match kind {
+            ScopeKind::Workspace => "workspace",
+            ScopeKind::Organisation => "organisation",
+            ScopeKind::User | ScopeKind::Anonymous => "user",
+        };
         let shown = if kind == ScopeKind::Anonymous { Value::Null } else { shown_id(ids, id) };
         fields.insert(who.into(), shown);
     }
@@ -381,6 +385,16 @@ mod tests {
         let record = correction_dropped_record(&config, &cancel, "gave up", NOON_MS);
         assert_eq!((record["operation"].as_str(), record["workspace"].as_str()), (Some("cancel"), Some("acme")));
         assert_eq!(record["correction"], "0a0b0c0d0e0f.l");
+        // A stacked cell's counters: the member's cap names the member (its
+        // id shown as the config shows ids, never inside the class), the
+        // organisation's pool the organisation.
+        let member = Command::adjust("quota:{o:globex}drafts@3.u\u{1f}u:ann".into(), 1_795_305_600, -1, 0, "0a.1");
+        let record = correction_dropped_record(&config, &member, "gave up", NOON_MS);
+        assert_eq!((record["class"].as_str(), record["scope"].as_str()), (Some("drafts"), Some("user")));
+        assert_eq!(record["user"], shown_id(&config.observability.ids, "ann"));
+        let pool = Command::cancel("quota:{o:globex}drafts@3.o".into(), "0a.2");
+        let record = correction_dropped_record(&config, &pool, "gave up", NOON_MS);
+        assert_eq!((record["scope"].as_str(), record["organisation"].as_str()), (Some("organisation"), Some("globex")));
     }
 
     #[test]

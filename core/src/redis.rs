@@ -24,6 +24,7 @@ use serde_json::Value;
 use std::fmt::Write as _;
 
 pub mod corrections;
+pub mod stack;
 pub mod sync;
 
 /// The Lua script every operation calls.
@@ -55,6 +56,41 @@ pub fn marker(key: &str, id: &str) -> String {
 fn marked(key: String, id: &str) -> Vec<String> {
     let m = marker(&key, id);
     vec![key, m]
+}
+
+/// The arguments every charge starts with: the operation, the time, the
+/// cost (at most [`crate::units::MAX_UNITS`], as `decide` reads it) and
+/// whether the caller confirmed it.
+fn charge_args(op: &str, cost: u64, confirmed: bool, now: i64) -> Vec<String> {
+    vec![op.to_string(), now.to_string(), bounded(cost).to_string(), if confirmed { "1" } else { "0" }.to_string()]
+}
+
+/// The most warning levels a counter records (one bit each in `w`).
+const MAX_LEVELS: usize = 8;
+
+/// Appends what the script decides one counter's charge with (its
+/// `limit_at`): the window's code and the caller's calendar window for
+/// `now`, the hard limit, the cap past it, `confirm_above`, the pace rule
+/// (-1 for what the cell has not), the request ceiling
+/// ([`Limits::request_ceiling`]), then how many warning levels follow and
+/// the levels.
+fn push_limit(args: &mut Vec<String>, limits: &Limits, now: i64, align: Alignment) {
+    let fresh = limits.window.window_at(now, align);
+    let optional = |v: Option<String>| v.unwrap_or_else(|| "-1".to_string());
+    let levels = limits.warn_levels.len().min(MAX_LEVELS);
+    args.extend([
+        limits.window.code().to_string(),
+        fresh.start.to_string(),
+        fresh.end.to_string(),
+        limits.hard.to_string(),
+        optional(limits.beyond_hard_cap().map(|c| c.to_string())),
+        optional(limits.confirm_above.map(|f| f.to_string())),
+        optional(limits.pace.map(|p| p.used.to_string())),
+        optional(limits.pace.map(|p| p.before.to_string())),
+        limits.request_ceiling().to_string(),
+        levels.to_string(),
+    ]);
+    args.extend(limits.warn_levels.iter().take(levels).map(u64::to_string));
 }
 
 /// The hash tag Redis Cluster places `key` by: what lies between its first
@@ -117,11 +153,26 @@ impl Ids {
 }
 
 /// What a counter's key names: its scope kind, the scope's id and the
-/// class (the inverse of [`key`] under `prefix`); `None` for another key.
+/// class (the inverse of [`key`] under `prefix`); `None` for another key. A
+/// stacked cell's counter ([`crate::engine::stacked_key`]: the widest
+/// scope's key, `@`, the limit's window code and scope letter, then `\u{1f}`
+/// and the counter's own scope when it is narrower) names its own scope.
 pub fn describe<'k>(key: &'k str, prefix: &str) -> Option<(ScopeKind, &'k str, &'k str)> {
+    // No id holds a control character: the first one ends the tag's key.
+    let (key, own) = match key.split_once('\u{1f}') {
+        Some((key, own)) => (key, Some(own)),
+        None => (key, None),
+    };
     let rest = key.strip_prefix(prefix)?.strip_prefix('{')?;
     let (scope, class) = rest.rsplit_once('}')?;
-    let (kind, id) = scope.split_once(':')?;
+    // Class names hold no '@': one after the tag starts a stacked limit's part.
+    let class = match class.split_once('@') {
+        Some((class, limit)) if is_stacked_limit(limit) => class,
+        Some(_) => return None,
+        None if own.is_some() => return None,
+        None => class,
+    };
+    let (kind, id) = own.unwrap_or(scope).split_once(':')?;
     let kind = match kind {
         "w" => ScopeKind::Workspace,
         "o" => ScopeKind::Organisation,
@@ -132,8 +183,20 @@ pub fn describe<'k>(key: &'k str, prefix: &str) -> Option<(ScopeKind, &'k str, &
     Some((kind, id, class))
 }
 
+/// Whether `part` is what a stacked limit's key adds after the class:
+/// `<window code>.<scope letter>`.
+fn is_stacked_limit(part: &str) -> bool {
+    match part.split_once('.') {
+        Some((code, letter)) => {
+            !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) && matches!(letter, "u" | "w" | "o")
+        }
+        None => false,
+    }
+}
+
 /// One call of the script: its keys (the counter first, then the
-/// operation's marker, or the counters a view reads) and its arguments.
+/// operation's marker; each counter of a stacked charge followed by its
+/// marker; or the counters a view reads) and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     pub keys: Vec<String>,
@@ -146,7 +209,7 @@ impl Command {
         self.keys.first().map_or("", String::as_str)
     }
 
-    /// The operation: `charge`, `adjust`, `cancel`, `add`, `grant` or `view`.
+    /// The operation: `charge`, `charge_stack`, `adjust`, `cancel`, `add`, `grant` or `view`.
     pub fn op(&self) -> &str {
         self.args.first().map_or("", String::as_str)
     }
@@ -172,25 +235,34 @@ impl Command {
         align: Alignment,
         id: &str,
     ) -> Command {
-        let fresh = limits.window.window_at(now, align);
-        let optional = |v: Option<String>| v.unwrap_or_else(|| "-1".to_string());
-        let mut args = vec![
-            "charge".to_string(),
-            now.to_string(),
-            bounded(cost).to_string(),
-            if confirmed { "1" } else { "0" }.to_string(),
-            limits.window.code().to_string(),
-            fresh.start.to_string(),
-            fresh.end.to_string(),
-            limits.hard.to_string(),
-            optional(limits.beyond_hard_cap().map(|c| c.to_string())),
-            optional(limits.confirm_above.map(|f| f.to_string())),
-            optional(limits.pace.map(|p| p.used.to_string())),
-            optional(limits.pace.map(|p| p.before.to_string())),
-            limits.request_ceiling().to_string(),
-        ];
-        args.extend(limits.warn_levels.iter().take(8).map(u64::to_string));
+        let mut args = charge_args("charge", cost, confirmed, now);
+        push_limit(&mut args, limits, now, align);
         Command { keys: marked(key, id), args }
+    }
+
+    /// Charges `cost` units at `now` to every counter of a stacked cell, or
+    /// to none: `counters` are each limit's key and limits, in the order the
+    /// core charges them (narrowest first), all of one hash tag (see
+    /// [`crate::engine::stacked_key`]). The script decides each as
+    /// [`Command::charge`] would, writes them only if all admit, and answers
+    /// each counter's record before and after ([`parse_stack`]). Charge `id`
+    /// marks every counter: [`Command::cancel`] on each key with that id
+    /// gives back what it took there.
+    pub fn charge_stack(
+        counters: &[(String, &Limits)],
+        cost: u64,
+        confirmed: bool,
+        now: i64,
+        align: Alignment,
+        id: &str,
+    ) -> Command {
+        let mut args = charge_args("charge_stack", cost, confirmed, now);
+        let mut keys = Vec::with_capacity(counters.len() * 2);
+        for (key, limits) in counters {
+            keys.extend(marked(key.clone(), id));
+            push_limit(&mut args, limits, now, align);
+        }
+        Command { keys, args }
     }
 
     /// Corrects a charge made in the window starting at `window_start` by
@@ -347,6 +419,22 @@ pub fn parse(status: Option<u16>, body: &[u8]) -> Result<Answer, CallError> {
         [before, after] => Ok(Answer { before: *before, after: *after }),
         _ => Err(CallError::Failed("malformed answer: not two records".into())),
     }
+}
+
+/// Reads the answer to a [`Command::charge_stack`] of `counters` counters:
+/// each counter's record before and after, in the order the counters were sent.
+pub fn parse_stack(status: Option<u16>, body: &[u8], counters: usize) -> Result<Vec<Answer>, CallError> {
+    if counters == 0 {
+        return Err(CallError::Failed("a stacked charge of no counter".into()));
+    }
+    let records = parse_records(status, body, counters.saturating_mul(2))?;
+    Ok(records
+        .chunks_exact(2)
+        .filter_map(|pair| match *pair {
+            [before, after] => Some(Answer { before, after }),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Reads the answer to a [`Command::view`] of `keys` counters: one record
@@ -540,6 +628,15 @@ mod tests {
         assert_eq!(describe("quota:{u:alice}drafts", "quota:"), Some((ScopeKind::User, "alice", "drafts")));
         assert_eq!(describe("{w:a}:c{}b", ""), Some((ScopeKind::Workspace, "a}:c{", "b")));
         assert_eq!(describe("other:{u:a}b", "quota:"), None);
+        assert_eq!(describe("quota:{u:a@b}drafts", "quota:"), Some((ScopeKind::User, "a@b", "drafts")));
+        // A stacked cell's counters name their own scope.
+        let member = "quota:{w:acme}drafts@3.u\u{1f}u:ann";
+        assert_eq!(describe(member, "quota:"), Some((ScopeKind::User, "ann", "drafts")));
+        assert_eq!(describe("quota:{w:acme}drafts@3.w", "quota:"), Some((ScopeKind::Workspace, "acme", "drafts")));
+        let odd = "quota:{o:a}@b}drafts@2147483738.w\u{1f}w:x}y@1.u";
+        assert_eq!(describe(odd, "quota:"), Some((ScopeKind::Workspace, "x}y@1.u", "drafts")));
+        assert_eq!(describe("quota:{w:acme}drafts@x.w", "quota:"), None);
+        assert_eq!(describe("quota:{w:acme}drafts\u{1f}u:ann", "quota:"), None);
     }
 
     #[test]

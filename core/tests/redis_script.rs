@@ -1,13 +1,25 @@
 //! The Redis script (core/src/redis/quota.lua) against the pure functions it
 //! mirrors (decide, adjust, add_grant, and the approximate mode's add), on random sequences, in a real
-//! redis-server started for the test (`make setup-redis` installs it).
+//! redis-server started for the test (`make setup-redis` installs it). Stacked
+//! charges (`charge_stack`) against the core's all-or-none charge in shared
+//! data (`stack::charge_all`), and through the filter's own path (the call
+//! `redis::stack::command` makes, the answer `redis::stack::settle` reads).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use quota_core::config::{AtHard, Limits, Pace, PastSoft, Scope};
+use quota_core::config::{AtHard, ClassId, Config, Limits, Pace, PastSoft, Scope};
 use quota_core::counter::Counter;
 use quota_core::decide::{add_grant, adjust, current, decide};
-use quota_core::redis::{parse, parse_view, record, sha1_hex, Command, Ids, RECORD_FIELDS, REMEMBERED_S, SCRIPT};
+use quota_core::engine::{self, Outcome, Prepared};
+use quota_core::identity::{identify, ScopeKind};
+use quota_core::redis::stack::recompute;
+use quota_core::redis::{
+    hash_tag, parse, parse_stack, parse_view, record, sha1_hex, Answer, Command, Ids, RECORD_FIELDS, REMEMBERED_S,
+    SCRIPT,
+};
+use quota_core::request::{NoProperties, RequestHead};
+use quota_core::stack::{charge_all, Part};
+use quota_core::store::{CounterStore, Expect, MemoryStore};
 use quota_core::units::MAX_UNITS;
 use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
 use std::io::{BufRead, BufReader, Write};
@@ -112,6 +124,16 @@ impl Redis {
         parts.extend(command.args.iter().map(|a| a.as_bytes()));
         let Resp::Array(fields) = self.call(&parts) else { panic!("no array for {command:?}") };
         fields.iter().map(|v| if let Resp::Int(i) = v { *i } else { panic!("not an int: {v:?}") }).collect()
+    }
+}
+
+impl Redis {
+    /// Runs a stacked charge of `counters` counters by its SHA-1 and reads
+    /// its answer as the filter does (through webdis's JSON).
+    fn eval_stack(&mut self, sha: &str, command: &Command, counters: usize) -> Vec<Answer> {
+        let numbers = self.eval_numbers(sha, command);
+        let body = format!("{{\"EVALSHA\":{}}}", serde_json::to_string(&numbers).unwrap());
+        parse_stack(Some(200), body.as_bytes(), counters).unwrap_or_else(|e| panic!("{e:?} reading {body}"))
     }
 }
 
@@ -631,4 +653,399 @@ fn a_view_reads_every_key_of_a_slot_in_one_call() {
     let records = view(&mut redis, &sha, &Command::view(keys));
     let used: Vec<Option<u64>> = records.iter().map(|r| r.map(|c| c.used)).collect();
     assert_eq!(used, [Some(2), None, Some(7)]);
+}
+
+/// A config for the core's stacked charge in shared data, which reads only
+/// how many compare-and-swap attempts to make from it.
+fn shared_data_config() -> Config {
+    let doc = r#"{"identity": {"user": [{"header": "x-user-id"}], "default_tier": "t"},
+        "classes": [{"name": "c"}], "tiers": {"t": {"limits": {"c": {"hard": 1, "window": "day"}}}}}"#;
+    Config::from_json(doc.as_bytes()).unwrap()
+}
+
+/// The core's stacked charge ([`charge_all`]) in a shared-data store that
+/// holds `records`: how it went, and the records it left.
+#[allow(clippy::too_many_arguments)]
+fn charge_in_shared_data(
+    config: &Config,
+    keys: &[String],
+    limits: &[Limits],
+    records: &[Option<Counter>],
+    cost: u64,
+    confirmed: bool,
+    now: i64,
+    align: Alignment,
+) -> (quota_core::stack::Stacked, Vec<Option<Counter>>) {
+    let store = MemoryStore::new();
+    for (key, record) in keys.iter().zip(records) {
+        if let Some(c) = record {
+            store.set(key, &c.encode(), Expect::Absent).unwrap();
+        }
+    }
+    let parts: Vec<Part<'_>> = keys.iter().zip(limits).map(|(key, limits)| Part { key, limits }).collect();
+    let stacked = charge_all(config, &parts, cost, confirmed, now * 1000, align, &store);
+    let left = keys.iter().map(|k| store.get(k).unwrap().and_then(|(bytes, _)| Counter::decode(&bytes))).collect();
+    (stacked, left)
+}
+
+/// What a charge took from one counter: its window's start and the units.
+type Took = Option<(i64, u64)>;
+
+#[test]
+fn the_script_charges_a_stack_all_or_none_as_the_core_does() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    assert!(matches!(redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]), Resp::Bulk(Some(_))));
+    let config = shared_data_config();
+    let start = 2_100_000_000i64;
+    let mut rng = Rng(0x5EED_57AC_CAFE_0001);
+    let mut ids = Ids::new(0x57AC_0000_0001);
+    // What the sequences exercised.
+    let (mut admitted, mut refused_first, mut refused_later, mut refused_new) = (0, 0, 0, 0);
+    let (mut cancelled_first, mut cancelled, mut corrected, mut granted, mut rolled) = (0, 0, 0, 0, 0);
+    let mut operations = 0;
+    for round in 0..200 {
+        let n = 2 + rng.below(2) as usize;
+        let limits: Vec<Limits> = (0..n).map(|_| random_limits(&mut rng)).collect();
+        // One hash tag, as a stacked cell's counters have.
+        let keys: Vec<String> = (0..n).map(|i| format!("test:{{w:{round}}}c@{i}")).collect();
+        assert!(keys.iter().all(|k| hash_tag(k) == hash_tag(&keys[0])));
+        let counters: Vec<(String, &Limits)> = keys.iter().cloned().zip(limits.iter()).collect();
+        let mut align = Alignment::default();
+        let mut model: Vec<Option<Counter>> = vec![None; n];
+        // Stacked charges sent: id, and per counter (window start, units) when it charged.
+        let mut charges: Vec<(String, Vec<Took>)> = Vec::new();
+        // Cancels sent: (charge id, counter).
+        let mut cancels: Vec<(String, usize)> = Vec::new();
+        let mut now = start + rng.below(3600) as i64;
+        for _ in 0..40 {
+            now += [0, 0, 1, 5, 20, 70, 900][rng.below(7) as usize];
+            if rng.chance(30) {
+                let minutes = [0, 15, 30, 45, -15, -30, -45, 330, -570, 14 * 60, -12 * 60];
+                align.utc_offset_minutes = minutes[rng.below(minutes.len() as u64) as usize];
+            }
+            operations += 1;
+            let c = rng.below(n as u64) as usize;
+            match rng.below(10) {
+                0..=5 => {
+                    let cost = rng.below(8);
+                    let confirmed = rng.chance(50);
+                    let id = ids.next_id();
+                    let command = Command::charge_stack(&counters, cost, confirmed, now, align, &id);
+                    assert_eq!(
+                        (command.op(), command.id(), command.keys.len()),
+                        ("charge_stack", Some(id.as_str()), 2 * n)
+                    );
+                    // What the filter recomputes from the records before...
+                    let before: Vec<(Option<Counter>, &Limits)> = model.iter().copied().zip(limits.iter()).collect();
+                    let r = recompute(&before, cost, confirmed, now, align);
+                    // ...is what the core decides in shared data.
+                    let (stacked, left) =
+                        charge_in_shared_data(&config, &keys, &limits, &model, cost, confirmed, now, align);
+                    let core: Vec<_> = stacked.charges.iter().map(|c| c.clone().unwrap()).collect();
+                    assert_eq!(r.charges, core, "round {round}: the charges, up to the first refusal");
+                    assert_eq!((r.admitted, r.refused_by()), (stacked.admitted, stacked.refused_by()), "round {round}");
+                    if r.admitted {
+                        assert_eq!(left, r.after, "round {round}: shared data holds what the script must write");
+                        admitted += 1;
+                        rolled += usize::from(
+                            model
+                                .iter()
+                                .zip(&r.after)
+                                .any(|(m, a)| m.is_some_and(|m| a.is_some_and(|a| a.window_start != m.window_start))),
+                        );
+                    } else {
+                        assert_eq!(r.after, model, "round {round}: a refusal writes nothing");
+                        // Shared data gives each charge back: the exact record where
+                        // there was one, an emptied one where there was none.
+                        for (k, (l, m)) in left.iter().zip(&model).enumerate() {
+                            match m {
+                                Some(_) => assert_eq!(l, m, "round {round}, counter {k}"),
+                                None => assert_eq!(l.map_or(0, |l| l.used), 0, "round {round}, counter {k}"),
+                            }
+                        }
+                        if r.refused_by() == Some(0) {
+                            refused_first += 1;
+                        } else {
+                            refused_later += 1;
+                            refused_new += usize::from(model.iter().take(r.charges.len() - 1).any(Option::is_none));
+                        }
+                    }
+                    // A cancel that reached Redis first, on any counter: nothing is charged.
+                    let cancel_first = rng.chance(6);
+                    if cancel_first {
+                        let (b, a) = redis.eval(&sha, &Command::cancel(keys[c].clone(), &id));
+                        assert_eq!((b, a), (model[c], model[c]));
+                        cancels.push((id.clone(), c));
+                        cancelled_first += 1;
+                    }
+                    let answers = redis.eval_stack(&sha, &command, n);
+                    let befores: Vec<Option<Counter>> = answers.iter().map(|a| a.before).collect();
+                    let afters: Vec<Option<Counter>> = answers.iter().map(|a| a.after).collect();
+                    assert_eq!(befores, model, "round {round}: before {command:?}");
+                    let expected = if cancel_first { model.clone() } else { r.after.clone() };
+                    assert_eq!(afters, expected, "round {round}: after {command:?} (limits {limits:?})");
+                    let took = model
+                        .iter()
+                        .zip(&expected)
+                        .zip(&limits)
+                        .map(|((m, e), l)| match e {
+                            Some(e) if r.admitted && !cancel_first => {
+                                Some((e.window_start, e.used - current(*m, l, now, align).used))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    charges.push((id, took));
+                    if !r.admitted || cancel_first {
+                        // Stored as it was, every counter.
+                        assert_eq!(view(&mut redis, &sha, &Command::view(keys.clone())), model, "round {round}");
+                    }
+                    model = expected;
+                }
+                6 => {
+                    let window_start = match model[c] {
+                        Some(m) if rng.chance(80) => m.window_start,
+                        _ => now - 1,
+                    };
+                    let (delta, most) = (rng.below(11) as i64 - 5, rng.below(4));
+                    let expected = adjust(model[c], window_start, delta, most).or(model[c]);
+                    corrected += usize::from(expected != model[c]);
+                    let command = Command::adjust(keys[c].clone(), window_start, delta, most, &ids.next_id());
+                    let (before, after) = redis.eval(&sha, &command);
+                    assert_eq!((before, after), (model[c], expected), "round {round}: {command:?}");
+                    model[c] = expected;
+                }
+                7 => {
+                    let units = 1 + rng.below(5);
+                    let expected = Some(add_grant(model[c], units));
+                    let (before, after) = redis.eval(&sha, &Command::grant(keys[c].clone(), units));
+                    assert_eq!((before, after), (model[c], expected), "round {round}");
+                    granted += 1;
+                    model[c] = expected;
+                }
+                _ => {
+                    // One counter's cancel of a stacked charge sent before (or of
+                    // one never sent): its units back on that counter, once.
+                    let pick = rng.below(charges.len() as u64 + 1) as usize;
+                    let (id, took) = charges.get(pick).cloned().unwrap_or_else(|| (ids.next_id(), vec![None; n]));
+                    let expected = match took[c] {
+                        Some((window_start, units)) if !cancels.contains(&(id.clone(), c)) => {
+                            adjust(model[c], window_start, -(units as i64), 0).or(model[c])
+                        }
+                        _ => model[c],
+                    };
+                    cancelled += usize::from(expected != model[c]);
+                    cancels.push((id.clone(), c));
+                    let (before, after) = redis.eval(&sha, &Command::cancel(keys[c].clone(), &id));
+                    assert_eq!((before, after), (model[c], expected), "round {round}: cancel {id} on {c}");
+                    model[c] = expected;
+                }
+            }
+        }
+        assert_eq!(view(&mut redis, &sha, &Command::view(keys.clone())), model, "round {round}");
+    }
+    assert_eq!(operations, 200 * 40);
+    for (what, count) in [
+        ("admitted", admitted),
+        ("refused by the first counter", refused_first),
+        ("refused by a later counter", refused_later),
+        ("refused after charging a new counter", refused_new),
+        ("cancelled first", cancelled_first),
+        ("cancelled", cancelled),
+        ("corrected", corrected),
+        ("granted", granted),
+        ("rolled", rolled),
+    ] {
+        assert!(count >= 20, "only {count} {what} cases: the sequences no longer exercise it");
+    }
+}
+
+#[test]
+fn a_stacked_charge_is_given_back_counter_by_counter_once_in_either_order() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let (now, align) = (2_100_000_000, Alignment::default());
+    let (member, pool) = (bound_limits(4, AtHard::Block), bound_limits(6, AtHard::Block));
+    let keys = ["t:{w:acme}c@u\u{1f}u:ann".to_string(), "t:{w:acme}c@w".to_string()];
+    let counters = [(keys[0].clone(), &member), (keys[1].clone(), &pool)];
+    let used = |redis: &mut Redis| -> Vec<u64> {
+        view(redis, &sha, &Command::view(keys.to_vec())).iter().map(|c| c.map_or(0, |c| c.used)).collect()
+    };
+    let charge = |redis: &mut Redis, cost, id: &str| {
+        redis.eval_stack(&sha, &Command::charge_stack(&counters, cost, false, now, align, id), 2)
+    };
+    charge(&mut redis, 2, "s.1");
+    charge(&mut redis, 1, "s.2");
+    assert_eq!(used(&mut redis), [3, 3]);
+    // Both counters remember what each charge took, for REMEMBER seconds.
+    for key in &keys {
+        let ttl = redis.call(&[b"TTL", format!("{key}#s.2").as_bytes()]);
+        assert!(matches!(ttl, Resp::Int(t) if t > REMEMBERED_S - 5 && t <= REMEMBERED_S), "{ttl:?}");
+        let window = member.window.window_at(now, align);
+        assert_eq!(redis.call(&[b"EXPIRETIME", key.as_bytes()]), Resp::Int(window.end + 86_400 + 60));
+    }
+    // s.2's answer never came: one cancel per counter gives back its unit there, once.
+    redis.eval(&sha, &Command::cancel(keys[1].clone(), "s.2"));
+    assert_eq!(used(&mut redis), [3, 2]);
+    redis.eval(&sha, &Command::cancel(keys[1].clone(), "s.2"));
+    redis.eval(&sha, &Command::cancel(keys[0].clone(), "s.2"));
+    redis.eval(&sha, &Command::cancel(keys[0].clone(), "s.2"));
+    assert_eq!(used(&mut redis), [2, 2]);
+    // A cancel that overtook its charge, on one counter only: nothing charged anywhere.
+    redis.eval(&sha, &Command::cancel(keys[1].clone(), "s.3"));
+    let answers = charge(&mut redis, 1, "s.3");
+    assert!(answers.iter().all(|a| a.before == a.after), "{answers:?}");
+    redis.eval(&sha, &Command::cancel(keys[0].clone(), "s.3"));
+    assert_eq!(used(&mut redis), [2, 2]);
+    // Refused by the member's cap (2 + 3 > 4): the pool, which had room, is untouched too.
+    let answers = charge(&mut redis, 3, "s.4");
+    assert!(answers.iter().all(|a| a.before == a.after), "{answers:?}");
+    assert_eq!(redis.call(&[b"EXISTS", format!("{}#s.4", keys[1]).as_bytes()]), Resp::Int(0), "no marker either");
+    redis.eval(&sha, &Command::cancel(keys[1].clone(), "s.4"));
+    assert_eq!(used(&mut redis), [2, 2]);
+    // What it takes to fill the member's cap fits: both charged.
+    charge(&mut redis, 2, "s.5");
+    assert_eq!(used(&mut redis), [4, 4]);
+}
+
+#[test]
+fn a_malformed_stacked_charge_is_an_error_that_writes_nothing() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let (now, align) = (2_100_000_000, Alignment::default());
+    let limits = day_limits();
+    let counters = [("t:{w:m}a".to_string(), &limits), ("t:{w:m}b".to_string(), &limits)];
+    let good = Command::charge_stack(&counters, 1, false, now, align, "m.1");
+    let run = |redis: &mut Redis, keys: &[String], args: &[String]| {
+        let n = keys.len().to_string();
+        let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), n.as_bytes()];
+        parts.extend(keys.iter().map(|k| k.as_bytes()));
+        parts.extend(args.iter().map(|a| a.as_bytes()));
+        redis.call(&parts)
+    };
+    // A marker missing, a limit's arguments cut short, one counter's too many.
+    let short = &good.args[..good.args.len() - 1];
+    let mut long = good.args.clone();
+    long.push("7".into());
+    for (keys, args, why) in [
+        (&good.keys[..3], &good.args[..], "a counter and its marker"),
+        (&good.keys[..], short, "malformed limit arguments for counter 2"),
+        (&good.keys[..], &long[..], "more limit arguments than counters"),
+        (&good.keys[..2], &good.args[..], "more limit arguments than counters"),
+    ] {
+        let answer = run(&mut redis, keys, args);
+        assert!(matches!(&answer, Resp::Error(e) if e.contains(why)), "{why}: {answer:?}");
+    }
+    let single = Command::charge("t:{w:m}a".into(), &limits, 1, false, now, align, "m.2");
+    let answer = run(&mut redis, &single.keys, &single.args[..single.args.len() - 1]);
+    assert!(matches!(&answer, Resp::Error(e) if e.contains("malformed charge arguments")), "{answer:?}");
+    assert_eq!(view(&mut redis, &sha, &Command::view(good.keys.iter().step_by(2).cloned().collect())), [None, None]);
+    // The well-formed call charges both.
+    let answers = redis.eval_stack(&sha, &good, 2);
+    assert!(answers.iter().all(|a| a.after.map(|c| c.used) == Some(1)), "{answers:?}");
+}
+
+/// A team plan: drafts are a workspace's pool of `pool` a day with at most
+/// `member` per member; counters in Redis (exact) or in shared data.
+fn team_config(pool: u64, member: u64, redis: bool) -> Config {
+    let counters = if redis {
+        r#", "counters": {"store": "redis", "redis": {"cluster": "redis", "key_prefix": "t:"}}"#
+    } else {
+        ""
+    };
+    let doc = format!(
+        r#"{{
+            "identity": {{"user": [{{"header": "x-user-id"}}], "workspace": [{{"header": "x-workspace-id"}}], "default_tier": "team"}},
+            "classes": [{{"name": "drafts"}}],
+            "tiers": {{"team": {{"limits": {{"drafts": [
+                {{"scope": "workspace", "hard": {pool}, "window": "day", "warn_at": [0.5, 0.9]}},
+                {{"scope": "user", "hard": {member}, "window": "day"}}
+            ]}}}}}}{counters}
+        }}"#
+    );
+    Config::from_json(doc.as_bytes()).unwrap()
+}
+
+#[test]
+fn a_team_pool_in_redis_admits_exactly_its_limits_and_decides_as_shared_data_does() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let (remote, local) = (team_config(30, 5, true), team_config(30, 5, false));
+    let store = MemoryStore::new();
+    let now_ms = 2_100_000_000_000;
+    let mut ids = Ids::new(0x7EA4);
+    let callers = |config: &Config| -> Vec<_> {
+        (0..7)
+            .map(|i| {
+                let user = format!("m{i}");
+                let head = RequestHead::new(vec![
+                    ("x-user-id".into(), user.into_bytes()),
+                    ("x-workspace-id".into(), b"acme".to_vec()),
+                ]);
+                identify(config, &head, &NoProperties).unwrap()
+            })
+            .collect()
+    };
+    let (remote_callers, local_callers) = (callers(&remote), callers(&local));
+    let mut admitted = [0u64; 7];
+    let (mut admissions, mut refunded) = (0, 0);
+    let mut refusals = Vec::new();
+    for round in 0..12 {
+        for m in 0..7 {
+            let ticket = match engine::prepare(&remote, &remote_callers[m], ClassId(0), 1, false, now_ms) {
+                Prepared::Charge(t) => t,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(ticket.stack.len(), 2);
+            let command = quota_core::redis::stack::command(&remote, &ticket, &ids.next_id()).unwrap();
+            let answers = redis.eval_stack(&sha, &command, 2);
+            let settled = quota_core::redis::stack::settle(&remote, ticket, Ok(answers));
+            assert!(settled.mismatches.is_empty(), "round {round}, member {m}: {settled:?}");
+            let d = settled.decision;
+            // The same request in shared data: the same decision.
+            let shared = engine::charge(&local, &local_callers[m], ClassId(0), 1, false, now_ms, &store);
+            assert_eq!((d.limit, d.scope, &d.outcome), (shared.limit, shared.scope, &shared.outcome), "round {round}");
+            let held = |d: &engine::Decision| d.others.iter().map(|h| (h.limit, h.scope, h.usage)).collect::<Vec<_>>();
+            assert_eq!(held(&d), held(&shared));
+            if !d.admitted() {
+                refusals.push((d.limit, d.scope));
+                continue;
+            }
+            admitted[m] += 1;
+            admissions += 1;
+            // Every seventh admitted request is refunded: one adjust per counter.
+            if admissions % 7 == 0 {
+                let charged = d.charged();
+                assert_eq!(charged.len(), 2);
+                for (key, _, window_start) in charged {
+                    let (_, after) =
+                        redis.eval(&sha, &Command::adjust(key.into(), window_start, -1, 0, &ids.next_id()));
+                    assert!(after.is_some());
+                }
+                for (key, _, window_start) in shared.charged() {
+                    engine::correct(&local, key, window_start, -1, 0, &store).unwrap();
+                }
+                admitted[m] -= 1;
+                refunded += 1;
+            }
+        }
+    }
+    assert!(refunded >= 4, "{refunded}");
+    assert_eq!(admitted.iter().sum::<u64>(), 30, "the pool fills exactly: {admitted:?}");
+    assert!(admitted.iter().all(|n| *n <= 5), "no member past their cap: {admitted:?}");
+    assert!(refusals.contains(&(1, ScopeKind::User)) && refusals.contains(&(0, ScopeKind::Workspace)), "{refusals:?}");
+    // Redis holds what the members were admitted.
+    let t = match engine::prepare(&remote, &remote_callers[0], ClassId(0), 1, false, now_ms) {
+        Prepared::Charge(t) => t,
+        other => panic!("{other:?}"),
+    };
+    let records = view(&mut redis, &sha, &Command::view(t.stack.iter().map(|(_, _, k)| k.clone()).collect()));
+    assert_eq!(records.iter().map(|r| r.map_or(0, |c| c.used)).collect::<Vec<_>>(), vec![admitted[0], 30]);
+    assert!(
+        matches!(engine::charge(&local, &local_callers[0], ClassId(0), 1, false, now_ms, &store).outcome, Outcome::Charged(c) if !c.admitted)
+    );
 }

@@ -205,8 +205,8 @@ fn request_headers(method: &str, path: &str, user: &str) -> Headers {
 /// The charge arguments of one `/v1/daily` request at `NOW` (hard 10, blocks
 /// at the wall, one warning level at 7: 70% of 10; 95% is the wall itself).
 fn daily_charge_args() -> Vec<String> {
-    // ..., hard 10, cap 0 (block), no confirm_above or pace, the ceiling 10, the warning level 7.
-    let mut args = strings(&[NOW_S, 1, 0, DAY.0, DAY.1, DAY.2, 10, 0, -1, -1, -1, 10]);
+    // ..., hard 10, cap 0 (block), no confirm_above or pace, the ceiling 10, one warning level: 7.
+    let mut args = strings(&[NOW_S, 1, 0, DAY.0, DAY.1, DAY.2, 10, 0, -1, -1, -1, 10, 1]);
     args.push("7".into());
     args
 }

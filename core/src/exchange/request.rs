@@ -102,14 +102,18 @@ pub(super) struct Charging {
 }
 
 impl Charging {
-    /// Queues the cancel of this charge: Redis gives its units back if it
-    /// ran, once, and charges nothing if it has not run yet.
+    /// Queues the cancel of this charge, one per counter it charges (a
+    /// stacked cell's every counter): Redis gives each counter's units back
+    /// if the charge ran, once, and charges nothing if it has not run yet.
     pub(super) fn cancel(&self, host: &mut dyn Host, why: &str) {
+        let keys = redis::stack::keys(&self.ticket);
         host.note(Note::Log {
             level: Level::Info,
-            line: format!("quota: cancelling charge {} of {}: {why}", self.charge_id, self.ticket.key),
+            line: format!("quota: cancelling charge {} of {}: {why}", self.charge_id, keys.join(", ")),
         });
-        host.note(Note::Cancel { key: self.ticket.key.clone(), id: self.charge_id.clone() });
+        for key in keys {
+            host.note(Note::Cancel { key: key.to_string(), id: self.charge_id.clone() });
+        }
     }
 }
 
@@ -376,17 +380,11 @@ impl Exchange {
             }
             Prepared::Charge(ticket) => ticket,
         };
-        let Some(limits) = engine::limits_of(config, &ticket) else { return Step::new(Next::Continue) };
         let charge_id = host.charge_id();
-        let command = Command::charge(
-            ticket.key.clone(),
-            limits,
-            cost,
-            ticket.confirmed,
-            ticket.now(),
-            ticket.alignment,
-            &charge_id,
-        );
+        // One call: a `charge`, or a stacked cell's `charge_stack` of every counter.
+        let Some(command) = redis::stack::command(config, &ticket, &charge_id) else {
+            return Step::new(Next::Continue);
+        };
         let call = Call { n: 0, command, load: !host.script_cached() };
         self.phase = Phase::Charging(Box::new(Charging {
             request,
@@ -532,7 +530,8 @@ impl Exchange {
     ) -> Step {
         match std::mem::replace(&mut self.phase, Phase::Pass) {
             Phase::Charging(mut waiting) if waiting.call.n == n => {
-                match answer_of(host, &mut waiting.call, status, body) {
+                let counters = waiting.ticket.stack.len().max(1);
+                match answer_of(host, &mut waiting.call, status, body, |s, b| redis::parse_stack(s, b, counters)) {
                     None => {
                         let again = waiting.call.clone();
                         self.phase = Phase::Charging(waiting);
@@ -542,7 +541,7 @@ impl Exchange {
                 }
             }
             Phase::Granting(mut waiting) if waiting.call.n == n => {
-                match answer_of(host, &mut waiting.call, status, body) {
+                match answer_of(host, &mut waiting.call, status, body, redis::parse) {
                     None => {
                         let again = waiting.call.clone();
                         self.phase = Phase::Granting(waiting);
@@ -621,7 +620,7 @@ impl Exchange {
         config: &Config,
         host: &mut dyn Host,
         waiting: Box<Charging>,
-        stored: Result<Answer, Unanswered>,
+        stored: Result<Vec<Answer>, Unanswered>,
     ) -> Step {
         if let (Err(e), FailPolicy::Closed) = (&stored, config.counters.on_error) {
             if e.may_have_run {
@@ -629,13 +628,12 @@ impl Exchange {
                 waiting.cancel(host, "its answer never came");
             }
         }
-        let before = stored.as_ref().map(|a| a.before).map_err(|e| GiveUp::Unavailable(e.why.clone()));
-        let (decision, write) = engine::settle(config, waiting.ticket.clone(), before);
-        if let Ok(answer) = &stored {
-            if answer.after != write.or(answer.before) {
-                host.note(Note::Mismatch { key: &waiting.ticket.key, script: answer.after, core: write });
-            }
+        let answered = stored.map_err(|e| GiveUp::Unavailable(e.why));
+        let settled = redis::stack::settle(config, waiting.ticket.clone(), answered);
+        for m in &settled.mismatches {
+            host.note(Note::Mismatch { key: &m.key, script: m.script, core: m.core });
         }
+        let decision = settled.decision;
         let Charging { request, caller, body_len, json, .. } = *waiting;
         self.carry_out(config, host, &request, &caller, body_len, json, &decision)
     }
@@ -667,16 +665,18 @@ fn viewing_read(
     }
 }
 
-/// The answer to `call`: `None` when Redis had lost the script and the call
-/// must go again carrying it (marked so). An error says why, and whether the
-/// script may have run all the same (only a NOSCRIPT says it did not).
-fn answer_of(
+/// The answer to `call`, read with `parse`: `None` when Redis had lost the
+/// script and the call must go again carrying it (marked so). An error says
+/// why, and whether the script may have run all the same (only a NOSCRIPT
+/// says it did not).
+fn answer_of<T>(
     host: &mut dyn Host,
     call: &mut Call,
     status: Option<u16>,
     body: &[u8],
-) -> Option<Result<Answer, Unanswered>> {
-    let unanswered = match redis::parse(status, body) {
+    parse: impl FnOnce(Option<u16>, &[u8]) -> Result<T, CallError>,
+) -> Option<Result<T, Unanswered>> {
+    let unanswered = match parse(status, body) {
         Ok(answer) => {
             host.note(Note::Script { cached: true });
             return Some(Ok(answer));

@@ -515,3 +515,210 @@ fn the_approximate_mode_notes_each_charge_and_correction_for_the_sync() {
         host.notes.iter().filter_map(|n| if let Noted::Sync { delta, .. } = n { Some(*delta) } else { None }).collect();
     assert_eq!(syncs, vec![1, -1]);
 }
+
+/// "drafts" (POST /drafts, 1 unit): a workspace's pool of 6 a day with at
+/// most 4 per member, counted in Redis (exact), failing closed.
+fn stacked_redis() -> Config {
+    let doc = json!({
+        "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+        "classes": [{"name": "drafts", "match": [{"methods": ["POST"], "path": {"exact": "/drafts"}}]}],
+        "tiers": {"team": {"limits": {"drafts": [
+            {"scope": "workspace", "hard": 6, "window": "day"},
+            {"scope": "user", "hard": 4, "window": "day"}
+        ]}}},
+        "counters": {"store": "redis", "redis": {"cluster": "redis", "key_prefix": "q:"}, "on_error": "fail_closed"}
+    });
+    match Config::from_json(doc.to_string().as_bytes()) {
+        Ok(c) => c,
+        Err(e) => panic!("stacked test config: {e}"),
+    }
+}
+
+fn member(name: &str) -> Vec<(String, Vec<u8>)> {
+    headers("POST", "/drafts", &[("x-user-id", name), ("x-workspace-id", "acme")])
+}
+
+/// The drafts cell's limits, as the config lists them (the pool, then the member's cap).
+fn drafts_stack(config: &Config) -> &[crate::config::Limits] {
+    match config.cell(config.identity.default_tier, crate::config::ClassId(0)) {
+        Some(crate::config::Cell::Limited(l)) if l.len() == 2 => l,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A stacked charge's answer: each counter's (before, after), in the call's order.
+fn stack_answer(records: &[(Option<Counter>, Option<Counter>)]) -> Vec<u8> {
+    let fields: Vec<i64> = records.iter().flat_map(|(b, a)| record(*b).into_iter().chain(record(*a))).collect();
+    json!({ "EVALSHA": fields }).to_string().into_bytes()
+}
+
+/// What a member's counter and the pool hold after `member` and `pool` units.
+fn stacked_records(config: &Config, member: u64, pool: u64) -> (Option<Counter>, Option<Counter>) {
+    let stack = drafts_stack(config);
+    let charged = |limits, units| {
+        (units > 0).then(|| crate::decide::decide(None, limits, units, false, NOON_MS / 1000, Default::default()).0)
+    };
+    (charged(&stack[1], member).flatten(), charged(&stack[0], pool).flatten())
+}
+
+#[test]
+fn a_stacked_cell_in_redis_is_charged_by_one_call_of_every_counter() {
+    let config = stacked_redis();
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let step = x.request_head(&config, &mut host, member("ann"), true);
+    let [call] = calls(&step).try_into().unwrap_or_else(|c: Vec<Call>| panic!("{c:?}"));
+    assert_eq!((call.command.op(), call.command.id(), call.load), ("charge_stack", Some("m.1"), false));
+    // The member's counter first (the narrowest), then the pool, each with
+    // its marker, all in the workspace's slot.
+    let keys = call.command.keys.clone();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(keys[0].starts_with("q:{w:acme}drafts@3.u") && keys[0].ends_with("u:ann"), "{keys:?}");
+    assert_eq!(keys[2], "q:{w:acme}drafts@3.w");
+    assert_eq!((keys[1].clone(), keys[3].clone()), (format!("{}#m.1", keys[0]), format!("{}#m.1", keys[2])));
+    assert!(keys.iter().all(|k| crate::redis::hash_tag(k) == "w:acme"), "{keys:?}");
+    assert!(x.waiting_for_store());
+
+    // Both admit: the request goes on, charged to both.
+    let (before_member, before_pool) = stacked_records(&config, 2, 3);
+    let (after_member, after_pool) = stacked_records(&config, 3, 4);
+    let body = stack_answer(&[(before_member, after_member), (before_pool, after_pool)]);
+    let step = x.answered(&config, &mut host, call.n, Some(200), &body);
+    assert_eq!(step.next, Next::Continue, "{step:?}");
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Mismatch { .. } | Noted::Cancel { .. })), "{:?}", host.notes);
+    let d = host.decisions().last().cloned().unwrap_or_else(|| panic!("{:?}", host.notes));
+    assert!(d.admitted());
+    // The member has 1 of 4 left, the pool 2 of 6: the member's cap binds.
+    assert_eq!((d.limit, d.key.as_deref(), d.others.len()), (1, Some(keys[0].as_str()), 1));
+    let h = x.response_headers().cloned().unwrap_or_default();
+    assert!(h.iter().any(|(n, v)| *n == "x-quota-remaining" && v == "1"), "{h:?}");
+
+    // A refund gives the unit back to both counters: one adjust each, in its window.
+    x.response_head(&config, &mut host, Some(500), None, 0);
+    let adjusts: Vec<(String, i64, i64)> = host
+        .notes
+        .iter()
+        .filter_map(|n| match n {
+            Noted::Adjust { key, window_start, delta, .. } => Some((key.clone(), *window_start, *delta)),
+            _ => None,
+        })
+        .collect();
+    let start = after_pool.map_or(0, |c| c.window_start);
+    assert_eq!(adjusts, vec![(keys[0].clone(), start, -1), (keys[2].clone(), start, -1)]);
+    assert_eq!(host.store.len(), 0, "shared data is not the store in exact mode");
+}
+
+#[test]
+fn a_stacked_answer_that_refuses_names_the_limit_that_refused() {
+    let config = stacked_redis();
+    // The pool is full (6 of 6) though ann has used only 1 of her 4.
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    let (member_1, pool_6) = stacked_records(&config, 1, 6);
+    let body = stack_answer(&[(member_1, member_1), (pool_6, pool_6)]);
+    let (status, doc) = reply(&x.answered(&config, &mut host, call.n, Some(200), &body));
+    assert_eq!(status, 429, "{doc}");
+    let d = host.decisions().last().cloned().unwrap_or_else(|| panic!("{:?}", host.notes));
+    assert_eq!((d.limit, d.scope), (0, crate::identity::ScopeKind::Workspace));
+    assert_eq!(d.others.iter().map(|o| (o.limit, o.usage.used)).collect::<Vec<_>>(), vec![(1, 1)]);
+    assert!(d.charged().is_empty());
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Mismatch { .. } | Noted::Cancel { .. })), "{:?}", host.notes);
+
+    // Ann at her cap of 4: refused by it, the pool untouched.
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    let (member_4, pool_4) = stacked_records(&config, 4, 4);
+    let body = stack_answer(&[(member_4, member_4), (pool_4, pool_4)]);
+    assert_eq!(reply(&x.answered(&config, &mut host, call.n, Some(200), &body)).0, 429);
+    let d = host.decisions().last().cloned().unwrap_or_else(|| panic!("{:?}", host.notes));
+    assert_eq!((d.limit, d.scope), (1, crate::identity::ScopeKind::User));
+
+    // A script that charged one counter of a refused stack is caught.
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    let (member_2, _) = stacked_records(&config, 2, 0);
+    let body = stack_answer(&[(member_1, member_2), (pool_6, pool_6)]);
+    assert_eq!(reply(&x.answered(&config, &mut host, call.n, Some(200), &body)).0, 429);
+    let mismatched: Vec<&str> = host
+        .notes
+        .iter()
+        .filter_map(|n| if let Noted::Mismatch { key, .. } = n { Some(key.as_str()) } else { None })
+        .collect();
+    assert_eq!(mismatched, vec![call.command.keys[0].as_str()]);
+}
+
+#[test]
+fn a_lost_stacked_answer_cancels_every_counter() {
+    let config = stacked_redis();
+    // No answer (a timeout), failing closed: refused, and every counter's charge taken back.
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    assert_eq!(reply(&x.answered(&config, &mut host, call.n, None, b"")).0, 503);
+    let cancels: Vec<&Noted> = host.notes.iter().filter(|n| matches!(n, Noted::Cancel { .. })).collect();
+    let (member_key, pool_key) = (call.command.keys[0].clone(), call.command.keys[2].clone());
+    assert_eq!(
+        cancels,
+        vec![
+            &Noted::Cancel { key: member_key.clone(), id: "m.1".into() },
+            &Noted::Cancel { key: pool_key.clone(), id: "m.1".into() }
+        ]
+    );
+    // An answer that cannot be read (a single charge's two records) may have run: the same.
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    assert_eq!(reply(&x.answered(&config, &mut host, call.n, Some(200), &answer(None, None))).0, 503);
+    assert_eq!(host.notes.iter().filter(|n| matches!(n, Noted::Cancel { .. })).count(), 2);
+    assert!(host.notes.iter().any(|n| matches!(n, Noted::StoreError(why) if why.contains("malformed"))));
+
+    // The stream ends while the charge is out: each counter cancelled once.
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    x.request_head(&config, &mut host, member("ann"), true);
+    x.abandon(&mut host);
+    x.ended(&config, &mut host, || Ended { response_flags: 0, upstream_connected: false });
+    x.abandon(&mut host);
+    let cancelled: Vec<&str> = host
+        .notes
+        .iter()
+        .filter_map(|n| if let Noted::Cancel { key, .. } = n { Some(key.as_str()) } else { None })
+        .collect();
+    assert_eq!(cancelled, vec![member_key.as_str(), pool_key.as_str()]);
+    assert!(host.notes.iter().any(|n| matches!(n, Noted::Log { level: Level::Info, line }
+        if line.contains("cancelling charge m.1") && line.contains(&member_key) && line.contains(&pool_key))));
+
+    // A call that never left never ran: nothing to cancel.
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    assert_eq!(reply(&x.not_sent(&config, &mut host, call.n, "no cluster".into())).0, 503);
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Cancel { .. })));
+}
+
+#[test]
+fn a_lost_script_is_sent_once_with_a_stacked_charge() {
+    let config = stacked_redis();
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    let again = calls(&x.answered(&config, &mut host, call.n, Some(200), NOSCRIPT)).remove(0);
+    assert!(again.load && again.command == call.command, "{again:?}");
+    assert_eq!(again.command.op(), "charge_stack");
+    assert!(!host.script_cached);
+    // The script's answer to the resend is used as any other.
+    let (after_member, after_pool) = stacked_records(&config, 1, 1);
+    let body = stack_answer(&[(None, after_member), (None, after_pool)]);
+    assert_eq!(x.answered(&config, &mut host, again.n, Some(200), &body).next, Next::Continue);
+    assert!(host.script_cached);
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Mismatch { .. } | Noted::Cancel { .. })), "{:?}", host.notes);
+
+    // A second NOSCRIPT: the fail policy, and nothing to cancel (it never ran).
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("bob"), true)).remove(0);
+    let again = calls(&x.answered(&config, &mut host, call.n, Some(200), NOSCRIPT)).remove(0);
+    let (status, body) = reply(&x.answered(&config, &mut host, again.n, Some(200), NOSCRIPT));
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("quota_unavailable")));
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Cancel { .. })));
+}

@@ -21,10 +21,15 @@
 -- its charge leaves 'x', so the charge, if it still comes, charges nothing.
 -- Markers live REMEMBER seconds: longer than the filter retries anything
 -- (quota_core::redis::corrections::GIVE_UP_AFTER_MS) plus a call's timeout.
+-- charge_stack (a stacked cell's limits, all or none) takes several counters,
+-- each followed by its marker, all of one hash tag and one charge id; each
+-- counter's charge is then cancelled on its own (`cancel` on its key and
+-- marker).
 --
 -- Every operation but view answers the record before and after it ran,
 -- {exists, c, s, e, u, g, b, w, f} twice in one flat array (webdis cannot
--- carry nested arrays); view answers one record per key. The
+-- carry nested arrays); charge_stack answers that pair for each counter in
+-- turn; view answers one record per key. The
 -- filter recomputes the caller's standing from the first with the same pure
 -- function the local store runs (quota_core::decide) and checks it against
 -- the second. This script mirrors decide::decide, decide::adjust and
@@ -77,13 +82,17 @@ local function flat(r)
   return {1, r.c, r.s, r.e, r.u, r.g, r.b, r.w, r.f}
 end
 
-local function write(r)
-  redis.call('HSET', key, 'c', r.c, 's', r.s, 'e', r.e, 'u', r.u, 'g', r.g, 'b', r.b, 'w', r.w, 'f', r.f)
+local function write_key(k, r)
+  redis.call('HSET', k, 'c', r.c, 's', r.s, 'e', r.e, 'u', r.u, 'g', r.g, 'b', r.b, 'w', r.w, 'f', r.f)
   if r.b > 0 then
-    redis.call('PERSIST', key)
+    redis.call('PERSIST', k)
   else
-    redis.call('EXPIREAT', key, r.e + (r.e - r.s) + GRACE)
+    redis.call('EXPIREAT', k, r.e + (r.e - r.s) + GRACE)
   end
+end
+
+local function write(r)
+  write_key(key, r)
 end
 
 -- The counter as it stands at now: the stored one while its window (of the
@@ -110,65 +119,155 @@ local function answer(old, new)
   return out
 end
 
--- charge now cost confirmed code fresh_start fresh_end hard cap confirm_above
---        pace_used pace_before ceiling level...
+-- The parameters one counter's charge is decided with, from ARGV[i] on:
+--   code fresh_start fresh_end hard cap confirm_above pace_used pace_before
+--   ceiling levels level_1 ... level_levels
 -- cap, confirm_above and pace_used are -1 when the cell has none; ceiling is
--- the most one request may cost from the plan (Limits::request_ceiling).
-local function charge()
-  local now, cost, confirmed = tonumber(ARGV[2]), math.min(tonumber(ARGV[3]), MAX), ARGV[4] == '1'
-  local code, fresh_start, fresh_end = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-  local hard, cap, confirm_above = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-  local pace_used, pace_before = tonumber(ARGV[11]), tonumber(ARGV[12])
-  local ceiling = tonumber(ARGV[13])
-  local old = read()
-  -- Cancelled before it arrived: it charges nothing.
-  if marker and redis.call('EXISTS', marker) == 1 then
-    return answer(old, old)
+-- the most one request may cost from the plan (Limits::request_ceiling);
+-- levels counts the warning levels that follow (at most 8). Answers the
+-- parameters and the index past them, or nil when they are malformed.
+local function limit_at(i)
+  local p = {
+    code = tonumber(ARGV[i]), fresh_start = tonumber(ARGV[i + 1]), fresh_end = tonumber(ARGV[i + 2]),
+    hard = tonumber(ARGV[i + 3]), cap = tonumber(ARGV[i + 4]), confirm_above = tonumber(ARGV[i + 5]),
+    pace_used = tonumber(ARGV[i + 6]), pace_before = tonumber(ARGV[i + 7]), ceiling = tonumber(ARGV[i + 8]),
+    levels = {},
+  }
+  local count = tonumber(ARGV[i + 9])
+  if not (p.code and p.fresh_start and p.fresh_end and p.hard and p.cap and p.confirm_above
+      and p.pace_used and p.pace_before and p.ceiling and count) or count < 0 or count > 8 then
+    return nil
   end
-  local r = current(old, now, code, fresh_start, fresh_end)
+  for j = 1, count do
+    local level = tonumber(ARGV[i + 9 + j])
+    if not level then return nil end
+    p.levels[j] = level
+  end
+  return p, i + 10 + count
+end
+
+-- One counter's charge of `cost` units at `now`, decided on its record `old`
+-- without writing anything (decide::decide): the record to write and the
+-- units this charge adds to it, or nil when the counter refuses.
+local function decide(old, now, cost, confirmed, p)
+  local r = current(old, now, p.code, p.fresh_start, p.fresh_end)
   local plan = math.max(r.u - r.g, 0)
-  local room = math.max(hard - plan, 0)
+  local room = math.max(p.hard - plan, 0)
   local available = room + r.b
   -- Too large: it could never fit, whatever the reset brings.
-  if cost > ceiling and cost > available then
-    return answer(old, old)
+  if cost > p.ceiling and cost > available then
+    return nil
   end
   local from_grant = 0
   if cost > room then
     local need = cost - room
     if r.b >= need then
       from_grant = need
-    elseif cap >= 0 and math.max(plan + cost - hard, 0) > cap then
-      return answer(old, old)
+    elseif p.cap >= 0 and math.max(plan + cost - p.hard, 0) > p.cap then
+      return nil
     end
   end
-  if confirm_above >= 0 and not confirmed and available > 0 and cost > confirm_above * available then
-    return answer(old, old)
+  if p.confirm_above >= 0 and not confirmed and available > 0 and cost > p.confirm_above * available then
+    return nil
   end
   local was = r.u
   r.u = math.min(r.u + cost, MAX)
   r.g = math.min(r.g + from_grant, r.u)
   r.b = r.b - from_grant
   local used = math.max(r.u - r.g, 0)
-  for i = 14, math.min(#ARGV, 21) do
-    local mask = bit.lshift(1, i - 14)
-    if used >= tonumber(ARGV[i]) and bit.band(r.w, mask) == 0 then
+  for j, level in ipairs(p.levels) do
+    local mask = bit.lshift(1, j - 1)
+    if used >= level and bit.band(r.w, mask) == 0 then
       r.w = bit.bor(r.w, mask)
     end
   end
-  if pace_used >= 0 then
+  if p.pace_used >= 0 then
     local span = math.max(r.e - r.s, 1)
     local elapsed = math.min(math.max(now - r.s, 0), span)
-    local ahead = used / hard >= pace_used and elapsed / span < pace_before
+    local ahead = used / p.hard >= p.pace_used and elapsed / span < p.pace_before
     if ahead and bit.band(r.f, 1) == 0 then
       r.f = bit.bor(r.f, 1)
     end
   end
-  write(r)
-  if marker then
-    redis.call('SET', marker, r.s .. ':' .. (r.u - was), 'EX', REMEMBER)
+  return r, r.u - was
+end
+
+-- Writes a charged record and, with a marker, what the charge took
+-- ('<window start>:<units>'), for `cancel`.
+local function charged(k, m, r, took)
+  write_key(k, r)
+  if m then
+    redis.call('SET', m, r.s .. ':' .. took, 'EX', REMEMBER)
   end
+end
+
+-- charge now cost confirmed <one counter's parameters (limit_at)>
+local function charge()
+  local now, cost, confirmed = tonumber(ARGV[2]), math.min(tonumber(ARGV[3]), MAX), ARGV[4] == '1'
+  local p, past = limit_at(5)
+  if not p or past <= #ARGV then
+    return redis.error_reply('quota: malformed charge arguments')
+  end
+  local old = read()
+  -- Cancelled before it arrived: it charges nothing.
+  if marker and redis.call('EXISTS', marker) == 1 then
+    return answer(old, old)
+  end
+  local r, took = decide(old, now, cost, confirmed, p)
+  if not r then
+    return answer(old, old)
+  end
+  charged(key, marker, r, took)
   return answer(old, r)
+end
+
+-- charge_stack now cost confirmed <parameters of counter 1> <of counter 2> ...
+-- KEYS: counter 1, its marker, counter 2, its marker, ... (one hash tag, one
+-- charge id). A stacked cell's limits: the request is charged to every
+-- counter or to none. Each counter is decided as `charge` decides it, none
+-- written until all admit; a cancel that arrived first on any counter makes
+-- it charge nothing. Answers each counter's record before and after, in
+-- order, in one flat array.
+local function charge_stack()
+  local now, cost, confirmed = tonumber(ARGV[2]), math.min(tonumber(ARGV[3]), MAX), ARGV[4] == '1'
+  local counters = #KEYS / 2
+  if counters < 1 or counters ~= math.floor(counters) then
+    return redis.error_reply('quota: charge_stack takes a counter and its marker per limit')
+  end
+  local params, i = {}, 5
+  for c = 1, counters do
+    params[c], i = limit_at(i)
+    if not params[c] then
+      return redis.error_reply('quota: malformed limit arguments for counter ' .. c)
+    end
+  end
+  if i <= #ARGV then
+    return redis.error_reply('quota: more limit arguments than counters')
+  end
+  local olds, news, took = {}, {}, {}
+  local admitted = true
+  for c = 1, counters do
+    olds[c] = read_key(KEYS[2 * c - 1])
+    -- Cancelled before it arrived: it charges nothing.
+    if redis.call('EXISTS', KEYS[2 * c]) == 1 then
+      admitted = false
+    end
+  end
+  for c = 1, counters do
+    if not admitted then break end
+    news[c], took[c] = decide(olds[c], now, cost, confirmed, params[c])
+    admitted = news[c] ~= nil
+  end
+  local out = {}
+  for c = 1, counters do
+    local after = olds[c]
+    if admitted then
+      charged(KEYS[2 * c - 1], KEYS[2 * c], news[c], took[c])
+      after = news[c]
+    end
+    for _, v in ipairs(answer(olds[c], after)) do table.insert(out, v) end
+  end
+  return out
 end
 
 -- Adds `delta` (at most `most`) to the record `old` if its window still
@@ -249,6 +348,8 @@ end
 
 if op == 'charge' then
   return charge()
+elseif op == 'charge_stack' then
+  return charge_stack()
 elseif op == 'adjust' then
   return adjust()
 elseif op == 'add' then
