@@ -92,6 +92,27 @@ def envoy(request, upstream):
 
 
 @pytest.fixture
+def redis_stack():
+    """Factory: redis_stack(persistent=False) -> (redis, webdis) on loopback ports
+    (Debian's redis-server and webdis); both stopped after the test."""
+    started = []
+
+    def start(persistent=False):
+        redis = harness.start_redis(persistent=persistent)
+        started.append(redis)
+        webdis = harness.start_webdis(redis.port)
+        started.append(webdis)
+        return redis, webdis
+
+    yield start
+    for thing in reversed(started):
+        if isinstance(thing, harness.RedisServer):
+            thing.close()
+        else:
+            thing.stop()
+
+
+@pytest.fixture
 def envoy_expect_failure(request, upstream):
     """Factory: envoy_expect_failure(filter_config, **start_envoy kwargs) -> log.
 

@@ -19,26 +19,6 @@ from quota_configs import CHAT, chat, one_class
 SECRET = "test-admin-secret-0123456789"
 
 
-@pytest.fixture
-def redis_stack():
-    """Factory: redis_stack(persistent=False) -> (redis, webdis); both stopped after the test."""
-    started = []
-
-    def start(persistent=False):
-        redis = harness.start_redis(persistent=persistent)
-        started.append(redis)
-        webdis = harness.start_webdis(redis.port)
-        started.append(webdis)
-        return redis, webdis
-
-    yield start
-    for thing in reversed(started):
-        if isinstance(thing, harness.RedisServer):
-            thing.close()
-        else:
-            thing.stop()
-
-
 def redis_config(*, on_error="fail_open", **kwargs):
     return one_class(counters=harness.redis_counters(on_error=on_error), **kwargs)
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 
+import harness
 from conftest import request
 from quota_configs import CHAT, chat, one_class
 
@@ -32,13 +33,15 @@ def send(proxy, user, workspace="acme", **headers):
                    json=chat())
 
 
-def flood(port, jobs):
+def flood(ports, jobs):
     """Send every (user, count) job on its own keep-alive connection, all at
-    once; returns (user, status, x-quota-scope) of every response."""
+    once, the connections spread over `ports` (one Envoy's, or several);
+    returns (user, status, x-quota-scope) of every response."""
+    ports = ports if isinstance(ports, list) else [ports]
     results, lock = [], threading.Lock()
     body = json.dumps(chat())
 
-    def run(user, count):
+    def run(port, user, count):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         seen = []
         try:
@@ -53,7 +56,7 @@ def flood(port, jobs):
             with lock:
                 results.extend(seen)
 
-    threads = [threading.Thread(target=run, args=job) for job in jobs]
+    threads = [threading.Thread(target=run, args=(ports[i % len(ports)], *job)) for i, job in enumerate(jobs)]
     for t in threads:
         t.start()
     for t in threads:
@@ -63,12 +66,35 @@ def flood(port, jobs):
 
 def test_a_team_pool_with_member_caps_is_exact_under_parallel_clients(envoy):
     proxy = envoy(team_pool(), concurrency=2)
+    exactly_50_then_300(proxy, [proxy.port])
+
+
+def test_a_team_pool_in_redis_is_exact_across_two_envoys(envoy, redis_stack):
+    _, webdis = redis_stack()
+    config = stacked([
+        {"scope": "workspace", "hard": 300, "window": "day"},
+        {"scope": "user", "hard": 50, "window": "day"},
+    ], counters=harness.redis_counters())
+    clusters = [harness.webdis_cluster(webdis.port)]
+    a, b = (envoy(config, concurrency=2, extra_clusters=clusters) for _ in range(2))
+    exactly_50_then_300(a, [a.port, b.port])
+    # The other Envoy reads the same counters.
+    report = json.loads(request(b, "GET", "/v1/quota", headers={"x-user-id": "m0", "x-workspace-id": "acme"}).body)
+    assert [(l["scope"], l["used"]) for l in report["classes"][0]["limits"]] == [("workspace", 300), ("user", 50)]
+    for proxy in (a, b):
+        stats = proxy.stats(filter=r"wasmcustom\.quota\.store\.")
+        assert stats.get("wasmcustom.quota.store.errors", 0) == 0, stats
+        assert stats.get("wasmcustom.quota.store.mismatches", 0) == 0, stats
+
+
+def exactly_50_then_300(proxy, ports):
+    """A pool of 300 with member caps of 50, reached through `ports`."""
     # One member, eight connections, 80 requests: exactly the cap of 50.
-    first = flood(proxy.port, [("m0", 10)] * 8)
+    first = flood(ports, [("m0", 10)] * 8)
     assert Counter(status for _, status, _ in first) == {200: 50, 429: 30}
     assert {scope for _, status, scope in first if status == 429} == {"user"}
     # Six more members, 60 requests each at once: the pool's other 250.
-    rest = flood(proxy.port, [(f"m{i}", 30) for i in range(1, 7) for _ in range(2)])
+    rest = flood(ports, [(f"m{i}", 30) for i in range(1, 7) for _ in range(2)])
     admitted = Counter(user for user, status, _ in rest if status == 200)
     assert sum(admitted.values()) == 250, admitted
     assert all(n <= 50 for n in admitted.values()), admitted

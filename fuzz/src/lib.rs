@@ -328,11 +328,13 @@ pub fn report(config: &Config, notes: &[Noted], now_ms: i64) {
 }
 
 /// The corrections of one exchange's charge (`notes`: the exchange's own):
-/// at most one, never taking back more than was charged nor adding more
-/// than the rest of the cell's ceiling ([`engine::correction_room`]), and
-/// none before the decision. In notes, a correction is the exact mode's
-/// `Adjust` or the approximate mode's `Sync` after the one that syncs the
-/// charge itself (noted with the decision). Returns how many there were.
+/// at most one per counter charged (a stacked cell's every counter gets its
+/// own), only of a counter the decision charged, never taking back more
+/// than was charged nor adding more than the rest of that counter's
+/// limit's ceiling ([`engine::correction_room_of`]), and none before the
+/// decision. In notes, a correction is the exact mode's `Adjust` or the
+/// approximate mode's `Sync` after the one that syncs the charge itself
+/// (noted with the decision). Returns how many there were.
 pub fn check_corrections(config: &Config, notes: &[Noted]) -> usize {
     let is_correction = |n: &Noted| matches!(n, Noted::Adjust { .. } | Noted::Sync { .. });
     let Some(at) = notes.iter().position(|n| matches!(n, Noted::Decided { .. })) else {
@@ -346,7 +348,8 @@ pub fn check_corrections(config: &Config, notes: &[Noted]) -> usize {
         Outcome::Charged(c) => i64::try_from(c.cost).unwrap_or(i64::MAX),
         _ => 0,
     };
-    let room = i64::try_from(engine::correction_room(config, d)).unwrap_or(i64::MAX);
+    let room = |limit: usize| i64::try_from(engine::correction_room_of(config, d, limit)).unwrap_or(i64::MAX);
+    let counters: Vec<(&str, usize, i64)> = d.charged();
     let after = match after.split_first() {
         Some((Noted::Sync { delta, .. }, rest)) => {
             assert_eq!(*delta, charged, "the charge synced is not the charge ({d:?})");
@@ -354,21 +357,28 @@ pub fn check_corrections(config: &Config, notes: &[Noted]) -> usize {
         }
         _ => after,
     };
-    let corrections: Vec<i64> = after
-        .iter()
-        .filter_map(|n| match n {
+    // Corrections per counter: (key, delta, room).
+    let mut corrections: Vec<(String, i64, i64)> = Vec::new();
+    for n in after {
+        match n {
             Noted::Adjust { key, delta, most, .. } => {
-                assert_eq!(Some(key), d.key.as_ref(), "an adjust of another counter");
+                let counter = counters.iter().find(|(k, _, _)| *k == key.as_str());
+                let Some((_, limit, _)) = counter else { panic!("an adjust of another counter: {key} ({d:?})") };
+                let room = room(*limit);
                 assert!(i64::try_from(*most).unwrap_or(i64::MAX) <= room, "adjust room {most} > {room}");
-                Some(*delta)
+                corrections.push((key.clone(), *delta, room));
             }
-            Noted::Sync { delta, .. } => Some(*delta),
-            _ => None,
-        })
-        .collect();
-    assert!(corrections.len() <= 1, "a charge corrected more than once: {corrections:?} ({d:?})");
-    let total: i64 = corrections.iter().sum();
-    assert!(total >= -charged && total <= room, "correction {total} outside [-{charged}, {room}] ({d:?})");
+            Noted::Sync { delta, .. } => corrections.push((d.key.clone().unwrap_or_default(), *delta, room(d.limit))),
+            _ => {}
+        }
+    }
+    for (i, (key, delta, room)) in corrections.iter().enumerate() {
+        assert!(
+            !corrections.iter().take(i).any(|(k, _, _)| k == key),
+            "counter {key} corrected more than once: {corrections:?} ({d:?})"
+        );
+        assert!(*delta >= -charged && delta <= room, "correction {delta} outside [-{charged}, {room}] ({d:?})");
+    }
     corrections.len()
 }
 
@@ -442,7 +452,7 @@ const KEYS: &[&str] = &[
     "max_body_bytes", "hold_headers_for_body", "counters", "cas_attempts", "on_error", "response_headers",
     "ratelimit", "quota", "observability", "metrics", "log_events", "ids", "id_salt", "analytics", "cluster",
     "authority", "timeout_ms", "max_in_flight", "max_queue", "flush_ms", "admin", "secret", "missing_workspace",
-    "workspace_required",
+    "workspace_required", "organisation", "org", "admin_cap",
 ];
 
 /// Strings worth trying where the config expects one.
@@ -620,6 +630,8 @@ const PATHS: &[&str] = &[
     "/v1/x/y/messages",
     "/v1/quota",
     "/quota/admin/grants?class=drafts&user=alice&units=5",
+    "/quota/admin/grants?class=chat&workspace=acme&user=alice&cap=3",
+    "/quota/admin/grants?class=chat&workspace=acme&user=alice&cap=none",
     "/",
 ];
 
@@ -652,6 +664,9 @@ pub fn arbitrary_request<'a>(
     if u.arbitrary()? {
         add("x-workspace-id", "acme");
     }
+    if u.arbitrary()? {
+        add("x-org-id", u.choose(&["globex", ""])?);
+    }
     if !config.tiers.is_empty() && u.arbitrary()? {
         let tier = &config.tiers[u.choose_index(config.tiers.len())?];
         add("x-plan", &tier.name);
@@ -664,7 +679,14 @@ pub fn arbitrary_request<'a>(
     }
     if u.arbitrary()? {
         // {"sub":"carol","org":{"id":"acme"}}
-        add("authorization", "Bearer e30.eyJzdWIiOiJjYXJvbCIsIm9yZyI6eyJpZCI6ImFjbWUifX0.x");
+        // Or the rich config's admin secret (grants and member caps).
+        add(
+            "authorization",
+            u.choose(&[
+                "Bearer e30.eyJzdWIiOiJjYXJvbCIsIm9yZyI6eyJpZCI6ImFjbWUifX0.x",
+                "Bearer fuzz-secret-fuzz-secret-0123",
+            ])?,
+        );
     }
     let body = if u.ratio(4, 5)? { Some(u.choose(BODIES)?.as_bytes()) } else { None };
     let plan = Plan {

@@ -15,11 +15,13 @@
 //! - a request is decided at most once, and once answered it stays
 //!   answered: every later step is `Pause`, with no edits;
 //! - a call to Redis comes only from a config in Redis's exact mode;
-//! - a charge is cancelled at most once, only if it was sent, and never
-//!   after the exchange heard it could not be sent;
-//! - a charge is corrected at most once, never below what it charged nor
-//!   past the rest of its cell's ceiling ([`check_corrections`]; in shared
-//!   data, also as the counter itself moves).
+//! - each counter of a charge (a stacked cell's several) is cancelled at
+//!   most once, only if the charge was sent, and never after the exchange
+//!   heard it could not be sent;
+//! - each counter of a charge is corrected at most once, never below what
+//!   it charged nor past the rest of its limit's ceiling
+//!   ([`check_corrections`]; in shared data, also as the counter itself
+//!   moves).
 
 use crate::{
     arbitrary_request, check_corrections, check_edits, check_headers, check_reply, check_strip, configs, report,
@@ -68,6 +70,16 @@ pub fn sequence_configs() -> &'static [Config] {
             (2, json!({"unreadable_body": "strictest", "max_body_bytes": 256})),
         ];
         let mut all = configs().to_vec();
+        // Member caps live in shared data: the rich config's team pool, with one.
+        let mut capped: Value =
+            serde_json::from_slice(BASE_CONFIGS[2]).unwrap_or_else(|e| panic!("base config 2 is not JSON: {e}"));
+        if let Some(member) = capped.pointer_mut("/tiers/team/limits/chat/2").and_then(Value::as_object_mut) {
+            member.insert("admin_cap".into(), Value::Bool(true));
+        }
+        all.push(
+            Config::from_json(capped.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("the member-cap variant of base config 2 is invalid: {e}")),
+        );
         for (base, patch) in variants {
             let mut doc: Value = serde_json::from_slice(BASE_CONFIGS[base])
                 .unwrap_or_else(|e| panic!("base config {base} is not JSON: {e}"));
@@ -98,6 +110,8 @@ pub struct Tally {
     /// Events after a reply.
     pub after_reply: u64,
     pub body_reads: u64,
+    /// Decisions on a stacked cell, and stacked charges sent to Redis.
+    pub stacked: u64,
 }
 
 impl Tally {
@@ -111,6 +125,7 @@ impl Tally {
         self.corrections += o.corrections;
         self.after_reply += o.after_reply;
         self.body_reads += o.body_reads;
+        self.stacked += o.stacked;
     }
 }
 
@@ -132,7 +147,7 @@ fn sequences(u: &mut Unstructured, tally: &mut Tally) -> arbitrary::Result<()> {
     let mut host = MemoryHost::with_store(plan.now_ms, &store);
     host.script_cached = u.arbitrary()?;
     // Charge ids sent to Redis (and their counters), over every exchange of the host.
-    let mut sent: HashMap<String, String> = HashMap::new();
+    let mut sent: HashMap<String, Vec<String>> = HashMap::new();
     let mut unsent: HashSet<String> = HashSet::new();
     for _ in 0..u.int_in_range(1..=3)? {
         let result = exchange(config, u, &mut host, &mut sent, &mut unsent, tally);
@@ -145,13 +160,15 @@ fn sequences(u: &mut Unstructured, tally: &mut Tally) -> arbitrary::Result<()> {
 
 /// Each charge cancelled at most once, only if it was sent, never after
 /// the exchange heard it was not.
-fn check_cancels(notes: &[Noted], sent: &HashMap<String, String>, unsent: &HashSet<String>, tally: &mut Tally) {
+fn check_cancels(notes: &[Noted], sent: &HashMap<String, Vec<String>>, unsent: &HashSet<String>, tally: &mut Tally) {
     let mut cancelled = HashSet::new();
     for note in notes {
         if let Noted::Cancel { key, id } = note {
-            assert_eq!(sent.get(id), Some(key), "cancel of charge {id} of {key}, which was not sent");
+            // A stacked charge is cancelled counter by counter, by its one id.
+            let counters = sent.get(id).map(Vec::as_slice).unwrap_or_default();
+            assert!(counters.contains(key), "cancel of charge {id} of {key}, which was not sent");
             assert!(!unsent.contains(id), "cancel of charge {id}, which the exchange heard was not sent");
-            assert!(cancelled.insert(id.clone()), "charge {id} cancelled twice");
+            assert!(cancelled.insert((id.clone(), key.clone())), "charge {id} of {key} cancelled twice");
         }
     }
     tally.cancels = tally.cancels.max(cancelled.len() as u64);
@@ -162,7 +179,7 @@ fn exchange(
     config: &Config,
     u: &mut Unstructured,
     host: &mut MemoryHost<&FuzzStore>,
-    sent: &mut HashMap<String, String>,
+    sent: &mut HashMap<String, Vec<String>>,
     unsent: &mut HashSet<String>,
     tally: &mut Tally,
 ) -> arbitrary::Result<()> {
@@ -221,7 +238,7 @@ fn events(
     x: &mut Exchange,
     watch: &mut Watch,
     body: Option<&[u8]>,
-    sent: &mut HashMap<String, String>,
+    sent: &mut HashMap<String, Vec<String>>,
     unsent: &mut HashSet<String>,
     tally: &mut Tally,
 ) -> arbitrary::Result<()> {
@@ -270,7 +287,9 @@ fn events(
                 let n = call.as_ref().map_or(u.int_in_range(0..=3)?, |c| c.n);
                 // A charge the exchange waits for and hears was not sent never
                 // ran: nothing may cancel it.
-                let charge = call.as_ref().filter(|c| x.waiting_for_store() && c.command.op() == "charge");
+                let charge = call
+                    .as_ref()
+                    .filter(|c| x.waiting_for_store() && matches!(c.command.op(), "charge" | "charge_stack"));
                 if let Some(id) = charge.and_then(|c| c.command.id()) {
                     unsent.insert(id.to_string());
                 }
@@ -319,8 +338,10 @@ fn events(
 /// script could have written, NOSCRIPT, a Redis error, junk, an HTTP error,
 /// no answer.
 fn redis_answer(u: &mut Unstructured, call: Option<&Call>) -> arbitrary::Result<(Option<u16>, Vec<u8>)> {
+    // A view answers a record per key; a stacked charge a record before and
+    // after per counter, one per key (each counter has its marker).
     let records = match call {
-        Some(c) if c.command.op() == "view" => c.command.keys.len(),
+        Some(c) if matches!(c.command.op(), "view" | "charge_stack") => c.command.keys.len(),
         _ => 2,
     };
     let answer = match u.int_in_range(0..=7)? {
@@ -352,7 +373,7 @@ fn record(u: &mut Unstructured, call: Option<&Call>) -> arbitrary::Result<Vec<i6
     }
     let arg = |i: usize| call.and_then(|c| c.command.args.get(i)).and_then(|a| a.parse::<i64>().ok());
     let window = match (call.map(|c| c.command.op()), arg(4), arg(5), arg(6)) {
-        (Some("charge"), Some(code), Some(start), Some(end)) if u.ratio(3, 4)? => [code, start, end],
+        (Some("charge" | "charge_stack"), Some(code), Some(start), Some(end)) if u.ratio(3, 4)? => [code, start, end],
         _ => [u.int_in_range(0..=9)?, u.int_in_range(0..=2_000_000_000)?, u.int_in_range(0..=2_000_000_000)?],
     };
     let used = *u.choose(&[0, 1, 5, 99, 1_000, 100_000, i64::MAX, -1])?;
@@ -420,7 +441,7 @@ impl<'c> Watch<'c> {
         x: &Exchange,
         host: &MemoryHost<&FuzzStore>,
         step: Step,
-        sent: &mut HashMap<String, String>,
+        sent: &mut HashMap<String, Vec<String>>,
         tally: &mut Tally,
     ) {
         let config = self.config;
@@ -443,8 +464,11 @@ impl<'c> Watch<'c> {
                 assert!(!calls.is_empty(), "a call step without calls");
                 tally.calls += calls.len() as u64;
                 for call in calls {
-                    if let (Some(id), "charge") = (call.command.id(), call.command.op()) {
-                        sent.insert(id.to_string(), call.command.key().to_string());
+                    tally.stacked += u64::from(call.command.op() == "charge_stack");
+                    if let (Some(id), "charge" | "charge_stack") = (call.command.id(), call.command.op()) {
+                        // Counters and their markers alternate.
+                        let counters = call.command.keys.iter().step_by(2).cloned().collect();
+                        sent.insert(id.to_string(), counters);
                     }
                     self.out.retain(|c| c.n != call.n);
                     self.out.push(call);
@@ -496,6 +520,7 @@ impl<'c> Watch<'c> {
             return;
         };
         tally.decisions += 1;
+        tally.stacked += u64::from(!d.others.is_empty());
         // In shared data the correction is the counter's own move.
         if let (Some((key, before)), Outcome::Charged(c)) = (&self.used_at_decision, &d.outcome) {
             if let Some(after) = used(config, host, key) {
@@ -538,16 +563,17 @@ mod tests {
             seed
         };
         let mut total = Tally::default();
-        for _ in 0..4_000 {
+        for _ in 0..8_000 {
             let len = 16 + (next() % 600) as usize;
             let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             total.add(&run(&data));
         }
         println!("{total:?}");
         // The inputs reach every path the invariants are about.
-        assert!(total.exchanges > 4_000, "{total:?}");
+        assert!(total.exchanges > 8_000, "{total:?}");
         assert!(total.decisions > 500 && total.replies > 500 && total.after_reply > 500, "{total:?}");
         assert!(total.calls > 200 && total.answers > 100 && total.cancels > 0, "{total:?}");
+        assert!(total.stacked > 50, "{total:?}");
         assert!(total.corrections > 20 && total.body_reads > 100, "{total:?}");
     }
 }
