@@ -1141,4 +1141,58 @@ mod tests {
         let member = caller(&config, &[("x-user-id", "ada"), ("x-org-id", "globex")]);
         assert!(charge(&config, &member, exports, 1, false, NOON_MS, &store).admitted());
     }
+
+    #[test]
+    fn past_a_limit_the_binding_limits_behaviour_applies() {
+        // A team pool of 10 a day that queues past it, and members with 3 a
+        // day who may go 2 past theirs as overage.
+        let doc = r#"{
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+            "classes": [{"name": "drafts"}],
+            "tiers": {"team": {"limits": {"drafts": [
+                {"scope": "workspace", "hard": 10, "window": "day", "at_hard": "queue"},
+                {"scope": "user", "hard": 3, "window": "day", "at_hard": "overage", "overage": {"cap": 2}}
+            ]}}}
+        }"#;
+        let config = Config::from_json(doc.as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let drafts = class(&config, "drafts");
+        let member = |user: &str| caller(&config, &[("x-user-id", user), ("x-workspace-id", "acme")]);
+        let served = |who: &Caller| {
+            let d = charge(&config, who, drafts, 1, false, NOON_MS, &store);
+            match &d.outcome {
+                Outcome::Charged(c) if c.admitted => (d.scope, Some(c.served)),
+                _ => (d.scope, None),
+            }
+        };
+        use ScopeKind::{User, Workspace};
+        let ada = member("ada");
+        // Ada's own 3, then 2 as overage (her limit binds: it changes how
+        // she is served), then her cap past hard refuses.
+        let ada_day: Vec<_> = (0..6).map(|_| served(&ada)).collect();
+        assert_eq!(
+            ada_day,
+            [
+                (User, Some(Served::Normally)),
+                (User, Some(Served::Normally)),
+                (User, Some(Served::Normally)),
+                (User, Some(Served::Overage)),
+                (User, Some(Served::Overage)),
+                (User, None),
+            ]
+        );
+        // Bo and Cy take the pool to 10 (5 with Ada's); it has less room
+        // than Cy's own cap, and past it the pool queues their work while
+        // Cy's cap still has room.
+        for _ in 0..3 {
+            served(&member("bo"));
+        }
+        let cy = member("cy");
+        assert_eq!(served(&cy), (Workspace, Some(Served::Normally)));
+        assert_eq!(served(&cy), (Workspace, Some(Served::Normally)));
+        assert_eq!(served(&cy), (Workspace, Some(Served::Queued)));
+        // Both past their hard limits, each changing the service: the
+        // narrowest binds on a tie (both have no room left).
+        assert_eq!(served(&cy), (User, Some(Served::Overage)));
+    }
 }
