@@ -472,15 +472,6 @@ fn stacked_limits_are_checked_with_their_paths() {
     no_admin.as_object_mut().unwrap().remove("admin");
     assert!(error_of(&no_admin)
         .starts_with("tiers.pro.limits.drafts[1].admin_cap: member caps are set through the admin endpoint"));
-    // First-use windows of a member and of the pool open at different
-    // times: a member's 5 hours may span two of the pool's.
-    let first_use = stack(json!([{"scope": "workspace", "hard": 30, "window": "5h"}, {"hard": 50, "window": "5h"}]));
-    assert!(Config::from_json(first_use.to_string().as_bytes()).is_ok());
-    // Member caps are set through the admin endpoint: it must exist.
-    let mut no_admin = ok.clone();
-    no_admin.as_object_mut().unwrap().remove("admin");
-    assert!(error_of(&no_admin)
-        .starts_with("tiers.pro.limits.drafts[1].admin_cap: member caps are set through the admin endpoint"));
     // With a source, an organisation's pool stacks on the team's.
     let org = with(
         stack(
