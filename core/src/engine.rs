@@ -229,11 +229,12 @@ pub fn store_key(config: &Config, class: &Class, kind: ScopeKind, id: &str) -> S
 }
 
 /// The counter of one limit of a stacked cell. Its key names the limit's
-/// scope and window, and starts with the widest scope's id (`tag`): in Redis
-/// that is the hash tag, so one script call reaches every counter of the
-/// request in one Redis Cluster slot. The caller's own id follows (after a
-/// `\u{1f}`, which no id holds) when the limit counts a narrower scope
-/// than the tag: a member inside the team's pool.
+/// window and scope and the widest scope's id (`tag`): in Redis that is the
+/// hash tag, so one script call reaches every counter of the request in one
+/// Redis Cluster slot. The caller's own id comes last (after a `\u{1f}`,
+/// which no id holds) when the limit counts a narrower scope than the tag:
+/// a member inside the team's pool. Class names hold no `@`, no id a
+/// `\u{1f}`, so no two (tag, id) pairs share a key.
 pub fn stacked_key(
     config: &Config,
     class: &Class,
@@ -241,17 +242,18 @@ pub fn stacked_key(
     (kind, id): (ScopeKind, &str),
     (tag_kind, tag): (ScopeKind, &str),
 ) -> String {
-    let mut own = format!("@{}.{}", limits.window.code(), limits.scope.as_str().chars().next().unwrap_or('u'));
+    let limit = format!("@{}.{}", limits.window.code(), limits.scope.as_str().chars().next().unwrap_or('u'));
+    let mut key = match config.counters.exact_redis() {
+        None => format!("{}{limit}:{}:{tag}", class.name, tag_kind.letter()),
+        Some(redis) => format!("{}{limit}", crate::redis::key(&redis.key_prefix, &class.name, tag_kind, tag)),
+    };
     if (kind, id) != (tag_kind, tag) {
-        own.push('\u{1f}');
-        own.push(kind.letter());
-        own.push(':');
-        own.push_str(id);
+        key.push('\u{1f}');
+        key.push(kind.letter());
+        key.push(':');
+        key.push_str(id);
     }
-    match config.counters.exact_redis() {
-        None => format!("{}{own}:{}:{tag}", class.name, tag_kind.letter()),
-        Some(redis) => format!("{}{own}", crate::redis::key(&redis.key_prefix, &class.name, tag_kind, tag)),
-    }
+    key
 }
 
 /// The counters of `caller` in a cell: each limit's index, scope and key,
@@ -944,9 +946,10 @@ mod tests {
         assert_eq!(admitted, [true, true, true, true, true, true, false, false]);
         let d = charge(&config, &members[0], drafts, 1, false, NOON_MS, &store);
         assert_eq!((d.limit, d.scope), (1, ScopeKind::Workspace));
-        // Every key of the stack names the workspace first.
+        // Every key of the stack is tagged by the workspace (the member's
+        // own id, when there is one, follows it).
         for key in store_keys(&config, &members[0]) {
-            assert!(key.ends_with(":w:acme"), "{key:?}");
+            assert!(key.split('\u{1f}').next().is_some_and(|tagged| tagged.ends_with(":w:acme")), "{key:?}");
         }
     }
 
@@ -1194,5 +1197,23 @@ mod tests {
         // Both past their hard limits, each changing the service: the
         // narrowest binds on a tie (both have no room left).
         assert_eq!(served(&cy), (User, Some(Served::Overage)));
+    }
+
+    #[test]
+    fn no_two_members_of_two_pools_share_a_counter() {
+        // Ids may hold ':' ("google:123"): a key that put the member's id
+        // before the workspace's would give (ada:w:x in acme) and (ada in
+        // x:w:acme) one counter.
+        let config = stacked_config(300, 50, "");
+        let drafts = &config.classes[class(&config, "drafts").0];
+        let stack = config.cell(config.identity.default_tier, class(&config, "drafts")).unwrap().limits();
+        let keys = |user: &str, workspace: &str| {
+            let who = caller(&config, &[("x-user-id", user), ("x-workspace-id", workspace)]);
+            counters_of(&config, &who, drafts, stack).unwrap().into_iter().map(|(_, _, key)| key).collect::<Vec<_>>()
+        };
+        let (a, b) = (keys("ada:w:x", "acme"), keys("ada", "x:w:acme"));
+        assert!(a.iter().all(|k| !b.contains(k)), "{a:?} {b:?}");
+        // Narrowest first: the member's counter, then the pool's.
+        assert_eq!(a, ["drafts@3.u:w:acme\u{1f}u:ada:w:x", "drafts@3.w:w:acme"]);
     }
 }
