@@ -3,6 +3,7 @@
 //! readers of `quota_core::wire` and `state.rs`, JS values out. Times come
 //! from the JS clock (`Date.now()`).
 
+use crate::meter::Meter;
 use crate::state::QuotaState;
 use js_sys::{Array, Date, Function, Object, Reflect, JSON};
 use quota_core::wire::{read_headers, read_refusal, read_usage, READ_HEADERS};
@@ -63,6 +64,27 @@ export interface QuotaStateJSON {
   grant: number | null;
   windowSeconds: number | null;
   window: string | null;
+  meters: QuotaMeterJSON[];
+}
+
+/** `QuotaMeter.toJSON()`: one limit's values, times as RFC 3339 strings. */
+export interface QuotaMeterJSON {
+  policy: string | null;
+  scope: string | null;
+  window: string | null;
+  windowSeconds: number | null;
+  used: number | null;
+  limit: number | null;
+  softLimit: number | null;
+  remaining: number | null;
+  fractionUsed: number;
+  state: QuotaStateName | (string & {}) | null;
+  message: string | null;
+  resetAt: string | null;
+  resetAfterSeconds: number | null;
+  resetInWords: string | null;
+  binding: boolean;
+  label: string;
 }
 
 /**
@@ -262,12 +284,150 @@ impl JsQuotaState {
         self.inner.window.clone()
     }
 
+    /// One meter per limit of the class, in the config's order: one for a
+    /// one-limit cell; for a stacked cell (a team's pool and each member's
+    /// share, or 5 hours and a week) one each, the binding one (whose
+    /// numbers the getters above give) marked `binding`. Empty when there
+    /// are no numbers (a class outside the plan).
+    #[wasm_bindgen(getter)]
+    pub fn meters(&self) -> Vec<JsQuotaMeter> {
+        self.inner.meters.iter().cloned().map(|inner| JsQuotaMeter { inner }).collect()
+    }
+
     /// A plain object with every value (for `JSON.stringify` and logs).
     #[wasm_bindgen(js_name = toJSON, unchecked_return_type = "QuotaStateJSON")]
     pub fn to_json(&self) -> JsValue {
-        let text = self.inner.to_json(now_ms()).to_string();
-        JSON::parse(&text).unwrap_or(JsValue::NULL)
+        json_value(self.inner.to_json(now_ms()))
     }
+}
+
+/// Where the caller stands against one limit of a class: a meter of its own.
+#[wasm_bindgen(js_name = QuotaMeter)]
+pub struct JsQuotaMeter {
+    inner: Meter,
+}
+
+#[wasm_bindgen(js_class = QuotaMeter)]
+impl JsQuotaMeter {
+    /// The limit's name in the RateLimit fields: "drafts.workspace.day", or
+    /// the class's name for a one-limit cell (responses only).
+    #[wasm_bindgen(getter)]
+    pub fn policy(&self) -> Option<String> {
+        self.inner.policy.clone()
+    }
+
+    /// Whose counter: "user", "workspace", "organisation" or "anonymous".
+    #[wasm_bindgen(getter)]
+    pub fn scope(&self) -> Option<String> {
+        self.inner.scope.clone()
+    }
+
+    /// The window's name in the quota matrix: "day", "5h", "week".
+    #[wasm_bindgen(getter)]
+    pub fn window(&self) -> Option<String> {
+        self.inner.window.clone()
+    }
+
+    /// The window's length in seconds (from `RateLimit-Policy`; responses only).
+    #[wasm_bindgen(getter = windowSeconds)]
+    pub fn window_seconds(&self) -> Option<f64> {
+        count(self.inner.window_seconds)
+    }
+
+    /// Units used in this limit's window. `undefined` when the reading did
+    /// not say: an admitted response's headers give only the binding
+    /// limit's use (and every limit's quota); read the usage endpoint for
+    /// the others.
+    #[wasm_bindgen(getter)]
+    pub fn used(&self) -> Option<f64> {
+        count(self.inner.used)
+    }
+
+    /// The hard limit.
+    #[wasm_bindgen(getter)]
+    pub fn limit(&self) -> Option<f64> {
+        count(self.inner.limit)
+    }
+
+    /// The soft limit, where warnings start (when the reading says).
+    #[wasm_bindgen(getter = softLimit)]
+    pub fn soft_limit(&self) -> Option<f64> {
+        count(self.inner.soft_limit)
+    }
+
+    /// `limit - used`, never below 0 (when the reading says).
+    #[wasm_bindgen(getter)]
+    pub fn remaining(&self) -> Option<f64> {
+        count(self.inner.remaining)
+    }
+
+    /// How full this meter is, from 0 to 1 (0 when its use is unknown).
+    #[wasm_bindgen(getter = fractionUsed)]
+    pub fn fraction_used(&self) -> f64 {
+        self.inner.fraction_used()
+    }
+
+    /// This limit's own state, as `QuotaState.state` (when the reading says).
+    #[wasm_bindgen(getter, unchecked_return_type = "QuotaStateName | (string & {}) | undefined")]
+    pub fn state(&self) -> Option<String> {
+        self.inner.state.as_ref().map(|s| s.as_str().to_string())
+    }
+
+    /// This limit's sentence: every limit's from the usage endpoint; on a
+    /// response, the binding limit's warning or refusal.
+    #[wasm_bindgen(getter)]
+    pub fn message(&self) -> Option<String> {
+        self.inner.message.clone()
+    }
+
+    /// When this limit's window resets.
+    #[wasm_bindgen(getter = resetAt)]
+    pub fn reset_at(&self) -> Option<Date> {
+        self.inner.reset_at.map(|s| Date::new(&JsValue::from_f64(s as f64 * 1000.0)))
+    }
+
+    /// Whole seconds until this limit resets from now (rounded up, 0 once passed).
+    #[wasm_bindgen(getter = resetAfterSeconds)]
+    pub fn reset_after_seconds(&self) -> Option<f64> {
+        self.inner.reset_after_at(now_ms()).map(|s| s as f64)
+    }
+
+    /// The time until this limit resets in words: "4 h 12 min", "45 s".
+    #[wasm_bindgen(getter = resetInWords)]
+    pub fn reset_in_words(&self) -> Option<String> {
+        self.inner.reset_in_words_at(now_ms())
+    }
+
+    /// Whether this limit's window has reset since the reading.
+    #[wasm_bindgen(getter = hasReset)]
+    pub fn has_reset(&self) -> bool {
+        self.inner.has_reset_at(now_ms())
+    }
+
+    /// Whether this is the binding limit: the one that refused, or changed
+    /// how the request was served, else the one with the least room left.
+    #[wasm_bindgen(getter)]
+    pub fn binding(&self) -> bool {
+        self.inner.binding
+    }
+
+    /// The meter's caption: "Team: 120 of 300 today", "You: 30 of 50
+    /// today", "You: 2 of 45 in this 5-hour window" ("Team: up to 300
+    /// today" while the use is unknown).
+    #[wasm_bindgen(getter)]
+    pub fn label(&self) -> String {
+        self.inner.label()
+    }
+
+    /// A plain object with every value (for `JSON.stringify` and logs).
+    #[wasm_bindgen(js_name = toJSON, unchecked_return_type = "QuotaMeterJSON")]
+    pub fn to_json(&self) -> JsValue {
+        json_value(self.inner.to_json(now_ms()))
+    }
+}
+
+fn json_value(value: serde_json::Value) -> JsValue {
+    JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
 }
 
 fn now_ms() -> i64 {

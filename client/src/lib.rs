@@ -1,6 +1,9 @@
 //! The quota filter's client library: reads what the filter tells a caller
 //! (the `x-quota-*` headers, the IETF `RateLimit` fields, a refusal's body,
-//! the usage endpoint's report) into one [`QuotaState`] a UI can draw from.
+//! the usage endpoint's report) into one [`QuotaState`] a UI can draw from,
+//! with a [`Meter`] for each limit of the class (several when the cell
+//! stacks limits: a team's pool and each member's share, or 5 hours and a
+//! week).
 //!
 //! Parsing is `quota_core::wire`, next to the code that writes the same
 //! contract; this crate adds what a UI needs (fractions, a live countdown,
@@ -8,6 +11,8 @@
 //! packages for npm.
 
 mod js;
+pub mod meter;
 pub mod state;
 
+pub use meter::Meter;
 pub use state::QuotaState;

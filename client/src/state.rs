@@ -3,8 +3,9 @@
 //! the usage endpoint's report. Plain Rust with the clock passed in, so it
 //! is tested natively; `js.rs` binds it to JavaScript.
 
+use crate::meter::{deadline_ms, fraction, seconds_left, Meter};
 use quota_core::copy::human_duration;
-use quota_core::wire::{ClassUsage, HeaderReading, Refusal, UsageReport, WireState};
+use quota_core::wire::{ClassUsage, HeaderReading, PolicyName, Refusal, RefusalQuota, UsageReport, WireState};
 use serde_json::{json, Value};
 
 /// Where a caller stands in one class.
@@ -51,6 +52,11 @@ pub struct QuotaState {
     pub window_seconds: Option<u64>,
     /// The window's name in the config: "day", "month", "5h".
     pub window: Option<String>,
+    /// Every limit of the class, in the config's order: one for a one-limit
+    /// cell, one per limit of a stacked cell (the numbers above are the
+    /// binding one's), none when the reading has no numbers (a class
+    /// outside the plan).
+    pub meters: Vec<Meter>,
 }
 
 impl QuotaState {
@@ -62,8 +68,9 @@ impl QuotaState {
         let q = refusal.quota.unwrap_or_default();
         let policy = h.policy.as_ref();
         let field = h.limit_field.as_ref();
-        let class =
-            h.class.or(q.class).or_else(|| policy.map(|p| p.name.clone())).or_else(|| field.map(|f| f.name.clone()))?;
+        // A stacked limit's name is `<class>.<scope>.<window>`.
+        let named = policy.map(|p| p.name.as_str()).or(field.map(|f| f.name.as_str())).map(PolicyName::parse);
+        let class = h.class.clone().or(q.class.clone()).or_else(|| named.map(|n| n.class.to_string()))?;
         let limit = h.limit.or(q.limit).or(policy.map(|p| p.quota));
         let remaining = h.remaining.or(q.remaining).or(field.map(|f| f.remaining));
         let used = h.used.or(q.used).or_else(|| {
@@ -75,14 +82,17 @@ impl QuotaState {
             .or(q.reset_after)
             .or_else(|| field.and_then(|f| f.reset_after).and_then(|t| i64::try_from(t).ok()))
             .or(h.retry_after);
-        let state =
-            h.state.or(q.state).unwrap_or(if remaining == Some(0) { WireState::Blocked } else { WireState::Ok });
-        let warning = h.warning;
-        Some(QuotaState {
+        let state = h.state.clone().or(q.state.clone()).unwrap_or(if remaining == Some(0) {
+            WireState::Blocked
+        } else {
+            WireState::Ok
+        });
+        let warning = h.warning.clone();
+        let mut s = QuotaState {
             class,
-            label: q.label,
-            tier: h.tier.or(q.tier),
-            scope: h.scope.or(q.scope),
+            label: q.label.clone(),
+            tier: h.tier.clone().or(q.tier.clone()),
+            scope: h.scope.clone().or(q.scope.clone()).or_else(|| named?.scope.map(str::to_string)),
             used,
             limit,
             soft_limit: h.soft_limit.or(q.soft_limit),
@@ -93,17 +103,20 @@ impl QuotaState {
             reset_at: h.reset.or(q.reset).or_else(|| Some(observed_ms.div_euclid(1000) + reset_after?)),
             reset_after,
             observed_ms,
-            upgrade_url: h.upgrade.or_else(|| q.upgrade.and_then(|u| u.url)),
+            upgrade_url: h.upgrade.clone().or_else(|| q.upgrade.as_ref().and_then(|u| u.url.clone())),
             upgrade_text: None,
             pace_ahead: h.pace_ahead,
             pace_message: None,
             cost: h.cost,
-            degraded_to: h.degraded_to,
+            degraded_to: h.degraded_to.clone(),
             overage: h.overage,
             grant: h.grant,
             window_seconds: policy.and_then(|p| p.window),
-            window: q.window,
-        })
+            window: h.window.clone().or(q.window.clone()).or_else(|| named?.window.map(str::to_string)),
+            meters: Vec::new(),
+        };
+        s.meters = response_meters(&s, &h, &q);
+        Some(s)
     }
 
     /// One state per class of a usage report, in the report's order.
@@ -144,32 +157,35 @@ impl QuotaState {
             grant: c.grant.filter(|&n| n > 0),
             window_seconds: None,
             window: c.window.clone(),
+            meters: usage_meters(c, observed_ms),
         }
     }
 
     /// How full the meter is, 0 to 1. A refusal without numbers is full; a
     /// class outside the plan is empty.
     pub fn fraction_used(&self) -> f64 {
-        match (self.used, self.limit) {
-            (Some(used), Some(limit)) if limit > 0 => (used as f64 / limit as f64).clamp(0.0, 1.0),
-            _ if self.state == WireState::Blocked => 1.0,
-            _ => 0.0,
-        }
+        fraction(self.used, self.limit, Some(&self.state))
+    }
+
+    /// The binding limit's meter.
+    pub fn binding_meter(&self) -> Option<&Meter> {
+        self.meters.iter().find(|m| m.binding)
+    }
+
+    /// Whether the class has several limits (a stacked cell).
+    pub fn is_stacked(&self) -> bool {
+        self.meters.len() > 1
     }
 
     /// When the reset happens on the client's clock, Unix milliseconds.
     fn reset_deadline_ms(&self) -> Option<i64> {
-        match self.reset_after {
-            Some(after) => Some(self.observed_ms.saturating_add(after.saturating_mul(1000))),
-            None => self.reset_at.map(|at| at.saturating_mul(1000)),
-        }
+        deadline_ms(self.reset_after, self.reset_at, self.observed_ms)
     }
 
     /// Whole seconds from `now_ms` to the reset, rounded up (a reset is
     /// never announced early); 0 once it has passed.
     pub fn reset_after_at(&self, now_ms: i64) -> Option<i64> {
-        let left_ms = self.reset_deadline_ms()?.saturating_sub(now_ms).max(0);
-        Some((left_ms + 999) / 1000)
+        seconds_left(self.reset_deadline_ms(), now_ms)
     }
 
     /// The time to the reset in words: "4 h 12 min", "45 s".
@@ -211,8 +227,141 @@ impl QuotaState {
             "grant": self.grant,
             "windowSeconds": self.window_seconds,
             "window": self.window,
+            "meters": self.meters.iter().map(|m| m.to_json(now_ms)).collect::<Vec<_>>(),
         })
     }
+}
+
+/// A response's meters. A refusal's body lists every limit with its
+/// numbers; otherwise `RateLimit-Policy` lists every limit's quota and
+/// window, and the other headers give the binding one's standing. Headers
+/// without the RateLimit fields still make one meter.
+fn response_meters(s: &QuotaState, h: &HeaderReading, q: &RefusalQuota) -> Vec<Meter> {
+    // The binding limit's numbers are the state's own.
+    let bound = |policy: Option<String>, scope: Option<String>, window: Option<String>, window_seconds| Meter {
+        policy,
+        scope: scope.or_else(|| s.scope.clone()),
+        window: window.or_else(|| s.window.clone()),
+        window_seconds,
+        used: s.used,
+        limit: s.limit,
+        soft_limit: s.soft_limit,
+        remaining: s.remaining,
+        state: Some(s.state.clone()),
+        message: s.message.clone(),
+        reset_at: s.reset_at,
+        reset_after: s.reset_after,
+        observed_ms: s.observed_ms,
+        binding: true,
+    };
+    if !q.limits.is_empty() {
+        return q
+            .limits
+            .iter()
+            .map(|l| {
+                let seconds = h.policies.iter().find(|p| Some(&p.name) == l.policy.as_ref()).and_then(|p| p.window);
+                Meter {
+                    policy: l.policy.clone(),
+                    scope: l.scope.clone(),
+                    window: l.window.clone(),
+                    window_seconds: seconds,
+                    used: l.used,
+                    limit: l.limit,
+                    soft_limit: s.soft_limit.filter(|_| l.binding),
+                    remaining: l.remaining,
+                    state: l.state.clone(),
+                    message: s.message.clone().filter(|_| l.binding),
+                    reset_at: l.reset,
+                    reset_after: l.reset_after,
+                    observed_ms: s.observed_ms,
+                    binding: l.binding,
+                }
+            })
+            .collect();
+    }
+    if !h.policies.is_empty() {
+        let binding = h.binding();
+        return h
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = p.parts();
+                let (scope, window) = (name.scope.map(str::to_string), name.window.map(str::to_string));
+                if binding == Some(i) {
+                    // The headers' scope is the caller's kind ("anonymous").
+                    return bound(Some(p.name.clone()), h.scope.clone().or(scope), window, p.window);
+                }
+                Meter {
+                    policy: Some(p.name.clone()),
+                    scope,
+                    window,
+                    window_seconds: p.window,
+                    used: None,
+                    limit: Some(p.quota),
+                    soft_limit: None,
+                    remaining: None,
+                    state: None,
+                    message: None,
+                    reset_at: None,
+                    reset_after: None,
+                    observed_ms: s.observed_ms,
+                    binding: false,
+                }
+            })
+            .collect();
+    }
+    if s.limit.is_some() && s.used.is_some() {
+        return vec![bound(None, None, None, s.window_seconds)];
+    }
+    Vec::new()
+}
+
+/// A usage report's meters: one per limit it lists, each with its own
+/// numbers and sentence. A report without `limits` (an older filter) gives
+/// one meter from the class's own numbers, when it has them.
+fn usage_meters(c: &ClassUsage, observed_ms: i64) -> Vec<Meter> {
+    let binding = c.binding();
+    let mut meters: Vec<Meter> = c
+        .limits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Meter {
+            policy: None,
+            scope: l.scope.clone(),
+            window: l.window.clone(),
+            window_seconds: None,
+            used: l.used,
+            limit: l.limit,
+            soft_limit: l.soft_limit,
+            remaining: l.remaining,
+            state: l.state.clone(),
+            message: l.message.clone(),
+            reset_at: l.reset,
+            reset_after: l.reset_after,
+            observed_ms,
+            binding: binding == Some(i),
+        })
+        .collect();
+    if meters.is_empty() && c.used.is_some() && c.limit.is_some() {
+        meters.push(Meter {
+            policy: None,
+            scope: c.scope.clone(),
+            window: c.window.clone(),
+            window_seconds: None,
+            used: c.used,
+            limit: c.limit,
+            soft_limit: c.soft_limit,
+            remaining: c.remaining,
+            state: c.state.clone(),
+            message: c.message.clone(),
+            reset_at: c.reset,
+            reset_after: c.reset_after,
+            observed_ms,
+            binding: true,
+        });
+    }
+    meters
 }
 
 #[cfg(test)]
@@ -263,6 +412,18 @@ mod tests {
         assert_eq!(s.upgrade_url.as_deref(), Some("https://example.com/up"));
         assert_eq!(s.window_seconds, Some(86_400));
         assert_eq!(s.cost, Some(1));
+        // A one-limit cell: one meter, the state's own numbers.
+        assert!(!s.is_stacked());
+        let [m] = &s.meters[..] else { panic!("one meter: {:?}", s.meters) };
+        assert!(m.binding);
+        assert_eq!(m.policy.as_deref(), Some("drafts"));
+        assert_eq!((m.used, m.limit, m.soft_limit, m.remaining), (Some(9), Some(10), Some(5), Some(1)));
+        assert_eq!(
+            (m.fraction_used(), m.state.clone(), m.message.as_deref()),
+            (0.9, Some(WireState::Warning), Some(WARNING))
+        );
+        assert_eq!(m.reset_after_at(T0), s.reset_after_at(T0));
+        assert_eq!(s.binding_meter(), Some(m));
     }
 
     #[test]
@@ -316,6 +477,8 @@ mod tests {
         assert_eq!(s.state, WireState::Blocked);
         assert_eq!(s.reset_at, Some(T0 / 1000 + 30));
         assert_eq!(s.reset_in_words_at(T0).as_deref(), Some("30 s"));
+        assert_eq!(s.meters.len(), 1);
+        assert_eq!(s.meters[0].label(), "5 of 5 in this 1-minute window");
     }
 
     #[test]
@@ -354,6 +517,11 @@ mod tests {
         assert!(batch.pace_ahead);
         assert_eq!(batch.pace_message.as_deref(), Some("You've used 90%."));
         assert_eq!(batch.reset_in_words_at(T0).as_deref(), Some("8 days 12 h"));
+        // A report without `limits` (an older filter): one meter from the class's numbers.
+        assert_eq!(research.meters, vec![]);
+        assert_eq!(drafts.meters.len(), 1);
+        assert_eq!(drafts.meters[0].label(), "You: 6 of 10 today");
+        assert_eq!(drafts.binding_meter().map(|m| m.reset_after_at(T0)), Some(Some(43_200)));
     }
 
     #[test]
@@ -366,6 +534,9 @@ mod tests {
         assert_eq!(v["resetInWords"], "11 h 59 min");
         assert_eq!(v["pace"], Value::Null);
         assert_eq!(v["state"], "warning");
+        assert_eq!(v["meters"][0]["softLimit"], 5);
+        assert_eq!(v["meters"][0]["resetAfterSeconds"], 43_140);
+        assert_eq!(v["meters"][0]["binding"], true);
     }
 
     #[test]
@@ -390,5 +561,232 @@ mod tests {
             from(&[("x-quota-class", "drafts"), ("x-quota-state", "degraded"), ("x-quota-degraded-to", "small")], None)
                 .unwrap();
         assert_eq!((degraded.state, degraded.degraded_to.as_deref()), (WireState::Degraded, Some("small")));
+    }
+    // Stacked cells, with what the filter's own code writes for them.
+    mod stacked {
+        use super::*;
+        use quota_core::config::{ClassId, Config};
+        use quota_core::engine::{charge, Decision};
+        use quota_core::identity::identify;
+        use quota_core::negotiate::BodyFormat;
+        use quota_core::reply::{respond, Action};
+        use quota_core::request::{NoProperties, RequestHead};
+        use quota_core::store::MemoryStore;
+        use quota_core::usage::usage_report;
+
+        const DRAFTS: ClassId = ClassId(0);
+        const CHATS: ClassId = ClassId(1);
+
+        /// A team pool of 6 drafts a day (warnings from 4) in which a member
+        /// may use 4, and chats capped at 3 every 5 hours and 5 a week.
+        fn config() -> Config {
+            Config::from_json(
+                br#"{
+                  "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}],
+                               "default_tier": "team"},
+                  "classes": [
+                    {"name": "drafts", "label": "Drafts", "unit": "draft", "match": [{"path": {"exact": "/d"}}]},
+                    {"name": "chats", "label": "Chats", "unit": "chat", "match": [{"path": {"exact": "/c"}}]}
+                  ],
+                  "tiers": {"team": {"limits": {
+                    "drafts": [{"scope": "workspace", "soft": 4, "hard": 6, "window": "day"},
+                               {"scope": "user", "hard": 4, "window": "day"}],
+                    "chats": [{"hard": 3, "window": "5h"}, {"hard": 5, "window": "week"}]
+                  }}}
+                }"#,
+            )
+            .unwrap()
+        }
+
+        struct Team {
+            config: Config,
+            store: MemoryStore,
+        }
+
+        impl Team {
+            fn new() -> Team {
+                Team { config: config(), store: MemoryStore::new() }
+            }
+
+            fn member(&self, user: &str) -> quota_core::identity::Caller {
+                let head = RequestHead::new(vec![
+                    ("x-user-id".into(), user.as_bytes().to_vec()),
+                    ("x-workspace-id".into(), b"acme".to_vec()),
+                ]);
+                identify(&self.config, &head, &NoProperties).unwrap()
+            }
+
+            /// `n` requests; the last one's decision.
+            fn send(&self, user: &str, class: ClassId, n: usize) -> Decision {
+                let who = self.member(user);
+                let mut last = None;
+                for _ in 0..n {
+                    last = Some(charge(&self.config, &who, class, 1, false, T0, &self.store));
+                }
+                last.unwrap()
+            }
+
+            /// What a client makes of the response to `n` requests: the last one's headers, and its body if refused.
+            fn state(&self, user: &str, class: ClassId, n: usize) -> QuotaState {
+                let d = self.send(user, class, n);
+                let (headers, body) = match respond(&self.config, &d, BodyFormat::OpenAi) {
+                    Action::Continue(headers) => (headers, None),
+                    Action::Reply(reply) => (reply.headers, Some(reply.body)),
+                };
+                let reading = read_headers(headers.iter().map(|(n, v)| (*n, v.as_str())));
+                QuotaState::from_response(reading, body.as_deref().and_then(read_refusal), T0).unwrap()
+            }
+
+            fn usage(&self, user: &str) -> Vec<QuotaState> {
+                let report = usage_report(&self.config, &self.member(user), T0, &self.store);
+                QuotaState::from_usage(&read_usage(&report.to_string()).unwrap(), T0)
+            }
+        }
+
+        fn labels(s: &QuotaState) -> Vec<(String, bool)> {
+            s.meters.iter().map(|m| (m.label(), m.binding)).collect()
+        }
+
+        #[test]
+        fn an_admitted_response_gives_one_meter_per_limit_and_marks_the_binding_one() {
+            let team = Team::new();
+            // Her own 3 of 4 left is less room than the team's 5 of 6.
+            let s = team.state("alice", DRAFTS, 1);
+            assert!(s.is_stacked());
+            assert_eq!((s.scope.as_deref(), s.window.as_deref()), (Some("user"), Some("day")));
+            assert_eq!((s.used, s.limit, s.remaining, s.state.clone()), (Some(1), Some(4), Some(3), WireState::Ok));
+            assert_eq!(
+                labels(&s),
+                [("Team: up to 6 today".to_string(), false), ("You: 1 of 4 today".to_string(), true)]
+            );
+            let [pool, own] = &s.meters[..] else { panic!("{:?}", s.meters) };
+            assert_eq!(pool.policy.as_deref(), Some("drafts.workspace.day"));
+            assert_eq!(
+                (pool.scope.as_deref(), pool.window.as_deref(), pool.window_seconds),
+                (Some("workspace"), Some("day"), Some(86_400))
+            );
+            // The headers give the pool's quota, not its use.
+            assert_eq!((pool.used, pool.remaining, pool.state.clone(), pool.fraction_used()), (None, None, None, 0.0));
+            assert_eq!(pool.reset_after_at(T0), None);
+            assert_eq!(own.policy.as_deref(), Some("drafts.user.day"));
+            assert_eq!((own.fraction_used(), own.reset_in_words_at(T0).as_deref()), (0.25, Some("12 h")));
+            assert_eq!(s.binding_meter(), Some(own));
+
+            // Bob's first leaves the team 1 of 6: the pool binds, and warns.
+            team.send("alice", DRAFTS, 3);
+            let s = team.state("bob", DRAFTS, 1);
+            assert_eq!(
+                labels(&s),
+                [("Team: 5 of 6 today".to_string(), true), ("You: up to 4 today".to_string(), false)]
+            );
+            assert_eq!(
+                (s.scope.as_deref(), s.state.clone(), s.soft_limit),
+                (Some("workspace"), WireState::Warning, Some(4))
+            );
+            let pool = &s.meters[0];
+            assert_eq!((pool.soft_limit, pool.message.as_deref()), (Some(4), s.warning.as_deref()));
+        }
+
+        #[test]
+        fn a_stacked_refusal_fills_every_meter_from_its_body() {
+            let team = Team::new();
+            team.send("alice", DRAFTS, 4);
+            let s = team.state("alice", DRAFTS, 1);
+            assert_eq!(s.state, WireState::Blocked);
+            assert_eq!(
+                s.message.as_deref(),
+                Some("You've used your 4 drafts of your team's allowance for today. They reset in 12 h.")
+            );
+            assert_eq!(
+                labels(&s),
+                [("Team: 4 of 6 today".to_string(), false), ("You: 4 of 4 today".to_string(), true)]
+            );
+            let [pool, own] = &s.meters[..] else { panic!("{:?}", s.meters) };
+            assert_eq!(
+                (pool.state.clone(), pool.remaining, pool.window_seconds),
+                (Some(WireState::Warning), Some(2), Some(86_400))
+            );
+            assert_eq!((pool.fraction_used(), pool.message.as_deref()), (4.0 / 6.0, None));
+            assert_eq!(
+                (own.state.clone(), own.fraction_used(), own.message.as_deref()),
+                (Some(WireState::Blocked), 1.0, s.message.as_deref())
+            );
+            assert_eq!((pool.reset_after_at(T0), own.reset_after_at(T0)), (Some(43_200), Some(43_200)));
+
+            // Bob empties the pool; the pool refuses him.
+            team.send("bob", DRAFTS, 2);
+            let s = team.state("bob", DRAFTS, 1);
+            assert_eq!(
+                labels(&s),
+                [("Team: 6 of 6 today".to_string(), true), ("You: 2 of 4 today".to_string(), false)]
+            );
+            assert!(
+                s.message.as_deref().is_some_and(|m| m.starts_with("Your team has used its 6 drafts")),
+                "{:?}",
+                s.message
+            );
+        }
+
+        #[test]
+        fn the_usage_report_gives_each_limit_its_meter_and_sentence() {
+            let team = Team::new();
+            team.send("alice", DRAFTS, 4);
+            let states = team.usage("alice");
+            let drafts = &states[0];
+            assert_eq!((drafts.scope.as_deref(), drafts.state.clone()), (Some("user"), WireState::Blocked));
+            assert_eq!(
+                labels(drafts),
+                [("Team: 4 of 6 today".to_string(), false), ("You: 4 of 4 today".to_string(), true)]
+            );
+            let [pool, own] = &drafts.meters[..] else { panic!("{:?}", drafts.meters) };
+            assert_eq!((pool.soft_limit, pool.state.clone()), (Some(4), Some(WireState::Warning)));
+            assert!(pool.message.as_deref().is_some_and(|m| m.starts_with("Your team")), "{:?}", pool.message);
+            assert_eq!(own.message, drafts.message);
+            assert_eq!(drafts.binding_meter(), Some(own));
+
+            // Carol has used nothing: the pool she shares, with 2 of 6 left, binds her.
+            let states = team.usage("carol");
+            assert_eq!(
+                labels(&states[0]),
+                [("Team: 4 of 6 today".to_string(), true), ("You: 0 of 4 today".to_string(), false)]
+            );
+            assert_eq!((states[0].state.clone(), states[0].scope.as_deref()), (WireState::Warning, Some("workspace")));
+            team.send("bob", DRAFTS, 2);
+            let states = team.usage("carol");
+            assert_eq!(
+                labels(&states[0]),
+                [("Team: 6 of 6 today".to_string(), true), ("You: 0 of 4 today".to_string(), false)]
+            );
+            assert_eq!(states[0].state, WireState::Blocked);
+        }
+
+        #[test]
+        fn five_hours_and_a_week_count_down_apart() {
+            let team = Team::new();
+            let s = team.state("dana", CHATS, 1);
+            assert_eq!(
+                labels(&s),
+                [
+                    ("You: 1 of 3 in this 5-hour window".to_string(), true),
+                    ("You: up to 5 this week".to_string(), false),
+                ]
+            );
+            assert_eq!(s.window_seconds, Some(18_000));
+            let s = team.state("dana", CHATS, 3);
+            assert_eq!(s.state, WireState::Blocked);
+            let words: Vec<_> = s.meters.iter().map(|m| m.reset_in_words_at(T0)).collect();
+            // 2026-11-22 is a Sunday: the week turns at midnight, 12 h away.
+            assert_eq!(words, [Some("5 h".to_string()), Some("12 h".to_string())]);
+            assert!(s.meters[0].has_reset_at(T0 + 18_000_000) && !s.meters[1].has_reset_at(T0 + 18_000_000));
+            let usage = team.usage("dana");
+            assert_eq!(
+                labels(&usage[1]),
+                [("You: 3 of 3 in this 5-hour window".to_string(), true), ("You: 3 of 5 this week".to_string(), false),]
+            );
+            let v = usage[1].to_json(T0);
+            assert_eq!(v["meters"].as_array().map(Vec::len), Some(2));
+            assert_eq!(v["meters"][1]["label"], "You: 3 of 5 this week");
+            assert_eq!(v["meters"][1]["resetAfterSeconds"], 43_200);
+        }
     }
 }

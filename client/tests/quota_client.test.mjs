@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { fromHeaders, fromUsage, initSync, QuotaState } from "quota-client";
+import { fromHeaders, fromUsage, initSync, QuotaMeter, QuotaState } from "quota-client";
 
 // Browsers fetch the .wasm next to the module (`await init()`); Node has no
 // fetch for file: URLs, so hand it the bytes.
@@ -49,6 +49,18 @@ test("an admitted draft gives the whole meter", () => {
   assert.equal(s.resetAt.toISOString().replace(".000Z", "Z"), header("draft_ok", "x-quota-reset"));
   assert.equal(s.resetAfterSeconds, Number(header("draft_ok", "x-quota-reset-after")));
   assert.equal(s.hasReset, false);
+  assert.equal(s.window, "day");
+  // A one-limit cell: one meter, with the state's own numbers.
+  assert.equal(s.meters.length, 1);
+  const [m] = s.meters;
+  assert.ok(m instanceof QuotaMeter);
+  assert.equal(m.binding, true);
+  assert.deepEqual([m.policy, m.scope, m.window, m.windowSeconds], ["drafts", "user", "day", 86400]);
+  assert.deepEqual([m.used, m.limit, m.softLimit, m.remaining, m.fractionUsed], [1, 10, 5, 9, 0.1]);
+  assert.equal(m.state, "ok");
+  assert.equal(m.label, "You: 1 of 10 today");
+  assert.equal(m.resetAt.getTime(), s.resetAt.getTime());
+  assert.equal(m.resetInWords, s.resetInWords);
 });
 
 test("warnings carry the filter's sentence, and the countdown matches its words", () => {
@@ -116,6 +128,106 @@ test("a class outside the plan says so, with the upgrade", () => {
 test("pooled counters report their scope", () => {
   const s = stateOf("draft_team_pooled");
   assert.deepEqual([s.tier, s.scope, s.used, s.limit], ["team", "workspace", 1, 300]);
+  assert.deepEqual(s.meters.map((m) => m.label), ["Team: 1 of 300 today"]);
+});
+
+/** Each meter's caption and whether it binds. */
+function meters(s) {
+  return s.meters.map((m) => [m.label, m.binding]);
+}
+
+test("a stacked cell gives one meter per limit, and marks the one the headers report", () => {
+  const s = stateOf("stacked_member_ok");
+  assert.deepEqual(
+    header("stacked_member_ok", "ratelimit-policy"),
+    '"drafts.workspace.day";q=6;w=86400, "drafts.user.day";q=4;w=86400',
+  );
+  // The class's own numbers are the binding limit's: Alice's 3 of 4 left
+  // is less room than the team's 5 of 6.
+  assert.deepEqual([s.class, s.scope, s.window, s.used, s.limit, s.remaining], ["drafts", "user", "day", 1, 4, 3]);
+  assert.equal(s.windowSeconds, 86400);
+  assert.deepEqual(meters(s), [["Team: up to 6 today", false], ["You: 1 of 4 today", true]]);
+  const [pool, own] = s.meters;
+  assert.deepEqual([pool.policy, pool.scope, pool.window, pool.windowSeconds], ["drafts.workspace.day", "workspace", "day", 86400]);
+  // Headers give the other limits' quotas, not their use.
+  assert.deepEqual([pool.used, pool.remaining, pool.state, pool.fractionUsed, pool.resetAt], [undefined, undefined, undefined, 0, undefined]);
+  assert.deepEqual([own.policy, own.used, own.limit, own.remaining, own.state], ["drafts.user.day", 1, 4, 3, "ok"]);
+  assert.equal(own.resetAfterSeconds, Number(header("stacked_member_ok", "x-quota-reset-after")));
+
+  const last = stateOf("stacked_member_last");
+  assert.deepEqual(meters(last), [["Team: up to 6 today", false], ["You: 4 of 4 today", true]]);
+  assert.equal(last.meters[1].message, header("stacked_member_last", "x-quota-warning"));
+  assert.equal(last.meters[1].fractionUsed, 1);
+});
+
+test("a stacked refusal fills every meter from its body, in both JSON formats", () => {
+  for (const name of ["stacked_member_blocked", "stacked_member_blocked_problem"]) {
+    const s = stateOf(name);
+    assert.equal(s.state, "blocked", name);
+    assert.match(s.message, /^You've used your 4 drafts of your team's allowance for today\. They reset in /);
+    assert.deepEqual(meters(s), [["Team: 4 of 6 today", false], ["You: 4 of 4 today", true]], name);
+    const [pool, own] = s.meters;
+    assert.deepEqual([pool.state, pool.remaining, pool.fractionUsed, pool.message], ["warning", 2, 4 / 6, undefined]);
+    assert.deepEqual([own.state, own.remaining, own.fractionUsed, own.message], ["blocked", 0, 1, s.message]);
+    assert.equal(own.resetAfterSeconds, Number(response(name).headers.get("retry-after")));
+  }
+  const problem = JSON.parse(response("stacked_member_blocked_problem").body);
+  const binding = stateOf("stacked_member_blocked_problem").meters.find((m) => m.binding);
+  assert.deepEqual(problem["violated-policies"], [binding.policy]);
+});
+
+test("when the team's pool binds, its meter is the one marked", () => {
+  const warned = stateOf("stacked_pool_warning");
+  assert.deepEqual([warned.scope, warned.state, warned.used, warned.limit], ["workspace", "warning", 5, 6]);
+  assert.deepEqual(meters(warned), [["Team: 5 of 6 today", true], ["You: up to 4 today", false]]);
+  assert.deepEqual([warned.meters[0].softLimit, warned.meters[0].message], [4, warned.warning]);
+
+  const blocked = stateOf("stacked_pool_blocked");
+  assert.match(blocked.message, /^Your team has used its 6 drafts for today\./);
+  assert.deepEqual(meters(blocked), [["Team: 6 of 6 today", true], ["You: 2 of 4 today", false]]);
+});
+
+test("the usage report gives every limit of a stacked class its own meter and sentence", () => {
+  for (const [name, expected] of [
+    ["stacked_usage_member", [["Team: 4 of 6 today", false], ["You: 4 of 4 today", true]]],
+    ["stacked_usage_pool", [["Team: 6 of 6 today", true], ["You: 0 of 4 today", false]]],
+  ]) {
+    const raw = JSON.parse(response(name).body).classes.find((c) => c.class === "drafts");
+    const drafts = fromUsage(response(name).body).find((s) => s.class === "drafts");
+    assert.equal(drafts.state, "blocked", name);
+    assert.deepEqual(meters(drafts), expected, name);
+    assert.deepEqual(drafts.meters.map((m) => m.message), raw.limits.map((l) => l.message ?? undefined), name);
+    assert.deepEqual(drafts.meters.map((m) => m.state), raw.limits.map((l) => l.state), name);
+    const binding = drafts.meters.find((m) => m.binding);
+    assert.deepEqual([binding.used, binding.limit, binding.message], [drafts.used, drafts.limit, drafts.message]);
+  }
+  const member = fromUsage(response("stacked_usage_member").body);
+  assert.match(member.find((s) => s.class === "drafts").meters[0].message, /^Your team has used 4 of its 6 drafts/);
+  // The plan's one-limit classes keep one meter each.
+  for (const s of member.filter((s) => s.class !== "drafts")) assert.equal(s.meters.length, 1, s.class);
+  assert.equal(member.find((s) => s.class === "deep_research").meters[0].label, "Team: 0 of 10 today");
+});
+
+test("a 5-hour and a weekly limit each count down to their own reset", (t) => {
+  const t0 = 1_900_000_000_000;
+  t.mock.method(Date, "now", () => t0);
+  const ok = stateOf("stacked_windows_ok");
+  assert.deepEqual([ok.window, ok.windowSeconds], ["5h", 18000]);
+  assert.deepEqual(meters(ok), [["You: 1 of 3 in this 5-hour window", true], ["You: up to 5 this week", false]]);
+  assert.deepEqual(ok.meters.map((m) => m.windowSeconds), [18000, 604800]);
+
+  const s = stateOf("stacked_windows_blocked");
+  assert.deepEqual(meters(s), [["You: 3 of 3 in this 5-hour window", true], ["You: 3 of 5 this week", false]]);
+  const limits = JSON.parse(response("stacked_windows_blocked").body).error.quota.limits;
+  assert.deepEqual(s.meters.map((m) => m.resetAfterSeconds), limits.map((l) => l.reset_after));
+  assert.deepEqual(s.meters.map((m) => m.resetAt.toISOString().replace(".000Z", "Z")), limits.map((l) => l.reset));
+  const fiveHours = limits[0].reset_after;
+  Date.now.mock.mockImplementation(() => t0 + fiveHours * 1000);
+  assert.deepEqual(s.meters.map((m) => m.hasReset), [true, false]);
+  assert.equal(s.meters[1].resetAfterSeconds, limits[1].reset_after - fiveHours);
+
+  const usage = fromUsage(response("stacked_usage_windows").body).find((c) => c.class === "summaries");
+  assert.deepEqual(meters(usage), [["You: 3 of 3 in this 5-hour window", true], ["You: 3 of 5 this week", false]]);
 });
 
 test("a response the filter did not classify has no state", () => {
@@ -135,9 +247,11 @@ test("headers in any usual shape read the same", () => {
   // Node's IncomingHttpHeaders: lowercase names, numbers as strings, some arrays.
   const node = { ...plain, ratelimit: [plain.ratelimit] };
   const shapes = { headers, plain, shouting, node, map: new Map(pairs), pairs };
+  for (const meter of expected.meters) delete meter.resetAfterSeconds;
   for (const [shape, input] of Object.entries(shapes)) {
     const got = fromHeaders(input).toJSON();
     delete got.resetAfterSeconds;
+    for (const meter of got.meters) delete meter.resetAfterSeconds;
     assert.deepEqual(got, expected, shape);
   }
 });
@@ -207,10 +321,17 @@ test("the countdown runs on the client's clock from when the response arrived", 
 test("JSON.stringify gives every value with the JavaScript names", () => {
   const json = JSON.parse(JSON.stringify(stateOf("draft_first_warning")));
   assert.deepEqual(Object.keys(json).sort(), [
-    "class", "cost", "degradedTo", "fractionUsed", "grant", "label", "limit", "message", "overage",
+    "class", "cost", "degradedTo", "fractionUsed", "grant", "label", "limit", "message", "meters", "overage",
     "pace", "paceMessage", "remaining", "resetAfterSeconds", "resetAt", "resetInWords", "scope",
     "softLimit", "state", "tier", "upgradeText", "upgradeUrl", "used", "warning", "window", "windowSeconds",
   ]);
   assert.equal(json.resetAt, header("draft_first_warning", "x-quota-reset"));
   assert.equal(json.state, "warning");
+  assert.deepEqual(Object.keys(json.meters[0]).sort(), [
+    "binding", "fractionUsed", "label", "limit", "message", "policy", "remaining", "resetAfterSeconds",
+    "resetAt", "resetInWords", "scope", "softLimit", "state", "used", "window", "windowSeconds",
+  ]);
+  assert.deepEqual([json.meters[0].label, json.meters[0].binding, json.meters[0].resetAt], ["You: 5 of 10 today", true, json.resetAt]);
+  const stacked = JSON.parse(JSON.stringify(stateOf("stacked_member_ok")));
+  assert.deepEqual(stacked.meters.map((m) => [m.policy, m.used]), [["drafts.workspace.day", null], ["drafts.user.day", 1]]);
 });

@@ -13,8 +13,9 @@ use crate::decide::State;
 use crate::headers::{
     CLASS, COST, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER,
     SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
-    STATE_WORKSPACE_REQUIRED, TIER, UPGRADE, USED, WARNING,
+    STATE_WORKSPACE_REQUIRED, TIER, UPGRADE, USED, WARNING, WINDOW,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::fmt;
@@ -23,10 +24,11 @@ pub use crate::headers::{PACE_AHEAD, RETRY_AFTER};
 
 /// Every header [`read_headers`] looks at, for hosts that can only look
 /// names up one at a time (a browser's `Headers.get`).
-pub const READ_HEADERS: [&str; 20] = [
+pub const READ_HEADERS: [&str; 21] = [
     CLASS,
     TIER,
     SCOPE,
+    WINDOW,
     USED,
     LIMIT,
     SOFT_LIMIT,
@@ -299,7 +301,8 @@ impl Parser<'_> {
 // The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers-10)
 // ---------------------------------------------------------------------------
 
-/// One `RateLimit-Policy` item: `"drafts";q=10;w=86400`.
+/// One `RateLimit-Policy` item: `"drafts";q=10;w=86400`, or one limit of a
+/// stacked cell: `"drafts.workspace.day";q=300;w=86400`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub name: String,
@@ -307,6 +310,40 @@ pub struct Policy {
     pub quota: u64,
     /// `w`: the window's length in seconds.
     pub window: Option<u64>,
+}
+
+impl Policy {
+    /// The name split into class, scope and window.
+    pub fn parts(&self) -> PolicyName<'_> {
+        PolicyName::parse(&self.name)
+    }
+}
+
+/// A limit's name in the RateLimit fields and refusal bodies, split. A
+/// one-limit cell's limit is named after its class (`drafts`); each limit of
+/// a stacked cell is `<class>.<scope>.<window>` (`drafts.workspace.day`,
+/// `chats.user.5h`), which is unique in its cell. Class names hold no `.`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyName<'a> {
+    pub class: &'a str,
+    /// Whose counter a stacked cell's limit is: "user", "workspace", "organisation".
+    pub scope: Option<&'a str>,
+    /// A stacked cell's limit's window as the config names it: "day", "5h".
+    pub window: Option<&'a str>,
+}
+
+impl<'a> PolicyName<'a> {
+    /// Any name reads: one that is not `<class>.<scope>.<window>` is a class.
+    pub fn parse(name: &'a str) -> PolicyName<'a> {
+        let mut parts = name.splitn(3, '.');
+        let class = parts.next().unwrap_or_default();
+        match (parts.next(), parts.next()) {
+            (Some(scope), Some(window)) if !class.is_empty() && !scope.is_empty() && !window.is_empty() => {
+                PolicyName { class, scope: Some(scope), window: Some(window) }
+            }
+            _ => PolicyName { class: name, scope: None, window: None },
+        }
+    }
 }
 
 /// One `RateLimit` item: `"drafts";r=9;t=20494`.
@@ -429,7 +466,11 @@ impl<'de> Deserialize<'de> for WireState {
 pub struct HeaderReading {
     pub class: Option<String>,
     pub tier: Option<String>,
+    /// Whose counter the binding limit is: "user", "workspace",
+    /// "organisation" or "anonymous".
     pub scope: Option<String>,
+    /// The binding limit's window as the config names it: "day", "5h".
+    pub window: Option<String>,
     pub used: Option<u64>,
     pub limit: Option<u64>,
     pub soft_limit: Option<u64>,
@@ -453,9 +494,15 @@ pub struct HeaderReading {
     pub overage: Option<u64>,
     /// Grant units left (prepaid packs, approvals).
     pub grant: Option<u64>,
-    /// The `RateLimit-Policy` item for this response's class (or the first).
+    /// The binding limit's `RateLimit-Policy` item: the one `RateLimit`
+    /// names (else the class's, else the first).
     pub policy: Option<Policy>,
-    /// The `RateLimit` item for this response's class (or the first).
+    /// Every `RateLimit-Policy` item of this response's class, in the order
+    /// sent, which is the cell's: one for a one-limit cell, one per limit of
+    /// a stacked cell.
+    pub policies: Vec<Policy>,
+    /// The `RateLimit` item for this response's class (or the first): the
+    /// binding limit's standing.
     pub limit_field: Option<Limit>,
     pub retry_after: Option<i64>,
 }
@@ -465,6 +512,13 @@ impl HeaderReading {
     /// filter did not classify).
     pub fn is_empty(&self) -> bool {
         *self == HeaderReading::default()
+    }
+
+    /// Where the binding limit (the one `RateLimit` reports) is in
+    /// [`HeaderReading::policies`].
+    pub fn binding(&self) -> Option<usize> {
+        let policy = self.policy.as_ref()?;
+        self.policies.iter().position(|p| p == policy)
     }
 }
 
@@ -504,9 +558,22 @@ where
     let class = text(CLASS);
     let policies = get(RATELIMIT_POLICY).and_then(|v| parse_policies(v).ok()).unwrap_or_default();
     let limits = get(RATELIMIT).and_then(|v| parse_limits(v).ok()).unwrap_or_default();
+    let limit_field = pick(limits, class.as_deref(), |l| &l.name);
+    // The class the items belong to: the header's, else the one RateLimit names.
+    let owner = class.as_deref().or_else(|| limit_field.as_ref().map(|l| PolicyName::parse(&l.name).class));
+    let (mine, others): (Vec<Policy>, Vec<Policy>) =
+        policies.into_iter().partition(|p| owner.is_none_or(|c| p.parts().class == c));
+    // Items of no known class still say something: keep them, as `pick` does.
+    let policies = if mine.is_empty() { others } else { mine };
+    let policy = limit_field
+        .as_ref()
+        .and_then(|l| policies.iter().find(|p| p.name == l.name))
+        .or_else(|| policies.first())
+        .cloned();
     HeaderReading {
         tier: text(TIER),
         scope: text(SCOPE),
+        window: text(WINDOW),
         used: count(USED),
         limit: count(LIMIT),
         soft_limit: count(SOFT_LIMIT),
@@ -521,8 +588,9 @@ where
         degraded_to: text(DEGRADED_TO),
         overage: count(OVERAGE),
         grant: count(GRANT),
-        policy: pick(policies, class.as_deref(), |p| &p.name),
-        limit_field: pick(limits, class.as_deref(), |l| &l.name),
+        policy,
+        policies,
+        limit_field,
         retry_after: seconds(RETRY_AFTER),
         class,
     }
@@ -532,9 +600,10 @@ fn is_list_field(name: &str) -> bool {
     name.eq_ignore_ascii_case(RATELIMIT) || name.eq_ignore_ascii_case(RATELIMIT_POLICY)
 }
 
-/// The item named after the class, else the first.
+/// The item of the class (named after it, or one of its stacked limits),
+/// else the first.
 fn pick<T>(items: Vec<T>, class: Option<&str>, name: impl Fn(&T) -> &String) -> Option<T> {
-    let at = class.and_then(|c| items.iter().position(|item| name(item) == c)).unwrap_or(0);
+    let at = class.and_then(|c| items.iter().position(|item| PolicyName::parse(name(item)).class == c)).unwrap_or(0);
     items.into_iter().nth(at)
 }
 
@@ -582,6 +651,41 @@ pub struct RefusalQuota {
     pub confirm_header: Option<String>,
     /// The most one request may cost in this cell (413 only).
     pub max_request: Option<u64>,
+    /// The binding limit's name: the class's for a one-limit cell, else
+    /// `<class>.<scope>.<window>` (see [`PolicyName`]).
+    pub policy: Option<String>,
+    /// Every limit of the cell, in the config's order.
+    #[serde(deserialize_with = "lenient_list")]
+    pub limits: Vec<RefusalLimit>,
+}
+
+impl RefusalQuota {
+    /// The limit that decided the refusal.
+    pub fn binding_limit(&self) -> Option<&RefusalLimit> {
+        self.limits.iter().find(|l| l.binding)
+    }
+}
+
+/// One limit of a refused request's cell (`quota.limits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RefusalLimit {
+    /// "drafts.user.day" (see [`PolicyName`]).
+    pub policy: Option<String>,
+    pub scope: Option<String>,
+    /// "day", "5h".
+    pub window: Option<String>,
+    pub used: Option<u64>,
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    pub state: Option<WireState>,
+    /// Unix seconds.
+    #[serde(deserialize_with = "rfc3339_or_none")]
+    pub reset: Option<i64>,
+    pub reset_after: Option<i64>,
+    /// The limit whose standing the headers report, and whose words the
+    /// refusal says.
+    pub binding: bool,
 }
 
 /// A refusal's body: the OpenAI-compatible envelope (`error.message`) or
@@ -595,6 +699,9 @@ pub struct Refusal {
     /// `quota_exceeded`, `not_included_in_plan`, `confirmation_required`...
     pub code: Option<String>,
     pub quota: Option<RefusalQuota>,
+    /// The names of the limits that refused (problem details only).
+    #[serde(rename = "violated-policies", deserialize_with = "lenient_list")]
+    pub violated_policies: Vec<String>,
 }
 
 /// Reads a refusal from a response body; `None` for anything else (an
@@ -619,7 +726,38 @@ pub struct PaceReport {
     pub message: Option<String>,
 }
 
-/// One class of the usage report.
+/// One limit of a class in the usage report (`limits`): the same numbers
+/// as a class's own, for this limit alone.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LimitUsage {
+    pub scope: Option<String>,
+    /// "day", "5h".
+    pub window: Option<String>,
+    pub used: Option<u64>,
+    pub limit: Option<u64>,
+    pub soft_limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Units past the hard limit in this window.
+    pub over: Option<u64>,
+    /// Grant units left.
+    pub grant: Option<u64>,
+    pub fraction_used: Option<f64>,
+    pub state: Option<WireState>,
+    /// This limit's warning or block sentence (`None` while ok).
+    pub message: Option<String>,
+    /// Unix seconds.
+    #[serde(deserialize_with = "rfc3339_or_none")]
+    pub reset: Option<i64>,
+    /// Seconds from the report's `now` to the reset.
+    pub reset_after: Option<i64>,
+    pub pace: Option<PaceReport>,
+    pub upgrade: Option<Upgrade>,
+}
+
+/// One class of the usage report. Its own numbers are the binding limit's
+/// (the one closest to refusing, or changing how requests are served);
+/// `limits` has every limit's.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ClassUsage {
@@ -649,6 +787,20 @@ pub struct ClassUsage {
     pub reset_after: Option<i64>,
     pub pace: Option<PaceReport>,
     pub upgrade: Option<Upgrade>,
+    /// Every limit of the class's cell, in the config's order: one for a
+    /// one-limit cell; none for a class outside the plan, or a pooled one
+    /// asked for without a workspace.
+    #[serde(deserialize_with = "lenient_list")]
+    pub limits: Vec<LimitUsage>,
+}
+
+impl ClassUsage {
+    /// Where the binding limit (the one the class's own numbers are) is in
+    /// `limits`: a cell has one limit per scope and window.
+    pub fn binding(&self) -> Option<usize> {
+        let found = self.limits.iter().position(|l| l.scope == self.scope && l.window == self.window);
+        found.or_else(|| (self.limits.len() == 1).then_some(0))
+    }
 }
 
 /// The usage endpoint's answer: the caller's standing in every class.
@@ -673,6 +825,15 @@ pub fn read_usage(json: &str) -> Result<UsageReport, serde_json::Error> {
         return Err(serde::de::Error::custom("the usage report is a JSON object"));
     }
     UsageReport::deserialize(doc)
+}
+
+/// A list whose members that do not read are left out, and which reads as
+/// empty when absent, `null` or not a list.
+fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Array(items)) => items.into_iter().filter_map(|item| T::deserialize(item).ok()).collect(),
+        _ => Vec::new(),
+    })
 }
 
 /// An RFC 3339 UTC time as Unix seconds; anything else reads as absent.
@@ -812,6 +973,7 @@ mod tests {
                 class: Some("drafts".into()),
                 tier: Some("free".into()),
                 scope: Some("user".into()),
+                window: Some("day".into()),
                 used: Some(1),
                 limit: Some(4),
                 soft_limit: Some(2),
@@ -827,10 +989,12 @@ mod tests {
                 overage: None,
                 grant: None,
                 policy: Some(Policy { name: "drafts".into(), quota: 4, window: Some(86_400) }),
+                policies: vec![Policy { name: "drafts".into(), quota: 4, window: Some(86_400) }],
                 limit_field: Some(Limit { name: "drafts".into(), remaining: 3, reset_after: Some(43_200) }),
                 retry_after: None,
             }
         );
+        assert_eq!(reading.binding(), Some(0));
     }
 
     #[test]
@@ -888,11 +1052,25 @@ mod tests {
                 }),
                 confirm_header: None,
                 max_request: None,
+                policy: Some("drafts".into()),
+                limits: vec![RefusalLimit {
+                    policy: Some("drafts".into()),
+                    scope: Some("user".into()),
+                    window: Some("day".into()),
+                    used: Some(4),
+                    limit: Some(4),
+                    remaining: Some(0),
+                    state: Some(WireState::Blocked),
+                    reset: Some(MIDNIGHT),
+                    reset_after: Some(43_200),
+                    binding: true,
+                }],
             }),
+            violated_policies: Vec::new(),
         };
         assert_eq!(read_refusal(&openai.body), Some(expected.clone()));
         let problem = reply(&config, &blocked, BodyFormat::Problem);
-        assert_eq!(read_refusal(&problem.body), Some(expected));
+        assert_eq!(read_refusal(&problem.body), Some(Refusal { violated_policies: vec!["drafts".into()], ..expected }));
         let html = reply(&config, &blocked, BodyFormat::Html);
         assert_eq!(read_refusal(&html.body), None);
     }
@@ -969,6 +1147,14 @@ mod tests {
         let r = &usage.classes[1];
         assert_eq!((r.included, &r.state), (Some(false), &Some(WireState::NotIncluded)));
         assert_eq!(r.label.as_deref(), Some("Deep research"));
+        // A one-limit cell lists its one limit; a class outside the plan none.
+        assert_eq!(d.limits.len(), 1);
+        assert_eq!(d.binding(), Some(0));
+        let only = &d.limits[0];
+        assert_eq!((only.scope.as_deref(), only.window.as_deref()), (Some("user"), Some("day")));
+        assert_eq!((only.used, only.limit, only.remaining, only.reset), (Some(2), Some(4), Some(2), Some(MIDNIGHT)));
+        assert_eq!(only.message, d.message);
+        assert_eq!((r.limits.len(), r.binding()), (0, None));
     }
 
     #[test]
@@ -1070,6 +1256,274 @@ mod tests {
             assert_eq!(state.as_str(), s);
         }
         assert_eq!(rfc3339(MIDNIGHT), "2026-11-23T00:00:00Z");
+    }
+
+    const STACKED_DRAFTS: ClassId = ClassId(0);
+    const CHATS: ClassId = ClassId(1);
+
+    /// A team pool of 6 drafts a day (warnings from 4) in which a member may
+    /// use 4, and chats capped at 3 every 5 hours and 5 a week.
+    fn stacked() -> Config {
+        Config::from_json(
+            br#"{
+              "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}],
+                           "default_tier": "team"},
+              "classes": [
+                {"name": "drafts", "unit": "draft", "match": [{"path": {"exact": "/v1/chat/completions"}}]},
+                {"name": "chats", "unit": "chat", "match": [{"path": {"exact": "/v1/chats"}}]}
+              ],
+              "tiers": {"team": {"limits": {
+                "drafts": [{"scope": "workspace", "soft": 4, "hard": 6, "window": "day"},
+                           {"scope": "user", "hard": 4, "window": "day"}],
+                "chats": [{"hard": 3, "window": "5h"}, {"hard": 5, "window": "week"}]
+              }}},
+              "usage_endpoint": "/v1/quota"
+            }"#,
+        )
+        .unwrap()
+    }
+
+    fn member(config: &Config, user: &str) -> Caller {
+        identify(config, &head(&[("x-user-id", user), ("x-workspace-id", "acme")]), &NoProperties).unwrap()
+    }
+
+    /// `n` requests of `class` for `user` of the workspace acme; the last decision.
+    fn stacked_charges(config: &Config, store: &MemoryStore, user: &str, class: ClassId, n: usize) -> Decision {
+        let who = member(config, user);
+        let mut last = None;
+        for _ in 0..n {
+            last = Some(charge(config, &who, class, 1, false, NOON_MS, store));
+        }
+        last.unwrap()
+    }
+
+    fn policy(name: &str, quota: u64, window: u64) -> Policy {
+        Policy { name: name.into(), quota, window: Some(window) }
+    }
+
+    #[test]
+    fn policy_names_split_into_class_scope_and_window() {
+        let name = |class, scope, window| PolicyName { class, scope, window };
+        assert_eq!(PolicyName::parse("drafts"), name("drafts", None, None));
+        assert_eq!(PolicyName::parse("drafts.workspace.day"), name("drafts", Some("workspace"), Some("day")));
+        assert_eq!(PolicyName::parse("chats.user.5h"), name("chats", Some("user"), Some("5h")));
+        // Not the filter's shape: the whole name is the class.
+        assert_eq!(PolicyName::parse("a.b"), name("a.b", None, None));
+        assert_eq!(PolicyName::parse(".user.day"), name(".user.day", None, None));
+        assert_eq!(PolicyName::parse("a..day"), name("a..day", None, None));
+        assert_eq!(PolicyName::parse(""), name("", None, None));
+    }
+
+    #[test]
+    fn a_stacked_cell_lists_every_limit_and_ratelimit_reports_the_binding_one() {
+        let config = stacked();
+        let store = MemoryStore::new();
+        let pool = policy("drafts.workspace.day", 6, 86_400);
+        let own = policy("drafts.user.day", 4, 86_400);
+        // Alice's first: her own 3 of 4 left is less room than the team's 5 of 6.
+        let reading = read(&config, &stacked_charges(&config, &store, "alice", STACKED_DRAFTS, 1));
+        assert_eq!(reading.class.as_deref(), Some("drafts"));
+        assert_eq!(reading.policies, vec![pool.clone(), own.clone()]);
+        assert_eq!((reading.policy.as_ref(), reading.binding()), (Some(&own), Some(1)));
+        assert_eq!(
+            reading.limit_field,
+            Some(Limit { name: "drafts.user.day".into(), remaining: 3, reset_after: Some(43_200) })
+        );
+        assert_eq!((reading.scope.as_deref(), reading.window.as_deref()), (Some("user"), Some("day")));
+        assert_eq!((reading.used, reading.limit, reading.remaining), (Some(1), Some(4), Some(3)));
+        assert_eq!(reading.state, Some(WireState::Ok));
+
+        // Three more for Alice, then Bob's first leaves the team 1 of 6: the pool binds.
+        stacked_charges(&config, &store, "alice", STACKED_DRAFTS, 3);
+        let reading = read(&config, &stacked_charges(&config, &store, "bob", STACKED_DRAFTS, 1));
+        assert_eq!(reading.policies, vec![pool.clone(), own]);
+        assert_eq!((reading.policy.as_ref(), reading.binding()), (Some(&pool), Some(0)));
+        assert_eq!(reading.limit_field.map(|l| (l.name, l.remaining)), Some(("drafts.workspace.day".into(), 1)));
+        assert_eq!(
+            (reading.scope.as_deref(), reading.used, reading.limit, reading.soft_limit, reading.remaining),
+            (Some("workspace"), Some(5), Some(6), Some(4), Some(1))
+        );
+        assert_eq!(reading.state, Some(WireState::Warning));
+        assert_eq!(reading.warning.as_deref(), Some("You have 1 draft left for today. They reset in 12 h."));
+        assert_eq!(pool.parts(), PolicyName { class: "drafts", scope: Some("workspace"), window: Some("day") });
+    }
+
+    #[test]
+    fn a_stacked_refusal_reads_back_every_limit_from_both_bodies() {
+        let config = stacked();
+        let store = MemoryStore::new();
+        stacked_charges(&config, &store, "alice", STACKED_DRAFTS, 4);
+        // Her fifth: her own cap refuses, the team still has 2.
+        let refused = stacked_charges(&config, &store, "alice", STACKED_DRAFTS, 1);
+        let openai = reply(&config, &refused, BodyFormat::OpenAi);
+        assert_eq!(openai.status, 429);
+        let reading = read_headers(openai.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        assert_eq!((reading.binding(), reading.policies.len()), (Some(1), 2));
+        assert_eq!(
+            (reading.scope.as_deref(), reading.remaining, reading.retry_after),
+            (Some("user"), Some(0), Some(43_200))
+        );
+
+        let refusal = read_refusal(&openai.body).unwrap();
+        assert_eq!(
+            refusal.message.as_deref(),
+            Some("You've used your 4 drafts of your team's allowance for today. They reset in 12 h.")
+        );
+        assert_eq!(refusal.violated_policies, Vec::<String>::new());
+        let quota = refusal.quota.clone().unwrap();
+        assert_eq!(quota.policy.as_deref(), Some("drafts.user.day"));
+        assert_eq!((quota.scope.as_deref(), quota.used, quota.limit), (Some("user"), Some(4), Some(4)));
+        let limit = |policy: &str, scope: &str, used, limit, state, binding| RefusalLimit {
+            policy: Some(policy.into()),
+            scope: Some(scope.into()),
+            window: Some("day".into()),
+            used: Some(used),
+            limit: Some(limit),
+            remaining: Some(limit - used),
+            state: Some(state),
+            reset: Some(MIDNIGHT),
+            reset_after: Some(43_200),
+            binding,
+        };
+        assert_eq!(
+            quota.limits,
+            vec![
+                limit("drafts.workspace.day", "workspace", 4, 6, WireState::Warning, false),
+                limit("drafts.user.day", "user", 4, 4, WireState::Blocked, true),
+            ]
+        );
+        assert_eq!(quota.binding_limit().and_then(|l| l.policy.as_deref()), Some("drafts.user.day"));
+
+        let problem = read_refusal(&reply(&config, &refused, BodyFormat::Problem).body).unwrap();
+        assert_eq!(problem.violated_policies, vec!["drafts.user.day".to_string()]);
+        assert_eq!(problem, Refusal { violated_policies: problem.violated_policies.clone(), ..refusal });
+
+        // Bob takes the team's last 2; the pool refuses his third.
+        stacked_charges(&config, &store, "bob", STACKED_DRAFTS, 2);
+        let refused = stacked_charges(&config, &store, "bob", STACKED_DRAFTS, 1);
+        let problem = read_refusal(&reply(&config, &refused, BodyFormat::Problem).body).unwrap();
+        assert_eq!(problem.violated_policies, vec!["drafts.workspace.day".to_string()]);
+        let quota = problem.quota.unwrap();
+        assert_eq!(
+            (quota.policy.as_deref(), quota.scope.as_deref()),
+            (Some("drafts.workspace.day"), Some("workspace"))
+        );
+        assert_eq!(
+            quota.limits.iter().map(|l| (l.used, l.remaining, l.binding)).collect::<Vec<_>>(),
+            vec![(Some(6), Some(0), true), (Some(2), Some(2), false)]
+        );
+    }
+
+    #[test]
+    fn the_usage_report_lists_every_limit_of_a_stacked_class() {
+        let config = stacked();
+        let store = MemoryStore::new();
+        stacked_charges(&config, &store, "alice", STACKED_DRAFTS, 4);
+        let report = usage_report(&config, &member(&config, "alice"), NOON_MS, &store);
+        let usage = read_usage(&report.to_string()).unwrap();
+        assert_eq!(usage.workspace.as_deref(), Some("acme"));
+        let drafts = &usage.classes[0];
+        // The class's own numbers are the binding limit's: her own cap, reached.
+        assert_eq!(
+            (drafts.scope.as_deref(), drafts.used, drafts.limit, drafts.state.clone()),
+            (Some("user"), Some(4), Some(4), Some(WireState::Blocked))
+        );
+        assert_eq!(drafts.binding(), Some(1));
+        let [pool, own] = &drafts.limits[..] else { panic!("two limits: {:?}", drafts.limits) };
+        assert_eq!((pool.scope.as_deref(), pool.window.as_deref()), (Some("workspace"), Some("day")));
+        assert_eq!(
+            (pool.used, pool.limit, pool.soft_limit, pool.remaining, pool.fraction_used),
+            (Some(4), Some(6), Some(4), Some(2), Some(4.0 / 6.0))
+        );
+        assert_eq!(
+            (pool.state.clone(), pool.reset, pool.reset_after),
+            (Some(WireState::Warning), Some(MIDNIGHT), Some(43_200))
+        );
+        assert!(pool.message.as_deref().is_some_and(|m| m.starts_with("Your team")), "{:?}", pool.message);
+        assert_eq!(
+            (own.scope.as_deref(), own.used, own.limit, own.remaining),
+            (Some("user"), Some(4), Some(4), Some(0))
+        );
+        assert_eq!((own.state.clone(), &own.message), (Some(WireState::Blocked), &drafts.message));
+
+        // Bob empties the pool: Carol, who has used nothing, is bound by it.
+        stacked_charges(&config, &store, "bob", STACKED_DRAFTS, 2);
+        let report = usage_report(&config, &member(&config, "carol"), NOON_MS, &store);
+        let drafts = &read_usage(&report.to_string()).unwrap().classes[0];
+        assert_eq!((drafts.scope.as_deref(), drafts.state.clone()), (Some("workspace"), Some(WireState::Blocked)));
+        assert_eq!(drafts.binding(), Some(0));
+        assert_eq!(drafts.limits.iter().map(|l| l.used).collect::<Vec<_>>(), vec![Some(6), Some(0)]);
+
+        let chats = &read_usage(&report.to_string()).unwrap().classes[1];
+        assert_eq!(
+            chats.limits.iter().map(|l| (l.window.as_deref(), l.limit, l.used)).collect::<Vec<_>>(),
+            vec![(Some("5h"), Some(3), Some(0)), (Some("week"), Some(5), Some(0))]
+        );
+        assert!(chats.binding().is_some());
+    }
+
+    #[test]
+    fn a_five_hour_and_a_weekly_limit_read_back_with_their_own_windows() {
+        let config = stacked();
+        let store = MemoryStore::new();
+        let reading = read(&config, &stacked_charges(&config, &store, "dana", CHATS, 1));
+        assert_eq!(reading.policies, vec![policy("chats.user.5h", 3, 18_000), policy("chats.user.week", 5, 604_800)]);
+        assert_eq!((reading.binding(), reading.window.as_deref()), (Some(0), Some("5h")));
+        assert_eq!((reading.remaining, reading.reset_after), (Some(2), Some(18_000)));
+
+        let refused = stacked_charges(&config, &store, "dana", CHATS, 3);
+        let refusal = read_refusal(&reply(&config, &refused, BodyFormat::OpenAi).body).unwrap();
+        let quota = refusal.quota.unwrap();
+        assert_eq!(
+            quota
+                .limits
+                .iter()
+                .map(|l| (l.window.as_deref(), l.remaining, l.reset_after, l.binding))
+                .collect::<Vec<_>>(),
+            // 2026-11-22 is a Sunday: the week turns at midnight.
+            vec![(Some("5h"), Some(0), Some(18_000), true), (Some("week"), Some(2), Some(43_200), false)]
+        );
+        assert_eq!(quota.binding_limit().and_then(|l| l.reset), Some(NOON_MS / 1000 + 18_000));
+    }
+
+    #[test]
+    fn stacked_ratelimit_fields_alone_name_their_class() {
+        let mut config = stacked();
+        config.response_headers.quota = false;
+        let store = MemoryStore::new();
+        let reading = read(&config, &stacked_charges(&config, &store, "alice", STACKED_DRAFTS, 1));
+        assert_eq!((&reading.class, &reading.window), (&None, &None));
+        assert_eq!(reading.policies.len(), 2);
+        assert_eq!(reading.policy.as_ref().map(|p| p.parts()), Some(PolicyName::parse("drafts.user.day")));
+        assert_eq!(reading.binding(), Some(1));
+
+        // Items of another class are not this response's limits.
+        let reading = read_headers([
+            ("ratelimit-policy", r#""drafts";q=10;w=86400, "chats.user.5h";q=3;w=18000, "chats.user.week";q=5"#),
+            ("ratelimit", r#""chats.user.week";r=4;t=60"#),
+        ]);
+        assert_eq!(
+            reading.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["chats.user.5h", "chats.user.week"]
+        );
+        assert_eq!((reading.binding(), reading.policy.map(|p| p.quota)), (Some(1), Some(5)));
+    }
+
+    #[test]
+    fn limits_that_do_not_read_are_left_out() {
+        let usage = read_usage(
+            r#"{"classes": [{"class": "a", "limits": null}, {"class": "b", "limits": [1, {"scope": "user", "used": 2}]},
+                            {"class": "c", "limits": {"scope": "user"}}]}"#,
+        )
+        .unwrap();
+        let counts: Vec<usize> = usage.classes.iter().map(|c| c.limits.len()).collect();
+        assert_eq!(counts, [0, 1, 0]);
+        assert_eq!(usage.classes[1].limits[0].used, Some(2));
+        let refusal =
+            read_refusal(r#"{"detail": "no", "violated-policies": "drafts", "quota": {"limits": [{"binding": 1}]}}"#)
+                .unwrap();
+        assert_eq!(refusal.violated_policies, Vec::<String>::new());
+        assert_eq!(refusal.quota.map(|q| q.limits.len()), Some(0));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 // The demo page: one card per operation class of the caller's plan, each
 // with a meter, the warning, the block message, the reset countdown and the
-// upgrade link. Every number and sentence comes from the quota filter, read
-// with the quota-client package; this file only draws.
+// upgrade link; a class with several limits (a team's pool and each member's
+// share, or 5 hours and a week) gets one labelled meter per limit, the
+// binding one marked. Every number and sentence comes from the quota filter,
+// read with the quota-client package; this file only draws.
 
 import init, { fromHeaders, fromUsage } from "./quota-client/quota_client.js";
 
@@ -48,9 +50,10 @@ const BADGES = {
 const ADMITTED = new Set(["ok", "warning", "degraded", "overage", "queued"]);
 
 const $ = (id) => document.getElementById(id);
-const cards = new Map(); // class -> { el, state, label, upgradeText }
+const cards = new Map(); // class -> { el, state, label, upgradeText, rows }
 let tierLabel = "";
 let loading = null;
+let readAgain = false;
 
 function identity() {
   const headers = { "x-user-id": $("user").value.trim(), "x-plan": $("tier").value };
@@ -64,9 +67,17 @@ function showProblem(text) {
   $("problem").hidden = !text;
 }
 
-/** Reads the caller's standing in every class and redraws every card. */
+/**
+ * Reads the caller's standing in every class and redraws every card. Asked
+ * again while a read is under way, it reads once more after that one, so the
+ * last drawing is never older than the last response.
+ */
 function loadUsage() {
-  loading ??= (async () => {
+  if (loading) {
+    readAgain = true;
+    return loading;
+  }
+  loading = (async () => {
     try {
       const res = await fetch(USAGE_PATH, { headers: { ...identity(), accept: "application/json" } });
       const text = await res.text();
@@ -100,6 +111,10 @@ function loadUsage() {
       showProblem(`Could not read ${USAGE_PATH}: ${err}`);
     } finally {
       loading = null;
+      if (readAgain) {
+        readAgain = false;
+        loadUsage();
+      }
     }
   })();
   return loading;
@@ -122,7 +137,7 @@ function cardFor(state) {
   } else {
     button.remove();
   }
-  card = { el, state, label: state.label ?? state.class, upgradeText: undefined };
+  card = { el, state, label: state.label ?? state.class, upgradeText: undefined, rows: [] };
   cards.set(state.class, card);
   $("classes").append(el);
   return card;
@@ -147,6 +162,9 @@ async function send(name) {
     if (state) {
       card.state = state;
       render(card);
+      // Several limits: the headers gave the binding one's use (and every
+      // limit's quota); the usage endpoint has the others'.
+      if (state.meters.some((m) => m.used === undefined)) loadUsage();
     }
   } catch (err) {
     showProblem(`The request failed: ${err}`);
@@ -177,6 +195,9 @@ function render(card) {
 
   const meter = el.querySelector(".meter");
   const numbers = el.querySelector(".numbers");
+  const stacked = renderLimits(card);
+  meter.hidden = stacked;
+  numbers.hidden = stacked;
   if (state.limit !== undefined) {
     meter.max = state.limit;
     meter.value = Math.min(state.used ?? 0, state.limit);
@@ -219,9 +240,65 @@ function render(card) {
   tick(card);
 }
 
+/**
+ * A class with several limits: one labelled meter per limit, in the config's
+ * order, the binding one marked. A response's headers give only the binding
+ * limit's use: the other rows keep what they last showed until the usage
+ * endpoint answers. Returns whether the class has several limits.
+ */
+function renderLimits(card) {
+  const { el, state } = card;
+  const list = el.querySelector(".limits");
+  const meters = state.meters;
+  if (meters.length < 2) {
+    list.hidden = true;
+    list.replaceChildren();
+    card.rows = [];
+    return false;
+  }
+  // Another plan may stack other limits: start the rows again.
+  const fresh = card.rows.length !== meters.length || meters.some((m, i) => card.rows[i].window !== m.window);
+  if (fresh) {
+    card.rows = meters.map((m, i) => limitRow(el.dataset.class, i, m.window));
+    list.replaceChildren(...card.rows.map((row) => row.el));
+  }
+  meters.forEach((m, i) => {
+    const row = card.rows[i];
+    row.el.dataset.binding = String(m.binding);
+    row.el.querySelector(".limit-tag").hidden = !m.binding;
+    if (m.used === undefined && row.meter) return;
+    row.meter = m;
+    row.el.dataset.state = m.state ?? "ok";
+    row.el.querySelector(".limit-label").textContent = m.label;
+    const bar = row.el.querySelector(".limit-meter");
+    bar.max = m.limit ?? 1;
+    bar.value = Math.min(m.used ?? 0, m.limit ?? 0);
+    bar.setAttribute("aria-valuetext", m.used === undefined ? m.label : `${m.used} of ${m.limit} used`);
+  });
+  list.hidden = false;
+  return true;
+}
+
+function limitRow(className, i, window) {
+  const el = $("limit-row").content.firstElementChild.cloneNode(true);
+  const labelId = `limit-${className}-${i}`;
+  el.querySelector(".limit-label").id = labelId;
+  el.querySelector(".limit-meter").setAttribute("aria-labelledby", labelId);
+  return { el, window, meter: undefined };
+}
+
 /** The countdown to the reset, on the client's clock. */
 function tick(card) {
   const { el, state } = card;
+  // Limits with windows of their own (5 hours and a week) each say when
+  // they reset; limits that reset together leave it to the card's line.
+  const resets = new Set(card.rows.map((row) => row.meter?.resetAt?.getTime()));
+  for (const row of card.rows) {
+    const words = resets.size > 1 ? row.meter?.resetInWords : undefined;
+    const reset = row.el.querySelector(".limit-reset");
+    reset.textContent = words === undefined ? "" : `Resets in ${words}`;
+    reset.hidden = words === undefined;
+  }
   const reset = el.querySelector(".reset");
   const words = state.resetInWords;
   if (words === undefined || state.state === "not_included") {
@@ -244,6 +321,7 @@ function everySecond() {
     tick(card);
     // Used units count against a window that has now ended: read again.
     if (card.state.hasReset && (card.state.used ?? 0) > 0) due = true;
+    if (card.rows.some((row) => row.meter?.hasReset && (row.meter.used ?? 0) > 0)) due = true;
   }
   if (due) loadUsage();
 }

@@ -20,6 +20,7 @@ from conftest import request
 import harness
 
 SCRIPT = harness.REPO_ROOT / "client" / "tests" / "browser" / "demo_page.mjs"
+STACKED_SCRIPT = harness.REPO_ROOT / "client" / "tests" / "browser" / "stacked_meters.mjs"
 PLAYWRIGHT = harness.REPO_ROOT / "client" / "node_modules" / "playwright-core"
 SCREENSHOTS = harness.REPO_ROOT / ".run" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -81,4 +82,34 @@ def test_a_free_user_fills_the_meter_sees_the_warnings_the_block_and_the_reset(e
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
     assert "demo page: all steps passed" in run.stdout
     for shot in ("demo-page-blocked.png", "demo-page-after-reset.png"):
+        assert (SCREENSHOTS / shot).stat().st_size > 10_000, shot
+
+
+def test_a_team_member_sees_one_meter_per_stacked_limit(envoy):
+    # The Team plan's drafts as a stack: a pool of 6 a day for the workspace,
+    # of which a member may use 4. The page draws a meter for each and marks
+    # the binding one: the member's share, then the team's pool. Pro's
+    # summaries: 3 every 5 hours and 5 every 7 days, each with its own reset.
+    require_browser_tools()
+    config = demo_config()
+    config["tiers"]["team"]["limits"]["drafts"] = [
+        {"scope": "workspace", "soft": 4, "hard": 6, "window": "day"},
+        {"scope": "user", "hard": 4, "window": "day"},
+    ]
+    config["tiers"]["pro"]["limits"]["summaries"] = [
+        {"hard": 3, "window": "5h"},
+        {"hard": 5, "window": "7d"},
+    ]
+    with harness.start_demo_server() as demo:
+        proxy = envoy(config, demo_port=demo.port, hold_headers=True)
+        run = subprocess.run(
+            ["node", str(STACKED_SCRIPT), "--url", proxy.url(harness.DEMO_PREFIX),
+             "--screenshots", str(SCREENSHOTS), "--chromium", CHROMIUM],
+            capture_output=True, text=True, timeout=180, cwd=harness.REPO_ROOT,
+        )
+    print(run.stdout)
+    print(run.stderr)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert "stacked meters: all steps passed" in run.stdout
+    for shot in ("demo-page-stacked-member.png", "demo-page-stacked-pool.png"):
         assert (SCREENSHOTS / shot).stat().st_size > 10_000, shot

@@ -1,7 +1,7 @@
 // Compiled with `tsc -p tests/types` (npm test): the package's types say what
 // the runtime does. Lines marked @ts-expect-error must stay errors.
 
-import init, { fromHeaders, fromUsage, initSync, QuotaState, type HeadersLike, type QuotaStateJSON, type QuotaStateName } from "quota-client";
+import init, { fromHeaders, fromUsage, initSync, QuotaMeter, QuotaState, type HeadersLike, type QuotaMeterJSON, type QuotaStateJSON, type QuotaStateName } from "quota-client";
 
 export async function usage(res: Response, report: unknown): Promise<string[]> {
   await init();
@@ -20,6 +20,20 @@ export async function usage(res: Response, report: unknown): Promise<string[]> {
     lines.push(state.used.toFixed(0));
     // @ts-expect-error the state is read-only
     state.state = "ok";
+    const meters: QuotaMeter[] = state.meters;
+    for (const meter of meters) {
+      const label: string = meter.label;
+      const binding: boolean = meter.binding;
+      const limitState: QuotaStateName | (string & {}) | undefined = meter.state;
+      const resets: Date | undefined = meter.resetAt;
+      const meterJson: QuotaMeterJSON = meter.toJSON();
+      const bound: QuotaMeterJSON | undefined = json.meters.find((m) => m.binding);
+      lines.push(`${label} ${binding} ${limitState} ${meter.fractionUsed} ${resets?.getTime()} ${meterJson.label} ${bound?.used}`);
+      // @ts-expect-error a meter's use may be unknown (headers give only the binding limit's)
+      lines.push(meter.used.toFixed(0));
+      // @ts-expect-error meters are read-only
+      meter.binding = false;
+    }
   }
   const shapes: HeadersLike[] = [
     new Headers(),
