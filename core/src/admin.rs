@@ -139,11 +139,14 @@ pub fn parse_grant(config: &Config, query: &str) -> Result<GrantRequest, String>
         .ok_or_else(|| format!("\"units\" must be a whole number from 1 to {MAX_GRANT_UNITS}"))?;
     let class = config.class(class_id).ok_or("no such class")?;
     // A stack has several counters of each scope (one per window): which
-    // one a grant should fund is not settled yet, so none is.
-    if let Some(tier) = config.tiers.iter().find(|t| t.cells.get(class_id.0).is_some_and(|c| c.limits().len() > 1)) {
+    // one a grant should fund is not settled, so a grant funds the class's
+    // one-limit cells only, and a class no tier limits with one cell
+    // cannot take one.
+    let cells = config.tiers.iter().filter_map(|t| t.cells.get(class_id.0)).filter(|c| !c.limits().is_empty());
+    if cells.clone().count() > 0 && cells.clone().all(|c| c.limits().len() > 1) {
         return Err(format!(
-            "grants do not apply to \"{}\": it has stacked limits in tier \"{}\" (an admin can raise a member's cap instead)",
-            class.name, tier.name
+            "grants do not apply to \"{}\": every plan that includes it stacks its limits (an admin can raise a member's cap instead)",
+            class.name
         ));
     }
     let key = crate::engine::store_key(config, class, scope, &id);

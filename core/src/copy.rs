@@ -152,17 +152,26 @@ impl UpgradeHint {
 }
 
 /// The upgrade a tier's users would be offered for a class's limit (its
-/// index in the cell's stack): the tier it upgrades to, if that tier has the
-/// same limit (scope and window; the only one of a one-limit cell) higher.
+/// index in the cell's stack): the tier it upgrades to, if that tier has
+/// more of it. "It" is the next plan's only limit; from a stack, its limit
+/// of the same scope and window; from one limit to a stack, the stack's
+/// largest of the same window (a team's pool, not each member's share).
 pub fn upgrade_hint(config: &Config, tier: TierId, class: ClassId, limit: usize) -> Option<UpgradeHint> {
     let current = config.tier(tier)?;
     let here = config.cell(tier, class)?.limits().get(limit);
     let next_id = current.upgrade_to?;
     let next = config.tier(next_id)?;
+    let stacked_here = config.cell(tier, class)?.limits().len() > 1;
     let there = match (here, config.cell(next_id, class)?.limits()) {
         (_, [only]) => Some(only),
-        (None, stack) => stack.first(),
-        (Some(h), stack) => stack.iter().find(|l| l.scope == h.scope && l.window == h.window),
+        // From a stack: the same limit (scope and window) in the next plan.
+        (Some(h), stack) if stacked_here => stack.iter().find(|l| l.scope == h.scope && l.window == h.window),
+        // From one limit (or none) to a stack: its headline, the largest of
+        // the same window ("Team includes 300 a day", the team's pool).
+        (h, stack) => {
+            let same_window = stack.iter().filter(|l| h.is_none_or(|h| l.window == h.window)).max_by_key(|l| l.hard);
+            same_window.or_else(|| stack.iter().max_by_key(|l| l.hard))
+        }
     };
     match there {
         Some(l) if l.hard > here.map_or(0, |h| h.hard) => Some(UpgradeHint {
@@ -417,45 +426,129 @@ impl<'a> Facts<'a> {
 }
 
 impl Facts<'_> {
-    /// The plain warning and wall of a stacked cell's limit, in the voice of
-    /// whose allowance it is; `None` where the caller's own wording stands.
+    /// The default words of a stacked cell's limit in the voice of whose
+    /// allowance it is (a team's or an organisation's pool, or a member's
+    /// share of one); `None` where the caller's own wording stands.
     fn voiced_text(&self, message: Message, used: u64, hard: u64, remaining: u64, over: u64) -> Option<&'static str> {
-        let plain = over == 0 && remaining > 1 && !(message == Message::Blocked && self.requested > 1 && used < hard);
-        if !plain && message == Message::Warning {
-            return None;
-        }
-        match (self.voice, message) {
-            (Voice::Pool(Scope::Organisation), Message::Warning) => {
-                Some("Your organisation has used {used} of its {count_limit} {window}. {reset_sentence} {upgrade}")
-            }
-            (Voice::Pool(_), Message::Warning) => {
-                Some("Your team has used {used} of its {count_limit} {window}. {reset_sentence} {upgrade}")
-            }
-            (Voice::Pool(Scope::Organisation), Message::Blocked) if used >= hard => {
-                Some("Your organisation has used its {count_limit} {window}. {reset_sentence} {upgrade}")
-            }
-            (Voice::Pool(_), Message::Blocked) if used >= hard => {
-                Some("Your team has used its {count_limit} {window}. {reset_sentence} {upgrade}")
-            }
-            (Voice::Pool(_), Message::Blocked) => {
-                Some("This needs {count_cost}, but your team has {remaining} left {window}. {reset_sentence} {upgrade}")
-            }
-            (Voice::Member(Scope::Organisation), Message::Warning) => Some(
-                "You've used {used} of your {count_limit} of your organisation's allowance {window}. {reset_sentence} {upgrade}",
-            ),
-            (Voice::Member(_), Message::Warning) => {
-                Some("You've used {used} of your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}")
-            }
-            (Voice::Member(Scope::Organisation), Message::Blocked) if used >= hard => Some(
-                "You've used your {count_limit} of your organisation's allowance {window}. {reset_sentence} {upgrade}",
-            ),
-            (Voice::Member(_), Message::Blocked) if used >= hard => {
-                Some("You've used your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}")
-            }
-            _ => None,
-        }
+        let case = match message {
+            Message::Warning if over > 0 => Voiced::WarningOver,
+            Message::Warning if remaining == 0 => Voiced::WarningLast,
+            Message::Warning if remaining == 1 => Voiced::WarningOne,
+            Message::Warning => Voiced::Warning,
+            Message::Blocked if used >= hard => Voiced::Blocked,
+            Message::Blocked if self.requested > 1 => Voiced::BlockedNeeds,
+            Message::Degraded if used < hard => Voiced::DegradedSoft,
+            Message::Degraded => Voiced::Degraded,
+            Message::Overage => Voiced::Overage,
+            Message::Queued => Voiced::Queued,
+            _ => return None,
+        };
+        let table = match self.voice {
+            Voice::Own => return None,
+            Voice::Pool(Scope::Organisation) => &ORGANISATION_POOL,
+            Voice::Pool(_) => &TEAM_POOL,
+            Voice::Member(Scope::Organisation) => &ORGANISATION_MEMBER,
+            Voice::Member(_) => &TEAM_MEMBER,
+        };
+        table.get(case as usize).copied().flatten()
     }
 }
+
+/// The situations [`Facts::voiced_text`] words, as indexes of its tables.
+#[derive(Clone, Copy)]
+enum Voiced {
+    WarningOver,
+    WarningLast,
+    WarningOne,
+    Warning,
+    Blocked,
+    BlockedNeeds,
+    DegradedSoft,
+    Degraded,
+    Overage,
+    Queued,
+}
+
+const TEAM_POOL: [Option<&str>; 10] = [
+    Some("Your team is {count_over} past its {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("That was the last of your team's {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("Your team has 1 {unit} left {window}. {reset_sentence} {upgrade}"),
+    Some("Your team has used {used} of its {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("Your team has used its {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("This needs {count_cost}, but your team has {remaining} left {window}. {reset_sentence} {upgrade}"),
+    Some(
+        "Your team has used {used} of its {count_limit} {window}, so this one was answered by {degraded_to}. \
+         {reset_sentence} {upgrade}",
+    ),
+    Some("Your team has used its {count_limit} {window}, so this one was answered by {degraded_to}. {reset_sentence} {upgrade}"),
+    Some("Your team is past its {count_limit} {window}: this one counts as overage ({count_over} so far). {reset_sentence}"),
+    Some(
+        "Your team has used its {count_limit} {window}, so this one is queued and will run when capacity frees up. \
+         {reset_sentence} {upgrade}",
+    ),
+];
+
+const ORGANISATION_POOL: [Option<&str>; 10] = [
+    Some("Your organisation is {count_over} past its {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("That was the last of your organisation's {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("Your organisation has 1 {unit} left {window}. {reset_sentence} {upgrade}"),
+    Some("Your organisation has used {used} of its {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("Your organisation has used its {count_limit} {window}. {reset_sentence} {upgrade}"),
+    Some("This needs {count_cost}, but your organisation has {remaining} left {window}. {reset_sentence} {upgrade}"),
+    Some(
+        "Your organisation has used {used} of its {count_limit} {window}, so this one was answered by \
+         {degraded_to}. {reset_sentence} {upgrade}",
+    ),
+    Some(
+        "Your organisation has used its {count_limit} {window}, so this one was answered by {degraded_to}. \
+         {reset_sentence} {upgrade}",
+    ),
+    Some(
+        "Your organisation is past its {count_limit} {window}: this one counts as overage ({count_over} so far). \
+         {reset_sentence}",
+    ),
+    Some(
+        "Your organisation has used its {count_limit} {window}, so this one is queued and will run when capacity \
+         frees up. {reset_sentence} {upgrade}",
+    ),
+];
+
+// A member's share: past the warnings and the wall, the caller's own
+// wording reads right ("You've used your 50 drafts for today, so this one
+// was answered by ...").
+const TEAM_MEMBER: [Option<&str>; 10] = [
+    Some("You're {count_over} past your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}"),
+    Some("That was the last of your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}"),
+    Some("You have 1 {unit} left of your share of your team's allowance {window}. {reset_sentence} {upgrade}"),
+    Some("You've used {used} of your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}"),
+    Some("You've used your {count_limit} of your team's allowance {window}. {reset_sentence} {upgrade}"),
+    None,
+    None,
+    None,
+    None,
+    None,
+];
+
+const ORGANISATION_MEMBER: [Option<&str>; 10] = [
+    Some(
+        "You're {count_over} past your {count_limit} of your organisation's allowance {window}. {reset_sentence} \
+         {upgrade}",
+    ),
+    Some(
+        "That was the last of your {count_limit} of your organisation's allowance {window}. {reset_sentence} {upgrade}",
+    ),
+    Some("You have 1 {unit} left of your share of your organisation's allowance {window}. {reset_sentence} {upgrade}"),
+    Some(
+        "You've used {used} of your {count_limit} of your organisation's allowance {window}. {reset_sentence} \
+         {upgrade}",
+    ),
+    Some("You've used your {count_limit} of your organisation's allowance {window}. {reset_sentence} {upgrade}"),
+    None,
+    None,
+    None,
+    None,
+    None,
+];
 
 const MISSING_IDENTITY: &str =
     "We couldn't tell who is making this request, so we can't check its usage allowance. Sign in and try again.";
@@ -719,7 +812,8 @@ mod tests {
         doc["copy"] = serde_json::json!({"blocked": "global {count_limit}"});
         doc["classes"][2]["copy"] = serde_json::json!({"blocked": "class {class}"});
         doc["tiers"]["pro"]["copy"] = serde_json::json!({"blocked": "tier {tier} {next_tier} {next_limit}"});
-        doc["tiers"]["team"]["limits"]["drafts"]["copy"] = serde_json::json!({"blocked": "cell {limit} {upgrade_url}"});
+        doc["tiers"]["team"]["limits"]["drafts"][0]["copy"] =
+            serde_json::json!({"blocked": "cell {limit} {upgrade_url}"});
         let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
         let drafts = 2;
         assert_eq!(

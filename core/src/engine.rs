@@ -1104,7 +1104,7 @@ mod tests {
         // Grants do not fund a stack's counters (which window's?): refused, saying so.
         let grant = parse_admin(&config, "class=premium&user=alice&units=3").unwrap_err();
         assert!(
-            grant.starts_with("grants do not apply to \"premium\": it has stacked limits in tier \"team\""),
+            grant.starts_with("grants do not apply to \"premium\": every plan that includes it stacks its limits"),
             "{grant}"
         );
         for (bad, why) in [

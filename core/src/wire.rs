@@ -1344,7 +1344,7 @@ mod tests {
             (Some("workspace"), Some(5), Some(6), Some(4), Some(1))
         );
         assert_eq!(reading.state, Some(WireState::Warning));
-        assert_eq!(reading.warning.as_deref(), Some("You have 1 draft left for today. They reset in 12 h."));
+        assert_eq!(reading.warning.as_deref(), Some("Your team has 1 draft left for today. They reset in 12 h."));
         assert_eq!(pool.parts(), PolicyName { class: "drafts", scope: Some("workspace"), window: Some("day") });
     }
 

@@ -451,7 +451,8 @@ mod tests {
         let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c]);
         assert_eq!(text(0, 2), "5 / 10 a day");
         assert_eq!(text(0, 0), "not included");
-        assert_eq!(text(2, 2), "200 / 300 a day, pooled");
+        assert_eq!(text(2, 2), "200 / 300 a day pooled per workspace + 50 a day per member");
+        assert_eq!(text(2, 0), "8 / 10 a day, pooled");
         assert_eq!(text(3, 2), "2000 a day, then warn only");
         assert_eq!(text(1, 3), "10 a month, pace alert at 80% used before 33% of the month");
     }

@@ -656,15 +656,19 @@ mod tests {
             said(&doc),
             ["tiers.pro.limits.drafts[1]: Max has no limit on drafts a week per user to compare with: the wall of this limit offers no upgrade"]
         );
-        // One limit upgrading to a stack: compared with the same scope and window.
+        // One limit upgrading to a stack: compared with the stack's largest
+        // of the same window (the team's 300, as the core's hint offers it),
+        // not each member's share.
         let doc = stacked(
             json!({"hard": 100, "window": "day"}),
             json!([{"scope": "workspace", "hard": 300, "window": "day"}, {"hard": 50, "window": "day"}]),
         );
-        assert_eq!(
-            said(&doc),
-            ["tiers.pro.limits.drafts: Max gives no more drafts a day per user (50 vs 100): the wall of this limit offers no upgrade"]
+        assert_eq!(said(&doc), Vec::<String>::new());
+        let doc = stacked(
+            json!({"hard": 400, "window": "day"}),
+            json!([{"scope": "workspace", "hard": 300, "window": "day"}, {"hard": 50, "window": "day"}]),
         );
+        assert_eq!(said(&doc).len(), 1, "{:?}", said(&doc));
         // A stack upgrading to one limit: every limit is offered that one.
         let doc = stacked(
             json!([{"hard": 45, "window": "5h"}, {"hard": 900, "window": "week"}]),

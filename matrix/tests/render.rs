@@ -52,7 +52,7 @@ fn renders_every_limit_of_a_stacked_cell() {
 
 #[test]
 fn configs_without_stacks_say_nothing_of_them() {
-    let md = run(&["render", "envoy/demo-config.json"]).stdout;
+    let md = run(&["render", "envoy/examples/seeds.json"]).stdout;
     assert!(!md.contains("stacked") && !md.contains("per member") && !md.contains("organisation"));
 }
 
