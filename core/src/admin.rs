@@ -44,7 +44,7 @@ pub struct CapRequest {
     pub workspace: String,
     pub user: String,
     pub cap: Option<u64>,
-    /// Where the cap is kept (see [`crate::member_cap::key`]).
+    /// Where the cap is kept (see [`crate::member_cap::store_key`]).
     pub key: String,
 }
 
@@ -95,7 +95,7 @@ pub fn parse_admin(config: &Config, query: &str) -> Result<AdminRequest, String>
                 || format!("\"cap\" must be a whole number from 1 to {ceiling} (the pool), or \"none\""),
             )?),
         };
-    let key = crate::member_cap::key(class, &workspace, &user);
+    let key = crate::member_cap::store_key(config, class, &workspace, &user);
     Ok(AdminRequest::MemberCap(CapRequest { class: ClassId(class_id), workspace, user, cap, key }))
 }
 

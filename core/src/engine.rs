@@ -364,7 +364,8 @@ pub struct Ticket {
     /// scope and key (the first is `scope` and `key`); empty for one limit.
     pub stack: Vec<(usize, ScopeKind, String)>,
     /// Where a workspace admin's cap for this member would be (a stack with
-    /// an `admin_cap` limit, and a caller in a workspace).
+    /// an `admin_cap` limit, and a caller in a workspace), in the store the
+    /// ticket is charged to (see [`crate::member_cap::store_key`]).
     pub member_cap: Option<String>,
     pub now_ms: i64,
     pub cost: u64,
@@ -435,12 +436,7 @@ pub fn prepare(config: &Config, caller: &Caller, class: ClassId, cost: u64, conf
     if counters.len() == 1 {
         counters.clear();
     }
-    let member_cap = match (&caller.workspace, caller.anonymous) {
-        (Some(workspace), false) if stack.iter().any(|l| l.admin_cap) => {
-            Some(crate::member_cap::key(class_def, workspace, &caller.id))
-        }
-        _ => None,
-    };
+    let member_cap = crate::member_cap::key_of(config, caller, class_def, stack);
     Prepared::Charge(Ticket {
         class,
         tier: caller.tier,

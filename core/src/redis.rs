@@ -196,7 +196,8 @@ fn is_stacked_limit(part: &str) -> bool {
 
 /// One call of the script: its keys (the counter first, then the
 /// operation's marker; each counter of a stacked charge followed by its
-/// marker; or the counters a view reads) and its arguments.
+/// marker, and a member cap's key last; a member cap; or the counters a
+/// view reads) and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     pub keys: Vec<String>,
@@ -209,7 +210,7 @@ impl Command {
         self.keys.first().map_or("", String::as_str)
     }
 
-    /// The operation: `charge`, `charge_stack`, `adjust`, `cancel`, `add`, `grant` or `view`.
+    /// The operation: `charge`, `charge_stack`, `adjust`, `cancel`, `add`, `grant`, `cap` or `view`.
     pub fn op(&self) -> &str {
         self.args.first().map_or("", String::as_str)
     }
@@ -263,6 +264,39 @@ impl Command {
             push_limit(&mut args, limits, now, align);
         }
         Command { keys, args }
+    }
+
+    /// Has a [`Command::charge_stack`] apply a member cap: `key` (the
+    /// member's cap, see [`crate::member_cap::redis_key`], in the counters'
+    /// slot) follows the counters and their markers as the last key, and the
+    /// arguments end with the capped counter's position in the charge (from
+    /// 0, sent from 1) and the most the cap may be
+    /// ([`crate::member_cap::ceiling`]). The script reads the cap, applies it
+    /// to that counter's limits as [`crate::member_cap::apply`] does, and
+    /// answers the cap's record after the counters' ([`parse_stack`]).
+    pub fn with_member_cap(mut self, key: String, counter: usize, ceiling: u64) -> Command {
+        self.keys.push(key);
+        self.args.push(counter.saturating_add(1).to_string());
+        self.args.push(bounded(ceiling).to_string());
+        self
+    }
+
+    /// The member cap a [`Command::charge_stack`] applies (see
+    /// [`Command::with_member_cap`]): the last of an odd number of keys.
+    pub fn member_cap_key(&self) -> Option<&str> {
+        match self.keys.as_slice() {
+            [.., last] if self.op() == "charge_stack" && self.keys.len() % 2 == 1 => Some(last),
+            _ => None,
+        }
+    }
+
+    /// Sets a member's cap at `key` ([`crate::member_cap::redis_key`]) to
+    /// `cap` units, kept until cleared, or clears it (`None`: the key is
+    /// deleted). Answered, as a correction is, with the record before and
+    /// after ([`parse`]; the cap is [`crate::member_cap::of_record`]).
+    pub fn cap(key: String, cap: Option<u64>) -> Command {
+        let units = cap.map_or_else(|| "none".to_string(), |c| bounded(c).to_string());
+        Command { keys: vec![key], args: vec!["cap".into(), units] }
     }
 
     /// Corrects a charge made in the window starting at `window_start` by
@@ -421,20 +455,41 @@ pub fn parse(status: Option<u16>, body: &[u8]) -> Result<Answer, CallError> {
     }
 }
 
+/// The answer to a [`Command::charge_stack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackAnswer {
+    /// Each counter's record before and after, in the order sent.
+    pub counters: Vec<Answer>,
+    /// The member cap the script applied: read from the cap's record when
+    /// the call carried its key ([`Command::with_member_cap`]) and one is set.
+    pub cap: Option<u64>,
+}
+
+impl From<Vec<Answer>> for StackAnswer {
+    /// The answer of a charge that carried no member cap.
+    fn from(counters: Vec<Answer>) -> StackAnswer {
+        StackAnswer { counters, cap: None }
+    }
+}
+
 /// Reads the answer to a [`Command::charge_stack`] of `counters` counters:
-/// each counter's record before and after, in the order the counters were sent.
-pub fn parse_stack(status: Option<u16>, body: &[u8], counters: usize) -> Result<Vec<Answer>, CallError> {
+/// each counter's record before and after, in the order the counters were
+/// sent, then, with `capped` (the call carried a member cap's key), the
+/// cap's record.
+pub fn parse_stack(status: Option<u16>, body: &[u8], counters: usize, capped: bool) -> Result<StackAnswer, CallError> {
     if counters == 0 {
         return Err(CallError::Failed("a stacked charge of no counter".into()));
     }
-    let records = parse_records(status, body, counters.saturating_mul(2))?;
-    Ok(records
+    let mut records = parse_records(status, body, counters.saturating_mul(2).saturating_add(usize::from(capped)))?;
+    let cap = if capped { crate::member_cap::of_record(records.pop().flatten()) } else { None };
+    let counters = records
         .chunks_exact(2)
         .filter_map(|pair| match *pair {
             [before, after] => Some(Answer { before, after }),
             _ => None,
         })
-        .collect())
+        .collect();
+    Ok(StackAnswer { counters, cap })
 }
 
 /// Reads the answer to a [`Command::view`] of `keys` counters: one record
@@ -647,6 +702,35 @@ mod tests {
         assert_eq!((records[0], records[2]), (None, None));
         assert_eq!(records[1].map(|c| c.used), Some(5));
         assert!(matches!(parse_view(Some(200), body, 2), Err(CallError::Failed(why)) if why.contains("malformed")));
+    }
+
+    #[test]
+    fn a_capped_stacked_answer_ends_with_the_caps_record() {
+        let counter = [1, 3, 100, 200, 5, 0, 0, 0, 0];
+        let cap = [1, i64::from(crate::member_cap::MEMBER_CAP_CODE), 0, 9_007_199_254_740_991, 7, 0, 0, 0, 0];
+        let body = |records: &[&[i64]]| json_body(&records.concat());
+        let capped = parse_stack(Some(200), &body(&[&counter, &counter, &cap]), 1, true).unwrap();
+        assert_eq!((capped.counters.len(), capped.cap), (1, Some(7)));
+        // No cap set (an absent record, or one that is no cap): none applied.
+        let unset = parse_stack(Some(200), &body(&[&counter, &counter, &[0; 9]]), 1, true).unwrap();
+        assert_eq!(unset.cap, None);
+        assert_eq!(parse_stack(Some(200), &body(&[&counter, &counter, &counter]), 1, true).unwrap().cap, None);
+        // A capped call's answer without the cap's record cannot be read, nor the other way round.
+        assert!(parse_stack(Some(200), &body(&[&counter, &counter]), 1, true).is_err());
+        assert!(parse_stack(Some(200), &body(&[&counter, &counter, &cap]), 1, false).is_err());
+        let command = Command::charge_stack(&[], 1, false, 0, Alignment::default(), "i.1");
+        assert_eq!(command.member_cap_key(), None);
+        let command = command.with_member_cap("k".into(), 0, 5);
+        assert_eq!(
+            (command.member_cap_key(), &command.args[command.args.len() - 2..]),
+            (Some("k"), &["1".to_string(), "5".to_string()][..])
+        );
+        assert_eq!(Command::cap("k".into(), None).args, ["cap", "none"]);
+        assert_eq!(Command::cap("k".into(), Some(u64::MAX)).args, ["cap", "9007199254740991"]);
+    }
+
+    fn json_body(numbers: &[i64]) -> Vec<u8> {
+        format!("{{\"EVALSHA\":{}}}", serde_json::to_string(numbers).unwrap_or_default()).into_bytes()
     }
 
     #[test]

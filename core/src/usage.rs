@@ -79,14 +79,12 @@ fn limited<S: CounterStore + ?Sized>(
         }
     };
     // A member cap set by a workspace admin replaces the member's limit.
-    let cap = match (&caller.workspace, caller.anonymous) {
-        (Some(workspace), false) if stack.iter().any(|l| l.admin_cap) => {
-            match crate::member_cap::read(store, &crate::member_cap::key(class, workspace, &caller.id)) {
-                Ok(cap) => cap,
-                Err(_) => return json!({ "included": true, "state": STATE_UNAVAILABLE }),
-            }
-        }
-        _ => None,
+    let cap = match crate::member_cap::key_of(config, caller, class, stack) {
+        Some(key) => match crate::member_cap::read(store, &key) {
+            Ok(cap) => cap,
+            Err(_) => return json!({ "included": true, "state": STATE_UNAVAILABLE }),
+        },
+        None => None,
     };
     let stack = crate::member_cap::apply(stack, cap);
     let mut entries: Vec<(usize, Usage, Value)> = Vec::with_capacity(counters.len());

@@ -10,18 +10,21 @@
 use quota_core::config::{AtHard, ClassId, Config, Limits, Pace, PastSoft, Scope};
 use quota_core::counter::Counter;
 use quota_core::decide::{add_grant, adjust, current, decide};
-use quota_core::engine::{self, Outcome, Prepared};
+use quota_core::engine::{self, Outcome, Prepared, Ticket};
 use quota_core::identity::{identify, ScopeKind};
+use quota_core::member_cap;
 use quota_core::redis::stack::recompute;
 use quota_core::redis::{
-    hash_tag, parse, parse_stack, parse_view, record, sha1_hex, Answer, Command, Ids, RECORD_FIELDS, REMEMBERED_S,
-    SCRIPT,
+    by_slot, hash_tag, parse, parse_stack, parse_view, record, sha1_hex, Answer, Command, Ids, StackAnswer,
+    RECORD_FIELDS, REMEMBERED_S, SCRIPT,
 };
 use quota_core::request::{NoProperties, RequestHead};
 use quota_core::stack::{charge_all, Part};
 use quota_core::store::{CounterStore, Expect, MemoryStore};
 use quota_core::units::MAX_UNITS;
+use quota_core::usage::usage_report;
 use quota_core::window::{Alignment, CalendarUnit, WindowSpec};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -131,9 +134,16 @@ impl Redis {
     /// Runs a stacked charge of `counters` counters by its SHA-1 and reads
     /// its answer as the filter does (through webdis's JSON).
     fn eval_stack(&mut self, sha: &str, command: &Command, counters: usize) -> Vec<Answer> {
+        self.eval_capped(sha, command, counters).counters
+    }
+
+    /// [`Redis::eval_stack`], with the member cap the script applied when
+    /// the call carried one's key.
+    fn eval_capped(&mut self, sha: &str, command: &Command, counters: usize) -> StackAnswer {
         let numbers = self.eval_numbers(sha, command);
         let body = format!("{{\"EVALSHA\":{}}}", serde_json::to_string(&numbers).unwrap());
-        parse_stack(Some(200), body.as_bytes(), counters).unwrap_or_else(|e| panic!("{e:?} reading {body}"))
+        let capped = command.member_cap_key().is_some();
+        parse_stack(Some(200), body.as_bytes(), counters, capped).unwrap_or_else(|e| panic!("{e:?} reading {body}"))
     }
 }
 
@@ -1003,7 +1013,7 @@ fn a_team_pool_in_redis_admits_exactly_its_limits_and_decides_as_shared_data_doe
             assert_eq!(ticket.stack.len(), 2);
             let command = quota_core::redis::stack::command(&remote, &ticket, &ids.next_id()).unwrap();
             let answers = redis.eval_stack(&sha, &command, 2);
-            let settled = quota_core::redis::stack::settle(&remote, ticket, Ok(answers));
+            let settled = quota_core::redis::stack::settle(&remote, ticket, Ok(answers.into()));
             assert!(settled.mismatches.is_empty(), "round {round}, member {m}: {settled:?}");
             let d = settled.decision;
             // The same request in shared data: the same decision.
@@ -1048,4 +1058,391 @@ fn a_team_pool_in_redis_admits_exactly_its_limits_and_decides_as_shared_data_doe
     assert!(
         matches!(engine::charge(&local, &local_callers[0], ClassId(0), 1, false, now_ms, &store).outcome, Outcome::Charged(c) if !c.admitted)
     );
+}
+
+/// A team plan drawn at random: drafts stack a workspace's pool of the day,
+/// a member's limit an admin may cap (of the day or the hour, with random
+/// warning levels, soft limit, behaviour past it, confirmation and pace)
+/// and, sometimes, a member's weekly limit. Counters in shared data: the
+/// Redis twin adds `counters` ([`in_redis`]).
+fn capped_team(rng: &mut Rng) -> serde_json::Value {
+    use serde_json::json;
+    let pool = 4 + rng.below(40);
+    let hard = 1 + rng.below(pool);
+    let warn_at: Vec<f64> =
+        [0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95].iter().copied().filter(|_| rng.chance(40)).collect();
+    let window = if rng.chance(50) { "day" } else { "hour" };
+    let mut member = json!({"scope": "user", "hard": hard, "window": window, "admin_cap": true, "warn_at": warn_at});
+    if hard > 1 && rng.chance(40) {
+        member["soft"] = json!(1 + rng.below(hard - 1));
+        if rng.chance(50) {
+            member["past_soft"] = json!("degrade");
+            member["degrade"] = json!({"model": "mini"});
+        }
+    }
+    match rng.below(3) {
+        0 => {}
+        1 => member["at_hard"] = json!("warn"),
+        _ => {
+            member["at_hard"] = json!("overage");
+            member["overage"] = json!({"cap": 1 + rng.below(3)});
+        }
+    }
+    if rng.chance(25) {
+        member["confirm_above"] = json!(0.5);
+    }
+    if rng.chance(25) {
+        member["pace"] = json!({"used": 0.5, "before": 0.5});
+    }
+    let mut stack = vec![json!({"scope": "workspace", "hard": pool, "window": "day", "warn_at": [0.5]}), member];
+    if rng.chance(40) {
+        stack.push(json!({"scope": "user", "hard": 1 + rng.below(3 * pool), "window": "week"}));
+    }
+    json!({
+        "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+        "classes": [{"name": "drafts"}],
+        "admin": {"path": "/quota/admin", "secret": "s3cret-s3cret-s3cret-s3cret"},
+        "tiers": {"team": {"limits": {"drafts": stack}}}
+    })
+}
+
+/// `doc` with its counters in Redis (exact).
+fn in_redis(doc: &serde_json::Value) -> Config {
+    let mut doc = doc.clone();
+    doc["counters"] = serde_json::json!({"store": "redis", "redis": {"cluster": "redis", "key_prefix": "t:"}});
+    Config::from_json(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}: {doc}"))
+}
+
+/// A shared-data store holding `records` under `keys`, and the member cap
+/// `cap` at `cap_key` (written as the admin endpoint writes it there).
+fn shared_data_with(
+    config: &Config,
+    keys: &[String],
+    records: &[Option<Counter>],
+    cap_key: &str,
+    cap: Option<u64>,
+) -> MemoryStore {
+    let store = MemoryStore::new();
+    for (key, record) in keys.iter().zip(records) {
+        if let Some(c) = record {
+            store.set(key, &c.encode(), Expect::Absent).unwrap();
+        }
+    }
+    if cap.is_some() {
+        member_cap::write(config, &store, cap_key, cap).unwrap();
+    }
+    store
+}
+
+fn ticket_of(
+    config: &Config,
+    caller: &quota_core::identity::Caller,
+    cost: u64,
+    confirmed: bool,
+    now_ms: i64,
+) -> Ticket {
+    match engine::prepare(config, caller, ClassId(0), cost, confirmed, now_ms) {
+        Prepared::Charge(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_member_cap_in_redis_decides_as_it_does_in_shared_data() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let mut rng = Rng(0x00CA_950F_7EA4_0001);
+    let mut ids = Ids::new(0xCA95);
+    // What the sequences exercised.
+    let (mut charged_capped, mut refused_by_cap, mut past_ceiling, mut warned_capped) = (0, 0, 0, 0);
+    let (mut set, mut cleared, mut uncapped, mut reports) = (0, 0, 0, 0);
+    for round in 0..80 {
+        let doc = capped_team(&mut rng);
+        let local = Config::from_json(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}: {doc}"));
+        let remote = in_redis(&doc);
+        let stack = local.cell(local.identity.default_tier, ClassId(0)).unwrap().limits();
+        let ceiling = member_cap::ceiling(stack).unwrap();
+        let capped_limit = stack.iter().position(|l| l.admin_cap).unwrap();
+        let workspace = format!("ws{round}");
+        let members = ["ann", "bo"];
+        let callers = |config: &Config| {
+            members.map(|m| {
+                let head = RequestHead::new(vec![
+                    ("x-user-id".into(), m.as_bytes().to_vec()),
+                    ("x-workspace-id".into(), workspace.as_bytes().to_vec()),
+                ]);
+                identify(config, &head, &NoProperties).unwrap()
+            })
+        };
+        let (remote_callers, local_callers) = (callers(&remote), callers(&local));
+        let mut caps: [Option<u64>; 2] = [None, None];
+        // What Redis holds, by key.
+        let mut model: HashMap<String, Option<Counter>> = HashMap::new();
+        let mut now_ms = 2_100_000_000_000 + rng.below(86_400_000) as i64;
+        for step in 0..40 {
+            now_ms += [0, 0, 1_000, 60_000, 600_000, 3_600_000, 86_400_000][rng.below(7) as usize];
+            let m = rng.below(2) as usize;
+            let cap_key = |config: &Config| member_cap::store_key(config, &config.classes[0], &workspace, members[m]);
+            let at = format!("round {round}, step {step}, {}: {doc}", members[m]);
+            match rng.below(10) {
+                0 | 1 => {
+                    // Mostly within the pool; past it only by hand (the endpoint refuses it).
+                    let cap = 1 + rng.below(ceiling + 3);
+                    let (before, after) = redis.eval(&sha, &Command::cap(cap_key(&remote), Some(cap)));
+                    assert_eq!(
+                        (member_cap::of_record(before), member_cap::of_record(after)),
+                        (caps[m], Some(cap)),
+                        "{at}"
+                    );
+                    caps[m] = Some(cap);
+                    set += 1;
+                    continue;
+                }
+                2 => {
+                    let (before, after) = redis.eval(&sha, &Command::cap(cap_key(&remote), None));
+                    assert_eq!((member_cap::of_record(before), after), (caps[m], None), "{at}");
+                    caps[m] = None;
+                    cleared += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let cost = [0, 1, 1, 1, 2, 3, 5][rng.below(7) as usize];
+            let confirmed = rng.chance(50);
+            let ticket = ticket_of(&remote, &remote_callers[m], cost, confirmed, now_ms);
+            let local_ticket = ticket_of(&local, &local_callers[m], cost, confirmed, now_ms);
+            assert_eq!(ticket.member_cap, Some(cap_key(&remote)), "{at}");
+            let command = quota_core::redis::stack::command(&remote, &ticket, &ids.next_id()).unwrap();
+            assert_eq!(command.member_cap_key(), ticket.member_cap.as_deref(), "{at}");
+            assert!(command.keys.iter().all(|k| hash_tag(k) == format!("w:{workspace}")), "{:?}", command.keys);
+            let keys: Vec<String> = ticket.stack.iter().map(|(_, _, k)| k.clone()).collect();
+            let local_keys: Vec<String> = local_ticket.stack.iter().map(|(_, _, k)| k.clone()).collect();
+            let before: Vec<Option<Counter>> = keys.iter().map(|k| model.get(k).copied().flatten()).collect();
+            // Shared data holding what Redis holds, the cap included.
+            let local_cap_key = local_ticket.member_cap.clone().unwrap();
+            let store = shared_data_with(&local, &local_keys, &before, &local_cap_key, caps[m]);
+            let shared = engine::charge(&local, &local_callers[m], ClassId(0), cost, confirmed, now_ms, &store);
+
+            let answer = redis.eval_capped(&sha, &command, keys.len());
+            assert_eq!(answer.cap, caps[m], "{at}: the cap the script read");
+            let befores: Vec<Option<Counter>> = answer.counters.iter().map(|a| a.before).collect();
+            let afters: Vec<Option<Counter>> = answer.counters.iter().map(|a| a.after).collect();
+            assert_eq!(befores, before, "{at}");
+            let settled = quota_core::redis::stack::settle(&remote, ticket, Ok(answer));
+            assert!(settled.mismatches.is_empty(), "{at}: {settled:?}");
+            let d = settled.decision;
+            assert_eq!((d.limit, d.scope, &d.outcome), (shared.limit, shared.scope, &shared.outcome), "{at}");
+            let held = |d: &engine::Decision| d.others.iter().map(|h| (h.limit, h.scope, h.usage)).collect::<Vec<_>>();
+            assert_eq!(held(&d), held(&shared), "{at}");
+            let left: Vec<Option<Counter>> = local_keys
+                .iter()
+                .map(|k| store.get(k).unwrap().and_then(|(bytes, _)| Counter::decode(&bytes)))
+                .collect();
+            if d.admitted() {
+                assert_eq!(afters, left, "{at}: Redis and shared data hold the same");
+            } else {
+                assert_eq!(afters, before, "{at}: a refusal writes nothing");
+                // Shared data gives each charge back (an emptied record where there was none).
+                for (l, b) in left.iter().zip(&before) {
+                    match b {
+                        Some(_) => assert_eq!(l, b, "{at}"),
+                        None => assert_eq!(l.map_or(0, |l| l.used), 0, "{at}"),
+                    }
+                }
+            }
+            for (key, after) in keys.iter().zip(&afters) {
+                model.insert(key.clone(), *after);
+            }
+            let hard = d.limits().iter().find(|(i, _)| *i == capped_limit).map(|(_, u)| u.hard);
+            match caps[m] {
+                Some(cap) => {
+                    assert_eq!(hard, Some(cap.min(ceiling)), "{at}");
+                    charged_capped += 1;
+                    past_ceiling += usize::from(cap > ceiling);
+                    refused_by_cap += usize::from(!d.admitted() && d.limit == capped_limit);
+                    warned_capped += usize::from(
+                        d.limit == capped_limit && matches!(&d.outcome, Outcome::Charged(c) if c.crossed.is_some()),
+                    );
+                }
+                None => {
+                    assert_eq!(hard, Some(stack[capped_limit].hard), "{at}");
+                    uncapped += 1;
+                }
+            }
+
+            // The usage endpoint reads the cap with the counters (one slot)
+            // and shows what shared data shows.
+            if step % 4 == 0 {
+                let viewed: Vec<String> = engine::store_keys(&remote, &remote_callers[m])
+                    .into_iter()
+                    .chain(member_cap::keys_of(&remote, &remote_callers[m]))
+                    .collect();
+                assert_eq!(by_slot(viewed.clone()).len(), 1, "{at}: {viewed:?}");
+                let records = view(&mut redis, &sha, &Command::view(viewed.clone()));
+                let from_redis = MemoryStore::new();
+                for (key, record) in viewed.iter().zip(records) {
+                    if let Some(c) = record {
+                        from_redis.set(key, &c.encode(), Expect::Absent).unwrap();
+                    }
+                }
+                let remote_report = usage_report(&remote, &remote_callers[m], now_ms, &from_redis);
+                let shared = shared_data_with(&local, &local_keys, &afters, &local_cap_key, caps[m]);
+                let local_report = usage_report(&local, &local_callers[m], now_ms, &shared);
+                assert_eq!(remote_report, local_report, "{at}");
+                reports += 1;
+            }
+        }
+    }
+    for (what, count) in [
+        ("charged with a cap", charged_capped),
+        ("charged without one", uncapped),
+        ("refused by a cap", refused_by_cap),
+        ("capped past the pool", past_ceiling),
+        ("warned under a cap", warned_capped),
+        ("caps set", set),
+        ("caps cleared", cleared),
+        ("usage reports", reports),
+    ] {
+        assert!(count >= 20, "only {count} cases {what}: the sequences no longer exercise it");
+    }
+}
+
+#[test]
+fn the_script_scales_a_capped_limits_warning_levels_as_the_core_does() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let mut rng = Rng(0x0005_CA1E_0F1E_7E15);
+    let (now, align) = (2_100_000_000, Alignment::default());
+    // Small numbers, and numbers near 2^53, whose products no double holds.
+    let draw = |rng: &mut Rng, big: bool| -> u64 {
+        if big {
+            MAX_UNITS - rng.below(1 << 40)
+        } else {
+            1 + rng.below(200)
+        }
+    };
+    let (mut big_cases, mut merged, mut clamped, mut moved, mut probes) = (0, 0, 0, 0, 0);
+    for case in 0..300 {
+        let big = rng.chance(50);
+        let hard = draw(&mut rng, big).max(2);
+        let mut levels: Vec<u64> = (0..1 + rng.below(8)).map(|_| 1 + rng.below(hard - 1)).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        let mut member =
+            Limits { hard, warn_levels: levels.clone(), admin_cap: true, ..bound_limits(hard, AtHard::Block) };
+        member.pace = None;
+        member.soft = levels.last().copied().filter(|_| rng.chance(50));
+        let (other_pool, big_pool, big_cap) = (rng.chance(30), rng.chance(50), rng.chance(50));
+        let pool_hard = if other_pool { draw(&mut rng, big_pool) } else { hard };
+        let pool = Limits { scope: Scope::Workspace, pace: None, ..bound_limits(pool_hard, AtHard::Block) };
+        let cap = draw(&mut rng, big_cap);
+        let stack = [pool, member];
+        let applied = member_cap::apply(&stack, Some(cap));
+        let expected = &applied[1];
+        assert_eq!(expected.hard, cap.min(pool_hard));
+        big_cases += usize::from(big);
+        merged += usize::from(expected.warn_levels.len() < levels.len());
+        clamped += usize::from(cap > pool_hard);
+        moved += usize::from(expected.warn_levels.iter().any(|l| !levels.contains(l)));
+        let cap_key = format!("t:{{w:{case}}}c@cap\u{1f}u:m");
+        redis.eval(&sha, &Command::cap(cap_key.clone(), Some(cap)));
+        // A fresh counter charged just below each scaled level, then at it:
+        // the level's bit (its index in the scaled list) is set only at it.
+        for (j, level) in expected.warn_levels.iter().enumerate() {
+            for (n, cost) in [level - 1, *level].into_iter().enumerate() {
+                let keys = [format!("t:{{w:{case}}}c@{j}.{n}.u"), format!("t:{{w:{case}}}c@{j}.{n}.w")];
+                let counters = [(keys[0].clone(), &stack[1]), (keys[1].clone(), &stack[0])];
+                let command = Command::charge_stack(&counters, cost, false, now, align, "l.1").with_member_cap(
+                    cap_key.clone(),
+                    0,
+                    member_cap::ceiling(&stack).unwrap(),
+                );
+                let answer = redis.eval_capped(&sha, &command, 2);
+                assert_eq!(answer.cap, Some(cap));
+                let r = recompute(&[(None, expected), (None, &applied[0])], cost, false, now, align);
+                assert!(r.admitted, "case {case}: {cost} of {expected:?}");
+                let afters: Vec<Option<Counter>> = answer.counters.iter().map(|a| a.after).collect();
+                assert_eq!(afters, r.after, "case {case}: hard {hard}, levels {levels:?}, cap {cap}, pool {pool_hard}");
+                let warned = afters[0].map_or(0, |c| c.warned);
+                let bits: u8 =
+                    expected.warn_levels.iter().enumerate().filter(|(_, l)| **l <= cost).map(|(i, _)| 1 << i).sum();
+                assert_eq!(warned, bits, "case {case}: charged {cost}, scaled levels {:?}", expected.warn_levels);
+                assert_eq!(warned & (1 << j) != 0, n == 1, "case {case}: level {j} at {level}");
+                probes += 1;
+            }
+        }
+    }
+    // Cases near 2^53, levels merged or dropped, caps clamped to the pool, levels moved.
+    assert!(
+        big_cases >= 100 && merged >= 20 && clamped >= 20 && moved >= 20 && probes >= 500,
+        "{big_cases} {merged} {clamped} {moved} {probes}"
+    );
+}
+
+#[test]
+fn a_member_cap_is_kept_until_cleared_and_a_malformed_capped_charge_is_an_error() {
+    let mut redis = Redis::start();
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let (now, align) = (2_100_000_000, Alignment::default());
+    let key = "t:{w:acme}c@cap\u{1f}u:ann".to_string();
+    let (before, after) = redis.eval(&sha, &Command::cap(key.clone(), Some(20)));
+    assert_eq!((member_cap::of_record(before), member_cap::of_record(after)), (None, Some(20)));
+    // Never expires while set; read back by a view as the cap it is.
+    assert_eq!(redis.call(&[b"TTL", key.as_bytes()]), Resp::Int(-1));
+    let viewed = view(&mut redis, &sha, &Command::view(vec![key.clone()]));
+    assert_eq!(member_cap::of_record(viewed[0]), Some(20));
+    let (before, after) = redis.eval(&sha, &Command::cap(key.clone(), Some(3)));
+    assert_eq!((member_cap::of_record(before), member_cap::of_record(after)), (Some(20), Some(3)));
+    // Cleared: deleted.
+    let (before, after) = redis.eval(&sha, &Command::cap(key.clone(), None));
+    assert_eq!((member_cap::of_record(before), after), (Some(3), None));
+    assert_eq!(redis.call(&[b"EXISTS", key.as_bytes()]), Resp::Int(0));
+    for bad in ["0", "-2", "1.5", "x", "9007199254740992"] {
+        let answer = redis.call(&[b"EVALSHA", sha.as_bytes(), b"1", key.as_bytes(), b"cap", bad.as_bytes()]);
+        assert!(matches!(&answer, Resp::Error(e) if e.contains("a member cap is a whole number")), "{bad}: {answer:?}");
+    }
+    assert_eq!(redis.call(&[b"EXISTS", key.as_bytes()]), Resp::Int(0));
+
+    // A capped charge with its cap's arguments missing, or naming no counter: refused, nothing written.
+    redis.eval(&sha, &Command::cap(key.clone(), Some(1)));
+    let limits = day_limits();
+    let counters = [("t:{w:acme}a".to_string(), &limits), ("t:{w:acme}b".to_string(), &limits)];
+    let good = Command::charge_stack(&counters, 1, false, now, align, "k.1").with_member_cap(key.clone(), 0, 9);
+    assert_eq!(good.member_cap_key(), Some(key.as_str()));
+    let run = |redis: &mut Redis, args: &[String]| {
+        let n = good.keys.len().to_string();
+        let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), n.as_bytes()];
+        parts.extend(good.keys.iter().map(|k| k.as_bytes()));
+        parts.extend(args.iter().map(|a| a.as_bytes()));
+        redis.call(&parts)
+    };
+    let cut = good.args.len() - 2;
+    let with = |position: &str, most: &str| [&good.args[..cut], &[position.to_string(), most.to_string()]].concat();
+    let (short, shorter) = (good.args[..cut + 1].to_vec(), good.args[..cut].to_vec());
+    let mut long = good.args.clone();
+    long.push("1".into());
+    for args in [
+        shorter,
+        short,
+        long,
+        with("0", "9"),
+        with("3", "9"),
+        with("1.5", "9"),
+        with("1", "-1"),
+        with("1", "2.5"),
+        with("1", "x"),
+    ] {
+        let answer = run(&mut redis, &args);
+        assert!(matches!(&answer, Resp::Error(e) if e.contains("a member cap's key")), "{args:?}: {answer:?}");
+    }
+    assert_eq!(view(&mut redis, &sha, &Command::view(vec!["t:{w:acme}a".into(), "t:{w:acme}b".into()])), [None, None]);
+    // The well-formed call applies the cap of 1 to the first counter: a second unit is refused.
+    assert!(redis.eval_stack(&sha, &good, 2).iter().all(|a| a.after.map(|c| c.used) == Some(1)));
+    let again = Command::charge_stack(&counters, 1, false, now, align, "k.2").with_member_cap(key, 0, 9);
+    let answer = redis.eval_capped(&sha, &again, 2);
+    assert_eq!(answer.cap, Some(1));
+    assert!(answer.counters.iter().all(|a| a.before == a.after), "{answer:?}");
 }

@@ -170,3 +170,37 @@ def test_an_admin_member_cap_takes_effect_and_is_cleared(envoy):
     assert (cleared.status, cleared.json()["cap"]) == (200, None)
     assert [send(proxy, "ada").status for _ in range(3)] == [200, 200, 429]
     assert send(proxy, "ada").headers["x-quota-limit"] == "4"
+
+
+def test_an_admin_member_cap_in_redis_is_enforced_by_another_envoy_and_cleared(envoy, redis_stack):
+    _, webdis = redis_stack()
+    config = team_pool(pool=10, member=4, counters=harness.redis_counters())
+    clusters = [harness.webdis_cluster(webdis.port)]
+    a, b = (envoy(config, extra_clusters=clusters) for _ in range(2))
+    admin = {"authorization": f"Bearer {SECRET}"}
+
+    def cap(value):
+        query = f"class=drafts&workspace=acme&user=ada&cap={value}"
+        return request(a, "POST", f"/quota/admin?{query}", headers=admin)
+
+    # Set through one Envoy, in Redis: the other enforces it.
+    set_ = cap(2)
+    assert (set_.status, set_.json()) == (200, {"class": "drafts", "workspace": "acme", "user": "ada", "cap": 2})
+    assert [send(b, "ada").status for _ in range(3)] == [200, 200, 429]
+    capped = send(b, "ada")
+    assert (capped.headers["x-quota-limit"], capped.headers["x-quota-scope"]) == ("2", "user")
+    report = json.loads(request(b, "GET", "/v1/quota", headers={"x-user-id": "ada", "x-workspace-id": "acme"}).body)
+    assert [(l["scope"], l["used"], l["limit"]) for l in report["classes"][0]["limits"]] == [
+        ("workspace", 2, 10), ("user", 2, 2)]
+    # Bo keeps the plan's 4, on either Envoy; a cap above the pool is refused.
+    assert [send(p, "bo").status for p in (a, b, a, b, a)] == [200, 200, 200, 200, 429]
+    assert cap(11).status == 400
+    # Cleared: the plan's 4 again, everywhere.
+    cleared = cap("none")
+    assert (cleared.status, cleared.json()["cap"]) == (200, None)
+    assert [send(b, "ada").status for _ in range(3)] == [200, 200, 429]
+    assert send(a, "ada").headers["x-quota-limit"] == "4"
+    for proxy in (a, b):
+        stats = proxy.stats(filter=r"wasmcustom\.quota\.store\.")
+        assert stats.get("wasmcustom.quota.store.errors", 0) == 0, stats
+        assert stats.get("wasmcustom.quota.store.mismatches", 0) == 0, stats

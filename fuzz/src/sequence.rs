@@ -75,7 +75,7 @@ pub fn sequence_configs() -> &'static [Config] {
             (2, json!({"unreadable_body": "strictest", "max_body_bytes": 256})),
         ];
         let mut all = configs().to_vec();
-        // Member caps live in shared data: the rich config's team pool, with one.
+        // Member caps in shared data: the rich config's team pool, with one.
         let mut capped: Value =
             serde_json::from_slice(BASE_CONFIGS[2]).unwrap_or_else(|e| panic!("base config 2 is not JSON: {e}"));
         if let Some(member) = capped.pointer_mut("/tiers/team/limits/chat/2").and_then(Value::as_object_mut) {
@@ -84,6 +84,20 @@ pub fn sequence_configs() -> &'static [Config] {
         all.push(
             Config::from_json(capped.to_string().as_bytes())
                 .unwrap_or_else(|e| panic!("the member-cap variant of base config 2 is invalid: {e}")),
+        );
+        // And in Redis's exact mode, where a cap shares its workspace's slot:
+        // without the organisation's pool, which would put the stack in the
+        // organisation's (validation refuses the pair).
+        let mut in_redis = capped;
+        if let Some(chat) = in_redis.pointer_mut("/tiers/team/limits/chat").and_then(Value::as_array_mut) {
+            chat.retain(|l| l.get("scope").and_then(Value::as_str) != Some("organisation"));
+        }
+        if let Some(doc) = in_redis.as_object_mut() {
+            doc.insert("counters".into(), json!({"store": "redis", "redis": redis, "on_error": "fail_closed"}));
+        }
+        all.push(
+            Config::from_json(in_redis.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("the member-cap variant of base config 2 in Redis is invalid: {e}")),
         );
         for (base, patch) in variants {
             let mut doc: Value = serde_json::from_slice(BASE_CONFIGS[base])
@@ -117,6 +131,9 @@ pub struct Tally {
     pub body_reads: u64,
     /// Decisions on a stacked cell, and stacked charges sent to Redis.
     pub stacked: u64,
+    /// Calls to Redis about a member cap: a stacked charge that applies
+    /// one, or the admin endpoint's setting or clearing one.
+    pub capped: u64,
 }
 
 impl Tally {
@@ -131,6 +148,7 @@ impl Tally {
         self.after_reply += o.after_reply;
         self.body_reads += o.body_reads;
         self.stacked += o.stacked;
+        self.capped += o.capped;
     }
 }
 
@@ -344,7 +362,8 @@ fn events(
 /// no answer.
 fn redis_answer(u: &mut Unstructured, call: Option<&Call>) -> arbitrary::Result<(Option<u16>, Vec<u8>)> {
     // A view answers a record per key; a stacked charge a record before and
-    // after per counter, one per key (each counter has its marker).
+    // after per counter, one per key (each counter has its marker), and the
+    // member cap's record when it carries its key.
     let records = match call {
         Some(c) if matches!(c.command.op(), "view" | "charge_stack") => c.command.keys.len(),
         _ => 2,
@@ -352,8 +371,17 @@ fn redis_answer(u: &mut Unstructured, call: Option<&Call>) -> arbitrary::Result<
     let answer = match u.int_in_range(0..=7)? {
         0..=3 => {
             let mut fields = Vec::with_capacity(records * RECORD_FIELDS);
-            for _ in 0..records {
-                fields.extend(record(u, call)?);
+            for n in 0..records {
+                let cap = call.and_then(|c| match c.command.op() {
+                    // What a cap call asked for (its record after it ran), or a charge's cap.
+                    "cap" => Some(c.command.args.get(1).and_then(|a| a.parse::<i64>().ok())),
+                    _ if c.command.member_cap_key().is_some() && n + 1 == records => Some(None),
+                    _ => None,
+                });
+                match cap {
+                    Some(asked) if u.ratio(3, 4)? => fields.extend(cap_record(u, asked)?),
+                    _ => fields.extend(record(u, call)?),
+                }
             }
             let verb = if u.ratio(1, 4)? { "EVAL" } else { "EVALSHA" };
             (Some(200), json!({ verb: fields }).to_string().into_bytes())
@@ -395,6 +423,17 @@ fn record(u: &mut Unstructured, call: Option<&Call>) -> arbitrary::Result<Vec<i6
         u.int_in_range(0..=8)?,
         u.int_in_range(0..=3)?,
     ])
+}
+
+/// A member cap's record: the cap `asked` for, or any (0, 1 and the
+/// largest among them).
+fn cap_record(u: &mut Unstructured, asked: Option<i64>) -> arbitrary::Result<Vec<i64>> {
+    let cap = match asked {
+        Some(cap) if u.ratio(3, 4)? => cap,
+        _ => *u.choose(&[0, 1, 2, 5, 40, 9_007_199_254_740_991])?,
+    };
+    let code = i64::from(quota_core::member_cap::MEMBER_CAP_CODE);
+    Ok(vec![1, code, 0, 9_007_199_254_740_991, cap, 0, 0, 0, 0])
 }
 
 /// Whether webdis's answer holds records (what the exchange can decide from).
@@ -470,9 +509,10 @@ impl<'c> Watch<'c> {
                 tally.calls += calls.len() as u64;
                 for call in calls {
                     tally.stacked += u64::from(call.command.op() == "charge_stack");
+                    tally.capped += u64::from(call.command.member_cap_key().is_some() || call.command.op() == "cap");
                     if let (Some(id), "charge" | "charge_stack") = (call.command.id(), call.command.op()) {
-                        // Counters and their markers alternate.
-                        let counters = call.command.keys.iter().step_by(2).cloned().collect();
+                        // Counters and their markers alternate (a member cap's key may follow).
+                        let counters = call.command.keys.chunks_exact(2).filter_map(|p| p.first().cloned()).collect();
                         sent.insert(id.to_string(), counters);
                     }
                     self.out.retain(|c| c.n != call.n);
@@ -579,6 +619,7 @@ mod tests {
         assert!(total.decisions > 500 && total.replies > 500 && total.after_reply > 500, "{total:?}");
         assert!(total.calls > 200 && total.answers > 100 && total.cancels > 0, "{total:?}");
         assert!(total.stacked > 50, "{total:?}");
+        assert!(total.capped > 5, "{total:?}");
         assert!(total.corrections > 20 && total.body_reads > 100, "{total:?}");
     }
 }

@@ -83,7 +83,8 @@ impl Config {
 
 /// A limit pooled by organisation needs a source for the organisation id,
 /// and the approximate mode syncs one counter per request, not a stack
-/// (Redis's exact mode charges a stack in one script call).
+/// (Redis's exact mode charges a stack in one script call, a member cap
+/// with it when the stack is tagged by the workspace).
 fn check_stack_sources(
     classes: &[Class],
     tiers: &[Tier],
@@ -104,10 +105,15 @@ fn check_stack_sources(
                     ));
                 }
             }
-            if let (Some(i), Some(_)) = (stack.iter().position(|l| l.admin_cap), counters.exact_redis()) {
+            // In Redis a member's cap shares the workspace's hash slot (see
+            // member_cap::redis_key); an organisation's pool puts the stack's
+            // counters in the organisation's, out of one call's reach.
+            let capped = stack.iter().position(|l| l.admin_cap);
+            let pooled_by_organisation = stack.iter().any(|l| l.scope == Scope::Organisation);
+            if let (Some(i), true, Some(_)) = (capped, pooled_by_organisation, counters.exact_redis()) {
                 return Err(ConfigError::new(
                     format!("{path}[{i}].admin_cap"),
-                    "member caps are kept in shared data: not with counters in Redis",
+                    "with counters in Redis a member cap is kept in the workspace's hash slot, and an \"organisation\" pool keeps this stack's counters in the organisation's: not both in one stack",
                 ));
             }
             if stack.len() > 1 && counters.approximate_redis().is_some() {

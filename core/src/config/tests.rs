@@ -482,3 +482,34 @@ fn stacked_limits_are_checked_with_their_paths() {
     );
     assert!(Config::from_json(org.to_string().as_bytes()).is_ok());
 }
+
+#[test]
+fn member_caps_with_counters_in_redis_share_the_workspaces_slot() {
+    let cell = "/tiers/pro/limits/drafts";
+    let doc = |limits: Value, counters: Value| {
+        let doc = with(base(), "/identity/workspace", json!([{"header": "x-workspace-id"}]));
+        let doc = with(doc, "/identity/organisation", json!([{"header": "x-org-id"}]));
+        let doc = with(doc, "/admin", json!({"path": "/quota/admin", "secret": "s3cret-s3cret-s3cret-s3cret"}));
+        with(with(doc, cell, limits), "/counters", counters)
+    };
+    let team = json!([
+        {"scope": "workspace", "hard": 300, "window": "day"},
+        {"scope": "user", "hard": 50, "window": "day", "admin_cap": true}
+    ]);
+    let with_org = json!([
+        {"scope": "org", "hard": 900, "window": "day"},
+        {"scope": "workspace", "hard": 300, "window": "day"},
+        {"scope": "user", "hard": 50, "window": "day", "admin_cap": true}
+    ]);
+    let exact = json!({"store": "redis", "redis": {"cluster": "redis"}});
+    // In Redis, a member cap lives in its workspace's slot, beside the pool's counters.
+    assert!(Config::from_json(doc(team, exact.clone()).to_string().as_bytes()).is_ok());
+    // An organisation's pool puts the stack in the organisation's slot: not with a cap in Redis.
+    assert_eq!(
+        error_of(&doc(with_org.clone(), exact)),
+        "tiers.pro.limits.drafts[2].admin_cap: with counters in Redis a member cap is kept in the workspace's hash \
+         slot, and an \"organisation\" pool keeps this stack's counters in the organisation's: not both in one stack"
+    );
+    // In shared data, both.
+    assert!(Config::from_json(doc(with_org, json!({"store": "shared_data"})).to_string().as_bytes()).is_ok());
+}

@@ -33,7 +33,7 @@ use crate::headers::{is_quota_header, Headers};
 use crate::identity::{Caller, IdentityError};
 use crate::negotiate::{negotiate, BodyFormat};
 use crate::redis::sync::SyncTarget;
-use crate::redis::{self, by_slot, Answer, CallError, Command};
+use crate::redis::{self, by_slot, CallError, Command, StackAnswer};
 use crate::reply::{refuse_body, refuse_identity, respond, Action, LocalReply};
 use crate::request::RequestHead;
 use crate::store::{CounterStore, Expect, GiveUp, StoreError};
@@ -59,6 +59,8 @@ pub(super) enum Phase {
     Viewing(Box<Viewing>),
     /// Waiting for the Redis store to add a grant.
     Granting(Box<Granting>),
+    /// Waiting for the Redis store to set or clear a member cap.
+    Capping(Box<Capping>),
     /// Admitted: these headers go on the upstream's response, which may
     /// correct the charge.
     Admitted(Headers, Option<Box<Charged>>),
@@ -68,7 +70,7 @@ pub(super) enum Phase {
 
 impl Phase {
     pub(super) fn waiting_for_store(&self) -> bool {
-        matches!(self, Phase::Charging(_) | Phase::Granting(_) | Phase::Viewing(_))
+        matches!(self, Phase::Charging(_) | Phase::Granting(_) | Phase::Capping(_) | Phase::Viewing(_))
     }
 }
 
@@ -132,6 +134,13 @@ pub(super) struct Viewing {
 #[derive(Debug)]
 pub(super) struct Granting {
     grant: admin::GrantRequest,
+    call: Call,
+}
+
+/// The admin endpoint, paused while Redis sets or clears a member cap.
+#[derive(Debug)]
+pub(super) struct Capping {
+    cap: admin::CapRequest,
     call: Call,
 }
 
@@ -480,7 +489,10 @@ impl Exchange {
         let load = !host.script_cached();
         let mut viewing = Viewing { caller, waiting: HashMap::new(), read: HashMap::new() };
         let mut calls = Vec::new();
-        for (n, keys) in by_slot(engine::store_keys(config, &viewing.caller)).into_iter().enumerate() {
+        // Member caps too: each in its workspace's slot, read with the pool's counters.
+        let mut keys = engine::store_keys(config, &viewing.caller);
+        keys.extend(crate::member_cap::keys_of(config, &viewing.caller));
+        for (n, keys) in by_slot(keys).into_iter().enumerate() {
             calls.push(Call { n, command: Command::view(keys.clone()), load });
             viewing.waiting.insert(n, keys);
         }
@@ -491,16 +503,23 @@ impl Exchange {
         Step::new(Next::Call(calls))
     }
 
-    /// Adds grant units, or sets a member cap (the admin endpoint's query).
+    /// Adds grant units, or sets or clears a member cap (the admin
+    /// endpoint's query): at once in shared data, else by a call to Redis.
     fn admin_grant(&mut self, config: &Config, host: &mut dyn Host, query: &str) -> Step {
         let grant = match admin::parse_admin(config, query) {
             Ok(admin::AdminRequest::Grant(g)) => g,
-            Ok(admin::AdminRequest::MemberCap(cap)) => {
-                // Member caps are kept in shared data (config validation).
+            Ok(admin::AdminRequest::MemberCap(cap)) if config.counters.exact_redis().is_none() => {
                 let now_ms = host.now_ms();
                 let counters = config.counters.table(host.shared_data(), now_ms);
                 let result = crate::member_cap::write(config, &counters, &cap.key, cap.cap);
                 return self.reply(capped(config, host, &cap, result.map_err(|e| e.to_string())));
+            }
+            Ok(admin::AdminRequest::MemberCap(cap)) => {
+                // Kept in Redis beside the counters it caps (member_cap::redis_key).
+                let command = Command::cap(cap.key.clone(), cap.cap);
+                let call = Call { n: 0, command, load: !host.script_cached() };
+                self.phase = Phase::Capping(Box::new(Capping { cap, call: call.clone() }));
+                return Step::new(Next::Call(vec![call]));
             }
             Err(why) => {
                 let doc = json!({ "error": { "message": why, "type": "invalid_request_error", "code": "bad_grant" } });
@@ -531,7 +550,9 @@ impl Exchange {
         match std::mem::replace(&mut self.phase, Phase::Pass) {
             Phase::Charging(mut waiting) if waiting.call.n == n => {
                 let counters = waiting.ticket.stack.len().max(1);
-                match answer_of(host, &mut waiting.call, status, body, |s, b| redis::parse_stack(s, b, counters)) {
+                let capped = waiting.call.command.member_cap_key().is_some();
+                let parse = |s, b: &[u8]| redis::parse_stack(s, b, counters, capped);
+                match answer_of(host, &mut waiting.call, status, body, parse) {
                     None => {
                         let again = waiting.call.clone();
                         self.phase = Phase::Charging(waiting);
@@ -550,6 +571,27 @@ impl Exchange {
                     Some(result) => {
                         let result = result.map(|answer| answer.after.map_or(0, |c| c.grant)).map_err(|e| e.why);
                         self.reply(granted(config, host, &waiting.grant, result))
+                    }
+                }
+            }
+            Phase::Capping(mut waiting) if waiting.call.n == n => {
+                match answer_of(host, &mut waiting.call, status, body, redis::parse) {
+                    None => {
+                        let again = waiting.call.clone();
+                        self.phase = Phase::Capping(waiting);
+                        Step::new(Next::Call(vec![again]))
+                    }
+                    Some(result) => {
+                        let result = result.map_err(|e| e.why).and_then(|answer| {
+                            let held = crate::member_cap::of_record(answer.after);
+                            if held == waiting.cap.cap {
+                                Ok(())
+                            } else {
+                                let held = held.map_or_else(|| "none".to_string(), |c| c.to_string());
+                                Err(format!("Redis holds a cap of {held} after the call"))
+                            }
+                        });
+                        self.reply(capped(config, host, &waiting.cap, result))
                     }
                 }
             }
@@ -584,6 +626,7 @@ impl Exchange {
         let ours = match &self.phase {
             Phase::Charging(w) => w.call.n == n,
             Phase::Granting(w) => w.call.n == n,
+            Phase::Capping(w) => w.call.n == n,
             Phase::Viewing(v) => v.waiting.contains_key(&n),
             _ => false,
         };
@@ -598,6 +641,9 @@ impl Exchange {
             }
             Phase::Granting(waiting) if waiting.call.n == n => {
                 self.reply(granted(config, host, &waiting.grant, Err(unanswered.why)))
+            }
+            Phase::Capping(waiting) if waiting.call.n == n => {
+                self.reply(capped(config, host, &waiting.cap, Err(unanswered.why)))
             }
             Phase::Viewing(mut viewing) => {
                 if let Some(keys) = viewing.waiting.remove(&n) {
@@ -620,7 +666,7 @@ impl Exchange {
         config: &Config,
         host: &mut dyn Host,
         waiting: Box<Charging>,
-        stored: Result<Vec<Answer>, Unanswered>,
+        stored: Result<StackAnswer, Unanswered>,
     ) -> Step {
         if let (Err(e), FailPolicy::Closed) = (&stored, config.counters.on_error) {
             if e.may_have_run {

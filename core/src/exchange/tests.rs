@@ -722,3 +722,177 @@ fn a_lost_script_is_sent_once_with_a_stacked_charge() {
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("quota_unavailable")));
     assert!(!host.notes.iter().any(|n| matches!(n, Noted::Cancel { .. })));
 }
+
+/// "drafts" as in [`stacked_redis`], whose member limit (4 a day, warned
+/// at 2) a workspace admin may cap, with the usage endpoint on.
+fn capped_redis() -> Config {
+    let doc = json!({
+        "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+        "usage_endpoint": "/quota",
+        "admin": {"path": "/admin", "secret": "s3cret-s3cret-s3cret-s3cret"},
+        "classes": [{"name": "drafts", "match": [{"methods": ["POST"], "path": {"exact": "/drafts"}}]}],
+        "tiers": {"team": {"limits": {"drafts": [
+            {"scope": "workspace", "hard": 6, "window": "day"},
+            {"scope": "user", "hard": 4, "window": "day", "warn_at": [0.5], "admin_cap": true}
+        ]}}},
+        "counters": {"store": "redis", "redis": {"cluster": "redis", "key_prefix": "q:"}, "on_error": "fail_closed"}
+    });
+    match Config::from_json(doc.to_string().as_bytes()) {
+        Ok(c) => c,
+        Err(e) => panic!("capped test config: {e}"),
+    }
+}
+
+/// Ann's cap for drafts in acme, in Redis.
+const ANN_CAP: &str = "q:{w:acme}drafts@cap\u{1f}u:ann";
+
+/// A member cap's record, as the script keeps it.
+fn cap_record(cap: u64) -> Counter {
+    Counter {
+        window_code: crate::member_cap::MEMBER_CAP_CODE,
+        window_start: 0,
+        window_end: crate::units::MAX_UNITS as i64,
+        used: cap,
+        ..Counter::default()
+    }
+}
+
+fn admin_cap(cap: &str) -> Vec<(String, Vec<u8>)> {
+    let path = format!("/admin?class=drafts&workspace=acme&user=ann&cap={cap}");
+    headers("POST", &path, &[("authorization", "Bearer s3cret-s3cret-s3cret-s3cret")])
+}
+
+#[test]
+fn a_member_cap_in_redis_is_set_and_cleared_by_a_call_and_answered() {
+    let config = capped_redis();
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let [call] = calls(&x.request_head(&config, &mut host, admin_cap("2"), true))
+        .try_into()
+        .unwrap_or_else(|c: Vec<Call>| panic!("{c:?}"));
+    assert_eq!(
+        (call.command.op(), &call.command.keys[..], &call.command.args[..]),
+        ("cap", &[ANN_CAP.to_string()][..], &["cap".to_string(), "2".to_string()][..])
+    );
+    assert!(x.waiting_for_store());
+    let step = x.answered(&config, &mut host, call.n, Some(200), &answer(None, Some(cap_record(2))));
+    assert_eq!(reply(&step), (200, json!({"class": "drafts", "workspace": "acme", "user": "ann", "cap": 2})));
+    assert_eq!(host.store.len(), 0, "nothing in shared data");
+
+    // Cleared: the key goes.
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, admin_cap("none"), true)).remove(0);
+    assert_eq!(call.command.args, ["cap", "none"]);
+    let step = x.answered(&config, &mut host, call.n, Some(200), &answer(Some(cap_record(2)), None));
+    assert_eq!(reply(&step), (200, json!({"class": "drafts", "workspace": "acme", "user": "ann", "cap": null})));
+
+    // A lost script goes again with the call, once.
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, admin_cap("3"), true)).remove(0);
+    let again = calls(&x.answered(&config, &mut host, call.n, Some(200), NOSCRIPT)).remove(0);
+    assert!(again.load && again.command == call.command, "{again:?}");
+    let step = x.answered(&config, &mut host, again.n, Some(200), &answer(Some(cap_record(2)), Some(cap_record(3))));
+    assert_eq!(reply(&step).1["cap"], json!(3));
+
+    // Redis holding another cap than asked, no answer, a call that cannot leave: 503, saying why.
+    for (status, body, why) in [
+        (Some(200), answer(None, Some(cap_record(5))), "Redis holds a cap of 5"),
+        (Some(502), b"bad gateway".to_vec(), "502"),
+        (None, Vec::new(), "no answer"),
+    ] {
+        let mut x = Exchange::new();
+        let call = calls(&x.request_head(&config, &mut host, admin_cap("3"), true)).remove(0);
+        let (code, doc) = reply(&x.answered(&config, &mut host, call.n, status, &body));
+        assert_eq!((code, doc["error"]["code"].as_str()), (503, Some("quota_unavailable")), "{why}");
+        assert!(doc["error"]["message"].as_str().is_some_and(|m| m.contains(why)), "{doc}");
+    }
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, admin_cap("3"), true)).remove(0);
+    assert_eq!(reply(&x.not_sent(&config, &mut host, call.n, "no cluster".into())).0, 503);
+    // A cap past the pool is refused before any call.
+    let step = Exchange::new().request_head(&config, &mut host, admin_cap("7"), true);
+    assert_eq!(reply(&step).0, 400);
+}
+
+/// A stacked charge's answer with the member cap's record last.
+fn capped_answer(records: &[(Option<Counter>, Option<Counter>)], cap: Option<Counter>) -> Vec<u8> {
+    let mut fields: Vec<i64> = records.iter().flat_map(|(b, a)| record(*b).into_iter().chain(record(*a))).collect();
+    fields.extend(record(cap));
+    json!({ "EVALSHA": fields }).to_string().into_bytes()
+}
+
+#[test]
+fn a_stacked_charge_in_redis_carries_the_members_cap_and_is_decided_with_it() {
+    let config = capped_redis();
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    let command = &call.command;
+    // The member's counter, the pool's, their markers, then the cap: one slot.
+    assert_eq!((command.op(), command.keys.len(), command.member_cap_key()), ("charge_stack", 5, Some(ANN_CAP)));
+    assert!(command.keys.iter().all(|k| crate::redis::hash_tag(k) == "w:acme"), "{:?}", command.keys);
+    // The cap applies to the first counter (the member's), at most the pool's 6.
+    assert_eq!(command.args[command.args.len() - 2..], ["1", "6"]);
+
+    // Ann, capped at 2, has used 2: refused by her cap, which the decision shows.
+    let (member_2, pool_2) = stacked_records(&config, 2, 2);
+    let body = capped_answer(&[(member_2, member_2), (pool_2, pool_2)], Some(cap_record(2)));
+    let (status, doc) = reply(&x.answered(&config, &mut host, call.n, Some(200), &body));
+    assert_eq!(status, 429, "{doc}");
+    let d = host.decisions().last().cloned().unwrap_or_else(|| panic!("{:?}", host.notes));
+    assert_eq!((d.limit, d.scope), (1, crate::identity::ScopeKind::User));
+    let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+    assert_eq!((c.usage.hard, c.usage.used), (2, 2));
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Mismatch { .. } | Noted::Cancel { .. })), "{:?}", host.notes);
+
+    // Without a cap, the plan's 4: admitted, and the member's warning comes at 2 of 4.
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    let (member_1, pool_1) = stacked_records(&config, 1, 1);
+    let body = capped_answer(&[(member_1, member_2), (pool_1, pool_2)], None);
+    assert_eq!(x.answered(&config, &mut host, call.n, Some(200), &body).next, Next::Continue);
+    let d = host.decisions().last().cloned().unwrap_or_else(|| panic!("{:?}", host.notes));
+    let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+    assert_eq!((d.limit, c.usage.hard, c.usage.used, c.crossed), (1, 4, 2, Some(0)));
+    assert!(!host.notes.iter().any(|n| matches!(n, Noted::Mismatch { .. } | Noted::Cancel { .. })), "{:?}", host.notes);
+
+    // An answer without the cap's record cannot be read: 503, and each counter's charge cancelled.
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    let call = calls(&x.request_head(&config, &mut host, member("ann"), true)).remove(0);
+    let body = stack_answer(&[(member_1, member_2), (pool_1, pool_2)]);
+    assert_eq!(reply(&x.answered(&config, &mut host, call.n, Some(200), &body)).0, 503);
+    let cancelled: Vec<&str> = host
+        .notes
+        .iter()
+        .filter_map(|n| if let Noted::Cancel { key, .. } = n { Some(key.as_str()) } else { None })
+        .collect();
+    assert_eq!(cancelled, vec![call.command.keys[0].as_str(), call.command.keys[2].as_str()]);
+}
+
+#[test]
+fn the_usage_endpoint_in_redis_reads_the_members_cap_with_the_pools_counters() {
+    let config = capped_redis();
+    let mut host = MemoryHost::at(NOON_MS);
+    let ann = headers("GET", "/quota", &[("x-user-id", "ann"), ("x-workspace-id", "acme")]);
+    for (cap, limit) in [(Some(cap_record(3)), 3), (None, 4)] {
+        let mut x = Exchange::new();
+        let [call] = calls(&x.request_head(&config, &mut host, ann.clone(), true))
+            .try_into()
+            .unwrap_or_else(|c: Vec<Call>| panic!("{c:?}"));
+        assert_eq!(call.command.op(), "view");
+        assert_eq!(call.command.keys.len(), 3, "{:?}", call.command.keys);
+        assert_eq!(call.command.keys[2], ANN_CAP);
+        let (member_1, pool_1) = stacked_records(&config, 1, 1);
+        let fields: Vec<i64> = [member_1, pool_1, cap].into_iter().flat_map(record).collect();
+        let body = json!({ "EVALSHA": fields }).to_string();
+        let (status, doc) = reply(&x.answered(&config, &mut host, call.n, Some(200), body.as_bytes()));
+        assert_eq!(status, 200);
+        let limits = &doc["classes"][0]["limits"];
+        assert_eq!(
+            (&limits[1]["scope"], &limits[1]["limit"], &limits[1]["used"]),
+            (&json!("user"), &json!(limit), &json!(1)),
+            "{doc}"
+        );
+    }
+}

@@ -24,17 +24,21 @@
 -- charge_stack (a stacked cell's limits, all or none) takes several counters,
 -- each followed by its marker, all of one hash tag and one charge id; each
 -- counter's charge is then cancelled on its own (`cancel` on its key and
--- marker).
+-- marker). A stack with a member cap (quota_core::member_cap) also takes the
+-- member's cap key, last, in the same slot: a hash holding a record of window
+-- code CAP_CODE whose u is the cap, set by `cap` and kept until deleted.
 --
 -- Every operation but view answers the record before and after it ran,
 -- {exists, c, s, e, u, g, b, w, f} twice in one flat array (webdis cannot
 -- carry nested arrays); charge_stack answers that pair for each counter in
--- turn; view answers one record per key. The
+-- turn, then the member cap's record when it was given one; view answers one
+-- record per key. The
 -- filter recomputes the caller's standing from the first with the same pure
 -- function the local store runs (quota_core::decide) and checks it against
 -- the second. This script mirrors decide::decide, decide::adjust and
--- decide::add_grant: change them together (core/tests/redis_script.rs
--- compares them on random sequences against a real Redis).
+-- decide::add_grant, and member_cap::apply: change them together
+-- (core/tests/redis_script.rs compares them on random sequences against a
+-- real Redis).
 
 local key = KEYS[1]
 local marker = KEYS[2]
@@ -48,6 +52,9 @@ local MAX = 9007199254740991
 -- Counts read at most MAX: a record written before counts were bounded
 -- comes back as a number the filter can read.
 local UNITS = {u = true, g = true, b = true}
+-- The window code of a member cap's record (quota_core::member_cap::MEMBER_CAP_CODE):
+-- no counter's window has it.
+local CAP_CODE = 2147483646
 
 local function read_key(k)
   local v = redis.call('HMGET', k, unpack(NAMES))
@@ -146,6 +153,71 @@ local function limit_at(i)
   return p, i + 10 + count
 end
 
+-- floor(level * hard / old_hard), at least 1, for 0 <= level < old_hard and
+-- hard <= MAX (member_cap::apply's scale, in integers): the product may pass
+-- 2^53, where doubles skip integers, so it is built bit by bit of `hard`,
+-- from the top, keeping level * (the bits so far) = q * old_hard + r with
+-- r < old_hard; no sum passes old_hard. A level at or past old_hard scales
+-- to at least `hard`, which drops it either way.
+local function scale(level, hard, old_hard)
+  if level >= old_hard then
+    return math.max(hard, 1)
+  end
+  local bits, rest = {}, hard
+  while rest > 0 do
+    local bit = rest % 2
+    bits[#bits + 1] = bit
+    rest = (rest - bit) / 2
+  end
+  local q, r = 0, 0
+  for j = #bits, 1, -1 do
+    q = q * 2
+    if r >= old_hard - r then
+      r, q = r - (old_hard - r), q + 1
+    else
+      r = r + r
+    end
+    if bits[j] == 1 then
+      if r >= old_hard - level then
+        r, q = r - (old_hard - level), q + 1
+      else
+        r = r + level
+      end
+    end
+  end
+  return math.max(q, 1)
+end
+
+-- The member cap held in record `r` (member_cap::of_record), if set.
+local function cap_of(r)
+  if r and r.c == CAP_CODE and r.e > r.s then
+    return r.u
+  end
+  return nil
+end
+
+-- The parameters `p` (limit_at) as member cap `cap` leaves them
+-- (member_cap::apply): the hard limit is the cap, at most `most` (the pool's,
+-- member_cap::ceiling); the request ceiling follows it (hard plus the cap
+-- past it); each warning level scales to it, those not below it dropped and
+-- equal ones kept once. The soft limit is not the script's: it only changes
+-- how an admitted request is served, which the filter decides.
+local function capped(p, cap, most)
+  local hard = math.min(cap, most)
+  local q = {
+    code = p.code, fresh_start = p.fresh_start, fresh_end = p.fresh_end, hard = hard, cap = p.cap,
+    confirm_above = p.confirm_above, pace_used = p.pace_used, pace_before = p.pace_before,
+    ceiling = math.min(hard + math.max(p.cap, 0), MAX), levels = {},
+  }
+  for _, level in ipairs(p.levels) do
+    local scaled = scale(level, hard, math.max(p.hard, 1))
+    if scaled < hard and scaled ~= q.levels[#q.levels] then
+      q.levels[#q.levels + 1] = scaled
+    end
+  end
+  return q
+end
+
 -- One counter's charge of `cost` units at `now`, decided on its record `old`
 -- without writing anything (decide::decide): the record to write and the
 -- units this charge adds to it, or nil when the counter refuses.
@@ -222,17 +294,25 @@ local function charge()
 end
 
 -- charge_stack now cost confirmed <parameters of counter 1> <of counter 2> ...
+--   [capped most]
 -- KEYS: counter 1, its marker, counter 2, its marker, ... (one hash tag, one
--- charge id). A stacked cell's limits: the request is charged to every
--- counter or to none. Each counter is decided as `charge` decides it, none
+-- charge id), and, for a stack with a member cap, the cap's key last (an odd
+-- count of keys); its arguments then end with the capped counter's position
+-- (from 1) and the most the cap may be. A stacked cell's limits: the request
+-- is charged to every counter or to none. Each counter is decided as
+-- `charge` decides it (the capped one against the limits the cap leaves), none
 -- written until all admit; a cancel that arrived first on any counter makes
 -- it charge nothing. Answers each counter's record before and after, in
--- order, in one flat array.
+-- order, then the cap's record (when given its key), in one flat array.
 local function charge_stack()
   local now, cost, confirmed = tonumber(ARGV[2]), math.min(tonumber(ARGV[3]), MAX), ARGV[4] == '1'
-  local counters = #KEYS / 2
-  if counters < 1 or counters ~= math.floor(counters) then
-    return redis.error_reply('quota: charge_stack takes a counter and its marker per limit')
+  local counters = math.floor(#KEYS / 2)
+  local cap_key = nil
+  if #KEYS % 2 == 1 then cap_key = KEYS[#KEYS] end
+  local layout = "quota: charge_stack takes a counter and its marker per limit"
+    .. " (then a member cap's key, with its counter's position and most as the last two arguments)"
+  if counters < 1 then
+    return redis.error_reply(layout)
   end
   local params, i = {}, 5
   for c = 1, counters do
@@ -241,8 +321,20 @@ local function charge_stack()
       return redis.error_reply('quota: malformed limit arguments for counter ' .. c)
     end
   end
-  if i <= #ARGV then
+  local position, most
+  if cap_key then
+    position, most = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+    if i + 1 ~= #ARGV or not (position and most) or position < 1 or position > counters
+        or position ~= math.floor(position) or most < 0 or most ~= math.floor(most) then
+      return redis.error_reply(layout)
+    end
+  elseif i <= #ARGV then
     return redis.error_reply('quota: more limit arguments than counters')
+  end
+  local cap_record = cap_key and read_key(cap_key)
+  local cap = cap_of(cap_record)
+  if cap then
+    params[position] = capped(params[position], cap, most)
   end
   local olds, news, took = {}, {}, {}
   local admitted = true
@@ -266,6 +358,9 @@ local function charge_stack()
       after = news[c]
     end
     for _, v in ipairs(answer(olds[c], after)) do table.insert(out, v) end
+  end
+  if cap_key then
+    for _, v in ipairs(flat(cap_record)) do table.insert(out, v) end
   end
   return out
 end
@@ -329,6 +424,25 @@ local function grant()
   return answer(old, r)
 end
 
+-- cap units|none (KEYS[1]: a member's cap): sets the cap to `units` (1 to
+-- MAX), a record of window code CAP_CODE and an endless window that never
+-- expires, or deletes it ('none'). Answers the record before and after.
+local function set_cap()
+  local old = read()
+  if ARGV[2] == 'none' then
+    redis.call('DEL', key)
+    return answer(old, nil)
+  end
+  local units = tonumber(ARGV[2])
+  if not units or units < 1 or units > MAX or units ~= math.floor(units) then
+    return redis.error_reply('quota: a member cap is a whole number from 1 to 2^53 - 1, or none')
+  end
+  local r = {c = CAP_CODE, s = 0, e = MAX, u = units, g = 0, b = 0, w = 0, f = 0}
+  redis.call('HSET', key, 'c', r.c, 's', r.s, 'e', r.e, 'u', r.u, 'g', r.g, 'b', r.b, 'w', r.w, 'f', r.f)
+  redis.call('PERSIST', key)
+  return answer(old, r)
+end
+
 -- add now delta code fresh_start fresh_end: the approximate mode's sync. Adds
 -- what one Envoy admitted locally since its last sync (a negative delta gives
 -- units back) to the open window, or to a fresh one, never refusing: the
@@ -358,6 +472,8 @@ elseif op == 'cancel' and marker then
   return cancel()
 elseif op == 'grant' then
   return grant()
+elseif op == 'cap' then
+  return set_cap()
 elseif op == 'view' then
   -- Every key given (one caller's counters, sharing a hash tag): one record each.
   local out = {}

@@ -20,8 +20,14 @@
 //! counter: [`Command::cancel`] on each key with the charge's id gives back
 //! what the charge took there, once, and a cancel that reaches Redis first
 //! makes the whole stacked charge charge nothing.
+//!
+//! A stack with an `admin_cap` limit carries the member's cap key too
+//! ([`Command::with_member_cap`]; the workspace's slot, as the counters):
+//! the script reads the cap, decides the capped counter against the limits
+//! [`crate::member_cap::apply`] leaves, and answers the cap's record, so
+//! the filter decides again with the same `apply`, as shared data does.
 
-use super::{Answer, Command};
+use super::{Command, StackAnswer};
 use crate::config::{Cell, Config, Limits};
 use crate::counter::Counter;
 use crate::decide::{self, Charge, Usage};
@@ -109,15 +115,28 @@ pub fn recompute(
     Recomputed { charges, admitted, after, usages }
 }
 
-/// Each counter of `ticket` (its key) with its limits, in the ticket's
-/// order: its one counter, or a stacked cell's every counter. `None` when
-/// the config has no such cell or limit.
-fn counters_of<'c>(config: &'c Config, ticket: &Ticket) -> Option<Vec<(String, &'c Limits)>> {
+/// Each counter of `ticket` (its key) with its limits in `stack` (the
+/// cell's, or as a member cap leaves them), in the ticket's order: its one
+/// counter, or a stacked cell's every counter. `None` when the config has
+/// no such cell or limit.
+fn counters_of<'s>(config: &'s Config, stack: &'s [Limits], ticket: &Ticket) -> Option<Vec<(String, &'s Limits)>> {
     if ticket.stack.is_empty() {
         return Some(vec![(ticket.key.clone(), engine::limits_of(config, ticket)?)]);
     }
-    let stack = config.cell(ticket.tier, ticket.class).map(Cell::limits)?;
     ticket.stack.iter().map(|(i, _, key)| Some((key.clone(), stack.get(*i)?))).collect()
+}
+
+/// The cell `ticket` is charged in: its limits, as the config has them.
+fn cell_of<'c>(config: &'c Config, ticket: &Ticket) -> &'c [Limits] {
+    config.cell(ticket.tier, ticket.class).map_or(&[][..], Cell::limits)
+}
+
+/// The member cap a stacked `ticket`'s charge applies: the cap's key, the
+/// position in the charge of the counter it caps, and the most it may be.
+fn member_cap_of<'t>(stack: &[Limits], ticket: &'t Ticket) -> Option<(&'t str, usize, u64)> {
+    let key = ticket.member_cap.as_deref().filter(|_| !ticket.stack.is_empty())?;
+    let position = ticket.stack.iter().position(|(i, _, _)| stack.get(*i).is_some_and(|l| l.admin_cap))?;
+    Some((key, position, crate::member_cap::ceiling(stack).unwrap_or(crate::units::MAX_UNITS)))
 }
 
 /// Every counter `ticket` charges: the keys a cancel of its charge goes to.
@@ -133,30 +152,41 @@ pub fn keys(ticket: &Ticket) -> Vec<&str> {
 /// its counter, or a `charge_stack` of a stacked cell's counters. `None`
 /// when the config has no such cell or limit.
 pub fn command(config: &Config, ticket: &Ticket, id: &str) -> Option<Command> {
-    let counters = counters_of(config, ticket)?;
+    let stack = cell_of(config, ticket);
+    let counters = counters_of(config, stack, ticket)?;
     let (now, cost, confirmed, align) = (ticket.now(), ticket.cost, ticket.confirmed, ticket.alignment);
     match counters.as_slice() {
         [(key, limits)] if ticket.stack.is_empty() => {
             Some(Command::charge(key.clone(), limits, cost, confirmed, now, align, id))
         }
         [] => None,
-        many => Some(Command::charge_stack(many, cost, confirmed, now, align, id)),
+        many => {
+            let command = Command::charge_stack(many, cost, confirmed, now, align, id);
+            Some(match member_cap_of(stack, ticket) {
+                Some((key, counter, ceiling)) => command.with_member_cap(key.to_string(), counter, ceiling),
+                None => command,
+            })
+        }
     }
 }
 
 /// The decision on `ticket` from the script's answer (a record before and
-/// after for each of its counters, in order), or from why no answer came:
-/// the fail policy then applies, as in [`engine::settle`].
-pub fn settle(config: &Config, ticket: Ticket, answered: Result<Vec<Answer>, GiveUp>) -> Settled {
+/// after for each of its counters, in order, and the member cap it
+/// applied), or from why no answer came: the fail policy then applies, as
+/// in [`engine::settle`]. A member cap replaces the capped limit as
+/// [`crate::member_cap::apply`] has it, as in shared data.
+pub fn settle(config: &Config, ticket: Ticket, answered: Result<StackAnswer, GiveUp>) -> Settled {
     let unavailable = |ticket: Ticket, reason: GiveUp| Settled {
         decision: engine::settle(config, ticket, Err(reason)).0,
         mismatches: Vec::new(),
     };
-    let answers = match answered {
-        Ok(answers) => answers,
+    let (answers, cap) = match answered {
+        Ok(StackAnswer { counters, cap }) => (counters, cap),
         Err(reason) => return unavailable(ticket, reason),
     };
-    let Some(counters) = counters_of(config, &ticket) else {
+    let cell = cell_of(config, &ticket);
+    let stack = crate::member_cap::apply(cell, cap.filter(|_| member_cap_of(cell, &ticket).is_some()));
+    let Some(counters) = counters_of(config, &stack, &ticket) else {
         return unavailable(ticket, GiveUp::Unavailable("no cell for this tier and class".into()));
     };
     if answers.len() != counters.len() {
@@ -193,7 +223,7 @@ mod tests {
     use crate::config::ClassId;
     use crate::engine::{prepare, Outcome, Prepared};
     use crate::identity::{identify, ScopeKind};
-    use crate::redis::{hash_tag, marker};
+    use crate::redis::{hash_tag, marker, Answer};
     use crate::request::NoProperties;
     use crate::testing::head;
 
@@ -302,8 +332,8 @@ mod tests {
     }
 
     /// The script's answer for each counter: `after` where given, else as before.
-    fn answers(before: &[Option<Counter>], after: &[Option<Counter>]) -> Vec<Answer> {
-        before.iter().zip(after).map(|(b, a)| Answer { before: *b, after: *a }).collect()
+    fn answers(before: &[Option<Counter>], after: &[Option<Counter>]) -> StackAnswer {
+        before.iter().zip(after).map(|(b, a)| Answer { before: *b, after: *a }).collect::<Vec<_>>().into()
     }
 
     #[test]
