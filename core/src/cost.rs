@@ -82,13 +82,7 @@ pub fn scale(units: u64, factor: f64) -> u64 {
 }
 
 fn multiplier(class: &Class, model: &str) -> Option<f64> {
-    class.models.iter().find_map(|(name, m)| {
-        let hit = match name.strip_suffix('*') {
-            Some(prefix) => model.starts_with(prefix),
-            None => model == name,
-        };
-        hit.then_some(*m)
-    })
+    class.models.iter().find_map(|(name, m)| crate::config::names_model(name, model).then_some(*m))
 }
 
 fn jsonl_lines(bytes: &[u8]) -> u64 {

@@ -35,6 +35,7 @@ pub mod identity;
 pub mod jwt;
 pub mod member_cap;
 pub mod metering;
+pub mod money;
 pub mod negotiate;
 pub mod path;
 pub mod redis;

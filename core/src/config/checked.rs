@@ -14,6 +14,7 @@ use super::endpoints::{check_admin, check_usage_endpoint, check_usage_reads, Adm
 use super::error::ConfigError;
 use super::identity::{check_identity, IdentityConfig};
 use super::observability::{check_observability, Observability};
+use super::prices::{check_prices, Prices};
 use super::raw::RawConfig;
 use super::tiers::{check_pooled_windows, check_tiers, tier_id, tier_names, Tier, TierId};
 
@@ -45,6 +46,8 @@ pub struct Config {
     pub body_needs: Vec<BodyNeeds>,
     /// Which endings of an admitted request give its units back.
     pub refunds: crate::refund::RefundPolicy,
+    /// What models cost, for classes metered in money (not used yet).
+    pub prices: Option<Prices>,
 }
 
 impl Config {
@@ -153,6 +156,7 @@ impl TryFrom<RawConfig> for Config {
         let response_headers = check_response_headers(raw.response_headers.as_ref());
         let admin = check_admin(raw.admin.as_ref(), usage_endpoint.as_deref())?;
         let refunds = crate::refund::RefundPolicy::from_raw(raw.refunds.as_ref())?;
+        let prices = check_prices(raw.prices.as_ref())?;
         check_stack_sources(&classes, &tiers, &tier_names, &identity, &counters)?;
         if admin.is_none() {
             for (tier, name) in tiers.iter().zip(&tier_names) {
@@ -191,6 +195,7 @@ impl TryFrom<RawConfig> for Config {
             admin,
             refunds,
             body_needs,
+            prices,
         })
     }
 }

@@ -17,6 +17,7 @@ mod fields;
 mod identity;
 mod observability;
 mod parse;
+mod prices;
 mod raw;
 mod rules;
 #[cfg(feature = "schema")]
@@ -39,6 +40,7 @@ pub use endpoints::{Admin, UsageReads};
 pub use error::ConfigError;
 pub use identity::{Anonymous, IdentityConfig, MissingWorkspace, UnknownTier, DEFAULT_MAX_ID_BYTES};
 pub use observability::{Analytics, IdPolicy, Observability, DEFAULT_UNIDENTIFIED_EVENTS_PER_SECOND};
+pub use prices::{names_model, ModelPrice, Prices, TokenKinds};
 pub use rules::{BodyCond, HeaderCond, PathMatch, Rule, TextTest, ValueTest};
 #[cfg(feature = "schema")]
 pub use schema::json_schema;

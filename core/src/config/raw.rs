@@ -66,6 +66,107 @@ pub struct RawConfig {
     /// Which upstream answers give a charge back (see the README's refund policy).
     #[serde(default)]
     pub refunds: Option<crate::refund::RawRefunds>,
+    /// What models cost, in one currency, per million tokens (and per request).
+    #[serde(default)]
+    pub prices: Option<RawPrices>,
+}
+
+/// A price table: what a model's tokens and requests cost, in one currency.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawPrices {
+    /// The ISO 4217 code of the currency of every amount, e.g. `USD`.
+    #[cfg_attr(feature = "schema", schemars(pattern("^[A-Z]{3}$")))]
+    pub currency: String,
+    /// Prices by the body's `model`: exact names, or prefixes ending in `*`
+    /// (`"o3*"`). An exact name wins over a prefix, a longer prefix over a shorter.
+    #[serde(default)]
+    pub models: Option<BTreeMap<String, RawModelPrice>>,
+    /// Prices of a model no entry names, and of a request that names none.
+    #[serde(default)]
+    pub default: Option<RawModelPrice>,
+}
+
+/// One model's prices. Token prices are per million tokens; amounts are
+/// decimal strings (`"2.50"`, at most 6 decimals) or whole numbers.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawModelPrice {
+    /// A million input tokens read neither from nor into the prompt cache.
+    /// Required with `output`, unless the model is priced by `per_request` alone.
+    #[serde(default)]
+    pub input: Option<RawAmount>,
+    /// A million input tokens read from the prompt cache; `input` when absent.
+    #[serde(default)]
+    pub cached_input: Option<RawAmount>,
+    /// A million input tokens written to the prompt cache; `input` when absent.
+    #[serde(default)]
+    pub cache_write: Option<RawAmount>,
+    /// A million output tokens (reasoning apart).
+    #[serde(default)]
+    pub output: Option<RawAmount>,
+    /// A million reasoning tokens; `output` when absent.
+    #[serde(default)]
+    pub reasoning: Option<RawAmount>,
+    /// Each request, on top of its tokens (images, searches, non-token routes).
+    #[serde(default)]
+    pub per_request: Option<RawAmount>,
+}
+
+/// An amount as written: decimal text (exact), or a whole JSON number. A
+/// JSON number with a fraction is kept to be refused when checked: it was
+/// read as a float, which may not be the amount written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawAmount {
+    Text(String),
+    Whole(u64),
+    Negative(i64),
+    Float(f64),
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for RawAmount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawAmount".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // `pattern` only constrains strings and `minimum` only numbers.
+        schemars::json_schema!({
+            "description": "An amount: decimal text with at most 6 decimals (\"2.50\"), or a whole number.",
+            "type": ["string", "integer"],
+            "pattern": "^[0-9]+(\\.[0-9]{1,6})?$",
+            "minimum": 0,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawAmount {
+    // By hand: an untagged enum would say "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Amount;
+        impl serde::de::Visitor<'_> for Amount {
+            type Value = RawAmount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an amount as a string, e.g. \"2.50\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAmount, E> {
+                Ok(RawAmount::Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawAmount, E> {
+                Ok(RawAmount::Whole(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawAmount, E> {
+                Ok(u64::try_from(v).map_or(RawAmount::Negative(v), RawAmount::Whole))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawAmount, E> {
+                Ok(RawAmount::Float(v))
+            }
+        }
+        deserializer.deserialize_any(Amount)
+    }
 }
 
 #[derive(Debug, Deserialize)]

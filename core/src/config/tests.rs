@@ -513,3 +513,123 @@ fn member_caps_with_counters_in_redis_share_the_workspaces_slot() {
     // In shared data, both.
     assert!(Config::from_json(doc(with_org, json!({"store": "shared_data"})).to_string().as_bytes()).is_ok());
 }
+
+fn with_prices() -> Value {
+    let mut doc = base();
+    doc["prices"] = json!({
+        "currency": "USD",
+        "models": {
+            "gpt-4o": {"input": "2.50", "cached_input": "1.25", "output": "10.00"},
+            "gpt-4o-mini*": {"input": "0.15", "cached_input": "0.075", "output": "0.60"},
+            "o3*": {"input": "2.00", "cached_input": "0.50", "output": "8.00", "reasoning": "8.00"},
+            "claude-sonnet-4*": {"input": "3.00", "cache_write": "3.75", "cached_input": "0.30", "output": "15.00"},
+            "gpt-image-1": {"per_request": "0.04"},
+            "free-model": {"input": "0", "output": 0}
+        },
+        "default": {"input": 5, "output": "15.00", "per_request": "0.001"}
+    });
+    doc
+}
+
+#[test]
+fn a_price_table_is_read_exactly() {
+    assert!(Config::from_json(base().to_string().as_bytes()).unwrap().prices.is_none());
+    let config = Config::from_json(with_prices().to_string().as_bytes()).unwrap();
+    let prices = config.prices.unwrap();
+    assert_eq!(prices.currency().code(), "USD");
+    let mini = prices.price_of(Some("gpt-4o-mini-2024-07-18")).unwrap();
+    assert_eq!((mini.input, mini.cached_input, mini.cache_write, mini.output), (150_000, 75_000, 150_000, 600_000));
+    let fallback = prices.price_of(Some("llama")).unwrap();
+    assert_eq!((fallback.input, fallback.output, fallback.per_request), (5_000_000, 15_000_000, Some(1_000)));
+    let free = prices.price_of(Some("free-model")).unwrap();
+    assert_eq!(free.cost(&TokenKinds { input: 1_000, output: 1_000, ..TokenKinds::default() }), 0);
+    let image = prices.price_of(Some("gpt-image-1")).unwrap();
+    assert_eq!((image.input, image.output, image.per_request), (0, 0, Some(40_000)));
+}
+
+#[test]
+fn prices_are_checked_with_their_paths() {
+    let refused = |pointer: &str, value: Value| error_of(&with(with_prices(), pointer, value));
+    assert_eq!(
+        refused("/prices/currency", json!("usd")),
+        "prices.currency: \"usd\" is not an ISO 4217 currency code (three capital letters): write \"USD\""
+    );
+    assert_eq!(
+        refused("/prices/currency", json!("dollars")),
+        "prices.currency: \"dollars\" is not an ISO 4217 currency code (three capital letters), e.g. \"USD\""
+    );
+    assert_eq!(
+        refused("/prices/models/gpt-4o/input", json!("2,50")),
+        "prices.models.gpt-4o.input: \"2,50\" is not an amount: digits with an optional '.' and up to 6 decimals, \
+         e.g. \"2.50\" (no sign, exponent, spaces or separators)"
+    );
+    assert_eq!(
+        refused("/prices/models/gpt-4o/cached_input", json!("1.2500001")),
+        "prices.models.gpt-4o.cached_input: \"1.2500001\" has 7 decimals: at most 6 (a millionth)"
+    );
+    assert_eq!(
+        refused("/prices/models/o3*/reasoning", json!("-8")),
+        "prices.models.o3*.reasoning: \"-8\" is negative: an amount is 0 or more, e.g. \"8\""
+    );
+    assert_eq!(
+        refused("/prices/default/output", json!(-15)),
+        "prices.default.output: -15 is negative: an amount is 0 or more"
+    );
+    assert_eq!(
+        refused("/prices/models/gpt-4o/input", json!(2.5)),
+        "prices.models.gpt-4o.input: 2.5 is a JSON number with a fraction or an exponent, read as a float that may \
+         not be the amount written: write it as a string, e.g. \"2.50\""
+    );
+    assert_eq!(
+        refused("/prices/default/per_request", json!(9_007_199_255u64)),
+        "prices.default.per_request: 9007199255 is more than the largest amount, 9007199254.740991"
+    );
+    assert_eq!(
+        refused("/prices/models/gpt-4o/per_request", json!("9007199254.740992")),
+        "prices.models.gpt-4o.per_request: \"9007199254.740992\" is more than the largest amount, 9007199254.740991"
+    );
+    assert_eq!(
+        refused("/prices/models/gpt-4o", json!({"input": "2.50"})),
+        "prices.models.gpt-4o.output: missing: the price of a million output tokens"
+    );
+    assert_eq!(
+        refused("/prices/models/gpt-4o", json!({"output": "10", "per_request": "0.01"})),
+        "prices.models.gpt-4o.input: missing: the price of a million input tokens"
+    );
+    assert_eq!(
+        refused("/prices/default", json!({})),
+        "prices.default: prices nothing: set \"input\" and \"output\" (per million tokens), or \"per_request\""
+    );
+    assert_eq!(
+        refused("/prices/models/o3*mini", json!({"input": 1, "output": 1})),
+        "prices.models.o3*mini: '*' may only end a name, once, as a prefix: e.g. \"o3*\""
+    );
+    assert_eq!(
+        refused("/prices/models/*", json!({"input": 1, "output": 1})),
+        "prices.models.*: matches every model: price those with \"default\""
+    );
+    assert_eq!(
+        error_of(&with(base(), "/prices", json!({"currency": "EUR", "models": {}}))),
+        "prices: must set \"models\" or \"default\": it prices no model"
+    );
+}
+
+#[test]
+fn price_tables_refuse_unknown_fields_and_other_types() {
+    let starts = |doc: Value, prefix: &str| {
+        let e = error_of(&doc);
+        assert!(e.starts_with(prefix), "{e}");
+    };
+    starts(
+        with(with_prices(), "/prices/models/gpt-4o/inptu", json!("1")),
+        "prices.models.gpt-4o.inptu: unknown field `inptu`, expected one of `input`, `cached_input`",
+    );
+    starts(with(with_prices(), "/prices/curency", json!("USD")), "prices.curency: unknown field `curency`");
+    starts(
+        with(with_prices(), "/prices/default/input", json!(true)),
+        "prices.default.input: invalid type: boolean `true`, expected an amount as a string, e.g. \"2.50\"",
+    );
+    let mut doc = with_prices();
+    doc["prices"].as_object_mut().unwrap().remove("currency");
+    starts(doc, "prices: missing field `currency`");
+}
