@@ -197,9 +197,11 @@ pub fn usage_in(doc: &Value) -> Option<TokenUsage> {
 }
 
 /// The usage object of `doc`, the document it belongs to, and whether its
-/// counts are charged by [`TokenUsage::tokens`]. A Responses API event's
-/// are not: token-metered classes never reconciled a Responses stream from
-/// them, and charging them would change what those classes charge.
+/// counts are charged by [`TokenUsage::tokens`]: always, a Responses API
+/// event's (`response.usage`, in `response.completed`) too. (They once were
+/// not, so a streamed Responses call was charged its estimate whatever it
+/// used: a caller could stream long answers for the price of the default
+/// completion budget.)
 fn located(doc: &Value) -> Option<(&Value, &Value, bool)> {
     let object = |u: &&Value| u.is_object();
     let within = |key: &str| doc.get(key).and_then(|owner| Some((owner, owner.get("usage").filter(object)?)));
@@ -208,7 +210,7 @@ fn located(doc: &Value) -> Option<(&Value, &Value, bool)> {
     }
     within("message").map(|(owner, usage)| (owner, usage, true)).or_else(|| {
         let (owner, usage) = within("response")?;
-        Some((owner, usage, false))
+        Some((owner, usage, true))
     })
 }
 

@@ -23,11 +23,20 @@ fn kinds(input: u64, cached_input: u64, cache_write: u64, output: u64, reasoning
     TokenKinds { input, cached_input, cache_write, output, reasoning }
 }
 
-/// `tokens()` of one document as it was read before token kinds: top-level
-/// `usage` if an object, else `message.usage`; `prompt_tokens` else
-/// `input_tokens`, `completion_tokens` else `output_tokens`, `total_tokens`.
+/// `tokens()` of one document as it was read before token kinds, plus the
+/// Responses API's `response.usage` (charged since a streamed Responses
+/// call was found to settle to its estimate): top-level `usage` if an
+/// object, else `message.usage`, else `response.usage`; `prompt_tokens`
+/// else `input_tokens`, `completion_tokens` else `output_tokens`,
+/// `total_tokens`.
 fn legacy_counts(doc: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
-    let Some(usage) = doc.get("usage").filter(|u| u.is_object()).or_else(|| doc.get("message")?.get("usage")) else {
+    // The old reading, and the Responses API's `response.usage` since it is charged too.
+    let Some(usage) = doc
+        .get("usage")
+        .filter(|u| u.is_object())
+        .or_else(|| doc.get("message")?.get("usage"))
+        .or_else(|| doc.get("response")?.get("usage").filter(|u| u.is_object()))
+    else {
         return (None, None, None);
     };
     let n = |k: &str| usage.get(k).and_then(Value::as_u64);
@@ -128,8 +137,8 @@ fn responses_stream_reads_response_completed_split_anywhere() {
     let usage = scan_split_everywhere(OPENAI_RESPONSES_STREAM);
     // input 1984 of which 1792 cached; output 534 of which 448 reasoning.
     assert_eq!(usage.kinds(), Some(kinds(192, 1792, 0, 86, 448)));
-    // `response.usage` was never read for the charged count, and still is not.
-    assert_eq!(usage.tokens(), None);
+    // `response.usage` is charged: a streamed Responses call settles to what it used.
+    assert_eq!(usage.tokens(), Some(2518));
     assert_eq!(usage.tokens(), legacy_stream_tokens(OPENAI_RESPONSES_STREAM));
 }
 

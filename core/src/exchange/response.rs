@@ -442,6 +442,28 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_responses_call_settles_to_the_usage_of_its_completed_event() {
+        // A Responses API stream reports usage only in `response.completed`:
+        // once read, a long answer is charged what it used, not the estimate.
+        let config = config(100_000, "");
+        let stream = concat!(
+            "event: response.created\n",
+            "data: {\"type\":\"response.created\",\"response\":{\"object\":\"response\",\"usage\":null}}\n\n",
+            "event: response.output_text.delta\n",
+            "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
+            "event: response.completed\n",
+            "data: {\"type\":\"response.completed\",\"response\":{\"object\":\"response\",\"usage\":",
+            "{\"input_tokens\":30,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":9000,",
+            "\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":9030}}}\n\n"
+        );
+        let store = MemoryStore::new();
+        let (_, mut charged) = admit(&config, CHAT, Some(&chat("small")), &store);
+        charged.response_head(&config, Some(200), Some(b"text/event-stream"), 0).one();
+        let correction = charged.response_body(&config, stream.as_bytes(), true).one();
+        assert_eq!(correction.map(|c| c.delta), Some(9030 - 52));
+    }
+
+    #[test]
     fn an_event_stream_read_as_json_reports_nothing() {
         // Without the content type, the stream is not scanned for events.
         let config = config(1000, "");
