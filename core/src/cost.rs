@@ -4,7 +4,7 @@
 //! read is not priced here unless nothing depends on it: see `unreadable.rs`.
 
 use crate::classify::lookup;
-use crate::config::{Class, Cost};
+use crate::config::{Class, Cost, TokenCount};
 use crate::units::bounded;
 use serde_json::Value;
 
@@ -37,7 +37,14 @@ pub fn request_cost(class: &Class, body: Body) -> u64 {
             .and_then(Value::as_array)
             .map(|a| a.len() as u64),
         Cost::Bytes { per } => body.bytes.map(|b| (b.len() as u64).div_ceil(*per)),
-        Cost::Tokens { default_max_tokens, .. } => body.json.map(|j| estimate_tokens(j, *default_max_tokens)),
+        Cost::Tokens { default_max_tokens, count, .. } => body.json.map(|j| {
+            let (prompt, budget) = estimate_token_parts(j, *default_max_tokens);
+            match count {
+                TokenCount::All => prompt.saturating_add(budget),
+                TokenCount::Input => prompt,
+                TokenCount::Output => budget,
+            }
+        }),
     };
     let base = base.unwrap_or(class.cost_fallback);
     apply_model_multiplier(class, body.json, base)
@@ -94,6 +101,13 @@ fn jsonl_lines(bytes: &[u8]) -> u64 {
 /// (`max_tokens`, `max_completion_tokens` or `max_output_tokens`, else
 /// `default_max_tokens`).
 pub fn estimate_tokens(body: &Value, default_max_tokens: u64) -> u64 {
+    let (prompt, budget) = estimate_token_parts(body, default_max_tokens);
+    prompt.saturating_add(budget)
+}
+
+/// [`estimate_tokens`] in its two parts: the prompt's tokens (its text at
+/// about 4 characters per token) and the completion budget.
+pub fn estimate_token_parts(body: &Value, default_max_tokens: u64) -> (u64, u64) {
     let mut chars = 0usize;
     for key in ["messages", "input", "prompt", "system"] {
         if let Some(v) = body.get(key) {
@@ -104,7 +118,7 @@ pub fn estimate_tokens(body: &Value, default_max_tokens: u64) -> u64 {
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_u64))
         .unwrap_or(default_max_tokens);
-    (chars as u64).div_ceil(4).saturating_add(budget)
+    ((chars as u64).div_ceil(4), budget)
 }
 
 /// Characters of text in a prompt value: strings, `content`/`text` of
@@ -138,6 +152,15 @@ mod tests {
     fn cost_of(class: &Class, body: &str) -> u64 {
         let json: Option<Value> = serde_json::from_str(body).ok();
         request_cost(class, Body { bytes: Some(body.as_bytes()), json: json.as_ref() })
+    }
+
+    #[test]
+    fn a_token_count_estimates_its_own_part() {
+        let body = r#"{"messages": [{"role": "user", "content": "12345678"}], "max_tokens": 50}"#;
+        for (count, expected) in [("all", 52), ("input", 2), ("output", 50)] {
+            let class = class(&format!(r#"{{"tokens": {{"count": "{count}"}}}}"#));
+            assert_eq!(cost_of(&class, body), expected, "{count}");
+        }
     }
 
     #[test]

@@ -43,6 +43,33 @@ def test_tokens_are_estimated_then_corrected_from_a_json_usage(envoy, hold=True)
     assert used(proxy, "cal") == 29
 
 
+def test_a_class_can_count_output_tokens_only(envoy):
+    # 500 output tokens a day: the prompt is free, the answer counts.
+    config = tokens_config(count="output")
+    config["tiers"]["free"]["limits"]["drafts"]["hard"] = 500
+    proxy = envoy(config, hold_headers=True)
+    long_prompt = {"role": "user", "content": "word " * 2000}
+
+    def ask(max_tokens, completion, stream=False):
+        body = {"model": "gpt-4o", "messages": [long_prompt], "max_tokens": max_tokens, "stream": stream}
+        headers = {"x-user-id": "ola", "x-mock-completion-tokens": str(completion)}
+        return request(proxy, "POST", CHAT, headers=headers, json=body)
+
+    # Reserved at the budget asked for (the 2,000-word prompt costs nothing),
+    # settled at what the upstream reports as output.
+    first = ask(100, 300)
+    assert (first.status, first.headers["x-quota-cost"]) == (200, "100")
+    assert used(proxy, "ola") == 300
+    streamed = ask(100, 50, stream=True)
+    assert (streamed.status, streamed.headers["x-quota-cost"]) == (200, "100")
+    assert used(proxy, "ola") == 350
+    # A budget that would cross 500 is refused before it runs.
+    refused = ask(200, 1)
+    assert (refused.status, refused.headers["x-quota-used"], refused.headers["x-quota-remaining"]) == (429, "350", "150")
+    assert ask(150, 150).status == 200
+    assert used(proxy, "ola") == 500
+
+
 def test_streamed_usage_is_read_as_it_passes_and_bytes_arrive_unchanged(envoy, upstream):
     proxy = envoy(tokens_config(), hold_headers=True)
     body = {"model": "gpt-4o", "messages": [PROMPT], "stream": True}

@@ -5,7 +5,7 @@
 use quota_core::calendar::rfc3339;
 use quota_core::config::{
     AtHard, Cell, Class, ClassId, Config, Cost, Limits, Message, Pace, PastSoft, PathMatch, Rule, Scope, TextTest,
-    TierId, ValueTest,
+    TierId, TokenCount, ValueTest,
 };
 use quota_core::copy::{self, per_window, Facts};
 use quota_core::decide::{State, Usage};
@@ -258,10 +258,16 @@ pub fn cost(class: &Class) -> String {
         Cost::Records { field: None, .. } => format!("1 per item of the body's array ({fallback} if not one)"),
         Cost::Bytes { per: 1 } => format!("1 per byte of body ({fallback} if unread)"),
         Cost::Bytes { per } => format!("1 per {per} bytes of body, rounded up ({fallback} if unread)"),
-        Cost::Tokens { default_max_tokens, reconcile, .. } => {
-            let mut t = format!(
-                "estimated tokens: prompt characters / 4 + the completion budget ({default_max_tokens} if unset)"
-            );
+        Cost::Tokens { default_max_tokens, reconcile, count, .. } => {
+            let mut t = match count {
+                TokenCount::All => format!(
+                    "estimated tokens: prompt characters / 4 + the completion budget ({default_max_tokens} if unset)"
+                ),
+                TokenCount::Input => "input tokens only, estimated as prompt characters / 4".to_string(),
+                TokenCount::Output => {
+                    format!("output tokens only, estimated as the completion budget ({default_max_tokens} if unset)")
+                }
+            };
             if *reconcile {
                 t.push_str(", corrected from the response's reported usage");
             }

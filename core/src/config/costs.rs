@@ -23,7 +23,19 @@ pub enum Cost {
         default_max_tokens: u64,
         reconcile: bool,
         include_usage: bool,
+        count: TokenCount,
     },
+}
+
+/// Which tokens a `tokens` cost counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCount {
+    /// Every token, as the upstream totals them.
+    All,
+    /// The prompt: plain, cached and cache-written input tokens.
+    Input,
+    /// The answer: output and reasoning tokens.
+    Output,
 }
 
 /// A class's cost rule, model multipliers and fallback.
@@ -59,10 +71,22 @@ pub(super) fn check_cost(path: &str, raw: Option<&RawCost>) -> Result<CostParts,
             per => Cost::Bytes { per: per.unwrap_or(1) },
         }
     } else if let Some(t) = &raw.tokens {
+        let count = match t.count.as_deref() {
+            None | Some("all") => TokenCount::All,
+            Some("input") => TokenCount::Input,
+            Some("output") => TokenCount::Output,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    join(path, "tokens.count"),
+                    format!("must be \"all\", \"input\" or \"output\", got \"{other}\""),
+                ))
+            }
+        };
         Cost::Tokens {
             default_max_tokens: t.default_max_tokens.unwrap_or(256),
             reconcile: t.reconcile.unwrap_or(true),
             include_usage: t.include_usage.unwrap_or(true),
+            count,
         }
     } else if raw.models.is_some() {
         Cost::Fixed(1)

@@ -31,7 +31,7 @@ pub use cells::{AtHard, Cell, Degrade, Limits, Pace, PastSoft, Queue, Scope, DEF
 pub use checked::Config;
 pub use classes::{Class, ClassId};
 pub use copy::{CopySet, Message, ResponseHeaders};
-pub use costs::Cost;
+pub use costs::{Cost, TokenCount};
 pub use counters::{
     CounterConfig, FailPolicy, RedisStore, DEFAULT_CAS_ATTEMPTS, DEFAULT_MAX_COUNTERS, MAX_MAX_COUNTERS,
     MIN_MAX_COUNTERS,

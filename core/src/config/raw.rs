@@ -503,6 +503,11 @@ pub struct RawTokens {
     /// Ask streaming upstreams to report usage (`stream_options.include_usage`, default true).
     #[serde(default)]
     pub include_usage: Option<bool>,
+    /// Which tokens count: `all` (default), `input` (the prompt, cached
+    /// and cache-written tokens too) or `output` (reasoning tokens too).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["all", "input", "output", null])))]
+    pub count: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -633,3 +633,18 @@ fn price_tables_refuse_unknown_fields_and_other_types() {
     doc["prices"].as_object_mut().unwrap().remove("currency");
     starts(doc, "prices: missing field `currency`");
 }
+
+#[test]
+fn a_token_count_names_its_kinds() {
+    let doc = |count: &str| {
+        let mut doc = base();
+        doc["classes"][0]["cost"] = json!({"tokens": {"count": count}});
+        doc
+    };
+    let config = Config::from_json(doc("output").to_string().as_bytes()).unwrap();
+    assert!(matches!(config.classes[0].cost, Cost::Tokens { count: TokenCount::Output, .. }));
+    assert_eq!(
+        error_of(&doc("completion")),
+        "classes[0].cost.tokens.count: must be \"all\", \"input\" or \"output\", got \"completion\""
+    );
+}

@@ -17,7 +17,7 @@
 //! [`decide::bounded_delta`] bounds it, so Redis, shared data and the
 //! approximate mode's sync all see the same delta.
 
-use crate::config::{Config, Cost};
+use crate::config::{Config, Cost, TokenCount};
 use crate::cost;
 use crate::decide;
 use crate::engine::{self, Decision, Outcome};
@@ -56,6 +56,8 @@ struct Charge {
 struct Metering {
     /// Units per reported token (the class's model multiplier).
     factor: f64,
+    /// Which of the reported tokens count.
+    count: TokenCount,
     body: Reading,
 }
 
@@ -120,8 +122,8 @@ impl Charged {
         let Outcome::Charged(c) = &d.outcome else { return None };
         let class = config.class(d.class)?;
         let metering = match class.cost {
-            Cost::Tokens { reconcile: true, .. } => {
-                Some(Metering { factor: cost::model_factor(class, request), body: Reading::Json(Vec::new()) })
+            Cost::Tokens { reconcile: true, count, .. } => {
+                Some(Metering { factor: cost::model_factor(class, request), count, body: Reading::Json(Vec::new()) })
             }
             _ => None,
         };
@@ -198,7 +200,16 @@ impl Charged {
             Reading::TooLarge => None,
             Reading::Json(kept) => serde_json::from_slice::<Value>(&kept).ok().as_ref().and_then(usage_in),
         };
-        let actual = cost::scale(reported?.tokens()?, m.factor);
+        // A usage that does not say which tokens were input and which output
+        // (only a total) leaves an input or output count at its estimate.
+        let tokens = match m.count {
+            TokenCount::All => reported?.tokens()?,
+            TokenCount::Input => {
+                reported?.kinds().map(|k| k.input.saturating_add(k.cached_input).saturating_add(k.cache_write))?
+            }
+            TokenCount::Output => reported?.kinds().map(|k| k.output.saturating_add(k.reasoning))?,
+        };
+        let actual = cost::scale(tokens, m.factor);
         let charge = self.charge.take()?;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(charge.cost).unwrap_or(i64::MAX);
         Some(charge.corrections(delta))
@@ -502,6 +513,48 @@ mod tests {
         let body = json!({"usage": {"input_tokens": 10, "output_tokens": 21}}).to_string();
         let correction = charged.response_body(&config, body.as_bytes(), true).one().unwrap();
         assert_eq!(correction.delta, 2 * 31 - 2 * 52);
+    }
+
+    #[test]
+    fn input_or_output_counts_settle_to_their_own_kinds() {
+        // `all` keeps its rule: the upstream's total, else input + output as
+        // reported (Anthropic's cache tokens are not in its input_tokens).
+        for (count, expected) in [("input", Some(40 + 900 + 60)), ("output", Some(21 + 9)), ("all", Some(40 + 30))] {
+            let doc = format!(
+                r#"{{"identity": {{"user": [{{"header": "x-user-id"}}], "default_tier": "free"}},
+                    "classes": [{{"name": "chat", "cost": {{"tokens": {{"default_max_tokens": 100, "count": "{count}"}}}}}}],
+                    "tiers": {{"free": {{"limits": {{"chat": {{"hard": 100000, "window": "day"}}}}}}}}}}"#
+            );
+            let config = Config::from_json(doc.as_bytes()).unwrap();
+            let store = MemoryStore::new();
+            let (d, mut charged) = admit(&config, CHAT, Some(&chat("m")), &store);
+            let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+            charged.response_head(&config, Some(200), None, 0).one();
+            // Anthropic-shaped: 40 plain input, 900 read from and 60 written
+            // to the cache; 30 output of which 9 thinking.
+            let body = json!({"usage": {"input_tokens": 40, "cache_read_input_tokens": 900,
+                "cache_creation_input_tokens": 60, "output_tokens": 30,
+                "output_tokens_details": {"thinking_tokens": 9}}});
+            let correction = charged.response_body(&config, body.to_string().as_bytes(), true).one();
+            let settled = correction.map_or(c.cost as i64, |k| c.cost as i64 + k.delta);
+            assert_eq!(Some(settled as u64), expected, "{count}");
+        }
+    }
+
+    #[test]
+    fn a_usage_with_only_a_total_leaves_an_output_count_at_its_estimate() {
+        let doc = r#"{"identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+            "classes": [{"name": "chat", "cost": {"tokens": {"default_max_tokens": 100, "count": "output"}}}],
+            "tiers": {"free": {"limits": {"chat": {"hard": 100000, "window": "day"}}}}}"#;
+        let config = Config::from_json(doc.as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let (d, mut charged) = admit(&config, CHAT, Some(&chat("m")), &store);
+        let Outcome::Charged(c) = &d.outcome else { panic!("{d:?}") };
+        // The completion budget the request asked for.
+        assert_eq!(c.cost, 50);
+        charged.response_head(&config, Some(200), None, 0).one();
+        let body = json!({"usage": {"total_tokens": 5000}}).to_string();
+        assert_eq!(charged.response_body(&config, body.as_bytes(), true).one(), None);
     }
 
     #[test]
