@@ -79,7 +79,10 @@ pub fn rewrites(config: &Config, d: &Decision, body: Option<&Value>) -> Rewrites
         }
         Served::Normally | Served::Overage => {}
     }
-    let asks_usage = matches!(config.class(d.class).map(|c| &c.cost), Some(Cost::Tokens { include_usage: true, .. }));
+    let asks_usage = matches!(
+        config.class(d.class).map(|c| &c.cost),
+        Some(Cost::Tokens { include_usage: true, .. } | Cost::Priced { include_usage: true, .. })
+    );
     out.include_usage = asks_usage && body.and_then(|b| b.get("stream")).is_some_and(streams);
     out
 }

@@ -7,6 +7,7 @@ use crate::calendar::push_rfc3339;
 use crate::config::{Cell, Class, ClassId, Config, Cost, Limits, Message, Scope, Tier, TierId};
 use crate::decide::Usage;
 use crate::decimal::{push_i64, push_u64};
+use crate::money::Currency;
 use crate::template::{render_text, Var};
 use crate::window::{CalendarUnit, WindowSpec};
 use std::borrow::Cow;
@@ -122,6 +123,9 @@ pub struct UpgradeHint {
     pub tier: TierId,
     pub tier_label: String,
     pub limit: u64,
+    /// The class's currency, when it is metered in money (`limit` is then
+    /// micro-units).
+    pub currency: Option<Currency>,
     pub per_window: String,
     pub url: Option<String>,
 }
@@ -138,7 +142,10 @@ impl UpgradeHint {
     pub fn push_sentence(&self, out: &mut String) {
         out.push_str(&self.tier_label);
         out.push_str(" includes ");
-        push_u64(out, self.limit);
+        match &self.currency {
+            Some(c) => out.push_str(&crate::money::format_amount(self.limit, c)),
+            None => push_u64(out, self.limit),
+        }
         out.push(' ');
         out.push_str(&self.per_window);
         match &self.url {
@@ -178,6 +185,7 @@ pub fn upgrade_hint(config: &Config, tier: TierId, class: ClassId, limit: usize)
             tier: next_id,
             tier_label: next.label.clone(),
             limit: l.hard,
+            currency: config.currency_of(class).copied(),
             per_window: per_window(&l.window).into_owned(),
             url: current.upgrade_url.clone(),
         }),
@@ -199,6 +207,9 @@ pub struct Facts<'a> {
     /// In a stacked cell: whose allowance this limit is, for the default
     /// wording ("Your team has used its 300…", "…of your team's allowance").
     pub voice: Voice,
+    /// The class's currency when it is metered in money: amounts are then
+    /// written as money ("$4.20"), with no unit words.
+    pub currency: Option<&'a Currency>,
 }
 
 /// Whose allowance a message speaks of.
@@ -244,6 +255,7 @@ impl<'a> Facts<'a> {
         };
         Some(Facts {
             voice,
+            currency: config.currency_of(class),
             class: config.class(class)?,
             tier: config.tier(tier)?,
             limits,
@@ -257,37 +269,51 @@ impl<'a> Facts<'a> {
     /// Appends the value of `var`; nothing when it does not apply.
     fn write_value(&self, var: Var, out: &mut String) {
         let usage = self.usage.as_ref();
+        // In money, every amount as money, with no unit words; what was used
+        // and what is left rounded down, so the text never shows more room
+        // or more use than there is.
+        let amount = |out: &mut String, n: u64, down: bool, words: bool| match self.currency {
+            Some(c) if down => out.push_str(&crate::money::format_amount_down(n, c)),
+            Some(c) => out.push_str(&crate::money::format_amount(n, c)),
+            None if words => push_count(out, self.class, n),
+            None => push_u64(out, n),
+        };
         let num = |out: &mut String, f: fn(&Usage) -> u64| {
             if let Some(u) = usage {
-                push_u64(out, f(u));
+                amount(out, f(u), false, false);
             }
         };
         let count = |out: &mut String, f: fn(&Usage) -> u64| {
             if let Some(u) = usage {
-                push_count(out, self.class, f(u));
+                amount(out, f(u), false, true);
+            }
+        };
+        let down = |out: &mut String, f: fn(&Usage) -> u64, words: bool| {
+            if let Some(u) = usage {
+                amount(out, f(u), true, words);
             }
         };
         let spec = self.limits.map(|l| &l.window);
         let hint = self.hint.as_ref();
         match var {
-            Var::Used => num(out, |u| u.used),
+            Var::Used => down(out, |u| u.used, false),
             Var::Limit => num(out, |u| u.hard),
             Var::SoftLimit => {
                 if let Some(soft) = usage.and_then(|u| u.soft) {
-                    push_u64(out, soft);
+                    amount(out, soft, false, false);
                 }
             }
-            Var::Remaining => num(out, Usage::remaining),
+            Var::Remaining => down(out, Usage::remaining, false),
             Var::Over => num(out, |u| u.over),
-            Var::Cost => push_u64(out, self.requested),
+            Var::Cost => amount(out, self.requested, false, false),
             Var::Class => out.push_str(&self.class.label),
             Var::Unit => out.push_str(&self.class.unit),
             Var::Units => out.push_str(&self.class.units),
-            Var::CountUsed => count(out, |u| u.used),
+            Var::CountUsed => down(out, |u| u.used, true),
             Var::CountLimit => count(out, |u| u.hard),
-            Var::CountRemaining => count(out, Usage::remaining),
+            Var::CountRemaining => down(out, Usage::remaining, true),
             Var::CountOver => count(out, |u| u.over),
-            Var::CountCost => push_count(out, self.class, self.requested),
+            Var::CountCost => amount(out, self.requested, false, true),
             Var::Window => out.push_str(&spec.map(this_window).unwrap_or_default()),
             Var::PerWindow => out.push_str(&spec.map(per_window).unwrap_or_default()),
             Var::ResetIn => push_human_duration(out, self.reset_after),
@@ -298,7 +324,9 @@ impl<'a> Facts<'a> {
             }
             Var::ResetSentence => {
                 if let Some(u) = usage {
-                    out.push_str(if u.hard == 1 { "It resets in " } else { "They reset in " });
+                    // An allowance of money is one amount: "It resets".
+                    let one = u.hard == 1 || self.currency.is_some();
+                    out.push_str(if one { "It resets in " } else { "They reset in " });
                     push_human_duration(out, self.reset_after);
                     out.push('.');
                 }
@@ -307,7 +335,7 @@ impl<'a> Facts<'a> {
             Var::NextTier => out.push_str(hint.map_or("", |h| &h.tier_label)),
             Var::NextLimit => {
                 if let Some(h) = hint {
-                    push_u64(out, h.limit);
+                    amount(out, h.limit, false, false);
                 }
             }
             Var::UpgradeUrl => out.push_str(hint.and_then(|h| h.url.as_deref()).unwrap_or_default()),
@@ -331,12 +359,12 @@ impl<'a> Facts<'a> {
             Var::Grant => num(out, |u| u.grant),
             Var::Ceiling => {
                 if let Some(l) = self.limits {
-                    push_u64(out, l.request_ceiling());
+                    amount(out, l.request_ceiling(), false, false);
                 }
             }
             Var::CountCeiling => {
                 if let Some(l) = self.limits {
-                    push_count(out, self.class, l.request_ceiling());
+                    amount(out, l.request_ceiling(), false, true);
                 }
             }
             Var::WholeWindow => out.push_str(&spec.map(whole_window).unwrap_or_default()),
@@ -355,7 +383,7 @@ impl<'a> Facts<'a> {
         match message {
             Message::Warning if over > 0 => "You're {count_over} past your {count_limit} {window}. {reset_sentence} {upgrade}",
             Message::Warning if remaining == 0 => "That was the last of your {count_limit} {window}. {reset_sentence} {upgrade}",
-            Message::Warning if remaining == 1 => "You have 1 {unit} left {window}. {reset_sentence} {upgrade}",
+            Message::Warning if remaining == 1 && self.currency.is_none() => "You have 1 {unit} left {window}. {reset_sentence} {upgrade}",
             Message::Warning => "You've used {used} of your {count_limit} {window}. {reset_sentence} {upgrade}",
             Message::Blocked if self.requested > hard && used == 0 => {
                 "This needs {count_cost}, more than your plan's {limit} {per_window}. {upgrade}"
@@ -404,7 +432,7 @@ impl<'a> Facts<'a> {
             }
             // What would make it fit depends on what the class counts.
             Message::TooLarge => match self.class.cost {
-                Cost::Tokens { .. } => {
+                Cost::Tokens { .. } | Cost::Priced { .. } => {
                     "This request would use {count_cost}, more than the {ceiling} your {tier} plan allows \
                      {whole_window}. Shorten it or ask for less output. {upgrade}"
                 }
@@ -433,7 +461,7 @@ impl Facts<'_> {
         let case = match message {
             Message::Warning if over > 0 => Voiced::WarningOver,
             Message::Warning if remaining == 0 => Voiced::WarningLast,
-            Message::Warning if remaining == 1 => Voiced::WarningOne,
+            Message::Warning if remaining == 1 && self.currency.is_none() => Voiced::WarningOne,
             Message::Warning => Voiced::Warning,
             Message::Blocked if used >= hard => Voiced::Blocked,
             Message::Blocked if self.requested > 1 => Voiced::BlockedNeeds,

@@ -37,6 +37,8 @@ pub fn request_cost(class: &Class, body: Body) -> u64 {
             .and_then(Value::as_array)
             .map(|a| a.len() as u64),
         Cost::Bytes { per } => body.bytes.map(|b| (b.len() as u64).div_ceil(*per)),
+        // Priced in money by the config's table: see `engine::request_cost`.
+        Cost::Priced { .. } => None,
         Cost::Tokens { default_max_tokens, count, .. } => body.json.map(|j| {
             let (prompt, budget) = estimate_token_parts(j, *default_max_tokens);
             match count {
@@ -74,12 +76,22 @@ pub fn max_model_factor(class: &Class) -> f64 {
 }
 
 /// The most one request of `class` can cost when its body is unknown: a
-/// fixed cost times [`max_model_factor`]; a cost counted from the body
-/// (records, bytes, tokens) has no bound, so `u64::MAX`.
+/// fixed cost times [`max_model_factor`] (times its unit price, in money);
+/// a cost counted from the body (records, bytes, tokens, priced tokens)
+/// has no bound, so `u64::MAX`.
 pub fn highest_cost(class: &Class) -> u64 {
     match class.cost {
-        Cost::Fixed(n) => scale(n, max_model_factor(class)),
-        Cost::Records { .. } | Cost::Bytes { .. } | Cost::Tokens { .. } => u64::MAX,
+        Cost::Fixed(n) => priced_units(class, scale(n, max_model_factor(class))),
+        Cost::Records { .. } | Cost::Bytes { .. } | Cost::Tokens { .. } | Cost::Priced { .. } => u64::MAX,
+    }
+}
+
+/// `units` of `class` in what it is metered in: times its `unit_price`
+/// (micro-units) when it has one, bounded.
+pub fn priced_units(class: &Class, units: u64) -> u64 {
+    match class.unit_price {
+        Some(price) => bounded(units.saturating_mul(price)),
+        None => units,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Charging a classified, identified request: the decision value everything
 //! the caller sees (headers, bodies, later metrics) is built from.
 
-use crate::config::{Cell, Class, ClassId, Config, FailPolicy, Limits, Scope, TierId};
+use crate::config::{Cell, Class, ClassId, Config, Cost, FailPolicy, Limits, Scope, TierId};
 use crate::counter::Counter;
 use crate::decide::{decide, Charge, Served, Usage};
 use crate::identity::{scope_key, Caller, ScopeKind};
@@ -176,11 +176,43 @@ pub fn seconds_until(unix_seconds: i64, now_ms: i64) -> i64 {
     ms.max(0).saturating_add(999) / 1000
 }
 
-/// The units one request of `class` costs (see `cost.rs`), at most
-/// [`crate::units::MAX_UNITS`]: the cell is not known yet, so its own
-/// ceiling applies later, in [`decide`].
+/// The units one request of `class` costs (see `cost.rs`; in money,
+/// micro-units: a unit rule times its `unit_price`, or the reservation of
+/// a `price` class), at most [`crate::units::MAX_UNITS`]: the cell is not
+/// known yet, so its own ceiling applies later, in [`decide`].
 pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) -> u64 {
-    crate::units::bounded(config.class(class).map_or(1, |c| crate::cost::request_cost(c, body)))
+    let Some(c) = config.class(class) else { return 1 };
+    let cost = match c.cost {
+        Cost::Priced { default_max_tokens, .. } => reservation(config, body.json, default_max_tokens),
+        _ => crate::cost::priced_units(c, crate::cost::request_cost(c, body)),
+    };
+    crate::units::bounded(cost.max(1))
+}
+
+/// What a `price` class reserves at admission: the prompt (estimated as
+/// `tokens` estimates it) at the model's input price and the completion
+/// budget at its output price ([`crate::config::ModelPrice::estimate`]).
+/// The model is the body's `model`; one the table does not price (and no
+/// `default` prices), a `model` that is not a string, or no body at all
+/// is reserved at the table's dearest price: never cheaper than what the
+/// upstream could serve.
+pub fn reservation(config: &Config, json: Option<&serde_json::Value>, default_max_tokens: u64) -> u64 {
+    let (prompt, budget) =
+        json.map_or((0, default_max_tokens), |j| crate::cost::estimate_token_parts(j, default_max_tokens));
+    price_for(config, json).map_or(crate::units::MAX_UNITS, |p| p.estimate(prompt, budget))
+}
+
+/// The price a request of a `price` class is reserved and settled at: its
+/// body's `model` in the table; the table's dearest for a model nobody
+/// prices, a `model` that is not a string, or no body.
+pub fn price_for(config: &Config, json: Option<&serde_json::Value>) -> Option<crate::config::ModelPrice> {
+    let prices = config.prices.as_ref()?;
+    let named = match json.and_then(|j| j.get("model")) {
+        None => prices.price_of(None),
+        Some(serde_json::Value::String(m)) => prices.price_of(Some(m)),
+        Some(_) => None,
+    };
+    named.or_else(|| prices.dearest()).copied()
 }
 
 /// The most units a correction after the response may add to an admitted

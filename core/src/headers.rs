@@ -8,6 +8,7 @@ use crate::copy::{self, upgrade_hint, Facts};
 use crate::decide::{Served, State};
 use crate::decimal::{i64_text, push_u64, u64_text};
 use crate::engine::{policy_name, Decision, Outcome};
+use crate::money::Rounding;
 
 /// The largest integer a structured field carries (RFC 8941, section 3.3.1):
 /// RateLimit parameters are capped there so clients can always parse them.
@@ -30,6 +31,9 @@ pub const TIER: &str = "x-quota-tier";
 pub const SCOPE: &str = "x-quota-scope";
 /// The binding limit's window as the config names it ("day", "5h").
 pub const WINDOW: &str = "x-quota-window";
+/// The ISO 4217 code of a class metered in money; its amounts (`used`,
+/// `limit`, ...) are then decimal text in that currency ("4.20").
+pub const CURRENCY: &str = "x-quota-currency";
 pub const USED: &str = "x-quota-used";
 pub const LIMIT: &str = "x-quota-limit";
 pub const SOFT_LIMIT: &str = "x-quota-soft-limit";
@@ -100,6 +104,12 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
         Outcome::Charged(charge) => {
             let usage = charge.usage;
             let reset_after = d.reset_after().unwrap_or(0);
+            // Counts as units, or amounts of the class's currency ("4.20").
+            let currency = config.currency_of(d.class);
+            let amount = |n: u64| match currency {
+                Some(c) => crate::money::decimal_text(n, c),
+                None => u64_text(n),
+            };
             if quota {
                 let state = if charge.needs_confirmation {
                     STATE_CONFIRMATION_REQUIRED
@@ -112,16 +122,19 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 if let Some(l) = facts.limits {
                     out.push((WINDOW, l.window_name.clone()));
                 }
-                out.push((USED, u64_text(usage.used)));
-                out.push((LIMIT, u64_text(usage.hard)));
-                if let Some(soft) = usage.soft {
-                    out.push((SOFT_LIMIT, u64_text(soft)));
+                if let Some(c) = currency {
+                    out.push((CURRENCY, c.code().to_string()));
                 }
-                out.push((REMAINING, u64_text(usage.remaining())));
+                out.push((USED, amount(usage.used)));
+                out.push((LIMIT, amount(usage.hard)));
+                if let Some(soft) = usage.soft {
+                    out.push((SOFT_LIMIT, amount(soft)));
+                }
+                out.push((REMAINING, amount(usage.remaining())));
                 out.push((RESET, rfc3339(usage.window.end)));
                 out.push((RESET_AFTER, i64_text(reset_after)));
                 out.push((STATE, state.into()));
-                out.push((COST, u64_text(charge.cost)));
+                out.push((COST, amount(charge.cost)));
                 if charge.pace.is_some_and(|p| p.ahead) {
                     out.push((PACE, PACE_AHEAD.into()));
                 }
@@ -132,10 +145,10 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                     }
                 }
                 if charge.served == Served::Overage || usage.state == State::Overage {
-                    out.push((OVERAGE, u64_text(usage.over)));
+                    out.push((OVERAGE, amount(usage.over)));
                 }
                 if usage.grant > 0 || charge.from_grant > 0 {
-                    out.push((GRANT, u64_text(usage.grant)));
+                    out.push((GRANT, amount(usage.grant)));
                 }
                 if usage.state != State::Ok {
                     facts.hint = upgrade_hint(config, d.tier, d.class, d.limit);
@@ -158,6 +171,12 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 }
             }
             if config.response_headers.ratelimit {
+                // Integers: in money, minor units (cents), the room rounded
+                // down so a client never sees room that is not there.
+                let minor = |n: u64, mode| match currency {
+                    Some(c) => crate::money::minor_units(n, c, mode),
+                    None => n,
+                };
                 // Every limit that applies (a list), the binding one's standing.
                 let mut policies = String::new();
                 for (i, u) in d.limits() {
@@ -165,11 +184,11 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                         policies.push_str(", ");
                     }
                     let name = policy_name(config, d.tier, d.class, i);
-                    let (q, w) = (sf_count(u.hard), sf_seconds(u.window.length()));
+                    let (q, w) = (sf_count(minor(u.hard, Rounding::Down)), sf_seconds(u.window.length()));
                     policies.push_str(&limit_item(&name, "q", q, "w", w));
                 }
                 let name = policy_name(config, d.tier, d.class, d.limit);
-                let (r, t) = (sf_count(usage.remaining()), sf_seconds(reset_after));
+                let (r, t) = (sf_count(minor(usage.remaining(), Rounding::Down)), sf_seconds(reset_after));
                 out.push((RATELIMIT_POLICY, policies));
                 out.push((RATELIMIT, limit_item(&name, "r", r, "t", t)));
             }

@@ -97,6 +97,7 @@ pub fn respond(config: &Config, d: &Decision, format: BodyFormat) -> Action {
                 "upgrade": upgrade_json,
                 "policy": policy_name(config, d.tier, d.class, d.limit),
                 "limits": every_limit(config, d),
+                "money": crate::usage::money(config, d.class, &c.usage),
             });
             if c.needs_confirmation {
                 let mut quota = quota;

@@ -177,8 +177,26 @@ fn limit_entry(
         "reset_after": reset_after,
         "pace": pace,
         "upgrade": upgrade(config, caller.tier, class, i),
+        "money": money(config, class, &u),
     });
     (u, entry)
+}
+
+/// For a class metered in money (its numbers are micro-units of the
+/// currency): the currency and the amounts as people read them; `null`
+/// for a class counted in units.
+pub fn money(config: &Config, class: ClassId, u: &Usage) -> Value {
+    let Some(c) = config.currency_of(class) else { return Value::Null };
+    use crate::money::{format_amount, format_amount_down};
+    json!({
+        "currency": c.code(),
+        "used": format_amount_down(u.used, c),
+        "limit": format_amount(u.hard, c),
+        "soft_limit": u.soft.map(|s| format_amount(s, c)),
+        "remaining": format_amount_down(u.remaining(), c),
+        "over": format_amount(u.over, c),
+        "grant": format_amount(u.grant, c),
+    })
 }
 
 /// The usage endpoint's reply.

@@ -258,6 +258,10 @@ pub fn cost(class: &Class) -> String {
         Cost::Records { field: None, .. } => format!("1 per item of the body's array ({fallback} if not one)"),
         Cost::Bytes { per: 1 } => format!("1 per byte of body ({fallback} if unread)"),
         Cost::Bytes { per } => format!("1 per {per} bytes of body, rounded up ({fallback} if unread)"),
+        Cost::Priced { default_max_tokens, .. } => format!(
+            "priced by the model's prices: the prompt and the completion budget ({default_max_tokens} if unset) \
+             reserved, then the reported tokens of each kind"
+        ),
         Cost::Tokens { default_max_tokens, reconcile, count, .. } => {
             let mut t = match count {
                 TokenCount::All => format!(

@@ -40,7 +40,8 @@ pub(super) fn body_needs(class: &Class, id: ClassId, tiers: &[Tier]) -> BodyNeed
             .get(id.0)
             .is_some_and(|c| c.limits().iter().any(|l| l.degrade.as_ref().is_some_and(|d| d.model.is_some())))
     });
-    let asks_usage = matches!(class.cost, Cost::Tokens { include_usage: true, .. });
+    let asks_usage =
+        matches!(class.cost, Cost::Tokens { include_usage: true, .. } | Cost::Priced { include_usage: true, .. });
     BodyNeeds { read: crate::cost::needs_body(class), rewrite: degrades_model || asks_usage }
 }
 

@@ -166,10 +166,13 @@ impl Limits {
 
 pub const DEFAULT_WARN_AT: [f64; 2] = [0.7, 0.95];
 
-pub(super) fn check_cell(path: &str, raw: &RawCellEntry) -> Result<Cell, ConfigError> {
+/// `scale`: micro-units per number written, for a class metered in money
+/// (its limits are written in the currency's minor units: 500 is $5.00);
+/// 1 for a class counted in units.
+pub(super) fn check_cell(path: &str, raw: &RawCellEntry, scale: u64) -> Result<Cell, ConfigError> {
     let raw = match raw {
         RawCellEntry::One(raw) if raw.included == Some(false) => return check_not_included(path, raw),
-        RawCellEntry::One(raw) => return Ok(Cell::Limited(vec![check_limit(path, raw)?])),
+        RawCellEntry::One(raw) => return Ok(Cell::Limited(vec![scaled(path, check_limit(path, raw)?, scale)?])),
         RawCellEntry::Stack(raw) => raw,
     };
     if raw.is_empty() || raw.len() > MAX_STACKED {
@@ -187,10 +190,34 @@ pub(super) fn check_cell(path: &str, raw: &RawCellEntry) -> Result<Cell, ConfigE
                 "has no meaning in a stacked limit: write {\"included\": false} in place of the whole list",
             ));
         }
-        stack.push(check_limit(&at, limit)?);
+        stack.push(scaled(&at, check_limit(&at, limit)?, scale)?);
     }
     check_stack(path, &stack)?;
     Ok(Cell::Limited(stack))
+}
+
+/// `limits` in micro-units when its numbers were written in minor units of
+/// a currency (`scale` micro-units each); unchanged for a scale of 1.
+fn scaled(path: &str, mut l: Limits, scale: u64) -> Result<Limits, ConfigError> {
+    if scale == 1 {
+        return Ok(l);
+    }
+    let up = |field: &str, n: u64| {
+        n.checked_mul(scale).filter(|m| *m <= crate::units::MAX_UNITS).ok_or_else(|| {
+            ConfigError::new(join(path, field), format!("{n} minor units is more than the largest amount"))
+        })
+    };
+    l.hard = up("hard", l.hard)?;
+    l.soft = l.soft.map(|s| up("soft", s)).transpose()?;
+    l.warn_levels = l.warn_levels.iter().map(|w| up("warn_at", *w)).collect::<Result<_, _>>()?;
+    l.overage_cap = l.overage_cap.map(|c| up("overage.cap", c)).transpose()?;
+    if let Some(d) = &mut l.degrade {
+        d.limit = d.limit.map(|n| up("degrade.limit", n)).transpose()?;
+    }
+    if let Some(q) = &mut l.queue {
+        q.cap = q.cap.map(|n| up("queue.cap", n)).transpose()?;
+    }
+    Ok(l)
 }
 
 /// What a stack must not say: two limits on one counter, a limit that can

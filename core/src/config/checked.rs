@@ -67,6 +67,11 @@ impl Config {
         self.tiers.get(tier.0)?.cells.get(class.0)
     }
 
+    /// The currency of a class metered in money (`None`: counted in units).
+    pub fn currency_of(&self, class: ClassId) -> Option<&crate::money::Currency> {
+        self.class(class).filter(|c| c.in_money()).and(self.prices.as_ref()).map(Prices::currency)
+    }
+
     /// Whether any class rule needs the request body to decide.
     pub fn any_rule_reads_body(&self) -> bool {
         self.classes.iter().flat_map(|c| &c.rules).any(|r| !r.body.is_empty())
@@ -130,6 +135,75 @@ fn check_stack_sources(
     Ok(())
 }
 
+/// Micro-units per number a cell of each class writes: 1 for a class
+/// counted in units; for a class metered in money (its limits in the
+/// currency's minor units: 500 is $5.00), 10^(6 - minor digits). A class in
+/// money needs the `prices` table, which names the currency.
+fn money_scales(classes: &[Class], prices: Option<&Prices>) -> Result<Vec<u64>, ConfigError> {
+    classes
+        .iter()
+        .enumerate()
+        .map(|(i, class)| match (class.in_money(), prices) {
+            (false, _) => Ok(1),
+            (true, None) => Err(ConfigError::new(
+                format!("classes[{i}].cost"),
+                "is metered in money, but the config has no \"prices\" table to name its currency",
+            )),
+            (true, Some(p)) => Ok(10u64.pow(6u32.saturating_sub(p.currency().minor_digits()))),
+        })
+        .collect()
+}
+
+/// Every model a `price` class can be served with has a price: without a
+/// `default`, each class's rules must name its models (`model` equals or
+/// one of), and each must be in the table, as must each cheaper model a
+/// cell degrades to.
+fn check_priced_models(classes: &[Class], tiers: &[Tier], prices: Option<&Prices>) -> Result<(), ConfigError> {
+    let Some(prices) = prices else { return Ok(()) };
+    if prices.default_price().is_some() {
+        return Ok(());
+    }
+    for (i, class) in classes.iter().enumerate() {
+        if !matches!(class.cost, super::costs::Cost::Priced { .. }) {
+            continue;
+        }
+        let mut named: Vec<String> = Vec::new();
+        for (r, rule) in class.rules.iter().enumerate() {
+            let pinned = rule.body.iter().find_map(|cond| match (&cond.field[..], &cond.test) {
+                ([f], super::rules::ValueTest::Equals(v)) if f == "model" => Some(vec![v.clone()]),
+                ([f], super::rules::ValueTest::OneOf(vs)) if f == "model" => Some(vs.clone()),
+                _ => None,
+            });
+            let Some(models) = pinned else {
+                return Err(ConfigError::new(
+                    format!("classes[{i}].match[{r}]"),
+                    "may route any model to a class priced by the prices table, which has no \"default\": \
+                     name its models (a body condition on \"model\") or give prices a default",
+                ));
+            };
+            named.extend(models.iter().filter_map(|m| m.as_str().map(str::to_string)));
+        }
+        if class.rules.is_empty() {
+            return Err(ConfigError::new(
+                format!("classes[{i}].cost.price"),
+                "a class without match rules may see any model, and prices has no \"default\"",
+            ));
+        }
+        for tier in tiers {
+            for l in tier.cells.get(i).map_or(&[][..], |c| c.limits()) {
+                named.extend(l.degrade.as_ref().and_then(|d| d.model.clone()));
+            }
+        }
+        if let Some(model) = named.iter().find(|m| prices.price_of(Some(m)).is_none()) {
+            return Err(ConfigError::new(
+                format!("classes[{i}].cost.price"),
+                format!("\"{model}\" can be served in this class, but prices has no entry for it (nor a default)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
@@ -138,7 +212,10 @@ impl TryFrom<RawConfig> for Config {
         let classes = check_classes(&raw.classes)?;
         let default_class = raw.default_class.as_deref().map(|n| class_id(&classes, "default_class", n)).transpose()?;
         let tier_names = tier_names(&raw.tiers)?;
-        let tiers = check_tiers(&raw.tiers, &classes, &tier_names)?;
+        let prices = check_prices(raw.prices.as_ref())?;
+        let scales = money_scales(&classes, prices.as_ref())?;
+        let tiers = check_tiers(&raw.tiers, &classes, &tier_names, &scales)?;
+        check_priced_models(&classes, &tiers, prices.as_ref())?;
         check_pooled_windows(&classes, &tiers)?;
         let identity = check_identity(&raw.identity, &|path, name| tier_id(&tier_names, path, name))?;
         let calendar = check_calendar(raw.calendar.as_ref())?;
@@ -156,7 +233,6 @@ impl TryFrom<RawConfig> for Config {
         let response_headers = check_response_headers(raw.response_headers.as_ref());
         let admin = check_admin(raw.admin.as_ref(), usage_endpoint.as_deref())?;
         let refunds = crate::refund::RefundPolicy::from_raw(raw.refunds.as_ref())?;
-        let prices = check_prices(raw.prices.as_ref())?;
         check_stack_sources(&classes, &tiers, &tier_names, &identity, &counters)?;
         if admin.is_none() {
             for (tier, name) in tiers.iter().zip(&tier_names) {

@@ -28,10 +28,19 @@ pub struct Class {
     pub models: Vec<(String, f64)>,
     /// Units charged when the body does not say.
     pub cost_fallback: u64,
+    /// Each unit's price in micro-units of the `prices` currency (a class
+    /// metered in money by a unit rule).
+    pub unit_price: Option<u64>,
     pub copy: CopySet,
 }
 
 impl Class {
+    /// Whether the class is metered in money (`price`, or `unit_price`):
+    /// its costs, limits and usage are micro-units of the `prices` currency.
+    pub fn in_money(&self) -> bool {
+        matches!(self.cost, Cost::Priced { .. }) || self.unit_price.is_some()
+    }
+
     /// "1 draft", "3 drafts".
     pub fn count(&self, n: u64) -> String {
         format!("{n} {}", if n == 1 { &self.unit } else { &self.units })
@@ -91,6 +100,7 @@ pub(super) fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigErr
         cost: cost.0,
         models: cost.1,
         cost_fallback: cost.2,
+        unit_price: cost.3,
         copy,
     })
 }

@@ -25,6 +25,12 @@ pub enum Cost {
         include_usage: bool,
         count: TokenCount,
     },
+    /// Money: the tokens priced by the `prices` table (micro-units),
+    /// estimated at admission, settled from the reported usage.
+    Priced {
+        default_max_tokens: u64,
+        include_usage: bool,
+    },
 }
 
 /// Which tokens a `tokens` cost counts.
@@ -38,15 +44,35 @@ pub enum TokenCount {
     Output,
 }
 
-/// A class's cost rule, model multipliers and fallback.
-pub(super) type CostParts = (Cost, Vec<(String, f64)>, u64);
+/// A class's cost rule, model multipliers, fallback and unit price.
+pub(super) type CostParts = (Cost, Vec<(String, f64)>, u64, Option<u64>);
 
 pub(super) fn check_cost(path: &str, raw: Option<&RawCost>) -> Result<CostParts, ConfigError> {
-    let Some(raw) = raw else { return Ok((Cost::Fixed(1), Vec::new(), 1)) };
-    let chosen = [raw.fixed.is_some(), raw.records.is_some(), raw.bytes.is_some(), raw.tokens.is_some()];
+    let Some(raw) = raw else { return Ok((Cost::Fixed(1), Vec::new(), 1, None)) };
+    let chosen =
+        [raw.fixed.is_some(), raw.records.is_some(), raw.bytes.is_some(), raw.tokens.is_some(), raw.price.is_some()];
     if chosen.iter().filter(|c| **c).count() > 1 {
-        return Err(ConfigError::new(path, "must set one of \"fixed\", \"records\", \"bytes\" or \"tokens\""));
+        return Err(ConfigError::new(
+            path,
+            "must set one of \"fixed\", \"records\", \"bytes\", \"tokens\" or \"price\"",
+        ));
     }
+    if raw.price.is_some() && raw.models.is_some() {
+        return Err(ConfigError::new(
+            join(path, "models"),
+            "has no meaning with \"price\": the prices table prices each model",
+        ));
+    }
+    let unit_price = match &raw.unit_price {
+        None => None,
+        Some(_) if raw.tokens.is_some() || raw.price.is_some() => {
+            return Err(ConfigError::new(
+                join(path, "unit_price"),
+                "prices the units of \"fixed\", \"records\" or \"bytes\"; tokens are priced with \"price\"",
+            ))
+        }
+        Some(amount) => Some(super::prices::check_amount(&join(path, "unit_price"), amount)?),
+    };
     let cost = if let Some(n) = raw.fixed {
         if n == 0 {
             return Err(ConfigError::new(join(path, "fixed"), "must be greater than 0"));
@@ -88,7 +114,12 @@ pub(super) fn check_cost(path: &str, raw: Option<&RawCost>) -> Result<CostParts,
             include_usage: t.include_usage.unwrap_or(true),
             count,
         }
-    } else if raw.models.is_some() {
+    } else if let Some(p) = &raw.price {
+        Cost::Priced {
+            default_max_tokens: p.default_max_tokens.unwrap_or(256),
+            include_usage: p.include_usage.unwrap_or(true),
+        }
+    } else if raw.models.is_some() || unit_price.is_some() {
         Cost::Fixed(1)
     } else {
         return Err(ConfigError::new(path, "must set a cost rule, e.g. {\"fixed\": 1}"));
@@ -109,5 +140,5 @@ pub(super) fn check_cost(path: &str, raw: Option<&RawCost>) -> Result<CostParts,
         Some(0) => return Err(ConfigError::new(join(path, "fallback"), "must be greater than 0")),
         f => f.unwrap_or(1),
     };
-    Ok((cost, models, fallback))
+    Ok((cost, models, fallback, unit_price))
 }

@@ -103,6 +103,14 @@ impl Prices {
         self.default.as_ref()
     }
 
+    /// The dearest of the table's prices (the highest of input, output and
+    /// reasoning per token): what a request of a model nobody priced is
+    /// reserved and settled at.
+    pub fn dearest(&self) -> Option<&ModelPrice> {
+        let rate = |p: &&ModelPrice| p.input.max(p.output).max(p.reasoning).max(p.cache_write);
+        self.models.iter().map(|(_, p)| p).chain(self.default.as_ref()).max_by_key(rate)
+    }
+
     /// The prices of `model` (the request's `model`; `None` when it names
     /// none): its exact name, else the longest prefix entry (`"o3*"`) it
     /// starts with, else `default`; `None` when nothing prices it. The
@@ -125,7 +133,7 @@ pub fn names_model(name: &str, model: &str) -> bool {
     }
 }
 
-fn check_amount(path: &str, raw: &RawAmount) -> Result<u64, ConfigError> {
+pub(super) fn check_amount(path: &str, raw: &RawAmount) -> Result<u64, ConfigError> {
     let checked = match raw {
         RawAmount::Text(text) => parse_amount(text),
         RawAmount::Whole(n) => match n.checked_mul(crate::money::MICROS_PER_UNIT) {

@@ -460,6 +460,15 @@ pub struct RawCost {
     /// corrected from the upstream's reported `usage`.
     #[serde(default)]
     pub tokens: Option<RawTokens>,
+    /// Metered in money: the request's tokens priced by the `prices` table
+    /// (input, cached input, cache writes, output and reasoning apart),
+    /// reserved at admission and settled from the reported usage.
+    #[serde(default)]
+    pub price: Option<RawPriced>,
+    /// Metered in money: each unit of the rule (`fixed`, `records`,
+    /// `bytes`) costs this amount of the `prices` currency ("0.004").
+    #[serde(default)]
+    pub unit_price: Option<RawAmount>,
     /// Multipliers by the body's `model` (`"gpt-4o": 2`, `"o3*": 10`).
     #[serde(default)]
     pub models: Option<BTreeMap<String, f64>>,
@@ -488,6 +497,19 @@ pub struct RawBytes {
     /// Bytes per unit (a "page"); 1 by default.
     #[serde(default)]
     pub per: Option<u64>,
+}
+
+/// A class priced from its tokens by the `prices` table.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawPriced {
+    /// Completion budget assumed when the request sets no `max_tokens`.
+    #[serde(default)]
+    pub default_max_tokens: Option<u64>,
+    /// Ask streaming upstreams to report usage (`stream_options.include_usage`, default true).
+    #[serde(default)]
+    pub include_usage: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -48,6 +48,7 @@ pub(super) fn check_tiers(
     raw: &OrderedMap<Value>,
     classes: &[Class],
     tier_names: &[String],
+    scales: &[u64],
 ) -> Result<Vec<Tier>, ConfigError> {
     let tier_id = |path: &str, name: &str| tier_id(tier_names, path, name);
     let mut tiers = Vec::with_capacity(tier_names.len());
@@ -55,11 +56,12 @@ pub(super) fn check_tiers(
         let path = join("tiers", name);
         check_name(&path, name)?;
         let raw_tier: RawTier = deserialize_at(&path, value.clone())?;
-        tiers.push(check_tier(&path, index, name, &raw_tier, classes, tier_names, &tier_id)?);
+        tiers.push(check_tier(&path, index, name, &raw_tier, classes, tier_names, scales, &tier_id)?);
     }
     Ok(tiers)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_tier(
     path: &str,
     index: usize,
@@ -67,6 +69,7 @@ fn check_tier(
     raw: &RawTier,
     classes: &[Class],
     tier_names: &[String],
+    scales: &[u64],
     tier_id: &dyn Fn(&str, &str) -> Result<TierId, ConfigError>,
 ) -> Result<Tier, ConfigError> {
     let limits_path = join(path, "limits");
@@ -80,14 +83,15 @@ fn check_tier(
     }
     let cells = classes
         .iter()
-        .map(|class| {
+        .zip(scales.iter().copied().chain(std::iter::repeat(1)))
+        .map(|(class, scale)| {
             let cell_path = join(&limits_path, &class.name);
             match raw.limits.get(&class.name) {
                 None => Err(ConfigError::new(
                     cell_path,
                     "missing: every tier needs a cell for every class (use {\"included\": false} for a class the plan does not include)",
                 )),
-                Some(cell) => check_cell(&cell_path, cell),
+                Some(cell) => check_cell(&cell_path, cell, scale),
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

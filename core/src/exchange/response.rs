@@ -17,7 +17,7 @@
 //! [`decide::bounded_delta`] bounds it, so Redis, shared data and the
 //! approximate mode's sync all see the same delta.
 
-use crate::config::{Config, Cost, TokenCount};
+use crate::config::{Config, Cost, ModelPrice, TokenCount};
 use crate::cost;
 use crate::decide;
 use crate::engine::{self, Decision, Outcome};
@@ -54,11 +54,17 @@ struct Charge {
 
 #[derive(Debug)]
 struct Metering {
-    /// Units per reported token (the class's model multiplier).
-    factor: f64,
-    /// Which of the reported tokens count.
-    count: TokenCount,
+    pricing: Pricing,
     body: Reading,
+}
+
+/// How reported tokens become what the counter holds.
+#[derive(Debug)]
+enum Pricing {
+    /// Units: the tokens `count` names, times the model multiplier.
+    Tokens { factor: f64, count: TokenCount },
+    /// Money: each kind of token at the model's price (micro-units).
+    Money(ModelPrice),
 }
 
 /// How the response body is read for its usage.
@@ -121,12 +127,16 @@ impl Charged {
     pub fn new(config: &Config, d: &Decision, request: Option<&Value>, sync: Option<SyncTarget>) -> Option<Charged> {
         let Outcome::Charged(c) = &d.outcome else { return None };
         let class = config.class(d.class)?;
-        let metering = match class.cost {
+        let pricing = match class.cost {
             Cost::Tokens { reconcile: true, count, .. } => {
-                Some(Metering { factor: cost::model_factor(class, request), count, body: Reading::Json(Vec::new()) })
+                Some(Pricing::Tokens { factor: cost::model_factor(class, request), count })
             }
+            // Priced as reserved: the forwarded request's model (after any
+            // degrade), else the table's dearest.
+            Cost::Priced { .. } => engine::price_for(config, request).map(Pricing::Money),
             _ => None,
         };
+        let metering = pricing.map(|pricing| Metering { pricing, body: Reading::Json(Vec::new()) });
         let counters = match config.counters.exact_redis() {
             Some(_) => Counters::Redis,
             None => Counters::Local { sync },
@@ -201,15 +211,21 @@ impl Charged {
             Reading::Json(kept) => serde_json::from_slice::<Value>(&kept).ok().as_ref().and_then(usage_in),
         };
         // A usage that does not say which tokens were input and which output
-        // (only a total) leaves an input or output count at its estimate.
-        let tokens = match m.count {
-            TokenCount::All => reported?.tokens()?,
-            TokenCount::Input => {
-                reported?.kinds().map(|k| k.input.saturating_add(k.cached_input).saturating_add(k.cache_write))?
+        // (only a total) leaves an input or output count, or a price, at its
+        // estimate.
+        let actual = match m.pricing {
+            Pricing::Tokens { factor, count } => {
+                let tokens = match count {
+                    TokenCount::All => reported?.tokens()?,
+                    TokenCount::Input => reported?
+                        .kinds()
+                        .map(|k| k.input.saturating_add(k.cached_input).saturating_add(k.cache_write))?,
+                    TokenCount::Output => reported?.kinds().map(|k| k.output.saturating_add(k.reasoning))?,
+                };
+                cost::scale(tokens, factor)
             }
-            TokenCount::Output => reported?.kinds().map(|k| k.output.saturating_add(k.reasoning))?,
+            Pricing::Money(price) => price.cost(&reported?.kinds()?).max(1),
         };
-        let actual = cost::scale(tokens, m.factor);
         let charge = self.charge.take()?;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(charge.cost).unwrap_or(i64::MAX);
         Some(charge.corrections(delta))

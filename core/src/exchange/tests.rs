@@ -896,3 +896,103 @@ fn the_usage_endpoint_in_redis_reads_the_members_cap_with_the_pools_counters() {
         );
     }
 }
+
+/// "chat" priced in dollars by the table (gpt-4o $2.50 / $10.00 a million
+/// input / output tokens, gpt-4o-mini $0.15 / $0.60), $1.00 a day (100 cents).
+fn priced() -> Config {
+    let doc = json!({
+        "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+        "usage_endpoint": "/quota",
+        "prices": {"currency": "USD", "models": {
+            "gpt-4o": {"input": "2.50", "output": "10.00"},
+            "gpt-4o-mini": {"input": "0.15", "output": "0.60"}
+        }},
+        "classes": [{"name": "chat", "match": [{"methods": ["POST"], "path": {"exact": "/chat"},
+            "body": [{"field": "model", "one_of": ["gpt-4o", "gpt-4o-mini"]}]}],
+            "cost": {"price": {"default_max_tokens": 1000}}}],
+        "tiers": {"free": {"limits": {"chat": {"hard": 100, "window": "day"}}}}
+    });
+    match Config::from_json(doc.to_string().as_bytes()) {
+        Ok(c) => c,
+        Err(e) => panic!("priced config: {e}"),
+    }
+}
+
+/// Sends a chat of `model` with a 400-character prompt (100 tokens
+/// estimated) and `max_tokens`; answers it with `usage` when admitted.
+fn priced_chat(config: &Config, host: &mut MemoryHost, model: &str, max_tokens: u64, usage: Value) -> (Step, Exchange) {
+    let body =
+        json!({"model": model, "messages": [{"role": "user", "content": "x".repeat(400)}], "max_tokens": max_tokens});
+    let bytes = body.to_string().into_bytes();
+    let mut x = Exchange::new();
+    x.request_head(config, host, alice("POST", "/chat"), false);
+    x.request_body(config, host, bytes.len(), true);
+    let step = x.body_read(config, host, Some(bytes));
+    if step.next == Next::Continue {
+        x.response_head(config, host, Some(200), Some(b"application/json"), 0);
+        x.response_body(config, host, json!({"usage": usage}).to_string().as_bytes(), true);
+    }
+    (step, x)
+}
+
+fn header_of<'h>(h: &'h [(&'static str, String)], name: &str) -> Option<&'h str> {
+    h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn a_priced_class_reserves_the_estimate_and_settles_to_the_price_of_the_reported_usage() {
+    let config = priced();
+    let mut host = MemoryHost::at(NOON_MS);
+    // Reserved: 100 prompt tokens at $2.50/M + 1000 at $10.00/M = $0.01025.
+    let usage = json!({"prompt_tokens": 100, "completion_tokens": 500, "total_tokens": 600});
+    let (step, x) = priced_chat(&config, &mut host, "gpt-4o", 1000, usage);
+    assert_eq!(step.next, Next::Continue);
+    let h = x.response_headers().cloned().unwrap_or_default();
+    assert_eq!(header_of(&h, "x-quota-currency"), Some("USD"));
+    assert_eq!(header_of(&h, "x-quota-cost"), Some("0.01025"));
+    assert_eq!(header_of(&h, "x-quota-used"), Some("0.01025"));
+    assert_eq!(header_of(&h, "x-quota-limit"), Some("1.00"));
+    // RateLimit fields in cents, the room rounded down: $0.98975 left is 98.
+    assert_eq!(header_of(&h, "ratelimit-policy"), Some("\"chat\";q=100;w=86400"));
+    assert!(header_of(&h, "ratelimit").is_some_and(|v| v.starts_with("\"chat\";r=98;")), "{h:?}");
+    // Settled at what was reported: 100 × 2.50 + 500 × 10.00 per million = $0.00525.
+    assert_eq!(used(&config, &host, "chat:u:alice"), 5_250);
+    // gpt-4o-mini: 100 × 0.15 + 300 × 0.60 = 195 micro-dollars.
+    let usage = json!({"prompt_tokens": 100, "completion_tokens": 300});
+    priced_chat(&config, &mut host, "gpt-4o-mini", 1000, usage);
+    assert_eq!(used(&config, &host, "chat:u:alice"), 5_250 + 195);
+    // A budget that would cross the dollar is refused before it runs, in dollars.
+    let (step, _) = priced_chat(&config, &mut host, "gpt-4o", 99_500, json!({}));
+    let (status, body) = reply(&step);
+    assert_eq!(status, 429);
+    assert_eq!(
+        body["error"]["message"],
+        json!("This needs $1.00, but you have $0.99 left for today. It resets in 12 h."),
+        "{body}"
+    );
+    assert_eq!(body["error"]["quota"]["money"]["remaining"], json!("$0.99"));
+    assert_eq!(used(&config, &host, "chat:u:alice"), 5_445);
+}
+
+#[test]
+fn a_priced_request_for_a_model_nobody_priced_is_reserved_at_the_dearest_price() {
+    let mut doc: Value = serde_json::from_str(
+        r#"{"identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+            "prices": {"currency": "USD", "models": {"cheap": {"input": "0.10", "output": "0.10"}},
+                       "default": {"input": "1.00", "output": "2.00"}},
+            "classes": [{"name": "chat", "cost": {"price": {"default_max_tokens": 1000}}}],
+            "tiers": {"free": {"limits": {"chat": {"hard": 100, "window": "day"}}}}}"#,
+    )
+    .unwrap_or(Value::Null);
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let cost = |json: Value| crate::engine::reservation(&config, Some(&json), 1000);
+    // An unknown model takes the default; a model that is not a string,
+    // the dearest (here the default too); the cheap one its own.
+    assert_eq!(cost(json!({"model": "cheap", "max_tokens": 1000})), 100);
+    assert_eq!(cost(json!({"model": "other", "max_tokens": 1000})), 2_000);
+    assert_eq!(cost(json!({"model": ["cheap"], "max_tokens": 1000})), 2_000);
+    // Without a default, a class that may see any model is refused.
+    doc["prices"]["default"] = Value::Null;
+    let error = Config::from_json(doc.to_string().as_bytes()).map(|_| ()).unwrap_err();
+    assert!(error.to_string().starts_with("classes[0].cost.price: a class without match rules"), "{error}");
+}
