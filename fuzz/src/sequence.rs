@@ -131,6 +131,8 @@ pub struct Tally {
     pub body_reads: u64,
     /// Decisions on a stacked cell, and stacked charges sent to Redis.
     pub stacked: u64,
+    /// Decisions on a class metered in money.
+    pub money: u64,
     /// Calls to Redis about a member cap: a stacked charge that applies
     /// one, or the admin endpoint's setting or clearing one.
     pub capped: u64,
@@ -148,6 +150,7 @@ impl Tally {
         self.after_reply += o.after_reply;
         self.body_reads += o.body_reads;
         self.stacked += o.stacked;
+        self.money += o.money;
         self.capped += o.capped;
     }
 }
@@ -566,6 +569,7 @@ impl<'c> Watch<'c> {
         };
         tally.decisions += 1;
         tally.stacked += u64::from(!d.others.is_empty());
+        tally.money += u64::from(config.currency_of(d.class).is_some());
         // In shared data the correction is the counter's own move.
         if let (Some((key, before)), Outcome::Charged(c)) = (&self.used_at_decision, &d.outcome) {
             if let Some(after) = used(config, host, key) {
@@ -619,6 +623,7 @@ mod tests {
         assert!(total.decisions > 500 && total.replies > 500 && total.after_reply > 500, "{total:?}");
         assert!(total.calls > 200 && total.answers > 100 && total.cancels > 0, "{total:?}");
         assert!(total.stacked > 50, "{total:?}");
+        assert!(total.money > 20, "{total:?}");
         assert!(total.capped > 5, "{total:?}");
         assert!(total.corrections > 20 && total.body_reads > 100, "{total:?}");
     }
