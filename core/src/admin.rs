@@ -88,13 +88,18 @@ pub fn parse_admin(config: &Config, query: &str) -> Result<AdminRequest, String>
             return Err("the id must be 1 to max_id_bytes characters without control characters".into());
         }
     }
-    let cap =
-        match field("cap").as_deref() {
-            Some("none") => None,
-            text => Some(text.and_then(|t| t.parse::<u64>().ok()).filter(|c| (1..=ceiling).contains(c)).ok_or_else(
-                || format!("\"cap\" must be a whole number from 1 to {ceiling} (the pool), or \"none\""),
-            )?),
-        };
+    // In money, a cap is written in minor units (cents), as the limits are.
+    let scale = config.scale_of(ClassId(class_id));
+    let most = ceiling / scale;
+    let cap = match field("cap").as_deref() {
+        Some("none") => None,
+        text => Some(
+            text.and_then(|t| t.parse::<u64>().ok())
+                .filter(|c| (1..=most).contains(c))
+                .map(|c| c.saturating_mul(scale))
+                .ok_or_else(|| format!("\"cap\" must be a whole number from 1 to {most} (the pool), or \"none\""))?,
+        ),
+    };
     let key = crate::member_cap::store_key(config, class, &workspace, &user);
     Ok(AdminRequest::MemberCap(CapRequest { class: ClassId(class_id), workspace, user, cap, key }))
 }
@@ -133,9 +138,11 @@ pub fn parse_grant(config: &Config, query: &str) -> Result<GrantRequest, String>
     if id.is_empty() || id.len() > config.identity.max_id_bytes || id.chars().any(char::is_control) {
         return Err("the id must be 1 to max_id_bytes characters without control characters".into());
     }
+    // In money, grants are written in minor units (cents), as the limits are.
     let units = units
         .and_then(|u| u.parse::<u64>().ok())
         .filter(|u| (1..=MAX_GRANT_UNITS).contains(u))
+        .map(|u| crate::units::bounded(u.saturating_mul(config.scale_of(class_id))))
         .ok_or_else(|| format!("\"units\" must be a whole number from 1 to {MAX_GRANT_UNITS}"))?;
     let class = config.class(class_id).ok_or("no such class")?;
     // A stack has several counters of each scope (one per window): which
@@ -221,5 +228,29 @@ mod tests {
         ] {
             assert!(parse_grant(&config, bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn grants_and_caps_of_a_class_in_money_are_written_in_cents() {
+        let doc = r#"{
+            "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}], "default_tier": "team"},
+            "admin": {"path": "/quota/admin", "secret": "s3cret-s3cret-s3cret-s3cret"},
+            "prices": {"currency": "USD", "default": {"input": "1", "output": "1"}},
+            "classes": [{"name": "spend", "cost": {"fixed": 1, "unit_price": "0.01"}},
+                        {"name": "pooled", "cost": {"fixed": 1, "unit_price": "0.01"}}],
+            "tiers": {"team": {"limits": {"spend": {"hard": 500, "window": "month"},
+                "pooled": [{"scope": "workspace", "hard": 1000, "window": "day"},
+                           {"hard": 300, "window": "day", "admin_cap": true}]}}}
+        }"#;
+        let config = Config::from_json(doc.as_bytes()).unwrap();
+        // $0.50 of grant: 500,000 micro-dollars.
+        assert_eq!(parse_grant(&config, "class=spend&user=a&units=50").unwrap().units, 500_000);
+        let Ok(AdminRequest::MemberCap(cap)) = parse_admin(&config, "class=pooled&workspace=w&user=a&cap=250") else {
+            panic!()
+        };
+        assert_eq!(cap.cap, Some(2_500_000));
+        // The pool ($10.00) bounds the cap, in cents.
+        let error = parse_admin(&config, "class=pooled&workspace=w&user=a&cap=1001").unwrap_err();
+        assert!(error.contains("from 1 to 1000"), "{error}");
     }
 }

@@ -136,6 +136,12 @@ impl Currency {
     }
 }
 
+/// Micro-units in one minor unit of `currency` (10,000 for a cent; a
+/// million for a currency without minor units, such as JPY).
+pub fn micros_per_minor(currency: &Currency) -> u64 {
+    10u64.pow(6u32.saturating_sub(currency.minor_digits()))
+}
+
 /// Micro-units of an amount written in decimal: `"5"`, `"5.00"`, `"0.004"`,
 /// `"1234.567891"`.
 ///

@@ -67,6 +67,14 @@ impl Config {
         self.tiers.get(tier.0)?.cells.get(class.0)
     }
 
+    /// How many of the units a class counts one number written for it is: 1
+    /// for a class counted in units; for a class in money, the micro-units
+    /// of one minor unit (10,000 for a cent). Limits, grants and member caps
+    /// are written in these numbers.
+    pub fn scale_of(&self, class: ClassId) -> u64 {
+        self.currency_of(class).map_or(1, crate::money::micros_per_minor)
+    }
+
     /// The currency of a class metered in money (`None`: counted in units).
     pub fn currency_of(&self, class: ClassId) -> Option<&crate::money::Currency> {
         self.class(class).filter(|c| c.in_money()).and(self.prices.as_ref()).map(Prices::currency)
@@ -149,7 +157,7 @@ fn money_scales(classes: &[Class], prices: Option<&Prices>) -> Result<Vec<u64>, 
                 format!("classes[{i}].cost"),
                 "is metered in money, but the config has no \"prices\" table to name its currency",
             )),
-            (true, Some(p)) => Ok(10u64.pow(6u32.saturating_sub(p.currency().minor_digits()))),
+            (true, Some(p)) => Ok(crate::money::micros_per_minor(p.currency())),
         })
         .collect()
 }
