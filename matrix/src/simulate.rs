@@ -110,8 +110,10 @@ pub struct LimitUse {
     pub scope: &'static str,
     /// The window as the config writes it ("day", "5h").
     pub window: String,
-    /// Its counter after the request (before it, when refused); `None`
-    /// when no counter was read (the store failed, or the caller names no
+    /// Its counter after the request was decided (before it, when
+    /// refused), as the response headers report it: a `response` in the
+    /// trace settles it afterwards (see [`Step::settled`]); `None` when no
+    /// counter was read (the store failed, or the caller names no
     /// workspace for a pool).
     pub used: Option<u64>,
     pub hard: u64,
