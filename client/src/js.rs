@@ -3,7 +3,7 @@
 //! readers of `quota_core::wire` and `state.rs`, JS values out. Times come
 //! from the JS clock (`Date.now()`).
 
-use crate::meter::Meter;
+use crate::meter::{number, Meter};
 use crate::state::QuotaState;
 use js_sys::{Array, Date, Function, Object, Reflect, JSON};
 use quota_core::wire::{read_headers, read_refusal, read_usage, READ_HEADERS};
@@ -37,16 +37,40 @@ export type QuotaStateName =
   | "unavailable"
   | "workspace_required";
 
+/**
+ * An ISO 4217 currency code: the currency of a class metered in money.
+ *
+ * Amounts of such a class (`used`, `limit`, `softLimit`, `remaining`,
+ * `cost`, `overage`, `grant`) are numbers in the currency's **major unit**
+ * (`4.2` is $4.20; `0.01025` is a request that cost $0.01025), as the
+ * `x-quota-*` headers write them, read exactly and handed over as the
+ * nearest double. Show them with the `*Text` getters (`"$4.20"`: what was
+ * used and what remains rounded down, as the filter's own sentences do),
+ * not with `toFixed`. `fractionUsed` is computed before any rounding. For a
+ * class counted in units, `currency` is `undefined` and every amount is a
+ * whole count (the `*Text` getters give it as text: `"6"`).
+ *
+ * With the `x-quota-*` headers turned off, a response's IETF `RateLimit`
+ * fields alone give a money class's numbers as whole minor units (cents),
+ * with no `currency`.
+ */
+export type CurrencyCode = "USD" | "EUR" | "GBP" | "JPY" | (string & {});
+
 /** `QuotaState.toJSON()`: every getter's value, times as RFC 3339 strings. */
 export interface QuotaStateJSON {
   class: string;
   label: string | null;
   tier: string | null;
   scope: string | null;
+  currency: CurrencyCode | null;
   used: number | null;
   limit: number | null;
   softLimit: number | null;
   remaining: number | null;
+  usedText: string | null;
+  limitText: string | null;
+  softLimitText: string | null;
+  remainingText: string | null;
   fractionUsed: number;
   state: QuotaStateName | (string & {});
   warning: string | null;
@@ -59,9 +83,12 @@ export interface QuotaStateJSON {
   pace: "ahead" | null;
   paceMessage: string | null;
   cost: number | null;
+  costText: string | null;
   degradedTo: string | null;
   overage: number | null;
+  overageText: string | null;
   grant: number | null;
+  grantText: string | null;
   windowSeconds: number | null;
   window: string | null;
   meters: QuotaMeterJSON[];
@@ -73,10 +100,15 @@ export interface QuotaMeterJSON {
   scope: string | null;
   window: string | null;
   windowSeconds: number | null;
+  currency: CurrencyCode | null;
   used: number | null;
   limit: number | null;
   softLimit: number | null;
   remaining: number | null;
+  usedText: string | null;
+  limitText: string | null;
+  softLimitText: string | null;
+  remainingText: string | null;
   fractionUsed: number;
   state: QuotaStateName | (string & {}) | null;
   message: string | null;
@@ -108,7 +140,9 @@ export function fromUsage(report: string | object): QuotaState[];
 "#;
 
 /// Where the caller stands in one operation class: the numbers for a meter,
-/// the state, the words to show, and when it resets.
+/// the state, the words to show, and when it resets. A class metered in
+/// money has a `currency`, and its amounts are in that currency's major
+/// unit (see `CurrencyCode`).
 #[wasm_bindgen(js_name = QuotaState)]
 pub struct JsQuotaState {
     inner: QuotaState,
@@ -144,28 +178,59 @@ impl JsQuotaState {
         self.inner.scope.clone()
     }
 
-    /// Units used in the current window.
+    /// The ISO 4217 code of a class metered in money ("USD"); `undefined`
+    /// for a class counted in units.
+    #[wasm_bindgen(getter, unchecked_return_type = "CurrencyCode | undefined")]
+    pub fn currency(&self) -> Option<String> {
+        self.inner.currency.map(|c| c.code().to_string())
+    }
+
+    /// Units used in the current window (in money: the amount, 4.2 for $4.20).
     #[wasm_bindgen(getter)]
     pub fn used(&self) -> Option<f64> {
-        count(self.inner.used)
+        self.inner.number(self.inner.used)
     }
 
     /// The hard limit.
     #[wasm_bindgen(getter)]
     pub fn limit(&self) -> Option<f64> {
-        count(self.inner.limit)
+        self.inner.number(self.inner.limit)
     }
 
     /// The soft limit, where warnings start (when the plan has one).
     #[wasm_bindgen(getter = softLimit)]
     pub fn soft_limit(&self) -> Option<f64> {
-        count(self.inner.soft_limit)
+        self.inner.number(self.inner.soft_limit)
     }
 
     /// `limit - used`, never below 0.
     #[wasm_bindgen(getter)]
     pub fn remaining(&self) -> Option<f64> {
-        count(self.inner.remaining)
+        self.inner.number(self.inner.remaining)
+    }
+
+    /// What was used, to show: "6", or in money "$4.20" (rounded down).
+    #[wasm_bindgen(getter = usedText)]
+    pub fn used_text(&self) -> Option<String> {
+        self.inner.used_text()
+    }
+
+    /// The hard limit, to show: "10", "$5.00".
+    #[wasm_bindgen(getter = limitText)]
+    pub fn limit_text(&self) -> Option<String> {
+        self.inner.limit_text()
+    }
+
+    /// The soft limit, to show: "5", "$4.00".
+    #[wasm_bindgen(getter = softLimitText)]
+    pub fn soft_limit_text(&self) -> Option<String> {
+        self.inner.soft_limit_text()
+    }
+
+    /// What remains, to show: "4", "$0.80" (rounded down).
+    #[wasm_bindgen(getter = remainingText)]
+    pub fn remaining_text(&self) -> Option<String> {
+        self.inner.remaining_text()
     }
 
     /// How full the meter is, from 0 to 1.
@@ -248,10 +313,18 @@ impl JsQuotaState {
         self.inner.pace_message.clone()
     }
 
-    /// Units this request was charged (0 when refused; responses only).
+    /// Units this request was charged (0 when refused; responses only). A
+    /// priced request's is what was reserved for it; the upstream's
+    /// reported usage settles it afterwards (read the usage endpoint).
     #[wasm_bindgen(getter)]
     pub fn cost(&self) -> Option<f64> {
-        count(self.inner.cost)
+        self.inner.number(self.inner.cost)
+    }
+
+    /// What this request was charged, to show: "1", "$0.01".
+    #[wasm_bindgen(getter = costText)]
+    pub fn cost_text(&self) -> Option<String> {
+        self.inner.cost_text()
     }
 
     /// The cheaper model the request was served with (state "degraded").
@@ -263,13 +336,25 @@ impl JsQuotaState {
     /// Units past the hard limit in this window (state "overage").
     #[wasm_bindgen(getter)]
     pub fn overage(&self) -> Option<f64> {
-        count(self.inner.overage)
+        self.inner.number(self.inner.overage)
+    }
+
+    /// What is past the hard limit, to show: "100", "$0.63".
+    #[wasm_bindgen(getter = overageText)]
+    pub fn overage_text(&self) -> Option<String> {
+        self.inner.overage_text()
     }
 
     /// Grant units left (prepaid packs, approvals), when there are any.
     #[wasm_bindgen(getter)]
     pub fn grant(&self) -> Option<f64> {
-        count(self.inner.grant)
+        self.inner.number(self.inner.grant)
+    }
+
+    /// The grant left, to show: "40", "$10.00".
+    #[wasm_bindgen(getter = grantText)]
+    pub fn grant_text(&self) -> Option<String> {
+        self.inner.grant_text()
     }
 
     /// The window's length in seconds (from `RateLimit-Policy`).
@@ -334,31 +419,62 @@ impl JsQuotaMeter {
         count(self.inner.window_seconds)
     }
 
-    /// Units used in this limit's window. `undefined` when the reading did
-    /// not say: an admitted response's headers give only the binding
-    /// limit's use (and every limit's quota); read the usage endpoint for
-    /// the others.
+    /// The ISO 4217 code of a class metered in money ("USD"); `undefined`
+    /// for a class counted in units.
+    #[wasm_bindgen(getter, unchecked_return_type = "CurrencyCode | undefined")]
+    pub fn currency(&self) -> Option<String> {
+        self.inner.currency.map(|c| c.code().to_string())
+    }
+
+    /// Units used in this limit's window (in money: the amount, 4.2 for
+    /// $4.20). `undefined` when the reading did not say: an admitted
+    /// response's headers give only the binding limit's use (and every
+    /// limit's quota); read the usage endpoint for the others.
     #[wasm_bindgen(getter)]
     pub fn used(&self) -> Option<f64> {
-        count(self.inner.used)
+        self.amount(self.inner.used)
     }
 
     /// The hard limit.
     #[wasm_bindgen(getter)]
     pub fn limit(&self) -> Option<f64> {
-        count(self.inner.limit)
+        self.amount(self.inner.limit)
     }
 
     /// The soft limit, where warnings start (when the reading says).
     #[wasm_bindgen(getter = softLimit)]
     pub fn soft_limit(&self) -> Option<f64> {
-        count(self.inner.soft_limit)
+        self.amount(self.inner.soft_limit)
     }
 
     /// `limit - used`, never below 0 (when the reading says).
     #[wasm_bindgen(getter)]
     pub fn remaining(&self) -> Option<f64> {
-        count(self.inner.remaining)
+        self.amount(self.inner.remaining)
+    }
+
+    /// What was used, to show: "30", "$0.45" (rounded down).
+    #[wasm_bindgen(getter = usedText)]
+    pub fn used_text(&self) -> Option<String> {
+        self.inner.used_text()
+    }
+
+    /// The hard limit, to show: "50", "$1.00".
+    #[wasm_bindgen(getter = limitText)]
+    pub fn limit_text(&self) -> Option<String> {
+        self.inner.limit_text()
+    }
+
+    /// The soft limit, to show: "40", "$0.80".
+    #[wasm_bindgen(getter = softLimitText)]
+    pub fn soft_limit_text(&self) -> Option<String> {
+        self.inner.soft_limit_text()
+    }
+
+    /// What remains, to show: "20", "$0.55" (rounded down).
+    #[wasm_bindgen(getter = remainingText)]
+    pub fn remaining_text(&self) -> Option<String> {
+        self.inner.remaining_text()
     }
 
     /// How full this meter is, from 0 to 1 (0 when its use is unknown).
@@ -412,8 +528,8 @@ impl JsQuotaMeter {
     }
 
     /// The meter's caption: "Team: 120 of 300 today", "You: 30 of 50
-    /// today", "You: 2 of 45 in this 5-hour window" ("Team: up to 300
-    /// today" while the use is unknown).
+    /// today", "You: 2 of 45 in this 5-hour window", "You: $0.45 of $1.00
+    /// today" ("Team: up to 300 today" while the use is unknown).
     #[wasm_bindgen(getter)]
     pub fn label(&self) -> String {
         self.inner.label()
@@ -423,6 +539,12 @@ impl JsQuotaMeter {
     #[wasm_bindgen(js_name = toJSON, unchecked_return_type = "QuotaMeterJSON")]
     pub fn to_json(&self) -> JsValue {
         json_value(self.inner.to_json(now_ms()))
+    }
+}
+
+impl JsQuotaMeter {
+    fn amount(&self, n: Option<u64>) -> Option<f64> {
+        number(n, self.inner.currency.as_ref())
     }
 }
 

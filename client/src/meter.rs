@@ -5,6 +5,7 @@
 
 use quota_core::config::parse_window;
 use quota_core::copy::{human_duration, this_window};
+use quota_core::money::{format_amount, format_amount_down, Currency, MICROS_PER_UNIT};
 use quota_core::window::WindowSpec;
 use quota_core::wire::WireState;
 use serde_json::{json, Value};
@@ -21,6 +22,9 @@ pub struct Meter {
     pub window: Option<String>,
     /// The window's length in seconds (`RateLimit-Policy`'s `w`; responses only).
     pub window_seconds: Option<u64>,
+    /// The currency of a class metered in money: `used`, `limit`,
+    /// `soft_limit` and `remaining` are then micro-units of it.
+    pub currency: Option<Currency>,
     /// `None` when the reading did not say: an admitted response's headers
     /// give the binding limit's numbers, and only the quota of the others.
     pub used: Option<u64>,
@@ -66,16 +70,37 @@ impl Meter {
         deadline_ms(self.reset_after, self.reset_at, self.observed_ms).is_some_and(|at| at <= now_ms)
     }
 
+    /// What was used, for people: "30", "$4.20" (rounded down).
+    pub fn used_text(&self) -> Option<String> {
+        self.used.map(|n| used_text(n, self.currency.as_ref()))
+    }
+
+    /// The hard limit, for people: "50", "$5.00".
+    pub fn limit_text(&self) -> Option<String> {
+        self.limit.map(|n| amount_text(n, self.currency.as_ref()))
+    }
+
+    /// The soft limit, for people: "40", "$4.00".
+    pub fn soft_limit_text(&self) -> Option<String> {
+        self.soft_limit.map(|n| amount_text(n, self.currency.as_ref()))
+    }
+
+    /// What remains, for people: "20", "$0.80" (rounded down).
+    pub fn remaining_text(&self) -> Option<String> {
+        self.remaining.map(|n| used_text(n, self.currency.as_ref()))
+    }
+
     /// The meter's caption: whose limit, how much of it, and when:
     /// "Team: 120 of 300 today", "You: 30 of 50 today", "You: 2 of 45 in
-    /// this 5-hour window"; "Team: up to 300 today" when the use is unknown.
+    /// this 5-hour window", "You: $0.45 of $1.00 today"; "Team: up to 300
+    /// today" when the use is unknown.
     pub fn label(&self) -> String {
         let mut out = String::with_capacity(40);
         if let Some(who) = self.scope.as_deref().map(whose) {
             out.push_str(who);
             out.push_str(": ");
         }
-        match (self.used, self.limit) {
+        match (self.used_text(), self.limit_text()) {
             (Some(used), Some(limit)) => out.push_str(&format!("{used} of {limit}")),
             (None, Some(limit)) => out.push_str(&format!("up to {limit}")),
             (Some(used), None) => out.push_str(&format!("{used} used")),
@@ -103,15 +128,21 @@ impl Meter {
 
     /// Everything, as a JSON object with the JavaScript names.
     pub fn to_json(&self, now_ms: i64) -> Value {
+        let number = |n: Option<u64>| number_json(n, self.currency.as_ref());
         json!({
             "policy": self.policy,
             "scope": self.scope,
             "window": self.window,
             "windowSeconds": self.window_seconds,
-            "used": self.used,
-            "limit": self.limit,
-            "softLimit": self.soft_limit,
-            "remaining": self.remaining,
+            "currency": self.currency.as_ref().map(Currency::code),
+            "used": number(self.used),
+            "limit": number(self.limit),
+            "softLimit": number(self.soft_limit),
+            "remaining": number(self.remaining),
+            "usedText": self.used_text(),
+            "limitText": self.limit_text(),
+            "softLimitText": self.soft_limit_text(),
+            "remainingText": self.remaining_text(),
             "fractionUsed": self.fraction_used(),
             "state": self.state.as_ref().map(WireState::as_str),
             "message": self.message,
@@ -132,6 +163,50 @@ fn whose(scope: &str) -> &str {
         "organisation" => "Organisation",
         other => other,
     }
+}
+
+/// An amount as JavaScript gets it: a count, or for a class metered in
+/// money the amount in the currency's major unit (4.2 for $4.20; from
+/// micro-units, so the nearest double to the exact decimal).
+pub(crate) fn number(n: Option<u64>, currency: Option<&Currency>) -> Option<f64> {
+    n.map(|n| match currency {
+        Some(_) => n as f64 / MICROS_PER_UNIT as f64,
+        None => n as f64,
+    })
+}
+
+/// An amount in JSON: a count as an integer, an amount of money as
+/// [`number`] gives it.
+pub(crate) fn number_json(n: Option<u64>, currency: Option<&Currency>) -> Value {
+    match (n, currency) {
+        (None, _) => Value::Null,
+        (Some(n), None) => Value::from(n),
+        (Some(_), Some(_)) => number(n, currency).map_or(Value::Null, Value::from),
+    }
+}
+
+/// A limit, a cost, for people: "50", "$5.00" (to the nearest minor unit,
+/// as the filter's copy writes them).
+pub(crate) fn amount_text(n: u64, currency: Option<&Currency>) -> String {
+    match currency {
+        Some(c) => format_amount(n, c),
+        None => n.to_string(),
+    }
+}
+
+/// What was used or what remains, for people: "30", "$4.20", rounded down
+/// as the filter's copy rounds them, so neither claims more than there is.
+pub(crate) fn used_text(n: u64, currency: Option<&Currency>) -> String {
+    match currency {
+        Some(c) => format_amount_down(n, c),
+        None => n.to_string(),
+    }
+}
+
+/// Micro-units in one minor unit of `currency` (10 000 for a cent): the
+/// RateLimit fields of a class metered in money count minor units.
+pub(crate) fn minor_unit(currency: &Currency) -> u64 {
+    10u64.pow(quota_core::money::MAX_DECIMALS.saturating_sub(currency.minor_digits()))
 }
 
 /// How full a meter is, 0 to 1: a refusal without numbers is full; no
@@ -173,6 +248,7 @@ mod tests {
             scope: Some(scope.into()),
             window: Some(window.into()),
             window_seconds: None,
+            currency: None,
             used,
             limit: Some(limit),
             soft_limit: None,
@@ -198,6 +274,31 @@ mod tests {
         assert_eq!(unnamed.label(), "1 of 5 in this 1-minute window");
         let bare = Meter { window: Some("fortnight".into()), ..meter("user", "day", Some(1), 5) };
         assert_eq!(bare.label(), "You: 1 of 5");
+    }
+
+    #[test]
+    fn a_money_meter_reads_as_money_rounded_as_the_filter_rounds() {
+        let usd = Currency::from_code("USD").ok();
+        // $0.459999 used of $1.00: used and what remains round down.
+        let m = Meter { currency: usd, ..meter("user", "day", Some(459_999), 1_000_000) };
+        assert_eq!(m.label(), "You: $0.45 of $1.00 today");
+        assert_eq!((m.used_text(), m.remaining_text()), (Some("$0.45".into()), Some("$0.54".into())));
+        assert_eq!(m.fraction_used(), 0.459_999);
+        let v = m.to_json(T0);
+        assert_eq!(
+            (v["used"].as_f64(), v["limit"].as_f64(), v["currency"].as_str()),
+            (Some(0.459_999), Some(1.0), Some("USD"))
+        );
+        let pool = Meter { currency: usd, ..meter("workspace", "month", None, 500_000_000) };
+        assert_eq!(pool.label(), "Team: up to $500.00 this month");
+        // Yen have no minor digits; a currency without a symbol is written after.
+        let yen =
+            Meter { currency: Currency::from_code("JPY").ok(), ..meter("user", "day", Some(120_000_000), 500_000_000) };
+        assert_eq!(yen.label(), "You: ¥120 of ¥500 today");
+        let chf = Meter { currency: Currency::from_code("CHF").ok(), ..meter("user", "day", Some(4_000), 5_000_000) };
+        assert_eq!(chf.label(), "You: 0.004 CHF of 5.00 CHF today");
+        // Counts stay integers in JSON.
+        assert_eq!(meter("user", "day", Some(3), 10).to_json(T0)["used"], json!(3));
     }
 
     #[test]

@@ -3,12 +3,23 @@
 //! the usage endpoint's report. Plain Rust with the clock passed in, so it
 //! is tested natively; `js.rs` binds it to JavaScript.
 
-use crate::meter::{deadline_ms, fraction, seconds_left, Meter};
+use crate::meter::{
+    amount_text, deadline_ms, fraction, minor_unit, number, number_json, seconds_left, used_text, Meter,
+};
 use quota_core::copy::human_duration;
-use quota_core::wire::{ClassUsage, HeaderReading, PolicyName, Refusal, RefusalQuota, UsageReport, WireState};
+use quota_core::money::Currency;
+use quota_core::wire::{
+    ClassUsage, HeaderReading, MoneyReport, PolicyName, Refusal, RefusalQuota, UsageReport, WireState,
+};
 use serde_json::{json, Value};
 
 /// Where a caller stands in one class.
+///
+/// For a class metered in money, `currency` is set and every amount
+/// (`used`, `limit`, `soft_limit`, `remaining`, `cost`, `overage`,
+/// `grant`, and the meters') is an exact count of micro-units of it
+/// (4 200 000 is $4.20); the `*_text` methods write them as the filter's
+/// copy does, and JavaScript gets them in the currency's major unit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuotaState {
     pub class: String,
@@ -16,6 +27,9 @@ pub struct QuotaState {
     pub label: Option<String>,
     pub tier: Option<String>,
     pub scope: Option<String>,
+    /// The currency of a class metered in money (`x-quota-currency`, or
+    /// the `money` object of a refusal or the usage report).
+    pub currency: Option<Currency>,
     pub used: Option<u64>,
     pub limit: Option<u64>,
     pub soft_limit: Option<u64>,
@@ -71,11 +85,14 @@ impl QuotaState {
         // A stacked limit's name is `<class>.<scope>.<window>`.
         let named = policy.map(|p| p.name.as_str()).or(field.map(|f| f.name.as_str())).map(PolicyName::parse);
         let class = h.class.clone().or(q.class.clone()).or_else(|| named.map(|n| n.class.to_string()))?;
-        let limit = h.limit.or(q.limit).or(policy.map(|p| p.quota));
-        let remaining = h.remaining.or(q.remaining).or(field.map(|f| f.remaining));
+        let currency = h.money().or_else(|| q.money.as_ref().and_then(MoneyReport::money));
+        // The RateLimit fields count minor units (cents) of a money class.
+        let minor = |n: u64| currency.map_or(n, |c| n.saturating_mul(minor_unit(&c)));
+        let limit = h.limit.or(q.limit).or(policy.map(|p| minor(p.quota)));
+        let remaining = h.remaining.or(q.remaining).or(field.map(|f| minor(f.remaining)));
         let used = h.used.or(q.used).or_else(|| {
             let (limit, remaining) = (policy?.quota, field?.remaining);
-            Some(limit.saturating_sub(remaining))
+            Some(minor(limit.saturating_sub(remaining)))
         });
         let reset_after = h
             .reset_after
@@ -93,6 +110,7 @@ impl QuotaState {
             label: q.label.clone(),
             tier: h.tier.clone().or(q.tier.clone()),
             scope: h.scope.clone().or(q.scope.clone()).or_else(|| named?.scope.map(str::to_string)),
+            currency,
             used,
             limit,
             soft_limit: h.soft_limit.or(q.soft_limit),
@@ -129,11 +147,13 @@ impl QuotaState {
             c.state.clone().unwrap_or(if c.included == Some(false) { WireState::NotIncluded } else { WireState::Ok });
         let upgrade = c.upgrade.clone().unwrap_or_default();
         let pace = c.pace.clone().unwrap_or_default();
+        let currency = c.money.as_ref().and_then(MoneyReport::money);
         QuotaState {
             class: c.class.clone(),
             label: c.label.clone(),
             tier: report.tier.clone(),
             scope: c.scope.clone(),
+            currency,
             used: c.used,
             limit: c.limit,
             soft_limit: c.soft_limit,
@@ -157,8 +177,56 @@ impl QuotaState {
             grant: c.grant.filter(|&n| n > 0),
             window_seconds: None,
             window: c.window.clone(),
-            meters: usage_meters(c, observed_ms),
+            meters: usage_meters(c, currency, observed_ms),
         }
+    }
+
+    /// What was used, for people: "6", "$4.20" (money rounded down, as the
+    /// filter's copy rounds it).
+    pub fn used_text(&self) -> Option<String> {
+        self.used.map(|n| used_text(n, self.currency.as_ref()))
+    }
+
+    /// The hard limit, for people: "10", "$5.00".
+    pub fn limit_text(&self) -> Option<String> {
+        self.limit.map(|n| amount_text(n, self.currency.as_ref()))
+    }
+
+    /// The soft limit, for people: "5", "$4.00".
+    pub fn soft_limit_text(&self) -> Option<String> {
+        self.soft_limit.map(|n| amount_text(n, self.currency.as_ref()))
+    }
+
+    /// What remains, for people: "4", "$0.80" (money rounded down).
+    pub fn remaining_text(&self) -> Option<String> {
+        self.remaining.map(|n| used_text(n, self.currency.as_ref()))
+    }
+
+    /// What the request was charged, for people: "1", "$0.01".
+    pub fn cost_text(&self) -> Option<String> {
+        self.cost.map(|n| amount_text(n, self.currency.as_ref()))
+    }
+
+    /// What is past the hard limit, for people: "100", "$0.63".
+    pub fn overage_text(&self) -> Option<String> {
+        self.overage.map(|n| amount_text(n, self.currency.as_ref()))
+    }
+
+    /// The grant left, for people: "40", "$10.00".
+    pub fn grant_text(&self) -> Option<String> {
+        self.grant.map(|n| amount_text(n, self.currency.as_ref()))
+    }
+
+    /// An amount of this class as JavaScript gets it: a count, or in money
+    /// the amount in the currency's major unit (4.2 for $4.20).
+    pub fn number(&self, n: Option<u64>) -> Option<f64> {
+        number(n, self.currency.as_ref())
+    }
+
+    /// An amount in JSON: an integer count, or an amount of money as
+    /// [`QuotaState::number`] gives it.
+    fn json_number(&self, n: Option<u64>) -> Value {
+        number_json(n, self.currency.as_ref())
     }
 
     /// How full the meter is, 0 to 1. A refusal without numbers is full; a
@@ -206,10 +274,15 @@ impl QuotaState {
             "label": self.label,
             "tier": self.tier,
             "scope": self.scope,
-            "used": self.used,
-            "limit": self.limit,
-            "softLimit": self.soft_limit,
-            "remaining": self.remaining,
+            "currency": self.currency.as_ref().map(Currency::code),
+            "used": self.json_number(self.used),
+            "limit": self.json_number(self.limit),
+            "softLimit": self.json_number(self.soft_limit),
+            "remaining": self.json_number(self.remaining),
+            "usedText": self.used_text(),
+            "limitText": self.limit_text(),
+            "softLimitText": self.soft_limit_text(),
+            "remainingText": self.remaining_text(),
             "fractionUsed": self.fraction_used(),
             "state": self.state.as_str(),
             "warning": self.warning,
@@ -221,10 +294,13 @@ impl QuotaState {
             "upgradeText": self.upgrade_text,
             "pace": if self.pace_ahead { Some("ahead") } else { None },
             "paceMessage": self.pace_message,
-            "cost": self.cost,
+            "cost": self.json_number(self.cost),
+            "costText": self.cost_text(),
             "degradedTo": self.degraded_to,
-            "overage": self.overage,
-            "grant": self.grant,
+            "overage": self.json_number(self.overage),
+            "overageText": self.overage_text(),
+            "grant": self.json_number(self.grant),
+            "grantText": self.grant_text(),
             "windowSeconds": self.window_seconds,
             "window": self.window,
             "meters": self.meters.iter().map(|m| m.to_json(now_ms)).collect::<Vec<_>>(),
@@ -243,6 +319,7 @@ fn response_meters(s: &QuotaState, h: &HeaderReading, q: &RefusalQuota) -> Vec<M
         scope: scope.or_else(|| s.scope.clone()),
         window: window.or_else(|| s.window.clone()),
         window_seconds,
+        currency: s.currency,
         used: s.used,
         limit: s.limit,
         soft_limit: s.soft_limit,
@@ -265,6 +342,7 @@ fn response_meters(s: &QuotaState, h: &HeaderReading, q: &RefusalQuota) -> Vec<M
                     scope: l.scope.clone(),
                     window: l.window.clone(),
                     window_seconds: seconds,
+                    currency: s.currency,
                     used: l.used,
                     limit: l.limit,
                     soft_limit: s.soft_limit.filter(|_| l.binding),
@@ -297,8 +375,10 @@ fn response_meters(s: &QuotaState, h: &HeaderReading, q: &RefusalQuota) -> Vec<M
                     scope,
                     window,
                     window_seconds: p.window,
+                    currency: s.currency,
                     used: None,
-                    limit: Some(p.quota),
+                    // `q` counts minor units (cents) of a money class.
+                    limit: Some(s.currency.map_or(p.quota, |c| p.quota.saturating_mul(minor_unit(&c)))),
                     soft_limit: None,
                     remaining: None,
                     state: None,
@@ -320,7 +400,7 @@ fn response_meters(s: &QuotaState, h: &HeaderReading, q: &RefusalQuota) -> Vec<M
 /// A usage report's meters: one per limit it lists, each with its own
 /// numbers and sentence. A report without `limits` (an older filter) gives
 /// one meter from the class's own numbers, when it has them.
-fn usage_meters(c: &ClassUsage, observed_ms: i64) -> Vec<Meter> {
+fn usage_meters(c: &ClassUsage, currency: Option<Currency>, observed_ms: i64) -> Vec<Meter> {
     let binding = c.binding();
     let mut meters: Vec<Meter> = c
         .limits
@@ -331,6 +411,7 @@ fn usage_meters(c: &ClassUsage, observed_ms: i64) -> Vec<Meter> {
             scope: l.scope.clone(),
             window: l.window.clone(),
             window_seconds: None,
+            currency: l.money.as_ref().and_then(MoneyReport::money).or(currency),
             used: l.used,
             limit: l.limit,
             soft_limit: l.soft_limit,
@@ -349,6 +430,7 @@ fn usage_meters(c: &ClassUsage, observed_ms: i64) -> Vec<Meter> {
             scope: c.scope.clone(),
             window: c.window.clone(),
             window_seconds: None,
+            currency,
             used: c.used,
             limit: c.limit,
             soft_limit: c.soft_limit,
@@ -787,6 +869,302 @@ mod tests {
             assert_eq!(v["meters"].as_array().map(Vec::len), Some(2));
             assert_eq!(v["meters"][1]["label"], "You: 3 of 5 this week");
             assert_eq!(v["meters"][1]["resetAfterSeconds"], 43_200);
+        }
+    }
+
+    // Classes metered in money, with what the filter's own code answers:
+    // requests driven through the core's exchange, as the filter drives them.
+    mod money {
+        use super::*;
+        use quota_core::config::Config;
+        use quota_core::exchange::memory::MemoryHost;
+        use quota_core::exchange::{Exchange, Next};
+        use serde_json::Value;
+
+        /// Chat priced by the table ($1.00 a day on Free, warnings from
+        /// $0.50; a team pool of $5.00 with $1.00 a day for each member),
+        /// actions at $0.004 each, and exports counted in units.
+        pub(crate) fn config() -> Config {
+            Config::from_json(
+                br#"{
+                  "identity": {"user": [{"header": "x-user-id"}], "tier": [{"header": "x-plan"}],
+                               "workspace": [{"header": "x-workspace-id"}], "default_tier": "free"},
+                  "usage_endpoint": "/v1/quota",
+                  "prices": {"currency": "USD", "models": {
+                    "gpt-4o": {"input": "2.50", "output": "10.00"},
+                    "gpt-4o-mini": {"input": "0.15", "output": "0.60"}}},
+                  "classes": [
+                    {"name": "chat", "label": "Chat", "match": [{"methods": ["POST"], "path": {"exact": "/v1/chat/completions"},
+                      "body": [{"field": "model", "one_of": ["gpt-4o", "gpt-4o-mini"]}]}],
+                     "cost": {"price": {"default_max_tokens": 1000}}},
+                    {"name": "actions", "label": "Actions", "unit": "action",
+                     "match": [{"methods": ["POST"], "path": {"prefix": "/v1/actions"}}],
+                     "cost": {"fixed": 1, "unit_price": "0.004"}},
+                    {"name": "exports", "label": "Exports", "unit": "export",
+                     "match": [{"methods": ["POST"], "path": {"prefix": "/v1/exports"}}]}
+                  ],
+                  "tiers": {
+                    "free": {"upgrade_url": "https://example.com/up", "limits": {
+                      "chat": {"soft": 50, "hard": 100, "window": "day"},
+                      "actions": {"hard": 500, "window": "month"},
+                      "exports": {"hard": 10, "window": "day"}}},
+                    "pro": {"limits": {
+                      "chat": {"hard": 2000, "window": "day"},
+                      "actions": {"hard": 5000, "window": "month"},
+                      "exports": {"hard": 100, "window": "day"}}},
+                    "team": {"limits": {
+                      "chat": [{"scope": "workspace", "soft": 400, "hard": 500, "window": "day"},
+                               {"scope": "user", "hard": 100, "window": "day"}],
+                      "actions": {"scope": "workspace", "hard": 20000, "window": "month"},
+                      "exports": {"hard": 1000, "window": "day"}}}
+                  }
+                }"#,
+            )
+            .unwrap()
+        }
+
+        /// A response as a client receives it.
+        pub(crate) struct Answer {
+            pub status: u16,
+            pub headers: Vec<(String, String)>,
+            pub body: String,
+        }
+
+        impl Answer {
+            pub fn state(&self) -> Option<QuotaState> {
+                let reading = read_headers(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+                let refusal = (self.status >= 400).then(|| read_refusal(&self.body)).flatten();
+                QuotaState::from_response(reading, refusal, T0)
+            }
+
+            pub fn usage(&self) -> Vec<QuotaState> {
+                QuotaState::from_usage(&read_usage(&self.body).unwrap(), T0)
+            }
+        }
+
+        /// Sends one request through an exchange at noon (T0); when it is
+        /// forwarded, the upstream answers `reply` (its usage settles a
+        /// priced charge).
+        pub(crate) fn send(
+            config: &Config,
+            host: &mut MemoryHost,
+            who: &[(&str, &str)],
+            (method, path): (&str, &str),
+            body: Option<Value>,
+            reply: Value,
+        ) -> Answer {
+            host.now_ms = T0;
+            let mut head: Vec<(String, Vec<u8>)> =
+                vec![(":method".into(), method.as_bytes().to_vec()), (":path".into(), path.as_bytes().to_vec())];
+            head.extend(who.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())));
+            let bytes = body.map(|b| b.to_string().into_bytes());
+            let mut x = Exchange::new();
+            let mut unsent = bytes.clone();
+            let mut step = x.request_head(config, host, head, unsent.is_none());
+            loop {
+                step = match step.next {
+                    Next::Reply(r) => {
+                        let headers = r.headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+                        return Answer { status: r.status, headers, body: r.body };
+                    }
+                    Next::Continue | Next::Pause => match unsent.take() {
+                        Some(b) => x.request_body(config, host, b.len(), true),
+                        None => break,
+                    },
+                    Next::ReadBody(_) => x.body_read(config, host, bytes.clone()),
+                    Next::Call(_) => panic!("counters in memory never call Redis"),
+                };
+            }
+            let headers = x.response_headers().cloned().unwrap_or_default();
+            let body = reply.to_string();
+            x.response_head(config, host, Some(200), Some(b"application/json"), 0);
+            if x.reads_response_body() {
+                x.response_body(config, host, body.as_bytes(), true);
+            }
+            Answer { status: 200, headers: headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(), body }
+        }
+
+        pub(crate) const ANA: [(&str, &str); 1] = [("x-user-id", "ana")];
+        pub(crate) const BOB: [(&str, &str); 3] =
+            [("x-user-id", "bob"), ("x-plan", "team"), ("x-workspace-id", "acme")];
+        pub(crate) const CHAT: (&str, &str) = ("POST", "/v1/chat/completions");
+        pub(crate) const USAGE: (&str, &str) = ("GET", "/v1/quota");
+
+        /// A chat of gpt-4o with a 400-character prompt (100 tokens
+        /// estimated) and a completion budget of `max_tokens`.
+        pub(crate) fn chat(max_tokens: u64) -> Option<Value> {
+            Some(
+                json!({"model": "gpt-4o", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "x".repeat(400)}]}),
+            )
+        }
+
+        pub(crate) fn usage(prompt: u64, completion: u64) -> Value {
+            json!({"id": "chatcmpl-1", "usage": {"prompt_tokens": prompt, "completion_tokens": completion}})
+        }
+
+        fn texts(s: &QuotaState) -> [Option<String>; 4] {
+            [s.used_text(), s.limit_text(), s.soft_limit_text(), s.remaining_text()]
+        }
+
+        fn money_texts(m: &MoneyReport) -> [Option<String>; 4] {
+            [m.used.clone(), m.limit.clone(), m.soft_limit.clone(), m.remaining.clone()]
+        }
+
+        fn text(s: &str) -> Option<String> {
+            Some(s.to_string())
+        }
+
+        #[test]
+        fn an_admitted_priced_request_reads_as_money() {
+            let config = config();
+            let mut host = MemoryHost::at(T0);
+            // Reserved: 100 prompt tokens at $2.50 and 1000 at $10.00 a million.
+            let answer = send(&config, &mut host, &ANA, CHAT, chat(1000), usage(100, 500));
+            let s = answer.state().unwrap();
+            assert_eq!(s.currency.map(|c| c.code().to_string()).as_deref(), Some("USD"));
+            assert_eq!(
+                (s.used, s.limit, s.soft_limit, s.remaining, s.cost),
+                (Some(10_250), Some(1_000_000), Some(500_000), Some(989_750), Some(10_250))
+            );
+            assert_eq!(texts(&s), [text("$0.01"), text("$1.00"), text("$0.50"), text("$0.98")]);
+            assert_eq!(s.cost_text().as_deref(), Some("$0.01"));
+            assert_eq!((s.number(s.used), s.number(s.limit)), (Some(0.01025), Some(1.0)));
+            assert_eq!(s.fraction_used(), 0.01025);
+            // The RateLimit fields' cents, read as the same scale.
+            assert_eq!(s.window_seconds, Some(86_400));
+            let [m] = &s.meters[..] else { panic!("one meter: {:?}", s.meters) };
+            assert_eq!((m.label(), m.remaining_text()), ("You: $0.01 of $1.00 today".to_string(), text("$0.98")));
+            let v = s.to_json(T0);
+            assert_eq!(
+                (v["currency"].as_str(), v["used"].as_f64(), v["usedText"].as_str()),
+                (Some("USD"), Some(0.01025), Some("$0.01"))
+            );
+            assert_eq!(
+                (v["cost"].as_f64(), v["costText"].as_str(), v["overageText"].as_str()),
+                (Some(0.01025), Some("$0.01"), None)
+            );
+            assert_eq!(
+                (v["meters"][0]["limit"].as_f64(), v["meters"][0]["currency"].as_str()),
+                (Some(1.0), Some("USD"))
+            );
+            // A unit price: one action at $0.004.
+            let a = send(&config, &mut host, &ANA, ("POST", "/v1/actions/tag"), None, json!({})).state().unwrap();
+            assert_eq!(
+                (a.cost, a.cost_text().as_deref(), a.used_text().as_deref()),
+                (Some(4_000), Some("$0.004"), Some("$0.004"))
+            );
+        }
+
+        #[test]
+        fn what_a_client_shows_is_what_the_filter_says() {
+            let config = config();
+            let mut host = MemoryHost::at(T0);
+            // Settled at $0.00525, then $0.50025 reserved: past the soft limit.
+            send(&config, &mut host, &ANA, CHAT, chat(1000), usage(100, 500));
+            let warned = send(&config, &mut host, &ANA, CHAT, chat(50_000), json!({})).state().unwrap();
+            assert_eq!(warned.state, WireState::Warning);
+            assert_eq!((warned.used, warned.used_text().as_deref()), (Some(505_500), Some("$0.50")));
+            let said = format!(
+                "You've used {} of your {} for today.",
+                warned.used_text().unwrap(),
+                warned.limit_text().unwrap()
+            );
+            assert!(warned.warning.as_deref().is_some_and(|w| w.starts_with(&said)), "{:?}", warned.warning);
+
+            // $0.60025 does not fit the $0.4945 left: the refusal's money object.
+            let refused = send(&config, &mut host, &ANA, CHAT, chat(60_000), json!({}));
+            assert_eq!(refused.status, 429);
+            let s = refused.state().unwrap();
+            let quota = read_refusal(&refused.body).and_then(|r| r.quota).unwrap();
+            let money = quota.money.unwrap();
+            assert_eq!(texts(&s), money_texts(&money));
+            assert_eq!(texts(&s), [text("$0.50"), text("$1.00"), text("$0.50"), text("$0.49")]);
+            assert_eq!(
+                s.message.as_deref(),
+                Some("This needs $0.60, but you have $0.49 left for today. It resets in 12 h. Pro includes $20.00 a day: https://example.com/up")
+            );
+            assert_eq!(s.meters[0].label(), "You: $0.50 of $1.00 today");
+
+            // The usage endpoint: each class's own texts are its money object's.
+            let report = send(&config, &mut host, &ANA, USAGE, None, json!({}));
+            let raw = read_usage(&report.body).unwrap();
+            let states = report.usage();
+            for (s, c) in states.iter().zip(&raw.classes) {
+                match &c.money {
+                    Some(money) => assert_eq!(texts(s), money_texts(money), "{}", c.class),
+                    None => assert_eq!((s.currency, s.used_text().as_deref()), (None, Some("0")), "{}", c.class),
+                }
+            }
+            let chat = &states[0];
+            assert_eq!((chat.used, chat.state.clone()), (Some(505_500), WireState::Warning));
+            assert_eq!(chat.meters[0].label(), "You: $0.50 of $1.00 today");
+            assert_eq!(states[1].meters[0].label(), "You: $0.00 of $5.00 this month");
+            assert_eq!(states[2].meters[0].label(), "You: 0 of 10 today");
+        }
+
+        #[test]
+        fn a_stacked_money_cell_reads_each_limit_as_money() {
+            let config = config();
+            let mut host = MemoryHost::at(T0);
+            let s = send(&config, &mut host, &BOB, CHAT, chat(1000), usage(100, 500)).state().unwrap();
+            // The pool's quota comes from RateLimit-Policy, in cents: $5.00.
+            let labels: Vec<(String, bool)> = s.meters.iter().map(|m| (m.label(), m.binding)).collect();
+            assert_eq!(
+                labels,
+                [("Team: up to $5.00 today".to_string(), false), ("You: $0.01 of $1.00 today".to_string(), true)]
+            );
+            assert_eq!(s.meters[0].limit, Some(5_000_000));
+            let report = send(&config, &mut host, &BOB, USAGE, None, json!({}));
+            let chat = &report.usage()[0];
+            // Settled to $0.00525 of both.
+            let labels: Vec<String> = chat.meters.iter().map(Meter::label).collect();
+            assert_eq!(labels, ["Team: $0.005 of $5.00 today", "You: $0.005 of $1.00 today"]);
+            assert_eq!(chat.meters[0].remaining_text().as_deref(), Some("$4.99"));
+        }
+
+        /// `client/tests/priced.json`: responses to a Free user's and a Team
+        /// member's money classes, as the core answers them (the JavaScript
+        /// tests read them, as `recorded.json` holds Envoy's). Rewritten by
+        /// `UPDATE_EXPECTED=1 cargo test -p quota-client`; review the diff.
+        #[test]
+        fn the_priced_recordings_are_what_the_core_answers_now() {
+            let config = config();
+            let mut host = MemoryHost::at(T0);
+            let problem: Vec<(&str, &str)> =
+                ANA.iter().copied().chain([("accept", "application/problem+json")]).collect();
+            let mut recorded = serde_json::Map::new();
+            let mut record = |name: &str, a: Answer| {
+                let headers: Vec<[&str; 2]> = a.headers.iter().map(|(n, v)| [n.as_str(), v.as_str()]).collect();
+                recorded.insert(name.into(), json!({"status": a.status, "headers": headers, "body": a.body}));
+            };
+            record("chat_ok", send(&config, &mut host, &ANA, CHAT, chat(1000), usage(100, 500)));
+            record("chat_warning", send(&config, &mut host, &ANA, CHAT, chat(50_000), json!({})));
+            record("chat_blocked", send(&config, &mut host, &ANA, CHAT, chat(60_000), json!({})));
+            record("chat_blocked_problem", send(&config, &mut host, &problem, CHAT, chat(60_000), json!({})));
+            record("action_ok", send(&config, &mut host, &ANA, ("POST", "/v1/actions/tag"), None, json!({})));
+            record("usage_free", send(&config, &mut host, &ANA, USAGE, None, json!({})));
+            record("team_chat_ok", send(&config, &mut host, &BOB, CHAT, chat(1000), usage(100, 500)));
+            record("team_usage", send(&config, &mut host, &BOB, USAGE, None, json!({})));
+            let text = serde_json::to_string_pretty(&Value::Object(recorded)).unwrap() + "\n";
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/priced.json");
+            if std::env::var_os("UPDATE_EXPECTED").is_some_and(|v| v != "0") {
+                std::fs::write(path, &text).unwrap();
+            }
+            let committed = std::fs::read_to_string(path).unwrap_or_default();
+            assert!(
+                committed == text,
+                "{path} is not what the core answers now: UPDATE_EXPECTED=1 cargo test -p quota-client, then review the diff"
+            );
+        }
+
+        #[test]
+        fn without_the_quota_headers_a_money_class_reads_in_whole_cents() {
+            let mut config = config();
+            config.response_headers.quota = false;
+            let mut host = MemoryHost::at(T0);
+            let s = send(&config, &mut host, &ANA, CHAT, chat(1000), usage(100, 500)).state().unwrap();
+            // Only RateLimit: q=100, r=98 (cents), and no currency to say so.
+            assert_eq!((s.currency, s.limit, s.remaining, s.used), (None, Some(100), Some(98), Some(2)));
         }
     }
 }

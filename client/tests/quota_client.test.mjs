@@ -321,15 +321,17 @@ test("the countdown runs on the client's clock from when the response arrived", 
 test("JSON.stringify gives every value with the JavaScript names", () => {
   const json = JSON.parse(JSON.stringify(stateOf("draft_first_warning")));
   assert.deepEqual(Object.keys(json).sort(), [
-    "class", "cost", "degradedTo", "fractionUsed", "grant", "label", "limit", "message", "meters", "overage",
-    "pace", "paceMessage", "remaining", "resetAfterSeconds", "resetAt", "resetInWords", "scope",
-    "softLimit", "state", "tier", "upgradeText", "upgradeUrl", "used", "warning", "window", "windowSeconds",
+    "class", "cost", "costText", "currency", "degradedTo", "fractionUsed", "grant", "grantText", "label", "limit",
+    "limitText", "message", "meters", "overage", "overageText", "pace", "paceMessage", "remaining", "remainingText",
+    "resetAfterSeconds", "resetAt", "resetInWords", "scope", "softLimit", "softLimitText", "state", "tier",
+    "upgradeText", "upgradeUrl", "used", "usedText", "warning", "window", "windowSeconds",
   ]);
   assert.equal(json.resetAt, header("draft_first_warning", "x-quota-reset"));
   assert.equal(json.state, "warning");
   assert.deepEqual(Object.keys(json.meters[0]).sort(), [
-    "binding", "fractionUsed", "label", "limit", "message", "policy", "remaining", "resetAfterSeconds",
-    "resetAt", "resetInWords", "scope", "softLimit", "state", "used", "window", "windowSeconds",
+    "binding", "currency", "fractionUsed", "label", "limit", "limitText", "message", "policy", "remaining",
+    "remainingText", "resetAfterSeconds", "resetAt", "resetInWords", "scope", "softLimit", "softLimitText", "state",
+    "used", "usedText", "window", "windowSeconds",
   ]);
   assert.deepEqual([json.meters[0].label, json.meters[0].binding, json.meters[0].resetAt], ["You: 5 of 10 today", true, json.resetAt]);
   const stacked = JSON.parse(JSON.stringify(stateOf("stacked_member_ok")));

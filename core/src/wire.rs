@@ -7,14 +7,28 @@
 //! Readers are lenient, as a client should be: unknown headers and fields
 //! are ignored, and a malformed value reads as absent rather than failing
 //! the whole reading.
+//!
+//! ## Classes metered in money
+//!
+//! A class metered in money sends `x-quota-currency` (`USD`) and writes its
+//! amounts as decimal text of that currency (`x-quota-used: 0.01025`);
+//! [`read_headers`] reads them back to **micro-units** (10250), the numbers
+//! the usage endpoint and refusal bodies carry for such a class, so every
+//! number of a reading is an exact integer in one scale. Those bodies add a
+//! `money` object ([`MoneyReport`]): the currency and the amounts as people
+//! read them (`"$4.20"`). The IETF RateLimit fields stay integers, in the
+//! currency's **minor units** (cents): [`Policy::quota`] and
+//! [`Limit::remaining`] of a money class are cents, and only
+//! `x-quota-currency` says so.
 
 use crate::calendar::parse_rfc3339_utc;
 use crate::decide::State;
 use crate::headers::{
-    CLASS, COST, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET, RESET_AFTER,
-    SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
-    STATE_WORKSPACE_REQUIRED, TIER, UPGRADE, USED, WARNING, WINDOW,
+    CLASS, COST, CURRENCY, DEGRADED_TO, GRANT, LIMIT, OVERAGE, PACE, RATELIMIT, RATELIMIT_POLICY, REMAINING, RESET,
+    RESET_AFTER, SCOPE, SOFT_LIMIT, STATE, STATE_CONFIRMATION_REQUIRED, STATE_NOT_INCLUDED, STATE_TOO_LARGE,
+    STATE_UNAVAILABLE, STATE_WORKSPACE_REQUIRED, TIER, UPGRADE, USED, WARNING, WINDOW,
 };
+use crate::money::{parse_amount, Currency};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -24,11 +38,12 @@ pub use crate::headers::{PACE_AHEAD, RETRY_AFTER};
 
 /// Every header [`read_headers`] looks at, for hosts that can only look
 /// names up one at a time (a browser's `Headers.get`).
-pub const READ_HEADERS: [&str; 21] = [
+pub const READ_HEADERS: [&str; 22] = [
     CLASS,
     TIER,
     SCOPE,
     WINDOW,
+    CURRENCY,
     USED,
     LIMIT,
     SOFT_LIMIT,
@@ -306,7 +321,8 @@ impl Parser<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub name: String,
-    /// `q`: the quota (the hard limit).
+    /// `q`: the quota (the hard limit); for a class metered in money, in
+    /// the currency's minor units (cents).
     pub quota: u64,
     /// `w`: the window's length in seconds.
     pub window: Option<u64>,
@@ -350,7 +366,8 @@ impl<'a> PolicyName<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
     pub name: String,
-    /// `r`: what remains.
+    /// `r`: what remains; for a class metered in money, whole minor units
+    /// (cents), rounded down.
     pub remaining: u64,
     /// `t`: seconds until the quota resets.
     pub reset_after: Option<u64>,
@@ -462,6 +479,11 @@ impl<'de> Deserialize<'de> for WireState {
 
 /// The quota headers of one response. Every field is `None` (or `false`)
 /// when its header is absent or malformed.
+///
+/// The amounts (`used`, `limit`, `soft_limit`, `remaining`, `cost`,
+/// `overage`, `grant`) are units, or, when `currency` is set (a class
+/// metered in money), micro-units of that currency read from its decimal
+/// text: `x-quota-used: 4.20` is 4 200 000.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderReading {
     pub class: Option<String>,
@@ -471,6 +493,9 @@ pub struct HeaderReading {
     pub scope: Option<String>,
     /// The binding limit's window as the config names it: "day", "5h".
     pub window: Option<String>,
+    /// `x-quota-currency`: the ISO 4217 code of a class metered in money,
+    /// as sent ("USD"); see [`HeaderReading::money`].
+    pub currency: Option<String>,
     pub used: Option<u64>,
     pub limit: Option<u64>,
     pub soft_limit: Option<u64>,
@@ -514,6 +539,12 @@ impl HeaderReading {
         *self == HeaderReading::default()
     }
 
+    /// The currency of a class metered in money, when `x-quota-currency`
+    /// names one (three capital letters).
+    pub fn money(&self) -> Option<Currency> {
+        self.currency.as_deref().and_then(|code| Currency::from_code(code).ok())
+    }
+
     /// Where the binding limit (the one `RateLimit` reports) is in
     /// [`HeaderReading::policies`].
     pub fn binding(&self) -> Option<usize> {
@@ -552,7 +583,11 @@ where
         values.get(i)?.as_deref()
     };
     let text = |name: &str| get(name).filter(|v| !v.is_empty()).map(str::to_string);
-    let count = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+    let currency = text(CURRENCY);
+    // Counts, or in money the currency's decimal text as micro-units.
+    let in_money = currency.is_some();
+    let count =
+        |name: &str| get(name).and_then(|v| if in_money { parse_amount(v).ok() } else { v.parse::<u64>().ok() });
     let seconds = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok());
 
     let class = text(CLASS);
@@ -574,6 +609,7 @@ where
         tier: text(TIER),
         scope: text(SCOPE),
         window: text(WINDOW),
+        currency,
         used: count(USED),
         limit: count(LIMIT),
         soft_limit: count(SOFT_LIMIT),
@@ -625,7 +661,36 @@ pub struct Upgrade {
     pub text: Option<String>,
 }
 
+/// A class metered in money's amounts as people read them (`money` in a
+/// refusal's `quota` and in the usage report; `null` for a class counted in
+/// units): its currency's code, what was used and what remains rounded
+/// down, the rest to the nearest ("$4.20"). The same amounts as the entry's
+/// numbers, which are micro-units of the currency.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct MoneyReport {
+    /// The ISO 4217 code: "USD".
+    pub currency: Option<String>,
+    pub used: Option<String>,
+    pub limit: Option<String>,
+    pub soft_limit: Option<String>,
+    pub remaining: Option<String>,
+    /// Past the hard limit in this window.
+    pub over: Option<String>,
+    /// Grant money left.
+    pub grant: Option<String>,
+}
+
+impl MoneyReport {
+    /// The currency, when the code is one (three capital letters).
+    pub fn money(&self) -> Option<Currency> {
+        self.currency.as_deref().and_then(|code| Currency::from_code(code).ok())
+    }
+}
+
 /// The numbers of a refusal (`error.quota`, or the problem's `quota` member).
+/// For a class metered in money the amounts are micro-units of the
+/// currency `money` names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct RefusalQuota {
@@ -657,6 +722,9 @@ pub struct RefusalQuota {
     /// Every limit of the cell, in the config's order.
     #[serde(deserialize_with = "lenient_list")]
     pub limits: Vec<RefusalLimit>,
+    /// The amounts as money, for a class metered in money.
+    #[serde(deserialize_with = "lenient")]
+    pub money: Option<MoneyReport>,
 }
 
 impl RefusalQuota {
@@ -727,7 +795,8 @@ pub struct PaceReport {
 }
 
 /// One limit of a class in the usage report (`limits`): the same numbers
-/// as a class's own, for this limit alone.
+/// as a class's own, for this limit alone (micro-units of the currency
+/// `money` names, for a class metered in money).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LimitUsage {
@@ -753,11 +822,15 @@ pub struct LimitUsage {
     pub reset_after: Option<i64>,
     pub pace: Option<PaceReport>,
     pub upgrade: Option<Upgrade>,
+    /// This limit's amounts as money, for a class metered in money.
+    #[serde(deserialize_with = "lenient")]
+    pub money: Option<MoneyReport>,
 }
 
 /// One class of the usage report. Its own numbers are the binding limit's
 /// (the one closest to refusing, or changing how requests are served);
-/// `limits` has every limit's.
+/// `limits` has every limit's. For a class metered in money the numbers
+/// are micro-units of the currency `money` names.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ClassUsage {
@@ -792,6 +865,9 @@ pub struct ClassUsage {
     /// asked for without a workspace.
     #[serde(deserialize_with = "lenient_list")]
     pub limits: Vec<LimitUsage>,
+    /// The amounts as money, for a class metered in money.
+    #[serde(deserialize_with = "lenient")]
+    pub money: Option<MoneyReport>,
 }
 
 impl ClassUsage {
@@ -834,6 +910,12 @@ fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<
         Some(Value::Array(items)) => items.into_iter().filter_map(|item| T::deserialize(item).ok()).collect(),
         _ => Vec::new(),
     })
+}
+
+/// A value that reads as absent when it does not read (`null`, or the
+/// wrong shape) rather than failing its whole document.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.and_then(|v| T::deserialize(v).ok()))
 }
 
 /// An RFC 3339 UTC time as Unix seconds; anything else reads as absent.
@@ -974,6 +1056,7 @@ mod tests {
                 tier: Some("free".into()),
                 scope: Some("user".into()),
                 window: Some("day".into()),
+                currency: None,
                 used: Some(1),
                 limit: Some(4),
                 soft_limit: Some(2),
@@ -1065,6 +1148,7 @@ mod tests {
                     reset_after: Some(43_200),
                     binding: true,
                 }],
+                money: None,
             }),
             violated_policies: Vec::new(),
         };
@@ -1524,6 +1608,173 @@ mod tests {
                 .unwrap();
         assert_eq!(refusal.violated_policies, Vec::<String>::new());
         assert_eq!(refusal.quota.map(|q| q.limits.len()), Some(0));
+    }
+
+    // Classes metered in money, with what the filter's own code writes.
+
+    const CHAT: ClassId = ClassId(0);
+    const ACTIONS: ClassId = ClassId(1);
+
+    /// Chat priced by the table ($1.00 a day, warnings from $0.50), and
+    /// actions at $0.004 each ($5.00 a month).
+    fn priced() -> Config {
+        Config::from_json(
+            br#"{
+              "identity": {"user": [{"header": "x-user-id"}], "tier": [{"header": "x-plan"}], "default_tier": "free"},
+              "prices": {"currency": "USD", "models": {"gpt-4o": {"input": "2.50", "output": "10.00"}}},
+              "classes": [
+                {"name": "chat", "label": "Chat", "match": [{"path": {"exact": "/chat"},
+                  "body": [{"field": "model", "equals": "gpt-4o"}]}], "cost": {"price": {"default_max_tokens": 1000}}},
+                {"name": "actions", "unit": "action", "match": [{"path": {"prefix": "/a"}}],
+                 "cost": {"fixed": 1, "unit_price": "0.004"}}
+              ],
+              "tiers": {
+                "free": {"upgrade_url": "https://example.com/up", "limits": {
+                  "chat": {"soft": 50, "hard": 100, "window": "day"},
+                  "actions": {"hard": 500, "window": "month"}}},
+                "pro": {"limits": {
+                  "chat": {"hard": 2000, "window": "day"},
+                  "actions": {"hard": 5000, "window": "month"}}}
+              },
+              "usage_endpoint": "/quota"
+            }"#,
+        )
+        .unwrap()
+    }
+
+    fn spend(config: &Config, store: &MemoryStore, class: ClassId, micros: u64) -> Decision {
+        charge(config, &caller(config, "ana"), class, micros, false, NOON_MS, store)
+    }
+
+    #[test]
+    fn money_headers_read_back_as_micro_units_of_their_currency() {
+        let config = priced();
+        let store = MemoryStore::new();
+        // 100 prompt tokens at $2.50 and 1000 at $10.00 a million: $0.01025.
+        let d = spend(&config, &store, CHAT, 10_250);
+        let headers = response_headers(&config, &d);
+        assert!(headers.contains(&(USED, "0.01025".to_string())), "{headers:?}");
+        let reading = read_headers(headers.iter().map(|(n, v)| (*n, v.as_str())));
+        assert_eq!(reading.currency.as_deref(), Some("USD"));
+        assert_eq!(reading.money().map(|c| c.code().to_string()).as_deref(), Some("USD"));
+        assert_eq!(
+            (reading.used, reading.limit, reading.soft_limit, reading.remaining, reading.cost),
+            (Some(10_250), Some(1_000_000), Some(500_000), Some(989_750), Some(10_250))
+        );
+        // The RateLimit fields: cents, the room rounded down ($0.98975 is 98).
+        assert_eq!(reading.policy, Some(Policy { name: "chat".into(), quota: 100, window: Some(86_400) }));
+        assert_eq!(reading.limit_field.map(|l| l.remaining), Some(98));
+        // A unit price: one action, $0.004.
+        let reading = read(&config, &spend(&config, &store, ACTIONS, 4_000));
+        assert_eq!((reading.cost, reading.used, reading.limit), (Some(4_000), Some(4_000), Some(5_000_000)));
+        // Units stay units: no currency, integers.
+        let units = self::config();
+        let units = read(&units, &drafts(&units, &MemoryStore::new(), "ana", 1));
+        assert_eq!((units.currency.as_deref(), units.money(), units.used), (None, None, Some(1)));
+    }
+
+    #[test]
+    fn money_amounts_that_do_not_read_are_left_out() {
+        let reading = read_headers([
+            ("x-quota-class", "chat"),
+            ("x-quota-currency", "USD"),
+            ("x-quota-used", "4.2.0"),
+            ("x-quota-limit", "5"),
+            ("x-quota-remaining", "0.0000001"),
+            ("x-quota-cost", "-1"),
+        ]);
+        assert_eq!((reading.used, reading.limit, reading.remaining, reading.cost), (None, Some(5_000_000), None, None));
+        // Not a currency code: the amounts are still the currency's text.
+        let odd = read_headers([("x-quota-currency", "usd"), ("x-quota-used", "0.50")]);
+        assert_eq!((odd.currency.as_deref(), odd.money(), odd.used), (Some("usd"), None, Some(500_000)));
+    }
+
+    #[test]
+    fn a_money_refusal_reads_back_its_numbers_and_its_money() {
+        let config = priced();
+        let store = MemoryStore::new();
+        spend(&config, &store, CHAT, 990_000);
+        // $0.02 does not fit the $0.01 left.
+        let refused = spend(&config, &store, CHAT, 20_000);
+        let openai = reply(&config, &refused, BodyFormat::OpenAi);
+        assert_eq!(openai.status, 429);
+        let reading = read_headers(openai.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        assert_eq!((reading.used, reading.remaining, reading.cost), (Some(990_000), Some(10_000), Some(0)));
+        let refusal = read_refusal(&openai.body).unwrap();
+        assert_eq!(
+            refusal.message.as_deref(),
+            Some("This needs $0.02, but you have $0.01 left for today. It resets in 12 h. Pro includes $20.00 a day: https://example.com/up")
+        );
+        let quota = refusal.quota.clone().unwrap();
+        assert_eq!(
+            (quota.used, quota.limit, quota.soft_limit, quota.remaining, quota.requested),
+            (Some(990_000), Some(1_000_000), Some(500_000), Some(10_000), Some(20_000))
+        );
+        let money = MoneyReport {
+            currency: Some("USD".into()),
+            used: Some("$0.99".into()),
+            limit: Some("$1.00".into()),
+            soft_limit: Some("$0.50".into()),
+            remaining: Some("$0.01".into()),
+            over: Some("$0.00".into()),
+            grant: Some("$0.00".into()),
+        };
+        assert_eq!(quota.money.as_ref(), Some(&money));
+        assert_eq!(money.money().map(|c| c.minor_digits()), Some(2));
+        assert_eq!(
+            quota.limits.iter().map(|l| (l.used, l.remaining)).collect::<Vec<_>>(),
+            [(Some(990_000), Some(10_000))]
+        );
+        // Problem details carry the same object.
+        let problem = read_refusal(&reply(&config, &refused, BodyFormat::Problem).body).unwrap();
+        assert_eq!(problem.quota.and_then(|q| q.money), Some(money));
+        // A unit class's refusal has none.
+        let units = self::config();
+        let blocked =
+            read_refusal(&reply(&units, &drafts(&units, &MemoryStore::new(), "ana", 5), BodyFormat::OpenAi).body);
+        assert_eq!(blocked.and_then(|r| r.quota).map(|q| q.money), Some(None));
+    }
+
+    #[test]
+    fn the_usage_report_reads_back_the_money_of_each_class_and_limit() {
+        let config = priced();
+        let store = MemoryStore::new();
+        spend(&config, &store, CHAT, 612_345);
+        spend(&config, &store, ACTIONS, 4_000);
+        let report = usage_report(&config, &caller(&config, "ana"), NOON_MS, &store);
+        let usage = read_usage(&report.to_string()).unwrap();
+        let [chat, actions] = &usage.classes[..] else { panic!("two classes: {:?}", usage.classes) };
+        assert_eq!((chat.used, chat.limit, chat.remaining), (Some(612_345), Some(1_000_000), Some(387_655)));
+        assert_eq!(chat.state, Some(WireState::Warning));
+        // What was used and what remains rounded down; never more than there is.
+        let money = chat.money.clone().unwrap();
+        assert_eq!(
+            (money.currency.as_deref(), money.used.as_deref(), money.remaining.as_deref(), money.limit.as_deref()),
+            (Some("USD"), Some("$0.61"), Some("$0.38"), Some("$1.00"))
+        );
+        assert_eq!(chat.limits.first().and_then(|l| l.money.clone()), Some(money));
+        assert_eq!(
+            chat.message.as_deref(),
+            Some("You've used $0.61 of your $1.00 for today. It resets in 12 h. Pro includes $20.00 a day: https://example.com/up")
+        );
+        let money = actions.money.clone().unwrap();
+        assert_eq!(
+            (money.used.as_deref(), money.limit.as_deref(), money.soft_limit),
+            (Some("$0.004"), Some("$5.00"), None)
+        );
+        // A class counted in units: `money` is null.
+        let units = self::config();
+        let units = usage_report(&units, &caller(&units, "ana"), NOON_MS, &MemoryStore::new());
+        let units = read_usage(&units.to_string()).unwrap();
+        assert!(units.classes.iter().all(|c| c.money.is_none() && c.limits.iter().all(|l| l.money.is_none())));
+    }
+
+    #[test]
+    fn a_money_object_that_does_not_read_is_left_out() {
+        let refusal = read_refusal(r#"{"error": {"message": "no", "quota": {"used": 5, "money": "USD"}}}"#).unwrap();
+        assert_eq!(refusal.quota.map(|q| (q.used, q.money)), Some((Some(5), None)));
+        let usage = read_usage(r#"{"classes": [{"class": "a", "used": 1, "money": {"currency": 840}}]}"#).unwrap();
+        assert_eq!((usage.classes[0].used, &usage.classes[0].money), (Some(1), &None));
     }
 
     #[test]

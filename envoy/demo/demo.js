@@ -3,9 +3,11 @@
 // upgrade link; a class with several limits (a team's pool and each member's
 // share, or 5 hours and a week) gets one labelled meter per limit, the
 // binding one marked. Every number and sentence comes from the quota filter,
-// read with the quota-client package; this file only draws.
+// read with the quota-client package; this file only draws. A class metered
+// in money shows money ("$0.45 of $1.00 used"): amounts.js writes the numbers.
 
 import init, { fromHeaders, fromUsage } from "./quota-client/quota_client.js";
+import { meterValues, numbersLine, valueText } from "./amounts.js";
 
 const USAGE_PATH = "/v1/quota";
 
@@ -198,16 +200,13 @@ function render(card) {
   const stacked = renderLimits(card);
   meter.hidden = stacked;
   numbers.hidden = stacked;
+  const { max, value } = meterValues(state);
+  meter.max = max;
+  meter.value = value;
+  numbers.textContent = numbersLine(state, tierLabel);
   if (state.limit !== undefined) {
-    meter.max = state.limit;
-    meter.value = Math.min(state.used ?? 0, state.limit);
-    const soft = state.softLimit !== undefined ? `, warnings from ${state.softLimit}` : "";
-    numbers.textContent = `${state.used ?? 0} of ${state.limit} used, ${state.remaining ?? 0} left${soft}`;
-    meter.setAttribute("aria-valuetext", `${state.used ?? 0} of ${state.limit} used`);
+    meter.setAttribute("aria-valuetext", valueText(state));
   } else {
-    meter.max = 1;
-    meter.value = 0;
-    numbers.textContent = name === "not_included" ? `Not part of the ${tierLabel} plan` : "";
     meter.setAttribute("aria-valuetext", numbers.textContent || "no numbers");
   }
 
@@ -271,9 +270,10 @@ function renderLimits(card) {
     row.el.dataset.state = m.state ?? "ok";
     row.el.querySelector(".limit-label").textContent = m.label;
     const bar = row.el.querySelector(".limit-meter");
-    bar.max = m.limit ?? 1;
-    bar.value = Math.min(m.used ?? 0, m.limit ?? 0);
-    bar.setAttribute("aria-valuetext", m.used === undefined ? m.label : `${m.used} of ${m.limit} used`);
+    const { max, value } = meterValues(m);
+    bar.max = max;
+    bar.value = value;
+    bar.setAttribute("aria-valuetext", m.used === undefined ? m.label : valueText(m));
   });
   list.hidden = false;
   return true;

@@ -51,6 +51,10 @@ Usage:
       cost, status, state, response headers and the message shown, and for
       a cell of stacked limits the limit that bound the request
       (--brief: one line per request, no headers; --json: JSON lines).
+      A line's optional `response` (status, content_type, body)
+      is the upstream's answer: the charge settles to the usage it reports
+      (a token or priced class) or goes back (a refunded status), and the
+      step shows what it settled at. Classes metered in money read as money.
       TRACE may be `-` (standard input). --user defaults to sim-user.
   quota-matrix schema
       Print the JSON Schema (draft 2020-12) of the configuration.

@@ -8,7 +8,9 @@ use quota_core::config::{
     TierId, TokenCount, ValueTest,
 };
 use quota_core::copy::{self, per_window, Facts};
+use quota_core::cost::Body;
 use quota_core::decide::{State, Usage};
+use quota_core::money::{self, Currency};
 use quota_core::window::{CalendarUnit, Window, WindowSpec};
 use serde_json::Value;
 
@@ -17,11 +19,66 @@ pub const SAMPLE_NOW: i64 = 1_795_376_880;
 /// The sample's time until the window resets: 4 h 12 min.
 pub const SAMPLE_RESET_AFTER: i64 = 4 * 3600 + 12 * 60;
 
-/// "5 / 10 a day", "10 a month", "3 / 5 every 5 hours".
-pub fn limits(l: &Limits) -> String {
+/// How a class's numbers read: counts as integers; for a class metered in
+/// money (its numbers are micro-units of the currency), amounts of money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amounts<'a> {
+    currency: Option<&'a Currency>,
+}
+
+impl<'a> Amounts<'a> {
+    /// A class counted in units.
+    #[cfg(test)]
+    pub const UNITS: Amounts<'static> = Amounts { currency: None };
+
+    /// The numbers of `class` in `config`.
+    pub fn of(config: &'a Config, class: ClassId) -> Amounts<'a> {
+        Amounts { currency: config.currency_of(class) }
+    }
+
+    /// Amounts of `currency`; counts when `None`.
+    pub fn in_currency(currency: Option<&'a Currency>) -> Amounts<'a> {
+        Amounts { currency }
+    }
+
+    /// The class's currency, when it is metered in money.
+    pub fn currency(&self) -> Option<&'a Currency> {
+        self.currency
+    }
+
+    /// A limit, a level, a cap: "10", "$5.00" (money rounded as the
+    /// filter's copy rounds limits; a limit is a whole number of minor
+    /// units, so it reads exactly).
+    pub fn show(&self, n: u64) -> String {
+        match self.currency {
+            Some(c) => money::format_amount(n, c),
+            None => n.to_string(),
+        }
+    }
+
+    /// An amount as it is, never rounded: a cost, a price ("$0.01025").
+    pub fn exact(&self, n: u64) -> String {
+        match self.currency {
+            Some(c) => exact_money(n, c),
+            None => n.to_string(),
+        }
+    }
+}
+
+/// `micros` of `currency` exactly, for people: "$0.004", "$2.50", "0.50 CHF".
+pub fn exact_money(micros: u64, currency: &Currency) -> String {
+    let text = money::decimal_text(micros, currency);
+    match currency.symbol() {
+        Some(symbol) => format!("{symbol}{text}"),
+        None => format!("{text} {}", currency.code()),
+    }
+}
+
+/// "5 / 10 a day", "10 a month", "3 / 5 every 5 hours", "$3.00 / $5.00 a month".
+pub fn limits(l: &Limits, a: Amounts) -> String {
     let amount = match l.soft {
-        Some(soft) => format!("{soft} / {}", l.hard),
-        None => l.hard.to_string(),
+        Some(soft) => format!("{} / {}", a.show(soft), a.show(l.hard)),
+        None => a.show(l.hard),
     };
     format!("{amount} {}", per_window(&l.window))
 }
@@ -29,24 +86,24 @@ pub fn limits(l: &Limits) -> String {
 /// A matrix cell: the limits and whatever departs from the defaults. A
 /// stack lists each limit with its scope: "300 a day pooled per workspace +
 /// 50 a day per member".
-pub fn cell(c: &Cell) -> String {
+pub fn cell(c: &Cell, a: Amounts) -> String {
     match c.limits() {
         [] => "not included".into(),
-        [l] => limit(l),
-        stack => stack.iter().map(|l| stacked(l, stack)).collect::<Vec<_>>().join(" + "),
+        [l] => limit(l, a),
+        stack => stack.iter().map(|l| stacked(l, stack, a)).collect::<Vec<_>>().join(" + "),
     }
 }
 
 /// One limit of a one-limit cell: its amounts and window, and whatever
 /// departs from the defaults.
-fn limit(l: &Limits) -> String {
-    let mut parts = vec![limits(l)];
+fn limit(l: &Limits, a: Amounts) -> String {
+    let mut parts = vec![limits(l, a)];
     match l.scope {
         Scope::User => {}
         Scope::Workspace => parts.push("pooled".into()),
         Scope::Organisation => parts.push("pooled per organisation".into()),
     }
-    parts.extend(behaviours(l));
+    parts.extend(behaviours(l, a));
     parts.join(", ")
 }
 
@@ -54,16 +111,16 @@ fn limit(l: &Limits) -> String {
 /// member", and whatever departs from the defaults. A stack of per-user
 /// limits names no scope ("45 every 5 hours + 900 a week"), as a one-limit
 /// cell names none.
-fn stacked(l: &Limits, stack: &[Limits]) -> String {
+fn stacked(l: &Limits, stack: &[Limits], a: Amounts) -> String {
     let head = match (l.scope, stack.iter().any(|o| o.scope.pooled())) {
-        (Scope::User, false) => limits(l),
-        _ => format!("{} {}", limits(l), stack_scope(l, stack)),
+        (Scope::User, false) => limits(l, a),
+        _ => format!("{} {}", limits(l, a), stack_scope(l, stack)),
     };
     let mut parts = vec![head];
     if l.admin_cap {
         parts.push("workspace admins may set each member's cap".into());
     }
-    parts.extend(behaviours(l));
+    parts.extend(behaviours(l, a));
     parts.join(", ")
 }
 
@@ -78,15 +135,15 @@ pub fn stack_scope(l: &Limits, stack: &[Limits]) -> &'static str {
 
 /// How the tables name one limit of a cell: the class alone for a one-limit
 /// cell, else the class and the limit ("Drafts (50 a day per member)").
-pub fn limit_label(class: &str, stack: &[Limits], i: usize) -> String {
+pub fn limit_label(class: &str, stack: &[Limits], i: usize, a: Amounts) -> String {
     match (stack, stack.get(i)) {
         ([_], _) | (_, None) => class.to_string(),
-        (_, Some(l)) => format!("{class} ({} {} {})", l.hard, per_window(&l.window), stack_scope(l, stack)),
+        (_, Some(l)) => format!("{class} ({} {} {})", a.show(l.hard), per_window(&l.window), stack_scope(l, stack)),
     }
 }
 
 /// What a limit does past its soft and hard limits, beyond the defaults.
-fn behaviours(l: &Limits) -> Vec<String> {
+fn behaviours(l: &Limits, a: Amounts) -> Vec<String> {
     let mut parts = Vec::new();
     if l.past_soft == PastSoft::Degrade {
         parts.push(format!("past soft {}", degraded_to(l)));
@@ -94,9 +151,9 @@ fn behaviours(l: &Limits) -> Vec<String> {
     match l.at_hard {
         AtHard::Block => {}
         AtHard::Warn => parts.push("then warn only".into()),
-        AtHard::Degrade => parts.push(format!("then {}{}", degraded_to(l), cap(l))),
-        AtHard::Overage => parts.push(format!("then overage{}", cap(l))),
-        AtHard::Queue => parts.push(format!("then queued{}", cap(l))),
+        AtHard::Degrade => parts.push(format!("then {}{}", degraded_to(l), cap(l, a))),
+        AtHard::Overage => parts.push(format!("then overage{}", cap(l, a))),
+        AtHard::Queue => parts.push(format!("then queued{}", cap(l, a))),
     }
     if let Some(f) = l.confirm_above {
         parts.push(format!("confirm above {} of what remains", percent(f)));
@@ -120,9 +177,9 @@ pub fn degraded_to(l: &Limits) -> String {
 }
 
 /// " (up to 50 more)" for behaviours past the hard limit with a ceiling.
-fn cap(l: &Limits) -> String {
+fn cap(l: &Limits, a: Amounts) -> String {
     match l.beyond_hard_cap() {
-        Some(n) if l.at_hard != AtHard::Block => format!(" (up to {n} more)"),
+        Some(n) if l.at_hard != AtHard::Block => format!(" (up to {} more)", a.show(n)),
         _ => String::new(),
     }
 }
@@ -216,9 +273,9 @@ pub fn scope(s: Scope) -> &'static str {
 }
 
 /// What happens to a request past the hard limit.
-pub fn at_hard(l: &Limits) -> String {
+pub fn at_hard(l: &Limits, a: Amounts) -> String {
     let then = match l.beyond_hard_cap() {
-        Some(n) if l.at_hard != AtHard::Block => format!(", up to {n} more, then refused (429)"),
+        Some(n) if l.at_hard != AtHard::Block => format!(", up to {} more, then refused (429)", a.show(n)),
         _ => String::new(),
     };
     match l.at_hard {
@@ -246,11 +303,23 @@ pub fn confirm(fraction: f64) -> String {
     format!("asked (428) when one request costs more than {} of what remains", percent(fraction))
 }
 
-/// Units per request: "1", "1 per record in `items`", with model multipliers.
-pub fn cost(class: &Class) -> String {
+/// Units per request: "1", "1 per record in `items`", with model
+/// multipliers; in money, what a request costs: "$0.004", "1 per item of
+/// the array `requests` (10 if absent), at $0.002 each", or the rule of a
+/// class priced by the prices table.
+pub fn cost(config: &Config, class: &Class) -> String {
     let fallback = class.cost_fallback;
+    let currency = class.unit_price.and(config.prices.as_ref()).map(|p| p.currency());
     let mut text = match &class.cost {
-        Cost::Fixed(n) => n.to_string(),
+        Cost::Fixed(n) => match (class.unit_price, currency) {
+            (Some(price), Some(c)) if *n == 1 => exact_money(price, c),
+            (Some(price), Some(c)) => format!(
+                "{} ({n} at {} each)",
+                exact_money(quota_core::cost::priced_units(class, *n), c),
+                exact_money(price, c)
+            ),
+            _ => n.to_string(),
+        },
         Cost::Records { jsonl: true, .. } => format!("1 per line of a JSON Lines body ({fallback} if unreadable)"),
         Cost::Records { field: Some(f), .. } => {
             format!("1 per item of the array `{}` ({fallback} if absent)", f.join("."))
@@ -259,8 +328,9 @@ pub fn cost(class: &Class) -> String {
         Cost::Bytes { per: 1 } => format!("1 per byte of body ({fallback} if unread)"),
         Cost::Bytes { per } => format!("1 per {per} bytes of body, rounded up ({fallback} if unread)"),
         Cost::Priced { default_max_tokens, .. } => format!(
-            "priced by the model's prices: the prompt and the completion budget ({default_max_tokens} if unset) \
-             reserved, then the reported tokens of each kind"
+            "priced by the model (see Prices): the prompt at its input price and the completion budget \
+             ({default_max_tokens} tokens if unset) at its output price reserved, then settled to the reported \
+             tokens of each kind at their prices"
         ),
         Cost::Tokens { default_max_tokens, reconcile, count, .. } => {
             let mut t = match count {
@@ -278,6 +348,9 @@ pub fn cost(class: &Class) -> String {
             t
         }
     };
+    if let (Some(price), Some(c), false) = (class.unit_price, currency, matches!(class.cost, Cost::Fixed(_))) {
+        text.push_str(&format!(", at {} each", exact_money(price, c)));
+    }
     if !class.models.is_empty() {
         let factors: Vec<String> = class.models.iter().map(|(m, f)| format!("{m} ×{f}")).collect();
         text.push_str(&format!("; by model: {}", factors.join(", ")));
@@ -373,11 +446,10 @@ pub fn samples(config: &Config, tier: TierId, class: ClassId, limit: usize) -> O
             pace: None,
         });
     };
-    // A sample request: what a request without a readable body would cost.
-    let requested = match config.class(class)?.cost {
-        Cost::Fixed(n) => n,
-        _ => config.class(class)?.cost_fallback,
-    };
+    // A sample request: what a request without a readable body would cost
+    // (in money: its units at the unit price, or a priced class's
+    // reservation of the completion budget at the dearest price).
+    let requested = quota_core::engine::request_cost(config, class, Body::default());
     let say = |message: Message, used: u64, state: State, reset_after: i64| {
         let mut facts = Facts::new(config, tier, class, limit)?;
         facts.usage = Some(sample_usage(l, used, state, reset_after));
@@ -404,8 +476,11 @@ pub fn samples(config: &Config, tier: TierId, class: ClassId, limit: usize) -> O
         _ => None,
     };
     let confirm = l.confirm_above.and_then(|f| {
-        // The most units left at which a request of this class is asked to confirm.
+        // The most units left at which a request of this class is asked
+        // to confirm; in money, the most whole minor units (cents).
+        let step = Amounts::of(config, class).currency().map_or(1, minor_unit);
         let left = ((requested as f64 / f).ceil() as u64).saturating_sub(1).min(l.hard);
+        let left = left - left % step;
         (left >= requested && left > 0)
             .then(|| {
                 let used = l.hard - left;
@@ -419,6 +494,11 @@ pub fn samples(config: &Config, tier: TierId, class: ClassId, limit: usize) -> O
         say(Message::Pace, used.min(l.hard), State::Ok, to_go)
     });
     Some(Samples { warning, wall, degraded, confirm, pace })
+}
+
+/// Micro-units in one minor unit of `currency` (10 000 for a cent).
+pub fn minor_unit(currency: &Currency) -> u64 {
+    10u64.pow(money::MAX_DECIMALS.saturating_sub(currency.minor_digits()))
 }
 
 /// A counter at `used` whose window ends `reset_after` seconds after [`SAMPLE_NOW`].
@@ -458,7 +538,7 @@ mod tests {
     #[test]
     fn cells_read_like_the_product_table() {
         let config = demo();
-        let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c]);
+        let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c], Amounts::UNITS);
         assert_eq!(text(0, 2), "5 / 10 a day");
         assert_eq!(text(0, 0), "not included");
         assert_eq!(text(2, 2), "200 / 300 a day pooled per workspace + 50 a day per member");
@@ -494,7 +574,7 @@ mod tests {
     #[test]
     fn a_stacked_cell_lists_each_limit_with_its_scope() {
         let config = stacked();
-        let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c]);
+        let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c], Amounts::UNITS);
         // Per-user limits only: no scope, as in a one-limit cell.
         assert_eq!(text(0, 0), "3 every 5 hours + 5 a week");
         assert_eq!(
@@ -503,10 +583,13 @@ mod tests {
         );
         assert_eq!(text(2, 2), "1000 a month pooled per organisation, then queued + 100 a month per member");
         let drafts = config.tiers[2].cells[1].limits();
-        assert_eq!(limit_label("Drafts", drafts, 0), "Drafts (300 a day pooled per workspace)");
-        assert_eq!(limit_label("Drafts", drafts, 1), "Drafts (50 a day per member)");
-        assert_eq!(limit_label("Drafts", config.tiers[1].cells[1].limits(), 0), "Drafts");
-        assert_eq!(limit_label("Chats", config.tiers[0].cells[0].limits(), 1), "Chats (5 a week per user)");
+        assert_eq!(limit_label("Drafts", drafts, 0, Amounts::UNITS), "Drafts (300 a day pooled per workspace)");
+        assert_eq!(limit_label("Drafts", drafts, 1, Amounts::UNITS), "Drafts (50 a day per member)");
+        assert_eq!(limit_label("Drafts", config.tiers[1].cells[1].limits(), 0, Amounts::UNITS), "Drafts");
+        assert_eq!(
+            limit_label("Chats", config.tiers[0].cells[0].limits(), 1, Amounts::UNITS),
+            "Chats (5 a week per user)"
+        );
     }
 
     #[test]
@@ -531,6 +614,49 @@ mod tests {
         // The weekly chats limit of Pro has the pace alert, not the 5-hour one.
         assert!(samples(&config, TierId(1), ClassId(0), 0).unwrap().pace.is_none());
         assert!(samples(&config, TierId(1), ClassId(0), 1).unwrap().pace.is_some());
+    }
+
+    fn priced() -> Config {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/priced.json");
+        Config::from_json(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn money_classes_read_as_money_and_unit_classes_as_counts() {
+        let config = priced();
+        let text = |t: usize, c: usize| cell(&config.tiers[t].cells[c], Amounts::of(&config, ClassId(c)));
+        // 300 and 500 cents, held as micro-dollars.
+        assert_eq!(config.tiers[0].cells[1].limits()[0].hard, 5_000_000);
+        assert_eq!(text(0, 1), "$3.00 / $5.00 a month");
+        assert_eq!(text(1, 0), "$15.00 / $20.00 a month, then overage (up to $5.00 more)");
+        assert_eq!(text(0, 3), "5 / 10 a day");
+        assert_eq!(cost(&config, &config.classes[1]), "$0.004");
+        assert!(cost(&config, &config.classes[0]).starts_with("priced by the model"));
+        let three = Class { cost: Cost::Fixed(3), ..config.classes[1].clone() };
+        assert_eq!(cost(&config, &three), "$0.012 (3 at $0.004 each)");
+        let a = Amounts::of(&config, ClassId(1));
+        assert_eq!(
+            (a.show(10_250), a.exact(10_250), Amounts::UNITS.exact(10_250)),
+            ("$0.01".into(), "$0.01025".into(), "10250".into())
+        );
+        let chf = Currency::from_code("CHF").unwrap();
+        assert_eq!((exact_money(2_500_000, &chf), minor_unit(&chf)), ("2.50 CHF".to_string(), 10_000));
+        assert_eq!(minor_unit(&Currency::from_code("JPY").unwrap()), 1_000_000);
+    }
+
+    #[test]
+    fn a_money_sample_costs_what_a_request_without_a_body_would() {
+        let config = priced();
+        // Standard: one unit at $0.004. Premium: no body, so the completion
+        // budget (4000) at the dearest output price ($10.00 a million).
+        let team = samples(&config, TierId(2), ClassId(1), 0).unwrap();
+        assert_eq!(
+            team.confirm.map(|(left, _)| left),
+            // 25% of what remains is less than $0.004 below $0.016: $0.01, in whole cents.
+            Some(10_000)
+        );
+        let pro = samples(&config, TierId(1), ClassId(0), 0).unwrap();
+        assert!(pro.wall.contains("this one counts as overage ($0.04 so far)"), "{}", pro.wall);
     }
 
     #[test]

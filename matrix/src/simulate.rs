@@ -28,22 +28,33 @@
 //!   charge as it decides from shared data, so the steps are the same, for
 //!   one caller, as the filter's. The approximate mode decides from shared
 //!   data already.
-//! - A trace holds no responses: a forwarded request's charge stands (no
-//!   refund, no usage reported by an upstream).
+//! - A forwarded request's charge stands unless its trace line gives the
+//!   upstream's `response` (see `trace.rs`): the exchange then reads it as
+//!   the filter reads a response (its status for refunds, its body for the
+//!   usage a token or priced class settles to), and the step shows what the
+//!   charge settled at.
+//! - A class metered in money shows its amounts as money (`$0.01025`); its
+//!   numbers in `--json` stay micro-units, as in the usage endpoint, with
+//!   the currency named.
 
 use crate::cli::Simulate;
+use crate::describe::Amounts;
 use crate::load::Loaded;
-use crate::trace::Request;
+use crate::trace::{Request, Response};
 use quota_core::body::read_body;
 use quota_core::config::{parse_utc_offset, Config, Scope};
+use quota_core::counter::Counter;
 use quota_core::engine::{Decision, Event, Outcome};
 use quota_core::exchange::memory::{MemoryHost, Noted};
+use quota_core::exchange::response::Ended;
 use quota_core::exchange::{Edits, Exchange, Next};
 use quota_core::headers::WARNING;
 use quota_core::identity::{Caller, ScopeKind};
+use quota_core::money::Currency;
 use quota_core::negotiate::BodyFormat;
 use quota_core::reply::{respond, Action, LocalReply};
 use quota_core::request::RequestHead;
+use quota_core::store::CounterStore;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
@@ -57,8 +68,14 @@ pub struct Step {
     /// `None`: no class matched and there is no default class.
     pub class: Option<String>,
     /// Units the request asked for (requests charged to a cell only:
-    /// admitted or refused there).
+    /// admitted or refused there); micro-units of `currency` in money.
     pub cost: Option<u64>,
+    /// The currency of a class metered in money.
+    pub currency: Option<Currency>,
+    /// What the charge came to once the trace's `response` was read (the
+    /// reported usage, a refund); `None` without a response, or when the
+    /// request charged nothing.
+    pub settled: Option<u64>,
     /// 200 when forwarded to the upstream, else the filter's own status.
     pub status: u16,
     /// The filter answered the request itself.
@@ -93,11 +110,15 @@ pub struct LimitUse {
     pub scope: &'static str,
     /// The window as the config writes it ("day", "5h").
     pub window: String,
-    /// Its counter after the request (before it, when refused); `None`
-    /// when no counter was read (the store failed, or the caller names no
+    /// Its counter after the request was decided (before it, when
+    /// refused), as the response headers report it: a `response` in the
+    /// trace settles it afterwards (see [`Step::settled`]); `None` when no
+    /// counter was read (the store failed, or the caller names no
     /// workspace for a pool).
     pub used: Option<u64>,
     pub hard: u64,
+    /// The currency of a class metered in money.
+    pub currency: Option<Currency>,
 }
 
 impl LimitUse {
@@ -106,9 +127,12 @@ impl LimitUse {
         format!("{}/{}", self.scope, self.window)
     }
 
-    /// "user/day (2 of 2): 50 of 50 used".
+    /// "user/day (2 of 2): 50 of 50 used", "user/month (2 of 2): $0.09 of $25.00 used".
     fn describe(&self) -> String {
-        let used = self.used.map_or_else(|| "no counter read".to_string(), |u| format!("{u} of {} used", self.hard));
+        let a = amounts(self.currency.as_ref());
+        let used = self
+            .used
+            .map_or_else(|| "no counter read".to_string(), |u| format!("{} of {} used", a.exact(u), a.show(self.hard)));
         format!("{} ({} of {}): {used}", self.name(), self.index + 1, self.of)
     }
 
@@ -242,6 +266,8 @@ fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Ste
         path: request.path.clone(),
         class: None,
         cost: None,
+        currency: None,
+        settled: None,
         status: 200,
         answered: false,
         state: None,
@@ -255,7 +281,7 @@ fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Ste
     let head = head_of(request);
     // For the labels only: the exchange routes the request by the same path.
     let path = RequestHead::new(head.clone()).path().to_string();
-    let passage = pass(config, host, request, head)?;
+    let mut passage = pass(config, host, request, head)?;
     let decision = passage.notes.iter().find_map(|n| match n {
         Noted::Decided { decision, .. } => Some(decision),
         _ => None,
@@ -295,8 +321,10 @@ fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Ste
     if let Some(d) = decision {
         step.class = config.class(d.class).map(|c| c.name.clone());
         step.cost = Some(d.requested);
+        step.currency = config.currency_of(d.class).copied();
         step.state = Some(state(d).into());
-        step.events = d.events(config).iter().map(event).collect();
+        let a = Amounts::of(config, d.class);
+        step.events = d.events(config).iter().map(|e| event(e, a)).collect();
         step.limits = stacked_limits(config, d);
     }
     match passage.reply {
@@ -310,9 +338,52 @@ fn step(config: &Config, host: &mut MemoryHost, request: &Request) -> Result<Ste
                 step.headers = own(headers);
                 step.rewrites = rewrites(&passage.edits, request.body.as_deref());
             }
+            if let (Some(response), Some(d)) = (&request.response, decision) {
+                step.settled = respond_upstream(config, host, &mut passage.exchange, d, response);
+            }
         }
     }
     Ok(step)
+}
+
+/// The upstream's `response` to an admitted request, fed to its exchange
+/// as the filter feeds one (`filter/src/stream.rs`): the head (the content
+/// type only when the body is read), the body in one chunk that ends the
+/// stream, then the stream's end. What the binding counter holds for the
+/// request afterwards: its cost, corrected; `None` when it charged nothing.
+fn respond_upstream(
+    config: &Config,
+    host: &mut MemoryHost,
+    exchange: &mut Exchange,
+    d: &Decision,
+    response: &Response,
+) -> Option<u64> {
+    let Outcome::Charged(charge) = &d.outcome else { return None };
+    if !exchange.corrects_charge() {
+        return None;
+    }
+    let key = d.key.as_deref()?;
+    let before = counter_used(config, host, key);
+    let content_type = exchange.reads_response_body().then_some(response.content_type.as_bytes());
+    exchange.response_head(config, host, Some(response.status), content_type, 0);
+    if exchange.reads_response_body() {
+        exchange.response_body(config, host, &response.body, true);
+    }
+    exchange.ended(config, host, || Ended { response_flags: 0, upstream_connected: true });
+    let after = counter_used(config, host, key);
+    let delta = i128::from(after) - i128::from(before);
+    u64::try_from(i128::from(charge.cost) + delta).ok()
+}
+
+/// What the counter `key` holds now (0 when there is none).
+fn counter_used(config: &Config, host: &MemoryHost, key: &str) -> u64 {
+    let table = config.counters.table(&host.store, host.now_ms);
+    table.get(key).ok().flatten().and_then(|(bytes, _)| Counter::decode(&bytes)).map_or(0, |c| c.used)
+}
+
+/// How amounts of a class read: money in `currency`, else counts.
+fn amounts(currency: Option<&Currency>) -> Amounts<'_> {
+    Amounts::in_currency(currency)
 }
 
 fn answered(step: &mut Step, reply: LocalReply) {
@@ -399,6 +470,7 @@ fn stacked_limits(config: &Config, d: &Decision) -> Vec<LimitUse> {
                 window: l.window_name.clone(),
                 used,
                 hard: l.hard,
+                currency: config.currency_of(d.class).copied(),
             })
         })
         .collect()
@@ -419,9 +491,9 @@ fn state(d: &Decision) -> &'static str {
     }
 }
 
-fn event(e: &Event) -> String {
+fn event(e: &Event, a: Amounts) -> String {
     match e {
-        Event::Warned { at, .. } => format!("warned at {at}"),
+        Event::Warned { at, .. } => format!("warned at {}", a.show(*at)),
         other => other.name().to_string(),
     }
 }
@@ -463,9 +535,9 @@ fn usage_summary(body: &str) -> Option<String> {
         .map(|c| {
             let label = c.get("label").and_then(Value::as_str).unwrap_or("?");
             let state = c.get("state").and_then(Value::as_str).unwrap_or("?");
-            let head = match (c.get("used").and_then(Value::as_u64), c.get("limit").and_then(Value::as_u64)) {
-                (Some(used), Some(limit)) => format!("{label} {used}/{limit} {state}"),
-                _ => return format!("{label} {}", state.replace('_', " ")),
+            let head = match amount_pair(c) {
+                Some((used, limit)) => format!("{label} {used}/{limit} {state}"),
+                None => return format!("{label} {}", state.replace('_', " ")),
             };
             // A stack: each limit's standing, in the order the cell lists them.
             match c.get("limits").and_then(Value::as_array) {
@@ -483,8 +555,20 @@ fn usage_summary(body: &str) -> Option<String> {
 /// "user/5h 2/3 warning": one entry of a class's `limits` in the usage report.
 fn limit_summary(l: &Value) -> String {
     let text = |name: &str| l.get(name).and_then(Value::as_str).unwrap_or("?");
-    let number = |name: &str| l.get(name).and_then(Value::as_u64).map_or_else(|| "?".to_string(), |n| n.to_string());
-    format!("{}/{} {}/{} {}", text("scope"), text("window"), number("used"), number("limit"), text("state"))
+    let (used, limit) = amount_pair(l).unwrap_or_else(|| ("?".into(), "?".into()));
+    format!("{}/{} {used}/{limit} {}", text("scope"), text("window"), text("state"))
+}
+
+/// An entry's use and limit as the usage report gives them for people:
+/// its `money` amounts ("$4.20", "$5.00") for a class metered in money,
+/// else its counts.
+fn amount_pair(entry: &Value) -> Option<(String, String)> {
+    if let Some(money) = entry.get("money").filter(|m| m.is_object()) {
+        let text = |name: &str| money.get(name).and_then(Value::as_str).map(str::to_string);
+        return Some((text("used")?, text("limit")?));
+    }
+    let number = |name: &str| entry.get(name).and_then(Value::as_u64).map(|n| n.to_string());
+    Some((number("used")?, number("limit")?))
 }
 
 /// Readable text: a block per request, then a summary.
@@ -504,8 +588,9 @@ pub fn text(loaded: &Loaded, args: &Simulate, steps: &[Step]) -> String {
     for (i, s) in steps.iter().enumerate() {
         out.push_str(&format!("\n[{}] {} {} {}  (line {})\n", i + 1, s.time, s.method, s.path, s.line));
         let mut row = |key: &str, value: &str| out.push_str(&format!("    {key:<8} {value}\n"));
+        let a = amounts(s.currency.as_ref());
         match (&s.class, s.cost) {
-            (Some(class), Some(cost)) => row("class", &format!("{class} (cost {cost})")),
+            (Some(class), Some(cost)) => row("class", &format!("{class} (cost {})", a.exact(cost))),
             (Some(class), None) => row("class", class),
             (None, _) => row("class", "unclassified: forwarded untouched, not counted"),
         }
@@ -517,6 +602,14 @@ pub fn text(loaded: &Loaded, args: &Simulate, steps: &[Step]) -> String {
         row("status", &status);
         if let Some(state) = &s.state {
             row("state", state);
+        }
+        if let Some(settled) = s.settled {
+            let reason = match s.cost {
+                Some(cost) if settled == cost => "the response left the charge as it was",
+                _ if settled == 0 => "given back after the response",
+                _ => "after the response",
+            };
+            row("settled", &format!("{} ({reason})", a.exact(settled)));
         }
         for (j, l) in s.limits.iter().enumerate() {
             row(if j == 0 { "limit" } else { "also" }, &l.describe());
@@ -596,6 +689,14 @@ pub fn json_lines(steps: &[Step]) -> String {
             "headers": headers,
             "body": s.body,
         });
+        // Only a class metered in money names its currency (its numbers are
+        // micro-units), and only a step with a response its settled charge.
+        if let (Some(c), Some(fields)) = (&s.currency, line.as_object_mut()) {
+            fields.insert("currency".into(), Value::from(c.code()));
+        }
+        if let (Some(settled), Some(fields)) = (s.settled, line.as_object_mut()) {
+            fields.insert("settled".into(), Value::from(settled));
+        }
         // Only a stacked cell's steps name their limits: the binding one,
         // then the others.
         if let (Some((binding, others)), Some(fields)) = (s.limits.split_first(), line.as_object_mut()) {
@@ -623,9 +724,9 @@ mod tests {
         Loaded { path: "features.json".into(), config, raw: doc }
     }
 
-    fn replay(loaded: &Loaded, trace: &str) -> Vec<Step> {
-        let args = Simulate {
-            file: loaded.path.clone(),
+    fn args() -> Simulate {
+        Simulate {
+            file: "features.json".into(),
             tier: "starter".into(),
             user: "sim-user".into(),
             workspace: None,
@@ -634,8 +735,11 @@ mod tests {
             script: "trace.jsonl".into(),
             json: false,
             brief: false,
-        };
-        run(loaded, &args, &trace::parse(trace, "trace.jsonl").unwrap()).unwrap()
+        }
+    }
+
+    fn replay(loaded: &Loaded, trace: &str) -> Vec<Step> {
+        run(loaded, &args(), &trace::parse(trace, "trace.jsonl").unwrap()).unwrap()
     }
 
     #[test]
@@ -746,6 +850,28 @@ mod tests {
         let named: Vec<(String, usize, Option<u64>)> = s.limits.iter().map(|l| (l.name(), l.index, l.used)).collect();
         assert_eq!(named, [("workspace/day".to_string(), 1, None)]);
         assert!(brief(&steps).contains(" workspace_required [workspace/day] "), "{}", brief(&steps));
+    }
+
+    #[test]
+    fn a_token_class_settles_to_the_usage_its_response_reports() {
+        let chat = |response: &str| {
+            format!(
+                r#"{{"time": "2026-11-22T09:00:00Z", "path": "/v1/chat/completions", "body": {{"model": "gpt-4o", "max_tokens": 100, "messages": [{{"role": "user", "content": "0123456789012345678901234567890123456789"}}]}}{response}}}"#
+            )
+        };
+        let trace = [
+            chat(r#", "response": {"body": {"usage": {"prompt_tokens": 20, "completion_tokens": 30, "total_tokens": 50}}}"#),
+            chat(r#", "response": {"status": 500}"#),
+            chat(""),
+            chat(r#", "response": {"body": {"id": "no usage"}}"#),
+        ]
+        .join("\n");
+        let steps = replay(&loaded(features()), &trace);
+        // (10 prompt + 100 budget) × 2 for gpt-4o reserved; 50 reported, × 2.
+        let costs: Vec<(Option<u64>, Option<u64>)> = steps.iter().map(|s| (s.cost, s.settled)).collect();
+        assert_eq!(costs, [(Some(220), Some(100)), (Some(220), Some(0)), (Some(220), None), (Some(220), Some(220))]);
+        assert!(steps.iter().all(|s| s.currency.is_none() && s.status == 200));
+        assert!(text(&loaded(features()), &args(), &steps).contains("    settled  100 (after the response)\n"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! their author meant. Each names the JSON path to look at. Errors are the
 //! core's business (`Config::from_json`); these are only warnings.
 
-use crate::describe;
+use crate::describe::{self, Amounts};
 use quota_core::config::{
     AtHard, BodyCond, Cell, ClassId, Config, HeaderCond, Limits, MissingWorkspace, PathMatch, Rule, Scope, TextTest,
     TierId, ValueTest, DEFAULT_WARN_AT,
@@ -39,13 +39,15 @@ pub fn smells(config: &Config, raw: &Value) -> Vec<Smell> {
                 continue;
             };
             let at = LimitPaths::new(raw, &tier.name, &class.name);
+            let a = Amounts::of(config, ClassId(c));
             for (i, limits) in stack.iter().enumerate() {
                 let path = at.path(i);
                 let written = at.raw(i).and_then(|l| l.get("warn_at")).and_then(Value::as_array);
-                warning_levels(&path, limits, written, &mut out);
+                warning_levels(&path, limits, written, a, &mut out);
                 pool_without_sources(config, &path, limits, &mut out);
+                never_fits(config, ClassId(c), &path, limits, &mut out);
             }
-            never_exceeded(config, &at, stack, &mut out);
+            never_exceeded(config, &at, stack, a, &mut out);
         }
     }
     out
@@ -126,7 +128,7 @@ fn pool_without_sources(config: &Config, path: &str, limits: &Limits, out: &mut 
 /// admits. Grants, corrections after the response and a caller's change of
 /// plan mid-window are left out; limits an admin may re-cap (`admin_cap`)
 /// are skipped.
-fn never_exceeded(config: &Config, at: &LimitPaths, stack: &[Limits], out: &mut Vec<Smell>) {
+fn never_exceeded(config: &Config, at: &LimitPaths, stack: &[Limits], a: Amounts, out: &mut Vec<Smell>) {
     for (i, x) in stack.iter().enumerate() {
         if x.admin_cap {
             continue;
@@ -141,8 +143,13 @@ fn never_exceeded(config: &Config, at: &LimitPaths, stack: &[Limits], out: &mut 
             (total <= x.hard).then_some((j, y, most, n, nested, total))
         });
         let Some((j, y, most, n, nested, total)) = bound else { continue };
-        let words = |l: &Limits| format!("{} {} {}", l.hard, per_window(&l.window), describe::stack_scope(l, stack));
-        let lets = if most == y.hard { words(y) } else { format!("{} ({most} with what it admits past it)", words(y)) };
+        let words =
+            |l: &Limits| format!("{} {} {}", a.show(l.hard), per_window(&l.window), describe::stack_scope(l, stack));
+        let lets = if most == y.hard {
+            words(y)
+        } else {
+            format!("{} ({} with what it admits past it)", words(y), a.show(most))
+        };
         let why = if n == 1 && nested && x.window == y.window {
             "over the same windows".to_string()
         } else if n == 1 && nested {
@@ -153,9 +160,11 @@ fn never_exceeded(config: &Config, at: &LimitPaths, stack: &[Limits], out: &mut 
             )
         } else {
             format!(
-                "and a {} overlaps at most {n} {}s ({n} × {most} = {total})",
+                "and a {} overlaps at most {n} {}s ({n} × {} = {})",
                 describe::window_span(&x.window),
-                describe::window_span(&y.window)
+                describe::window_span(&y.window),
+                a.show(most),
+                a.show(total)
             )
         };
         out.push(Smell {
@@ -346,6 +355,9 @@ fn upgrade_links(config: &Config, raw: &Value, t: usize, out: &mut Vec<Smell>) {
             (Cell::Limited(a), Cell::Limited(b)) => (a, b),
         };
         let at = LimitPaths::new(raw, &tier.name, &class.name);
+        let amounts = Amounts::of(config, ClassId(c));
+        // A class metered in money gives more or less budget, not units.
+        let units = if amounts.currency().is_some() { "budget" } else { class.units.as_str() };
         for (i, l) in a.iter().enumerate() {
             if upgrade_hint(config, TierId(t), ClassId(c), i).is_some() {
                 continue;
@@ -355,15 +367,19 @@ fn upgrade_links(config: &Config, raw: &Value, t: usize, out: &mut Vec<Smell>) {
                 [only] => Some(only),
                 stack => stack.iter().find(|m| m.scope == l.scope && m.window == l.window),
             };
-            let what = format!("{} {} {}", class.units, per_window(&l.window), describe::stack_scope(l, a));
+            let what = format!("{units} {} {}", per_window(&l.window), describe::stack_scope(l, a));
             let message = match same {
                 Some(m) if a.len() == 1 && b.len() == 1 => format!(
-                    "{} gives no more {} ({} vs {}): the wall offers no upgrade",
-                    next.label, class.units, m.hard, l.hard
+                    "{} gives no more {units} ({} vs {}): the wall offers no upgrade",
+                    next.label,
+                    amounts.show(m.hard),
+                    amounts.show(l.hard)
                 ),
                 Some(m) => format!(
                     "{} gives no more {what} ({} vs {}): the wall of this limit offers no upgrade",
-                    next.label, m.hard, l.hard
+                    next.label,
+                    amounts.show(m.hard),
+                    amounts.show(l.hard)
                 ),
                 None => format!(
                     "{} has no limit on {what} to compare with: the wall of this limit offers no upgrade",
@@ -376,15 +392,24 @@ fn upgrade_links(config: &Config, raw: &Value, t: usize, out: &mut Vec<Smell>) {
 }
 
 /// (3) Warning levels that can never fire on their own, and cells that
-/// reach the wall without any warning.
-fn warning_levels(path: &str, limits: &quota_core::config::Limits, written: Option<&Vec<Value>>, out: &mut Vec<Smell>) {
+/// reach the wall without any warning. A class metered in money holds
+/// micro-units, but its levels are computed on the numbers as written (the
+/// currency's minor units, then scaled), and so are they here.
+fn warning_levels(
+    path: &str,
+    limits: &quota_core::config::Limits,
+    written: Option<&Vec<Value>>,
+    a: Amounts,
+    out: &mut Vec<Smell>,
+) {
     let hard = limits.hard;
+    let scale = a.currency().map_or(1, describe::minor_unit);
     // The levels as the core computes them, before it drops and merges them.
-    let level = |f: f64| ((hard as f64) * f).ceil().max(1.0) as u64;
+    let level = |f: f64| (((hard / scale) as f64) * f).ceil().max(1.0) as u64 * scale;
     if let Some(fractions) = written {
         let mut seen: Vec<(u64, String)> = Vec::new();
         if let Some(soft) = limits.soft {
-            seen.push((soft, format!("the soft limit ({soft})")));
+            seen.push((soft, format!("the soft limit ({})", a.show(soft))));
         }
         for (i, f) in fractions.iter().enumerate() {
             let Some(f) = f.as_f64() else { continue };
@@ -394,7 +419,9 @@ fn warning_levels(path: &str, limits: &quota_core::config::Limits, written: Opti
                 out.push(Smell {
                     path: here,
                     message: format!(
-                        "can never fire: {f} of {hard} rounds up to {at}, {} the hard limit",
+                        "can never fire: {f} of {} rounds up to {}, {} the hard limit",
+                        a.show(hard),
+                        a.show(at),
                         if at == hard { "which is" } else { "past" }
                     ),
                 });
@@ -402,11 +429,13 @@ fn warning_levels(path: &str, limits: &quota_core::config::Limits, written: Opti
                 out.push(Smell {
                     path: here,
                     message: format!(
-                        "never fires on its own: {f} of {hard} rounds up to {at}, the same level as {other}"
+                        "never fires on its own: {f} of {} rounds up to {}, the same level as {other}",
+                        a.show(hard),
+                        a.show(at)
                     ),
                 });
             } else {
-                seen.push((at, format!("warn_at[{i}] ({at})")));
+                seen.push((at, format!("warn_at[{i}] ({})", a.show(at))));
             }
         }
     }
@@ -416,10 +445,47 @@ fn warning_levels(path: &str, limits: &quota_core::config::Limits, written: Opti
         out.push(Smell {
             path: path.to_string(),
             message: format!(
-                "users reach the wall at {hard} without a warning: no soft limit, and {fractions} rounds to the hard limit"
+                "users reach the wall at {} without a warning: no soft limit, and {fractions} rounds to the hard limit",
+                a.show(hard)
             ),
         });
     }
+}
+
+/// A limit no request of its class can ever fit: a fixed cost (times its
+/// unit price, in money) above the most the limit admits in a window, so
+/// every request is refused (413) unless a grant pays for it. In money this
+/// is most often a limit written in major units ("hard": 5 meaning $5.00)
+/// where the config reads minor units ($0.05). Costs that depend on the
+/// body or the model vary, and are left out.
+fn never_fits(config: &Config, class: ClassId, path: &str, limits: &Limits, out: &mut Vec<Smell>) {
+    let Some(c) = config.class(class) else { return };
+    if !matches!(c.cost, quota_core::config::Cost::Fixed(_)) || !c.models.is_empty() {
+        return;
+    }
+    let cost = quota_core::engine::request_cost(config, class, quota_core::cost::Body::default());
+    let ceiling = limits.request_ceiling();
+    if cost <= ceiling {
+        return;
+    }
+    let a = Amounts::of(config, class);
+    let written = match a.currency() {
+        Some(currency) => format!(
+            " (a class metered in money writes its limits in minor units: \"hard\": {} is {})",
+            limits.hard / describe::minor_unit(currency),
+            a.show(limits.hard)
+        ),
+        None => String::new(),
+    };
+    out.push(Smell {
+        path: format!("{path}.hard"),
+        message: format!(
+            "one request costs {}, more than the {} this limit admits in a window{written}: without a grant, \
+             every request is refused (413)",
+            a.exact(cost),
+            a.show(ceiling)
+        ),
+    });
 }
 
 /// The earlier class's rule that matches every request `rule` matches, as a

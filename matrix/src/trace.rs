@@ -6,6 +6,15 @@
 //! `time` (RFC 3339, UTC) and `path` are required; `method` defaults to
 //! POST; a `body` that is a JSON string is sent as that raw text (to try a
 //! body that is not JSON). Blank lines and lines starting with `#` are skipped.
+//!
+//! A line may also say what the upstream answered, for a request the
+//! filter forwards: `"response": {"status": 200, "body": {"usage":
+//! {"prompt_tokens": 2000, "completion_tokens": 7500}}}`. `status` defaults
+//! to 200, `content_type` to `application/json` (`text/event-stream` for a
+//! stream, its events in a string `body`); a `body` that is a JSON string
+//! is sent as that raw text. The filter then settles the charge as it would
+//! (a token or priced class to the reported usage, a refunded status back
+//! to nothing). Without `response`, a forwarded request's charge stands.
 
 use quota_core::calendar::parse_rfc3339_utc;
 use serde::Deserialize;
@@ -24,6 +33,17 @@ pub struct Request {
     pub body: Option<Vec<u8>>,
     /// Lower-case names.
     pub headers: Vec<(String, String)>,
+    /// What the upstream answered, when the trace says.
+    pub response: Option<Response>,
+}
+
+/// The upstream's answer to a forwarded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    /// The body as sent (empty when the line gives none).
+    pub body: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +57,28 @@ struct Line {
     body: Option<Value>,
     #[serde(default)]
     headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    response: Option<ResponseLine>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseLine {
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+/// A `body` as bytes: a JSON string as its raw text, anything else as JSON.
+fn body_bytes(body: Option<Value>) -> Option<Vec<u8>> {
+    match body {
+        None | Some(Value::Null) => None,
+        Some(Value::String(raw)) => Some(raw.into_bytes()),
+        Some(json) => Some(json.to_string().into_bytes()),
+    }
 }
 
 /// Parses a trace; `source` names it in errors ("trace.jsonl:3: ...").
@@ -84,10 +126,17 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Request>, String> {
             };
             headers.push((name.to_ascii_lowercase(), value));
         }
-        let body = match line.body {
-            None | Some(Value::Null) => None,
-            Some(Value::String(raw)) => Some(raw.into_bytes()),
-            Some(json) => Some(json.to_string().into_bytes()),
+        let body = body_bytes(line.body);
+        let response = match line.response {
+            None => None,
+            Some(r) => {
+                let status = r.status.unwrap_or(200);
+                if !(100..=599).contains(&status) {
+                    return Err(at(format!("response status {status} is not an HTTP status (100 to 599)")));
+                }
+                let content_type = r.content_type.unwrap_or_else(|| "application/json".to_string());
+                Some(Response { status, content_type, body: body_bytes(r.body).unwrap_or_default() })
+            }
         };
         out.push(Request {
             line: n,
@@ -97,6 +146,7 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Request>, String> {
             path: line.path,
             body,
             headers,
+            response,
         });
     }
     if out.is_empty() {
@@ -121,6 +171,27 @@ mod tests {
         assert_eq!(requests[1].method, "GET");
         assert_eq!(requests[1].headers, vec![("accept".into(), "text/html".into())]);
         assert_eq!(requests[1].body.as_deref(), Some(&b"not json"[..]));
+        assert_eq!(requests[0].response, None);
+    }
+
+    #[test]
+    fn a_line_may_say_what_the_upstream_answered() {
+        let trace = r#"{"time": "2026-11-22T09:00:00Z", "path": "/v1/x", "response": {"body": {"usage": {"prompt_tokens": 3}}}}
+{"time": "2026-11-22T09:00:00Z", "path": "/v1/x", "response": {"status": 503}}
+{"time": "2026-11-22T09:00:00Z", "path": "/v1/x", "response": {"content_type": "text/event-stream", "body": "data: [DONE]\n\n"}}"#;
+        let r: Vec<Response> = parse(trace, "t").unwrap().into_iter().filter_map(|r| r.response).collect();
+        let json = |status: u16, body: &str| Response {
+            status,
+            content_type: "application/json".into(),
+            body: body.as_bytes().to_vec(),
+        };
+        assert_eq!(r[0], json(200, r#"{"usage":{"prompt_tokens":3}}"#));
+        assert_eq!(r[1], json(503, ""));
+        assert_eq!((r[2].content_type.as_str(), &r[2].body[..]), ("text/event-stream", &b"data: [DONE]\n\n"[..]));
+        let err = parse(r#"{"time": "2026-11-22T09:00:00Z", "path": "/", "response": {"status": 42}}"#, "t.jsonl");
+        assert_eq!(err.unwrap_err(), "t.jsonl:1: response status 42 is not an HTTP status (100 to 599)");
+        let err = parse(r#"{"time": "2026-11-22T09:00:00Z", "path": "/", "response": {"usage": 1}}"#, "t.jsonl");
+        assert!(err.unwrap_err().starts_with("t.jsonl:1: unknown field `usage`"));
     }
 
     #[test]

@@ -88,3 +88,35 @@ fn the_readme_shows_the_rendered_demo_matrix() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     assert!(readme.contains(&table), "README.md does not show the demo matrix as rendered; paste this table:\n{table}");
 }
+
+#[test]
+fn renders_money_classes_as_money_with_the_price_table() {
+    let r = expect_stdout("render-priced.md", &["render", "matrix/tests/fixtures/priced.json"]);
+    for part in [
+        // The matrix: budgets in dollars, next to a class counted in units.
+        "| Free | not included | $3.00 / $5.00 a month | not included | 5 / 10 a day |",
+        "| Team | $80.00 / $100.00 a month pooled per workspace + $25.00 a month per member | $200.00 a month, pooled, confirm above 25% of what remains | $50.00 a month, pooled | 1000 a day |",
+        "| Class | Name in the config | Unit | Cost per request | Counted when |",
+        "| Standard actions | `standard` | action / actions | $0.004 |",
+        "| Batch | `batch` | batch request / batch requests | 1 per item of the array `requests` (10 if absent), at $0.002 each |",
+        // The prices, exactly as written, per million tokens.
+        "| Model | Input | Cached input | Cache write | Output | Reasoning | Per request |",
+        "| `gpt-4o-mini` | $0.15 | $0.075 | $0.15 | $0.60 | $0.60 | — |",
+        "| `dall-e-3` | — | — | — | — | — | $0.04 |",
+        "- Standard actions: $0.004",
+        // The plans' tables and the samples.
+        "| Premium actions | $15.00 | $20.00 | the 1st of each month at 00:00 | per user | $14.00, $15.00, $19.00 | allowed as overage, up to $5.00 more, then refused (429) |",
+        "| Premium actions ($25.00 a month per member) | — | $25.00 |",
+        "| Standard actions | from $3.00 used: “You've used $3.00 of your $5.00 for this month. It resets in 4 h 12 min.",
+        "- Standard actions, confirmation (428) with $0.01 left: “This will use $0.004 of the $0.01 you have left",
+    ] {
+        assert!(r.stdout.contains(part), "{part}");
+    }
+    assert!(!r.stdout.contains("5000000"), "micro-units leaked into the page");
+}
+
+#[test]
+fn configs_without_prices_have_no_price_table() {
+    let md = run(&["render", "envoy/demo-config.json"]).stdout;
+    assert!(!md.contains("## Prices") && !md.contains("Cost per request") && !md.contains('$'));
+}

@@ -218,3 +218,73 @@ fn unreadable_bodies_are_refused_as_a_class_outside_the_plan_the_path_allows() {
     );
     assert_eq!(r.stdout.lines().filter(|l| l.contains(" 403 not_included ")).count(), 2);
 }
+
+const PRICED: &str = "matrix/tests/fixtures/priced.json";
+
+#[test]
+fn priced_requests_reserve_their_budget_and_settle_to_the_reported_usage() {
+    let r = expect_stdout(
+        "simulate-priced-pro.txt",
+        &["simulate", PRICED, "--tier", "pro", "--script", "matrix/tests/fixtures/priced-pro.jsonl"],
+    );
+    for part in [
+        // 11 prompt tokens at $2.50/M and 8000 at $10.00/M reserved; 1800 and 7550 reported.
+        "    class    premium (cost $0.080028)\n    status   200 (forwarded to the upstream)\n    state    ok\n    settled  $0.08 (after the response)\n",
+        // o3: 200 input at $2.00, 1000 cached at $0.50, 1500 output and 4500 reasoning at $8.00 a million.
+        "    settled  $0.0489 (after the response)\n",
+        // The stream's usage chunk: 150 at $2.50 and 420 at $10.00 a million.
+        "    settled  $0.004575 (after the response)\n    upstream sees stream_options.include_usage: true\n",
+        "    settled  $0.00 (given back after the response)\n",
+        "    events   warned at $19.00\n",
+        "             x-quota-currency: USD\n",
+        "message  Premium actions $20.53/$20.00 overage; Standard actions $0.008/$50.00 ok;",
+    ] {
+        assert!(r.stdout.contains(part), "{part}");
+    }
+    // Without a response in the trace, the reservation stands.
+    assert!(r.stdout.contains("    class    premium (cost $10.000013)\n    status   200 (forwarded to the upstream)\n    state    warning\n    message"));
+}
+
+#[test]
+fn priced_json_lines_keep_micro_units_and_name_the_currency() {
+    let r = expect_stdout(
+        "simulate-priced-pro.jsonl",
+        &["simulate", PRICED, "--tier", "pro", "--script", "matrix/tests/fixtures/priced-pro.jsonl", "--json"],
+    );
+    let first: serde_json::Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&first["class"], &first["cost"], &first["settled"], &first["currency"]),
+        (
+            &serde_json::json!("premium"),
+            &serde_json::json!(80_028),
+            &serde_json::json!(80_000),
+            &serde_json::json!("USD")
+        )
+    );
+    let last: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((last.get("currency"), last.get("settled")), (None, None));
+}
+
+#[test]
+fn each_limit_of_a_priced_stack_reads_as_money() {
+    let r = expect_stdout(
+        "simulate-priced-team.txt",
+        &[
+            "simulate",
+            PRICED,
+            "--tier",
+            "team",
+            "--workspace",
+            "acme",
+            "--script",
+            "matrix/tests/fixtures/priced-team.jsonl",
+        ],
+    );
+    for part in [
+        "    limit    user/month (2 of 2): $0.080028 of $25.00 used\n    also     workspace/month (1 of 2): $0.080028 of $100.00 used\n",
+        "    class    batch (cost $0.006)\n",
+        "Premium actions $0.08/$25.00 ok (workspace/month $0.08/$100.00 ok, user/month $0.08/$25.00 ok)",
+    ] {
+        assert!(r.stdout.contains(part), "{part}");
+    }
+}

@@ -93,3 +93,28 @@ fn command_line_mistakes_exit_2_with_the_reason() {
     let r = expect_transcript("validate-no-file", &["validate"]);
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn a_priced_matrix_has_no_smells() {
+    let r = expect_transcript("validate-priced", &["validate", "matrix/tests/fixtures/priced.json"]);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn smells_of_money_classes_read_in_money_and_count_levels_as_the_filter_does() {
+    let r = expect_transcript("validate-priced-smells", &["validate", "matrix/tests/fixtures/priced-smells.json"]);
+    assert_eq!(r.code, 0);
+    for smell in [
+        // Levels are computed on the written cents, as the core computes them:
+        // 0.999 of 500 cents rounds up to 500, the wall (not 4 995 000 micro-dollars).
+        "warning: tiers.free.limits.standard.warn_at[1]: can never fire: 0.999 of $5.00 rounds up to $5.00, which is the hard limit",
+        "warning: tiers.pro.limits.standard.warn_at[1]: never fires on its own: 0.7 of $5.00 rounds up to $3.50, the same level as warn_at[0] ($3.50)",
+        "warning: tiers.free.limits.premium.hard: one request costs $0.08, more than the $0.05 this limit admits in a window (a class metered in money writes its limits in minor units: \"hard\": 5 is $0.05)",
+        "warning: tiers.free.limits.standard: Pro gives no more budget ($5.00 vs $5.00): the wall offers no upgrade",
+        "warning: tiers.team.limits.premium[0]: users reach the wall at $0.01 without a warning",
+        "warning: tiers.team.limits.premium[1].hard: $25.00 a month per member can never be exceeded: limit [0] lets through at most $0.01 a day pooled per workspace, and a month overlaps at most 31 days (31 × $0.01 = $0.31)",
+    ] {
+        assert!(r.stderr.contains(smell), "{smell}");
+    }
+    assert!(!r.stderr.contains("000000"), "micro-units leaked into a warning");
+}

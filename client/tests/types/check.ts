@@ -1,7 +1,7 @@
 // Compiled with `tsc -p tests/types` (npm test): the package's types say what
 // the runtime does. Lines marked @ts-expect-error must stay errors.
 
-import init, { fromHeaders, fromUsage, initSync, QuotaMeter, QuotaState, type HeadersLike, type QuotaMeterJSON, type QuotaStateJSON, type QuotaStateName } from "quota-client";
+import init, { fromHeaders, fromUsage, initSync, QuotaMeter, QuotaState, type CurrencyCode, type HeadersLike, type QuotaMeterJSON, type QuotaStateJSON, type QuotaStateName } from "quota-client";
 
 export async function usage(res: Response, report: unknown): Promise<string[]> {
   await init();
@@ -16,6 +16,13 @@ export async function usage(res: Response, report: unknown): Promise<string[]> {
     const pace: "ahead" | undefined = state.pace;
     const json: QuotaStateJSON = state.toJSON();
     lines.push(`${state.class} ${name} ${fraction} ${used ?? "-"} ${when?.toISOString()} ${words} ${pace} ${json.softLimit}`);
+    // A class metered in money: its code, and its amounts as text.
+    const currency: CurrencyCode | undefined = state.currency;
+    const texts: (string | undefined)[] = [state.usedText, state.limitText, state.softLimitText, state.remainingText, state.costText, state.overageText, state.grantText];
+    const jsonTexts: (string | null)[] = [json.currency, json.usedText, json.limitText, json.softLimitText, json.remainingText, json.costText];
+    lines.push(`${currency ?? "units"} ${texts.join(" ")} ${jsonTexts.join(" ")}`);
+    // @ts-expect-error a text may be absent (a class outside the plan has no numbers)
+    lines.push(state.usedText.length.toFixed(0));
     // @ts-expect-error used may be undefined (a class outside the plan has no numbers)
     lines.push(state.used.toFixed(0));
     // @ts-expect-error the state is read-only
@@ -29,6 +36,8 @@ export async function usage(res: Response, report: unknown): Promise<string[]> {
       const meterJson: QuotaMeterJSON = meter.toJSON();
       const bound: QuotaMeterJSON | undefined = json.meters.find((m) => m.binding);
       lines.push(`${label} ${binding} ${limitState} ${meter.fractionUsed} ${resets?.getTime()} ${meterJson.label} ${bound?.used}`);
+      const meterCurrency: CurrencyCode | undefined = meter.currency;
+      lines.push(`${meterCurrency} ${meter.usedText} ${meter.limitText} ${meter.softLimitText} ${meter.remainingText} ${meterJson.currency} ${meterJson.usedText}`);
       // @ts-expect-error a meter's use may be unknown (headers give only the binding limit's)
       lines.push(meter.used.toFixed(0));
       // @ts-expect-error meters are read-only

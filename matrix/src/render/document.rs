@@ -1,7 +1,7 @@
 //! What `render` says about a config, independent of the output format.
 //! Text may hold `code spans` in backticks; both writers understand them.
 
-use crate::describe;
+use crate::describe::{self, Amounts};
 use crate::load::Loaded;
 use quota_core::config::Message;
 use quota_core::config::{AtHard, Cell, ClassId, Config, Limits, PastSoft, Scope, TierId, UnknownTier};
@@ -41,6 +41,7 @@ pub fn build(loaded: &Loaded) -> Document {
     ))];
     matrix(config, &mut blocks);
     classes(loaded, &mut blocks);
+    prices(config, &mut blocks);
     plans(config, &mut blocks);
     copy(config, &mut blocks);
     Document { title: "Quota matrix".into(), blocks }
@@ -62,6 +63,13 @@ fn matrix(config: &Config, blocks: &mut Vec<Block>) {
     if limits().any(|l| l.scope == Scope::Organisation) {
         intro.push_str(" “pooled per organisation”: one counter for the whole organisation.");
     }
+    if let Some(c) = money_currency(config) {
+        intro.push_str(&format!(
+            " A class metered in money reads in {}: its limits are budgets, and each request counts what it costs \
+             (see Prices).",
+            c.code()
+        ));
+    }
     if config.tiers.iter().flat_map(|t| &t.cells).any(|c| c.limits().len() > 1) {
         intro.push_str(
             " Limits joined by “+” are stacked: a request must fit every one of them and is counted by each; \
@@ -78,7 +86,9 @@ fn matrix(config: &Config, blocks: &mut Vec<Block>) {
         .iter()
         .map(|tier| {
             let mut row = vec![tier.label.clone()];
-            row.extend(tier.cells.iter().map(describe::cell));
+            row.extend(
+                tier.cells.iter().enumerate().map(|(c, cell)| describe::cell(cell, Amounts::of(config, ClassId(c)))),
+            );
             row
         })
         .collect();
@@ -119,16 +129,15 @@ fn classes(loaded: &Loaded, blocks: &mut Vec<Block>) {
                 class.label.clone(),
                 format!("`{}`", class.name),
                 format!("{} / {}", class.unit, class.units),
-                describe::cost(class),
+                describe::cost(config, class),
                 when,
             ]
         })
         .collect();
+    let per_request = if money_currency(config).is_some() { "Cost per request" } else { "Units per request" };
     blocks.push(Block::Table(Table {
         caption: "Operation classes, in match order".into(),
-        columns: ["Class", "Name in the config", "Unit", "Units per request", "Counted when"]
-            .map(String::from)
-            .to_vec(),
+        columns: ["Class", "Name in the config", "Unit", per_request, "Counted when"].map(String::from).to_vec(),
         rows,
     }));
 }
@@ -172,7 +181,8 @@ fn plans(config: &Config, blocks: &mut Vec<Block>) {
         });
         blocks.push(Block::Paragraph(about.join(" ")));
         let mut rows = Vec::new();
-        for (class, cell) in config.classes.iter().zip(&tier.cells) {
+        for (c, (class, cell)) in config.classes.iter().zip(&tier.cells).enumerate() {
+            let a = Amounts::of(config, ClassId(c));
             let Cell::Limited(stack) = cell else {
                 let mut row = vec![class.label.clone(), "not included".into()];
                 row.extend(["—"; 4].map(String::from));
@@ -191,20 +201,20 @@ fn plans(config: &Config, blocks: &mut Vec<Block>) {
             };
             // A stack: one row per limit, in the order the cell lists them.
             for (i, l) in stack.iter().enumerate() {
-                let mut row = vec![describe::limit_label(&class.label, stack, i)];
-                row.push(l.soft.map_or_else(|| "—".to_string(), |s| s.to_string()));
-                row.push(l.hard.to_string());
+                let mut row = vec![describe::limit_label(&class.label, stack, i, a)];
+                row.push(l.soft.map_or_else(|| "—".to_string(), |s| a.show(s)));
+                row.push(a.show(l.hard));
                 row.push(describe::resets(config, &l.window));
                 row.push(scope_cell(l, stack));
                 row.push(if l.warn_levels.is_empty() {
                     "never".into()
                 } else {
-                    l.warn_levels.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                    l.warn_levels.iter().map(|w| a.show(*w)).collect::<Vec<_>>().join(", ")
                 });
                 if with_past_soft {
                     row.push(describe::past_soft(l));
                 }
-                row.push(describe::at_hard(l));
+                row.push(describe::at_hard(l, a));
                 if with_confirm {
                     row.push(l.confirm_above.map_or_else(|| "—".into(), describe::confirm));
                 }
@@ -252,18 +262,19 @@ fn copy(config: &Config, blocks: &mut Vec<Block>) {
         for (c, class) in config.classes.iter().enumerate() {
             let cell = config.cell(TierId(t), ClassId(c));
             let stack = cell.map_or(&[][..], Cell::limits);
+            let a = Amounts::of(config, ClassId(c));
             // Each limit of a stack, as if it were the one the request met.
             for i in 0..stack.len().max(1) {
                 let Some(s) = describe::samples(config, TierId(t), ClassId(c), i) else {
                     continue;
                 };
-                let label = describe::limit_label(&class.label, stack, i);
+                let label = describe::limit_label(&class.label, stack, i, a);
                 let warning = s.warning.map_or_else(
                     || match cell {
                         Some(Cell::NotIncluded) => "—".to_string(),
                         _ => "no warning before the wall".to_string(),
                     },
-                    |(at, text)| format!("from {at} used: {}", quoted(&text)),
+                    |(at, text)| format!("from {} used: {}", a.show(at), quoted(&text)),
                 );
                 let wall = match (cell, stack.get(i)) {
                     (Some(Cell::NotIncluded), _) => format!("not included (403): {}", quoted(&s.wall)),
@@ -280,10 +291,14 @@ fn copy(config: &Config, blocks: &mut Vec<Block>) {
                 };
                 rows.push(vec![label.clone(), warning, wall]);
                 if let Some((used, text)) = s.degraded {
-                    others.push(format!("{label}, past the soft limit (from {used} used): {}", quoted(&text)));
+                    others.push(format!(
+                        "{label}, past the soft limit (from {} used): {}",
+                        a.exact(used),
+                        quoted(&text)
+                    ));
                 }
                 if let Some((left, text)) = s.confirm {
-                    others.push(format!("{label}, confirmation (428) with {left} left: {}", quoted(&text)));
+                    others.push(format!("{label}, confirmation (428) with {} left: {}", a.show(left), quoted(&text)));
                 }
                 if let Some(text) = s.pace {
                     others.push(format!("{label}, pace alert: {}", quoted(&text)));
@@ -312,5 +327,74 @@ fn copy(config: &Config, blocks: &mut Vec<Block>) {
     if !every.is_empty() {
         blocks.push(Block::Heading(3, "Every plan".into()));
         blocks.push(Block::List(every));
+    }
+}
+
+/// The currency of the config's classes metered in money, if it has any.
+fn money_currency(config: &Config) -> Option<&quota_core::money::Currency> {
+    (0..config.classes.len()).find_map(|c| config.currency_of(ClassId(c)))
+}
+
+/// The prices table, when the config has one: what each model costs per
+/// million tokens of each kind (and per request), in the order a request's
+/// `model` is matched, then how each class metered in money is charged.
+fn prices(config: &Config, blocks: &mut Vec<Block>) {
+    let Some(prices) = &config.prices else { return };
+    let c = prices.currency();
+    blocks.push(Block::Heading(2, "Prices".into()));
+    let unnamed = match prices.default_price() {
+        Some(_) => {
+            "A model no entry names, or none, takes “any other model”; a `model` that is not a string, the dearest \
+             entry."
+        }
+        None => {
+            "A model no entry names (or none, or a `model` that is not a string) takes the dearest entry; a class \
+             priced by the table names its models in its match rules, so that this is no surprise."
+        }
+    };
+    blocks.push(Block::Paragraph(format!(
+        "What a request costs a class metered in money, in {}: each kind of token per million, and per request. \
+         A request's `model` takes the entry of its exact name, else the longest prefix entry (`o3*`) it starts \
+         with. {unnamed} Cached input and cache writes cost what input costs, and reasoning what output costs, \
+         unless an entry says.",
+        c.code()
+    )));
+    let money = |n: u64| describe::exact_money(n, c);
+    let row = |name: String, p: &quota_core::config::ModelPrice| {
+        let tokens = p.input > 0 || p.output > 0 || p.reasoning > 0 || p.cached_input > 0 || p.cache_write > 0;
+        let per_token = |n: u64| if tokens { money(n) } else { "—".to_string() };
+        vec![
+            name,
+            per_token(p.input),
+            per_token(p.cached_input),
+            per_token(p.cache_write),
+            per_token(p.output),
+            per_token(p.reasoning),
+            p.per_request.map_or_else(|| "—".to_string(), money),
+        ]
+    };
+    // By name: the paragraph says which entry a model takes.
+    let mut models: Vec<&(String, quota_core::config::ModelPrice)> = prices.models().iter().collect();
+    models.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut rows: Vec<Vec<String>> = models.iter().map(|(name, p)| row(format!("`{name}`"), p)).collect();
+    if let Some(p) = prices.default_price() {
+        rows.push(row("any other model".into(), p));
+    }
+    blocks.push(Block::Table(Table {
+        caption: format!("Prices in {}, per million tokens and per request", c.code()),
+        columns: ["Model", "Input", "Cached input", "Cache write", "Output", "Reasoning", "Per request"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    }));
+    let charged: Vec<String> = config
+        .classes
+        .iter()
+        .filter(|class| class.in_money())
+        .map(|class| format!("{}: {}", class.label, describe::cost(config, class)))
+        .collect();
+    if !charged.is_empty() {
+        blocks.push(Block::Paragraph("Classes metered in money, and what one request costs:".into()));
+        blocks.push(Block::List(charged));
     }
 }
