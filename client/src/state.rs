@@ -1071,7 +1071,7 @@ mod tests {
             );
             assert!(warned.warning.as_deref().is_some_and(|w| w.starts_with(&said)), "{:?}", warned.warning);
 
-            // $0.60025 does not fit the $0.4945 left: the refusal's money object.
+            // $0.60025 (written exactly) does not fit the $0.4945 left: the refusal's money object.
             let refused = send(&config, &mut host, &ANA, CHAT, chat(60_000), json!({}));
             assert_eq!(refused.status, 429);
             let s = refused.state().unwrap();
@@ -1081,7 +1081,7 @@ mod tests {
             assert_eq!(texts(&s), [text("$0.50"), text("$1.00"), text("$0.50"), text("$0.49")]);
             assert_eq!(
                 s.message.as_deref(),
-                Some("This needs $0.60, but you have $0.49 left for today. It resets in 12 h. Pro includes $20.00 a day: https://example.com/up")
+                Some("This needs $0.60025, but you have $0.49 left for today. It resets in 12 h. Pro includes $20.00 a day: https://example.com/up")
             );
             assert_eq!(s.meters[0].label(), "You: $0.50 of $1.00 today");
 

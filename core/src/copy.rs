@@ -305,7 +305,12 @@ impl<'a> Facts<'a> {
             }
             Var::Remaining => down(out, Usage::remaining, false),
             Var::Over => num(out, |u| u.over),
-            Var::Cost => amount(out, self.requested, false, false),
+            // What a request needs, exactly: "needs $25.000013", never a
+            // cost that reads as if it fit ("$25.00, more than the $25.00").
+            Var::Cost => match self.currency {
+                Some(c) => out.push_str(&crate::money::format_exact(self.requested, c)),
+                None => push_u64(out, self.requested),
+            },
             Var::Class => out.push_str(&self.class.label),
             Var::Unit => out.push_str(&self.class.unit),
             Var::Units => out.push_str(&self.class.units),
@@ -313,7 +318,10 @@ impl<'a> Facts<'a> {
             Var::CountLimit => count(out, |u| u.hard),
             Var::CountRemaining => down(out, Usage::remaining, true),
             Var::CountOver => count(out, |u| u.over),
-            Var::CountCost => amount(out, self.requested, false, true),
+            Var::CountCost => match self.currency {
+                Some(c) => out.push_str(&crate::money::format_exact(self.requested, c)),
+                None => push_count(out, self.class, self.requested),
+            },
             Var::Window => out.push_str(&spec.map(this_window).unwrap_or_default()),
             Var::PerWindow => out.push_str(&spec.map(per_window).unwrap_or_default()),
             Var::ResetIn => push_human_duration(out, self.reset_after),

@@ -271,6 +271,23 @@ pub fn format_amount_down(micros: u64, currency: &Currency) -> String {
     format_rounded(micros, currency, Rounding::Down)
 }
 
+/// An amount written exactly, as money: the currency's minor digits, and
+/// more only where the amount has them ("$0.60025", "$25.000013", "$4.20").
+/// For what one request costs, so it never reads as if it fit ("$25.00,
+/// more than the $25.00") nor as more than it is.
+pub fn format_exact(micros: u64, currency: &Currency) -> String {
+    let mut out = String::with_capacity(32);
+    if let Some(symbol) = currency.symbol {
+        out.push_str(symbol);
+    }
+    out.push_str(&decimal_text(micros, currency));
+    if currency.symbol.is_none() {
+        out.push(' ');
+        out.push_str(currency.code());
+    }
+    out
+}
+
 /// The amount for people, rounded by `mode` to the currency's minor digits,
 /// or, when that would read as zero for a non-zero amount, to the fewest
 /// more digits at which it does not. No thousands separators (they depend

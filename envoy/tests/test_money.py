@@ -41,7 +41,8 @@ def decimal_text(micros):
 
 
 def dollars(micros, down=False):
-    """The copy's "$0.47": cents, half up (down for what is left)."""
+    """The copy's "$0.47": cents, half up (down for what is left); a cost is
+    written exactly ("$0.500025")."""
     cents = micros // 10_000 if down else (micros + 5_000) // 10_000
     return f"${cents // 100}.{cents % 100:02d}"
 
@@ -102,7 +103,7 @@ def test_a_dollar_a_day_is_spent_at_the_price_of_what_the_upstream_reported(envo
     assert status == 429, body
     error = json.loads(body)["error"]
     assert error["message"].startswith(
-        f"This needs {dollars(needs)}, but you have {dollars(left, down=True)} left for today."), error
+        f"This needs ${decimal_text(needs)}, but you have {dollars(left, down=True)} left for today."), error
     assert error["quota"]["money"]["remaining"] == dollars(left, down=True)
     assert headers["ratelimit"].startswith(f'"drafts";r={left // 10_000};')
     assert headers["ratelimit-policy"] == '"drafts";q=100;w=86400'

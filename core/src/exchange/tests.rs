@@ -967,7 +967,7 @@ fn a_priced_class_reserves_the_estimate_and_settles_to_the_price_of_the_reported
     assert_eq!(status, 429);
     assert_eq!(
         body["error"]["message"],
-        json!("This needs $1.00, but you have $0.99 left for today. It resets in 12 h."),
+        json!("This needs $0.99525, but you have $0.99 left for today. It resets in 12 h."),
         "{body}"
     );
     assert_eq!(body["error"]["quota"]["money"]["remaining"], json!("$0.99"));
