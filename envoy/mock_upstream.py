@@ -49,6 +49,10 @@ def count_prompt_words(body):
     return words
 
 
+# Routes answered as OpenAI chat completions (with `usage`): the API's own and
+# the demo matrix's premium chat (envoy/demo-config.json), metered in money.
+CHAT_ROUTES = {"/v1/chat/completions", "/v1/premium/chat/completions"}
+
 # Bytes read at a time when counting a body.
 COUNT_PIECE = 256 * 1024
 
@@ -117,7 +121,7 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         route = self.path.split("?", 1)[0]
-        if self.command == "POST" and route == "/v1/chat/completions" and isinstance(body, dict):
+        if self.command == "POST" and route in CHAT_ROUTES and isinstance(body, dict):
             self.chat_completion(body, echo)
             return
 

@@ -34,6 +34,17 @@ const OPERATIONS = {
     path: "/v1/batches",
     body: { input_file_id: "file-demo", endpoint: "/v1/chat/completions" },
   },
+  // Metered in money: the filter reserves the prompt and max_tokens at the
+  // model's price, then settles to what the upstream reported.
+  premium_chat: {
+    button: "Ask the premium model",
+    path: "/v1/premium/chat/completions",
+    body: {
+      model: "gpt-4o",
+      max_tokens: 1000,
+      messages: [{ role: "user", content: "Plan the launch of our new product." }],
+    },
+  },
 };
 
 const BADGES = {

@@ -5,7 +5,9 @@ for /demo/), imports the client package built by `make client`, and is driven
 by client/tests/browser/demo_page.mjs (playwright-core, Debian's Chromium): a
 free user writes drafts until the wall; the page must show the meter filling,
 the warnings, the block message with its reset time and upgrade link, and,
-with the drafts window shortened to 20 seconds here, the reset by itself.
+with the drafts window shortened to 20 seconds here, the reset by itself; a
+Pro user asks the premium model (client/tests/browser/money_meter.mjs) and the
+meter reads money.
 Screenshots land in .run/screenshots/.
 """
 
@@ -21,6 +23,7 @@ import harness
 
 SCRIPT = harness.REPO_ROOT / "client" / "tests" / "browser" / "demo_page.mjs"
 STACKED_SCRIPT = harness.REPO_ROOT / "client" / "tests" / "browser" / "stacked_meters.mjs"
+MONEY_SCRIPT = harness.REPO_ROOT / "client" / "tests" / "browser" / "money_meter.mjs"
 PLAYWRIGHT = harness.REPO_ROOT / "client" / "node_modules" / "playwright-core"
 SCREENSHOTS = harness.REPO_ROOT / ".run" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -113,3 +116,22 @@ def test_a_team_member_sees_one_meter_per_stacked_limit(envoy):
     assert "stacked meters: all steps passed" in run.stdout
     for shot in ("demo-page-stacked-member.png", "demo-page-stacked-pool.png"):
         assert (SCREENSHOTS / shot).stat().st_size > 10_000, shot
+
+
+def test_a_pro_user_sees_the_premium_chat_meter_in_money(envoy):
+    # The demo matrix as `make run` serves it: Premium chat is metered in
+    # dollars ($3.00 soft, $5.00 hard a month on Pro). The card shows the
+    # reservation from the response's headers, then the settled amount.
+    require_browser_tools()
+    with harness.start_demo_server() as demo:
+        proxy = envoy(demo_config(), demo_port=demo.port, hold_headers=True)
+        run = subprocess.run(
+            ["node", str(MONEY_SCRIPT), "--url", proxy.url(harness.DEMO_PREFIX),
+             "--screenshots", str(SCREENSHOTS), "--chromium", CHROMIUM],
+            capture_output=True, text=True, timeout=180, cwd=harness.REPO_ROOT,
+        )
+    print(run.stdout)
+    print(run.stderr)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert "money meter: all steps passed" in run.stdout
+    assert (SCREENSHOTS / "demo-page-money.png").stat().st_size > 10_000

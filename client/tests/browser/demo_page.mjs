@@ -40,7 +40,7 @@ await runSteps("demo page", args, async ({ page, log }) => {
 
   log("every class of the plan has a card; drafts start empty");
   const classes = await page.locator("article[data-class]").evaluateAll((els) => els.map((e) => e.dataset.class));
-  assert.deepEqual(classes.sort(), ["batch_records", "deep_research", "drafts", "summaries"]);
+  assert.deepEqual(classes.sort(), ["batch_records", "deep_research", "drafts", "premium_chat", "summaries"]);
   await meterAt(0, 10);
   assert.equal(await drafts.getAttribute("data-state"), "ok");
 
