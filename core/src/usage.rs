@@ -261,7 +261,9 @@ mod tests {
         assert_eq!(report, again);
         assert_eq!(report["tier"], "free");
         let classes = report["classes"].as_array().unwrap();
-        assert_eq!(classes.len(), 4);
+        assert_eq!(classes.len(), 5);
+        assert_eq!(classes[4]["class"], "premium_chat");
+        assert_eq!(classes[4]["included"], false);
         let drafts = &classes[2];
         assert_eq!(
             (drafts["class"].as_str(), drafts["used"].as_u64(), drafts["remaining"].as_u64()),

@@ -117,6 +117,24 @@ fn renders_money_classes_as_money_with_the_price_table() {
 
 #[test]
 fn configs_without_prices_have_no_price_table() {
+    // The demo matrix has a class in money since Premium chat; these have none.
+    for file in ["envoy/examples/seeds.json", "matrix/tests/fixtures/stacked.json", "matrix/tests/fixtures/features.json"] {
+        let md = run(&["render", file]).stdout;
+        assert!(!md.is_empty(), "{file}");
+        assert!(!md.contains("## Prices") && !md.contains("Cost per request") && !md.contains('$'), "{file}");
+    }
+}
+
+#[test]
+fn the_demo_matrix_prices_its_premium_chat() {
     let md = run(&["render", "envoy/demo-config.json"]).stdout;
-    assert!(!md.contains("## Prices") && !md.contains("Cost per request") && !md.contains('$'));
+    for part in [
+        "## Prices",
+        "| `gpt-4o` | $2.50 | $1.25 | $2.50 | $10.00 | $10.00 | — |",
+        "| `gpt-4o-mini` | $0.15 | $0.075 | $0.15 | $0.60 | $0.60 | — |",
+    ] {
+        assert!(md.contains(part), "{part}");
+    }
+    // Counted classes stay counts: no dollar sign in their rows.
+    assert!(md.lines().filter(|l| l.starts_with("| Drafts")).all(|l| !l.contains('$')));
 }
