@@ -118,7 +118,9 @@ fn renders_money_classes_as_money_with_the_price_table() {
 #[test]
 fn configs_without_prices_have_no_price_table() {
     // The demo matrix has a class in money since Premium chat; these have none.
-    for file in ["envoy/examples/seeds.json", "matrix/tests/fixtures/stacked.json", "matrix/tests/fixtures/features.json"] {
+    for file in
+        ["envoy/examples/seeds.json", "matrix/tests/fixtures/stacked.json", "matrix/tests/fixtures/features.json"]
+    {
         let md = run(&["render", file]).stdout;
         assert!(!md.is_empty(), "{file}");
         assert!(!md.contains("## Prices") && !md.contains("Cost per request") && !md.contains('$'), "{file}");
