@@ -16,7 +16,7 @@ def test_reports_every_class_of_the_callers_tier(envoy):
     report = resp.json()
     assert (report["user"], report["tier"], report["tier_label"]) == ("sam", "free", "Free")
     by_class = {c["class"]: c for c in report["classes"]}
-    assert list(by_class) == ["deep_research", "summaries", "drafts", "batch_records"]
+    assert list(by_class) == ["deep_research", "summaries", "drafts", "batch_records", "premium_chat"]
     drafts = by_class["drafts"]
     assert (drafts["used"], drafts["limit"], drafts["soft_limit"], drafts["remaining"], drafts["state"]) == (3, 10, 5, 7, "ok")
     assert drafts["reset"].endswith("T00:00:00Z")
@@ -24,6 +24,9 @@ def test_reports_every_class_of_the_callers_tier(envoy):
     research = by_class["deep_research"]
     assert (research["included"], research["state"]) == (False, "not_included")
     assert research["upgrade"]["text"] == "Pro includes 3 a day: https://example.com/upgrade?plan=pro"
+    premium = by_class["premium_chat"]
+    assert (premium["included"], premium["state"]) == (False, "not_included")
+    assert premium["upgrade"]["text"] == "Pro includes $5.00 a month: https://example.com/upgrade?plan=pro"
     # Reading usage charges nothing and never reaches the upstream.
     assert upstream_requests(proxy) == before
     again = request(proxy, "GET", "/v1/quota", headers={"x-user-id": "sam"}).json()
