@@ -347,9 +347,37 @@ fn render(r: Refusal, mut headers: Headers, format: BodyFormat) -> LocalReply {
         }
         BodyFormat::Html => html_page(&r),
     };
+    if let Some(retry) = should_retry(r.code, &headers) {
+        headers.push((SHOULD_RETRY, retry.into()));
+    }
     headers.push(("content-type", format.content_type().into()));
     headers.push(("cache-control", "no-store".into()));
     LocalReply { status: r.status, headers, body }
+}
+
+/// Read by the OpenAI and Anthropic SDKs before their automatic retries
+/// (two by default, with backoff): `false` stops them.
+pub const SHOULD_RETRY: &str = "x-should-retry";
+
+/// Whether retrying a refusal can help soon: `true` only for a counter
+/// store that gave up (`fail_closed`: a blip); not said for a wall that
+/// resets within a minute (the SDKs wait out a `Retry-After` up to 60 s);
+/// `false` for every other refusal: a wall hours away, a class outside the
+/// plan, a request too large, a missing confirmation or identity. A retry
+/// would fail the same way and, at a wall, spend the user's wait on backoff.
+fn should_retry(code: &str, headers: &Headers) -> Option<&'static str> {
+    match code {
+        "quota_unavailable" => Some("true"),
+        "quota_exceeded" => {
+            let soon = headers
+                .iter()
+                .find(|(n, _)| *n == RETRY_AFTER)
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .is_some_and(|s| s <= 60);
+            (!soon).then_some("false")
+        }
+        _ => Some("false"),
+    }
 }
 
 /// A small, accessible page: one heading, the message, when it resets, and
@@ -789,5 +817,36 @@ mod tests {
         let body: Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["violated-policies"], json!(["drafts"]));
         assert_eq!(body["quota"]["limits"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn the_sdks_are_told_whether_a_retry_can_help() {
+        // A wall hours away: no.
+        let blocked = blocked_reply(BodyFormat::OpenAi);
+        assert_eq!(header(&blocked, SHOULD_RETRY), Some("false"));
+        // A class outside the plan: no.
+        let config = demo_config();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let d = charge(&config, &alice, ClassId(0), 1, false, NOON_MS, &MemoryStore::new());
+        let Action::Reply(not_included) = respond(&config, &d, BodyFormat::OpenAi) else { panic!("{d:?}") };
+        assert_eq!((not_included.status, header(&not_included, SHOULD_RETRY)), (403, Some("false")));
+        // The store gave up, failing closed: a blip, yes.
+        let mut closed = demo_config();
+        closed.counters.on_error = FailPolicy::Closed;
+        let store = MemoryStore::new();
+        *store.fail_next_sets.borrow_mut() = 1000;
+        let d = charge(&closed, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        let Action::Reply(unavailable) = respond(&closed, &d, BodyFormat::OpenAi) else { panic!("{d:?}") };
+        assert_eq!((unavailable.status, header(&unavailable, SHOULD_RETRY)), (503, Some("true")));
+        // A wall that resets within the minute: the SDKs wait out Retry-After.
+        let doc = r#"{"identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+            "classes": [{"name": "calls"}], "tiers": {"free": {"limits": {"calls": {"hard": 1, "window": "minute"}}}}}"#;
+        let minute = crate::config::Config::from_json(doc.as_bytes()).unwrap();
+        let store = MemoryStore::new();
+        let now = NOON_MS + 30_000;
+        charge(&minute, &alice, ClassId(0), 1, false, now, &store);
+        let d = charge(&minute, &alice, ClassId(0), 1, false, now, &store);
+        let Action::Reply(soon) = respond(&minute, &d, BodyFormat::OpenAi) else { panic!("{d:?}") };
+        assert_eq!((soon.status, header(&soon, SHOULD_RETRY)), (429, None));
     }
 }
