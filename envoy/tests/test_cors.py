@@ -25,6 +25,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from conftest import request
+from local_jwt import PAYLOAD, jwt, with_jwt_authn
 import harness
 
 EXAMPLE = harness.REPO_ROOT / "envoy" / "examples" / "cors.yaml"
@@ -42,12 +43,15 @@ CHAT = "/v1/chat/completions"
 USAGE = "/v1/quota"
 
 
-def example(*, origin, upstream_port, expose=True, forward_foreign_preflights=False, default_class=None):
+def example(*, origin, upstream_port, expose=True, forward_foreign_preflights=False, default_class=None,
+            jwt_authn=False):
     """envoy/examples/cors.yaml with the test's ports, origin and .wasm.
     expose=False drops its expose_headers line; forward_foreign_preflights
     sets forward_not_matching_preflights to true (Envoy's default);
     default_class makes the filter classify every request, so that any
-    request reaching it is charged."""
+    request reaching it is charged; jwt_authn puts Envoy's jwt_authn
+    (trusting local_jwt's key) between the CORS and the quota filter, and
+    takes the caller from the verified token instead of x-user-id."""
     text = EXAMPLE.read_text()
 
     def swap(old, new):
@@ -69,6 +73,15 @@ def example(*, origin, upstream_port, expose=True, forward_foreign_preflights=Fa
         swap("forward_not_matching_preflights: false", "forward_not_matching_preflights: true")
     if default_class:
         swap('"usage_endpoint": "/v1/quota"', f'"usage_endpoint": "/v1/quota", "default_class": "{default_class}"')
+    if jwt_authn:
+        swap('"user": [{ "header": "x-user-id" }]', f'"user": [{{ "property": {json.dumps(PAYLOAD + ["sub"])} }}]')
+        swap('"tier": [{ "header": "x-plan" }]', f'"tier": [{{ "property": {json.dumps(PAYLOAD + ["plan"])} }}]')
+        chain = {"static_resources": {"listeners": [{"filter_chains": [{"filters": [
+            {"typed_config": {"http_filters": []}}]}]}]}}
+        (verifier,) = with_jwt_authn(chain, payload_in_metadata="jwt_payload")[
+            "static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        wasm = "          - name: envoy.filters.http.wasm\n"
+        swap(wasm, f"          - {json.dumps(verifier)}\n{wasm}")
     return text
 
 
@@ -213,6 +226,31 @@ def test_cors_is_no_boundary_another_origin_is_counted_and_refused(cors_envoy):
     assert request(proxy, "POST", CHAT, headers=dressed, json={}).headers["x-quota-used"] == "1"
     assert used(proxy, "mallory") == 5
     assert proxy.stats(filter="cors")["http.ingress_http.cors.origin_invalid"] == 6
+
+
+def test_behind_jwt_authn_after_cors_a_preflight_needs_no_token_and_a_401_reaches_the_page(cors_envoy):
+    # The usual browser app: a bearer token verified by jwt_authn, placed
+    # after the CORS filter. A preflight carries no token (browsers never
+    # send credentials on one): CORS answers it before jwt_authn could
+    # refuse it. jwt_authn's own 401 goes back through CORS, so the page
+    # reads the status instead of a network error.
+    proxy = cors_envoy(jwt_authn=True)
+    answer = preflight(proxy, CHAT, APP, **{"access-control-request-headers": "authorization, content-type"})
+    assert (answer.status, answer.headers["access-control-allow-origin"]) == (200, APP)
+    assert "authorization" in answer.headers["access-control-allow-headers"]
+
+    signed = {"origin": APP, "authorization": f"Bearer {jwt('ana')}", "x-user-id": "someone-else"}
+    admitted = request(proxy, "POST", CHAT, headers=signed, json={})
+    assert (admitted.status, admitted.headers["x-quota-used"]) == (200, "1")
+    assert admitted.headers["access-control-allow-origin"] == APP
+    usage = request(proxy, "GET", USAGE, headers=signed).json()
+    assert (usage["user"], usage["classes"][0]["used"]) == ("ana", 1)
+
+    unsigned = request(proxy, "POST", CHAT, headers={"origin": APP, "x-user-id": "ana"}, json={})
+    assert unsigned.status == 401
+    assert unsigned.headers["access-control-allow-origin"] == APP
+    assert [h.strip() for h in unsigned.headers["access-control-expose-headers"].split(",")] == exposed_list()
+    assert filter_saw(proxy) == 1
 
 
 # --------------------------------------------------------------------------
