@@ -44,14 +44,15 @@ USAGE = "/v1/quota"
 
 
 def example(*, origin, upstream_port, expose=True, forward_foreign_preflights=False, default_class=None,
-            jwt_authn=False):
+            jwt_authn=False, cors_after_quota=False):
     """envoy/examples/cors.yaml with the test's ports, origin and .wasm.
     expose=False drops its expose_headers line; forward_foreign_preflights
     sets forward_not_matching_preflights to true (Envoy's default);
     default_class makes the filter classify every request, so that any
     request reaching it is charged; jwt_authn puts Envoy's jwt_authn
     (trusting local_jwt's key) between the CORS and the quota filter, and
-    takes the caller from the verified token instead of x-user-id."""
+    takes the caller from the verified token instead of x-user-id;
+    cors_after_quota moves the CORS filter just before the router."""
     text = EXAMPLE.read_text()
 
     def swap(old, new):
@@ -82,6 +83,13 @@ def example(*, origin, upstream_port, expose=True, forward_foreign_preflights=Fa
             "static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
         wasm = "          - name: envoy.filters.http.wasm\n"
         swap(wasm, f"          - {json.dumps(verifier)}\n{wasm}")
+    if cors_after_quota:
+        cors = ("          - name: envoy.filters.http.cors\n"
+                "            typed_config:\n"
+                '              "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors\n')
+        router = "          - name: envoy.filters.http.router\n"
+        swap(cors, "")
+        swap(router, cors + router)
     return text
 
 
@@ -203,6 +211,24 @@ def test_every_answer_to_an_allowed_origin_carries_the_cors_headers(cors_envoy):
     # Every header the filter sent on the 429 is in the list a page may read.
     refused = [n for n in answers["blocked (429)"].headers if n.startswith(("x-quota-", "ratelimit", "retry-after"))]
     assert set(refused) <= set(expected), set(refused) - set(expected)
+
+
+def test_after_the_quota_filter_cors_would_miss_the_filters_own_answers(cors_envoy):
+    # Why the CORS filter comes first: a filter's local reply goes back only
+    # through the filters before it. Last in the chain, CORS still decorates
+    # upstream answers, but the usage endpoint and the refusals go out bare
+    # (the page sees a network error), and the quota filter answers the
+    # usage endpoint's preflight itself (405: only GET).
+    proxy = cors_envoy(cors_after_quota=True)
+    app = {"origin": APP}
+    upstream_answer = request(proxy, "POST", CHAT, headers={**app, "x-user-id": "ana"}, json={})
+    assert upstream_answer.headers["access-control-allow-origin"] == APP
+    usage = request(proxy, "GET", USAGE, headers={**app, "x-user-id": "ana"})
+    refused = request(proxy, "POST", CHAT, headers=app, json={})
+    assert (usage.status, refused.status) == (200, 401)
+    assert "access-control-allow-origin" not in usage.headers
+    assert "access-control-allow-origin" not in refused.headers
+    assert preflight(proxy, USAGE, APP).status == 405
 
 
 def test_cors_is_no_boundary_another_origin_is_counted_and_refused(cors_envoy):
