@@ -69,7 +69,7 @@ function draw(state) {
   if (state.limit !== undefined) {
     meter.max = state.limit;
     meter.value = Math.min(state.used ?? 0, state.limit);
-    // Amber from the soft limit on, red at the wall.
+    // Amber from the soft limit on (the sentence below says when it is the wall).
     meter.optimum = 0;
     meter.low = state.softLimit ?? state.limit;
     meter.high = state.limit;
