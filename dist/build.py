@@ -105,10 +105,13 @@ def npm_tarball(out):
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     shutil.copy2(CLIENT / "package.json", stage / "package.json")
-    for name in package["files"]:
+    for name in package["files"]:  # paths of files or folders (no globs there)
         need(CLIENT / name, "make client")
         (stage / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(CLIENT / name, stage / name)
+        if (CLIENT / name).is_dir():
+            shutil.copytree(CLIENT / name, stage / name)
+        else:
+            shutil.copy2(CLIENT / name, stage / name)
     if package.get("license"):
         shutil.copy2(LICENSE, stage / "LICENSE")
     result = subprocess.run(["npm", "pack", "--json", "--ignore-scripts",
