@@ -418,7 +418,7 @@ class Registry:
         self.host = f"127.0.0.1:{self.port}"
 
     def get(self, path, accept=None):
-        """(status headers, body) of a registry API GET."""
+        """(headers, body) of a registry API GET."""
         req = urllib.request.Request(f"http://{self.host}{path}",
                                      headers={"accept": accept} if accept else {})
         with urllib.request.urlopen(req, timeout=10) as resp:
