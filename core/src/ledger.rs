@@ -53,6 +53,10 @@ pub struct LedgerRecord {
     /// Whether the request asked for a streamed answer.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// Units the request asked for at admission (its estimate: what it was
+    /// charged, or would have been had it been admitted), in the class's
+    /// units. A what-if replays refused requests at this cost.
+    pub units_requested: u64,
     /// Units charged when the request was admitted (the estimate or
     /// reservation), in the class's own units: micro-units of the currency
     /// for a class metered in money. 0 for a refused request.
@@ -142,6 +146,7 @@ mod tests {
             method: "POST".into(),
             route: "/v1/chat/completions".into(),
             model_asked: Some("gpt-4o".into()),
+            units_requested: 1,
             units_charged: 1,
             units_settled: 1,
             tokens: Some(LedgerTokens { input: 12, output: 30, cached_input: 0, reasoning: 0 }),
