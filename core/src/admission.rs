@@ -91,7 +91,7 @@ pub fn rewrites(config: &Config, d: &Decision, body: Option<&Value>) -> Rewrites
 /// upstreams read as true (pydantic's lax mode, behind vLLM and others:
 /// `1`, `"true"`, `"yes"`, `"on"`...). Asking for usage on a request that
 /// does not stream would make strict upstreams refuse it.
-fn streams(value: &Value) -> bool {
+pub(crate) fn streams(value: &Value) -> bool {
     match value {
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_f64() == Some(1.0),

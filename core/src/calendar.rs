@@ -90,6 +90,16 @@ pub fn push_rfc3339(out: &mut String, unix_seconds: i64) {
     out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
+/// Formats Unix milliseconds as RFC 3339 in UTC with milliseconds, e.g.
+/// `2026-11-22T00:00:00.250Z`.
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339(&mut out, unix_ms.div_euclid(1000));
+    out.pop();
+    let _ = write!(out, ".{:03}Z", unix_ms.rem_euclid(1000));
+    out
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SSZ` (what [`rfc3339`] writes) back to Unix seconds.
 /// Used by tests and tools; the filter itself never parses times.
 pub fn parse_rfc3339_utc(text: &str) -> Option<i64> {
@@ -137,6 +147,13 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(parse_rfc3339_utc("2000-02-29T00:00:00Z"), Some(951_782_400));
         assert_eq!(parse_rfc3339_utc("2000-02-29 00:00:00"), None);
+    }
+
+    #[test]
+    fn formats_milliseconds() {
+        assert_eq!(rfc3339_ms(1_795_348_800_250), "2026-11-22T12:00:00.250Z");
+        assert_eq!(rfc3339_ms(5), "1970-01-01T00:00:00.005Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]

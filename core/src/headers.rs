@@ -68,6 +68,20 @@ pub const STATE_TOO_LARGE: &str = "too_large";
 
 pub type Headers = Vec<(&'static str, String)>;
 
+/// The state a response to this decision names in [`STATE`] (and the
+/// ledger records): the counter's own state, or why the counter was never
+/// reached or the request was refused before it.
+pub fn state_name(d: &Decision) -> &'static str {
+    match &d.outcome {
+        Outcome::NotIncluded => STATE_NOT_INCLUDED,
+        Outcome::Unavailable { .. } => STATE_UNAVAILABLE,
+        Outcome::WorkspaceRequired => STATE_WORKSPACE_REQUIRED,
+        Outcome::Charged(c) if c.needs_confirmation => STATE_CONFIRMATION_REQUIRED,
+        Outcome::Charged(c) if c.too_large => STATE_TOO_LARGE,
+        Outcome::Charged(c) => c.usage.state.as_str(),
+    }
+}
+
 /// The headers a response to this decision carries (admitted or refused).
 pub fn response_headers(config: &Config, d: &Decision) -> Headers {
     let mut out = Headers::with_capacity(16);
@@ -111,13 +125,7 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 None => u64_text(n),
             };
             if quota {
-                let state = if charge.needs_confirmation {
-                    STATE_CONFIRMATION_REQUIRED
-                } else if charge.too_large {
-                    STATE_TOO_LARGE
-                } else {
-                    usage.state.as_str()
-                };
+                let state = state_name(d);
                 out.push((SCOPE, d.scope.as_str().into()));
                 if let Some(l) = facts.limits {
                     out.push((WINDOW, l.window_name.clone()));

@@ -114,9 +114,19 @@ pub struct LedgerTokens {
 }
 
 impl LedgerRecord {
-    /// The record as one line of JSON (no newline).
+    /// The record as one line of JSON (no newline). Besides what JSON
+    /// escapes (`"`, `\\`, and controls below U+0020), the other control
+    /// characters (U+007F to U+009F) and the line and paragraph separators
+    /// (U+2028, U+2029), which some readers take for a line break (Python's
+    /// `str.splitlines` does), are written as `\\u` escapes: whatever a
+    /// caller sends, a record is one line to every reader.
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(512);
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, OneLine);
+        match self.serialize(&mut serializer) {
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// A record from one line of a ledger: `None` for a line that is not
@@ -128,6 +138,67 @@ impl LedgerRecord {
             return None;
         }
         serde_json::from_str(line).ok().filter(|r: &LedgerRecord| r.v >= 1 && !r.class.is_empty())
+    }
+}
+
+/// serde_json's compact format, escaping the characters [`LedgerRecord::to_line`] names.
+struct OneLine;
+
+impl serde_json::ser::Formatter for OneLine {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let breaks = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}');
+        let mut rest = fragment;
+        while let Some(at) = rest.find(breaks) {
+            let (before, after) = rest.split_at(at);
+            out.write_all(before.as_bytes())?;
+            let mut chars = after.chars();
+            if let Some(c) = chars.next() {
+                write!(out, "\\u{:04x}", u32::from(c))?;
+            }
+            rest = chars.as_str();
+        }
+        out.write_all(rest.as_bytes())
+    }
+}
+
+/// The most bytes of a model name a record keeps (asked or served): a
+/// caller's `model` is whatever it sends.
+pub const MAX_MODEL_BYTES: usize = 256;
+/// The most bytes of a route a record keeps.
+pub const MAX_ROUTE_BYTES: usize = 1024;
+/// The most bytes of any other text a record keeps (a request id, a method).
+pub const MAX_TEXT_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with a
+/// trailing `…` when cut: one record stays small whatever a caller sends.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.push_str(text.get(..end).unwrap_or_default());
+    out.push('…');
+    out
+}
+
+impl LedgerTokens {
+    /// The ledger's kinds of a reported usage: `input` and `output` are
+    /// whole sides (cache reads and writes are input, reasoning is output).
+    pub fn of(kinds: &crate::metering::TokenKinds) -> LedgerTokens {
+        LedgerTokens {
+            input: kinds.input.saturating_add(kinds.cached_input).saturating_add(kinds.cache_write),
+            output: kinds.output.saturating_add(kinds.reasoning),
+            cached_input: kinds.cached_input,
+            reasoning: kinds.reasoning,
+        }
     }
 }
 
@@ -162,6 +233,34 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(!line.contains("\"workspace\""), "absent fields are left out: {line}");
         assert_eq!(LedgerRecord::from_line(&line), Some(record));
+    }
+
+    #[test]
+    fn characters_some_readers_break_lines_at_are_escaped() {
+        let odd = "a\nb\r\u{85}c\u{2028}d\u{2029}e\u{9f}\"}{é\u{7f}";
+        let record = LedgerRecord { v: 1, class: "c".into(), model_asked: Some(odd.into()), ..LedgerRecord::default() };
+        let line = record.to_line();
+        assert!(line.contains(r#"a\nb\r\u0085c\u2028d\u2029e\u009f\"}{é\u007f"#), "{line}");
+        assert_eq!(line.lines().count(), 1);
+        assert!(!line.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')), "{line}");
+        assert_eq!(LedgerRecord::from_line(&line), Some(record));
+    }
+
+    #[test]
+    fn text_is_bounded_at_a_character_boundary() {
+        assert_eq!(bounded("gpt-4o", MAX_MODEL_BYTES), "gpt-4o");
+        assert_eq!(bounded("abcdef", 3), "abc…");
+        // "é" is two bytes: a cut inside it moves back to its start.
+        assert_eq!(bounded("aé", 2), "a…");
+        let huge = "m".repeat(1_000_000);
+        assert_eq!(bounded(&huge, MAX_MODEL_BYTES).len(), MAX_MODEL_BYTES + '…'.len_utf8());
+    }
+
+    #[test]
+    fn token_kinds_become_whole_sides() {
+        let kinds =
+            crate::metering::TokenKinds { input: 10, cached_input: 90, cache_write: 5, output: 20, reasoning: 12 };
+        assert_eq!(LedgerTokens::of(&kinds), LedgerTokens { input: 105, output: 32, cached_input: 90, reasoning: 12 });
     }
 
     #[test]

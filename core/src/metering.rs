@@ -214,6 +214,17 @@ fn located(doc: &Value) -> Option<(&Value, &Value, bool)> {
     })
 }
 
+/// The model a JSON document (a response body or one event) says served
+/// it: top-level `model` (OpenAI, an Anthropic message), else
+/// `message.model` (Anthropic's `message_start`), else `response.model` (a
+/// Responses API event); a string, else absent.
+pub fn model_in(doc: &Value) -> Option<&str> {
+    [Some(doc), doc.get("message"), doc.get("response")]
+        .into_iter()
+        .flatten()
+        .find_map(|owner| owner.get("model").and_then(Value::as_str))
+}
+
 /// A token count: a whole number in `0..=u64::MAX`, anything else absent.
 fn count(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
@@ -229,11 +240,21 @@ pub struct SseScanner {
     overflowed: bool,
     usage: TokenUsage,
     seen: bool,
+    /// The first model an event named ([`model_in`]), bounded as the ledger
+    /// bounds model names.
+    model: Option<String>,
 }
 
 impl SseScanner {
     pub fn new(max_line: usize) -> Self {
-        SseScanner { line: Vec::new(), max_line, overflowed: false, usage: TokenUsage::default(), seen: false }
+        SseScanner {
+            line: Vec::new(),
+            max_line,
+            overflowed: false,
+            usage: TokenUsage::default(),
+            seen: false,
+            model: None,
+        }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
@@ -259,10 +280,19 @@ impl SseScanner {
         if data.first() != Some(&b'{') {
             return;
         }
-        if let Some(u) = serde_json::from_slice::<Value>(data).ok().as_ref().and_then(usage_in) {
+        let Ok(event) = serde_json::from_slice::<Value>(data) else { return };
+        if self.model.is_none() {
+            self.model = model_in(&event).map(|m| crate::ledger::bounded(m, crate::ledger::MAX_MODEL_BYTES));
+        }
+        if let Some(u) = usage_in(&event) {
             self.usage.merge(u);
             self.seen = true;
         }
+    }
+
+    /// The model the stream's first event naming one reported.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// The usage reported so far, if any event reported one.
@@ -334,6 +364,26 @@ mod tests {
         let mut scanner = SseScanner::new(1024);
         scanner.feed(stream.as_bytes());
         assert_eq!(scanner.usage().and_then(|u| u.tokens()), Some(40));
+    }
+
+    #[test]
+    fn names_the_model_each_api_reports() {
+        assert_eq!(model_in(&json!({"model": "gpt-4o-2024-08-06", "usage": {}})), Some("gpt-4o-2024-08-06"));
+        let start = json!({"type": "message_start", "message": {"model": "claude-sonnet-4", "usage": {}}});
+        assert_eq!(model_in(&start), Some("claude-sonnet-4"));
+        assert_eq!(model_in(&json!({"type": "response.created", "response": {"model": "o3"}})), Some("o3"));
+        assert_eq!(model_in(&json!({"model": 7})), None);
+        assert_eq!(model_in(&json!({"choices": []})), None);
+    }
+
+    #[test]
+    fn a_stream_keeps_the_first_model_it_names_bounded() {
+        let mut scanner = SseScanner::new(64 * 1024);
+        let long = "x".repeat(10_000);
+        scanner.feed(b"data: {\"choices\":[]}\n\n");
+        scanner.feed(format!("data: {{\"model\":\"{long}\"}}\n\ndata: {{\"model\":\"other\"}}\n\n").as_bytes());
+        let model = scanner.model().unwrap_or_default();
+        assert!(model.starts_with("xxx") && model.len() <= crate::ledger::MAX_MODEL_BYTES + 3, "{}", model.len());
     }
 
     #[test]

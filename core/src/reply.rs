@@ -6,8 +6,8 @@
 use crate::body::Unreadable;
 use crate::calendar::rfc3339;
 use crate::config::{Cell, Config, FailPolicy, Limits, Message};
-use crate::copy::{self, Facts, CONFIRM_HEADER};
-use crate::decide::Charge;
+use crate::copy::{self, upgrade_hint, Facts, UpgradeHint, CONFIRM_HEADER};
+use crate::decide::{Charge, State};
 use crate::engine::{policy_name, Decision, Outcome};
 use crate::headers::{
     response_headers, Headers, RETRY_AFTER, STATE_NOT_INCLUDED, STATE_TOO_LARGE, STATE_UNAVAILABLE,
@@ -198,9 +198,7 @@ fn too_large(
     mut quota: Value,
     upgrade_link: Option<(String, String)>,
 ) -> Refusal {
-    let helps = facts.hint.as_ref().is_some_and(
-        |h| matches!(config.cell(h.tier, d.class), Some(Cell::Limited(stack)) if stack.iter().all(|l| l.request_ceiling() >= c.requested)),
-    );
+    let helps = facts.hint.as_ref().is_some_and(|h| upgrade_fits(config, d, c.requested, h));
     if !helps {
         facts.hint = None;
     }
@@ -221,6 +219,27 @@ fn too_large(
         violated: Some(facts.class.name.clone()),
         reset: None,
         upgrade: upgrade_link.filter(|_| helps),
+    }
+}
+
+/// Whether the plan `hint` offers would take a request of `requested`
+/// units in one go (every limit of its cell has the room).
+fn upgrade_fits(config: &Config, d: &Decision, requested: u64, hint: &UpgradeHint) -> bool {
+    matches!(config.cell(hint.tier, d.class), Some(Cell::Limited(stack)) if stack.iter().all(|l| l.request_ceiling() >= requested))
+}
+
+/// The upgrade the answer to `d` offers, if any: the refusals' bodies (429,
+/// 428, 403 not included; 413 only when the next plan would take the
+/// request) and, once a limit is near or reached (the state is not `ok`),
+/// an admitted request's headers and warning.
+pub fn upgrade_offered(config: &Config, d: &Decision) -> Option<UpgradeHint> {
+    let hint = || upgrade_hint(config, d.tier, d.class, d.limit);
+    match &d.outcome {
+        Outcome::NotIncluded => hint(),
+        Outcome::Charged(c) if c.admitted => hint().filter(|_| c.usage.state != State::Ok),
+        Outcome::Charged(c) if c.too_large => hint().filter(|h| upgrade_fits(config, d, c.requested, h)),
+        Outcome::Charged(_) => hint(),
+        Outcome::WorkspaceRequired | Outcome::Unavailable { .. } => None,
     }
 }
 

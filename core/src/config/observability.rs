@@ -11,6 +11,11 @@ pub struct Observability {
     pub log_events: bool,
     pub ids: IdPolicy,
     pub analytics: Option<Analytics>,
+    /// Write a ledger record per classified request into the filter state
+    /// access logs read (`observability.ledger`).
+    pub ledger: bool,
+    /// POST each ledger record to the analytics cluster (`observability.ledger_analytics`).
+    pub ledger_analytics: bool,
     /// Events a worker writes a second for callers without an identity
     /// (see `event_budget.rs`); 0: none.
     pub unidentified_events_per_second: u32,
@@ -49,6 +54,8 @@ pub(super) fn check_observability(raw: Option<&RawObservability>) -> Result<Obse
             log_events: true,
             ids: IdPolicy::Plain,
             analytics: None,
+            ledger: true,
+            ledger_analytics: false,
             unidentified_events_per_second: DEFAULT_UNIDENTIFIED_EVENTS_PER_SECOND,
         });
     };
@@ -109,11 +116,27 @@ pub(super) fn check_observability(raw: Option<&RawObservability>) -> Result<Obse
             })
         }
     };
+    let ledger_analytics = raw.ledger_analytics.unwrap_or(false);
+    if ledger_analytics && analytics.is_none() {
+        return Err(ConfigError::new(
+            "observability.ledger_analytics",
+            "needs \"observability.analytics\": the cluster the records are POSTed to",
+        ));
+    }
     Ok(Observability {
         metrics: raw.metrics.unwrap_or(true),
         log_events: raw.log_events.unwrap_or(true),
         ids,
         analytics,
+        ledger: raw.ledger.unwrap_or(true),
+        ledger_analytics,
         unidentified_events_per_second,
     })
+}
+
+impl Observability {
+    /// Whether requests keep a ledger entry: it is written somewhere.
+    pub fn keeps_ledger(&self) -> bool {
+        self.ledger || self.ledger_analytics
+    }
 }

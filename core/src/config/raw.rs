@@ -220,6 +220,15 @@ pub struct RawObservability {
     /// POST events to an Envoy cluster, fire-and-forget.
     #[serde(default)]
     pub analytics: Option<RawAnalytics>,
+    /// One ledger record (a line of JSON) per classified request, in Envoy's
+    /// filter state as `wasm.quota_ledger` for access logs to print
+    /// (`%FILTER_STATE(wasm.quota_ledger:PLAIN)%`). Default true.
+    #[serde(default)]
+    pub ledger: Option<bool>,
+    /// POST every ledger record to the `analytics` cluster too, beside the
+    /// events (each with `"event": "ledger"`). Default false; needs `analytics`.
+    #[serde(default)]
+    pub ledger_analytics: Option<bool>,
     /// Events each worker writes a second for refusals of callers without an
     /// identity (401, unknown tier); the rest are counted in
     /// `quota.events_suppressed` and summed up in one line. Default 10; 0: none.

@@ -476,6 +476,25 @@ fn unidentified_events_per_second_is_checked_by_path() {
 }
 
 #[test]
+fn the_ledger_is_on_by_default_and_its_options_are_checked_by_path() {
+    let config = Config::from_json(base().to_string().as_bytes()).unwrap();
+    assert!(config.observability.ledger && !config.observability.ledger_analytics);
+    let off = with(base(), "/observability", json!({"ledger": false}));
+    let off = Config::from_json(off.to_string().as_bytes()).unwrap().observability;
+    assert!(!off.ledger && !off.keeps_ledger());
+    let analytics = json!({"ledger": false, "ledger_analytics": true, "analytics": {"cluster": "events"}});
+    let posted = Config::from_json(with(base(), "/observability", analytics).to_string().as_bytes()).unwrap();
+    assert!(posted.observability.keeps_ledger() && !posted.observability.ledger);
+    let nowhere = with(base(), "/observability", json!({"ledger_analytics": true}));
+    assert_eq!(
+        error_of(&nowhere),
+        "observability.ledger_analytics: needs \"observability.analytics\": the cluster the records are POSTed to"
+    );
+    let wrong = with(base(), "/observability", json!({"ledger": "yes"}));
+    assert!(error_of(&wrong).starts_with("observability.ledger: invalid type"), "{}", error_of(&wrong));
+}
+
+#[test]
 fn stacked_limits_are_checked_with_their_paths() {
     let cell = "/tiers/pro/limits/drafts";
     let admin = json!({"path": "/quota/admin", "secret": "s3cret-s3cret-s3cret-s3cret"});

@@ -23,7 +23,12 @@
 //!   the usage and grants endpoints.
 //! - [`response`]: after admission, what the upstream's answer changes about
 //!   the charge (refunds, the usage it reports).
+//! - `ledger`: the request's ledger entry, read once its stream is logged
+//!   ([`Exchange::ledger`]).
 
+mod ledger;
+#[cfg(test)]
+mod ledger_tests;
 pub mod memory;
 pub mod request;
 pub mod response;
@@ -36,6 +41,7 @@ use crate::counter::Counter;
 use crate::engine::Decision;
 use crate::headers::Headers;
 use crate::identity::{Caller, IdentityError};
+use crate::ledger::LedgerRecord;
 use crate::redis::sync::SyncTarget;
 use crate::redis::Command;
 use crate::reply::LocalReply;
@@ -187,6 +193,8 @@ pub struct Call {
 #[derive(Debug)]
 pub struct Exchange {
     phase: Phase,
+    /// A classified request's ledger entry (when `observability` keeps a ledger).
+    ledger: Option<Box<ledger::Entry>>,
 }
 
 impl Default for Exchange {
@@ -197,7 +205,7 @@ impl Default for Exchange {
 
 impl Exchange {
     pub fn new() -> Exchange {
-        Exchange { phase: Phase::Pass }
+        Exchange { phase: Phase::Pass, ledger: None }
     }
 
     /// The request is paused on a call to Redis.
@@ -219,6 +227,12 @@ impl Exchange {
         matches!(&self.phase, Phase::Admitted(_, Some(_)))
     }
 
+    /// Whether the response head is wanted for the ledger (an admitted
+    /// request with a ledger entry), whether or not it corrects the charge.
+    pub fn records_response(&self) -> bool {
+        self.ledger.is_some() && matches!(&self.phase, Phase::Admitted(..))
+    }
+
     /// Whether the response's content type and body chunks are wanted
     /// (a token-metered class reading the reported usage).
     pub fn reads_response_body(&self) -> bool {
@@ -236,9 +250,16 @@ impl Exchange {
         content_type: Option<&[u8]>,
         flags: u64,
     ) {
-        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return };
+        let Phase::Admitted(_, charged) = &mut self.phase else { return };
+        if let Some(entry) = &mut self.ledger {
+            entry.response_head(status, flags);
+        }
+        let Some(c) = charged else { return };
         let correction = c.response_head(config, status, content_type, flags);
         correct(config, host, correction);
+        if let Some(entry) = &mut self.ledger {
+            entry.charge(c);
+        }
     }
 
     /// A chunk of the response body (`end`: the last).
@@ -246,15 +267,36 @@ impl Exchange {
         let Phase::Admitted(_, Some(c)) = &mut self.phase else { return };
         let correction = c.response_body(config, chunk, end);
         correct(config, host, correction);
+        if let (true, Some(entry)) = (end, &mut self.ledger) {
+            entry.charge(c);
+        }
     }
 
     /// The stream is logged (its last event): a charge still out is
     /// cancelled; a charge whose response never came may go back.
     pub fn ended(&mut self, config: &Config, host: &mut dyn Host, ended: impl FnOnce() -> Ended) {
         self.abandon(host);
-        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return };
-        let correction = c.stream_end(config, ended);
+        let Phase::Admitted(_, charged) = &mut self.phase else { return };
+        // Each of `ended`'s answers is a host read: asked once, if at all.
+        let mut asked = None;
+        let mut ended = Some(ended);
+        let mut once = || *asked.get_or_insert_with(|| ended.take().map_or(Ended::default(), |f| f()));
+        if let Some(entry) = self.ledger.as_mut().filter(|e| e.needs_end()) {
+            entry.ended_without_answer(once());
+        }
+        let Some(c) = charged else { return };
+        let correction = c.stream_end(config, once);
         correct(config, host, correction);
+        if let Some(entry) = &mut self.ledger {
+            entry.charge(c);
+        }
+    }
+
+    /// The request's ledger record, once its stream is logged (`now`: the
+    /// clock, read only for a record); `None` for a request the filter
+    /// decided nothing about.
+    pub fn ledger(&self, now: impl FnOnce() -> i64) -> Option<LedgerRecord> {
+        self.ledger.as_ref()?.record(now)
     }
 
     /// The stream is gone: a charge still out is cancelled (its answer, if

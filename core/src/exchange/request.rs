@@ -19,6 +19,7 @@
 //!   asks for, the units the approximate mode syncs, and what the response
 //!   may still correct ([`Charged`]).
 
+use super::ledger::Entry;
 use super::response::Charged;
 use super::{Call, Edits, Exchange, Host, Level, Next, Note, Rewrite, Step};
 use crate::body::read_body;
@@ -211,7 +212,15 @@ impl Exchange {
             let query = request.head.header_str(":path").and_then(|p| p.split_once('?')).map_or("", |(_, q)| q);
             return self.admin_grant(config, host, query);
         }
-        match classify_head(config, &request.head) {
+        let classified = classify_head(config, &request.head);
+        if classified != HeadMatch::Unclassified && config.observability.keeps_ledger() {
+            // Decided in this callback, the decision's time is the arrival's;
+            // a body read first is a later callback.
+            let waits = classified == HeadMatch::NeedsBody && !end_of_stream;
+            let arrived_ms = waits.then(|| host.now_ms());
+            self.ledger = Some(Box::new(Entry::new(&request.head, arrived_ms)));
+        }
+        match classified {
             HeadMatch::Unclassified => Step::new(Next::Continue),
             HeadMatch::Class(class) => self.decide(config, host, request, class, None, None, None),
             HeadMatch::NeedsBody if end_of_stream => {
@@ -421,15 +430,26 @@ impl Exchange {
         decision: &Decision,
     ) -> Step {
         host.note(Note::Decided { caller, decision });
+        if let Some(entry) = &mut self.ledger {
+            entry.decided(config, caller, json.as_ref(), decision);
+        }
         let sync = SyncTarget::of(config, decision, caller);
         if let (Some(target), Outcome::Charged(c)) = (&sync, &decision.outcome) {
             host.note(Note::Sync { target, delta: i64::try_from(c.cost).unwrap_or(i64::MAX) });
         }
         let headers = match respond(config, decision, request.format()) {
             Action::Continue(headers) => headers,
-            Action::Reply(reply) => return self.reply(reply),
+            Action::Reply(reply) => {
+                if let Some(entry) = &mut self.ledger {
+                    entry.replied(reply.status);
+                }
+                return self.reply(reply);
+            }
         };
         let rewrites = admission::rewrites(config, decision, json.as_ref());
+        if let Some(entry) = &mut self.ledger {
+            entry.forwarded(rewrites.model.as_deref());
+        }
         let mut edits = Edits {
             set: rewrites.headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect(),
             // Let a route that matches the header pick the request up.

@@ -21,7 +21,8 @@ use crate::config::{Config, Cost, ModelPrice, TokenCount};
 use crate::cost;
 use crate::decide;
 use crate::engine::{self, Decision, Outcome};
-use crate::metering::{usage_in, SseScanner};
+use crate::ledger;
+use crate::metering::{model_in, usage_in, SseScanner, TokenUsage};
 use crate::redis::sync::SyncTarget;
 use crate::store::{CounterStore, GiveUp};
 use serde_json::Value;
@@ -40,6 +41,13 @@ pub struct Charged {
     answered: bool,
     /// A token-metered class reading the reported usage, until the body ends.
     metering: Option<Metering>,
+    /// What the request costs on its binding counter as things stand: the
+    /// charge, then 0 once refunded, or the reported usage once reconciled.
+    settled: u64,
+    /// The usage the upstream reported, once the body was read.
+    reported: Option<TokenUsage>,
+    /// The model the upstream's answer named, once the body was read.
+    served_model: Option<String>,
 }
 
 #[derive(Debug)]
@@ -111,7 +119,7 @@ impl Correction {
 }
 
 /// How a stream that ended before any response head left Envoy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ended {
     /// Envoy's response flags ([`crate::refund::flags`]).
     pub response_flags: u64,
@@ -150,7 +158,30 @@ impl Charged {
             return None;
         }
         let charge = Charge { charged, cost: c.cost, counters };
-        Some(Charged { charge: Some(charge), answered: false, metering })
+        Some(Charged {
+            charge: Some(charge),
+            answered: false,
+            metering,
+            settled: c.cost,
+            reported: None,
+            served_model: None,
+        })
+    }
+
+    /// What the request costs on its binding counter: its charge, after any
+    /// refund or reconciliation so far.
+    pub fn settled(&self) -> u64 {
+        self.settled
+    }
+
+    /// The usage the upstream reported (a metered class, once its body ended).
+    pub fn reported(&self) -> Option<&TokenUsage> {
+        self.reported.as_ref()
+    }
+
+    /// The model the upstream's answer named (a metered class, once its body ended).
+    pub fn served_model(&self) -> Option<&str> {
+        self.served_model.as_deref()
     }
 
     /// Whether the response body is read: the filter hands over its chunks
@@ -205,11 +236,16 @@ impl Charged {
             return None;
         }
         let m = self.metering.take()?;
-        let reported = match m.body {
-            Reading::Events(scanner) => scanner.usage(),
-            Reading::TooLarge => None,
-            Reading::Json(kept) => serde_json::from_slice::<Value>(&kept).ok().as_ref().and_then(usage_in),
+        let (reported, model) = match m.body {
+            Reading::Events(scanner) => (scanner.usage(), scanner.model().map(str::to_string)),
+            Reading::TooLarge => (None, None),
+            Reading::Json(kept) => match serde_json::from_slice::<Value>(&kept) {
+                Ok(doc) => (usage_in(&doc), model_in(&doc).map(|m| ledger::bounded(m, ledger::MAX_MODEL_BYTES))),
+                Err(_) => (None, None),
+            },
         };
+        self.reported = reported;
+        self.served_model = model;
         // A usage that does not say which tokens were input and which output
         // (only a total) leaves an input or output count, or a price, at its
         // estimate.
@@ -228,6 +264,10 @@ impl Charged {
         };
         let charge = self.charge.take()?;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(charge.cost).unwrap_or(i64::MAX);
+        // The binding counter's correction, bounded as it is applied.
+        let most = charge.charged.first().map_or(0, |(_, _, most)| *most);
+        let applied = decide::bounded_delta(delta, most);
+        self.settled = charge.cost.saturating_add_signed(applied);
         Some(charge.corrections(delta))
     }
 
@@ -249,6 +289,9 @@ impl Charged {
     /// The whole charge back: the upstream did not do the work.
     fn refund(&mut self) -> Vec<Correction> {
         self.metering = None;
+        if self.charge.is_some() {
+            self.settled = 0;
+        }
         let Some(charge) = self.charge.take() else { return Vec::new() };
         let cost = i64::try_from(charge.cost).unwrap_or(i64::MAX);
         charge.corrections(-cost)
