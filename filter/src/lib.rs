@@ -3,6 +3,7 @@
 //! has, hands it over, and carries the answer back.
 
 mod host;
+mod ledger;
 mod remote;
 mod report;
 mod root;

@@ -184,6 +184,11 @@ impl Reporter {
         if self.config.observability.log_events {
             log(LogLevel::Info, &format!("quota-event {line}"));
         }
+        self.enqueue(line);
+    }
+
+    /// Queues a line for the analytics cluster (the oldest goes when full).
+    fn enqueue(&self, line: String) {
         if let Some(analytics) = &self.config.observability.analytics {
             let mut queue = self.queue.borrow_mut();
             if queue.len() >= analytics.max_queue as usize {
@@ -192,6 +197,13 @@ impl Reporter {
             }
             queue.push_back(line);
         }
+    }
+
+    /// Queues a ledger record's line for the analytics cluster, marked
+    /// `"event": "ledger"` among the events (never logged as one).
+    pub fn ledger(&self, line: &str) {
+        let Some(fields) = line.strip_prefix('{') else { return };
+        self.enqueue(format!("{{\"event\":\"ledger\",{fields}"));
     }
 
     /// Sends queued events, a batch per request, while under the in-flight

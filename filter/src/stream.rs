@@ -216,7 +216,7 @@ impl HttpContext for QuotaStream {
         let Some(shared) = &self.state else { return Action::Continue };
         let Some(headers) = self.exchange.response_headers() else { return Action::Continue };
         let upstream = add_response_headers(headers);
-        if !self.exchange.corrects_charge() {
+        if !self.exchange.corrects_charge() && !self.exchange.records_response() {
             return Action::Continue;
         }
         let header = |name: &str| match &upstream {
@@ -252,6 +252,9 @@ impl HttpContext for QuotaStream {
             response_flags: response_flags(),
             upstream_connected: upstream_connected(),
         });
+        if let Some(record) = self.exchange.ledger(|| HostClock.now_ms()) {
+            crate::ledger::write(shared, &record);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_call_foreign_function(
@@ -55,9 +56,8 @@ impl Properties for HostProperties {
     }
 }
 
-/// An attribute's value; `None` if absent or the host will not say.
-fn property<'a>(path: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
-    // The ABI's path: the segments joined by NUL.
+/// The ABI's path: the segments joined by NUL.
+fn path_bytes<'a>(path: impl Iterator<Item = &'a str>) -> Vec<u8> {
     let mut bytes = Vec::new();
     for (i, part) in path.enumerate() {
         if i > 0 {
@@ -65,6 +65,12 @@ fn property<'a>(path: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
         }
         bytes.extend_from_slice(part.as_bytes());
     }
+    bytes
+}
+
+/// An attribute's value; `None` if absent or the host will not say.
+fn property<'a>(path: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
+    let bytes = path_bytes(path);
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the host reads `bytes` during the call and may hand us a
@@ -73,6 +79,16 @@ fn property<'a>(path: impl Iterator<Item = &'a str>) -> Option<Vec<u8>> {
     // SAFETY: see above.
     let value = unsafe { take(data, size) };
     value.filter(|_| status == OK)
+}
+
+/// Sets this stream's property `name` to `value`. Envoy keeps it as filter
+/// state under `wasm.<name>` (bytes, read-write, for the filter chain's
+/// life), which access logs print with `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), Refused> {
+    let path = path_bytes(std::iter::once(name));
+    // SAFETY: the host reads both borrowed buffers during the call.
+    let status = unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
+    check("proxy_set_property", status)
 }
 
 /// Logs through the host; a log that cannot be written is dropped.

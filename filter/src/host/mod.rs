@@ -17,8 +17,8 @@ mod shared_data;
 pub use buffer::{call_response_body, plugin_configuration, request_body, response_body, set_request_body};
 pub use call::dispatch_call;
 pub use context::{
-    clear_route_cache, log, response_flags, set_effective_context, set_tick, upstream_connected, HostClock,
-    HostProperties,
+    clear_route_cache, log, response_flags, set_effective_context, set_property, set_tick, upstream_connected,
+    HostClock, HostProperties,
 };
 pub use http::{resume_request, send_reply};
 pub use metrics::{define_counter, increment};
