@@ -49,6 +49,11 @@ CONNECTION_BUFFER_BYTES = 32 * 1024
 # ...and the filter's default max_body_bytes, when its config does not say.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
+# The access log format that prints the filter's ledger record (one line of
+# JSON per classified request, `-` for any other request): the filter state
+# the filter sets from its `on_log`, printed as it is (PLAIN: no quoting).
+LEDGER_FORMAT = "%FILTER_STATE(wasm.quota_ledger:PLAIN)%\n"
+
 
 def _die_with_parent():
     """preexec_fn: the child gets SIGTERM when the thread that started it
@@ -365,7 +370,7 @@ def _socket_address(port):
 def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm_id="quota",
                      listener_port=0, admin_port=0, extra_clusters=(),
                      stat_prefix="ingress_http", hold_headers=False, demo_port=None,
-                     normalize_paths=True):
+                     normalize_paths=True, access_log_path=None):
     """The Envoy bootstrap as a dict (Envoy reads it as JSON).
 
     filter_config: dict (serialised to JSON) or str (passed verbatim, so tests
@@ -383,6 +388,10 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
     CONNECTION_BUFFER_BYTES and the virtual host's request_body_buffer_limit
     is request_body_buffer_limit(filter_config), so a body the filter is
     reading never outgrows what Envoy will hold.
+    access_log_path: a file the connection manager's access log writes, one
+    line per request in LEDGER_FORMAT (the ledger; see ledger_access_log).
+    Envoy buffers the file: it is complete once Envoy stopped (or after
+    --file-flush-interval-msec).
     """
     http_filters = []
     if wasm is not None:
@@ -468,10 +477,24 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
                             }],
                         },
                         "http_filters": http_filters,
+                        **({"access_log": [ledger_access_log(access_log_path)]}
+                           if access_log_path is not None else {}),
                     },
                 }]}],
             }],
             "clusters": [upstream_cluster, *_demo_clusters(demo_port), *extra_clusters],
+        },
+    }
+
+
+def ledger_access_log(path):
+    """The connection manager's access log that writes the ledger to a file."""
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": str(path),
+            "log_format": {"text_format_source": {"inline_string": LEDGER_FORMAT}},
         },
     }
 
@@ -629,11 +652,11 @@ class EnvoyProcess:
 def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0, admin_port=0,
                 wasm=DEFAULT_WASM, vm_id="quota", log_level="info", extra_clusters=(),
                 stat_prefix="ingress_http", hold_headers=False, workdir=None, extra_args=(),
-                timeout=START_TIMEOUT_S, demo_port=None, normalize_paths=True):
+                timeout=START_TIMEOUT_S, demo_port=None, normalize_paths=True, access_log_path=None):
     """Start Envoy in front of 127.0.0.1:upstream_port and wait until it is ready.
 
     filter_config, wasm, vm_id, ports, extra_clusters, stat_prefix, hold_headers, demo_port,
-    normalize_paths: see
+    normalize_paths, access_log_path: see
     render_bootstrap. `workdir` (default: a temporary directory, removed on
     stop) receives bootstrap.json and envoy.log. Raises EnvoyStartError, with
     the whole log, if Envoy exits or is not ready within `timeout` seconds.
@@ -642,7 +665,7 @@ def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0,
         upstream_port=upstream_port, filter_config=filter_config, wasm=wasm, vm_id=vm_id,
         listener_port=listener_port, admin_port=admin_port,
         extra_clusters=extra_clusters, stat_prefix=stat_prefix, hold_headers=hold_headers,
-        demo_port=demo_port, normalize_paths=normalize_paths,
+        demo_port=demo_port, normalize_paths=normalize_paths, access_log_path=access_log_path,
     )
     return start_bootstrap(bootstrap, concurrency=concurrency, log_level=log_level,
                            workdir=workdir, extra_args=extra_args, timeout=timeout)

@@ -3,7 +3,9 @@
 envoy/demo-config.json on :10000 (admin :9901), in the foreground until Ctrl-C.
 Envoy also serves the demo page at /demo/ (envoy/demo/ and the client package
 built by `make client`). Envoy's log goes to .run/envoy/envoy.log and is
-followed on the terminal.
+followed on the terminal; its access log, the filter's ledger (one line of
+JSON per classified request), to .run/envoy/ledger.log, written within a
+second.
 
 `make run-cluster` (--cluster): the same demo with its counters in Redis,
 shared by two Envoys, on :10000 (admin :9901) and :10001 (admin :9902):
@@ -28,6 +30,8 @@ LISTENER_PORT = 10000
 ADMIN_PORT = 9901
 REDIS_PORT = 6390
 WEBDIS_PORT = 7390
+# Envoy writes its access log files every 10 s by default: every second here.
+FLUSH_ARGS = ("--file-flush-interval-msec", "1000")
 
 
 def follow(envoy):
@@ -77,12 +81,14 @@ def main():
                   f"webdis on 127.0.0.1:{WEBDIS_PORT}")
         envoys = []
         for i in range(count):
+            workdir = RUN_DIR if i == 0 else RUN_DIR.with_name(f"envoy-{i + 1}")
             envoys.append(harness.start_envoy(
                 config, upstream_port=upstream.port,
                 listener_port=LISTENER_PORT + i, admin_port=ADMIN_PORT + i,
-                workdir=RUN_DIR if i == 0 else RUN_DIR.with_name(f"envoy-{i + 1}"),
+                workdir=workdir,
                 hold_headers=True,  # demo-config.json sets "hold_headers_for_body": true
                 demo_port=demo.port, extra_clusters=clusters,
+                access_log_path=workdir / "ledger.log", extra_args=FLUSH_ARGS,
             ))
             running.append(envoys[-1])
         for envoy in envoys:
@@ -91,6 +97,7 @@ def main():
             print(f"Envoy admin: {envoy.admin_url('/')} "
                   f"(stats: {envoy.admin_url('/stats/prometheus')})")
             print(f"Envoy log: {envoy.log_path}")
+            print(f"Ledger (access log): {envoy.workdir / 'ledger.log'}")
         if not (harness.CLIENT_PKG / "quota_client.js").exists():
             print("  (the page needs the client package: run `make client`)")
         print(f"Mock upstream: {upstream.url('/')}\n")
