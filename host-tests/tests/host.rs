@@ -23,6 +23,7 @@ mod concurrency;
 mod config;
 mod counter_table;
 mod hostile_inputs;
+mod ledger;
 mod redis;
 mod unidentified_callers;
 mod windows;
