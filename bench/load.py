@@ -30,7 +30,8 @@ round, to measure a change to the filter in one run.
 and, only when asked for with --cases, the quota filter with one part
 switched off by its own config, to measure that part's share:
 quota_no_headers (no response headers), quota_no_metrics (no stats),
-quota_prefix (the drafts glob rule replaced by a prefix).
+quota_no_ledger (no ledger record), quota_prefix (the drafts glob rule
+replaced by a prefix).
 
 Workloads (wrk Lua scripts in bench/): headers.lua (a draft classified by
 path, one caller), users.lua (the same from 10,000 callers), body.lua (a chat
@@ -119,7 +120,8 @@ CASES = [
     ("quota_redis_approx", "quota_redis_approx", "headers", "quota filter, Redis approximate mode"),
 ]
 # The local-counter case each Redis case (and another build) is compared with.
-LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_compare": "quota"}
+LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_compare": "quota",
+            "quota_no_ledger": "quota"}
 COMPARE = ("quota_compare", "quota_compare", "headers", "quota filter, the --compare-wasm build")
 # The approximate mode's overshoot: a hard limit of OVERSHOOT_LIMIT on two
 # Envoys loaded by one wrk each for OVERSHOOT_S seconds, per sync interval.
@@ -133,6 +135,7 @@ MEMORY_MAX_COUNTERS = 4_000_000
 ABLATIONS = [
     ("quota_no_headers", "quota_no_headers", "headers", "quota filter, response headers off"),
     ("quota_no_metrics", "quota_no_metrics", "headers", "quota filter, metrics off"),
+    ("quota_no_ledger", "quota_no_ledger", "headers", "quota filter, ledger off"),
     ("quota_prefix", "quota_prefix", "headers", "quota filter, drafts glob replaced by a prefix"),
 ]
 # The baselines each case is compared with: (no filter, do-nothing filter).
@@ -171,6 +174,8 @@ def ablated_config(part):
         config["response_headers"] = {"quota": False, "ratelimit": False}
     elif part == "metrics":
         config["observability"] = {"metrics": False}
+    elif part == "ledger":
+        config["observability"] = {"ledger": False}
     elif part == "glob":
         drafts = next(c for c in config["classes"] if c["name"] == "drafts")
         drafts["match"][1]["path"] = {"prefix": "/v1/projects/"}
@@ -271,6 +276,7 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None)
         "quota_memory": lambda: direct_response(quota(QUOTA_WASM, memory_config())),
         "quota_no_headers": lambda: quota(QUOTA_WASM, ablated_config("headers")),
         "quota_no_metrics": lambda: quota(QUOTA_WASM, ablated_config("metrics")),
+        "quota_no_ledger": lambda: quota(QUOTA_WASM, ablated_config("ledger")),
         "quota_prefix": lambda: quota(QUOTA_WASM, ablated_config("glob")),
         "quota_redis": lambda: quota(QUOTA_WASM, redis_config()),
         "quota_redis_approx": lambda: quota(QUOTA_WASM, redis_config("approximate", 100)),
