@@ -150,6 +150,10 @@ impl serde_json::ser::Formatter for OneLine {
         out: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
+        // The common case: printable ASCII only, nothing to escape.
+        if fragment.bytes().all(|b| b < 0x7f) {
+            return out.write_all(fragment.as_bytes());
+        }
         let breaks = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}');
         let mut rest = fragment;
         while let Some(at) = rest.find(breaks) {

@@ -236,7 +236,8 @@ pub fn upgrade_offered(config: &Config, d: &Decision) -> Option<UpgradeHint> {
     let hint = || upgrade_hint(config, d.tier, d.class, d.limit);
     match &d.outcome {
         Outcome::NotIncluded => hint(),
-        Outcome::Charged(c) if c.admitted => hint().filter(|_| c.usage.state != State::Ok),
+        Outcome::Charged(c) if c.admitted && c.usage.state == State::Ok => None,
+        Outcome::Charged(c) if c.admitted => hint(),
         Outcome::Charged(c) if c.too_large => hint().filter(|h| upgrade_fits(config, d, c.requested, h)),
         Outcome::Charged(_) => hint(),
         Outcome::WorkspaceRequired | Outcome::Unavailable { .. } => None,

@@ -145,11 +145,11 @@ impl Entry {
     }
 
     /// The record, once the request was decided; `now`: its end.
-    pub(super) fn record(&self, now: impl FnOnce() -> i64) -> Option<LedgerRecord> {
+    pub(super) fn record(self, now: impl FnOnce() -> i64) -> Option<LedgerRecord> {
         if !self.decided {
             return None;
         }
-        let mut record = self.record.clone();
+        let mut record = self.record;
         let now_ms = now();
         record.duration_ms = self.arrived_ms.and_then(|at| u64::try_from(now_ms.saturating_sub(at)).ok());
         Some(record)

@@ -133,6 +133,7 @@ fn upstream(x: &mut Exchange, config: &Config, host: &mut MemoryHost, status: u1
 fn logged(x: &mut Exchange, config: &Config, host: &mut MemoryHost, end_ms: i64) -> Option<LedgerRecord> {
     x.ended(config, host, Ended::default);
     let record = x.ledger(|| end_ms)?;
+    assert_eq!(x.ledger(|| end_ms), None, "a record is taken once");
     // Every record is one line that reads back as itself.
     let line = record.to_line();
     assert!(!line.contains('\n'), "{line}");

@@ -294,9 +294,9 @@ impl Exchange {
 
     /// The request's ledger record, once its stream is logged (`now`: the
     /// clock, read only for a record); `None` for a request the filter
-    /// decided nothing about.
-    pub fn ledger(&self, now: impl FnOnce() -> i64) -> Option<LedgerRecord> {
-        self.ledger.as_ref()?.record(now)
+    /// decided nothing about, and once taken.
+    pub fn ledger(&mut self, now: impl FnOnce() -> i64) -> Option<LedgerRecord> {
+        self.ledger.take()?.record(now)
     }
 
     /// The stream is gone: a charge still out is cancelled (its answer, if
