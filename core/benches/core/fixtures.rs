@@ -18,6 +18,7 @@ pub fn config() -> Config {
     let mut doc: Value = serde_json::from_slice(include_bytes!("../../../envoy/demo-config.json")).unwrap();
     let tier: Value = serde_json::from_slice(include_bytes!("../../../bench/bench-tier.json")).unwrap();
     doc["tiers"].as_object_mut().unwrap().insert("bench".into(), tier);
+    doc["tier_order"].as_array_mut().unwrap().push("bench".into());
     Config::from_json(doc.to_string().as_bytes()).unwrap()
 }
 

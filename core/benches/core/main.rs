@@ -9,6 +9,7 @@ mod classify;
 mod decide;
 mod fixtures;
 mod headers;
+mod ledger;
 mod window;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -26,6 +27,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = core;
     config = config();
-    targets = classify::benches, window::benches, decide::benches, headers::benches
+    targets = classify::benches, window::benches, decide::benches, headers::benches, ledger::benches
 }
 criterion_main!(core);
