@@ -132,7 +132,7 @@ impl LedgerTokens {
     /// The ledger's counts from the exclusive kinds the metering reads
     /// ([`TokenKinds`]): `input` and `output` include their parts, as
     /// OpenAI reports them, whatever the provider.
-    pub fn from_kinds(k: &TokenKinds) -> LedgerTokens {
+    pub fn of(k: &TokenKinds) -> LedgerTokens {
         LedgerTokens {
             input: k.input.saturating_add(k.cached_input).saturating_add(k.cache_write),
             output: k.output.saturating_add(k.reasoning),
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn token_kinds_round_trip_through_the_ledgers_counts() {
         let kinds = TokenKinds { input: 100, cached_input: 900, cache_write: 50, output: 30, reasoning: 70 };
-        let tokens = LedgerTokens::from_kinds(&kinds);
+        let tokens = LedgerTokens::of(&kinds);
         assert_eq!(
             tokens,
             LedgerTokens { input: 1050, output: 100, cached_input: 900, reasoning: 70, cache_write: 50 }

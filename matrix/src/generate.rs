@@ -831,7 +831,7 @@ fn tokens(r: &mut Rng, prompt: u64, budget: u64, model: Option<&str>, power: boo
     let output = output.min(budget);
     let reasoning = if model.is_some_and(|m| m.starts_with('o')) { output * r.range(30, 70) / 100 } else { 0 };
     // As OpenAI reports them: cached within input, reasoning within output.
-    LedgerTokens::from_kinds(&TokenKinds {
+    LedgerTokens::of(&TokenKinds {
         input: input - cached,
         cached_input: cached,
         cache_write: 0,

@@ -350,6 +350,15 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_json_is_refused_not_followed_down() {
+        let deep = format!("{{\"v\":1,\"class\":\"x\",\"a\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000));
+        assert!(deep.len() < MAX_LINE);
+        let l = read_text(&format!("{deep}\n{GOOD}"));
+        assert_eq!(l.entries.len(), 1);
+        assert_eq!(l.skipped, vec![Skipped { line: 1, reason: "not JSON: recursion limit exceeded".into() }]);
+    }
+
+    #[test]
     fn bytes_that_are_not_utf8_skip_only_their_line() {
         let mut bytes = GOOD.as_bytes().to_vec();
         bytes.extend_from_slice(b"\n{\"v\":1,\"class\":\"\xff\"}\n");

@@ -288,7 +288,7 @@ fn facts<'a>(config: &Config, entries: &'a [Entry]) -> Vec<Facts<'a>> {
     // Each caller's records, in order.
     let mut by_user: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
-        if let Some(u) = e.record.user.as_deref() {
+        if let Some(u) = e.record.user.as_deref().filter(|u| !u.is_empty()) {
             by_user.entry(u).or_default().push(i);
         }
     }
@@ -299,7 +299,7 @@ fn facts<'a>(config: &Config, entries: &'a [Entry]) -> Vec<Facts<'a>> {
             Facts {
                 record: r,
                 time_ms: e.time_ms,
-                user: r.user.as_deref(),
+                user: r.user.as_deref().filter(|u| !u.is_empty()),
                 soft: soft_hit(r),
                 refused: refusal(r),
                 blocked: r.state == "blocked",
@@ -322,9 +322,11 @@ fn facts<'a>(config: &Config, entries: &'a [Entry]) -> Vec<Facts<'a>> {
             let r = entries.get(*i).and_then(|e| rank(config, &e.record.tier));
             best = best.max(r);
         }
+        // Each route's last failure so far: a retry looks one failure back.
+        let mut last_failure: HashMap<&str, i64> = HashMap::new();
         for (k, i) in indices.iter().enumerate() {
             let Some(f) = out.get(*i) else { continue };
-            let (time, route, refused, prompt) = (f.time_ms, &f.record.route, f.refused, f.soft || f.refused);
+            let (time, route, refused, prompt) = (f.time_ms, f.record.route.as_str(), f.refused, f.soft || f.refused);
             let tier = rank(config, &f.record.tier);
             let next = indices.get(k + 1).and_then(|n| entries.get(*n)).map(|e| (e.time_ms, refusal(&e.record)));
             let abandoned = match next {
@@ -340,14 +342,10 @@ fn facts<'a>(config: &Config, entries: &'a [Entry]) -> Vec<Facts<'a>> {
                 _ => None,
             };
             // A retry: an earlier failure of this caller on this route, within the window.
-            let retried = indices
-                .get(..k)
-                .unwrap_or_default()
-                .iter()
-                .rev()
-                .filter_map(|p| out.get(*p))
-                .take_while(|e| time - e.time_ms <= RETRY_MS)
-                .any(|e| e.failed && &e.record.route == route);
+            let retried = last_failure.get(route).is_some_and(|t| time - t <= RETRY_MS);
+            if f.failed {
+                last_failure.insert(route, time);
+            }
             if let Some(f) = out.get_mut(*i) {
                 f.abandoned = abandoned;
                 f.converted = converted;
@@ -579,35 +577,32 @@ fn funnel(facts: &[Facts]) -> Funnel {
     }
 }
 
-/// Where a name sorts: the config's order first, then the rest by name.
-fn order<'a>(known: impl Iterator<Item = &'a str>, seen: &BTreeSet<&'a str>) -> Vec<&'a str> {
-    let mut out: Vec<&str> = known.filter(|n| seen.contains(n)).collect();
-    let rest: Vec<&str> = seen.iter().filter(|n| !out.contains(n)).copied().collect();
-    out.extend(rest);
-    out
-}
-
 /// The report of `ledger` under `config`.
 pub fn report(config: &Config, config_path: &str, ledger: &Ledger, definitions: Definitions) -> Report {
     let facts = facts(config, &ledger.entries);
-    let seen_classes: BTreeSet<&str> = facts.iter().map(|f| f.record.class.as_str()).collect();
-    let seen_tiers: BTreeSet<&str> = facts.iter().map(|f| f.record.tier.as_str()).collect();
-    let classes = order(config.classes.iter().map(|c| c.name.as_str()), &seen_classes);
-    let tiers = order(config.tiers.iter().map(|t| t.name.as_str()), &seen_tiers);
-    let mut cells = Vec::new();
-    for class in &classes {
-        for tier in &tiers {
-            let group = facts.iter().filter(|f| f.record.class == *class && f.record.tier == *tier);
-            if group.clone().next().is_some() {
-                cells.push(Cell { class: class.to_string(), tier: tier.to_string(), measures: measure(config, group) });
-            }
-        }
+    // One pass: each class and tier's records, in the config's order (then
+    // names the config does not have, by name), however many there are.
+    let class_rank = |c: &str| config.classes.iter().position(|x| x.name == c).unwrap_or(usize::MAX);
+    let tier_rank = |t: &str| config.tier_by_name(t).map_or(usize::MAX, |t| t.0);
+    let mut by_cell: BTreeMap<(usize, &str, usize, &str), Vec<&Facts>> = BTreeMap::new();
+    let mut by_tier: BTreeMap<(usize, &str), Vec<&Facts>> = BTreeMap::new();
+    for f in &facts {
+        let (class, tier) = (f.record.class.as_str(), f.record.tier.as_str());
+        by_cell.entry((class_rank(class), class, tier_rank(tier), tier)).or_default().push(f);
+        by_tier.entry((tier_rank(tier), tier)).or_default().push(f);
     }
-    let tier_rows = tiers
-        .iter()
-        .map(|tier| {
-            let group = facts.iter().filter(|f| f.record.tier == *tier);
-            (tier.to_string(), measure(config, group.clone()), mix(config, &definitions, group))
+    let cells = by_cell
+        .into_iter()
+        .map(|((_, class, _, tier), group)| Cell {
+            class: class.to_string(),
+            tier: tier.to_string(),
+            measures: measure(config, group.into_iter()),
+        })
+        .collect();
+    let tier_rows = by_tier
+        .into_iter()
+        .map(|((_, tier), group)| {
+            (tier.to_string(), measure(config, group.iter().copied()), mix(config, &definitions, group.into_iter()))
         })
         .collect();
     Report {
@@ -863,6 +858,33 @@ mod tests {
         let d: Vec<(&str, u64, u64, u64)> =
             r.days.iter().map(|d| (d.date.as_str(), d.callers, d.soft, d.hard)).collect();
         assert_eq!(d, [("2026-11-02", 1, 1, 0), ("2026-11-03", 1, 0, 1), ("2026-11-04", 1, 0, 0)]);
+    }
+
+    #[test]
+    fn many_names_and_bursts_cost_one_pass_not_a_square() {
+        // 20,000 records each naming its own class and tier, and 20,000
+        // failures of one caller on one route in the same millisecond: a
+        // reader that compared every pair would not finish.
+        let base: LedgerRecord = serde_json::from_str(&line("ana", 0, json!({}))).unwrap();
+        let mut entries = Vec::new();
+        for i in 0..20_000 {
+            let mut r = base.clone();
+            (r.class, r.tier, r.user) = (format!("c{i}"), format!("t{i}"), Some(format!("u{i}")));
+            entries.push(Entry { line: i + 1, time_ms: 1_793_610_000_000, record: r });
+        }
+        for i in 0..20_000 {
+            let mut r = base.clone();
+            r.status = 503;
+            entries.push(Entry { line: 20_001 + i, time_ms: 1_793_610_000_000, record: r });
+        }
+        let ledger = Ledger { source: "burst".into(), entries, ..Ledger::default() };
+        let c = config();
+        let r = report(&c, "c.json", &ledger, Definitions::of(&c, None, None).unwrap());
+        assert_eq!((r.cells.len(), r.tiers.len()), (20_001, 20_001));
+        // Every failure but the first is a retry of the one before.
+        assert_eq!((r.all.failed.n, r.all.retried.n), (20_000, 19_999));
+        // Names the config does not have come after its own, by name.
+        assert_eq!((r.cells[0].class.as_str(), r.cells[1].class.as_str()), ("drafts", "c0"));
     }
 
     #[test]
