@@ -10,8 +10,8 @@ it; you can run it to see what your filter will be given:
     .venv/bin/python envoy/controlplane.py --configuration deploy/istio/wasmplugin.yaml > quota.json
     cargo run -q -p quota-matrix -- validate quota.json
 
-What the control planes do to the configuration (sources in the README text
-for Kubernetes, deploy/README section):
+What the control planes do to the configuration (the README's "Istio and
+Envoy Gateway" names the sources):
 
 - Every JSON object reaches the filter with its keys sorted (byte order): the
   Kubernetes API server keeps custom resources as Go maps and writes them with
@@ -400,36 +400,45 @@ def gateway_jwt_filter(doc, *, jwks, prefix="/"):
 # Command line
 # --------------------------------------------------------------------------
 
+def configurations(doc):
+    """The configuration text(s) a resource's filter gets (no other checks)."""
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "WasmPlugin":
+        return [istio_configuration(spec["pluginConfig"])] if spec.get("pluginConfig") else [""]
+    if doc.get("kind") == "EnvoyExtensionPolicy":
+        return ["" if w.get("config") is None else gateway_configuration(w["config"]) for w in spec.get("wasm") or []]
+    return []
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="Kubernetes YAML files")
     parser.add_argument("--configuration", action="store_true",
-                        help="print only the configuration text the filter gets")
-    parser.add_argument("--wasm", default="quota_filter.wasm",
-                        help="the .wasm file (for its sha256 and the local path)")
+                        help="print only the configuration text the filter gets, one per line")
+    parser.add_argument("--wasm", default="target/wasm32-wasip1/release/quota_filter.wasm",
+                        help="the .wasm file (its sha256 stands for the one Envoy checks)")
     parser.add_argument("--istio-release", default="1.30", help="Istio's minor version (default 1.30)")
     args = parser.parse_args(argv)
     release = tuple(int(p) for p in args.istio_release.split(".")[:2])
     wasm = Path(args.wasm)
     digest = hashlib.sha256(wasm.read_bytes()).hexdigest() if wasm.exists() else "0" * 64
-    for doc in load_documents(*args.files):
-        kind = doc.get("kind")
-        if kind == "WasmPlugin":
-            spec = doc.get("spec") or {}
-            path = istio_module_path(spec.get("url", ""), spec.get("sha256") or digest)
-            filters = [istio_filter(doc, wasm_file=path, release=release)["typed_config"]]
-        elif kind == "EnvoyExtensionPolicy":
-            filters = [f["filter"] for f in gateway_filters(
-                doc, serving_url=f"https://envoy-gateway.envoy-gateway-system.svc.cluster.local:18002/{digest}.wasm",
-                wasm_sha256=digest)]
-        else:
-            continue
-        for f in filters:
-            config = (f.get("typed_config") or f)["config"]
+    try:
+        for doc in load_documents(*args.files):
             if args.configuration:
-                print(config.get("configuration", {}).get("value", ""))
-            else:
-                print(json.dumps(f, indent=2))
+                for text in configurations(doc):
+                    print(text)
+                continue
+            if doc.get("kind") == "WasmPlugin":
+                spec = doc.get("spec") or {}
+                path = istio_module_path(spec.get("url", ""), spec.get("sha256") or digest)
+                print(json.dumps(istio_filter(doc, wasm_file=path, release=release), indent=2))
+            elif doc.get("kind") == "EnvoyExtensionPolicy":
+                url = f"https://envoy-gateway.envoy-gateway-system.svc.cluster.local:18002/{digest}.wasm"
+                for entry in gateway_filters(doc, serving_url=url, wasm_sha256=digest):
+                    print(json.dumps({"http_filter": entry["filter"], "route": entry["route_config"]}, indent=2))
+    except (ControlPlaneError, KeyError, yaml.YAMLError) as err:
+        print(f"controlplane.py: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
