@@ -572,3 +572,37 @@ def test_istio_edits_keep_the_counters_and_a_bad_edit_is_refused(upstream, wasm_
     assert proxy.wait_for_log(r"config update rejected", timeout=15), proxy.log()
     resp = request(proxy, "POST", CHAT, headers=sam, json=draft())
     assert (resp.status, resp.headers["x-quota-used"], resp.headers["x-quota-limit"]) == (200, "3", "4")
+
+
+# --------------------------------------------------------------------------
+# Why the examples do not hold the headers
+# --------------------------------------------------------------------------
+
+def test_holding_headers_without_the_flag_stalls_requests_the_body_classifies(upstream, wasm_path, wasm_digest,
+                                                                             started):
+    """What `"hold_headers_for_body": true` does where the control plane cannot
+    set allow_on_headers_stop_iteration: Envoy gives the filter no body after
+    it held the headers, so a request whose class depends on its body goes
+    nowhere until the stream idle timeout (here 1 s; Istio sets none at all).
+    A request the head alone classifies is not held and goes through."""
+    docs = as_applied(ISTIO / "wasmplugin.yaml", wasm_digest) + as_applied(
+        ISTIO / "requestauthentication.yaml", wasm_digest)
+    plugin, auth = one(docs, "WasmPlugin"), one(docs, "RequestAuthentication")
+    plugin["spec"]["pluginConfig"]["hold_headers_for_body"] = True
+    bootstrap = istio_bootstrap(upstream, plugin, auth, wasm_path)
+    assert "allow_on_headers_stop_iteration" not in http_filters(bootstrap)[1]["typed_config"]["config"]
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "stream_idle_timeout"] = "1s"
+    proxy = started(bootstrap)
+    fay = token("fay", "free")
+
+    stalled = request(proxy, "POST", CHAT, json=draft(),
+                      headers={"authorization": fay, "x-mock-id": "held"})
+    assert (stalled.status, stalled.body) == (504, b"stream timeout")
+    assert proxy.stats(filter="downstream_rq_idle_timeout")["http.ingress_http.downstream_rq_idle_timeout"] == 1
+    assert request(upstream, "GET", "/__mock/seen/held").json()["seen"] == 0  # the upstream saw nothing
+
+    by_path = request(proxy, "POST", "/v1/summaries", json=draft(),
+                      headers={"authorization": fay, "x-mock-id": "by-path"})
+    assert (by_path.status, by_path.headers["x-quota-class"]) == (200, "summaries")
+    assert request(upstream, "GET", "/__mock/seen/by-path").json()["seen"] == 1
