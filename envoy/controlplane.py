@@ -6,12 +6,12 @@ planes build from it, with the plugin configuration serialised exactly as they
 serialise it. The end-to-end tests (tests/test_kubernetes.py) start Envoy with
 it; you can run it to see what your filter will be given:
 
-    .venv/bin/python envoy/controlplane.py deploy/istio/wasmplugin.yaml
+    .venv/bin/python envoy/controlplane.py deploy/envoy-gateway/extensionpolicy.yaml
     .venv/bin/python envoy/controlplane.py --configuration deploy/istio/wasmplugin.yaml > quota.json
     cargo run -q -p quota-matrix -- validate quota.json
 
 What the control planes do to the configuration (the README's "Istio and
-Envoy Gateway" names the sources):
+Envoy Gateway: the examples" names the sources):
 
 - Every JSON object reaches the filter with its keys sorted (byte order): the
   Kubernetes API server keeps custom resources as Go maps and writes them with
@@ -106,7 +106,10 @@ def go_float(value):
     """A float64 as Go's encoding/json writes it (ES6 style): plain digits
     from 1e-6 up to 1e21, else an exponent; the shortest digits that read
     back as the same double."""
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:
+        raise ControlPlaneError(f"{value} is too large for a double") from None
     if math.isnan(f) or math.isinf(f):
         raise ControlPlaneError(f"{value!r} is not a JSON number")
     digits = Decimal(repr(f)).normalize()
