@@ -114,7 +114,7 @@ fn premium_and_batch_classes_can_be_named() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(doc["definitions"]["premium_classes"], serde_json::json!(["deep_research", "premium_chat"]));
-    assert_eq!(doc["definitions"]["premium_from"], "--premium");
+    assert_eq!(doc["definitions"]["premium_from"], "given with --premium");
     // Checked before the ledger is read.
     let r = run(&["report", "-", "--config", DEMO, "--premium", "deep-research"]);
     assert_eq!(r.code, 1);

@@ -176,7 +176,7 @@ pub struct Funnel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Definitions {
     pub premium: Vec<String>,
-    /// Where the premium list came from: "priced by model" or "--premium".
+    /// Where the premium list came from: the default, or `--premium`.
     pub premium_from: String,
     pub batch: Vec<String>,
     pub batch_from: String,
@@ -197,7 +197,7 @@ impl Definitions {
             Ok(list.to_vec())
         };
         let (premium, premium_from) = match premium {
-            Some(list) => (known(list, "--premium")?, "--premium".to_string()),
+            Some(list) => (known(list, "--premium")?, "given with --premium".to_string()),
             None => (
                 config
                     .classes
@@ -205,11 +205,11 @@ impl Definitions {
                     .filter(|c| matches!(c.cost, Cost::Priced { .. }))
                     .map(|c| c.name.clone())
                     .collect(),
-                "classes priced by model (`cost.price`)".to_string(),
+                "the default: classes priced by model, `cost.price`".to_string(),
             ),
         };
         let (batch, batch_from) = match batch {
-            Some(list) => (known(list, "--batch")?, "--batch".to_string()),
+            Some(list) => (known(list, "--batch")?, "given with --batch".to_string()),
             None => (
                 config
                     .classes
@@ -217,7 +217,7 @@ impl Definitions {
                     .filter(|c| matches!(c.cost, Cost::Records { .. }) || c.name.contains("batch"))
                     .map(|c| c.name.clone())
                     .collect(),
-                "classes counted by records (`cost.records`) or named like a batch".to_string(),
+                "the default: classes counted by records, `cost.records`, or named like a batch".to_string(),
             ),
         };
         Ok(Definitions { premium, premium_from, batch, batch_from })
@@ -893,6 +893,6 @@ mod tests {
         let err = Definitions::of(&c, Some(&["drafts".into(), "nope".into()]), None).unwrap_err();
         assert_eq!(err, "--premium: no class named \"nope\" (classes: drafts, premium, batch)");
         let d = Definitions::of(&c, None, Some(&["drafts".into()])).unwrap();
-        assert_eq!((d.batch, d.batch_from.as_str()), (vec!["drafts".to_string()], "--batch"));
+        assert_eq!((d.batch, d.batch_from.as_str()), (vec!["drafts".to_string()], "given with --batch"));
     }
 }
