@@ -118,9 +118,10 @@ Usage:
                       [--format table|markdown|json|html]
                       [--premium CLASS,...] [--batch CLASS,...]
       The experience of the limits, per class and tier, from a ledger:
-      soft- and hard-limit hit rates, abandonment within 60 s of a refusal,
-      conversion after an upgrade prompt, premium and batch shares, output
-      to input tokens, failed and retried requests, cached input, spend.
+      soft- and hard-limit hit rates, abandonment within 60 s of a quota
+      error, conversion after an upgrade prompt, premium and batch shares,
+      output to input tokens, failed and retried requests, cached input,
+      spend.
       html is a standalone page with charts. LEDGER may be `-` (stdin).
   quota-matrix whatif LEDGER --config CURRENT --proposed PROPOSED
                       [--format table|markdown|json]
@@ -132,7 +133,7 @@ Usage:
   quota-matrix help
       This text.
 
-Exit status: 0 done, 1 the input is wrong (bad config, trace or file),
+Exit status: 0 done, 1 the input is wrong (bad config, trace, ledger or file),
 2 the command line is wrong.
 ";
 

@@ -18,8 +18,9 @@
 //!   `warning`, `degraded`, `overage`, `queued` or `busy`, or it reached
 //!   the upstream).
 //! - **failed**: status 500 or more (an Envoy 503 for an upstream it never
-//!   reached included), or state `busy` (the provider refused for its own
-//!   capacity).
+//!   reached included), or the provider refused for its own capacity
+//!   (state `busy`, or an upstream status of 429: the filter's own
+//!   refusals never reach the upstream).
 //! - **retried**: the same caller sent the same route again within
 //!   [`RETRY_MS`] after a failed request.
 //!
@@ -275,7 +276,7 @@ pub fn let_through(r: &LedgerRecord) -> bool {
 }
 
 pub fn failed(r: &LedgerRecord) -> bool {
-    r.status >= 500 || r.state == "busy"
+    r.status >= 500 || r.state == "busy" || r.upstream_status == Some(429)
 }
 
 /// The rank of a tier in `tier_order` (cheapest 0).
@@ -786,16 +787,24 @@ mod tests {
             line("bo", 0, json!({"status": 502, "upstream_status": 502})),
             line("bo", 5, json!({"route": "/v1/other"})),
             line("bo", 31, json!({})),
-            // Envoy's 503 for an upstream it never reached, and the provider's own 429.
+            // Envoy's 503 for an upstream it never reached, and the provider's own 429
+            // (named busy, or only by its upstream status).
             line("cy", 0, json!({"status": 503, "upstream_reached": false, "upstream_status": null})),
-            line("cy", 1, json!({"status": 429, "state": "busy"})),
+            line("cy", 1, json!({"status": 429, "upstream_status": 429, "state": "busy"})),
             line("cy", 2, json!({})),
+            line("dee", 0, json!({"status": 429, "upstream_status": 429})),
+            // The filter's own 429 is a refusal, not a failure.
+            line(
+                "dee",
+                1,
+                json!({"status": 429, "upstream_status": null, "upstream_reached": false, "state": "blocked"}),
+            ),
         ]);
         let m = &r.all;
-        assert_eq!(m.failed, Ratio { n: 4, of: 8 });
-        // ana's second, cy's busy one (after the 503) and cy's third.
-        assert_eq!(m.retried, Ratio { n: 3, of: 8 });
-        assert_eq!(m.failed_or_retried, Ratio { n: 6, of: 8 });
+        assert_eq!(m.failed, Ratio { n: 5, of: 10 });
+        // ana's second, cy's busy one (after the 503), cy's third, and dee's refusal.
+        assert_eq!(m.retried, Ratio { n: 4, of: 10 });
+        assert_eq!(m.failed_or_retried, Ratio { n: 8, of: 10 });
     }
 
     #[test]

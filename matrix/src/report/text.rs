@@ -192,8 +192,8 @@ pub fn definitions(r: &Report) -> Vec<String> {
          callers warned or refused"
             .into(),
         format!(
-            "failed: status 500 or more, or the provider's own 429 (busy); retried: the same caller and \
-             route again within {} s of a failure",
+            "failed: status 500 or more, or the provider's own 429 (state busy, or upstream status 429); \
+             retried: the same caller and route again within {} s of a failure",
             RETRY_MS / 1000
         ),
         format!(
