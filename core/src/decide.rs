@@ -394,6 +394,23 @@ pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64, most: u64) ->
     Some(c)
 }
 
+/// The usage a counter shows once an admitted charge of `cost` units is
+/// given back as [`adjust`] gives it back (grant units first): where the
+/// caller stood before the request, for an answer that charged nothing.
+pub fn given_back(u: &Usage, limits: &Limits, cost: u64) -> Usage {
+    let counter = Counter {
+        window_start: u.window.start,
+        window_end: u.window.end,
+        used: u.used,
+        grant_used: u.used.saturating_sub(u.plan_used),
+        grant: u.grant,
+        ..Counter::default()
+    };
+    let delta = -i64::try_from(cost).unwrap_or(i64::MAX);
+    let back = adjust(Some(counter), u.window.start, delta, 0).unwrap_or(counter);
+    usage_of(&back, limits, state_of(&back, limits))
+}
+
 /// A correction as [`adjust`] applies it: at most `most` units more (and
 /// never past [`crate::units::MAX_UNITS`]), any refund as it is. What the
 /// approximate mode syncs to Redis is this same delta.
