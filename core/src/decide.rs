@@ -1025,4 +1025,21 @@ mod tests {
         assert_eq!((usage.used, usage.state), (2, State::Blocked));
         assert_eq!(view(None, &l, NOON, Alignment::default()).state, State::Ok);
     }
+
+    #[test]
+    fn given_back_shows_the_standing_before_the_charge_grant_units_first() {
+        let l = limits(None, 10, AtHard::Block);
+        let now = 1_795_348_800;
+        let (before, _) = decide(None, &l, 8, false, now, Alignment::default());
+        let before = before.map(|c| add_grant(Some(c), 5)).unwrap();
+        let was = view(Some(before), &l, now, Alignment::default());
+        // 2 from the plan, 3 from the grant: warning, then blocked-at-hard with a grant.
+        let (_, charge) = decide(Some(before), &l, 5, false, now, Alignment::default());
+        assert!(charge.admitted && charge.from_grant == 3, "{charge:?}");
+        let back = given_back(&charge.usage, &l, charge.cost);
+        assert_eq!(back, was);
+        assert_eq!((back.used, back.plan_used, back.grant, back.state), (8, 8, 5, State::Warning));
+        // Nothing charged: nothing changes.
+        assert_eq!(given_back(&was, &l, 0), was);
+    }
 }

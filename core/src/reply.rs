@@ -950,4 +950,103 @@ mod tests {
         let Action::Reply(soon) = respond(&minute, &d, BodyFormat::OpenAi) else { panic!("{d:?}") };
         assert_eq!((soon.status, header(&soon, SHOULD_RETRY)), (429, None));
     }
+
+    fn anthropic(reply: &LocalReply) -> (u16, String, String, Value) {
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["type"], "error", "{body}");
+        assert!(reply.headers.contains(&("content-type", "application/json".into())));
+        let error = body["error"].clone();
+        (reply.status, error["type"].as_str().unwrap().into(), error["code"].as_str().unwrap().into(), error)
+    }
+
+    #[test]
+    fn every_refusal_has_its_anthropic_type() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let who = |h: &[(&str, &str)]| identify(&config, &head(h), &NoProperties).unwrap();
+        let alice = who(&[("x-user-id", "alice")]);
+        let reply = |d: &Decision| match respond(&config, d, BodyFormat::Anthropic) {
+            Action::Reply(r) => r,
+            Action::Continue(_) => panic!("expected a refusal: {d:?}"),
+        };
+        // 429 at the wall, its message and numbers where the SDK reads them.
+        for _ in 0..10 {
+            charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        }
+        let blocked = reply(&charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store));
+        let (status, kind, code, error) = anthropic(&blocked);
+        assert_eq!((status, kind.as_str(), code.as_str()), (429, "rate_limit_error", "quota_exceeded"));
+        assert!(error["message"].as_str().unwrap().starts_with("You've used your 10 drafts for today."));
+        assert_eq!(error["quota"]["used"], 10);
+        assert_eq!(header(&blocked, SHOULD_RETRY), Some("false"));
+        // 403: a class outside the plan.
+        let (status, kind, code, _) =
+            anthropic(&reply(&charge(&config, &alice, ClassId(0), 1, false, NOON_MS, &store)));
+        assert_eq!((status, kind.as_str(), code.as_str()), (403, "permission_error", "not_included_in_plan"));
+        // 403: a pooled class without a workspace.
+        let solo = who(&[("x-user-id", "solo"), ("x-plan", "team")]);
+        let (status, kind, code, _) = anthropic(&reply(&charge(&config, &solo, ClassId(2), 1, false, NOON_MS, &store)));
+        assert_eq!((status, kind.as_str(), code.as_str()), (403, "permission_error", "workspace_required"));
+        // 428: a costly request to confirm.
+        let mut doc: Value = serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["tiers"]["free"]["limits"]["drafts"]["confirm_above"] = json!(0.1);
+        let confirming = crate::config::Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let d = charge(&confirming, &alice, ClassId(2), 5, false, NOON_MS, &MemoryStore::new());
+        let Action::Reply(confirm) = respond(&confirming, &d, BodyFormat::Anthropic) else { panic!("{d:?}") };
+        let (status, kind, code, _) = anthropic(&confirm);
+        assert_eq!((status, kind.as_str(), code.as_str()), (428, "invalid_request_error", "confirmation_required"));
+        // 413: more than the cell could ever admit.
+        let tokens = tokens_config(json!({"hard": 20000, "window": "day"}));
+        let d = ask(&tokens, 75000, 0);
+        let (status, kind, code, _) = anthropic(&reply_to(&tokens, &d, BodyFormat::Anthropic));
+        assert_eq!((status, kind.as_str(), code.as_str()), (413, "request_too_large", "request_too_large"));
+        // 503: the store gave up, failing closed.
+        let mut closed = demo_config();
+        closed.counters.on_error = FailPolicy::Closed;
+        let failing = MemoryStore::new();
+        *failing.fail_next_sets.borrow_mut() = 1000;
+        let d = charge(&closed, &alice, ClassId(2), 1, false, NOON_MS, &failing);
+        let Action::Reply(unavailable) = respond(&closed, &d, BodyFormat::Anthropic) else { panic!("{d:?}") };
+        let (status, kind, code, _) = anthropic(&unavailable);
+        assert_eq!((status, kind.as_str(), code.as_str()), (503, "api_error", "quota_unavailable"));
+        // 401 and 403 for identity, 413 and 400 for the body.
+        for (err, expected) in [
+            (IdentityError::MissingUser, (401, "authentication_error", "missing_identity")),
+            (IdentityError::InvalidCredentials, (401, "authentication_error", "invalid_credentials")),
+            (IdentityError::UnknownTier("gold".into()), (403, "permission_error", "unknown_tier")),
+        ] {
+            let (status, kind, code, _) = anthropic(&refuse_identity(&config, &err, BodyFormat::Anthropic));
+            assert_eq!((status, kind.as_str(), code.as_str()), expected);
+        }
+        let (status, kind, code, error) =
+            anthropic(&refuse_body(&config, &Unreadable::TooLarge, BodyFormat::Anthropic));
+        assert_eq!((status, kind.as_str(), code.as_str()), (413, "request_too_large", "body_too_large"));
+        assert_eq!(error["quota"]["max_body_bytes"], 262_144);
+        let (status, kind, code, _) = anthropic(&refuse_body(&config, &Unreadable::TooDeep, BodyFormat::Anthropic));
+        assert_eq!((status, kind.as_str(), code.as_str()), (400, "invalid_request_error", "unreadable_body"));
+    }
+
+    #[test]
+    fn the_anthropic_envelope_reads_back_as_a_refusal() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        for _ in 0..10 {
+            charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        }
+        let d = charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        let Action::Reply(reply) = respond(&config, &d, BodyFormat::Anthropic) else { panic!("{d:?}") };
+        let read = crate::wire::read_refusal(&reply.body).unwrap();
+        assert_eq!(read.code.as_deref(), Some("quota_exceeded"));
+        assert_eq!(read.quota.and_then(|q| q.used), Some(10));
+    }
+
+    #[test]
+    fn anthropic_types_follow_the_status() {
+        assert_eq!(anthropic_type(404, "x"), "not_found_error");
+        assert_eq!(anthropic_type(500, "x"), "api_error");
+        assert_eq!(anthropic_type(503, UPSTREAM_BUSY), "overloaded_error");
+        assert_eq!(anthropic_type(529, UPSTREAM_BUSY), "overloaded_error");
+        assert_eq!(anthropic_type(422, "x"), "invalid_request_error");
+    }
 }

@@ -24,6 +24,8 @@
 //! - [`response`]: after admission, what the upstream's answer changes about
 //!   the charge (refunds, the usage it reports).
 
+#[cfg(test)]
+mod busy_tests;
 pub mod memory;
 pub mod request;
 pub mod response;
