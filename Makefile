@@ -113,8 +113,23 @@ test-host: build
 	cargo test -p host-tests --profile host-test
 
 # No pytest cache: it would land in envoy/tests/ (pytest's rootdir there).
-test-e2e: setup build client setup-node setup-browser
+# `dist` first: envoy/tests/test_dist.py loads and pushes the release.
+test-e2e: setup build client setup-node setup-browser dist
 	$(PYTHON) -m pytest envoy/tests -q -p no:cacheprovider
+
+# The release, for users who build nothing, in target/dist/ (dist/build.py
+# lists it): the filter's .wasm after wasm-opt and its sha256, the filter as
+# an OCI image (Istio, Envoy Gateway), the quota-matrix binary, the client's
+# npm tarball, LICENSE and SHA256SUMS. Debian's binaryen (wasm-opt), skopeo
+# (checks the image) and docker-registry (test_dist.py pushes the image to one).
+.PHONY: dist setup-dist
+setup-dist:
+	@command -v wasm-opt >/dev/null && command -v skopeo >/dev/null && command -v docker-registry >/dev/null || \
+		{ apt-get update && apt-get install -y binaryen skopeo docker-registry; }
+
+dist: setup-dist build client
+	cargo build --release -p quota-matrix
+	python3 dist/build.py
 
 fmt:
 	cargo fmt --all

@@ -152,6 +152,7 @@ def bench_config():
     """The demo matrix with the tier `bench` (limits never reached)."""
     config = json.loads((REPO_ROOT / "envoy" / "demo-config.json").read_text())
     config["tiers"]["bench"] = json.loads((BENCH_DIR / "bench-tier.json").read_text())
+    config["tier_order"].append("bench")
     return config
 
 

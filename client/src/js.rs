@@ -1,9 +1,11 @@
-//! The JavaScript face of the client: `fromHeaders`, `fromUsage` and the
-//! `QuotaState` class. Only translation lives here: JS values in, the pure
+//! The JavaScript face of the client: `fromHeaders`, `fromResponse`,
+//! `fromUsage`, `exposeHeaders` and the `QuotaState` and `QuotaReading`
+//! classes. Only translation lives here: JS values in, the pure
 //! readers of `quota_core::wire` and `state.rs`, JS values out. Times come
 //! from the JS clock (`Date.now()`).
 
 use crate::meter::{number, Meter};
+use crate::reading::{expose_headers, origin_of, Origin, Reading, EXPOSE_HEADER};
 use crate::state::QuotaState;
 use js_sys::{Array, Date, Function, Object, Reflect, JSON};
 use quota_core::wire::{read_headers, read_refusal, read_usage, READ_HEADERS};
@@ -123,7 +125,9 @@ export interface QuotaMeterJSON {
  * The quota state a response reports, from its headers (the `x-quota-*`
  * family, else the IETF `RateLimit` fields) and, for a refusal (429, 403,
  * 428), its JSON body, which carries the sentence to show. `undefined` when
- * the response carries no quota headers (a route the filter does not count).
+ * the response carries no quota headers (a route the filter does not count,
+ * or, on a page on another origin, headers the browser hid: `fromResponse`
+ * tells the two apart).
  *
  * ```js
  * const res = await fetch("/v1/chat/completions", { method: "POST", body });
@@ -137,6 +141,61 @@ export function fromHeaders(headers: HeadersLike, body?: string | object | null)
  * JSON (`GET /v1/quota`), as text or parsed. Throws if it is not a report.
  */
 export function fromUsage(report: string | object): QuotaState[];
+
+/**
+ * A response as `fromResponse` reads it: a fetch `Response`, or any object
+ * with its `headers` and, in a browser, its `type` ("cors" for another
+ * origin) and `url`.
+ */
+export interface ResponseLike {
+  headers: HeadersLike;
+  type?: ResponseType | (string & {});
+  url?: string;
+}
+
+/**
+ * What a response tells about the quota: `"quota"` (read `quota`),
+ * `"not_classified"` (no quota applies: the filter did not classify the
+ * request, or answered before classifying it, as for a missing identity),
+ * or `"hidden_by_cors"` (a response from another origin whose quota headers
+ * the browser hid: the API's `Access-Control-Expose-Headers` must list
+ * `missingHeaders`; `message` says so).
+ */
+export type QuotaReadingKind = "quota" | "not_classified" | "hidden_by_cors";
+
+/**
+ * Reads a response into a `QuotaReading`: its `quota` state as `fromHeaders`
+ * gives it, or why there is none. A page on another origin than the API
+ * reads only the headers the API exposes: a response of type `"cors"` with
+ * none of the quota headers is `"hidden_by_cors"`, not `"not_classified"`,
+ * unless the API exposes `Access-Control-Expose-Headers` itself and it names
+ * the quota headers (then the filter really did not classify the request).
+ *
+ * ```js
+ * const res = await fetch(`${API}/v1/chat/completions`, { method: "POST", headers, body });
+ * const reading = fromResponse(res, res.ok ? undefined : await res.text());
+ * if (reading.quota) draw(reading.quota);
+ * else if (reading.kind === "hidden_by_cors") console.warn(reading.message);
+ * ```
+ */
+export function fromResponse(response: ResponseLike, body?: string | object | null): QuotaReading;
+
+/**
+ * The response headers an API in front of a page on another origin lists in
+ * `Access-Control-Expose-Headers`: every header this client reads, and
+ * `access-control-expose-headers` itself (so that the client tells an
+ * unclassified request from hidden headers). `exposeHeaders().join(", ")`
+ * is the value.
+ */
+export function exposeHeaders(): string[];
+
+/** `QuotaReading.toJSON()`. */
+export interface QuotaReadingJSON {
+  kind: QuotaReadingKind;
+  quota: QuotaStateJSON | null;
+  message: string | null;
+  missingHeaders: string[];
+}
 "#;
 
 /// Where the caller stands in one operation class: the numbers for a meter,
@@ -583,6 +642,88 @@ fn body_text(body: &JsValue) -> Option<String> {
     None
 }
 
+/// What one response tells about the quota: its state, or why there is
+/// none (the filter did not classify the request, or the browser hid the
+/// quota headers of a response from another origin).
+#[wasm_bindgen(js_name = QuotaReading)]
+pub struct JsQuotaReading {
+    inner: Reading,
+}
+
+#[wasm_bindgen(js_class = QuotaReading)]
+impl JsQuotaReading {
+    /// "quota", "not_classified" or "hidden_by_cors".
+    #[wasm_bindgen(getter, unchecked_return_type = "QuotaReadingKind")]
+    pub fn kind(&self) -> String {
+        self.inner.kind().to_string()
+    }
+
+    /// The state, when the response had one (kind "quota").
+    #[wasm_bindgen(getter)]
+    pub fn quota(&self) -> Option<JsQuotaState> {
+        self.inner.quota().cloned().map(|inner| JsQuotaState { inner })
+    }
+
+    /// Why there is no state, for the developer (a console warning, a log
+    /// line): for "hidden_by_cors", what the browser hid and the headers the
+    /// API's `Access-Control-Expose-Headers` must list.
+    #[wasm_bindgen(getter)]
+    pub fn message(&self) -> Option<String> {
+        self.inner.message()
+    }
+
+    /// The headers to add to the API's `Access-Control-Expose-Headers`
+    /// (empty unless "hidden_by_cors").
+    #[wasm_bindgen(getter = missingHeaders)]
+    pub fn missing_headers(&self) -> Vec<String> {
+        self.inner.missing_headers().into_iter().map(str::to_string).collect()
+    }
+
+    /// A plain object with every value (for `JSON.stringify` and logs).
+    #[wasm_bindgen(js_name = toJSON, unchecked_return_type = "QuotaReadingJSON")]
+    pub fn to_json(&self) -> JsValue {
+        let quota = self.inner.quota().map(|s| s.to_json(now_ms()));
+        json_value(serde_json::json!({
+            "kind": self.inner.kind(),
+            "quota": quota,
+            "message": self.inner.message(),
+            "missingHeaders": self.inner.missing_headers(),
+        }))
+    }
+}
+
+#[wasm_bindgen(js_name = fromResponse, skip_typescript)]
+pub fn from_response(response: JsValue, body: JsValue) -> JsQuotaReading {
+    let field = |name: &str| Reflect::get(&response, &JsValue::from_str(name)).ok().filter(|v| !v.is_undefined());
+    let headers = field("headers").map(|h| header_pairs(&h)).unwrap_or_default();
+    let url = field("url").and_then(|u| u.as_string());
+    let api = url.as_deref().and_then(origin_of);
+    let origin = match field("type").and_then(|t| t.as_string()) {
+        Some(kind) => Origin::from_response_type(Some(&kind)),
+        // No type (not a fetch Response): another origin than the page's
+        // when its URL says so.
+        None if api.is_some() && api != page_origin() => Origin::Cross,
+        None => Origin::Same,
+    };
+    let refusal = body_text(&body).as_deref().and_then(read_refusal);
+    let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    JsQuotaReading { inner: Reading::of_response(pairs, refusal, origin, api, now_ms()) }
+}
+
+#[wasm_bindgen(js_name = exposeHeaders, skip_typescript)]
+pub fn js_expose_headers() -> Vec<String> {
+    expose_headers().into_iter().map(str::to_string).collect()
+}
+
+/// The page's own origin (`location.origin`); none outside a browser.
+fn page_origin() -> Option<String> {
+    let location = Reflect::get(&js_sys::global(), &JsValue::from_str("location")).ok()?;
+    if !location.is_object() {
+        return None;
+    }
+    Reflect::get(&location, &JsValue::from_str("origin")).ok()?.as_string().as_deref().and_then(origin_of)
+}
+
 /// `(name, value)` pairs from any `HeadersLike`.
 fn header_pairs(headers: &JsValue) -> Vec<(String, String)> {
     if !headers.is_object() {
@@ -610,6 +751,7 @@ fn header_pairs(headers: &JsValue) -> Vec<(String, String)> {
     if pairs.is_empty() {
         return READ_HEADERS
             .iter()
+            .chain([&EXPOSE_HEADER])
             .filter_map(|name| {
                 let v = Reflect::get(headers, &JsValue::from_str(name)).ok()?;
                 Some((name.to_string(), value_text(&v)?))

@@ -903,6 +903,7 @@ mod tests {
                     {"name": "exports", "label": "Exports", "unit": "export",
                      "match": [{"methods": ["POST"], "path": {"prefix": "/v1/exports"}}]}
                   ],
+                  "tier_order": ["free", "pro", "team"],
                   "tiers": {
                     "free": {"upgrade_url": "https://example.com/up", "limits": {
                       "chat": {"soft": 50, "hard": 100, "window": "day"},

@@ -602,6 +602,7 @@ mod tests {
             "identity": {"user": [{"header": "x-user-id"}], "tier": [{"header": "x-plan"}], "default_tier": "free"},
             "classes": [{"name": "chat", "unit": "token", "match": [{"path": {"prefix": "/v1/chat"}}],
                          "cost": {"tokens": {}}}],
+            "tier_order": ["free", "pro"],
             "tiers": {
                 "free": {"label": "Free", "upgrade_url": "https://example.com/upgrade", "limits": {"chat": free}},
                 "pro": {"limits": {"chat": {"hard": 200000, "window": "day"}}}

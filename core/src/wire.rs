@@ -953,6 +953,7 @@ mod tests {
                 {"name": "research", "label": "Deep research", "unit": "research call",
                  "match": [{"path": {"prefix": "/v1/research"}}]}
               ],
+              "tier_order": ["free", "pro"],
               "tiers": {
                 "free": {"upgrade_url": "https://example.com/up", "limits": {
                   "drafts": {"soft": 2, "hard": 4, "window": "day"},
@@ -1628,6 +1629,7 @@ mod tests {
                 {"name": "actions", "unit": "action", "match": [{"path": {"prefix": "/a"}}],
                  "cost": {"fixed": 1, "unit_price": "0.004"}}
               ],
+              "tier_order": ["free", "pro"],
               "tiers": {
                 "free": {"upgrade_url": "https://example.com/up", "limits": {
                   "chat": {"soft": 50, "hard": 100, "window": "day"},

@@ -32,6 +32,7 @@ def one_class(*, hard=3, soft=None, window="day", scope="user", at_hard="block",
         "classes": [{"name": "drafts", "label": "Drafts", "unit": "draft",
                      "match": [{"methods": ["POST"], "path": {"exact": CHAT}}]}],
         "tiers": {t: {"limits": {"drafts": dict(cell)}} for t in tiers},
+        **({"tier_order": list(tiers)} if len(tiers) > 1 else {}),
         "usage_endpoint": "/v1/quota",
     }
     config.update(top_level)

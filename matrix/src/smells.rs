@@ -575,9 +575,11 @@ mod tests {
     }
 
     fn base(classes: Value, tiers: Value) -> Value {
+        let order: Vec<String> = tiers.as_object().map(|t| t.keys().cloned().collect()).unwrap_or_default();
         json!({
             "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
             "classes": classes,
+            "tier_order": order,
             "tiers": tiers,
         })
     }
@@ -675,6 +677,7 @@ mod tests {
             "identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-workspace-id"}],
                          "default_tier": "pro"},
             "classes": [{"name": "drafts", "unit": "draft", "match": [{"path": {"prefix": "/"}}]}],
+            "tier_order": ["pro", "max"],
             "tiers": {
                 "pro": {"upgrade_url": "https://x", "limits": {"drafts": cell}},
                 "max": {"limits": {"drafts": next}}

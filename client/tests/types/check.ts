@@ -1,7 +1,7 @@
 // Compiled with `tsc -p tests/types` (npm test): the package's types say what
 // the runtime does. Lines marked @ts-expect-error must stay errors.
 
-import init, { fromHeaders, fromUsage, initSync, QuotaMeter, QuotaState, type CurrencyCode, type HeadersLike, type QuotaMeterJSON, type QuotaStateJSON, type QuotaStateName } from "quota-client";
+import init, { exposeHeaders, fromHeaders, fromResponse, fromUsage, initSync, QuotaMeter, QuotaReading, QuotaState, type CurrencyCode, type HeadersLike, type QuotaMeterJSON, type QuotaReadingJSON, type QuotaReadingKind, type QuotaStateJSON, type QuotaStateName, type ResponseLike } from "quota-client";
 
 export async function usage(res: Response, report: unknown): Promise<string[]> {
   await init();
@@ -51,6 +51,26 @@ export async function usage(res: Response, report: unknown): Promise<string[]> {
     { "x-quota-used": "1", "set-cookie": ["a", "b"], "content-length": 3, absent: undefined },
   ];
   for (const h of shapes) fromHeaders(h, { error: { message: "m" } });
+  // A page on another origin: the reading says why there is no state.
+  const reading: QuotaReading = fromResponse(res, res.ok ? undefined : await res.text());
+  const kind: QuotaReadingKind = reading.kind;
+  if (kind === "hidden_by_cors") {
+    const missing: string[] = reading.missingHeaders;
+    const why: string | undefined = reading.message;
+    lines.push(`${why} ${missing.join(", ")}`);
+  }
+  // @ts-expect-error not a kind the client reports
+  if (kind === "hidden") lines.push("never");
+  const quota: QuotaState | undefined = reading.quota;
+  const readingJson: QuotaReadingJSON = reading.toJSON();
+  lines.push(`${quota?.class} ${readingJson.kind} ${readingJson.quota?.state} ${readingJson.missingHeaders.length}`);
+  const like: ResponseLike = { headers: { "x-quota-used": "1" }, type: "cors", url: "https://api.example.com/v1/quota" };
+  fromResponse(like);
+  fromResponse({ headers: new Headers() }, { error: { message: "m" } });
+  // @ts-expect-error a response needs its headers
+  fromResponse({ type: "cors" });
+  const expose: string = exposeHeaders().join(", ");
+  lines.push(expose);
   const all: QuotaState[] = fromUsage(report as object);
   fromUsage("{}");
   // @ts-expect-error fromUsage needs the report

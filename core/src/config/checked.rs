@@ -221,7 +221,7 @@ impl TryFrom<RawConfig> for Config {
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let classes = check_classes(&raw.classes)?;
         let default_class = raw.default_class.as_deref().map(|n| class_id(&classes, "default_class", n)).transpose()?;
-        let tier_names = tier_names(&raw.tiers)?;
+        let tier_names = tier_names(&raw.tiers, raw.tier_order.as_deref())?;
         let prices = check_prices(raw.prices.as_ref())?;
         let scales = money_scales(&classes, prices.as_ref())?;
         let tiers = check_tiers(&raw.tiers, &classes, &tier_names, &scales)?;

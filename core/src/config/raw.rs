@@ -7,7 +7,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// An ordered map (document order is kept: tiers are listed cheapest first).
+/// A JSON object's members. Their order means nothing: Kubernetes control
+/// planes (Istio's `pluginConfig`, Envoy Gateway's `config`) sort the keys
+/// before Envoy sees them, so the upgrade order is `tier_order`.
 pub type OrderedMap<V> = serde_json::Map<String, V>;
 
 #[derive(Debug, Deserialize)]
@@ -23,10 +25,15 @@ pub struct RawConfig {
     pub classes: Vec<RawClass>,
     #[serde(default)]
     pub default_class: Option<String>,
-    /// Tier name to tier, in upgrade order. Kept as JSON values here and
-    /// deserialised one by one so errors name the tier.
+    /// Tier name to tier. Kept as JSON values here and deserialised one by
+    /// one so errors name the tier.
     #[cfg_attr(feature = "schema", schemars(with = "BTreeMap<String, RawTier>"))]
     pub tiers: OrderedMap<Value>,
+    /// The tiers' names in upgrade order, cheapest first: a tier's upgrade
+    /// hint points to the next one (unless its `upgrade_to` names another).
+    /// Required with more than one tier; every tier listed once.
+    #[serde(default)]
+    pub tier_order: Option<Vec<String>>,
     #[serde(default)]
     pub usage_endpoint: Option<String>,
     /// How often each worker answers the usage endpoint (reads are free, not
@@ -556,7 +563,7 @@ pub struct RawTier {
     pub label: Option<String>,
     #[serde(default)]
     pub upgrade_url: Option<String>,
-    /// The tier an upgrade hint points to; the next tier in document order by default.
+    /// The tier an upgrade hint points to; the next one in `tier_order` by default.
     #[serde(default)]
     pub upgrade_to: Option<String>,
     /// Class name to cell: one limit, or a list of stacked limits. Every

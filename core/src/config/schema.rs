@@ -32,8 +32,7 @@ pub fn json_schema() -> Value {
     if let Some(tiers) = out.get_mut("properties").and_then(|p| p.get_mut("tiers")).and_then(Value::as_object_mut) {
         tiers.insert(
             "description".into(),
-            "Plans by name, in upgrade order (cheapest first): a tier's upgrade hint points to the next one. \
-             Each needs a cell in `limits` for every class."
+            "Plans by name (their upgrade order is `tier_order`). Each needs a cell in `limits` for every class."
                 .into(),
         );
     }

@@ -10,6 +10,7 @@ fn base() -> Value {
             {"name": "drafts", "match": [{"path": {"prefix": "/v1/chat"}}]},
             {"name": "deep_research", "match": [{"path": {"prefix": "/v1/research"}}]}
         ],
+        "tier_order": ["free", "pro"],
         "tiers": {
             "free": {"limits": {
                 "drafts": {"soft": 20, "hard": 30, "window": "day"},
@@ -251,6 +252,7 @@ fn a_class_pooled_in_two_tiers_has_one_window() {
         "drafts": {"hard": 900, "window": "day", "scope": "workspace"},
         "deep_research": {"hard": 9, "window": "day", "scope": "workspace"}
     }});
+    doc["tier_order"] = json!(["free", "pro", "team"]);
     assert_eq!(
         error_of(&doc),
         "tiers.team.limits.drafts.window: must be the same as in tier \"pro\" (\"month\"): both pool \"drafts\" by \
@@ -263,6 +265,68 @@ fn a_class_pooled_in_two_tiers_has_one_window() {
     doc["tiers"]["pro"]["limits"]["deep_research"] = json!({"hard": 3, "window": "300m", "scope": "workspace"});
     doc["tiers"]["team"]["limits"]["deep_research"]["window"] = json!("5h");
     assert!(Config::from_json(doc.to_string().as_bytes()).is_ok());
+}
+
+/// `doc` with its JSON keys sorted at every depth, as Istio's `pluginConfig`
+/// (a protobuf Struct) and Envoy Gateway's `config` reach Envoy.
+fn keys_sorted(doc: &Value) -> Value {
+    match doc {
+        Value::Object(members) => {
+            let mut sorted: Vec<_> = members.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), keys_sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(keys_sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn the_upgrade_order_is_tier_order_whatever_the_order_of_the_keys() {
+    let mut doc = base();
+    // Sorted, "enterprise" < "free" < "pro": key order would make Enterprise the cheapest plan.
+    doc["tiers"]["enterprise"] = json!({"limits": {
+        "drafts": {"hard": 9000, "window": "day"},
+        "deep_research": {"hard": 90, "window": "5h"}
+    }});
+    doc["tier_order"] = json!(["free", "pro", "enterprise"]);
+    for doc in [doc.clone(), keys_sorted(&doc)] {
+        let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let names: Vec<&str> = config.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["free", "pro", "enterprise"]);
+        let upgrade = |t: usize| config.tiers[t].upgrade_to.map(|u| config.tiers[u.0].name.as_str());
+        assert_eq!([upgrade(0), upgrade(1), upgrade(2)], [Some("pro"), Some("enterprise"), None]);
+    }
+    // An explicit upgrade_to still wins over the next tier in the list.
+    doc["tiers"]["free"]["upgrade_to"] = json!("enterprise");
+    let config = Config::from_json(keys_sorted(&doc).to_string().as_bytes()).unwrap();
+    assert_eq!(config.tiers[0].upgrade_to.map(|u| u.0), Some(2));
+}
+
+#[test]
+fn tier_order_is_required_with_two_tiers_and_must_list_each_once() {
+    let mut doc = base();
+    doc.as_object_mut().unwrap().remove("tier_order");
+    assert_eq!(
+        error_of(&doc),
+        "tier_order: missing: list the tiers (free, pro) in upgrade order, cheapest first; the order of the keys of \
+         \"tiers\" is not kept (Istio and Envoy Gateway sort them)"
+    );
+    doc["tier_order"] = json!(["free", "pro", "team"]);
+    assert_eq!(error_of(&doc), "tier_order[2]: no tier named \"team\" (tiers: free, pro)");
+    doc["tier_order"] = json!(["free", "free"]);
+    assert_eq!(error_of(&doc), "tier_order[1]: \"free\" is listed twice");
+    doc["tier_order"] = json!(["pro"]);
+    assert_eq!(error_of(&doc), "tier_order: missing the tier \"free\": list every tier once");
+    doc["tier_order"] = json!("free, pro");
+    assert!(error_of(&doc).starts_with("tier_order: "), "{}", error_of(&doc));
+    // One tier needs no order; if given, it names that tier.
+    let mut one = base();
+    one.as_object_mut().unwrap().remove("tier_order");
+    one["tiers"].as_object_mut().unwrap().remove("pro");
+    assert!(Config::from_json(one.to_string().as_bytes()).is_ok());
+    one["tier_order"] = json!(["free"]);
+    assert!(Config::from_json(one.to_string().as_bytes()).is_ok());
 }
 
 #[test]

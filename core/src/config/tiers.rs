@@ -9,7 +9,7 @@ use super::fields::{check_name, check_text, deserialize_at};
 use super::raw::{OrderedMap, RawTier};
 use serde_json::Value;
 
-/// Index of a tier in [`Config::tiers`] (document order = upgrade order).
+/// Index of a tier in [`Config::tiers`] (`tier_order` = upgrade order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TierId(pub usize);
 
@@ -25,13 +25,40 @@ pub struct Tier {
     pub copy: CopySet,
 }
 
-/// The tiers' names in document order (= upgrade order); at least one.
-pub(super) fn tier_names(raw: &OrderedMap<Value>) -> Result<Vec<String>, ConfigError> {
-    let tier_names: Vec<String> = raw.keys().cloned().collect();
-    if tier_names.is_empty() {
+/// The tiers' names in upgrade order (`tier_order`); at least one. The keys
+/// of `tiers` give no order: control planes sort them.
+pub(super) fn tier_names(raw: &OrderedMap<Value>, order: Option<&[String]>) -> Result<Vec<String>, ConfigError> {
+    if raw.is_empty() {
         return Err(ConfigError::new("tiers", "must define at least one tier"));
     }
-    Ok(tier_names)
+    let Some(order) = order else {
+        if raw.len() == 1 {
+            return Ok(raw.keys().cloned().collect());
+        }
+        let names: Vec<&str> = raw.keys().map(String::as_str).collect();
+        return Err(ConfigError::new(
+            "tier_order",
+            format!(
+                "missing: list the tiers ({}) in upgrade order, cheapest first; the order of the keys of \
+                 \"tiers\" is not kept (Istio and Envoy Gateway sort them)",
+                names.join(", ")
+            ),
+        ));
+    };
+    for (i, name) in order.iter().enumerate() {
+        let path = format!("tier_order[{i}]");
+        if !raw.contains_key(name) {
+            let known: Vec<&str> = raw.keys().map(String::as_str).collect();
+            return Err(ConfigError::new(path, format!("no tier named \"{name}\" (tiers: {})", known.join(", "))));
+        }
+        if order.iter().take(i).any(|earlier| earlier == name) {
+            return Err(ConfigError::new(path, format!("\"{name}\" is listed twice")));
+        }
+    }
+    if let Some(missing) = raw.keys().find(|name| !order.contains(name)) {
+        return Err(ConfigError::new("tier_order", format!("missing the tier \"{missing}\": list every tier once")));
+    }
+    Ok(order.to_vec())
 }
 
 /// The tier a field at `path` names.
@@ -52,10 +79,11 @@ pub(super) fn check_tiers(
 ) -> Result<Vec<Tier>, ConfigError> {
     let tier_id = |path: &str, name: &str| tier_id(tier_names, path, name);
     let mut tiers = Vec::with_capacity(tier_names.len());
-    for (index, (name, value)) in raw.iter().enumerate() {
+    for (index, name) in tier_names.iter().enumerate() {
         let path = join("tiers", name);
         check_name(&path, name)?;
-        let raw_tier: RawTier = deserialize_at(&path, value.clone())?;
+        let value = raw.get(name).cloned().unwrap_or(Value::Null);
+        let raw_tier: RawTier = deserialize_at(&path, value)?;
         tiers.push(check_tier(&path, index, name, &raw_tier, classes, tier_names, scales, &tier_id)?);
     }
     Ok(tiers)
