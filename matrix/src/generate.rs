@@ -24,7 +24,8 @@
 //!   confirmed most of the time; a failed request is retried within seconds.
 //! - The upstream: token usage (cached input on repeated long prompts,
 //!   reasoning on `o*` models) for classes that read it, a 5xx now and then,
-//!   a connection that never reached it, a provider's own 429 (`busy`).
+//!   a connection that never reached it, a provider's own 429 (the core's
+//!   `upstream_busy` decides which answers are `busy`).
 //!
 //! Every random draw comes from [`Rng`] streams forked from `--seed`; the
 //! output depends on nothing else (no clock, no hash order), so the same
@@ -50,6 +51,7 @@ use quota_core::engine::{limit_of, Decision, Outcome};
 use quota_core::events::shown_id;
 use quota_core::exchange::memory::{MemoryHost, Noted};
 use quota_core::exchange::response::Ended;
+use quota_core::exchange::ResponseStep;
 use quota_core::identity::Caller;
 use quota_core::ledger::{LedgerRecord, LedgerTokens, LEDGER_VERSION};
 use quota_core::refund::flags::UPSTREAM_CONNECTION_FAILURE;
@@ -172,13 +174,14 @@ impl Agenda {
     }
 }
 
-/// How the made-up upstream answers.
+/// How the made-up upstream answers (the core decides which answers are
+/// "busy", by `upstream_busy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Upstream {
     Answered,
     /// A 5xx of its own.
     Failed(u16),
-    /// The provider refused for its own capacity (429).
+    /// The provider refuses for its own capacity (429).
     Busy,
     /// Envoy never reached it (a 503 of Envoy's own).
     Unreached,
@@ -747,11 +750,11 @@ fn request(
     };
     let key = d.key.clone();
     let before = key.as_deref().map(|k| counter_used(config, host, k));
-    if exchange.corrects_charge() {
-        exchange.response_head(config, host, Some(status), reads.then_some(content_type.as_bytes()), flags);
-        if exchange.reads_response_body() {
-            exchange.response_body(config, host, &answer, true);
-        }
+    // The core says whether the answer is the provider's "busy" (`upstream_busy`).
+    let step = exchange.response_head(config, host, Some(status), reads.then_some(content_type.as_bytes()), flags);
+    let busy = matches!(step, ResponseStep::Busy(_));
+    if exchange.reads_response_body() {
+        exchange.response_body(config, host, &answer, true);
     }
     exchange.ended(config, host, || Ended { response_flags: flags, upstream_connected: reached });
     let after = key.as_deref().map(|k| counter_used(config, host, k));
@@ -769,7 +772,7 @@ fn request(
     rec.status = status;
     rec.upstream_status = reached.then_some(status);
     rec.upstream_reached = reached;
-    if upstream == Upstream::Busy {
+    if busy {
         rec.state = "busy".into();
     }
     done.failed = upstream != Upstream::Answered;
