@@ -25,4 +25,5 @@ mod counter_table;
 mod hostile_inputs;
 mod redis;
 mod unidentified_callers;
+mod upstream_busy;
 mod windows;
