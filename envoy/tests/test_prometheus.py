@@ -162,7 +162,7 @@ def test_the_dashboard_is_a_grafana_dashboard_with_class_and_tier_variables():
     exprs = " ".join(expr for _, _, expr in dashboard_queries())
     for shown in ("quota_hard_limit_hits", "quota_soft_limit_hits", "quota_requests", "quota_blocked",
                   "quota_warned", "fail_open", "fail_closed", "quota_store_errors", "identity",
-                  "analytics_dropped"):
+                  "analytics_dropped", "quota_upstream_busy"):
         assert shown in exprs, shown
     # Per class x tier panels filter on both variables.
     hit_rate = next(p for p in panels() if p["title"] == "Hard-limit hit rate")
@@ -255,6 +255,10 @@ def run_demo_traffic(proxy):
     summaries = [request(proxy, "POST", CHAT, headers={"x-user-id": "cy"}, json=chat("gpt-4o-mini")).status
                  for _ in range(4)]                                    # free summaries: soft 3, hard 5
     assert summaries == [200] * 4
+    # The provider busy: answered as such, given back, counted apart.
+    busy = [request(proxy, "POST", CHAT, headers={"x-user-id": "hal", "x-mock-status": "503"},
+                    json=chat("gpt-4o-mini")) for _ in range(2)]
+    assert [(r.status, r.json()["error"]["code"]) for r in busy] == [(503, "upstream_busy")] * 2
     research = [request(proxy, "POST", "/v1/research/start", headers={"x-user-id": "dee", "x-plan": "pro"},
                         json={}).status for _ in range(4)]             # pro deep research: soft 2, hard 3
     assert research == [200] * 3 + [429]
@@ -263,7 +267,8 @@ def run_demo_traffic(proxy):
     return {
         ("requests", "drafts", "free"): 16, ("units", "drafts", "free"): 16,
         ("warned", "drafts", "free"): 2, ("blocked", "drafts", "free"): 2,
-        ("requests", "summaries", "free"): 4, ("units", "summaries", "free"): 4,
+        ("requests", "summaries", "free"): 6, ("units", "summaries", "free"): 6,
+        ("upstream_busy", "summaries", "free"): 2,
         ("warned", "summaries", "free"): 2,                             # levels 3 and 4
         ("requests", "deep_research", "pro"): 3, ("units", "deep_research", "pro"): 3,
         ("warned", "deep_research", "pro"): 1, ("blocked", "deep_research", "pro"): 1,  # one level: 2
@@ -447,11 +452,17 @@ def test_prometheus_shows_the_counters_the_script_moved_with_class_and_tier_labe
         assert all(set(m) <= {"__name__", "job", "instance", "quota_class", "quota_tier"} for m in series), job
         per_class = [m for m in series if "quota_class" in m]
         assert {(m["quota_class"], m["quota_tier"]) for m in per_class} == cells, job
-        assert len(per_class) == len(cells) * 11, job  # the 11 events of ClassMetric
+        assert len(per_class) == len(cells) * len(CLASS_EVENTS), job
+        assert {m["__name__"] for m in per_class} == {f"quota_{e}" for e in CLASS_EVENTS}, job
 
+
+# The filter's per-class counters (ClassMetric in core/src/events.rs).
+CLASS_EVENTS = ("requests", "units", "warned", "blocked", "confirmation_required", "too_large", "not_included",
+                "workspace_required", "pace_ahead", "fail_open", "fail_closed", "upstream_busy")
 
 # The expected value of every recording rule, per job, from the scripts' counts.
-CLASS_RATES = ("requests", "units", "warned", "blocked", "fail_open", "fail_closed", "refused", "decisions")
+CLASS_RATES = ("requests", "units", "warned", "blocked", "fail_open", "fail_closed", "upstream_busy", "refused",
+               "decisions")
 REFUSALS = ("blocked", "confirmation_required", "too_large", "not_included", "workspace_required", "fail_closed")
 RATIOS = {"soft_limit_hits": "warned", "hard_limit_hits": "blocked", "fail_open": "fail_open",
           "fail_closed": "fail_closed"}
@@ -464,9 +475,7 @@ def expected_rules(counts):
     cells = {(c, t) for (_, c, t) in counts if c is not None}
     per_cell = {}
     for cell in cells:
-        got = {m: counts.get((m, *cell), 0) for m in ("requests", "units", "warned", "blocked", "fail_open",
-                                                      "confirmation_required", "too_large", "not_included",
-                                                      "workspace_required", "fail_closed")}
+        got = {m: counts.get((m, *cell), 0) for m in CLASS_EVENTS}
         got["refused"] = sum(got[m] for m in REFUSALS)
         got["decisions"] = got["requests"] + got["refused"]
         per_cell[cell] = got
@@ -476,6 +485,8 @@ def expected_rules(counts):
             rates[(f"job_class_tier:quota_{m}:rate5m", *cell)] = got[m]
         for ratio, m in RATIOS.items():
             ratios[(f"job_class_tier:quota_{ratio}:ratio_rate5m", *cell)] = got[m] / got["decisions"]
+        if got["requests"]:
+            ratios[("job_class_tier:quota_upstream_busy:ratio_rate5m", *cell)] = got["upstream_busy"] / got["requests"]
     decisions = sum(got["decisions"] for got in per_cell.values())
     rates[("job:quota_decisions:rate5m", None, None)] = decisions
     for m in ("fail_open", "fail_closed"):
