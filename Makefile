@@ -23,16 +23,23 @@ WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' client
 NODE_STAMP := client/node_modules/.setup-stamp
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup setup-rust setup-redis run-cluster build run test check test-native test-host test-e2e fmt clippy clean
+.PHONY: setup setup-rust setup-redis setup-prometheus run-cluster build run test check test-native test-host test-e2e fmt clippy clean
 .PHONY: setup-client client setup-node setup-browser test-client
 
-setup: setup-rust $(VENV_STAMP) setup-redis
+setup: setup-rust $(VENV_STAMP) setup-redis setup-prometheus
 
 # Redis and webdis (its HTTP front) from Debian, for the Redis counter store:
 # its script test (test-native), the end-to-end tests and `make run-cluster`.
 setup-redis:
 	@command -v redis-server >/dev/null && command -v webdis >/dev/null || \
 		{ apt-get update && apt-get install -y redis-server webdis; }
+
+# Prometheus and promtool from Debian, for the monitoring rules and dashboard
+# in monitoring/: envoy/tests/test_prometheus.py runs `promtool check rules`,
+# `promtool test rules` and a Prometheus scraping Envoy (part of test-e2e).
+setup-prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		{ apt-get update && apt-get install -y --no-install-recommends prometheus; }
 
 setup-rust:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -338,6 +339,100 @@ def redis_counters(on_error="fail_open", timeout_ms=200, cluster="webdis"):
     """The filter's `counters` object for the Redis store behind `webdis_cluster`."""
     return {"store": "redis", "on_error": on_error,
             "redis": {"cluster": cluster, "timeout_ms": timeout_ms}}
+
+
+# --------------------------------------------------------------------------
+# Prometheus
+# --------------------------------------------------------------------------
+
+class Prometheus:
+    """Debian's Prometheus (`make setup-prometheus`) on a loopback port the
+    kernel picks, with the given config (a dict; JSON is YAML) and a
+    temporary data directory; use `start_prometheus`. A context manager.
+    `api(path, **params)` calls its HTTP API and returns the answer's `data`."""
+
+    def __init__(self, config, *, workdir=None, timeout=START_TIMEOUT_S):
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="prometheus-"))
+        self.log_path = self.workdir / "prometheus.log"
+        self._final_log = None
+        config_path = self.workdir / "prometheus.yml"
+        config_path.write_text(json.dumps(config, indent=2))
+        args = ["prometheus", f"--config.file={config_path}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                "--web.listen-address=127.0.0.1:0"]
+        with open(self.log_path, "wb") as log_file:
+            self.proc = _popen(args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.port = None
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout):
+        # Prometheus logs the port it bound: `msg="Listening on" address=127.0.0.1:41234`.
+        listening = re.compile(r'msg="Listening on" address=127\.0\.0\.1:(\d+)')
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited with code {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prometheus not ready after {timeout:.0f}s:\n{self.log()}")
+            if self.port is None and (match := listening.search(self.log())):
+                self.port = int(match.group(1))
+            if self.port is not None:
+                try:
+                    with urllib.request.urlopen(self.url("/-/ready"), timeout=1.0) as resp:
+                        if resp.status == 200:
+                            return
+                except OSError:
+                    pass  # 503 while the TSDB starts
+            time.sleep(0.05)
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def api(self, path, **params):
+        """GET /api/v1/<path>?params; the answer's `data`. Raises on an error
+        answer (a query that does not parse, say), with Prometheus' message."""
+        url = self.url(f"/api/v1/{path}") + ("?" + urllib.parse.urlencode(params) if params else "")
+        try:
+            with urllib.request.urlopen(url, timeout=10.0) as resp:
+                answer = json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            answer = json.loads(err.read() or b"{}")
+        if answer.get("status") != "success":
+            raise RuntimeError(f"prometheus {path} {params}: {answer.get('errorType')}: {answer.get('error')}")
+        return answer["data"]
+
+    def query(self, expr, at=None):
+        """An instant query (at `at`, Unix seconds, or now): the result's list."""
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        return self.api("query", **params)["result"]
+
+    def log(self):
+        """Prometheus' log so far (kept after stop)."""
+        if self._final_log is not None:
+            return self._final_log
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self):
+        """Stop Prometheus and remove its config and data (the log is kept)."""
+        if self._final_log is not None:
+            return
+        _terminate(self.proc)
+        self._final_log = self.log()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_prometheus(config, **kwargs):
+    return Prometheus(config, **kwargs)
 
 
 def max_body_bytes(filter_config):

@@ -6,7 +6,11 @@ Stdlib only. Every response tells what reached the upstream in `mock_echo`
 which headers the filter forwarded, stripped or added, and which model it sent.
 
 Request headers that steer the mock:
-  x-mock-status: N               answer status N with an OpenAI-style error body
+  x-mock-status: N               answer status N with an OpenAI-style error body (an
+                                 Anthropic-style one on /v1/messages): e.g. 429, 503 or
+                                 529, the provider's own "busy" answers
+  x-mock-retry-after: S          send `retry-after: S` with that error
+  x-mock-empty: 1                send that error with an empty body (content-length: 0)
   x-mock-completion-tokens: N    completion_tokens reported in `usage` (default 7)
   x-mock-chunk-delay-ms: N       pause between SSE events (default 20)
   x-mock-delay-ms: N             wait N ms before answering (a slow model)
@@ -52,6 +56,9 @@ def count_prompt_words(body):
 # Routes answered as OpenAI chat completions (with `usage`): the API's own and
 # the demo matrix's premium chat (envoy/demo-config.json), metered in money.
 CHAT_ROUTES = {"/v1/chat/completions", "/v1/premium/chat/completions"}
+
+# Routes answered as Anthropic Messages (with `usage`).
+MESSAGES_ROUTES = {"/v1/messages"}
 
 # Bytes read at a time when counting a body.
 COUNT_PIECE = 256 * 1024
@@ -107,22 +114,32 @@ class Handler(BaseHTTPRequestHandler):
         if delay_ms:
             time.sleep(delay_ms / 1000)
 
+        route = self.path.split("?", 1)[0]
         status = self.headers.get("x-mock-status")
         if status:
-            self.send_json(int(status), {
-                "error": {
-                    "message": f"mock upstream error {status}",
-                    "type": "server_error",
-                    "param": None,
-                    "code": "mock_error",
-                },
-                "mock_echo": echo,
-            })
+            retry_after = self.headers.get("x-mock-retry-after")
+            extra = {"retry-after": retry_after} if retry_after else {}
+            if route in MESSAGES_ROUTES:
+                error = {"type": "error", "error": {"type": "overloaded_error",
+                                                    "message": f"mock upstream error {status}"}}
+            else:
+                error = {"error": {"message": f"mock upstream error {status}", "type": "server_error",
+                                   "param": None, "code": "mock_error"}}
+            if self.headers.get("x-mock-empty"):
+                self.send_response(int(status))
+                self.send_header("content-length", "0")
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                return
+            self.send_json(int(status), dict(error, mock_echo=echo), extra)
             return
 
-        route = self.path.split("?", 1)[0]
         if self.command == "POST" and route in CHAT_ROUTES and isinstance(body, dict):
             self.chat_completion(body, echo)
+            return
+        if self.command == "POST" and route in MESSAGES_ROUTES and isinstance(body, dict):
+            self.message(body, echo)
             return
 
         if body is None:
@@ -220,6 +237,21 @@ class Handler(BaseHTTPRequestHandler):
             "mock_echo": echo,
         })
 
+    def message(self, body, echo):
+        """An Anthropic Messages API answer (not streamed)."""
+        usage = self.usage(body)
+        self.send_json(200, {
+            "id": "msg_mock",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": [{"type": "text", "text": "".join(REPLY_PIECES)}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]},
+            "mock_echo": echo,
+        })
+
     def stream_chat(self, model, usage, echo):
         def chunk(delta, finish_reason=None):
             return {
@@ -257,11 +289,13 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def send_json(self, status, obj):
+    def send_json(self, status, obj, headers=None):
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

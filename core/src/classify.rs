@@ -163,10 +163,16 @@ fn body_matches(cond: &BodyCond, body: Option<&Value>) -> bool {
     }
 }
 
-/// JSON equality where `1` and `1.0` are the same number.
+/// JSON equality where `1` and `1.0` are the same number, at any depth: a
+/// control plane may write the config's numbers otherwise than they were
+/// written (Istio's Struct makes every number a double, `1.0` becomes `1`).
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(key, x)| y.get(key).is_some_and(|y| json_eq(x, y)))
+        }
         _ => a == b,
     }
 }
@@ -320,6 +326,38 @@ mod tests {
         config.default_class = Some(ClassId(1));
         let with_default = head_candidates(&config, &post("/x"));
         assert_eq!((with_default.classes, with_default.body_decides), (vec![ClassId(0), ClassId(1)], true));
+    }
+
+    #[test]
+    fn nested_numbers_match_however_the_config_writes_them() {
+        // `{"priority": 2.0}` as written by hand, and as Istio's Struct hands it over.
+        for written in ["2.0", "2"] {
+            let classes = format!(
+                r#"[{{"name": "urgent", "match": [{{"body": [{{"field": "metadata", "equals": {{"priority": {written}, "tags": [1.0, 3]}}}}]}}]}},
+                    {{"name": "rest"}}]"#
+            );
+            let config = config_with(&classes);
+            for sent in [r#"{"priority": 2, "tags": [1, 3.0]}"#, r#"{"tags": [1.0, 3], "priority": 2.0}"#] {
+                let body = format!(r#"{{"metadata": {sent}}}"#);
+                let body = crate::body::read_body(Some(body.as_bytes()), false);
+                assert_eq!(
+                    name(&config, classify_with_body(&config, &post("/x"), body.json())),
+                    Some("urgent"),
+                    "{written} vs {sent}"
+                );
+            }
+            for other in
+                [r#"{"priority": 2.5, "tags": [1, 3]}"#, r#"{"priority": 2, "tags": [1]}"#, r#"{"priority": 2}"#]
+            {
+                let body = format!(r#"{{"metadata": {other}}}"#);
+                let body = crate::body::read_body(Some(body.as_bytes()), false);
+                assert_eq!(
+                    name(&config, classify_with_body(&config, &post("/x"), body.json())),
+                    None,
+                    "{written} vs {other}"
+                );
+            }
+        }
     }
 
     #[test]

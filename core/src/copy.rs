@@ -210,6 +210,9 @@ pub struct Facts<'a> {
     /// The class's currency when it is metered in money: amounts are then
     /// written as money ("$4.20"), with no unit words.
     pub currency: Option<&'a Currency>,
+    /// Seconds to wait before trying again, for an upstream's busy answer
+    /// (`{retry_in}`); `None`: unknown (an HTTP date).
+    pub retry_after: Option<u64>,
 }
 
 /// Whose allowance a message speaks of.
@@ -263,6 +266,7 @@ impl<'a> Facts<'a> {
             requested: 0,
             reset_after: 0,
             hint: None,
+            retry_after: None,
         })
     }
 
@@ -378,6 +382,10 @@ impl<'a> Facts<'a> {
             Var::WholeWindow => out.push_str(&spec.map(whole_window).unwrap_or_default()),
             // Only a body refusal knows these (see `body_message`).
             Var::MaxBody | Var::BodyProblem => {}
+            Var::RetryIn => match self.retry_after {
+                Some(s) => push_human_duration(out, i64::try_from(s).unwrap_or(i64::MAX)),
+                None => out.push_str("a moment"),
+            },
         }
     }
 
@@ -430,6 +438,7 @@ impl<'a> Facts<'a> {
                 "Your {units} are shared across your workspace, but this request doesn't say which workspace \
                  it's for. Choose a workspace and try again."
             }
+            Message::UpstreamBusy => UPSTREAM_BUSY,
             Message::MissingIdentity => MISSING_IDENTITY,
             Message::InvalidCredentials => INVALID_CREDENTIALS,
             Message::UnknownTier => UNKNOWN_TIER,
@@ -586,6 +595,8 @@ const ORGANISATION_MEMBER: [Option<&str>; 10] = [
     None,
 ];
 
+const UPSTREAM_BUSY: &str = "The model is busy right now, so this request didn't go through. \
+     It didn't count against your allowance. Try again in {retry_in}.";
 const MISSING_IDENTITY: &str =
     "We couldn't tell who is making this request, so we can't check its usage allowance. Sign in and try again.";
 const INVALID_CREDENTIALS: &str =
@@ -936,6 +947,7 @@ mod tests {
             Message::TooLarge,
             Message::BodyTooLarge,
             Message::UnreadableBody,
+            Message::UpstreamBusy,
         ] {
             assert!(Template::parse(f.default_text(m)).is_ok(), "{m:?}");
         }

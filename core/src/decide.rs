@@ -394,6 +394,23 @@ pub fn adjust(old: Option<Counter>, window_start: i64, delta: i64, most: u64) ->
     Some(c)
 }
 
+/// The usage a counter shows once an admitted charge of `cost` units is
+/// given back as [`adjust`] gives it back (grant units first): where the
+/// caller stood before the request, for an answer that charged nothing.
+pub fn given_back(u: &Usage, limits: &Limits, cost: u64) -> Usage {
+    let counter = Counter {
+        window_start: u.window.start,
+        window_end: u.window.end,
+        used: u.used,
+        grant_used: u.used.saturating_sub(u.plan_used),
+        grant: u.grant,
+        ..Counter::default()
+    };
+    let delta = -i64::try_from(cost).unwrap_or(i64::MAX);
+    let back = adjust(Some(counter), u.window.start, delta, 0).unwrap_or(counter);
+    usage_of(&back, limits, state_of(&back, limits))
+}
+
 /// A correction as [`adjust`] applies it: at most `most` units more (and
 /// never past [`crate::units::MAX_UNITS`]), any refund as it is. What the
 /// approximate mode syncs to Redis is this same delta.
@@ -1007,5 +1024,22 @@ mod tests {
         let usage = view(stored, &l, NOON, Alignment::default());
         assert_eq!((usage.used, usage.state), (2, State::Blocked));
         assert_eq!(view(None, &l, NOON, Alignment::default()).state, State::Ok);
+    }
+
+    #[test]
+    fn given_back_shows_the_standing_before_the_charge_grant_units_first() {
+        let l = limits(None, 10, AtHard::Block);
+        let now = 1_795_348_800;
+        let (before, _) = decide(None, &l, 8, false, now, Alignment::default());
+        let before = before.map(|c| add_grant(Some(c), 5)).unwrap();
+        let was = view(Some(before), &l, now, Alignment::default());
+        // 2 from the plan, 3 from the grant: warning, then blocked-at-hard with a grant.
+        let (_, charge) = decide(Some(before), &l, 5, false, now, Alignment::default());
+        assert!(charge.admitted && charge.from_grant == 3, "{charge:?}");
+        let back = given_back(&charge.usage, &l, charge.cost);
+        assert_eq!(back, was);
+        assert_eq!((back.used, back.plan_used, back.grant, back.state), (8, 8, 5, State::Warning));
+        // Nothing charged: nothing changes.
+        assert_eq!(given_back(&was, &l, 0), was);
     }
 }

@@ -82,6 +82,10 @@ pub enum Event {
     StoreUnavailable,
     /// The counter was new and the table had no room for it (the fail policy applied).
     StoreFull,
+    /// The upstream answered busy (see `busy.rs`): the charge went back and
+    /// the caller got the filter's busy answer. Reported from the response,
+    /// never by [`Decision::events`].
+    UpstreamBusy,
 }
 
 impl Event {
@@ -96,6 +100,7 @@ impl Event {
             Event::WorkspaceRequired => "workspace_required",
             Event::StoreUnavailable => "store_unavailable",
             Event::StoreFull => "store_full",
+            Event::UpstreamBusy => "upstream_busy",
         }
     }
 }
@@ -159,6 +164,34 @@ impl Decision {
         out.push((self.limit, c.usage));
         out.sort_by_key(|(i, _)| *i);
         out
+    }
+
+    /// This decision as if its charge had been given back (an upstream's
+    /// busy answer): nothing charged, not served, every limit's usage as it
+    /// stood before the request. A refused decision is its own.
+    pub fn given_back(&self, config: &Config) -> Decision {
+        let mut back = self.clone();
+        let Outcome::Charged(c) = &mut back.outcome else { return back };
+        if !c.admitted {
+            return back;
+        }
+        let stack = config.cell(self.tier, self.class).map_or(&[][..], Cell::limits);
+        let cost = c.cost;
+        if let Some(l) = stack.get(self.limit) {
+            c.usage = crate::decide::given_back(&c.usage, l, cost);
+        }
+        for h in &mut back.others {
+            if let Some(l) = stack.get(h.limit) {
+                h.usage = crate::decide::given_back(&h.usage, l, cost);
+            }
+        }
+        let Outcome::Charged(c) = &mut back.outcome else { return back };
+        c.cost = 0;
+        c.from_grant = 0;
+        c.served = Served::Normally;
+        c.crossed = None;
+        c.pace_flagged = false;
+        back
     }
 
     /// Whole seconds until the counter's window resets (rounded up).

@@ -35,10 +35,13 @@ pub enum ClassMetric {
     FailOpen,
     /// Requests refused because the store gave up.
     FailClosed,
+    /// Admitted requests the upstream answered busy (given back, answered
+    /// with the filter's busy copy).
+    UpstreamBusy,
 }
 
 impl ClassMetric {
-    pub const ALL: [ClassMetric; 11] = [
+    pub const ALL: [ClassMetric; 12] = [
         ClassMetric::Requests,
         ClassMetric::Units,
         ClassMetric::Warned,
@@ -50,6 +53,7 @@ impl ClassMetric {
         ClassMetric::PaceAhead,
         ClassMetric::FailOpen,
         ClassMetric::FailClosed,
+        ClassMetric::UpstreamBusy,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -65,6 +69,7 @@ impl ClassMetric {
             ClassMetric::PaceAhead => "pace_ahead",
             ClassMetric::FailOpen => "fail_open",
             ClassMetric::FailClosed => "fail_closed",
+            ClassMetric::UpstreamBusy => "upstream_busy",
         }
     }
 }
@@ -168,6 +173,27 @@ pub fn event_record(config: &Config, caller: &Caller, d: &Decision, event: Event
         if let Event::Warned { level, at } = event {
             fields.insert("level".into(), level.into());
             fields.insert("at".into(), at.into());
+        }
+    }
+    record
+}
+
+/// The record of an upstream's busy answer (event `upstream_busy`): the
+/// request's class, tier and caller, the upstream's `status`, and the units
+/// given back (`given_back`, what admission charged).
+pub fn busy_record(config: &Config, caller: &Caller, d: &Decision, status: u16, now_ms: i64) -> Value {
+    let mut record = event_record(config, caller, d, Event::UpstreamBusy);
+    if let Some(fields) = record.as_object_mut() {
+        fields.insert("time".into(), rfc3339(now_ms.div_euclid(1000)).into());
+        fields.insert("upstream_status".into(), status.into());
+        let given_back = match &d.outcome {
+            Outcome::Charged(c) if c.admitted => c.cost,
+            _ => 0,
+        };
+        fields.insert("given_back".into(), given_back.into());
+        // The standing before the request: what the caller has after the answer.
+        if let Outcome::Charged(c) = &d.given_back(config).outcome {
+            fields.insert("used".into(), c.usage.used.into());
         }
     }
     record
@@ -395,6 +421,23 @@ mod tests {
         let pool = Command::cancel("quota:{o:globex}drafts@3.o".into(), "0a.2");
         let record = correction_dropped_record(&config, &pool, "gave up", NOON_MS);
         assert_eq!((record["scope"].as_str(), record["organisation"].as_str()), (Some("organisation"), Some("globex")));
+    }
+
+    #[test]
+    fn a_busy_answer_is_an_event_that_says_what_went_back() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        let d = charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        let record = busy_record(&config, &alice, &d, 529, NOON_MS + 3000);
+        assert_eq!(
+            record,
+            json!({"event": "upstream_busy", "time": "2026-11-22T12:00:03Z", "class": "drafts", "tier": "free",
+                   "scope": "user", "user": "alice", "workspace": null, "used": 1, "limit": 10,
+                   "requested": 1, "reset": "2026-11-23T00:00:00Z", "upstream_status": 529, "given_back": 1})
+        );
+        assert_eq!(class_metric_name("drafts", "free", ClassMetric::UpstreamBusy), "quota.drafts.free.upstream_busy");
     }
 
     #[test]

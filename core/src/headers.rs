@@ -3,7 +3,7 @@
 //! One definition, built from one [`Decision`].
 
 use crate::calendar::rfc3339;
-use crate::config::{Config, Message};
+use crate::config::{Config, Cost, Message};
 use crate::copy::{self, upgrade_hint, Facts};
 use crate::decide::{Served, State};
 use crate::decimal::{i64_text, push_u64, u64_text};
@@ -54,6 +54,15 @@ pub const OVERAGE: &str = "x-quota-overage";
 pub const GRANT: &str = "x-quota-grant";
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
 pub const RATELIMIT: &str = "ratelimit";
+/// OpenAI's rate-limit headers (`response_headers.openai_ratelimit`): a
+/// class counted per request sends the `-requests` three, a class metered
+/// in tokens the `-tokens` three.
+pub const OPENAI_LIMIT_REQUESTS: &str = "x-ratelimit-limit-requests";
+pub const OPENAI_REMAINING_REQUESTS: &str = "x-ratelimit-remaining-requests";
+pub const OPENAI_RESET_REQUESTS: &str = "x-ratelimit-reset-requests";
+pub const OPENAI_LIMIT_TOKENS: &str = "x-ratelimit-limit-tokens";
+pub const OPENAI_REMAINING_TOKENS: &str = "x-ratelimit-remaining-tokens";
+pub const OPENAI_RESET_TOKENS: &str = "x-ratelimit-reset-tokens";
 
 /// States beyond the counter's own, for requests that never reached it.
 pub const STATE_NOT_INCLUDED: &str = "not_included";
@@ -200,8 +209,51 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                 out.push((RATELIMIT_POLICY, policies));
                 out.push((RATELIMIT, limit_item(&name, "r", r, "t", t)));
             }
+            if config.response_headers.openai_ratelimit {
+                openai_ratelimit(&mut out, config, d, &usage, reset_after);
+            }
         }
     }
+    out
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the binding limit: `-tokens` for a
+/// class metered in tokens; `-requests` for a class that charges a fixed
+/// number of units a request (its limit and room in whole requests).
+/// Classes counted in records, bytes or money send none: OpenAI's headers
+/// have no words for them (the RateLimit fields and `x-quota-*` do).
+fn openai_ratelimit(out: &mut Headers, config: &Config, d: &Decision, usage: &crate::decide::Usage, reset_after: i64) {
+    let Some(class) = config.class(d.class) else { return };
+    if class.in_money() {
+        return;
+    }
+    let (names, per) = match class.cost {
+        Cost::Tokens { .. } => ([OPENAI_LIMIT_TOKENS, OPENAI_REMAINING_TOKENS, OPENAI_RESET_TOKENS], 1),
+        Cost::Fixed(n) => ([OPENAI_LIMIT_REQUESTS, OPENAI_REMAINING_REQUESTS, OPENAI_RESET_REQUESTS], n.max(1)),
+        _ => return,
+    };
+    let [limit, remaining, reset] = names;
+    out.push((limit, u64_text(usage.hard / per)));
+    out.push((remaining, u64_text(usage.remaining() / per)));
+    out.push((reset, go_duration(reset_after)));
+}
+
+/// A duration as OpenAI's headers write it (Go's `time.Duration` text, to
+/// the second): `0s`, `45s`, `6m0s`, `1h0m0s`, `36h12m5s`.
+pub fn go_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (h, m, s) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::with_capacity(12);
+    if h > 0 {
+        push_u64(&mut out, h.unsigned_abs());
+        out.push('h');
+    }
+    if h > 0 || m > 0 {
+        push_u64(&mut out, m.unsigned_abs());
+        out.push('m');
+    }
+    push_u64(&mut out, s.unsigned_abs());
+    out.push('s');
     out
 }
 
@@ -283,6 +335,66 @@ mod tests {
             Some("You've used 5 of your 10 drafts for today. They reset in 12 h. Pro includes 100 a day: https://example.com/upgrade?plan=pro")
         );
         assert_eq!(header(&h, UPGRADE), Some("https://example.com/upgrade?plan=pro"));
+    }
+
+    #[test]
+    fn durations_read_as_openai_writes_them() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(-5), "0s");
+        assert_eq!(go_duration(1), "1s");
+        assert_eq!(go_duration(59), "59s");
+        assert_eq!(go_duration(360), "6m0s");
+        assert_eq!(go_duration(3600), "1h0m0s");
+        assert_eq!(go_duration(43_200), "12h0m0s");
+        assert_eq!(go_duration(36 * 3600 + 12 * 60 + 5), "36h12m5s");
+        assert!(go_duration(i64::MAX).ends_with('s'));
+    }
+
+    fn with_openai_headers(classes: &str) -> crate::config::Config {
+        let doc = format!(
+            r#"{{"identity": {{"user": [{{"header": "x-user-id"}}], "default_tier": "free"}},
+                "classes": {classes},
+                "tiers": {{"free": {{"limits": {{"chat": {{"hard": 1000, "window": "day"}},
+                    "calls": {{"hard": 10, "window": "hour"}}, "batch": {{"hard": 50, "window": "day"}}}}}}}},
+                "response_headers": {{"openai_ratelimit": true}}}}"#
+        );
+        crate::config::Config::from_json(doc.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn openai_ratelimit_headers_say_requests_or_tokens_when_asked_for() {
+        let config = with_openai_headers(
+            r#"[{"name": "chat", "cost": {"tokens": {}}}, {"name": "calls", "cost": {"fixed": 2}},
+                {"name": "batch", "cost": {"records": {}}}]"#,
+        );
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let store = MemoryStore::new();
+        let chat = charge(&config, &alice, ClassId(0), 52, false, NOON_MS, &store);
+        let h = response_headers(&config, &chat);
+        assert_eq!(header(&h, OPENAI_LIMIT_TOKENS), Some("1000"));
+        assert_eq!(header(&h, OPENAI_REMAINING_TOKENS), Some("948"));
+        assert_eq!(header(&h, OPENAI_RESET_TOKENS), Some("12h0m0s"));
+        assert_eq!(header(&h, OPENAI_LIMIT_REQUESTS), None);
+        // Two units a request: 10 units an hour is 5 requests, 4 after this one.
+        let calls = charge(&config, &alice, ClassId(1), 2, false, NOON_MS + 90_000, &store);
+        let h = response_headers(&config, &calls);
+        assert_eq!(header(&h, OPENAI_LIMIT_REQUESTS), Some("5"));
+        assert_eq!(header(&h, OPENAI_REMAINING_REQUESTS), Some("4"));
+        assert_eq!(header(&h, OPENAI_RESET_REQUESTS), Some("58m30s"));
+        assert_eq!(header(&h, OPENAI_LIMIT_TOKENS), None);
+        // Records have no OpenAI words.
+        let batch = charge(&config, &alice, ClassId(2), 3, false, NOON_MS, &store);
+        let h = response_headers(&config, &batch);
+        assert!(h.iter().all(|(n, _)| !n.starts_with("x-ratelimit-")), "{h:?}");
+    }
+
+    #[test]
+    fn openai_ratelimit_headers_are_off_by_default() {
+        let config = demo_config();
+        assert!(!config.response_headers.openai_ratelimit);
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        let d = charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &MemoryStore::new());
+        assert!(response_headers(&config, &d).iter().all(|(n, _)| !n.starts_with("x-ratelimit-")));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! OpenTelemetry) carries it with `%FILTER_STATE(wasm.quota_ledger:PLAIN)%`.
 //! The field names below are the wire format: add fields, never rename one.
 
+use crate::metering::TokenKinds;
 use serde::{Deserialize, Serialize};
 
 /// The version written in every record's `v`.
@@ -78,6 +79,11 @@ pub struct LedgerRecord {
     pub upstream_status: Option<u16>,
     /// Whether the request reached the upstream.
     pub upstream_reached: bool,
+    /// Whether the client sent the confirmation header (`x-quota-confirm`)
+    /// for a costly request: a what-if replays the request as confirmed, as
+    /// the filter decided it, instead of asking for confirmation again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed: bool,
     /// The quota state the caller was told (`x-quota-state`): `ok`,
     /// `warning`, `degraded`, `overage`, `queued`, `blocked`,
     /// `confirmation_required`, `not_included`, `too_large`,
@@ -111,6 +117,45 @@ pub struct LedgerTokens {
     pub cached_input: u64,
     /// Reasoning tokens (part of `output`).
     pub reasoning: u64,
+    /// Input tokens written to the provider's prompt cache (part of
+    /// `input`; Anthropic's `cache_creation_input_tokens`): priced apart
+    /// from plain and cached input, so a what-if can price every kind.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_write: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl LedgerTokens {
+    /// The ledger's counts from the exclusive kinds the metering reads
+    /// ([`TokenKinds`]): `input` and `output` include their parts, as
+    /// OpenAI reports them, whatever the provider.
+    pub fn of(k: &TokenKinds) -> LedgerTokens {
+        LedgerTokens {
+            input: k.input.saturating_add(k.cached_input).saturating_add(k.cache_write),
+            output: k.output.saturating_add(k.reasoning),
+            cached_input: k.cached_input,
+            reasoning: k.reasoning,
+            cache_write: k.cache_write,
+        }
+    }
+
+    /// Back to exclusive kinds, as a price table prices them (a part
+    /// larger than its whole counts the whole as that part).
+    pub fn kinds(&self) -> TokenKinds {
+        let cached_input = self.cached_input.min(self.input);
+        let cache_write = self.cache_write.min(self.input - cached_input);
+        let reasoning = self.reasoning.min(self.output);
+        TokenKinds {
+            input: self.input - cached_input - cache_write,
+            cached_input,
+            cache_write,
+            output: self.output - reasoning,
+            reasoning,
+        }
+    }
 }
 
 impl LedgerRecord {
@@ -193,19 +238,6 @@ pub fn bounded(text: &str, max: usize) -> String {
     out
 }
 
-impl LedgerTokens {
-    /// The ledger's kinds of a reported usage: `input` and `output` are
-    /// whole sides (cache reads and writes are input, reasoning is output).
-    pub fn of(kinds: &crate::metering::TokenKinds) -> LedgerTokens {
-        LedgerTokens {
-            input: kinds.input.saturating_add(kinds.cached_input).saturating_add(kinds.cache_write),
-            output: kinds.output.saturating_add(kinds.reasoning),
-            cached_input: kinds.cached_input,
-            reasoning: kinds.reasoning,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,7 +256,7 @@ mod tests {
             units_requested: 1,
             units_charged: 1,
             units_settled: 1,
-            tokens: Some(LedgerTokens { input: 12, output: 30, cached_input: 0, reasoning: 0 }),
+            tokens: Some(LedgerTokens { input: 12, output: 30, ..LedgerTokens::default() }),
             status: 200,
             upstream_status: Some(200),
             upstream_reached: true,
@@ -251,6 +283,23 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmed_request_and_cache_writes_are_written_only_when_there() {
+        let mut record = LedgerRecord {
+            v: LEDGER_VERSION,
+            class: "drafts".into(),
+            tokens: Some(LedgerTokens { input: 10, ..LedgerTokens::default() }),
+            ..LedgerRecord::default()
+        };
+        let line = record.to_line();
+        assert!(!line.contains("confirmed") && !line.contains("cache_write"), "{line}");
+        record.confirmed = true;
+        record.tokens = Some(LedgerTokens { input: 10, cache_write: 4, ..LedgerTokens::default() });
+        let line = record.to_line();
+        assert!(line.contains("\"confirmed\":true") && line.contains("\"cache_write\":4"), "{line}");
+        assert_eq!(LedgerRecord::from_line(&line), Some(record));
+    }
+
+    #[test]
     fn text_is_bounded_at_a_character_boundary() {
         assert_eq!(bounded("gpt-4o", MAX_MODEL_BYTES), "gpt-4o");
         assert_eq!(bounded("abcdef", 3), "abc…");
@@ -261,10 +310,17 @@ mod tests {
     }
 
     #[test]
-    fn token_kinds_become_whole_sides() {
-        let kinds =
-            crate::metering::TokenKinds { input: 10, cached_input: 90, cache_write: 5, output: 20, reasoning: 12 };
-        assert_eq!(LedgerTokens::of(&kinds), LedgerTokens { input: 105, output: 32, cached_input: 90, reasoning: 12 });
+    fn token_kinds_round_trip_through_the_ledgers_counts() {
+        let kinds = TokenKinds { input: 100, cached_input: 900, cache_write: 50, output: 30, reasoning: 70 };
+        let tokens = LedgerTokens::of(&kinds);
+        assert_eq!(
+            tokens,
+            LedgerTokens { input: 1050, output: 100, cached_input: 900, reasoning: 70, cache_write: 50 }
+        );
+        assert_eq!(tokens.kinds(), kinds);
+        // A record that claims more cached than input tokens prices no negative input.
+        let odd = LedgerTokens { input: 5, cached_input: 9, cache_write: 3, output: 1, reasoning: 4 };
+        assert_eq!(odd.kinds(), TokenKinds { input: 0, cached_input: 5, cache_write: 0, output: 0, reasoning: 1 });
     }
 
     #[test]

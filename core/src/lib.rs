@@ -16,6 +16,7 @@ pub mod admission;
 pub mod body;
 pub mod bucket;
 pub mod buffering;
+pub mod busy;
 pub mod calendar;
 pub mod classify;
 pub mod clock;

@@ -1,7 +1,9 @@
 //! What the filter answers itself: refusals (429, 428, 413, 403, 401, 400, 503) in the
 //! format the client asked for: an OpenAI-compatible error envelope by
-//! default (SDKs show `error.message`, the human copy), RFC 9457 problem
-//! details, or a small HTML page.
+//! default (SDKs show `error.message`, the human copy), Anthropic's error
+//! envelope for Anthropic-style requests, RFC 9457 problem details, or a
+//! small HTML page. And the answer that replaces an upstream's own busy
+//! refusal ([`busy`]), in the same formats.
 
 use crate::body::Unreadable;
 use crate::calendar::rfc3339;
@@ -365,6 +367,13 @@ fn render(r: Refusal, mut headers: Headers, format: BodyFormat) -> LocalReply {
             }
             problem.to_string()
         }
+        BodyFormat::Anthropic => {
+            let mut error = json!({ "type": anthropic_type(r.status, r.code), "message": r.message, "code": r.code });
+            if let (Some(q), Some(obj)) = (r.quota, error.as_object_mut()) {
+                obj.insert("quota".into(), q);
+            }
+            json!({ "type": "error", "error": error }).to_string()
+        }
         BodyFormat::Html => html_page(&r),
     };
     if let Some(retry) = should_retry(r.code, &headers) {
@@ -387,7 +396,7 @@ pub const SHOULD_RETRY: &str = "x-should-retry";
 /// would fail the same way and, at a wall, spend the user's wait on backoff.
 fn should_retry(code: &str, headers: &Headers) -> Option<&'static str> {
     match code {
-        "quota_unavailable" => Some("true"),
+        "quota_unavailable" | UPSTREAM_BUSY => Some("true"),
         "quota_exceeded" => {
             let soon = headers
                 .iter()
@@ -397,6 +406,98 @@ fn should_retry(code: &str, headers: &Headers) -> Option<&'static str> {
             (!soon).then_some("false")
         }
         _ => Some("false"),
+    }
+}
+
+/// Anthropic's `error.type` for an answer: its documented type for the
+/// status (400 `invalid_request_error`, 401 `authentication_error`, 403
+/// `permission_error`, 404 `not_found_error`, 413 `request_too_large`, 429
+/// `rate_limit_error`, 500 `api_error`, 529 `overloaded_error`), so the
+/// Anthropic SDKs raise the error class they would for the API itself.
+/// Other 4xx (428) are `invalid_request_error`, as Anthropic uses it; a
+/// busy upstream's 503 is `overloaded_error`, other 5xx `api_error`.
+fn anthropic_type(status: u16, code: &str) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        503 if code == UPSTREAM_BUSY => "overloaded_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// The `code` (and OpenAI `error.type`) of the answer that replaces an
+/// upstream's own busy refusal.
+pub const UPSTREAM_BUSY: &str = "upstream_busy";
+
+/// The answer that replaces an upstream's own capacity refusal (see
+/// `busy.rs`): the upstream's `status` kept, the caller's standing as it
+/// was before the request (`d` given back: [`Decision::given_back`]), the
+/// `upstream_busy` copy, and `x-should-retry: true`. `Retry-After` is set
+/// only when the upstream sent none (`upstream_retry_after`: the upstream's
+/// value, which the response keeps); the copy's `{retry_in}` reads either.
+pub fn busy(
+    config: &Config,
+    d: &Decision,
+    status: u16,
+    upstream_retry_after: Option<&[u8]>,
+    format: BodyFormat,
+) -> LocalReply {
+    let mut headers = response_headers(config, d);
+    let retry_after = match upstream_retry_after {
+        Some(value) => crate::busy::retry_after_seconds(Some(value)),
+        None => {
+            headers.push((RETRY_AFTER, config.upstream_busy.retry_after.to_string()));
+            Some(config.upstream_busy.retry_after)
+        }
+    };
+    let Some(mut facts) = Facts::without_hint(config, d.tier, d.class, d.limit) else {
+        // A decision always names a cell of its config; say it plainly all the same.
+        let text = "The model is busy right now, so this request didn't go through. Try again in a moment.";
+        let refusal = busy_refusal(status, text.into(), None);
+        return render(refusal, headers, format);
+    };
+    facts.retry_after = retry_after;
+    let mut quota = json!({
+        "class": facts.class.name,
+        "label": facts.class.label,
+        "tier": facts.tier.name,
+        "scope": d.scope.as_str(),
+        "upstream_status": status,
+        "retry_after": retry_after,
+        "cost": 0,
+    });
+    if let (Outcome::Charged(c), Some(q)) = (&d.outcome, quota.as_object_mut()) {
+        facts.usage = Some(c.usage);
+        facts.reset_after = d.reset_after().unwrap_or(0);
+        q.insert("state".into(), json!(c.usage.state.as_str()));
+        q.insert("used".into(), json!(c.usage.used));
+        q.insert("limit".into(), json!(c.usage.hard));
+        q.insert("remaining".into(), json!(c.usage.remaining()));
+        q.insert("window".into(), json!(facts.limits.map(|l| l.window_name.clone())));
+        q.insert("reset".into(), json!(rfc3339(c.usage.window.end)));
+        q.insert("reset_after".into(), json!(facts.reset_after));
+        q.insert("money".into(), crate::usage::money(config, d.class, &c.usage));
+    }
+    let message = copy::message(config, Message::UpstreamBusy, &facts);
+    render(busy_refusal(status, message, Some(quota)), headers, format)
+}
+
+fn busy_refusal(status: u16, message: String, quota: Option<Value>) -> Refusal {
+    Refusal {
+        status,
+        kind: UPSTREAM_BUSY,
+        code: UPSTREAM_BUSY,
+        title: "The model is busy right now".into(),
+        message,
+        quota,
+        violated: None,
+        reset: None,
+        upgrade: None,
     }
 }
 
@@ -869,5 +970,104 @@ mod tests {
         let d = charge(&minute, &alice, ClassId(0), 1, false, now, &store);
         let Action::Reply(soon) = respond(&minute, &d, BodyFormat::OpenAi) else { panic!("{d:?}") };
         assert_eq!((soon.status, header(&soon, SHOULD_RETRY)), (429, None));
+    }
+
+    fn anthropic(reply: &LocalReply) -> (u16, String, String, Value) {
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["type"], "error", "{body}");
+        assert!(reply.headers.contains(&("content-type", "application/json".into())));
+        let error = body["error"].clone();
+        (reply.status, error["type"].as_str().unwrap().into(), error["code"].as_str().unwrap().into(), error)
+    }
+
+    #[test]
+    fn every_refusal_has_its_anthropic_type() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let who = |h: &[(&str, &str)]| identify(&config, &head(h), &NoProperties).unwrap();
+        let alice = who(&[("x-user-id", "alice")]);
+        let reply = |d: &Decision| match respond(&config, d, BodyFormat::Anthropic) {
+            Action::Reply(r) => r,
+            Action::Continue(_) => panic!("expected a refusal: {d:?}"),
+        };
+        // 429 at the wall, its message and numbers where the SDK reads them.
+        for _ in 0..10 {
+            charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        }
+        let blocked = reply(&charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store));
+        let (status, kind, code, error) = anthropic(&blocked);
+        assert_eq!((status, kind.as_str(), code.as_str()), (429, "rate_limit_error", "quota_exceeded"));
+        assert!(error["message"].as_str().unwrap().starts_with("You've used your 10 drafts for today."));
+        assert_eq!(error["quota"]["used"], 10);
+        assert_eq!(header(&blocked, SHOULD_RETRY), Some("false"));
+        // 403: a class outside the plan.
+        let (status, kind, code, _) =
+            anthropic(&reply(&charge(&config, &alice, ClassId(0), 1, false, NOON_MS, &store)));
+        assert_eq!((status, kind.as_str(), code.as_str()), (403, "permission_error", "not_included_in_plan"));
+        // 403: a pooled class without a workspace.
+        let solo = who(&[("x-user-id", "solo"), ("x-plan", "team")]);
+        let (status, kind, code, _) = anthropic(&reply(&charge(&config, &solo, ClassId(2), 1, false, NOON_MS, &store)));
+        assert_eq!((status, kind.as_str(), code.as_str()), (403, "permission_error", "workspace_required"));
+        // 428: a costly request to confirm.
+        let mut doc: Value = serde_json::from_slice(include_bytes!("../../envoy/demo-config.json")).unwrap();
+        doc["tiers"]["free"]["limits"]["drafts"]["confirm_above"] = json!(0.1);
+        let confirming = crate::config::Config::from_json(doc.to_string().as_bytes()).unwrap();
+        let d = charge(&confirming, &alice, ClassId(2), 5, false, NOON_MS, &MemoryStore::new());
+        let Action::Reply(confirm) = respond(&confirming, &d, BodyFormat::Anthropic) else { panic!("{d:?}") };
+        let (status, kind, code, _) = anthropic(&confirm);
+        assert_eq!((status, kind.as_str(), code.as_str()), (428, "invalid_request_error", "confirmation_required"));
+        // 413: more than the cell could ever admit.
+        let tokens = tokens_config(json!({"hard": 20000, "window": "day"}));
+        let d = ask(&tokens, 75000, 0);
+        let (status, kind, code, _) = anthropic(&reply_to(&tokens, &d, BodyFormat::Anthropic));
+        assert_eq!((status, kind.as_str(), code.as_str()), (413, "request_too_large", "request_too_large"));
+        // 503: the store gave up, failing closed.
+        let mut closed = demo_config();
+        closed.counters.on_error = FailPolicy::Closed;
+        let failing = MemoryStore::new();
+        *failing.fail_next_sets.borrow_mut() = 1000;
+        let d = charge(&closed, &alice, ClassId(2), 1, false, NOON_MS, &failing);
+        let Action::Reply(unavailable) = respond(&closed, &d, BodyFormat::Anthropic) else { panic!("{d:?}") };
+        let (status, kind, code, _) = anthropic(&unavailable);
+        assert_eq!((status, kind.as_str(), code.as_str()), (503, "api_error", "quota_unavailable"));
+        // 401 and 403 for identity, 413 and 400 for the body.
+        for (err, expected) in [
+            (IdentityError::MissingUser, (401, "authentication_error", "missing_identity")),
+            (IdentityError::InvalidCredentials, (401, "authentication_error", "invalid_credentials")),
+            (IdentityError::UnknownTier("gold".into()), (403, "permission_error", "unknown_tier")),
+        ] {
+            let (status, kind, code, _) = anthropic(&refuse_identity(&config, &err, BodyFormat::Anthropic));
+            assert_eq!((status, kind.as_str(), code.as_str()), expected);
+        }
+        let (status, kind, code, error) =
+            anthropic(&refuse_body(&config, &Unreadable::TooLarge, BodyFormat::Anthropic));
+        assert_eq!((status, kind.as_str(), code.as_str()), (413, "request_too_large", "body_too_large"));
+        assert_eq!(error["quota"]["max_body_bytes"], 262_144);
+        let (status, kind, code, _) = anthropic(&refuse_body(&config, &Unreadable::TooDeep, BodyFormat::Anthropic));
+        assert_eq!((status, kind.as_str(), code.as_str()), (400, "invalid_request_error", "unreadable_body"));
+    }
+
+    #[test]
+    fn the_anthropic_envelope_reads_back_as_a_refusal() {
+        let config = demo_config();
+        let store = MemoryStore::new();
+        let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        for _ in 0..10 {
+            charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        }
+        let d = charge(&config, &alice, ClassId(2), 1, false, NOON_MS, &store);
+        let Action::Reply(reply) = respond(&config, &d, BodyFormat::Anthropic) else { panic!("{d:?}") };
+        let read = crate::wire::read_refusal(&reply.body).unwrap();
+        assert_eq!(read.code.as_deref(), Some("quota_exceeded"));
+        assert_eq!(read.quota.and_then(|q| q.used), Some(10));
+    }
+
+    #[test]
+    fn anthropic_types_follow_the_status() {
+        assert_eq!(anthropic_type(404, "x"), "not_found_error");
+        assert_eq!(anthropic_type(500, "x"), "api_error");
+        assert_eq!(anthropic_type(503, UPSTREAM_BUSY), "overloaded_error");
+        assert_eq!(anthropic_type(529, UPSTREAM_BUSY), "overloaded_error");
+        assert_eq!(anthropic_type(422, "x"), "invalid_request_error");
     }
 }

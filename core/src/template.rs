@@ -37,6 +37,7 @@ pub enum Var {
     WholeWindow,
     MaxBody,
     BodyProblem,
+    RetryIn,
 }
 
 /// Placeholder names as written in templates, with what each stands for
@@ -78,6 +79,11 @@ pub const VARS: &[(&str, Var, &str)] = &[
         "body_problem",
         Var::BodyProblem,
         "why the body could not be read: it is not valid JSON: expected value at line 1 column 1 (body refusals only)",
+    ),
+    (
+        "retry_in",
+        Var::RetryIn,
+        "when to try again: 2 s (an upstream's busy answer only; \"a moment\" when the upstream names a date)",
     ),
 ];
 

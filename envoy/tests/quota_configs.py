@@ -69,3 +69,28 @@ def body_classes(**top_level):
     }
     config.update(copy.deepcopy(top_level))
     return config
+
+
+MESSAGES = "/v1/messages"
+
+
+def sdk_classes(**top_level):
+    """What the official SDKs call: `drafts` on OpenAI's chat completions
+    (3 a day) and `messages` on Anthropic's Messages API (2 a day, answered
+    in Anthropic's error envelope by its path), with the usage endpoint."""
+    config = {
+        "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+        "classes": [
+            {"name": "drafts", "label": "Drafts", "unit": "draft",
+             "match": [{"methods": ["POST"], "path": {"exact": CHAT}}]},
+            {"name": "messages", "label": "Messages", "unit": "message",
+             "match": [{"methods": ["POST"], "path": {"exact": MESSAGES}}]},
+        ],
+        "tiers": {"free": {"limits": {
+            "drafts": {"hard": 3, "window": "day"},
+            "messages": {"hard": 2, "window": "day"},
+        }}},
+        "usage_endpoint": "/v1/quota",
+    }
+    config.update(copy.deepcopy(top_level))
+    return config

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from quota_configs import DEMO_PATH, demo, one_class
+from quota_configs import DEMO_PATH, demo, one_class, sdk_classes
 
 SCHEMA_PATH = DEMO_PATH.parent / "quota-config.schema.json"
 FIXTURES = DEMO_PATH.parent.parent / "matrix" / "tests" / "fixtures"
@@ -86,3 +86,15 @@ def test_a_value_outside_a_fields_choices_is_rejected():
         config = demo(unreadable_body="strictest", counters={"on_error": "fail_closed"})
         config["tiers"]["pro"]["limits"]["drafts"]["at_hard"] = word
         assert error_paths(config) == [], word
+
+
+def test_the_sdk_config_and_its_switches_validate():
+    config = sdk_classes(upstream_busy={"enabled": True, "statuses": [429, 529], "retry_after": 5},
+                         response_headers={"openai_ratelimit": True})
+    config["classes"][1]["error_format"] = "anthropic"
+    config["copy"] = {"upstream_busy": "Busy: try again in {retry_in}."}
+    assert error_paths(config) == []
+    config["classes"][1]["error_format"] = "claude"
+    config["upstream_busy"]["statuses"] = ["429"]
+    # An optional object is one `anyOf` in the schema: its error is reported at the object.
+    assert error_paths(config) == ["classes.1.error_format", "upstream_busy"]

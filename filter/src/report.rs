@@ -118,6 +118,13 @@ impl Reporter {
         }
     }
 
+    /// The upstream answered an admitted request busy (its `status`): the
+    /// charge went back and the caller got the filter's busy answer.
+    pub fn upstream_busy(&self, caller: &Caller, d: &Decision, status: u16, now_ms: i64) {
+        bump(self.class_metric(d, ClassMetric::UpstreamBusy), 1);
+        self.emit(events::busy_record(&self.config, caller, d, status, now_ms));
+    }
+
     pub fn identity_refused(&self, err: &IdentityError, now_ms: i64) {
         bump(
             match err {

@@ -12,8 +12,8 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 use quota_core::clock::Clock;
 use quota_core::config::Config;
 use quota_core::decimal;
-use quota_core::exchange::response::Ended;
-use quota_core::exchange::{Edits, Exchange, Host, Level, Next, Note, Step};
+use quota_core::exchange::response::{Ended, LOGGED_BODY};
+use quota_core::exchange::{Edits, Exchange, Host, Level, Next, Note, ResponseHead, ResponseStep, Step, BUSY_REMOVED};
 use quota_core::headers::Headers;
 use quota_core::identity::{identify, Caller, IdentityError};
 use quota_core::redis::Command;
@@ -63,6 +63,9 @@ impl Host for Worker<'_> {
         match note {
             Note::Decided { caller, decision } => reporter.decision(caller, decision),
             Note::IdentityRefused(err) => reporter.identity_refused(err, HostClock.now_ms()),
+            Note::UpstreamBusy { caller, decision, status } => {
+                reporter.upstream_busy(caller, decision, status, HostClock.now_ms())
+            }
             Note::BodyRefused { caller, why } => reporter.body_refused(caller, why, HostClock.now_ms()),
             Note::UsageLimited => reporter.usage_limited(),
             Note::StoreError(why) => {
@@ -212,27 +215,69 @@ impl HttpContext for QuotaStream {
         self.event(|x, config, _| x.request_trailers(config))
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = &self.state else { return Action::Continue };
-        let Some(headers) = self.exchange.response_headers() else { return Action::Continue };
-        let upstream = add_response_headers(headers);
-        if !self.exchange.corrects_charge() && !self.exchange.records_response() {
+        if self.exchange.response_headers().is_none() {
             return Action::Continue;
         }
+        let map = MapType::HttpResponseHeaders;
+        // One read of the whole map: each host call costs more in Envoy than
+        // the few headers it carries.
+        let upstream = header_map::pairs(map);
         let header = |name: &str| match &upstream {
             Some(pairs) => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v.clone()),
-            None => header_map::get(MapType::HttpResponseHeaders, name),
+            None => header_map::get(map, name),
         };
         let status = header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
-        // The content type says how a metered body is read; nothing else needs it.
-        let content_type = if self.exchange.reads_response_body() { header("content-type") } else { None };
-        let flags = response_flags();
-        self.exchange.response_head(&shared.config, &mut Worker(shared), status, content_type.as_deref(), flags);
+        let step = if self.exchange.reads_response_head(&shared.config, status) || self.exchange.records_response() {
+            // The content type says how a metered body is read; nothing else needs it.
+            let content_type = if self.exchange.reads_response_body() { header("content-type") } else { None };
+            let retry_after = header("retry-after");
+            let head = ResponseHead {
+                status,
+                content_type: content_type.as_deref(),
+                retry_after: retry_after.as_deref(),
+                flags: response_flags(),
+            };
+            self.exchange.response(&shared.config, &mut Worker(shared), head)
+        } else {
+            ResponseStep::Continue
+        };
+        match step {
+            ResponseStep::Continue => {
+                if let Some(headers) = self.exchange.response_headers() {
+                    put_response_headers(upstream.as_deref(), headers, &[]);
+                }
+            }
+            ResponseStep::Busy(answer) => {
+                put_response_headers(upstream.as_deref(), &answer.headers, &BUSY_REMOVED);
+                if end_of_stream {
+                    // No body will pass to carry the answer: send it as the reply.
+                    let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    if let Err(e) = host::send_reply(answer.status, &headers, answer.body.as_bytes()) {
+                        log(LogLevel::Warn, &format!("quota: could not send the busy answer: {e}"));
+                    }
+                }
+            }
+        }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(shared) = &self.state else { return Action::Continue };
+        if self.exchange.replaces_response_body() {
+            // The upstream's busy body is dropped chunk by chunk as it passes,
+            // never held; its start goes to the log.
+            let start = match body_size {
+                0 => None,
+                n => host::response_body(n.min(LOGGED_BODY)).ok().flatten(),
+            };
+            let bytes = self.exchange.replace_response_chunk(&mut Worker(shared), start.as_deref().unwrap_or_default());
+            if let Err(e) = host::set_response_body(body_size, &bytes) {
+                log(LogLevel::Warn, &format!("quota: could not replace the busy answer's body: {e}"));
+            }
+            return Action::Continue;
+        }
         if !self.exchange.reads_response_body() {
             return Action::Continue;
         }
@@ -258,28 +303,31 @@ impl HttpContext for QuotaStream {
     }
 }
 
-/// Puts the decision's headers on the response, replacing the upstream's
-/// copies of them, and returns the upstream's headers as they were. One read
-/// and one write of the whole map: each host call costs more in Envoy than
-/// the few headers it carries. If the map cannot be read, the headers are set
-/// one by one instead; `None` (also when there is nothing to add) says the
-/// caller must ask the host for any header it needs.
-fn add_response_headers(headers: &Headers) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+/// Puts `headers` on the response, replacing the upstream's copies of them
+/// and taking `removed` off; `upstream` is the map as read (one write of the
+/// whole map). If the map could not be read, the headers are set (and
+/// removed) one by one instead.
+fn put_response_headers(upstream: Option<&[(Vec<u8>, Vec<u8>)]>, headers: &Headers, removed: &[&str]) {
     let map = MapType::HttpResponseHeaders;
-    if headers.is_empty() {
-        return None;
+    if headers.is_empty() && removed.is_empty() {
+        return;
     }
-    let Some(upstream) = header_map::pairs(map) else {
+    let Some(upstream) = upstream else {
+        for name in removed {
+            header_map::remove(map, name);
+        }
         for (name, value) in headers {
             header_map::set(map, name, value);
         }
-        return None;
+        return;
     };
-    let ours = |name: &[u8]| headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name));
+    let ours = |name: &[u8]| {
+        headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            || removed.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+    };
     let kept = upstream.iter().filter(|(n, _)| !ours(n)).map(|(n, v)| (n.as_slice(), v.as_slice()));
     let merged = kept.chain(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
     if !header_map::set_pairs(map, merged) {
         log(LogLevel::Warn, "quota: could not put the quota headers on the response");
     }
-    Some(upstream)
 }

@@ -26,4 +26,5 @@ mod hostile_inputs;
 mod ledger;
 mod redis;
 mod unidentified_callers;
+mod upstream_busy;
 mod windows;

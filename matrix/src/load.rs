@@ -33,7 +33,7 @@ pub fn read(path: &str) -> Result<Vec<u8>, String> {
 }
 
 /// "no such file", without Rust's "(os error 2)".
-fn io_reason(e: &std::io::Error) -> String {
+pub fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),

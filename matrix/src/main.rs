@@ -1,16 +1,22 @@
 //! `quota-matrix`: the quota matrix as a product document. Validate it with
 //! the filter's own checks, render it as tables, replay requests through it,
-//! and print its JSON Schema. See `cli::USAGE`.
+//! print its JSON Schema; generate a ledger, report on one, and replay one
+//! through a proposed matrix. See `cli::USAGE`.
 
 mod cli;
 mod describe;
+mod generate;
+mod ledger;
 mod load;
 mod render;
+mod report;
+mod rng;
 mod simulate;
 mod smells;
 mod trace;
+mod whatif;
 
-use cli::{Command, Format};
+use cli::{Command, Format, Output};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -59,6 +65,15 @@ fn run(command: Command) -> Result<Report, String> {
                 Format::Html => render::html(&doc),
             }))
         }
+        Command::Generate(args) => generate(&args),
+        Command::Report(args) => report_command(&args),
+        Command::Whatif(args) => {
+            let current = load::load(&args.config)?;
+            let proposed = load::load(&args.proposed)?;
+            let ledger = ledger::read(&args.ledger)?;
+            let comparison = whatif::Comparison::new(&ledger, &current, &proposed);
+            Ok(Report { stdout: comparison.write(args.format), stderr: ledger.warning().unwrap_or_default(), code: 0 })
+        }
         Command::Simulate(args) => {
             let loaded = load::load(&args.file)?;
             let bytes = load::read(&args.script)?;
@@ -74,6 +89,30 @@ fn run(command: Command) -> Result<Report, String> {
             }))
         }
     }
+}
+
+fn generate(args: &cli::Generate) -> Result<Report, String> {
+    let loaded = load::load(&args.config)?;
+    let start_day =
+        generate::parse_date(&args.start).ok_or_else(|| format!("--start \"{}\" is not a date", args.start))?;
+    let options = generate::Options { seed: args.seed, users: args.users, days: args.days, start_day };
+    let generated = generate::run(&loaded, &options)?;
+    let stderr: String = generated.notes.iter().map(|n| format!("generate: {n}\n")).collect();
+    Ok(Report { stdout: generated.ledger, stderr, code: 0 })
+}
+
+fn report_command(args: &cli::Report) -> Result<Report, String> {
+    let loaded = load::load(&args.config)?;
+    let definitions = report::metrics::Definitions::of(&loaded.config, args.premium.as_deref(), args.batch.as_deref())?;
+    let ledger = ledger::read(&args.ledger)?;
+    let r = report::metrics::report(&loaded.config, &loaded.path, &ledger, definitions);
+    let stdout = match args.format {
+        Output::Table => report::table(&r),
+        Output::Markdown => report::markdown(&r),
+        Output::Json => report::json(&r),
+        Output::Html => report::html(&r),
+    };
+    Ok(Report { stdout, stderr: ledger.warning().unwrap_or_default(), code: 0 })
 }
 
 fn schema() -> Result<Report, String> {

@@ -157,7 +157,7 @@ pub fn run(loaded: &Loaded, args: &Simulate, requests: &[Request]) -> Result<Vec
 
 /// The config with its counters where the simulator keeps them: in memory
 /// (see the module's notes on Redis).
-fn in_memory(config: &Config) -> Cow<'_, Config> {
+pub(crate) fn in_memory(config: &Config) -> Cow<'_, Config> {
     if config.counters.exact_redis().is_none() {
         return Cow::Borrowed(config);
     }
@@ -197,7 +197,7 @@ fn caller(loaded: &Loaded, args: &Simulate) -> Result<Caller, String> {
 
 /// The request head as the client sent it: pseudo-headers, then the
 /// trace's headers (its `x-quota-*` ones too: the exchange strips them).
-fn head_of(request: &Request) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn head_of(request: &Request) -> Vec<(String, Vec<u8>)> {
     let mut head: Vec<(String, Vec<u8>)> = vec![
         (":method".into(), request.method.clone().into_bytes()),
         (":path".into(), request.path.clone().into_bytes()),
@@ -207,21 +207,21 @@ fn head_of(request: &Request) -> Vec<(String, Vec<u8>)> {
 }
 
 /// What an exchange did with one request.
-struct Passage {
-    exchange: Exchange,
+pub(crate) struct Passage {
+    pub exchange: Exchange,
     /// The edits of every step, in order.
-    edits: Vec<Edits>,
+    pub edits: Vec<Edits>,
     /// The filter answered the request itself.
-    reply: Option<LocalReply>,
+    pub reply: Option<LocalReply>,
     /// What the exchange noted for this request.
-    notes: Vec<Noted>,
+    pub notes: Vec<Noted>,
 }
 
 /// Drives one request through an exchange the way `filter/src/stream.rs`
 /// drives one: the head, then the body in one chunk that ends the stream
 /// (Envoy delivers it whether the headers went on or wait), and the bytes
 /// the exchange asks to read.
-fn pass(
+pub(crate) fn pass(
     config: &Config,
     host: &mut MemoryHost,
     request: &Request,
@@ -376,7 +376,7 @@ fn respond_upstream(
 }
 
 /// What the counter `key` holds now (0 when there is none).
-fn counter_used(config: &Config, host: &MemoryHost, key: &str) -> u64 {
+pub(crate) fn counter_used(config: &Config, host: &MemoryHost, key: &str) -> u64 {
     let table = config.counters.table(&host.store, host.now_ms);
     table.get(key).ok().flatten().and_then(|(bytes, _)| Counter::decode(&bytes)).map_or(0, |c| c.used)
 }
@@ -480,7 +480,7 @@ fn own(headers: &[(&str, String)]) -> Vec<(String, String)> {
     headers.iter().map(|(n, v)| ((*n).to_string(), v.clone())).collect()
 }
 
-fn state(d: &Decision) -> &'static str {
+pub(crate) fn state(d: &Decision) -> &'static str {
     match &d.outcome {
         Outcome::Charged(c) if c.needs_confirmation => "confirmation_required",
         Outcome::Charged(c) if c.too_large => quota_core::headers::STATE_TOO_LARGE,

@@ -48,6 +48,8 @@ pub struct Config {
     pub refunds: crate::refund::RefundPolicy,
     /// What models cost, for classes metered in money (not used yet).
     pub prices: Option<Prices>,
+    /// Which upstream answers are rewritten as "busy, not your quota".
+    pub upstream_busy: crate::busy::BusyPolicy,
 }
 
 impl Config {
@@ -241,6 +243,7 @@ impl TryFrom<RawConfig> for Config {
         let response_headers = check_response_headers(raw.response_headers.as_ref());
         let admin = check_admin(raw.admin.as_ref(), usage_endpoint.as_deref())?;
         let refunds = crate::refund::RefundPolicy::from_raw(raw.refunds.as_ref())?;
+        let upstream_busy = crate::busy::BusyPolicy::from_raw(raw.upstream_busy.as_ref())?;
         check_stack_sources(&classes, &tiers, &tier_names, &identity, &counters)?;
         if admin.is_none() {
             for (tier, name) in tiers.iter().zip(&tier_names) {
@@ -280,6 +283,7 @@ impl TryFrom<RawConfig> for Config {
             refunds,
             body_needs,
             prices,
+            upstream_busy,
         })
     }
 }

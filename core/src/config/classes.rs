@@ -7,6 +7,7 @@ use super::error::{join, ConfigError};
 use super::fields::{check_name, check_text};
 use super::raw::RawClass;
 use super::rules::{check_rule, Rule};
+use crate::negotiate::ErrorFormat;
 
 /// Index of a class in [`Config::classes`] (document order = match order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +33,8 @@ pub struct Class {
     /// metered in money by a unit rule).
     pub unit_price: Option<u64>,
     pub copy: CopySet,
+    /// The JSON error envelope of the filter's answers to this class.
+    pub error_format: ErrorFormat,
 }
 
 impl Class {
@@ -91,6 +94,15 @@ pub(super) fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigErr
         .collect::<Result<Vec<_>, _>>()?;
     let cost = check_cost(&join(path, "cost"), raw.cost.as_ref())?;
     let copy = check_copy(&join(path, "copy"), raw.copy.as_ref())?;
+    let error_format = match raw.error_format.as_deref() {
+        None => ErrorFormat::Auto,
+        Some(text) => ErrorFormat::parse(text).ok_or_else(|| {
+            ConfigError::new(
+                join(path, "error_format"),
+                format!("must be \"auto\", \"openai\" or \"anthropic\", got \"{text}\""),
+            )
+        })?,
+    };
     Ok(Class {
         name: raw.name.clone(),
         label,
@@ -102,6 +114,7 @@ pub(super) fn check_class(path: &str, raw: &RawClass) -> Result<Class, ConfigErr
         cost_fallback: cost.2,
         unit_price: cost.3,
         copy,
+        error_format,
     })
 }
 

@@ -29,6 +29,8 @@ pub enum Message {
     BodyTooLarge,
     /// The 400 for a body the filter cannot read.
     UnreadableBody,
+    /// An upstream's own capacity refusal, rewritten (see `busy.rs`).
+    UpstreamBusy,
 }
 
 /// Templates set at one level (global, class, tier or cell); the most
@@ -65,6 +67,7 @@ pub(super) fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, C
         ("too_large", Message::TooLarge, &raw.too_large),
         ("body_too_large", Message::BodyTooLarge, &raw.body_too_large),
         ("unreadable_body", Message::UnreadableBody, &raw.unreadable_body),
+        ("upstream_busy", Message::UpstreamBusy, &raw.upstream_busy),
     ];
     let mut templates = Vec::new();
     for (name, message, text) in fields {
@@ -80,11 +83,14 @@ pub(super) fn check_copy(path: &str, raw: Option<&RawCopy>) -> Result<CopySet, C
 pub struct ResponseHeaders {
     pub ratelimit: bool,
     pub quota: bool,
+    /// OpenAI-style `x-ratelimit-*` headers (off by default).
+    pub openai_ratelimit: bool,
 }
 
 pub(super) fn check_response_headers(raw: Option<&RawResponseHeaders>) -> ResponseHeaders {
     ResponseHeaders {
         ratelimit: raw.and_then(|h| h.ratelimit).unwrap_or(true),
         quota: raw.and_then(|h| h.quota).unwrap_or(true),
+        openai_ratelimit: raw.and_then(|h| h.openai_ratelimit).unwrap_or(false),
     }
 }

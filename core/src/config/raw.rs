@@ -73,6 +73,10 @@ pub struct RawConfig {
     /// Which upstream answers give a charge back (see the README's refund policy).
     #[serde(default)]
     pub refunds: Option<crate::refund::RawRefunds>,
+    /// An upstream's own capacity refusal (429, 503, 529): rewritten as a
+    /// friendly "busy, not your quota" answer and never charged.
+    #[serde(default)]
+    pub upstream_busy: Option<crate::busy::RawUpstreamBusy>,
     /// What models cost, in one currency, per million tokens (and per request).
     #[serde(default)]
     pub prices: Option<RawPrices>,
@@ -302,6 +306,10 @@ pub struct RawCopy {
     /// `{max_body}` and `{body_problem}` apply).
     #[serde(default)]
     pub unreadable_body: Option<String>,
+    /// The answer that replaces an upstream's own capacity refusal (429,
+    /// 503, 529: see `upstream_busy`); `{retry_in}` says when to try again.
+    #[serde(default)]
+    pub upstream_busy: Option<String>,
 }
 
 /// Where a value comes from. Exactly one of `header`, `jwt_claim` or `property`.
@@ -391,6 +399,14 @@ pub struct RawClass {
     pub cost: Option<RawCost>,
     #[serde(default)]
     pub copy: Option<RawCopy>,
+    /// The JSON error envelope of the filter's answers to this class:
+    /// `auto` (default: Anthropic's for a request to an Anthropic path such
+    /// as `/v1/messages`, or with an `anthropic-version` header; else
+    /// OpenAI's), `openai` or `anthropic`. An `Accept` asking for
+    /// `application/problem+json` or `text/html` still gets those.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["auto", "openai", "anthropic", null])))]
+    pub error_format: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -807,4 +823,9 @@ pub struct RawResponseHeaders {
     /// The `x-quota-*` family.
     #[serde(default)]
     pub quota: Option<bool>,
+    /// OpenAI-style `x-ratelimit-{limit,remaining,reset}-requests` (classes
+    /// counted per request) or `-tokens` (classes metered in tokens), from
+    /// the binding limit; resets as OpenAI writes them (`6m0s`). Default false.
+    #[serde(default)]
+    pub openai_ratelimit: Option<bool>,
 }

@@ -731,3 +731,24 @@ fn a_token_count_names_its_kinds() {
         "classes[0].cost.tokens.count: must be \"all\", \"input\" or \"output\", got \"completion\""
     );
 }
+
+#[test]
+fn error_formats_and_busy_answers_are_checked() {
+    let doc = with(base(), "/classes/1/error_format", json!("claude"));
+    assert_eq!(error_of(&doc), r#"classes[1].error_format: must be "auto", "openai" or "anthropic", got "claude""#);
+    let doc = with(base(), "/classes/0/error_format", json!("anthropic"));
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(config.classes[0].error_format, crate::negotiate::ErrorFormat::Anthropic);
+    assert_eq!(config.classes[1].error_format, crate::negotiate::ErrorFormat::Auto);
+    let doc = with(base(), "/upstream_busy", json!({"statuses": [429, 600]}));
+    assert_eq!(error_of(&doc), "upstream_busy.statuses[1]: must be a status from 400 to 599, got 600");
+    let doc = with(base(), "/upstream_busy", json!({"retry": 3}));
+    assert!(error_of(&doc).starts_with("upstream_busy.retry: unknown field `retry`"), "{}", error_of(&doc));
+    let doc = with(base(), "/tiers/free/copy", json!({"upstream_busy": "Busy, back in {retry_inn}."}));
+    assert!(error_of(&doc).starts_with("tiers.free.copy.upstream_busy: unknown placeholder {retry_inn}"));
+    let doc = with(base(), "/response_headers", json!({"openai_ratelimit": "yes"}));
+    assert!(error_of(&doc).starts_with("response_headers.openai_ratelimit: invalid type"), "{}", error_of(&doc));
+    let config = Config::from_json(base().to_string().as_bytes()).unwrap();
+    assert_eq!(config.upstream_busy, crate::busy::BusyPolicy::default());
+    assert!(!config.response_headers.openai_ratelimit);
+}

@@ -30,6 +30,11 @@ use crate::reply::upgrade_offered;
 use crate::request::RequestHead;
 use serde_json::Value;
 
+/// The state of a request the upstream refused for its own capacity (a busy
+/// answer, see `busy.rs`): not one `x-quota-state` names, as the caller's
+/// quota did not refuse it.
+pub const STATE_BUSY: &str = "busy";
+
 /// A request's ledger entry while it is under way.
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -56,8 +61,16 @@ impl Entry {
         Entry { arrived_ms, record, decided: false, answered: false }
     }
 
-    /// The request was decided: `json` is its body as the filter read it.
-    pub(super) fn decided(&mut self, config: &Config, caller: &Caller, json: Option<&Value>, d: &Decision) {
+    /// The request was decided: `json` is its body as the filter read it;
+    /// `confirmed`: the client sent the confirmation header.
+    pub(super) fn decided(
+        &mut self,
+        config: &Config,
+        caller: &Caller,
+        json: Option<&Value>,
+        d: &Decision,
+        confirmed: bool,
+    ) {
         let ids = &config.observability.ids;
         let shown = |id: &str| shown_id(ids, id).as_str().map(str::to_string);
         let r = &mut self.record;
@@ -72,6 +85,7 @@ impl Entry {
         r.model_asked = json.and_then(|j| j.get("model")).and_then(Value::as_str).map(|m| bounded(m, MAX_MODEL_BYTES));
         r.stream = json.and_then(|j| j.get("stream")).is_some_and(crate::admission::streams);
         r.units_requested = d.requested;
+        r.confirmed = confirmed;
         r.units_charged = match &d.outcome {
             Outcome::Charged(c) if c.admitted => c.cost,
             _ => 0,
@@ -117,7 +131,17 @@ impl Entry {
         r.upstream_reached = response_flags & flags::NOT_FORWARDED == 0;
         let envoys = response_flags & flags::ANSWERED_BY_ENVOY_AFTER_FORWARDING != 0;
         r.upstream_status = status.filter(|_| r.upstream_reached && !envoys);
+        if !r.upstream_reached {
+            // Nothing served it.
+            r.model_served = None;
+        }
         self.answered = true;
+    }
+
+    /// The upstream answered busy (its capacity, not the caller's quota):
+    /// the charge went back and the filter's busy answer replaced its body.
+    pub(super) fn busy(&mut self) {
+        self.record.state = STATE_BUSY.to_string();
     }
 
     /// What the response did to the charge so far: what it settled at, the
@@ -141,7 +165,11 @@ impl Entry {
     /// or the upstream never answered): it reached the upstream if Envoy
     /// connected it to one; the client got no status (0).
     pub(super) fn ended_without_answer(&mut self, ended: Ended) {
-        self.record.upstream_reached = ended.upstream_connected && ended.response_flags & flags::NOT_FORWARDED == 0;
+        let r = &mut self.record;
+        r.upstream_reached = ended.upstream_connected && ended.response_flags & flags::NOT_FORWARDED == 0;
+        if !r.upstream_reached {
+            r.model_served = None;
+        }
     }
 
     /// The record, once the request was decided; `now`: its end.

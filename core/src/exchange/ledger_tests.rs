@@ -279,7 +279,7 @@ fn a_token_metered_answer_settles_at_the_reported_usage_and_names_its_model() {
     upstream(&mut x, &config, &mut host, 200, answer.to_string().as_bytes(), false);
     let r = logged(&mut x, &config, &mut host, NOON_MS + 900).unwrap();
     assert_eq!((r.units_requested, r.units_charged, r.units_settled), (52, 52, 42));
-    assert_eq!(r.tokens, Some(LedgerTokens { input: 12, output: 30, cached_input: 8, reasoning: 0 }));
+    assert_eq!(r.tokens, Some(LedgerTokens { input: 12, output: 30, cached_input: 8, reasoning: 0, cache_write: 0 }));
     assert_eq!((r.model_asked.as_deref(), r.model_served.as_deref()), (Some("gpt-4o"), Some("gpt-4o-2024-08-06")));
     assert_eq!((r.stream, r.duration_ms), (false, Some(900)));
 }
@@ -305,7 +305,7 @@ fn a_stream_with_its_usage_in_the_last_event_is_recorded_from_it() {
     let r = logged(&mut x, &config, &mut host, NOON_MS + 3000).unwrap();
     assert!(r.stream);
     assert_eq!((r.units_charged, r.units_settled), (52, 79));
-    assert_eq!(r.tokens, Some(LedgerTokens { input: 9, output: 70, cached_input: 0, reasoning: 20 }));
+    assert_eq!(r.tokens, Some(LedgerTokens { input: 9, output: 70, cached_input: 0, reasoning: 20, cache_write: 0 }));
     assert_eq!(r.model_served.as_deref(), Some("gpt-4o-mini"));
 }
 
@@ -326,7 +326,10 @@ fn a_priced_request_is_recorded_in_micro_units_of_its_currency() {
         (r.currency.as_deref(), r.units_requested, r.units_charged, r.units_settled),
         (Some("USD"), 1005, 1005, 4000)
     );
-    assert_eq!(r.tokens, Some(LedgerTokens { input: 1000, output: 200, cached_input: 400, reasoning: 50 }));
+    assert_eq!(
+        r.tokens,
+        Some(LedgerTokens { input: 1000, output: 200, cached_input: 400, reasoning: 50, cache_write: 0 })
+    );
 }
 
 #[test]
@@ -529,4 +532,62 @@ fn the_state_recorded_is_the_state_the_caller_was_told() {
         x.ended(&config, &mut host, Ended::default);
         assert_eq!(x.ledger(|| NOON_MS).map(|r| r.state), told, "{path}");
     }
+}
+
+#[test]
+fn a_busy_upstream_is_recorded_as_busy_and_given_back() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut x = Exchange::new();
+    send(&mut x, &config, &mut host, ana("/drafts"), None);
+    let head = super::ResponseHead { status: Some(529), ..super::ResponseHead::default() };
+    assert!(matches!(x.response(&config, &mut host, head), super::ResponseStep::Busy(_)));
+    x.response_body(&config, &mut host, b"{\"error\": \"overloaded\"}", true);
+    let r = logged(&mut x, &config, &mut host, NOON_MS).unwrap();
+    assert_eq!(
+        (r.status, r.upstream_status, r.upstream_reached, r.state.as_str(), r.units_charged, r.units_settled),
+        (529, Some(529), true, "busy", 1, 0)
+    );
+}
+
+#[test]
+fn a_confirmed_request_and_cache_writes_are_recorded() {
+    let config = config(json!({}));
+    let mut host = MemoryHost::at(NOON_MS);
+    let confirmed = one(&config, &mut host, head("/files", &[("x-user-id", "ana"), ("x-quota-confirm", "yes")]), None);
+    assert!(confirmed.confirmed);
+    assert!(!one(&config, &mut host, ana("/drafts"), None).confirmed);
+    // Anthropic counts cache reads and writes beside its input tokens.
+    let mut x = Exchange::new();
+    let body = json!({"model": "claude", "max_tokens": 50, "messages": [{"role": "user", "content": "12345678"}]});
+    send(&mut x, &config, &mut host, ana("/chat"), Some(&body));
+    let answer = json!({"model": "claude-sonnet-4", "usage": {"input_tokens": 10, "output_tokens": 20,
+        "cache_read_input_tokens": 300, "cache_creation_input_tokens": 40}});
+    upstream(&mut x, &config, &mut host, 200, answer.to_string().as_bytes(), false);
+    let r = logged(&mut x, &config, &mut host, NOON_MS).unwrap();
+    assert_eq!(
+        r.tokens,
+        Some(LedgerTokens { input: 350, output: 20, cached_input: 300, reasoning: 0, cache_write: 40 })
+    );
+}
+
+#[test]
+fn a_request_let_through_uncounted_still_records_its_answer() {
+    let config = config(json!({"counters": {"on_error": "fail_open", "cas_attempts": 1}}));
+    let mut host = MemoryHost::at(NOON_MS);
+    *host.store.fail_next_sets.borrow_mut() = 1;
+    let mut x = Exchange::new();
+    send(&mut x, &config, &mut host, ana("/drafts"), None);
+    assert!(!x.corrects_charge() && !x.reads_response_head(&config, Some(200)));
+    assert!(x.records_response(), "read for the ledger alone");
+    x.response_head(&config, &mut host, Some(502), None, 0);
+    let r = logged(&mut x, &config, &mut host, NOON_MS).unwrap();
+    assert_eq!((r.status, r.upstream_status, r.state.as_str(), r.units_charged), (502, Some(502), "unavailable", 0));
+    // With no ledger, such a response head is not read at all.
+    let mut off = config.clone();
+    off.observability.ledger = false;
+    *host.store.fail_next_sets.borrow_mut() = 1;
+    let mut x = Exchange::new();
+    send(&mut x, &off, &mut host, ana("/drafts"), None);
+    assert!(!x.reads_response_head(&off, Some(200)) && !x.records_response());
 }

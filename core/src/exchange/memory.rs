@@ -51,6 +51,10 @@ pub enum Noted {
         level: Level,
         line: String,
     },
+    /// The upstream's busy status.
+    UpstreamBusy {
+        status: u16,
+    },
 }
 
 /// Properties looked up in a list of (path, value).
@@ -173,6 +177,7 @@ impl<S: CounterStore> Host for MemoryHost<S> {
             Note::Adjust { key, window_start, delta, most } => Noted::Adjust { key, window_start, delta, most },
             Note::Cancel { key, id } => Noted::Cancel { key, id },
             Note::Log { level, line } => Noted::Log { level, line },
+            Note::UpstreamBusy { status, .. } => Noted::UpstreamBusy { status },
         };
         self.notes.push(kept);
     }

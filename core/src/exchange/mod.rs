@@ -26,6 +26,8 @@
 //! - `ledger`: the request's ledger entry, read once its stream is logged
 //!   ([`Exchange::ledger`]).
 
+#[cfg(test)]
+mod busy_tests;
 mod ledger;
 #[cfg(test)]
 mod ledger_tests;
@@ -49,7 +51,7 @@ use crate::request::RequestHead;
 use crate::store::CounterStore;
 use crate::usage_limit::UsageRead;
 use request::Phase;
-use response::{Correction, Counters, Ended};
+use response::{Correction, Counters, Ended, Replacing, LOGGED_BODY};
 
 /// The worker around an exchange: what it reads, and where what it reports goes.
 pub trait Host {
@@ -106,7 +108,41 @@ pub enum Note<'a> {
     Cancel { key: String, id: String },
     /// A line for the log.
     Log { level: Level, line: String },
+    /// The upstream answered an admitted request busy (its `status`): the
+    /// charge went back and the filter's busy answer replaces the upstream's.
+    UpstreamBusy { caller: &'a Caller, decision: &'a Decision, status: u16 },
 }
+
+/// The response head as the exchange reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseHead<'a> {
+    /// `None`: unreadable.
+    pub status: Option<u16>,
+    /// Asked for only when [`Exchange::reads_response_body`].
+    pub content_type: Option<&'a [u8]>,
+    /// The upstream's `Retry-After`, asked for only when the status may be
+    /// busy ([`Exchange::reads_response_head`]).
+    pub retry_after: Option<&'a [u8]>,
+    /// Envoy's response flags ([`crate::refund::flags`]).
+    pub flags: u64,
+}
+
+/// What the filter does with the response's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseStep {
+    /// Put [`Exchange::response_headers`] on it (when admitted) and let it go on.
+    Continue,
+    /// The upstream is busy: its answer is replaced by the filter's. The
+    /// status stays the upstream's; `reply.headers` go on the response
+    /// (replacing the upstream's copies), [`BUSY_REMOVED`] come off, and the
+    /// body chunks are replaced ([`Exchange::replace_response_chunk`]).
+    /// `reply.body` is the body that replaces the upstream's.
+    Busy(LocalReply),
+}
+
+/// The upstream's headers a busy answer takes off: they described the
+/// body it replaces (its length, its encoding).
+pub const BUSY_REMOVED: [&str; 4] = ["content-length", "content-encoding", "content-md5", "etag"];
 
 /// What the filter does after an event: edit the request, then go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,19 +252,30 @@ impl Exchange {
     /// The headers the response gets (the request was admitted).
     pub fn response_headers(&self) -> Option<&Headers> {
         match &self.phase {
-            Phase::Admitted(headers, _) => Some(headers),
+            Phase::Admitted(a) => Some(&a.headers),
             _ => None,
         }
     }
 
     /// Whether the response may still correct the charge (it charged a
-    /// counter): only then does the response head need reading.
+    /// counter).
     pub fn corrects_charge(&self) -> bool {
-        matches!(&self.phase, Phase::Admitted(_, Some(_)))
+        matches!(&self.phase, Phase::Admitted(a) if a.charged.is_some())
+    }
+
+    /// Whether the response head needs reading ([`Self::response`]): the
+    /// response may correct the charge, or its `status` may be a busy
+    /// answer the filter replaces.
+    pub fn reads_response_head(&self, config: &Config, status: Option<u16>) -> bool {
+        match &self.phase {
+            Phase::Admitted(a) => a.charged.is_some() || config.upstream_busy.may_be_busy(status),
+            _ => false,
+        }
     }
 
     /// Whether the response head is wanted for the ledger (an admitted
-    /// request with a ledger entry), whether or not it corrects the charge.
+    /// request with a ledger entry), whatever [`Self::reads_response_head`]
+    /// says: read it with [`Self::response`] all the same.
     pub fn records_response(&self) -> bool {
         self.ledger.is_some() && matches!(&self.phase, Phase::Admitted(..))
     }
@@ -236,12 +283,13 @@ impl Exchange {
     /// Whether the response's content type and body chunks are wanted
     /// (a token-metered class reading the reported usage).
     pub fn reads_response_body(&self) -> bool {
-        matches!(&self.phase, Phase::Admitted(_, Some(c)) if c.reads_body())
+        matches!(&self.phase, Phase::Admitted(a) if a.charged.as_ref().is_some_and(|c| c.reads_body()))
     }
 
     /// The response head: its `status` (`None`: unreadable), its
     /// `content_type` (asked for only when [`Self::reads_response_body`])
-    /// and Envoy's response flags.
+    /// and Envoy's response flags ([`Self::response`] without the upstream's
+    /// `Retry-After`).
     pub fn response_head(
         &mut self,
         config: &Config,
@@ -249,22 +297,70 @@ impl Exchange {
         status: Option<u16>,
         content_type: Option<&[u8]>,
         flags: u64,
-    ) {
-        let Phase::Admitted(_, charged) = &mut self.phase else { return };
+    ) -> ResponseStep {
+        self.response(config, host, ResponseHead { status, content_type, retry_after: None, flags })
+    }
+
+    /// The response head. An upstream's busy answer (see `busy.rs`) gives
+    /// the charge back, whatever `refunds` says, and is replaced by the
+    /// filter's own; any other head may refund or start reading the usage.
+    pub fn response(&mut self, config: &Config, host: &mut dyn Host, head: ResponseHead<'_>) -> ResponseStep {
+        let Phase::Admitted(a) = &mut self.phase else { return ResponseStep::Continue };
         if let Some(entry) = &mut self.ledger {
-            entry.response_head(status, flags);
+            entry.response_head(head.status, head.flags);
         }
-        let Some(c) = charged else { return };
-        let correction = c.response_head(config, status, content_type, flags);
-        correct(config, host, correction);
+        let busy_status = head.status.filter(|_| config.upstream_busy.is_busy(head.status, head.flags));
+        let Some(status) = busy_status else {
+            if let Some(c) = &mut a.charged {
+                let correction = c.response_head(config, head.status, head.content_type, head.flags);
+                correct(config, host, correction);
+                if let Some(entry) = &mut self.ledger {
+                    entry.charge(c);
+                }
+            }
+            return ResponseStep::Continue;
+        };
+        if let Some(c) = &mut a.charged {
+            let given_back = c.give_back();
+            correct(config, host, given_back);
+            if let Some(entry) = &mut self.ledger {
+                entry.charge(c);
+            }
+        }
         if let Some(entry) = &mut self.ledger {
-            entry.charge(c);
+            entry.busy();
         }
+        host.note(Note::UpstreamBusy { caller: &a.caller, decision: &a.decision, status });
+        let back = a.decision.given_back(config);
+        let answer = crate::reply::busy(config, &back, status, head.retry_after, a.format);
+        self.phase = Phase::Busy(Box::new(Replacing { body: Some(answer.body.clone().into_bytes()), status }));
+        ResponseStep::Busy(answer)
+    }
+
+    /// Whether the response's body chunks are being replaced (a busy answer).
+    pub fn replaces_response_body(&self) -> bool {
+        matches!(self.phase, Phase::Busy(_))
+    }
+
+    /// A body chunk of the upstream's busy answer (`start`: its first
+    /// bytes, at most [`LOGGED_BODY`], for the log): the bytes that replace
+    /// it. The filter's answer replaces the first chunk; every later chunk
+    /// is replaced by nothing. Empty when no busy answer is being written.
+    pub fn replace_response_chunk(&mut self, host: &mut dyn Host, start: &[u8]) -> Vec<u8> {
+        let Phase::Busy(r) = &mut self.phase else { return Vec::new() };
+        let Some(body) = r.body.take() else { return Vec::new() };
+        let shown = String::from_utf8_lossy(start.get(..LOGGED_BODY).unwrap_or(start)).escape_debug().to_string();
+        host.note(Note::Log {
+            level: Level::Info,
+            line: format!("quota: replaced the upstream's busy answer ({}), which began: {shown}", r.status),
+        });
+        body
     }
 
     /// A chunk of the response body (`end`: the last).
     pub fn response_body(&mut self, config: &Config, host: &mut dyn Host, chunk: &[u8], end: bool) {
-        let Phase::Admitted(_, Some(c)) = &mut self.phase else { return };
+        let Phase::Admitted(a) = &mut self.phase else { return };
+        let Some(c) = &mut a.charged else { return };
         let correction = c.response_body(config, chunk, end);
         correct(config, host, correction);
         if let (true, Some(entry)) = (end, &mut self.ledger) {
@@ -276,7 +372,7 @@ impl Exchange {
     /// cancelled; a charge whose response never came may go back.
     pub fn ended(&mut self, config: &Config, host: &mut dyn Host, ended: impl FnOnce() -> Ended) {
         self.abandon(host);
-        let Phase::Admitted(_, charged) = &mut self.phase else { return };
+        let Phase::Admitted(a) = &mut self.phase else { return };
         // Each of `ended`'s answers is a host read: asked once, if at all.
         let mut asked = None;
         let mut ended = Some(ended);
@@ -284,7 +380,7 @@ impl Exchange {
         if let Some(entry) = self.ledger.as_mut().filter(|e| e.needs_end()) {
             entry.ended_without_answer(once());
         }
-        let Some(c) = charged else { return };
+        let Some(c) = &mut a.charged else { return };
         let correction = c.stream_end(config, once);
         correct(config, host, correction);
         if let Some(entry) = &mut self.ledger {

@@ -32,7 +32,7 @@ use crate::counter::Counter;
 use crate::engine::{self, charge, request_cost, Decision, Outcome, Prepared, Ticket};
 use crate::headers::{is_quota_header, Headers};
 use crate::identity::{Caller, IdentityError};
-use crate::negotiate::{negotiate, BodyFormat};
+use crate::negotiate::{negotiate_for, speaks_anthropic, BodyFormat, ErrorFormat, ANTHROPIC_VERSION};
 use crate::redis::sync::SyncTarget;
 use crate::redis::{self, by_slot, CallError, Command, StackAnswer};
 use crate::reply::{refuse_body, refuse_identity, respond, Action, LocalReply};
@@ -62,9 +62,11 @@ pub(super) enum Phase {
     Granting(Box<Granting>),
     /// Waiting for the Redis store to set or clear a member cap.
     Capping(Box<Capping>),
-    /// Admitted: these headers go on the upstream's response, which may
-    /// correct the charge.
-    Admitted(Headers, Option<Box<Charged>>),
+    /// Admitted: its headers go on the upstream's response, which may
+    /// correct the charge (or be a busy answer the filter replaces).
+    Admitted(Box<Admitted>),
+    /// The upstream answered busy: its body is being replaced.
+    Busy(Box<super::response::Replacing>),
     /// Answered locally; the reply carries its own headers.
     Replied,
 }
@@ -73,6 +75,20 @@ impl Phase {
     pub(super) fn waiting_for_store(&self) -> bool {
         matches!(self, Phase::Charging(_) | Phase::Granting(_) | Phase::Capping(_) | Phase::Viewing(_))
     }
+}
+
+/// An admitted request, as its response finds it.
+#[derive(Debug)]
+pub(super) struct Admitted {
+    /// The headers the upstream's response gets.
+    pub(super) headers: Headers,
+    /// What the response may still correct (`None`: it charged no counter).
+    pub(super) charged: Option<Charged>,
+    /// The decision and the caller, for a busy answer (its copy, its event).
+    pub(super) decision: Decision,
+    pub(super) caller: Caller,
+    /// The format of the filter's answers to this request.
+    pub(super) format: BodyFormat,
 }
 
 /// A request as the decision needs it.
@@ -85,8 +101,14 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    fn format(&self) -> BodyFormat {
-        negotiate(self.head.header_str("accept"))
+    /// The format of the filter's answers to this request: what `Accept`
+    /// asks for, else the JSON envelope of the class (when known) or of the
+    /// API the request speaks.
+    fn format(&self, config: &Config, class: Option<ClassId>) -> BodyFormat {
+        let format = class.and_then(|c| config.class(c)).map_or(ErrorFormat::Auto, |c| c.error_format);
+        negotiate_for(self.head.header_str("accept"), format, || {
+            speaks_anthropic(self.head.path(), self.head.header(ANTHROPIC_VERSION).is_some())
+        })
     }
 }
 
@@ -333,12 +355,12 @@ impl Exchange {
             BodyVerdict::Refuse(why) => {
                 let caller = host.identify(config, &request.head).ok();
                 host.note(Note::BodyRefused { caller: caller.as_ref(), why: &why });
-                return self.reply(refuse_body(config, &why, request.format()));
+                return self.reply(refuse_body(config, &why, request.format(config, None)));
             }
             BodyVerdict::Strictest => {
                 let caller = match host.identify(config, &request.head) {
                     Ok(c) => c,
-                    Err(e) => return self.refuse_identity(config, host, &request, &e),
+                    Err(e) => return self.refuse_identity(config, host, &request, None, &e),
                 };
                 let Some(s) = strictest(config, &request.head, caller.tier) else { return Step::new(Next::Continue) };
                 (s.class(), Some(units::bounded(s.cost())))
@@ -380,7 +402,7 @@ impl Exchange {
     ) -> Step {
         let caller = match host.identify(config, &request.head) {
             Ok(c) => c,
-            Err(e) => return self.refuse_identity(config, host, &request, &e),
+            Err(e) => return self.refuse_identity(config, host, &request, Some(class), &e),
         };
         let cost = cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
         let body_len = body.map(<[u8]>::len);
@@ -390,11 +412,11 @@ impl Exchange {
                 let counters = config.counters.table(host.shared_data(), now_ms);
                 charge(config, &caller, class, cost, request.confirmed, now_ms, &counters)
             };
-            return self.carry_out(config, host, &request, &caller, body_len, json, &decision);
+            return self.carry_out(config, host, &request, caller, body_len, json, decision);
         }
         let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
             Prepared::Decided(decision) => {
-                return self.carry_out(config, host, &request, &caller, body_len, json, &decision)
+                return self.carry_out(config, host, &request, caller, body_len, json, decision)
             }
             Prepared::Charge(ticket) => ticket,
         };
@@ -424,20 +446,21 @@ impl Exchange {
         config: &Config,
         host: &mut dyn Host,
         request: &Pending,
-        caller: &Caller,
+        caller: Caller,
         body_len: Option<usize>,
         mut json: Option<Value>,
-        decision: &Decision,
+        decision: Decision,
     ) -> Step {
-        host.note(Note::Decided { caller, decision });
+        host.note(Note::Decided { caller: &caller, decision: &decision });
         if let Some(entry) = &mut self.ledger {
-            entry.decided(config, caller, json.as_ref(), decision);
+            entry.decided(config, &caller, json.as_ref(), &decision, request.confirmed);
         }
-        let sync = SyncTarget::of(config, decision, caller);
+        let sync = SyncTarget::of(config, &decision, &caller);
         if let (Some(target), Outcome::Charged(c)) = (&sync, &decision.outcome) {
             host.note(Note::Sync { target, delta: i64::try_from(c.cost).unwrap_or(i64::MAX) });
         }
-        let headers = match respond(config, decision, request.format()) {
+        let format = request.format(config, Some(decision.class));
+        let headers = match respond(config, &decision, format) {
             Action::Continue(headers) => headers,
             Action::Reply(reply) => {
                 if let Some(entry) = &mut self.ledger {
@@ -446,7 +469,7 @@ impl Exchange {
                 return self.reply(reply);
             }
         };
-        let rewrites = admission::rewrites(config, decision, json.as_ref());
+        let rewrites = admission::rewrites(config, &decision, json.as_ref());
         if let Some(entry) = &mut self.ledger {
             entry.forwarded(rewrites.model.as_deref());
         }
@@ -465,8 +488,8 @@ impl Exchange {
                 set_content_length: config.hold_headers_for_body,
             });
         }
-        let charged = Charged::new(config, decision, json.as_ref(), sync).map(Box::new);
-        self.phase = Phase::Admitted(headers, charged);
+        let charged = Charged::new(config, &decision, json.as_ref(), sync);
+        self.phase = Phase::Admitted(Box::new(Admitted { headers, charged, decision, caller, format }));
         Step { edits, next: Next::Continue }
     }
 
@@ -475,10 +498,11 @@ impl Exchange {
         config: &Config,
         host: &mut dyn Host,
         request: &Pending,
+        class: Option<ClassId>,
         err: &IdentityError,
     ) -> Step {
         host.note(Note::IdentityRefused(err));
-        self.reply(refuse_identity(config, err, request.format()))
+        self.reply(refuse_identity(config, err, request.format(config, class)))
     }
 
     fn reply(&mut self, reply: LocalReply) -> Step {
@@ -492,7 +516,7 @@ impl Exchange {
         }
         let caller = match host.identify(config, &request.head) {
             Ok(caller) => caller,
-            Err(e) => return self.refuse_identity(config, host, request, &e),
+            Err(e) => return self.refuse_identity(config, host, request, None, &e),
         };
         // Reads are free, not unbounded: past the caller's or this worker's budget, 429.
         let now_ms = host.now_ms();
@@ -701,7 +725,7 @@ impl Exchange {
         }
         let decision = settled.decision;
         let Charging { request, caller, body_len, json, .. } = *waiting;
-        self.carry_out(config, host, &request, &caller, body_len, json, &decision)
+        self.carry_out(config, host, &request, caller, body_len, json, decision)
     }
 
     /// Answers the usage endpoint once every counter is read.

@@ -118,6 +118,20 @@ impl Correction {
     }
 }
 
+/// A busy answer replacing the upstream's: the filter's body goes out in
+/// place of the upstream's first body chunk, and every later chunk is
+/// dropped as it passes, so nothing of the upstream's body is held.
+#[derive(Debug)]
+pub struct Replacing {
+    /// The answer's body, until it has replaced a chunk.
+    pub(super) body: Option<Vec<u8>>,
+    /// The upstream's status, for the log line of its body.
+    pub(super) status: u16,
+}
+
+/// The longest start of an upstream's busy body the log line shows.
+pub const LOGGED_BODY: usize = 256;
+
 /// How a stream that ended before any response head left Envoy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ended {
@@ -284,6 +298,13 @@ impl Charged {
             return self.refund();
         }
         Vec::new()
+    }
+
+    /// The whole charge back, whatever `refunds` says (an upstream's busy
+    /// answer): at most once, and never more than was charged.
+    pub fn give_back(&mut self) -> Vec<Correction> {
+        self.answered = true;
+        self.refund()
     }
 
     /// The whole charge back: the upstream did not do the work.

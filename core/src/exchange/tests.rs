@@ -996,3 +996,83 @@ fn a_priced_request_for_a_model_nobody_priced_is_reserved_at_the_dearest_price()
     let error = Config::from_json(doc.to_string().as_bytes()).map(|_| ()).unwrap_err();
     assert!(error.to_string().starts_with("classes[0].cost.price: a class without match rules"), "{error}");
 }
+
+/// "messages" on Anthropic's path (auto), "pinned" on the same kind of path
+/// but answered as OpenAI, "claude" on an OpenAI-looking path answered as
+/// Anthropic; each 1 a day.
+fn dialects() -> Config {
+    let doc = json!({
+        "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+        "classes": [
+            {"name": "messages", "match": [{"methods": ["POST"], "path": {"exact": "/v1/messages"}}]},
+            {"name": "pinned", "match": [{"methods": ["POST"], "path": {"exact": "/gw/v1/messages"}}], "error_format": "openai"},
+            {"name": "claude", "match": [{"methods": ["POST"], "path": {"exact": "/claude"}}], "error_format": "anthropic"},
+            {"name": "chat", "match": [{"methods": ["POST"], "path": {"exact": "/v1/chat/completions"}}]}
+        ],
+        "tiers": {"free": {"limits": {
+            "messages": {"hard": 1, "window": "day"}, "pinned": {"hard": 1, "window": "day"},
+            "claude": {"hard": 1, "window": "day"}, "chat": {"hard": 1, "window": "day"}
+        }}}
+    });
+    Config::from_json(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The second request (refused at the wall) to `path`: its status and body.
+fn refused_twice(config: &Config, path: &str, more: &[(&str, &str)]) -> (u16, Value) {
+    let mut host = MemoryHost::at(NOON_MS);
+    let mut h = alice("POST", path);
+    h.extend(more.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())));
+    assert_eq!(Exchange::new().request_head(config, &mut host, h.clone(), true).next, Next::Continue);
+    reply(&Exchange::new().request_head(config, &mut host, h, true))
+}
+
+#[test]
+fn anthropic_style_requests_are_refused_in_anthropics_envelope() {
+    let config = dialects();
+    let (status, body) = refused_twice(&config, "/v1/messages", &[]);
+    assert_eq!(status, 429);
+    assert_eq!((body["type"].as_str(), body["error"]["type"].as_str()), (Some("error"), Some("rate_limit_error")));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with("You've used your 1 messages request")));
+    assert_eq!(body["error"]["quota"]["used"], 1);
+    // The SDK's version header marks any path as Anthropic's.
+    let (_, body) = refused_twice(&config, "/v1/chat/completions", &[("anthropic-version", "2023-06-01")]);
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    // An OpenAI request keeps the OpenAI envelope.
+    let (_, body) = refused_twice(&config, "/v1/chat/completions", &[]);
+    assert_eq!((body.get("type"), body["error"]["type"].as_str()), (None, Some("quota_exceeded")));
+    // The class's format wins over the path, both ways.
+    let (_, body) = refused_twice(&config, "/gw/v1/messages", &[("anthropic-version", "2023-06-01")]);
+    assert_eq!((body.get("type"), body["error"]["code"].as_str()), (None, Some("quota_exceeded")));
+    let (_, body) = refused_twice(&config, "/claude", &[]);
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    // Accept still wins.
+    let (status, body) = refused_twice(&config, "/v1/messages", &[("accept", "application/problem+json")]);
+    assert_eq!((status, body["status"].as_u64(), body["code"].as_str()), (429, Some(429), Some("quota_exceeded")));
+}
+
+#[test]
+fn identity_and_body_refusals_of_anthropic_requests_are_anthropics_too() {
+    let config = dialects();
+    let mut host = MemoryHost::at(NOON_MS);
+    let (status, body) =
+        reply(&Exchange::new().request_head(&config, &mut host, headers("POST", "/v1/messages", &[]), true));
+    assert_eq!((status, body["error"]["type"].as_str()), (401, Some("authentication_error")));
+    let (_, body) = reply(&Exchange::new().request_head(&config, &mut host, headers("POST", "/claude", &[]), true));
+    assert_eq!(body["error"]["type"], "authentication_error", "the class is known: its format");
+    // A body the filter cannot read, on a route a body rule decides.
+    let doc = json!({
+        "identity": {"user": [{"header": "x-user-id"}], "default_tier": "free"},
+        "classes": [{"name": "opus", "match": [{"methods": ["POST"], "path": {"exact": "/v1/messages"},
+                     "body": [{"field": "model", "prefix": "claude-opus"}]}]}],
+        "tiers": {"free": {"limits": {"opus": {"hard": 5, "window": "day"}}}}
+    });
+    let config = Config::from_json(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let mut x = Exchange::new();
+    x.request_head(&config, &mut host, alice("POST", "/v1/messages"), false);
+    x.request_body(&config, &mut host, 7, true);
+    let (status, body) = reply(&x.body_read(&config, &mut host, Some(b"{broken".to_vec())));
+    assert_eq!(
+        (status, body["error"]["type"].as_str(), body["error"]["code"].as_str()),
+        (400, Some("invalid_request_error"), Some("unreadable_body"))
+    );
+}

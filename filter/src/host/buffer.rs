@@ -65,3 +65,10 @@ pub fn set_request_body(len: usize, bytes: &[u8]) -> Result<(), Refused> {
     let status = unsafe { proxy_set_buffer_bytes(BufferType::HttpRequestBody, 0, len, bytes.as_ptr(), bytes.len()) };
     check("proxy_set_buffer_bytes", status)
 }
+
+/// Replaces the first `len` bytes of the response body chunk passing now with `bytes`.
+pub fn set_response_body(len: usize, bytes: &[u8]) -> Result<(), Refused> {
+    // SAFETY: the host reads the borrowed bytes during the call.
+    let status = unsafe { proxy_set_buffer_bytes(BufferType::HttpResponseBody, 0, len, bytes.as_ptr(), bytes.len()) };
+    check("proxy_set_buffer_bytes", status)
+}

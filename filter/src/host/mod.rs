@@ -14,7 +14,9 @@ mod metrics;
 mod refused;
 mod shared_data;
 
-pub use buffer::{call_response_body, plugin_configuration, request_body, response_body, set_request_body};
+pub use buffer::{
+    call_response_body, plugin_configuration, request_body, response_body, set_request_body, set_response_body,
+};
 pub use call::dispatch_call;
 pub use context::{
     clear_route_cache, log, response_flags, set_effective_context, set_property, set_tick, upstream_connected,
