@@ -2,8 +2,8 @@
 the connection manager's access log (harness.LEDGER_FORMAT), read back and
 checked field by field after a short day on the demo matrix: a free user
 warned twice and blocked, an upgrade, a premium chat streamed and another
-answered whole (metered in tokens, priced in dollars), a refund, a refusal
-outside the plan, a client that leaves, an unclassified request (no record),
+answered whole (metered in tokens, priced in dollars), a refund, a busy
+upstream, a refusal outside the plan, a client that leaves, an unclassified request (no record),
 hostile ids and models, and a config that hashes ids."""
 
 import json
@@ -110,6 +110,8 @@ def test_a_day_on_the_demo_matrix_is_in_the_access_log_record_by_record(envoy, u
     assert whole.status == 200
     # The upstream fails a draft: it is given back.
     assert post(proxy, CHAT, "cy-500", "cy", chat_body(), **{"x-mock-status": "500"}).status == 500
+    # The upstream is busy: its capacity, not the caller's quota; given back too.
+    assert post(proxy, CHAT, "cy-busy", "cy", chat_body(), **{"x-mock-status": "529"}).status == 529
     # Not classified: the usage endpoint and another route.
     assert request(proxy, "GET", "/v1/quota", headers={"x-user-id": "ana"}).status == 200
     assert request(proxy, "GET", "/v1/models", headers={"x-user-id": "ana"}).status == 200
@@ -121,7 +123,7 @@ def test_a_day_on_the_demo_matrix_is_in_the_access_log_record_by_record(envoy, u
     found = by_request_id(lines)
     # Two lines without a record (the unclassified requests), one per other request.
     assert lines.count(None) == 2
-    assert len(lines) == len(found) + 2 == 19
+    assert len(lines) == len(found) + 2 == 20
 
     drafts = [found[f"ana-{i}"] for i in range(1, 12)]
     assert [(r["status"], r["state"], r.get("warning_level"), r.get("warned", False), r.get("upgrade_to"))
@@ -169,6 +171,10 @@ def test_a_day_on_the_demo_matrix_is_in_the_access_log_record_by_record(envoy, u
     refunded = found["cy-500"]
     assert (refunded["status"], refunded["upstream_status"], refunded["upstream_reached"]) == (500, 500, True)
     assert (refunded["units_charged"], refunded["units_settled"], refunded["state"]) == (1, 0, "ok")
+
+    busy = found["cy-busy"]
+    assert (busy["status"], busy["upstream_status"], busy["state"]) == (529, 529, "busy")
+    assert (busy["units_charged"], busy["units_settled"]) == (1, 0)
 
     left = found["dee-left"]
     # No answer reached the client; the upstream had the draft, so it stays charged.
