@@ -92,7 +92,8 @@ fn inline(text: &str) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
+/// Text made safe inside HTML elements and attribute values.
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {

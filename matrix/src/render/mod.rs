@@ -6,5 +6,6 @@ mod html;
 mod markdown;
 
 pub use document::build;
+pub(crate) use html::escape;
 pub use html::html;
 pub use markdown::markdown;

@@ -4,6 +4,7 @@
 
 use super::metrics::{Day, Funnel};
 use super::text::percent;
+use crate::render::escape;
 
 const WIDTH: f64 = 560.0;
 const SOFT: &str = "#a15c00";
@@ -17,10 +18,6 @@ const ABANDON: &str = "#5f6368";
 /// Coordinates with one decimal: the same page for the same numbers.
 fn n(x: f64) -> String {
     format!("{x:.1}")
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn open(id: &str, height: f64, title: &str, desc: &str) -> String {

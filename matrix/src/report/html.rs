@@ -7,6 +7,7 @@ use super::chart;
 use super::grid::Grid;
 use super::metrics::{Ratio, Report};
 use super::text::{definitions, funnel_line, limits_grid, monitoring_grid, per, percent, plans_grid, summary};
+use crate::render::escape;
 
 pub fn html(r: &Report) -> String {
     let m = &r.all;
@@ -116,20 +117,5 @@ fn table(g: &Grid, caption: &str, n: usize) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody>\n</table>\n</div>\n");
-    out
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
     out
 }
