@@ -465,7 +465,7 @@ def _socket_address(port):
 def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm_id="quota",
                      listener_port=0, admin_port=0, extra_clusters=(),
                      stat_prefix="ingress_http", hold_headers=False, demo_port=None,
-                     normalize_paths=True, access_log_path=None):
+                     normalize_paths=True, access_log_path=None, extra_listeners=()):
     """The Envoy bootstrap as a dict (Envoy reads it as JSON).
 
     filter_config: dict (serialised to JSON) or str (passed verbatim, so tests
@@ -487,6 +487,8 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
     line per request in LEDGER_FORMAT (the ledger; see ledger_access_log).
     Envoy buffers the file: it is complete once Envoy stopped (or after
     --file-flush-interval-msec).
+    extra_listeners: listeners after the main one (e.g. the redis_proxy
+    listener of envoy/redis_cluster.py).
     """
     http_filters = []
     if wasm is not None:
@@ -576,7 +578,7 @@ def render_bootstrap(*, upstream_port, filter_config=None, wasm=DEFAULT_WASM, vm
                            if access_log_path is not None else {}),
                     },
                 }]}],
-            }],
+            }, *extra_listeners],
             "clusters": [upstream_cluster, *_demo_clusters(demo_port), *extra_clusters],
         },
     }
@@ -747,11 +749,12 @@ class EnvoyProcess:
 def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0, admin_port=0,
                 wasm=DEFAULT_WASM, vm_id="quota", log_level="info", extra_clusters=(),
                 stat_prefix="ingress_http", hold_headers=False, workdir=None, extra_args=(),
-                timeout=START_TIMEOUT_S, demo_port=None, normalize_paths=True, access_log_path=None):
+                timeout=START_TIMEOUT_S, demo_port=None, normalize_paths=True, access_log_path=None,
+                extra_listeners=()):
     """Start Envoy in front of 127.0.0.1:upstream_port and wait until it is ready.
 
     filter_config, wasm, vm_id, ports, extra_clusters, stat_prefix, hold_headers, demo_port,
-    normalize_paths, access_log_path: see
+    normalize_paths, access_log_path, extra_listeners: see
     render_bootstrap. `workdir` (default: a temporary directory, removed on
     stop) receives bootstrap.json and envoy.log. Raises EnvoyStartError, with
     the whole log, if Envoy exits or is not ready within `timeout` seconds.
@@ -761,6 +764,7 @@ def start_envoy(filter_config, *, upstream_port, concurrency=2, listener_port=0,
         listener_port=listener_port, admin_port=admin_port,
         extra_clusters=extra_clusters, stat_prefix=stat_prefix, hold_headers=hold_headers,
         demo_port=demo_port, normalize_paths=normalize_paths, access_log_path=access_log_path,
+        extra_listeners=extra_listeners,
     )
     return start_bootstrap(bootstrap, concurrency=concurrency, log_level=log_level,
                            workdir=workdir, extra_args=extra_args, timeout=timeout)
