@@ -45,6 +45,29 @@ def render(name, **values):
         {k: str(v) for k, v in values.items()})
 
 
+def _crc16(data):
+    """CRC-16/XMODEM, Redis Cluster's key hash."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def keyslot(key):
+    """The slot of `key`, as Redis Cluster computes it: of its hash tag
+    (between the first `{` and the next `}`, when not empty), else of it all."""
+    data = key.encode()
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1:end]
+    return _crc16(data) % SLOTS
+
+
 def _free_node_port(taken):
     """A free port for a node whose cluster bus port (the port + 10000) is
     free too, and below 65536."""
@@ -219,11 +242,12 @@ class RedisCluster:
         return [self.node(n["port"]) for n in nodes if n["master"] == master_id]
 
     def keyslot(self, key):
+        """CLUSTER KEYSLOT, asked of a live node."""
         return int(self.cli(self._any_live(), "CLUSTER", "KEYSLOT", key).strip())
 
     def master_of(self, key, via=None):
         """The master (RedisNode) that serves `key`'s slot now."""
-        slot = self.keyslot(key)
+        slot = keyslot(key)
         for n in self.cluster_nodes(via):
             if "master" in n["flags"] and any(lo <= slot <= hi for lo, hi in n["slots"]):
                 return self.node(n["port"])
@@ -416,7 +440,20 @@ def start_quota_node(start_envoy, cluster, filter_config, *, workdir=None, count
                             extra_clusters=[*envoy_kwargs.pop("extra_clusters", ()), *front.clusters],
                             **envoy_kwargs)
         front.start_webdis()
+        wait_discovered(envoy)
     except BaseException:
         front.stop()
         raise
     return envoy, front
+
+
+def wait_discovered(envoy, timeout=CLUSTER_TIMEOUT_S):
+    """Wait until Envoy has the cluster's slot map (its masters are members
+    of redis_cluster): Envoy serves before (wait_for_warm_on_init false),
+    with every call failing until then."""
+    name = "cluster.redis_cluster.membership_healthy"
+    deadline = time.monotonic() + timeout
+    while envoy.stats(filter="^" + name.replace(".", r"\.") + "$").get(name, 0) < 3:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"envoy has no slot map of the redis cluster after {timeout:.0f}s")
+        time.sleep(0.05)
