@@ -29,10 +29,12 @@ CHROMIUM := /usr/bin/chromium
 setup: setup-rust $(VENV_STAMP) setup-redis setup-prometheus
 
 # Redis and webdis (its HTTP front) from Debian, for the Redis counter store:
-# its script test (test-native), the end-to-end tests and `make run-cluster`.
+# its script test (test-native), the end-to-end tests and `make run-cluster`;
+# redis-cli (redis-tools) and openssl make the TLS Redis Cluster (envoy/redis_cluster.py).
 setup-redis:
-	@command -v redis-server >/dev/null && command -v webdis >/dev/null || \
-		{ apt-get update && apt-get install -y redis-server webdis; }
+	@command -v redis-server >/dev/null && command -v webdis >/dev/null && \
+		command -v redis-cli >/dev/null && command -v openssl >/dev/null || \
+		{ apt-get update && apt-get install -y redis-server redis-tools webdis openssl; }
 
 # Prometheus and promtool from Debian, for the monitoring rules and dashboard
 # in monitoring/: envoy/tests/test_prometheus.py runs `promtool check rules`,
@@ -79,9 +81,12 @@ setup-browser:
 run: setup build client
 	$(PYTHON) envoy/run_demo.py
 
-# The demo with counters in Redis: Redis, webdis and two Envoys on loopback.
+# The demo with counters in a Redis Cluster (3 masters, a replica each, TLS,
+# passwords) and three Envoys, each through its webdis and redis_proxy.
+# `make run-cluster MODE=approximate` picks counters.redis.mode.
+MODE ?= exact
 run-cluster: setup build client
-	$(PYTHON) envoy/run_demo.py --cluster
+	$(PYTHON) envoy/run_demo.py --cluster --mode $(MODE)
 
 test: check test-native test-host test-client test-e2e
 

@@ -7,19 +7,26 @@ followed on the terminal; its access log, the filter's ledger (one line of
 JSON per classified request), to .run/envoy/ledger.log, written within a
 second.
 
-`make run-cluster` (--cluster): the same demo with its counters in Redis,
-shared by two Envoys, on :10000 (admin :9901) and :10001 (admin :9902):
-redis-server on :6390 with its append-only file in .run/redis, and webdis,
-the HTTP front the filter reaches Redis through, on :7390. The first
-Envoy's log is followed; the second's is .run/envoy-2/envoy.log."""
+`make run-cluster` (--cluster): the same demo with its counters in a Redis
+Cluster, shared by three Envoys on :10000, :10001, :10002 (admin :9901,
+:9902, :9903). The cluster: three masters with a replica each on
+:7001-:7006, TLS only, passwords on, in .run/redis-cluster (made afresh on
+each start). Each Envoy reaches it as README's production layout does: the
+filter calls its own webdis (:7390, :7391, :7392), which talks RESP to a
+redis_proxy listener in the same Envoy (:6390, :6391, :6392), which talks
+TLS to the cluster (envoy/examples/redis-cluster/, envoy/redis_cluster.py).
+--mode picks counters.redis.mode. The first Envoy's log is followed; the
+others' are .run/envoy-2/envoy.log and .run/envoy-3/envoy.log."""
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 import time
 
 import harness
+import redis_cluster
 
 ENVOY_DIR = harness.REPO_ROOT / "envoy"
 DEMO_CONFIG = ENVOY_DIR / "demo-config.json"
@@ -28,8 +35,10 @@ RUN_DIR = harness.REPO_ROOT / ".run" / "envoy"
 UPSTREAM_PORT = 18080
 LISTENER_PORT = 10000
 ADMIN_PORT = 9901
-REDIS_PORT = 6390
+REDIS_NODE_PORTS = list(range(7001, 7007))
+REDIS_PROXY_PORT = 6390
 WEBDIS_PORT = 7390
+CLUSTER_ENVOYS = 3
 # Envoy writes its access log files every 10 s by default: every second here.
 FLUSH_ARGS = ("--file-flush-interval-msec", "1000")
 
@@ -51,8 +60,11 @@ def follow(envoy):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cluster", action="store_true",
-                        help="counters in Redis, shared by two Envoys (make run-cluster)")
-    cluster = parser.parse_args().cluster
+                        help="counters in a Redis Cluster, shared by three Envoys (make run-cluster)")
+    parser.add_argument("--mode", default="exact",
+                        help="with --cluster: counters.redis.mode (default: exact)")
+    args = parser.parse_args()
+    cluster = args.cluster
     if not DEMO_CONFIG.exists():
         sys.exit(f"{DEMO_CONFIG.relative_to(harness.REPO_ROOT)} is missing")
     if not harness.DEFAULT_WASM.exists():
@@ -66,31 +78,45 @@ def main():
         running.append(upstream)
         demo = harness.start_demo_server()
         running.append(demo)
-        config, clusters, count = DEMO_CONFIG.read_text(), [], 1
+        config, count = DEMO_CONFIG.read_text(), 1
         if cluster:
-            redis_dir = harness.REPO_ROOT / ".run" / "redis"
-            redis_dir.mkdir(parents=True, exist_ok=True)
-            redis = harness.start_redis(port=REDIS_PORT, persistent=True, workdir=redis_dir)
+            redis_dir = harness.REPO_ROOT / ".run" / "redis-cluster"
+            shutil.rmtree(redis_dir, ignore_errors=True)
+            print("starting the Redis Cluster (6 nodes, TLS) ...", flush=True)
+            redis = redis_cluster.start_cluster(ports=REDIS_NODE_PORTS, workdir=redis_dir)
             running.append(redis)
-            webdis = harness.start_webdis(REDIS_PORT, port=WEBDIS_PORT)
-            running.append(webdis)
-            parsed = json.loads(config)
-            parsed["counters"] = harness.redis_counters()
-            config, clusters, count = json.dumps(parsed), [harness.webdis_cluster(WEBDIS_PORT)], 2
-            print(f"Redis on 127.0.0.1:{REDIS_PORT} (append-only file in {redis_dir}), "
-                  f"webdis on 127.0.0.1:{WEBDIS_PORT}")
+            count = CLUSTER_ENVOYS
+            masters = ", ".join(f":{m.port}" for m in redis.masters())
+            print(f"Redis Cluster: masters {masters}, each with a replica, TLS only "
+                  f"(CA {redis.tls_dir / 'ca.crt'}), in {redis_dir}\n"
+                  f"  redis-cli --tls --cacert {redis.tls_dir / 'ca.crt'} -p {REDIS_NODE_PORTS[0]} "
+                  f"-a {redis.admin_password} --no-auth-warning -c")
         envoys = []
         for i in range(count):
             workdir = RUN_DIR if i == 0 else RUN_DIR.with_name(f"envoy-{i + 1}")
-            envoys.append(harness.start_envoy(
-                config, upstream_port=upstream.port,
-                listener_port=LISTENER_PORT + i, admin_port=ADMIN_PORT + i,
-                workdir=workdir,
-                hold_headers=True,  # demo-config.json sets "hold_headers_for_body": true
-                demo_port=demo.port, extra_clusters=clusters,
-                access_log_path=workdir / "ledger.log", extra_args=FLUSH_ARGS,
-            ))
-            running.append(envoys[-1])
+            kwargs = dict(upstream_port=upstream.port,
+                          listener_port=LISTENER_PORT + i, admin_port=ADMIN_PORT + i,
+                          workdir=workdir,
+                          hold_headers=True,  # demo-config.json sets "hold_headers_for_body": true
+                          demo_port=demo.port,
+                          access_log_path=workdir / "ledger.log", extra_args=FLUSH_ARGS)
+            if cluster:
+                front = redis_cluster.Front(redis, workdir=workdir / "front",
+                                            redis_proxy_port=REDIS_PROXY_PORT + i,
+                                            webdis_port=WEBDIS_PORT + i)
+                running.append(front)
+                parsed = redis_cluster.with_counters(json.loads(config), front, on_error="fail_open",
+                                                     mode=args.mode)
+                envoys.append(harness.start_envoy(json.dumps(parsed), extra_listeners=front.listeners,
+                                                  extra_clusters=front.clusters, **kwargs))
+                running.append(envoys[-1])
+                front.start_webdis()
+                redis_cluster.wait_discovered(envoys[-1])
+                print(f"Envoy {i + 1}: webdis :{front.webdis_port} -> redis_proxy :{front.redis_proxy_port} "
+                      f"-> the cluster (counters.redis.mode {args.mode})")
+            else:
+                envoys.append(harness.start_envoy(config, **kwargs))
+                running.append(envoys[-1])
         for envoy in envoys:
             print(f"\nEnvoy with the quota filter: {envoy.url('/')}")
             print(f"Demo page (usage meters in the browser): {envoy.url(harness.DEMO_PREFIX)}")
@@ -113,7 +139,7 @@ def main():
         print("\nstopping", file=sys.stderr)
         return 0
     finally:
-        # RedisServer.stop keeps its append-only file in .run/redis.
+        # The cluster's nodes and files stay in .run/redis-cluster until the next start.
         for thing in reversed(running):
             thing.stop()
 
