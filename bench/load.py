@@ -19,9 +19,15 @@ Envoy configs (one Envoy process each, all in front of the same upstream):
   quota_redis the same as quota, counters in Redis (exact mode: every
               request waits for Redis, through webdis)
   quota_redis_approx  the same, Redis approximate mode (sync every 100 ms)
+  quota_cluster the same as quota_redis, counters in a Redis Cluster (3
+              masters, a replica each, TLS, passwords) as the README's
+              production layout reaches it: webdis, then a redis_proxy
+              listener in the measured Envoy (its cost counts there), then
+              TLS (envoy/redis_cluster.py, envoy/examples/redis-cluster/)
 
-Redis and webdis (Debian's, `make setup-redis`) run on the client CPU; the
-Redis cases are also compared with the local-counter case `quota`.
+Redis and webdis (Debian's, `make setup-redis`) run on the client CPU, the
+cluster's six nodes too; the Redis cases are also compared with the
+local-counter case `quota`.
 
 --compare-wasm PATH adds the case quota_compare: the `quota` case with another
 build of the filter (say, the last commit's), compared with `quota` round by
@@ -85,6 +91,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "envoy"))
 
 import harness  # noqa: E402
+import redis_cluster  # noqa: E402
 
 QUOTA_WASM = harness.DEFAULT_WASM
 NOOP_WASM = REPO_ROOT / "target" / "bench-noop" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
@@ -118,9 +125,12 @@ CASES = [
     ("quota_body", "quota_body", "body", "quota filter: JSON-body classification, 2 KB"),
     ("quota_redis", "quota_redis", "headers", "quota filter, counters in Redis (exact mode)"),
     ("quota_redis_approx", "quota_redis_approx", "headers", "quota filter, Redis approximate mode"),
+    ("quota_cluster", "quota_cluster", "headers",
+     "quota filter, counters in a TLS Redis Cluster via redis_proxy (exact mode)"),
 ]
 # The local-counter case each Redis case (and another build) is compared with.
-LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_compare": "quota",
+LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_cluster": "quota",
+            "quota_compare": "quota",
             "quota_no_ledger": "quota"}
 COMPARE = ("quota_compare", "quota_compare", "headers", "quota filter, the --compare-wasm build")
 # The approximate mode's overshoot: a hard limit of OVERSHOOT_LIMIT on two
@@ -257,7 +267,7 @@ def redis_config(mode="exact", sync_ms=None, key_prefix="quota:"):
     return config
 
 
-def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None):
+def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None, front=None):
     config = bench_config()
     clusters = [harness.webdis_cluster(webdis_port)] if webdis_port else []
     quota = lambda wasm, cfg=config: harness.render_bootstrap(  # noqa: E731
@@ -280,6 +290,12 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None)
         "quota_prefix": lambda: quota(QUOTA_WASM, ablated_config("glob")),
         "quota_redis": lambda: quota(QUOTA_WASM, redis_config()),
         "quota_redis_approx": lambda: quota(QUOTA_WASM, redis_config("approximate", 100)),
+        # The bench config with its counters in the cluster, through `front`'s
+        # webdis and this Envoy's own redis_proxy listener.
+        "quota_cluster": lambda: harness.render_bootstrap(
+            upstream_port=upstream_port, wasm=QUOTA_WASM, hold_headers=True,
+            filter_config=redis_cluster.with_counters(bench_config(), front, on_error="fail_open"),
+            extra_listeners=front.listeners, extra_clusters=front.clusters),
     }
     return {name: makers[name]() for name in needed}
 
@@ -413,13 +429,19 @@ def quota_stats(envoy):
 # The runs
 # --------------------------------------------------------------------------
 
-def run_load(upstream_port, cases, rounds, duration_s, latency_s, log, webdis_port=None, compare_wasm=None):
+def run_load(upstream_port, cases, rounds, duration_s, latency_s, log, webdis_port=None, compare_wasm=None,
+             front=None):
     envoys = {}
     try:
         needed = sorted({envoy for _, envoy, _, _ in cases})
         with pinned(MEASURED_CPUS):
-            for name, bootstrap in envoy_bootstraps(upstream_port, needed, webdis_port, compare_wasm).items():
+            for name, bootstrap in envoy_bootstraps(upstream_port, needed, webdis_port, compare_wasm,
+                                                    front).items():
                 envoys[name] = harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning")
+        if "quota_cluster" in envoys:
+            with pinned(CLIENT_CPUS):
+                front.start_webdis()
+            redis_cluster.wait_discovered(envoys["quota_cluster"])
         for case, envoy, workload, _ in cases:
             check_case(envoys[envoy], case, workload)
         log("warm-up: 2 s per case")
@@ -740,18 +762,22 @@ def main():
     info = machine_info()
     log(f"{info['cpu']}, Envoy {info['envoy']}")
     started = time.monotonic()
-    redis = webdis = None
+    redis = webdis = cluster = front = None
     with pinned(CLIENT_CPUS):
         upstream = harness.start_bootstrap(upstream_bootstrap(), concurrency=1, log_level="warning")
         if any(c[0].startswith("quota_redis") for c in cases) or args.overshoot:
             redis = harness.start_redis()
             webdis = harness.start_webdis(redis.port)
+        if any(c[0] == "quota_cluster" for c in cases):
+            log("starting a Redis Cluster (6 nodes, TLS)")
+            cluster = redis_cluster.start_cluster()
+            front = redis_cluster.Front(cluster)
     try:
         sizes = wasm_sizes(upstream.port, log)
         if "wasm_opt_Oz" not in sizes:
             cases = [c for c in cases if c[0] != "quota_opt"]
         runs, stats = run_load(upstream.port, cases, args.rounds, args.duration, args.latency_duration, log,
-                               webdis.port if webdis else None, args.compare_wasm)
+                               webdis.port if webdis else None, args.compare_wasm, front)
         rows = summarize(cases, runs)
         overshoot = run_overshoot(upstream.port, webdis.port, redis, log) if args.overshoot else None
         steps = [int(s) for s in args.memory_steps.split(",") if s]
@@ -762,6 +788,10 @@ def main():
             webdis.stop()
         if redis:
             redis.close()
+        if front:
+            front.stop()
+        if cluster:
+            cluster.stop()
     params["loadavg_end"] = "%.2f %.2f %.2f" % os.getloadavg()
     params["seconds"] = time.monotonic() - started
     report = markdown(info, params, rows, stats, memory, sizes, overshoot)

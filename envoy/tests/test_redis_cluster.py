@@ -224,7 +224,7 @@ def test_a_master_killed_mid_load_fails_over_and_counting_resumes(cluster, quota
     try:
         load.wait_until("50 admitted", lambda: load.count(200) >= 50)
         cluster.kill(old_master)
-        killed_at = len(load.answers)
+        killed_at, kill_time = len(load.answers), time.monotonic()
         # While the master is down: fail_closed refuses (503, unavailable)...
         load.wait_until("a refusal while the master is down", lambda: load.count(503) > 0)
         # ...fail_open admits, uncounted...
@@ -236,6 +236,7 @@ def test_a_master_killed_mid_load_fails_over_and_counting_resumes(cluster, quota
         assert draft(closed, bystander).headers["x-quota-state"] != "unavailable"
 
         new_master = cluster.wait_promoted(old_master)
+        promoted_after = time.monotonic() - kill_time
         assert new_master == replica
         counter_after_promotion = used(cluster, user)
         admitted_before = load.count(200)
@@ -257,7 +258,8 @@ def test_a_master_killed_mid_load_fails_over_and_counting_resumes(cluster, quota
     assert used(cluster, user) == limit
     lost = statuses[200] - limit
     print(f"failover: {statuses[200]} admitted for a limit of {limit}; {answers}; "
-          f"killed after {killed_at} answers; counter {counter_after_promotion} just after the promotion (load running); "
+          f"killed after {killed_at} answers, replica promoted {promoted_after:.1f} s later (cluster-node-timeout "
+          f"{cluster.node_timeout_ms} ms); counter {counter_after_promotion} just after the promotion (load running); "
           f"lost (admitted - limit): {lost}")
     # Bound: a charge is lost only if the master answered it and died before
     # its replica had it, or phantom only if it ran and its answer was lost
