@@ -140,6 +140,12 @@ fn check_stack_sources(
                     "stacked limits need exact counters: \"counters.redis.mode\": \"approximate\" syncs one counter per request",
                 ));
             }
+            if stack.len() > 1 && counters.lease().is_some() {
+                return Err(ConfigError::new(
+                    path,
+                    "stacked limits need exact counters: \"counters.redis.mode\": \"lease\" reserves blocks of one counter per request",
+                ));
+            }
         }
     }
     Ok(())
@@ -262,6 +268,13 @@ impl TryFrom<RawConfig> for Config {
             return Err(ConfigError::new(
                 "counters.redis.mode",
                 "\"approximate\" cannot be used with \"admin\" grants: use \"exact\"",
+            ));
+        }
+        if admin.is_some() && counters.lease().is_some() {
+            // Blocks are reserved from the plan; a grant balance is spent by one exact copy.
+            return Err(ConfigError::new(
+                "counters.redis.mode",
+                "\"lease\" cannot be used with \"admin\" grants: use \"exact\"",
             ));
         }
         Ok(Config {

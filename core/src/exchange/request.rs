@@ -21,7 +21,7 @@
 
 use super::ledger::Entry;
 use super::response::Charged;
-use super::{Call, Edits, Exchange, Host, Level, Next, Note, Rewrite, Step};
+use super::{Call, Edits, Exchange, Host, LeaseTarget, Level, Next, Note, Rewrite, Step};
 use crate::body::read_body;
 use crate::buffering::{self, AtHead, Chunk};
 use crate::classify::{classify_head, HeadMatch};
@@ -34,7 +34,8 @@ use crate::headers::{is_quota_header, Headers};
 use crate::identity::{Caller, IdentityError};
 use crate::negotiate::{negotiate_for, speaks_anthropic, BodyFormat, ErrorFormat, ANTHROPIC_VERSION};
 use crate::redis::sync::SyncTarget;
-use crate::redis::{self, by_slot, CallError, Command, StackAnswer};
+use crate::lease::{self, Admit, LeaseRecord};
+use crate::redis::{self, by_slot, CallError, Command, LeaseAnswer, StackAnswer};
 use crate::reply::{refuse_body, refuse_identity, respond, Action, LocalReply};
 use crate::request::RequestHead;
 use crate::store::{CounterStore, Expect, GiveUp, StoreError};
@@ -56,6 +57,8 @@ pub(super) enum Phase {
     ReadingBody(Pending, usize),
     /// Waiting for the Redis store to charge the request.
     Charging(Box<Charging>),
+    /// The lease mode: waiting for Redis to grant units of the request's counter.
+    Leasing(Box<Leasing>),
     /// Waiting for the Redis store to read the usage endpoint's counters.
     Viewing(Box<Viewing>),
     /// Waiting for the Redis store to add a grant.
@@ -73,7 +76,10 @@ pub(super) enum Phase {
 
 impl Phase {
     pub(super) fn waiting_for_store(&self) -> bool {
-        matches!(self, Phase::Charging(_) | Phase::Granting(_) | Phase::Capping(_) | Phase::Viewing(_))
+        matches!(
+            self,
+            Phase::Charging(_) | Phase::Leasing(_) | Phase::Granting(_) | Phase::Capping(_) | Phase::Viewing(_)
+        )
     }
 }
 
@@ -140,6 +146,20 @@ impl Charging {
             host.note(Note::Cancel { key: key.to_string(), id: self.charge_id.clone() });
         }
     }
+}
+
+/// A request paused while Redis grants units of its counter (the lease mode).
+#[derive(Debug)]
+pub(super) struct Leasing {
+    request: Pending,
+    caller: Caller,
+    body_len: Option<usize>,
+    json: Option<Value>,
+    ticket: Ticket,
+    call: Call,
+    /// When the call left (Unix ms): the block granted may be spent for the
+    /// lease's lifetime from then.
+    sent_ms: i64,
 }
 
 /// The usage endpoint, paused while Redis reads the caller's counters (one
@@ -407,6 +427,16 @@ impl Exchange {
         let cost = cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
         let body_len = body.map(<[u8]>::len);
         let now_ms = host.now_ms();
+        if config.counters.lease().is_some() {
+            let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
+                Prepared::Decided(decision) => {
+                    return self.carry_out(config, host, &request, caller, body_len, json, decision)
+                }
+                Prepared::Charge(ticket) => ticket,
+            };
+            let leasing = Leasing { request, caller, body_len, json, ticket, call: Call::default(), sent_ms: now_ms };
+            return self.admit_leased(config, host, Box::new(leasing), false);
+        }
         if config.counters.exact_redis().is_none() {
             let decision = {
                 let counters = config.counters.table(host.shared_data(), now_ms);
@@ -605,6 +635,16 @@ impl Exchange {
                     Some(stored) => self.charged_by_redis(config, host, waiting, stored),
                 }
             }
+            Phase::Leasing(mut waiting) if waiting.call.n == n => {
+                match answer_of(host, &mut waiting.call, status, body, redis::parse_lease) {
+                    None => {
+                        let again = waiting.call.clone();
+                        self.phase = Phase::Leasing(waiting);
+                        Step::new(Next::Call(vec![again]))
+                    }
+                    Some(answer) => self.leased(config, host, waiting, answer),
+                }
+            }
             Phase::Granting(mut waiting) if waiting.call.n == n => {
                 match answer_of(host, &mut waiting.call, status, body, redis::parse) {
                     None => {
@@ -669,6 +709,7 @@ impl Exchange {
     pub fn not_sent(&mut self, config: &Config, host: &mut dyn Host, n: usize, why: String) -> Step {
         let ours = match &self.phase {
             Phase::Charging(w) => w.call.n == n,
+            Phase::Leasing(w) => w.call.n == n,
             Phase::Granting(w) => w.call.n == n,
             Phase::Capping(w) => w.call.n == n,
             Phase::Viewing(v) => v.waiting.contains_key(&n),
@@ -683,6 +724,7 @@ impl Exchange {
             Phase::Charging(waiting) if waiting.call.n == n => {
                 self.charged_by_redis(config, host, waiting, Err(unanswered))
             }
+            Phase::Leasing(waiting) if waiting.call.n == n => self.leased(config, host, waiting, Err(unanswered)),
             Phase::Granting(waiting) if waiting.call.n == n => {
                 self.reply(granted(config, host, &waiting.grant, Err(unanswered.why)))
             }
@@ -726,6 +768,68 @@ impl Exchange {
         let decision = settled.decision;
         let Charging { request, caller, body_len, json, .. } = *waiting;
         self.carry_out(config, host, &request, caller, body_len, json, decision)
+    }
+
+    /// The lease mode: decides the request on this Envoy's share of its
+    /// counter, or (unless Redis answered already: `last_try`) asks Redis
+    /// for the units it lacks.
+    fn admit_leased(&mut self, config: &Config, host: &mut dyn Host, mut w: Box<Leasing>, last_try: bool) -> Step {
+        let admit = {
+            let counters = config.counters.table(host.shared_data(), w.ticket.now_ms);
+            lease::admit(config, &w.ticket, &counters, last_try)
+        };
+        let need = match admit {
+            Admit::Decided { decision, renew } => {
+                if renew {
+                    host.note(Note::Renew(LeaseTarget::of(&w.ticket)));
+                }
+                let Leasing { request, caller, body_len, json, .. } = *w;
+                return self.carry_out(config, host, &request, caller, body_len, json, decision);
+            }
+            Admit::Needs { need } => need,
+        };
+        let now_ms = host.now_ms();
+        let share = {
+            let counters = config.counters.table(host.shared_data(), now_ms);
+            counters.get(&w.ticket.key).ok().flatten().and_then(|(bytes, _)| LeaseRecord::decode(&bytes))
+        };
+        let command = engine::limits_of(config, &w.ticket).and_then(|limits| {
+            lease::command(config, &w.ticket.key, limits, share.as_ref(), need, 0, now_ms, w.ticket.alignment, None)
+        });
+        let Some(command) = command else { return Step::new(Next::Continue) };
+        w.call = Call { n: w.call.n + 1, command, load: !host.script_cached() };
+        w.sent_ms = now_ms;
+        let call = w.call.clone();
+        self.phase = Phase::Leasing(w);
+        Step::new(Next::Call(vec![call]))
+    }
+
+    /// Redis answered (or failed to answer) a lease call: its units join
+    /// this Envoy's share and the request is decided on it; without an
+    /// answer, the fail policy decides.
+    fn leased(&mut self, config: &Config, host: &mut dyn Host, w: Box<Leasing>, answer: Result<LeaseAnswer, Unanswered>) -> Step {
+        match answer {
+            Ok(answer) => {
+                let now_ms = host.now_ms();
+                let merged = engine::limits_of(config, &w.ticket).map(|limits| {
+                    let counters = config.counters.table(host.shared_data(), now_ms);
+                    lease::merge(config, &w.ticket.key, limits, w.ticket.alignment, &answer, w.sent_ms, &counters, now_ms)
+                });
+                if let Some(Err(e)) = merged {
+                    host.note(Note::Log {
+                        level: Level::Warn,
+                        line: format!("quota: could not keep the units Redis granted for {}: {e}", w.ticket.key),
+                    });
+                }
+                host.note(Note::Leased(LeaseTarget::of(&w.ticket)));
+                self.admit_leased(config, host, w, true)
+            }
+            Err(e) => {
+                let decision = engine::settle(config, w.ticket.clone(), Err(GiveUp::Unavailable(e.why))).0;
+                let Leasing { request, caller, body_len, json, .. } = *w;
+                self.carry_out(config, host, &request, caller, body_len, json, decision)
+            }
+        }
     }
 
     /// Answers the usage endpoint once every counter is read.
