@@ -138,7 +138,7 @@ pub fn holder(config: &Config) -> String {
 pub enum Admit {
     /// Decided here. `renew`: the block runs low or old, and this request
     /// took the turn to ask for the next one in the background.
-    Decided { decision: Decision, renew: bool },
+    Decided { decision: Box<Decision>, renew: bool },
     /// Redis must grant `need` more units before the request is decided.
     Needs { need: u64 },
 }
@@ -160,13 +160,17 @@ pub fn admit<S: CounterStore + ?Sized>(config: &Config, ticket: &Ticket, store: 
         let left = share.left();
         if ticket.cost > left {
             let need = ticket.cost - left;
-            out = Some(if last_try { Admit::Decided { decision: refusal(config, ticket, &share), renew: false } } else { Admit::Needs { need } });
+            out = Some(if last_try {
+                Admit::Decided { decision: Box::new(refusal(config, ticket, &share)), renew: false }
+            } else {
+                Admit::Needs { need }
+            });
             return (None, ());
         }
         if ticket.cost > 0 && ticket.now_ms >= share.expires_ms {
             // Units held, but past the block's lifetime: only Redis may say they still are.
             out = Some(if last_try {
-                Admit::Decided { decision: refusal(config, ticket, &share), renew: false }
+                Admit::Decided { decision: Box::new(refusal(config, ticket, &share)), renew: false }
             } else {
                 Admit::Needs { need: 0 }
             });
@@ -176,7 +180,7 @@ pub fn admit<S: CounterStore + ?Sized>(config: &Config, ticket: &Ticket, store: 
             decide(Some(share.counter), limits, ticket.cost, ticket.confirmed, now, ticket.alignment);
         let decision = charged(ticket, charge);
         if !charge.admitted {
-            out = Some(Admit::Decided { decision, renew: false });
+            out = Some(Admit::Decided { decision: Box::new(decision), renew: false });
             return (None, ());
         }
         let mut next = share;
@@ -186,12 +190,14 @@ pub fn admit<S: CounterStore + ?Sized>(config: &Config, ticket: &Ticket, store: 
         if renew {
             next.renewing_until_ms = ticket.now_ms.saturating_add(i64::try_from(redis.timeout_ms).unwrap_or(0));
         }
-        out = Some(Admit::Decided { decision, renew });
+        out = Some(Admit::Decided { decision: Box::new(decision), renew });
         (Some(next.encode()), ())
     });
     match (result, out) {
         (Ok(()), Some(admit)) => admit,
-        (Err(reason), _) => Admit::Decided { decision: settle(config, ticket.clone(), Err(reason)).0, renew: false },
+        (Err(reason), _) => {
+            Admit::Decided { decision: Box::new(settle(config, ticket.clone(), Err(reason)).0), renew: false }
+        }
         (Ok(()), None) => unavailable(config, ticket, "the store ran no attempt"),
     }
 }
@@ -214,7 +220,10 @@ fn wants_renewal(share: &LeaseRecord, settings: Lease, now_ms: i64) -> bool {
 fn open_share(old: Option<LeaseRecord>, limits: &crate::config::Limits, now: i64, align: Alignment) -> LeaseRecord {
     let counter = current(old.map(|l| l.counter), limits, now, align);
     match old {
-        Some(share) if share.counter.window_start == counter.window_start && share.counter.window_code == counter.window_code => {
+        Some(share)
+            if share.counter.window_start == counter.window_start
+                && share.counter.window_code == counter.window_code =>
+        {
             share
         }
         _ => LeaseRecord { counter, ..LeaseRecord::default() },
@@ -238,7 +247,7 @@ fn charged(ticket: &Ticket, charge: Charge) -> Decision {
 
 fn unavailable(config: &Config, ticket: &Ticket, why: &str) -> Admit {
     let decision = settle(config, ticket.clone(), Err(GiveUp::Unavailable(why.into()))).0;
-    Admit::Decided { decision, renew: false }
+    Admit::Decided { decision: Box::new(decision), renew: false }
 }
 
 /// The refusal of a request Redis could not cover: decided on the units
@@ -293,7 +302,14 @@ pub fn command(
         warned: share.counter.warned,
         flags: share.counter.flags,
     };
-    Some(Command::lease(key.to_string(), limits, now_ms.div_euclid(1000), align, &args, release_id.filter(|_| give > 0)))
+    Some(Command::lease(
+        key.to_string(),
+        limits,
+        now_ms.div_euclid(1000),
+        align,
+        &args,
+        release_id.filter(|_| give > 0),
+    ))
 }
 
 /// Takes Redis's `answer` to a lease call sent at `sent_ms` into this
@@ -302,6 +318,7 @@ pub fn command(
 /// Envoy's, and the block may be spent until `lease_ms` after the call
 /// left. An answer for another window than the share's open one adds
 /// nothing (its units stay reserved until that window ends).
+#[allow(clippy::too_many_arguments)]
 pub fn merge<S: CounterStore + ?Sized>(
     config: &Config,
     key: &str,
@@ -374,4 +391,226 @@ pub fn refusal_bound(settings: Lease, limit: u64, envoys: u64) -> u64 {
     let block = u64::try_from(by_fraction).unwrap_or(u64::MAX).max(1);
     let block = settings.max_units.map_or(block, |m| block.min(m));
     block.saturating_mul(2).saturating_mul(envoys.saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClassId;
+    use crate::engine::{prepare, Prepared};
+    use crate::identity::identify;
+    use crate::request::NoProperties;
+    use crate::store::MemoryStore;
+    use crate::testing::head;
+
+    const NOON_MS: i64 = 1_795_348_800_000;
+
+    fn config(extra: &str) -> Config {
+        let doc = format!(
+            r#"{{
+                "identity": {{"user": [{{"header": "x-user-id"}}], "default_tier": "free"}},
+                "classes": [{{"name": "drafts"}}],
+                "tiers": {{"free": {{"limits": {{"drafts": {{"hard": 100, "window": "day"}}}}}}}},
+                "counters": {{"store": "redis", "redis": {{"cluster": "redis", "mode": "lease"{extra}}}}}
+            }}"#
+        );
+        Config::from_json(doc.as_bytes()).unwrap()
+    }
+
+    fn ticket(config: &Config, cost: u64, now_ms: i64) -> Ticket {
+        let caller = identify(config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
+        match prepare(config, &caller, ClassId(0), cost, false, now_ms) {
+            Prepared::Charge(t) => t,
+            Prepared::Decided(d) => panic!("{d:?}"),
+        }
+    }
+
+    fn answer(
+        config: &Config,
+        t: &Ticket,
+        granted_now: u64,
+        granted: u64,
+        spent: u64,
+        used: u64,
+        others: u64,
+    ) -> LeaseAnswer {
+        let limits = limits_of(config, t).unwrap();
+        let window = limits.window.window_at(t.now(), t.alignment);
+        let after = Counter { used, ..Counter::open(window, limits.window.code(), 0) };
+        LeaseAnswer {
+            counter: crate::redis::Answer { before: None, after: Some(after) },
+            granted_now,
+            granted,
+            spent,
+            others_unspent: others,
+        }
+    }
+
+    #[test]
+    fn a_lease_record_round_trips_and_the_table_keeps_it_live() {
+        let window = crate::window::Window { start: 1_795_305_600, end: 1_795_392_000 };
+        let record = LeaseRecord {
+            counter: Counter { used: 42, warned: 1, ..Counter::open(window, 7, 0) },
+            granted: 30,
+            spent: 12,
+            others_unspent: 9,
+            expires_ms: NOON_MS + 5_000,
+            renewing_until_ms: -3,
+            block: u64::MAX,
+        };
+        let bytes = record.encode();
+        assert!(bytes.len() <= MAX_LEASE_BYTES);
+        assert_eq!(LeaseRecord::decode(&bytes), Some(record));
+        assert_eq!(counter_of(&bytes), Some(record.counter));
+        assert_eq!(Counter::decode(&bytes), None, "never read as a counter record");
+        // Trailing bytes, truncation and another version are not lease records.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(LeaseRecord::decode(&longer), None);
+        assert_eq!(LeaseRecord::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(LeaseRecord::decode(&record.counter.encode()), None);
+    }
+
+    #[test]
+    fn a_request_needs_redis_until_a_block_is_granted_then_spends_it_here() {
+        let config = config("");
+        let store = MemoryStore::new();
+        let t = ticket(&config, 3, NOON_MS);
+        let table = config.counters.table(&store, NOON_MS);
+        assert_eq!(admit(&config, &t, &table, false), Admit::Needs { need: 3 });
+        merge(
+            &config,
+            &t.key,
+            limits_of(&config, &t).unwrap(),
+            t.alignment,
+            &answer(&config, &t, 10, 10, 0, 0, 4),
+            NOON_MS,
+            &table,
+            NOON_MS,
+        )
+        .unwrap();
+        let Admit::Decided { decision, renew } = admit(&config, &t, &table, true) else { panic!() };
+        assert!(decision.admitted());
+        assert!(!renew, "7 of a block of 10 left");
+        let share = LeaseRecord::decode(&table.get(&t.key).unwrap().unwrap().0).unwrap();
+        assert_eq!((share.granted, share.spent, share.left(), share.others_unspent), (10, 3, 7, 4));
+        assert_eq!(share.counter.used, 3, "the others' spending (0) and ours");
+        // Two more: 4 left, under half the block: this one asks for the next, once.
+        let t2 = ticket(&config, 3, NOON_MS + 10);
+        let Admit::Decided { renew, .. } = admit(&config, &t2, &table, false) else { panic!() };
+        assert!(renew);
+        let t3 = ticket(&config, 1, NOON_MS + 20);
+        let Admit::Decided { renew, .. } = admit(&config, &t3, &table, false) else { panic!() };
+        assert!(!renew, "a renewal is out");
+        // 3 left: a request of 5 needs 2 more; refused when Redis had none.
+        let t4 = ticket(&config, 5, NOON_MS + 30);
+        assert_eq!(admit(&config, &t4, &table, false), Admit::Needs { need: 2 });
+        let Admit::Decided { decision, .. } = admit(&config, &t4, &table, true) else { panic!() };
+        assert!(!decision.admitted());
+        // A one-unit request still fits.
+        let Admit::Decided { decision, .. } = admit(&config, &ticket(&config, 1, NOON_MS + 40), &table, false) else {
+            panic!()
+        };
+        assert!(decision.admitted());
+    }
+
+    #[test]
+    fn a_block_past_its_lifetime_is_not_spent_without_redis_and_idle_units_go_back_once() {
+        let config = config(r#", "lease_ms": 1000"#);
+        let store = MemoryStore::new();
+        let t = ticket(&config, 1, NOON_MS);
+        let table = config.counters.table(&store, NOON_MS);
+        let limits = limits_of(&config, &t).unwrap();
+        merge(&config, &t.key, limits, t.alignment, &answer(&config, &t, 10, 10, 0, 0, 0), NOON_MS, &table, NOON_MS)
+            .unwrap();
+        assert!(matches!(admit(&config, &t, &table, false), Admit::Decided { .. }));
+        assert_eq!(release(&config, &t.key, &table, NOON_MS + 999).unwrap(), None, "still within its lifetime");
+        let late = ticket(&config, 1, NOON_MS + 1000);
+        assert_eq!(admit(&config, &late, &table, false), Admit::Needs { need: 0 });
+        let (give, share) = release(&config, &t.key, &table, NOON_MS + 1000).unwrap().unwrap();
+        assert_eq!((give, share.granted, share.spent), (9, 1, 1));
+        assert_eq!(release(&config, &t.key, &table, NOON_MS + 2000).unwrap(), None, "given back once");
+        // A grant that crossed the release still counts: deltas, never totals.
+        merge(
+            &config,
+            &t.key,
+            limits,
+            t.alignment,
+            &answer(&config, &t, 4, 5, 1, 1, 0),
+            NOON_MS + 1000,
+            &table,
+            NOON_MS + 1000,
+        )
+        .unwrap();
+        let share = LeaseRecord::decode(&table.get(&t.key).unwrap().unwrap().0).unwrap();
+        assert_eq!(share.left(), 4);
+    }
+
+    #[test]
+    fn an_answer_for_another_window_adds_nothing() {
+        let config = config("");
+        let store = MemoryStore::new();
+        let t = ticket(&config, 1, NOON_MS);
+        let table = config.counters.table(&store, NOON_MS);
+        let limits = limits_of(&config, &t).unwrap();
+        let mut yesterday = answer(&config, &t, 10, 10, 0, 0, 0);
+        if let Some(c) = &mut yesterday.counter.after {
+            c.window_start -= 86_400;
+            c.window_end -= 86_400;
+        }
+        merge(&config, &t.key, limits, t.alignment, &yesterday, NOON_MS, &table, NOON_MS).unwrap();
+        assert_eq!(admit(&config, &t, &table, false), Admit::Needs { need: 1 });
+    }
+
+    #[test]
+    fn the_refusal_bound_is_two_blocks_per_other_envoy() {
+        let settings = Lease { ms: 5000, fraction_ppm: 100_000, max_units: None };
+        assert_eq!(refusal_bound(settings, 200, 3), 2 * 20 * 2);
+        assert_eq!(refusal_bound(settings, 200, 1), 0);
+        assert_eq!(refusal_bound(Lease { max_units: Some(5), ..settings }, 200, 3), 20);
+        assert_eq!(refusal_bound(Lease { fraction_ppm: 1, ..settings }, 200, 2), 2);
+    }
+
+    #[test]
+    fn lease_settings_are_checked_with_their_paths() {
+        let bad = |extra: &str, mode: &str| {
+            let doc = format!(
+                r#"{{"identity": {{"user": [{{"header": "x-user-id"}}], "default_tier": "free"}},
+                    "classes": [{{"name": "drafts"}}],
+                    "tiers": {{"free": {{"limits": {{"drafts": {{"hard": 100, "window": "day"}}}}}}}},
+                    "counters": {{"store": "redis", "redis": {{"cluster": "redis", "mode": "{mode}"{extra}}}}}}}"#
+            );
+            Config::from_json(doc.as_bytes()).unwrap_err().to_string()
+        };
+        assert!(bad(r#", "lease_ms": 50"#, "lease").contains("counters.redis.lease_ms"));
+        assert!(bad(r#", "lease_fraction": 0"#, "lease").contains("counters.redis.lease_fraction"));
+        assert!(bad(r#", "lease_fraction": 1.5"#, "lease").contains("counters.redis.lease_fraction"));
+        assert!(bad(r#", "lease_max_units": 0"#, "lease").contains("counters.redis.lease_max_units"));
+        assert!(bad(r#", "lease_ms": 1000"#, "exact").contains("only read with \"mode\": \"lease\""));
+        assert!(bad(r#", "sync_ms": 100"#, "lease").contains("counters.redis.sync_ms"));
+        assert!(bad("", "leases").contains("\"lease\""));
+        let c = config(r#", "lease_fraction": 0.25, "lease_max_units": 7"#);
+        assert_eq!(
+            c.counters.lease().map(|(_, l)| (l.ms, l.fraction_ppm, l.max_units)),
+            Some((5000, 250_000, Some(7)))
+        );
+        // Stacked limits and grants need the exact mode.
+        let stacked = r#"{"identity": {"user": [{"header": "x-user-id"}], "workspace": [{"header": "x-ws"}], "default_tier": "free"},
+            "classes": [{"name": "drafts"}],
+            "tiers": {"free": {"limits": {"drafts": [{"scope": "workspace", "hard": 100, "window": "day"}, {"hard": 10, "window": "day"}]}}},
+            "counters": {"store": "redis", "redis": {"cluster": "redis", "mode": "lease"}}}"#;
+        let e = Config::from_json(stacked.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("tiers.free.limits.drafts") && e.contains("\"lease\""), "{e}");
+    }
+
+    #[test]
+    fn every_envoy_process_has_its_own_holder_name() {
+        let mut a = config("");
+        let mut b = config("");
+        a.counters.seed = crate::table::Seed(1, 2);
+        b.counters.seed = crate::table::Seed(1, 3);
+        assert_ne!(holder(&a), holder(&b));
+        assert_eq!(holder(&a), holder(&a.clone()));
+        assert!(holder(&a).bytes().all(|c| c.is_ascii_hexdigit()) && holder(&a).len() == 16);
+    }
 }

@@ -336,7 +336,14 @@ impl Command {
     /// (a release: applied once however often `id` is sent), or else is
     /// granted a block of at least `lease.need` units. Answered with
     /// [`parse_lease`].
-    pub fn lease(key: String, limits: &Limits, now: i64, align: Alignment, lease: &LeaseArgs, id: Option<&str>) -> Command {
+    pub fn lease(
+        key: String,
+        limits: &Limits,
+        now: i64,
+        align: Alignment,
+        lease: &LeaseArgs,
+        id: Option<&str>,
+    ) -> Command {
         let mut args = vec![
             "lease".to_string(),
             now.to_string(),
@@ -564,13 +571,9 @@ pub fn parse_lease(status: Option<u16>, body: &[u8]) -> Result<LeaseAnswer, Call
     let after = record(records.get(RECORD_FIELDS..).ok_or_else(malformed)?).ok_or_else(malformed)?;
     let unsigned: Option<Vec<u64>> = extra.iter().map(|n| u64::try_from(*n).ok()).collect();
     match unsigned.as_deref() {
-        Some(&[granted_now, granted, spent, others_unspent]) => Ok(LeaseAnswer {
-            counter: Answer { before, after },
-            granted_now,
-            granted,
-            spent,
-            others_unspent,
-        }),
+        Some(&[granted_now, granted, spent, others_unspent]) => {
+            Ok(LeaseAnswer { counter: Answer { before, after }, granted_now, granted, spent, others_unspent })
+        }
         _ => Err(malformed()),
     }
 }

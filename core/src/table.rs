@@ -335,6 +335,7 @@ impl<S: CounterStore + ?Sized> CounterStore for Table<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::Counter;
     use crate::store::{compare_and_swap, GiveUp, MemoryStore};
     use crate::window::Window;
     use std::collections::HashMap;

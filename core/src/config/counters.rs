@@ -225,9 +225,11 @@ fn check_store(store: Option<&str>, redis: Option<&RawRedis>) -> Result<Option<R
 fn check_lease(mode: Option<&str>, r: &RawRedis) -> Result<Option<Lease>, ConfigError> {
     let at = |f: &str| format!("counters.redis.{f}");
     if mode != Some("lease") {
-        for (name, given) in
-            [("lease_ms", r.lease_ms.is_some()), ("lease_fraction", r.lease_fraction.is_some()), ("lease_max_units", r.lease_max_units.is_some())]
-        {
+        for (name, given) in [
+            ("lease_ms", r.lease_ms.is_some()),
+            ("lease_fraction", r.lease_fraction.is_some()),
+            ("lease_max_units", r.lease_max_units.is_some()),
+        ] {
             if given {
                 return Err(ConfigError::new(at(name), "is only read with \"mode\": \"lease\""));
             }

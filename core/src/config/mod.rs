@@ -33,7 +33,7 @@ pub use classes::{Class, ClassId};
 pub use copy::{CopySet, Message, ResponseHeaders};
 pub use costs::{Cost, TokenCount};
 pub use counters::{
-    CounterConfig, Lease, FailPolicy, RedisStore, DEFAULT_CAS_ATTEMPTS, DEFAULT_MAX_COUNTERS, MAX_MAX_COUNTERS,
+    CounterConfig, FailPolicy, Lease, RedisStore, DEFAULT_CAS_ATTEMPTS, DEFAULT_MAX_COUNTERS, MAX_MAX_COUNTERS,
     MIN_MAX_COUNTERS,
 };
 pub use endpoints::{Admin, UsageReads};

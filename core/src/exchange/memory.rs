@@ -44,9 +44,13 @@ pub enum Noted {
         most: u64,
     },
     /// The lease mode: a renewal of this counter's block asked for.
-    Renew { key: String },
+    Renew {
+        key: String,
+    },
     /// The lease mode: Redis granted units of this counter.
-    Leased { key: String },
+    Leased {
+        key: String,
+    },
     Cancel {
         key: String,
         id: String,

@@ -32,9 +32,9 @@ use crate::counter::Counter;
 use crate::engine::{self, charge, request_cost, Decision, Outcome, Prepared, Ticket};
 use crate::headers::{is_quota_header, Headers};
 use crate::identity::{Caller, IdentityError};
+use crate::lease::{self, Admit, LeaseRecord};
 use crate::negotiate::{negotiate_for, speaks_anthropic, BodyFormat, ErrorFormat, ANTHROPIC_VERSION};
 use crate::redis::sync::SyncTarget;
-use crate::lease::{self, Admit, LeaseRecord};
 use crate::redis::{self, by_slot, CallError, Command, LeaseAnswer, StackAnswer};
 use crate::reply::{refuse_body, refuse_identity, respond, Action, LocalReply};
 use crate::request::RequestHead;
@@ -784,7 +784,7 @@ impl Exchange {
                     host.note(Note::Renew(LeaseTarget::of(&w.ticket)));
                 }
                 let Leasing { request, caller, body_len, json, .. } = *w;
-                return self.carry_out(config, host, &request, caller, body_len, json, decision);
+                return self.carry_out(config, host, &request, caller, body_len, json, *decision);
             }
             Admit::Needs { need } => need,
         };
@@ -807,13 +807,28 @@ impl Exchange {
     /// Redis answered (or failed to answer) a lease call: its units join
     /// this Envoy's share and the request is decided on it; without an
     /// answer, the fail policy decides.
-    fn leased(&mut self, config: &Config, host: &mut dyn Host, w: Box<Leasing>, answer: Result<LeaseAnswer, Unanswered>) -> Step {
+    fn leased(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        w: Box<Leasing>,
+        answer: Result<LeaseAnswer, Unanswered>,
+    ) -> Step {
         match answer {
             Ok(answer) => {
                 let now_ms = host.now_ms();
                 let merged = engine::limits_of(config, &w.ticket).map(|limits| {
                     let counters = config.counters.table(host.shared_data(), now_ms);
-                    lease::merge(config, &w.ticket.key, limits, w.ticket.alignment, &answer, w.sent_ms, &counters, now_ms)
+                    lease::merge(
+                        config,
+                        &w.ticket.key,
+                        limits,
+                        w.ticket.alignment,
+                        &answer,
+                        w.sent_ms,
+                        &counters,
+                        now_ms,
+                    )
                 });
                 if let Some(Err(e)) = merged {
                     host.note(Note::Log {
