@@ -527,6 +527,15 @@ pub fn parse_stack(status: Option<u16>, body: &[u8], counters: usize, capped: bo
     Ok(StackAnswer { counters, cap })
 }
 
+/// Reads the answer to a queued correction: two records, or a lease
+/// call's answer (a release), whose records are the counter's.
+pub fn parse_correction(status: Option<u16>, body: &[u8]) -> Result<Answer, CallError> {
+    match parse(status, body) {
+        Err(CallError::Failed(why)) => parse_lease(status, body).map(|l| l.counter).map_err(|_| CallError::Failed(why)),
+        other => other,
+    }
+}
+
 /// What a [`Command::lease`] carries besides the counter's limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseArgs {

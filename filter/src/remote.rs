@@ -57,10 +57,10 @@ pub fn response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) 
     (status, body)
 }
 
-/// Reads the answer of a call that just came back.
+/// Reads the answer of a correction that just came back (a release's too).
 pub fn answer(num_headers: usize, body_size: usize) -> Result<Answer, CallError> {
     let (status, body) = response(num_headers, body_size);
-    redis::parse(status, &body)
+    redis::parse_correction(status, &body)
 }
 
 /// The store's own metrics: `quota.store.*`.
