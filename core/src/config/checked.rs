@@ -3,7 +3,8 @@
 //! error names its JSON path.
 
 use super::body::{
-    body_needs, check_held_headers, check_max_body_bytes, check_unreadable_body, BodyNeeds, UnreadableBody,
+    body_keys, body_needs, check_held_headers, check_max_body_bytes, check_unreadable_body, BodyKeys, BodyNeeds,
+    UnreadableBody,
 };
 use super::calendar::{check_calendar, CalendarConfig};
 use super::cells::{Cell, Scope};
@@ -44,6 +45,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// Per class (by [`ClassId`]): what it needs of the body.
     pub body_needs: Vec<BodyNeeds>,
+    /// The members of a JSON request body the filter reads (see `body.rs`).
+    pub body_keys: BodyKeys,
     /// Which endings of an admitted request give its units back.
     pub refunds: crate::refund::RefundPolicy,
     /// What models cost, for classes metered in money (not used yet).
@@ -244,6 +247,7 @@ impl TryFrom<RawConfig> for Config {
         let body_needs: Vec<BodyNeeds> =
             classes.iter().enumerate().map(|(i, c)| body_needs(c, ClassId(i), &tiers)).collect();
         check_held_headers(&classes, &tiers, &tier_names, &body_needs, hold_headers_for_body)?;
+        let body_keys = body_keys(&classes);
         let copy = check_copy("copy", raw.copy.as_ref())?;
         let observability = check_observability(raw.observability.as_ref())?;
         let response_headers = check_response_headers(raw.response_headers.as_ref());
@@ -295,6 +299,7 @@ impl TryFrom<RawConfig> for Config {
             admin,
             refunds,
             body_needs,
+            body_keys,
             prices,
             upstream_busy,
         })

@@ -25,7 +25,9 @@ mod schema;
 mod source;
 mod tiers;
 
-pub use body::{BodyNeeds, UnreadableBody, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT};
+pub use body::{
+    BodyKeys, BodyNeeds, UnreadableBody, BUDGET_KEYS, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT, PROMPT_KEYS,
+};
 pub use calendar::{parse_utc_offset, parse_window, CalendarConfig};
 pub use cells::{AtHard, Cell, Degrade, Limits, Pace, PastSoft, Queue, Scope, DEFAULT_WARN_AT};
 pub use checked::Config;

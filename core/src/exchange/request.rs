@@ -22,7 +22,7 @@
 use super::ledger::Entry;
 use super::response::Charged;
 use super::{Call, Edits, Exchange, Host, LeaseTarget, Level, Next, Note, Rewrite, Step};
-use crate::body::read_body;
+use crate::body::{read_body_keys, Spans};
 use crate::buffering::{self, AtHead, Chunk};
 use crate::classify::{classify_head, HeadMatch};
 use crate::config::{ClassId, Config, FailPolicy};
@@ -118,13 +118,23 @@ impl Pending {
     }
 }
 
+/// The request body as a rewrite needs it.
+#[derive(Debug)]
+pub(super) struct Source {
+    /// Its length: what a rewrite replaces.
+    len: usize,
+    /// The body and where its rewritable members lie, when it was read in
+    /// part ([`read_body_keys`]) and the config may rewrite it.
+    spliceable: Option<(Vec<u8>, Spans)>,
+}
+
 /// A request paused while Redis charges it.
 #[derive(Debug)]
 pub(super) struct Charging {
     request: Pending,
     caller: Caller,
     /// The request body's length, when the filter read it (for a rewrite).
-    body_len: Option<usize>,
+    source: Option<Source>,
     json: Option<Value>,
     ticket: Ticket,
     call: Call,
@@ -153,7 +163,7 @@ impl Charging {
 pub(super) struct Leasing {
     request: Pending,
     caller: Caller,
-    body_len: Option<usize>,
+    source: Option<Source>,
     json: Option<Value>,
     ticket: Ticket,
     call: Call,
@@ -264,7 +274,7 @@ impl Exchange {
         }
         match classified {
             HeadMatch::Unclassified => Step::new(Next::Continue),
-            HeadMatch::Class(class) => self.decide(config, host, request, class, None, None, None),
+            HeadMatch::Class(class) => self.decide(config, host, request, class, None, (None, None), None),
             HeadMatch::NeedsBody if end_of_stream => {
                 self.decide_with_body(config, host, request, BodyIn { bytes: None, too_large: false })
             }
@@ -368,7 +378,7 @@ impl Exchange {
     /// decides. A body the filter cannot read never makes a request cheaper:
     /// `unreadable_body` refuses it or charges the strictest class.
     fn decide_with_body(&mut self, config: &Config, host: &mut dyn Host, request: Pending, body: BodyIn) -> Step {
-        let read = read_body(body.bytes.as_deref(), body.too_large);
+        let (read, spans) = read_body_keys(body.bytes.as_deref(), body.too_large, &config.body_keys);
         let (class, cost) = match classify_body(config, &request.head, &read) {
             BodyVerdict::Class(None) => return Step::new(Next::Continue),
             BodyVerdict::Class(Some(class)) => (class, None),
@@ -388,8 +398,8 @@ impl Exchange {
         };
         // A request charged at the strictest cost is never rewritten.
         let (bytes, json) = match cost {
-            Some(_) => (None, None),
-            None => (body.bytes, read.into_json()),
+            Some(_) => (None, (None, None)),
+            None => (body.bytes, (read.into_json(), spans)),
         };
         self.decide(config, host, request, class, bytes.as_deref(), json, cost)
     }
@@ -417,7 +427,7 @@ impl Exchange {
         request: Pending,
         class: ClassId,
         body: Option<&[u8]>,
-        json: Option<Value>,
+        (json, spans): (Option<Value>, Option<Spans>),
         cost: Option<u64>,
     ) -> Step {
         let caller = match host.identify(config, &request.head) {
@@ -425,16 +435,20 @@ impl Exchange {
             Err(e) => return self.refuse_identity(config, host, &request, Some(class), &e),
         };
         let cost = cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
-        let body_len = body.map(<[u8]>::len);
+        // The body is kept for a rewrite only when one may edit its bytes.
+        let source = body.map(|b| Source {
+            len: b.len(),
+            spliceable: spans.filter(|_| config.may_rewrite_body()).map(|s| (b.to_vec(), s)),
+        });
         let now_ms = host.now_ms();
         if config.counters.lease().is_some() {
             let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
                 Prepared::Decided(decision) => {
-                    return self.carry_out(config, host, &request, caller, body_len, json, decision)
+                    return self.carry_out(config, host, &request, caller, source, json, decision)
                 }
                 Prepared::Charge(ticket) => ticket,
             };
-            let leasing = Leasing { request, caller, body_len, json, ticket, call: Call::default(), sent_ms: now_ms };
+            let leasing = Leasing { request, caller, source, json, ticket, call: Call::default(), sent_ms: now_ms };
             return self.admit_leased(config, host, Box::new(leasing), false);
         }
         if config.counters.exact_redis().is_none() {
@@ -442,11 +456,11 @@ impl Exchange {
                 let counters = config.counters.table(host.shared_data(), now_ms);
                 charge(config, &caller, class, cost, request.confirmed, now_ms, &counters)
             };
-            return self.carry_out(config, host, &request, caller, body_len, json, decision);
+            return self.carry_out(config, host, &request, caller, source, json, decision);
         }
         let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
             Prepared::Decided(decision) => {
-                return self.carry_out(config, host, &request, caller, body_len, json, decision)
+                return self.carry_out(config, host, &request, caller, source, json, decision)
             }
             Prepared::Charge(ticket) => ticket,
         };
@@ -459,7 +473,7 @@ impl Exchange {
         self.phase = Phase::Charging(Box::new(Charging {
             request,
             caller,
-            body_len,
+            source,
             json,
             ticket,
             call: call.clone(),
@@ -477,7 +491,7 @@ impl Exchange {
         host: &mut dyn Host,
         request: &Pending,
         caller: Caller,
-        body_len: Option<usize>,
+        source: Option<Source>,
         mut json: Option<Value>,
         decision: Decision,
     ) -> Step {
@@ -510,11 +524,17 @@ impl Exchange {
             ..Edits::default()
         };
         let rewritten = json.as_mut().is_some_and(|j| rewrites.apply_to_body(j));
-        if let (true, Some(j), Some(len)) = (rewritten, &json, body_len) {
+        if let (true, Some(j), Some(source)) = (rewritten, &json, &source) {
+            // A body read in part is edited where the rewrite changes it;
+            // one read whole is written again from its parse.
+            let bytes = match &source.spliceable {
+                Some((original, spans)) => spans.splice(original, j),
+                None => Some(j.to_string().into_bytes()),
+            };
             // Held headers have not left yet: they carry the new length.
-            edits.body = Some(Rewrite {
-                replaces: len,
-                bytes: j.to_string().into_bytes(),
+            edits.body = bytes.map(|bytes| Rewrite {
+                replaces: source.len,
+                bytes,
                 set_content_length: config.hold_headers_for_body,
             });
         }
@@ -766,8 +786,8 @@ impl Exchange {
             host.note(Note::Mismatch { key: &m.key, script: m.script, core: m.core });
         }
         let decision = settled.decision;
-        let Charging { request, caller, body_len, json, .. } = *waiting;
-        self.carry_out(config, host, &request, caller, body_len, json, decision)
+        let Charging { request, caller, source, json, .. } = *waiting;
+        self.carry_out(config, host, &request, caller, source, json, decision)
     }
 
     /// The lease mode: decides the request on this Envoy's share of its
@@ -783,8 +803,8 @@ impl Exchange {
                 if renew {
                     host.note(Note::Renew(LeaseTarget::of(&w.ticket)));
                 }
-                let Leasing { request, caller, body_len, json, .. } = *w;
-                return self.carry_out(config, host, &request, caller, body_len, json, *decision);
+                let Leasing { request, caller, source, json, .. } = *w;
+                return self.carry_out(config, host, &request, caller, source, json, *decision);
             }
             Admit::Needs { need } => need,
         };
@@ -841,8 +861,8 @@ impl Exchange {
             }
             Err(e) => {
                 let decision = engine::settle(config, w.ticket.clone(), Err(GiveUp::Unavailable(e.why))).0;
-                let Leasing { request, caller, body_len, json, .. } = *w;
-                self.carry_out(config, host, &request, caller, body_len, json, decision)
+                let Leasing { request, caller, source, json, .. } = *w;
+                self.carry_out(config, host, &request, caller, source, json, decision)
             }
         }
     }
