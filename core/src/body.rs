@@ -176,35 +176,50 @@ impl Spans {
 /// rewritable member sent twice) is read whole, as [`read_body`] reads it,
 /// without spans. What the rules see of the members read is the same
 /// either way.
-pub fn read_body_keys(bytes: Option<&[u8]>, too_large: bool, keys: &BodyKeys) -> (BodyRead, Option<Spans>) {
-    let wanted = match keys {
-        BodyKeys::Only(wanted) => wanted,
-        BodyKeys::All => return (read_body(bytes, too_large), None),
+pub fn read_body_keys(bytes: Option<&[u8]>, too_large: bool, keys: &BodyKeys) -> PartRead {
+    let whole = || PartRead { body: read_body(bytes, too_large), spans: None, prompt_chars: 0 };
+    let (wanted, prompt_text) = match keys {
+        BodyKeys::Only { values, prompt_text } => (values, *prompt_text),
+        BodyKeys::All => return whole(),
     };
     let Some(body) = bytes.filter(|b| !b.is_empty() && !too_large) else {
-        return (read_body(bytes, too_large), None);
+        return whole();
     };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = serde::de::DeserializeSeed::deserialize(Sparse { wanted, body }, &mut de).and_then(|top| {
-        de.end()?;
-        Ok(top)
-    });
+    let parsed =
+        serde::de::DeserializeSeed::deserialize(Sparse { wanted, prompt_text, body }, &mut de).and_then(|top| {
+            de.end()?;
+            Ok(top)
+        });
     match parsed {
-        Ok(Some((value, spans))) => (BodyRead::Json(value), Some(spans)),
+        Ok(Some(part)) => part,
         // Not an object, a member sent twice, or not JSON serde reads: whole.
-        Ok(None) | Err(_) => (read_body(bytes, too_large), None),
+        Ok(None) | Err(_) => whole(),
     }
+}
+
+/// A body as [`read_body_keys`] read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartRead {
+    /// What the rules see: with spans, only the members read as values.
+    pub body: BodyRead,
+    /// Where its rewritable members lie, when it was read in part.
+    pub spans: Option<Spans>,
+    /// Characters of prompt text in the members read for their length only
+    /// (see `cost::estimate_token_parts`).
+    pub prompt_chars: usize,
 }
 
 /// Parses a top-level object for the members it wants: `None` for any
 /// other JSON (the caller reads it whole).
 struct Sparse<'w, 'b> {
     wanted: &'w std::collections::BTreeSet<String>,
+    prompt_text: bool,
     body: &'b [u8],
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Sparse<'_, 'de> {
-    type Value = Option<(Value, Spans)>;
+    type Value = Option<PartRead>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
@@ -212,7 +227,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for Sparse<'_, 'de> {
 }
 
 impl<'de> serde::de::Visitor<'de> for Sparse<'_, 'de> {
-    type Value = Option<(Value, Spans)>;
+    type Value = Option<PartRead>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -222,6 +237,9 @@ impl<'de> serde::de::Visitor<'de> for Sparse<'_, 'de> {
         let mut out = serde_json::Map::new();
         let mut spans = Spans { empty: true, ..Spans::default() };
         let mut twice = false;
+        // Each prompt member's text, the last copy of a member counting (as
+        // a parse into a map keeps the last).
+        let mut prompt = [0usize; crate::config::PROMPT_KEYS.len()];
         while let Some(key) = map.next_key::<String>()? {
             spans.empty = false;
             let span = match key.as_str() {
@@ -239,6 +257,13 @@ impl<'de> serde::de::Visitor<'de> for Sparse<'_, 'de> {
             } else if self.wanted.contains(&key) {
                 let value: Value = map.next_value()?;
                 out.insert(key, value);
+            } else if let Some(i) =
+                crate::config::PROMPT_KEYS.iter().position(|k| *k == key).filter(|_| self.prompt_text)
+            {
+                let chars = map.next_value_seed(TextChars { depth: 0 })?;
+                if let Some(slot) = prompt.get_mut(i) {
+                    *slot = chars;
+                }
             } else {
                 map.next_value::<Skipped>()?;
             }
@@ -248,7 +273,8 @@ impl<'de> serde::de::Visitor<'de> for Sparse<'_, 'de> {
         if twice || !fits(&spans.model) || !fits(&spans.stream_options) || self.body.get(spans.close) != Some(&b'}') {
             return Ok(None);
         }
-        Ok(Some((Value::Object(out), spans)))
+        let prompt_chars = prompt.iter().fold(0usize, |sum, n| sum.saturating_add(*n));
+        Ok(Some(PartRead { body: BodyRead::Json(Value::Object(out)), spans: Some(spans), prompt_chars }))
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -278,6 +304,83 @@ impl<'de> serde::de::Visitor<'de> for Sparse<'_, 'de> {
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
+    }
+}
+
+/// The characters of prompt text in a value, counted as it is parsed,
+/// exactly as `cost::text_chars` counts them in a parsed value: strings,
+/// the `content` and `text` members of objects (the last copy of each),
+/// arrays of those, no deeper than `cost::TEXT_DEPTH`.
+struct TextChars {
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TextChars {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        if self.depth > crate::cost::TEXT_DEPTH {
+            return deserializer.deserialize_any(SkipVisitor).map(|_| 0);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TextChars {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<usize, E> {
+        Ok(s.chars().count())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut sum = 0usize;
+        while let Some(n) = seq.next_element_seed(TextChars { depth: self.depth + 1 })? {
+            sum = sum.saturating_add(n);
+        }
+        Ok(sum)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        let mut members = [0usize; crate::cost::TEXT_MEMBERS.len()];
+        while let Some(key) = map.next_key::<String>()? {
+            match crate::cost::TEXT_MEMBERS.iter().position(|k| *k == key) {
+                Some(i) => {
+                    let n = map.next_value_seed(TextChars { depth: self.depth + 1 })?;
+                    if let Some(slot) = members.get_mut(i) {
+                        *slot = n;
+                    }
+                }
+                None => {
+                    map.next_value::<Skipped>()?;
+                }
+            }
+        }
+        Ok(members.iter().fold(0usize, |sum, n| sum.saturating_add(*n)))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_unit<E>(self) -> Result<usize, E> {
+        Ok(0)
     }
 }
 
@@ -765,21 +868,21 @@ mod sparse_tests {
     use serde_json::json;
 
     fn keys(names: &[&str]) -> BodyKeys {
-        BodyKeys::Only(names.iter().map(|k| k.to_string()).collect())
+        BodyKeys::Only { values: names.iter().map(|k| k.to_string()).collect(), prompt_text: false }
     }
 
     #[test]
     fn a_deep_member_the_rules_skip_reads_as_the_whole_body_does() {
         let deep = format!("{{\"model\": \"o3\", \"junk\": {}1{}}}", "[".repeat(200), "]".repeat(200));
         let whole = read_body(Some(deep.as_bytes()), false);
-        let (sparse, _) = read_body_keys(Some(deep.as_bytes()), false, &keys(&["model"]));
+        let sparse = read_body_keys(Some(deep.as_bytes()), false, &keys(&["model"])).body;
         assert_eq!(sparse, whole);
     }
 
     #[test]
     fn only_the_wanted_members_are_read_and_a_rewrite_edits_only_their_bytes() {
         let body = br#" {"messages": [{"role": "user", "content": "hi"}], "mod\u0065l" : "gpt-4o" , "n": 1 } "#;
-        let (read, spans) = read_body_keys(Some(body), false, &keys(&["model", "stream_options"]));
+        let PartRead { body: read, spans, .. } = read_body_keys(Some(body), false, &keys(&["model", "stream_options"]));
         assert_eq!(read, BodyRead::Json(json!({"model": "gpt-4o"})));
         let spans = spans.unwrap();
         let mut rewritten = read.into_json().unwrap();
@@ -804,11 +907,11 @@ mod sparse_tests {
             br#""text""#,
             br#"{"model": "o3"} x"#,
         ] {
-            let (read, spans) = read_body_keys(Some(body), false, &only);
+            let PartRead { body: read, spans, .. } = read_body_keys(Some(body), false, &only);
             assert_eq!(read, read_body(Some(body), false), "{}", String::from_utf8_lossy(body));
             assert_eq!(spans, None, "{}", String::from_utf8_lossy(body));
         }
-        let (read, spans) = read_body_keys(Some(b"{}"), false, &only);
+        let PartRead { body: read, spans, .. } = read_body_keys(Some(b"{}"), false, &only);
         assert_eq!(read, BodyRead::Json(json!({})));
         let out = spans.unwrap().splice(b"{}", &json!({"stream_options": {"include_usage": true}})).unwrap();
         assert_eq!(out, br#"{"stream_options":{"include_usage":true}}"#);
@@ -873,7 +976,7 @@ mod sparse_tests {
         for seed in 0..5_000 {
             let body = object(seed);
             let full = read_body(Some(&body), false);
-            let (read, spans) = read_body_keys(Some(&body), false, &only);
+            let PartRead { body: read, spans, .. } = read_body_keys(Some(&body), false, &only);
             let Some(spans) = spans else {
                 assert_eq!(read, full, "{}", String::from_utf8_lossy(&body));
                 whole_only += 1;
@@ -914,5 +1017,38 @@ mod sparse_tests {
             );
         }
         assert!(partial > 1_000 && whole_only > 100, "{partial} read in part, {whole_only} whole");
+    }
+
+    #[test]
+    fn prompt_text_counted_in_the_parse_is_what_a_parsed_value_counts() {
+        let values = ["model"].iter().chain(&crate::config::BUDGET_KEYS).map(|k| k.to_string()).collect();
+        let only = BodyKeys::Only { values, prompt_text: true };
+        let prompts = [
+            r#""plain text""#,
+            r#"[{"role": "user", "content": "caf\u00e9"}, {"role": "assistant", "content": [{"type": "text", "text": "ab"}, {"type": "image", "url": "x"}]}]"#,
+            r#"[{"content": "first", "content": "second wins"}]"#,
+            r#"[{"text": "t", "content": {"text": "nested", "content": ["deep", {"text": [[[[[["too deep to count"]]]]]]}]}}]"#,
+            r#"[1, true, null, {"content": 5}]"#,
+            r#"{"content": "an object"}"#,
+            r#"[[[[[[[[[["ten deep"]]]]]]]]]]"#,
+        ];
+        for (i, p) in prompts.iter().enumerate() {
+            for (j, q) in prompts.iter().enumerate() {
+                for body in [
+                    format!(r#"{{"model": "o3", "messages": {p}, "system": {q}, "max_tokens": 7}}"#),
+                    format!(r#"{{"input": {p}, "prompt": {q}, "input": {q}}}"#),
+                ] {
+                    let full = read_body(Some(body.as_bytes()), false).into_json().unwrap();
+                    let part = read_body_keys(Some(body.as_bytes()), false, &only);
+                    let sparse = part.body.json().unwrap();
+                    assert!(sparse.get("messages").is_none() && sparse.get("input").is_none(), "{body}");
+                    assert_eq!(
+                        crate::cost::estimate_token_parts(sparse, 100, part.prompt_chars),
+                        crate::cost::estimate_token_parts(&full, 100, 0),
+                        "{i}/{j}: {body}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -95,13 +95,20 @@ pub(super) fn check_held_headers(
 /// The top-level members of a JSON request body the filter reads: those
 /// the class rules name (by their first segment), the cost reads (the
 /// record array's, the prompt text and completion budget of a token or
-/// money cost) and the rewrites and the ledger touch (`model`, `stream`,
-/// `stream_options`); every member when a cost counts the records of the
-/// body itself. A body is parsed for these only (see `body.rs`).
+/// money cost: its length only) and the rewrites and the ledger touch
+/// (`model`, `stream`, `stream_options`); every member when a cost counts
+/// the records of the body itself. A body is parsed for these only (see
+/// `body.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyKeys {
     All,
-    Only(std::collections::BTreeSet<String>),
+    Only {
+        /// Members read as JSON values.
+        values: std::collections::BTreeSet<String>,
+        /// The prompt's members ([`PROMPT_KEYS`]) not among `values` are
+        /// read for their text's length only (a token or money estimate).
+        prompt_text: bool,
+    },
 }
 
 /// Members every config reads besides the completion budget: the model
@@ -119,6 +126,7 @@ pub const PROMPT_KEYS: [&str; 4] = ["messages", "input", "prompt", "system"];
 pub(super) fn body_keys(classes: &[Class]) -> BodyKeys {
     let mut keys: std::collections::BTreeSet<String> =
         ALWAYS_READ.iter().chain(&BUDGET_KEYS).map(|k| k.to_string()).collect();
+    let mut prompt_text = false;
     for class in classes {
         for cond in class.rules.iter().flat_map(|r| &r.body) {
             match cond.field.first() {
@@ -134,9 +142,9 @@ pub(super) fn body_keys(classes: &[Class]) -> BodyKeys {
                 }
                 None => return BodyKeys::All,
             },
-            Cost::Tokens { .. } | Cost::Priced { .. } => keys.extend(PROMPT_KEYS.iter().map(|k| k.to_string())),
+            Cost::Tokens { .. } | Cost::Priced { .. } => prompt_text = true,
             Cost::Records { jsonl: true, .. } | Cost::Fixed(_) | Cost::Bytes { .. } => {}
         }
     }
-    BodyKeys::Only(keys)
+    BodyKeys::Only { values: keys, prompt_text }
 }

@@ -22,7 +22,7 @@
 use super::ledger::Entry;
 use super::response::Charged;
 use super::{Call, Edits, Exchange, Host, LeaseTarget, Level, Next, Note, Rewrite, Step};
-use crate::body::{read_body_keys, Spans};
+use crate::body::{read_body_keys, PartRead, Spans};
 use crate::buffering::{self, AtHead, Chunk};
 use crate::classify::{classify_head, HeadMatch};
 use crate::config::{ClassId, Config, FailPolicy};
@@ -274,7 +274,7 @@ impl Exchange {
         }
         match classified {
             HeadMatch::Unclassified => Step::new(Next::Continue),
-            HeadMatch::Class(class) => self.decide(config, host, request, class, None, (None, None), None),
+            HeadMatch::Class(class) => self.decide(config, host, request, class, None, (None, None, 0), None),
             HeadMatch::NeedsBody if end_of_stream => {
                 self.decide_with_body(config, host, request, BodyIn { bytes: None, too_large: false })
             }
@@ -378,7 +378,8 @@ impl Exchange {
     /// decides. A body the filter cannot read never makes a request cheaper:
     /// `unreadable_body` refuses it or charges the strictest class.
     fn decide_with_body(&mut self, config: &Config, host: &mut dyn Host, request: Pending, body: BodyIn) -> Step {
-        let (read, spans) = read_body_keys(body.bytes.as_deref(), body.too_large, &config.body_keys);
+        let PartRead { body: read, spans, prompt_chars } =
+            read_body_keys(body.bytes.as_deref(), body.too_large, &config.body_keys);
         let (class, cost) = match classify_body(config, &request.head, &read) {
             BodyVerdict::Class(None) => return Step::new(Next::Continue),
             BodyVerdict::Class(Some(class)) => (class, None),
@@ -398,8 +399,8 @@ impl Exchange {
         };
         // A request charged at the strictest cost is never rewritten.
         let (bytes, json) = match cost {
-            Some(_) => (None, (None, None)),
-            None => (body.bytes, (read.into_json(), spans)),
+            Some(_) => (None, (None, None, 0)),
+            None => (body.bytes, (read.into_json(), spans, prompt_chars)),
         };
         self.decide(config, host, request, class, bytes.as_deref(), json, cost)
     }
@@ -427,14 +428,15 @@ impl Exchange {
         request: Pending,
         class: ClassId,
         body: Option<&[u8]>,
-        (json, spans): (Option<Value>, Option<Spans>),
+        (json, spans, prompt_chars): (Option<Value>, Option<Spans>, usize),
         cost: Option<u64>,
     ) -> Step {
         let caller = match host.identify(config, &request.head) {
             Ok(c) => c,
             Err(e) => return self.refuse_identity(config, host, &request, Some(class), &e),
         };
-        let cost = cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
+        let cost = cost
+            .unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref(), prompt_chars }));
         // The body is kept for a rewrite only when one may edit its bytes.
         let source = body.map(|b| Source {
             len: b.len(),

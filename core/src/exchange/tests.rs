@@ -1002,7 +1002,9 @@ fn a_priced_request_for_a_model_nobody_priced_is_reserved_at_the_dearest_price()
     )
     .unwrap_or(Value::Null);
     let config = Config::from_json(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-    let cost = |json: Value| crate::engine::reservation(&config, Some(&json), 1000);
+    let cost = |json: Value| {
+        crate::engine::reservation(&config, crate::cost::Body { bytes: None, json: Some(&json), prompt_chars: 0 }, 1000)
+    };
     // An unknown model takes the default; a model that is not a string,
     // the dearest (here the default too); the cheap one its own.
     assert_eq!(cost(json!({"model": "cheap", "max_tokens": 1000})), 100);
