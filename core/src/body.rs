@@ -4,6 +4,7 @@
 //! `serde_json` alone refuses it, so a client cannot hide a field from the
 //! quota check that the upstream still sees.
 
+use crate::config::BodyKeys;
 use serde_json::Value;
 use std::fmt;
 
@@ -114,6 +115,327 @@ pub fn read_body(bytes: Option<&[u8]>, too_large: bool) -> BodyRead {
     match serde_json::from_slice(bytes) {
         Ok(value) => BodyRead::Json(value),
         Err(first) => lenient(bytes, first),
+    }
+}
+
+/// Where a body's rewritable members lie in its bytes, so that a rewrite
+/// edits those bytes and leaves every other byte as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Spans {
+    /// The value of the top-level `model`, when the body has one.
+    pub model: Option<std::ops::Range<usize>>,
+    /// The value of the top-level `stream_options`, when the body has one.
+    pub stream_options: Option<std::ops::Range<usize>>,
+    /// The offset of the object's closing `}`.
+    pub close: usize,
+    /// The object has no member.
+    pub empty: bool,
+}
+
+impl Spans {
+    /// `bytes` (the body these spans were read from) with the top-level
+    /// `model` and `stream_options` of `rewritten` written in place of the
+    /// client's (a member the client did not send goes last). `None` when a
+    /// span does not fit `bytes`.
+    pub fn splice(&self, bytes: &[u8], rewritten: &Value) -> Option<Vec<u8>> {
+        let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+        let mut appended = Vec::new();
+        for (name, span) in [("model", &self.model), ("stream_options", &self.stream_options)] {
+            let Some(value) = rewritten.get(name) else { continue };
+            let text = value.to_string().into_bytes();
+            match span {
+                Some(range) => edits.push((range.clone(), text)),
+                None => {
+                    if !(self.empty && appended.is_empty()) {
+                        appended.push(b',');
+                    }
+                    appended.extend_from_slice(&serde_json::to_vec(name).ok()?);
+                    appended.push(b':');
+                    appended.extend_from_slice(&text);
+                }
+            }
+        }
+        edits.push((self.close..self.close, appended));
+        edits.sort_by_key(|(range, _)| range.start);
+        let mut out = Vec::with_capacity(bytes.len() + 64);
+        let mut at = 0;
+        for (range, text) in edits {
+            out.extend_from_slice(bytes.get(at..range.start)?);
+            out.extend_from_slice(&text);
+            at = range.end;
+        }
+        out.extend_from_slice(bytes.get(at..)?);
+        Some(out)
+    }
+}
+
+/// [`read_body`] for the members `keys` names: a JSON object is parsed for
+/// those members only (the others are checked as JSON and skipped, never
+/// built), in one pass, and comes with the [`Spans`] a rewrite edits. Any
+/// other body (not an object, a body only the lenient pass reads, a
+/// rewritable member sent twice) is read whole, as [`read_body`] reads it,
+/// without spans. What the rules see of the members read is the same
+/// either way.
+pub fn read_body_keys(bytes: Option<&[u8]>, too_large: bool, keys: &BodyKeys) -> PartRead {
+    let whole = || PartRead { body: read_body(bytes, too_large), spans: None, prompt_chars: 0 };
+    let (wanted, prompt_text) = match keys {
+        BodyKeys::Only { values, prompt_text } => (values, *prompt_text),
+        BodyKeys::All => return whole(),
+    };
+    let Some(body) = bytes.filter(|b| !b.is_empty() && !too_large) else {
+        return whole();
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed =
+        serde::de::DeserializeSeed::deserialize(Sparse { wanted, prompt_text, body }, &mut de).and_then(|top| {
+            de.end()?;
+            Ok(top)
+        });
+    match parsed {
+        Ok(Some(part)) => part,
+        // Not an object, a member sent twice, or not JSON serde reads: whole.
+        Ok(None) | Err(_) => whole(),
+    }
+}
+
+/// A body as [`read_body_keys`] read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartRead {
+    /// What the rules see: with spans, only the members read as values.
+    pub body: BodyRead,
+    /// Where its rewritable members lie, when it was read in part.
+    pub spans: Option<Spans>,
+    /// Characters of prompt text in the members read for their length only
+    /// (see `cost::estimate_token_parts`).
+    pub prompt_chars: usize,
+}
+
+/// Parses a top-level object for the members it wants: `None` for any
+/// other JSON (the caller reads it whole).
+struct Sparse<'w, 'b> {
+    wanted: &'w std::collections::BTreeSet<String>,
+    prompt_text: bool,
+    body: &'b [u8],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Sparse<'_, 'de> {
+    type Value = Option<PartRead>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Sparse<'_, 'de> {
+    type Value = Option<PartRead>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        let mut spans = Spans { empty: true, ..Spans::default() };
+        let mut twice = false;
+        // Each prompt member's text, the last copy of a member counting (as
+        // a parse into a map keeps the last).
+        let mut prompt = [0usize; crate::config::PROMPT_KEYS.len()];
+        while let Some(key) = map.next_key::<String>()? {
+            spans.empty = false;
+            let span = match key.as_str() {
+                "model" => Some(&mut spans.model),
+                "stream_options" => Some(&mut spans.stream_options),
+                _ => None,
+            };
+            if let Some(span) = span {
+                let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                let text = raw.get();
+                let start = (text.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
+                twice |= span.replace(start..start + text.len()).is_some();
+                let value: Value = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+                out.insert(key, value);
+            } else if self.wanted.contains(&key) {
+                let value: Value = map.next_value()?;
+                out.insert(key, value);
+            } else if let Some(i) =
+                crate::config::PROMPT_KEYS.iter().position(|k| *k == key).filter(|_| self.prompt_text)
+            {
+                let chars = map.next_value_seed(TextChars { depth: 0 })?;
+                if let Some(slot) = prompt.get_mut(i) {
+                    *slot = chars;
+                }
+            } else {
+                map.next_value::<Skipped>()?;
+            }
+        }
+        spans.close = self.body.iter().rposition(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+        let fits = |r: &Option<std::ops::Range<usize>>| r.as_ref().is_none_or(|r| r.end <= spans.close);
+        if twice || !fits(&spans.model) || !fits(&spans.stream_options) || self.body.get(spans.close) != Some(&b'}') {
+            return Ok(None);
+        }
+        let prompt_chars = prompt.iter().fold(0usize, |sum, n| sum.saturating_add(*n));
+        Ok(Some(PartRead { body: BodyRead::Json(Value::Object(out)), spans: Some(spans), prompt_chars }))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The characters of prompt text in a value, counted as it is parsed,
+/// exactly as `cost::text_chars` counts them in a parsed value: strings,
+/// the `content` and `text` members of objects (the last copy of each),
+/// arrays of those, no deeper than `cost::TEXT_DEPTH`.
+struct TextChars {
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TextChars {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        if self.depth > crate::cost::TEXT_DEPTH {
+            return deserializer.deserialize_any(SkipVisitor).map(|_| 0);
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TextChars {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<usize, E> {
+        Ok(s.chars().count())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut sum = 0usize;
+        while let Some(n) = seq.next_element_seed(TextChars { depth: self.depth + 1 })? {
+            sum = sum.saturating_add(n);
+        }
+        Ok(sum)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        let mut members = [0usize; crate::cost::TEXT_MEMBERS.len()];
+        while let Some(key) = map.next_key::<String>()? {
+            match crate::cost::TEXT_MEMBERS.iter().position(|k| *k == key) {
+                Some(i) => {
+                    let n = map.next_value_seed(TextChars { depth: self.depth + 1 })?;
+                    if let Some(slot) = members.get_mut(i) {
+                        *slot = n;
+                    }
+                }
+                None => {
+                    map.next_value::<Skipped>()?;
+                }
+            }
+        }
+        Ok(members.iter().fold(0usize, |sum, n| sum.saturating_add(*n)))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_unit<E>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+}
+
+/// A value checked as JSON and dropped. Unlike serde's `IgnoredAny` it goes
+/// through `serde_json`'s own nesting limit, so a body too deep to read
+/// whole is too deep to read in part.
+struct Skipped;
+
+impl<'de> serde::Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_unit<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
     }
 }
 
@@ -537,5 +859,196 @@ mod tests {
             "{lenient} {deep} {not_json} {not_utf8}"
         );
         assert!(generated_deep > 100, "{generated_deep}");
+    }
+}
+
+#[cfg(test)]
+mod sparse_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys(names: &[&str]) -> BodyKeys {
+        BodyKeys::Only { values: names.iter().map(|k| k.to_string()).collect(), prompt_text: false }
+    }
+
+    #[test]
+    fn a_deep_member_the_rules_skip_reads_as_the_whole_body_does() {
+        let deep = format!("{{\"model\": \"o3\", \"junk\": {}1{}}}", "[".repeat(200), "]".repeat(200));
+        let whole = read_body(Some(deep.as_bytes()), false);
+        let sparse = read_body_keys(Some(deep.as_bytes()), false, &keys(&["model"])).body;
+        assert_eq!(sparse, whole);
+    }
+
+    #[test]
+    fn only_the_wanted_members_are_read_and_a_rewrite_edits_only_their_bytes() {
+        let body = br#" {"messages": [{"role": "user", "content": "hi"}], "mod\u0065l" : "gpt-4o" , "n": 1 } "#;
+        let PartRead { body: read, spans, .. } = read_body_keys(Some(body), false, &keys(&["model", "stream_options"]));
+        assert_eq!(read, BodyRead::Json(json!({"model": "gpt-4o"})));
+        let spans = spans.unwrap();
+        let mut rewritten = read.into_json().unwrap();
+        rewritten["model"] = json!("gpt-4o-mini");
+        rewritten["stream_options"] = json!({"include_usage": true});
+        let out = spans.splice(body, &rewritten).unwrap();
+        let expected = br#" {"messages": [{"role": "user", "content": "hi"}], "mod\u0065l" : "gpt-4o-mini" , "n": 1 ,"stream_options":{"include_usage":true}} "#;
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
+        let whole: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(whole["model"], "gpt-4o-mini");
+        assert_eq!(whole["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn other_bodies_are_read_whole_without_spans() {
+        let only = keys(&["model"]);
+        for body in [
+            &br#"[{"model": "o3"}]"#[..],
+            br#"{"model": "a", "model": "b"}"#,
+            br#"{"model": NaN}"#,
+            b"\xEF\xBB\xBF{\"model\": \"o3\"}",
+            br#""text""#,
+            br#"{"model": "o3"} x"#,
+        ] {
+            let PartRead { body: read, spans, .. } = read_body_keys(Some(body), false, &only);
+            assert_eq!(read, read_body(Some(body), false), "{}", String::from_utf8_lossy(body));
+            assert_eq!(spans, None, "{}", String::from_utf8_lossy(body));
+        }
+        let PartRead { body: read, spans, .. } = read_body_keys(Some(b"{}"), false, &only);
+        assert_eq!(read, BodyRead::Json(json!({})));
+        let out = spans.unwrap().splice(b"{}", &json!({"stream_options": {"include_usage": true}})).unwrap();
+        assert_eq!(out, br#"{"stream_options":{"include_usage":true}}"#);
+    }
+
+    /// A random object of the members a request carries (some twice, some
+    /// escaped, some nested), as bytes with random spacing.
+    fn object(seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        };
+        let names = [
+            "\"model\"",
+            "\"mod\\u0065l\"",
+            "\"stream_options\"",
+            "\"stream\"",
+            "\"messages\"",
+            "\"max_tokens\"",
+            "\"x\"",
+            "\"\"",
+        ];
+        let values = [
+            "\"gpt-4o\"",
+            "{\"include_usage\": false}",
+            "[{\"role\": \"user\", \"content\": \"hi {\\\"}\"}]",
+            "null",
+            "12",
+            "1.5e3",
+            "true",
+            "{\"a\": [1, {\"b\": \"}\"}]}",
+            "NaN",
+            "\"\\ud800\"",
+        ];
+        let spaces = ["", " ", "\n\t", "  "];
+        let mut out = String::from(spaces[next(4) as usize]);
+        out.push('{');
+        for i in 0..next(6) {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(spaces[next(4) as usize]);
+            out.push_str(names[next(names.len() as u64) as usize]);
+            out.push_str(spaces[next(4) as usize]);
+            out.push(':');
+            out.push_str(values[next(values.len() as u64) as usize]);
+            out.push_str(spaces[next(4) as usize]);
+        }
+        out.push('}');
+        out.push_str(spaces[next(4) as usize]);
+        out.into_bytes()
+    }
+
+    #[test]
+    fn a_partial_read_agrees_with_the_whole_one_and_a_splice_changes_only_what_it_rewrites() {
+        let wanted = ["model", "stream_options", "max_tokens"];
+        let only = keys(&wanted);
+        let (mut partial, mut whole_only) = (0, 0);
+        for seed in 0..5_000 {
+            let body = object(seed);
+            let full = read_body(Some(&body), false);
+            let PartRead { body: read, spans, .. } = read_body_keys(Some(&body), false, &only);
+            let Some(spans) = spans else {
+                assert_eq!(read, full, "{}", String::from_utf8_lossy(&body));
+                whole_only += 1;
+                continue;
+            };
+            partial += 1;
+            let (BodyRead::Json(part), BodyRead::Json(all)) = (&read, &full) else {
+                panic!("read in part but not whole: {}", String::from_utf8_lossy(&body))
+            };
+            let all = all.as_object().unwrap();
+            let part = part.as_object().unwrap();
+            for (k, v) in all {
+                assert_eq!(
+                    part.get(k),
+                    wanted.contains(&k.as_str()).then_some(v),
+                    "{k} in {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            assert!(part.keys().all(|k| all.contains_key(k)));
+            // A rewrite through the spans reads back as the whole body rewritten.
+            let mut rewritten = read.clone().into_json().unwrap();
+            rewritten["model"] = json!("gpt-4o-mini");
+            let options = rewritten.as_object_mut().unwrap().entry("stream_options").or_insert_with(|| json!({}));
+            if !options.is_object() {
+                *options = json!({});
+            }
+            options["include_usage"] = json!(true);
+            let spliced = spans.splice(&body, &rewritten).unwrap();
+            let mut expected = all.clone();
+            expected.insert("model".into(), json!("gpt-4o-mini"));
+            expected.insert("stream_options".into(), rewritten["stream_options"].clone());
+            assert_eq!(
+                read_body(Some(&spliced), false),
+                BodyRead::Json(Value::Object(expected)),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        assert!(partial > 1_000 && whole_only > 100, "{partial} read in part, {whole_only} whole");
+    }
+
+    #[test]
+    fn prompt_text_counted_in_the_parse_is_what_a_parsed_value_counts() {
+        let values = ["model"].iter().chain(&crate::config::BUDGET_KEYS).map(|k| k.to_string()).collect();
+        let only = BodyKeys::Only { values, prompt_text: true };
+        let prompts = [
+            r#""plain text""#,
+            r#"[{"role": "user", "content": "caf\u00e9"}, {"role": "assistant", "content": [{"type": "text", "text": "ab"}, {"type": "image", "url": "x"}]}]"#,
+            r#"[{"content": "first", "content": "second wins"}]"#,
+            r#"[{"text": "t", "content": {"text": "nested", "content": ["deep", {"text": [[[[[["too deep to count"]]]]]]}]}}]"#,
+            r#"[1, true, null, {"content": 5}]"#,
+            r#"{"content": "an object"}"#,
+            r#"[[[[[[[[[["ten deep"]]]]]]]]]]"#,
+        ];
+        for (i, p) in prompts.iter().enumerate() {
+            for (j, q) in prompts.iter().enumerate() {
+                for body in [
+                    format!(r#"{{"model": "o3", "messages": {p}, "system": {q}, "max_tokens": 7}}"#),
+                    format!(r#"{{"input": {p}, "prompt": {q}, "input": {q}}}"#),
+                ] {
+                    let full = read_body(Some(body.as_bytes()), false).into_json().unwrap();
+                    let part = read_body_keys(Some(body.as_bytes()), false, &only);
+                    let sparse = part.body.json().unwrap();
+                    assert!(sparse.get("messages").is_none() && sparse.get("input").is_none(), "{body}");
+                    assert_eq!(
+                        crate::cost::estimate_token_parts(sparse, 100, part.prompt_chars),
+                        crate::cost::estimate_token_parts(&full, 100, 0),
+                        "{i}/{j}: {body}"
+                    );
+                }
+            }
+        }
     }
 }

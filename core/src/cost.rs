@@ -15,6 +15,9 @@ pub struct Body<'a> {
     pub bytes: Option<&'a [u8]>,
     /// The bytes parsed as JSON, when they are JSON.
     pub json: Option<&'a Value>,
+    /// Characters of prompt text counted while the body was parsed, in
+    /// members not kept in `json` (see `body::read_body_keys`).
+    pub prompt_chars: usize,
 }
 
 /// Whether the class's cost depends on the request body.
@@ -40,7 +43,7 @@ pub fn request_cost(class: &Class, body: Body) -> u64 {
         // Priced in money by the config's table: see `engine::request_cost`.
         Cost::Priced { .. } => None,
         Cost::Tokens { default_max_tokens, count, .. } => body.json.map(|j| {
-            let (prompt, budget) = estimate_token_parts(j, *default_max_tokens);
+            let (prompt, budget) = estimate_token_parts(j, *default_max_tokens, body.prompt_chars);
             match count {
                 TokenCount::All => prompt.saturating_add(budget),
                 TokenCount::Input => prompt,
@@ -113,38 +116,43 @@ fn jsonl_lines(bytes: &[u8]) -> u64 {
 /// (`max_tokens`, `max_completion_tokens` or `max_output_tokens`, else
 /// `default_max_tokens`).
 pub fn estimate_tokens(body: &Value, default_max_tokens: u64) -> u64 {
-    let (prompt, budget) = estimate_token_parts(body, default_max_tokens);
+    let (prompt, budget) = estimate_token_parts(body, default_max_tokens, 0);
     prompt.saturating_add(budget)
 }
 
 /// [`estimate_tokens`] in its two parts: the prompt's tokens (its text at
-/// about 4 characters per token) and the completion budget.
-pub fn estimate_token_parts(body: &Value, default_max_tokens: u64) -> (u64, u64) {
-    let mut chars = 0usize;
-    for key in ["messages", "input", "prompt", "system"] {
+/// about 4 characters per token) and the completion budget. `counted`:
+/// characters of prompt text counted already, in members `body` does not keep.
+pub fn estimate_token_parts(body: &Value, default_max_tokens: u64, counted: usize) -> (u64, u64) {
+    let mut chars = counted;
+    for key in crate::config::PROMPT_KEYS {
         if let Some(v) = body.get(key) {
             chars += text_chars(v, 0);
         }
     }
-    let budget = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+    let budget = crate::config::BUDGET_KEYS
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_u64))
         .unwrap_or(default_max_tokens);
     ((chars as u64).div_ceil(4), budget)
 }
 
+/// How deep [`text_chars`] looks into a prompt value.
+pub const TEXT_DEPTH: usize = 8;
+
+/// The members of message objects and parts whose text counts.
+pub const TEXT_MEMBERS: [&str; 2] = ["content", "text"];
+
 /// Characters of text in a prompt value: strings, `content`/`text` of
 /// message objects and parts, arrays of those. Depth-bounded.
 fn text_chars(v: &Value, depth: usize) -> usize {
-    if depth > 8 {
+    if depth > TEXT_DEPTH {
         return 0;
     }
     match v {
         Value::String(s) => s.chars().count(),
         Value::Array(items) => items.iter().map(|i| text_chars(i, depth + 1)).sum(),
-        Value::Object(map) => {
-            ["content", "text"].iter().filter_map(|k| map.get(*k)).map(|c| text_chars(c, depth + 1)).sum()
-        }
+        Value::Object(map) => TEXT_MEMBERS.iter().filter_map(|k| map.get(*k)).map(|c| text_chars(c, depth + 1)).sum(),
         _ => 0,
     }
 }
@@ -163,7 +171,7 @@ mod tests {
 
     fn cost_of(class: &Class, body: &str) -> u64 {
         let json: Option<Value> = serde_json::from_str(body).ok();
-        request_cost(class, Body { bytes: Some(body.as_bytes()), json: json.as_ref() })
+        request_cost(class, Body { bytes: Some(body.as_bytes()), json: json.as_ref(), prompt_chars: 0 })
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub fn seconds_until(unix_seconds: i64, now_ms: i64) -> i64 {
 pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) -> u64 {
     let Some(c) = config.class(class) else { return 1 };
     let cost = match c.cost {
-        Cost::Priced { default_max_tokens, .. } => reservation(config, body.json, default_max_tokens),
+        Cost::Priced { default_max_tokens, .. } => reservation(config, body, default_max_tokens),
         _ => crate::cost::priced_units(c, crate::cost::request_cost(c, body)),
     };
     crate::units::bounded(cost.max(1))
@@ -229,10 +229,11 @@ pub fn request_cost(config: &Config, class: ClassId, body: crate::cost::Body) ->
 /// `default` prices), a `model` that is not a string, or no body at all
 /// is reserved at the table's dearest price: never cheaper than what the
 /// upstream could serve.
-pub fn reservation(config: &Config, json: Option<&serde_json::Value>, default_max_tokens: u64) -> u64 {
-    let (prompt, budget) =
-        json.map_or((0, default_max_tokens), |j| crate::cost::estimate_token_parts(j, default_max_tokens));
-    price_for(config, json).map_or(crate::units::MAX_UNITS, |p| p.estimate(prompt, budget))
+pub fn reservation(config: &Config, body: crate::cost::Body, default_max_tokens: u64) -> u64 {
+    let (prompt, budget) = body.json.map_or((0, default_max_tokens), |j| {
+        crate::cost::estimate_token_parts(j, default_max_tokens, body.prompt_chars)
+    });
+    price_for(config, body.json).map_or(crate::units::MAX_UNITS, |p| p.estimate(prompt, budget))
 }
 
 /// The price a request of a `price` class is reserved and settled at: its

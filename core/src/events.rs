@@ -360,7 +360,7 @@ mod tests {
         let alice = identify(&config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
         let body = format!(r#"{{"max_tokens": {}}}"#, u64::MAX);
         let json: Value = serde_json::from_str(&body).unwrap();
-        let body = crate::cost::Body { bytes: Some(body.as_bytes()), json: Some(&json) };
+        let body = crate::cost::Body { bytes: Some(body.as_bytes()), json: Some(&json), prompt_chars: 0 };
         let cost = crate::engine::request_cost(&config, ClassId(0), body);
         assert_eq!(cost, crate::units::MAX_UNITS);
         let d = charge(&config, &alice, ClassId(0), cost, false, NOON_MS, &store);

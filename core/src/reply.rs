@@ -643,7 +643,11 @@ mod tests {
         }
         let body = format!(r#"{{"messages": [{{"role": "user", "content": "hi"}}], "max_tokens": {max_tokens}}}"#);
         let json: Value = serde_json::from_str(&body).unwrap();
-        let cost = crate::engine::request_cost(config, class, Body { bytes: Some(body.as_bytes()), json: Some(&json) });
+        let cost = crate::engine::request_cost(
+            config,
+            class,
+            Body { bytes: Some(body.as_bytes()), json: Some(&json), prompt_chars: 0 },
+        );
         charge(config, &alice, class, cost, false, NOON_MS, &store)
     }
 

@@ -1,11 +1,13 @@
 //! Arbitrary request bodies priced by every cost rule: fixed, records (an
 //! array at a field, the body itself, JSON Lines), bytes, and tokens, with
 //! and without model multipliers, down to the extremes validation allows.
-//! Every price is at least 1 unit.
+//! Every price is at least 1 unit, and a body read for the members the
+//! config reads only is priced as the whole body is.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use quota_core::body::{read_body, read_body_keys, BodyRead};
 use quota_core::config::Config;
 use quota_core::cost::{self, Body};
 use serde_json::{json, Value};
@@ -49,13 +51,24 @@ fuzz_target!(|data: &[u8]| {
         let _ = cost::needs_body(class);
         let _ = cost::model_factor(class, json.as_ref());
         for body in [
-            Body { bytes: Some(data), json: json.as_ref() },
-            Body { bytes: Some(data), json: None },
-            Body { bytes: None, json: json.as_ref() },
+            Body { bytes: Some(data), json: json.as_ref(), prompt_chars: 0 },
+            Body { bytes: Some(data), json: None, prompt_chars: 0 },
+            Body { bytes: None, json: json.as_ref(), prompt_chars: 0 },
             Body::default(),
         ] {
             let units = cost::request_cost(class, body);
             assert!(units >= 1, "{}: a request costs at least 1 unit, got {units}", class.name);
+        }
+        // The body as the filter reads it, for the members this config
+        // reads only: the same price as from the whole body.
+        let part = read_body_keys(Some(data), false, &config().body_keys);
+        let whole = read_body(Some(data), false);
+        let priced = |read: &BodyRead, prompt_chars| {
+            cost::request_cost(class, Body { bytes: Some(data), json: read.json(), prompt_chars })
+        };
+        assert_eq!(priced(&part.body, part.prompt_chars), priced(&whole, 0), "{}", class.name);
+        if part.spans.is_none() {
+            assert_eq!(part.body, whole);
         }
     }
 });

@@ -4,6 +4,7 @@
 
 use crate::fixtures::{config, head, user_head, BODY_2K};
 use criterion::Criterion;
+use quota_core::body::{read_body, read_body_keys};
 use quota_core::classify::{classify_head, classify_with_body};
 use quota_core::identity::identify;
 use quota_core::request::NoProperties;
@@ -27,6 +28,11 @@ pub fn benches(c: &mut Criterion) {
 
     // What the filter does with the buffered body: parse it, then the body rules.
     g.bench_function("body/parse_json_2kb", |b| b.iter(|| serde_json::from_slice::<Value>(black_box(BODY_2K)).ok()));
+    // What the filter reads of it: the members the demo matrix reads, the rest checked and skipped.
+    g.bench_function("body/read_members_2kb", |b| {
+        b.iter(|| read_body_keys(Some(black_box(BODY_2K)), false, &config.body_keys))
+    });
+    g.bench_function("body/read_whole_2kb", |b| b.iter(|| read_body(Some(black_box(BODY_2K)), false)));
     let body: Value = serde_json::from_slice(BODY_2K).unwrap();
     g.bench_function("body/rules_on_parsed_2kb", |b| {
         b.iter(|| classify_with_body(&config, black_box(&chat), Some(black_box(&body))))

@@ -114,7 +114,7 @@ pub fn benches(c: &mut Criterion) {
         b.iter(|| {
             clock.advance_ms(1);
             let HeadMatch::Class(class) = classify_head(&config, black_box(&req)) else { panic!("classified") };
-            let cost = request_cost(&config, class, Body { bytes: None, json: None });
+            let cost = request_cost(&config, class, Body { bytes: None, json: None, prompt_chars: 0 });
             admit(&config, &req, class, cost, clock.now_ms(), &store)
         })
     });
@@ -127,7 +127,7 @@ pub fn benches(c: &mut Criterion) {
             // stream.rs parses the body once, to classify and to price it.
             let json: Option<Value> = serde_json::from_slice(black_box(BODY_2K)).ok();
             let class = classify_with_body(&config, &req, json.as_ref()).unwrap();
-            let cost = request_cost(&config, class, Body { bytes: Some(BODY_2K), json: json.as_ref() });
+            let cost = request_cost(&config, class, Body { bytes: Some(BODY_2K), json: json.as_ref(), prompt_chars: 0 });
             admit(&config, &req, class, cost, clock.now_ms(), &store)
         })
     });

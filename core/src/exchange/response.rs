@@ -391,7 +391,7 @@ mod tests {
     /// estimates) to alice's counter in `store`.
     fn admit(config: &Config, class: ClassId, body: Option<&Value>, store: &MemoryStore) -> (Decision, Charged) {
         let alice = identify(config, &head(&[("x-user-id", "alice")]), &NoProperties).unwrap();
-        let cost = engine::request_cost(config, class, cost::Body { bytes: None, json: body });
+        let cost = engine::request_cost(config, class, cost::Body { bytes: None, json: body, prompt_chars: 0 });
         let d = charge(config, &alice, class, cost, false, NOON_MS, &config.counters.table(store, NOON_MS));
         assert!(d.admitted(), "{d:?}");
         let charged = Charged::new(config, &d, body, None).unwrap();
