@@ -26,6 +26,10 @@ from quota_configs import CHAT, chat, one_class
 
 SCRIPT = redis_cluster.harness.REPO_ROOT / "core" / "src" / "redis" / "quota.lua"
 WAIT_S = 60.0
+# The filter's wait for each call: far above a call's time on an idle
+# machine, below redis_proxy's op_timeout (1 s, envoy-redis.yaml), so a
+# busy shared machine cannot turn a slow first EVAL into a 503.
+TIMEOUT_MS = 900
 
 
 def key(user):
@@ -46,7 +50,7 @@ def quota_node(envoy, cluster):
 
     def start(filter_config, *, on_error="fail_closed", concurrency=1, **kwargs):
         proxy, front = redis_cluster.start_quota_node(
-            envoy, cluster, filter_config, counters={"on_error": on_error},
+            envoy, cluster, filter_config, counters={"on_error": on_error, "timeout_ms": TIMEOUT_MS},
             concurrency=concurrency, **kwargs)
         fronts.append(front)
         proxy.front = front
@@ -330,7 +334,8 @@ def test_envoy_refuses_a_node_whose_certificate_names_another_host(envoy, cluste
     try:
         tls = front.clusters[1]["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
         tls["match_typed_subject_alt_names"][0]["matcher"]["exact"] = "10.9.9.9"
-        proxy = envoy(redis_cluster.with_counters(one_class(hard=3), front, on_error="fail_closed"),
+        proxy = envoy(redis_cluster.with_counters(one_class(hard=3), front, on_error="fail_closed",
+                                                  timeout_ms=TIMEOUT_MS),
                       extra_listeners=front.listeners, extra_clusters=front.clusters, concurrency=1)
         front.start_webdis()
         # Envoy serves at once (wait_for_warm_on_init false); its discovery
