@@ -168,6 +168,7 @@ class RedisCluster:
                 ports.append(_free_node_port({*ports, *(p + 10000 for p in ports)}))
         self.ports = ports
         self.nodes = []
+        self._slots_before = {}
 
     def start(self):
         make_tls(self.tls_dir)
@@ -259,7 +260,7 @@ class RedisCluster:
 
     def state_ok(self, via=None):
         """cluster_state ok, all 16384 slots served, every master with its
-        replicas, as every live node sees it."""
+        replicas, as every live node sees it, and every replica in sync."""
         try:
             for node in [via] if via else [n for n in self.nodes if n.alive()]:
                 info = self.info(node)
@@ -272,6 +273,13 @@ class RedisCluster:
                         return False
                 if sum(hi - lo + 1 for m in masters for lo, hi in m["slots"]) != SLOTS:
                     return False
+            # Every replica has synced with its master: a replica that never
+            # did (or lost its master too long ago) refuses to take over.
+            for node in self.nodes:
+                if node.alive():
+                    replication = self.cli(node, "INFO", "replication")
+                    if "role:slave" in replication and "master_link_status:up" not in replication:
+                        return False
             return True
         except subprocess.SubprocessError:
             return False
@@ -306,28 +314,32 @@ class RedisCluster:
     # -- failure ----------------------------------------------------------
 
     def kill(self, node):
-        """SIGKILL `node`."""
+        """SIGKILL `node`, after noting the slots it served (wait_promoted
+        looks for them on another master)."""
+        me = next(n for n in self.cluster_nodes() if n["port"] == node.port)
+        self._slots_before[node.port] = me["slots"]
         node.kill()
 
     def wait_promoted(self, old_master, timeout=CLUSTER_TIMEOUT_S):
-        """Wait until a replica of the dead `old_master` serves its slots and
-        the cluster is ok; the new master."""
-        old_slots = None
+        """Wait until another node (its replica) serves every slot the killed
+        `old_master` served, and every slot is served by a live master;
+        that node."""
+        old_slots = set(self._slots_before[old_master.port])
+        if not old_slots:
+            raise ValueError(f"{old_master} served no slots when it was killed")
         deadline = time.monotonic() + timeout
         while True:
             try:
-                nodes = self.cluster_nodes()
-                old = next(n for n in nodes if n["port"] == old_master.port)
-                old_slots = old_slots or old["slots"]
                 if self._served():
-                    for n in nodes:
+                    for n in self.cluster_nodes():
                         if ("master" in n["flags"] and n["port"] != old_master.port
-                                and old_slots and set(old_slots) <= set(n["slots"])):
+                                and old_slots <= set(n["slots"])):
                             return self.node(n["port"])
-            except (subprocess.SubprocessError, StopIteration):
+            except subprocess.SubprocessError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no replica of {old_master} promoted after {timeout:.0f}s")
+                raise RuntimeError(f"no replica of {old_master} promoted after {timeout:.0f}s:\n"
+                                   + self.cli(self._any_live(), "CLUSTER", "NODES"))
             time.sleep(0.1)
 
     def restart(self, node):
