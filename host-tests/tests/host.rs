@@ -21,6 +21,7 @@ mod block_reply;
 mod buffer_limit;
 mod concurrency;
 mod config;
+mod host_calls;
 mod counter_table;
 mod hostile_inputs;
 mod ledger;
