@@ -4,10 +4,14 @@
 //! so `make bench`'s floor stays the real filter's floor.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use host_tests::Host;
 
 use crate::util::{demo_config, quota_host, quota_vm};
+
+/// How long the filter holds the stats it counts (filter/src/root.rs, `METRICS_FLUSH_MS`).
+const METRICS_FLUSH: Duration = Duration::from_millis(100);
 
 /// The command that builds the floor filter (as `make bench` and `make test-host` do).
 pub const FLOOR_BUILD: &str = "cargo build --release --target wasm32-wasip1 \
@@ -59,10 +63,19 @@ fn an_admitted_header_request_makes_the_floor_filters_calls_and_no_more() {
     let exchange = bench_request(&vm);
     exchange.assert_allowed();
     assert_eq!(exchange.response_header("x-quota-state"), Some("ok"));
-    eprintln!("quota filter: {} host calls: {quota:#?}", quota.len());
-    eprintln!("DEBUG headers {:?}", exchange.response_headers());
-    eprintln!("DEBUG shared {:?}", host.shared_data().entries("quota"));
-    eprintln!("DEBUG ledger {:?}", exchange.record());
+    // The list bench/floor-filter/src/lib.rs documents.
+    let expected = [
+        "proxy_get_header_map_pairs",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_get_shared_data",
+        "proxy_set_shared_data",
+        "proxy_get_header_map_pairs",
+        "proxy_get_property",
+        "proxy_set_header_map_pairs",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_set_property",
+    ];
+    assert_eq!(quota, expected, "update bench/floor-filter/ and this list together");
 
     let path = floor_path();
     assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
@@ -70,4 +83,51 @@ fn an_admitted_header_request_makes_the_floor_filters_calls_and_no_more() {
     let floor_vm = floor_host.vm("{}").unwrap();
     let floor = calls_of_one_request(&floor_host, &floor_vm);
     assert_eq!(quota, floor, "the floor filter (bench/floor-filter/src/lib.rs) must make the quota filter's calls");
+}
+
+#[test]
+fn stats_reach_envoy_on_the_next_tick_every_one_of_them_and_no_request_pays_a_metric_call() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &bench_config());
+    vm.record_hostcalls();
+    for _ in 0..500 {
+        bench_request(&vm).assert_allowed();
+    }
+    assert!(!vm.take_hostcalls().contains(&"proxy_increment_metric"), "a request paid for a stat");
+    // Counted in the VM, not yet in Envoy.
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 0);
+    host.advance(METRICS_FLUSH - Duration::from_millis(1));
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 0);
+    // One tick later, all of them, with one call per stat that moved.
+    vm.record_hostcalls();
+    host.advance(Duration::from_millis(1));
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 500);
+    assert_eq!(host.counter("quota.drafts.bench.units"), 500);
+    let increments = |calls: Vec<&str>| calls.iter().filter(|c| **c == "proxy_increment_metric").count();
+    assert_eq!(increments(vm.take_hostcalls()), 2);
+    // Nothing moved: the next tick adds nothing.
+    vm.record_hostcalls();
+    host.advance(METRICS_FLUSH);
+    assert_eq!(increments(vm.take_hostcalls()), 0);
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 500);
+    // Refusals of callers without an identity are counted the same way.
+    for _ in 0..3 {
+        vm.request().method("POST").path("/v1/projects/p1/drafts").send().assert_blocked(401);
+    }
+    host.advance(METRICS_FLUSH);
+    assert_eq!(host.counter("quota.identity_missing"), 3);
+}
+
+#[test]
+fn with_metrics_off_no_request_or_tick_calls_a_metric() {
+    let host = quota_host();
+    let mut config = bench_config();
+    config["observability"] = serde_json::json!({ "metrics": false });
+    let vm = quota_vm(&host, &config);
+    vm.record_hostcalls();
+    bench_request(&vm).assert_allowed();
+    host.advance(Duration::from_secs(1));
+    let calls = vm.take_hostcalls();
+    assert!(!calls.contains(&"proxy_increment_metric"), "{calls:?}");
+    assert!(host.metrics().iter().all(|m| m.value == 0), "{:?}", host.metrics());
 }
