@@ -24,6 +24,7 @@ Envoy configs (one Envoy process each, all in front of the same upstream):
   quota_redis the same as quota, counters in Redis (exact mode: every
               request waits for Redis, through webdis)
   quota_redis_approx  the same, Redis approximate mode (sync every 100 ms)
+  quota_redis_lease   the same, Redis lease mode (blocks of a tenth of what is left)
 
 Redis and webdis (Debian's, `make setup-redis`) run on the client CPU; the
 Redis cases are also compared with the local-counter case `quota`.
@@ -149,9 +150,10 @@ CASES = [
     ("quota_body", "quota_body", "body", "quota filter: JSON-body classification, 2 KB"),
     ("quota_redis", "quota_redis", "headers", "quota filter, counters in Redis (exact mode)"),
     ("quota_redis_approx", "quota_redis_approx", "headers", "quota filter, Redis approximate mode"),
+    ("quota_redis_lease", "quota_redis_lease", "headers", "quota filter, Redis lease mode"),
 ]
 # The local-counter case each Redis case (and another build) is compared with.
-LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_compare": "quota",
+LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_redis_lease": "quota", "quota_compare": "quota",
             "quota_no_ledger": "quota"}
 COMPARE = ("quota_compare", "quota_compare", "headers", "quota filter, the --compare-wasm build")
 PEER = ("peer", "peer", "headers", "public peer (--peer-wasm)")
@@ -285,6 +287,15 @@ def direct_response(bootstrap):
 def redis_config(mode="exact", sync_ms=None, key_prefix="quota:"):
     """The bench config with its counters in Redis, through the `webdis` cluster."""
     config = bench_config()
+    if mode != "exact":
+        # One counter per request: each stacked cell keeps its member's own
+        # limit, and grants (one exact balance) go.
+        config.pop("admin", None)
+        for tier in config["tiers"].values():
+            for name, cell in tier.get("limits", {}).items():
+                if isinstance(cell, list):
+                    own = [c for c in cell if c.get("scope", "user") == "user"]
+                    tier["limits"][name] = {k: v for k, v in (own or cell)[0].items() if k != "admin_cap"}
     config["counters"] = harness.redis_counters()
     config["counters"]["redis"].update(mode=mode, key_prefix=key_prefix)
     if sync_ms is not None:
@@ -319,6 +330,7 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None,
         "quota_prefix": lambda: quota(QUOTA_WASM, ablated_config("glob")),
         "quota_redis": lambda: quota(QUOTA_WASM, redis_config()),
         "quota_redis_approx": lambda: quota(QUOTA_WASM, redis_config("approximate", 100)),
+        "quota_redis_lease": lambda: quota(QUOTA_WASM, redis_config("lease")),
     }
     return {name: makers[name]() for name in needed}
 
@@ -567,6 +579,44 @@ def run_overshoot(upstream_port, webdis_port, redis, log):
     return results
 
 
+def run_lease_limit(upstream_port, webdis_port, redis, log):
+    """The lease mode at the limit: 2, then 3 Envoys (one worker each, on the
+    measured CPU) share a hard limit of OVERSHOOT_LIMIT drafts through Redis
+    (lease_fraction 0.1); one wrk per Envoy sends for OVERSHOOT_S seconds.
+    Admitted: wrk's 2xx answers, never more than the limit; Redis's count
+    (units granted) and the stated refusal bound beside it."""
+    results = []
+    for count in (2, 3):
+        prefix = f"lease-{count}:"
+        config = redis_config("lease", key_prefix=prefix)
+        config["tiers"]["bench"]["limits"]["drafts"] = {"hard": OVERSHOOT_LIMIT, "window": "day"}
+        bootstrap = harness.render_bootstrap(upstream_port=upstream_port, filter_config=config, wasm=QUOTA_WASM,
+                                             extra_clusters=[harness.webdis_cluster(webdis_port)])
+        envoys = []
+        try:
+            with pinned(MEASURED_CPUS):
+                envoys = [harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning")
+                          for _ in range(count)]
+            with pinned(CLIENT_CPUS):
+                procs = [subprocess.Popen(_wrk_cmd(e.url("/"), "headers", CONNECTIONS, OVERSHOOT_S), cwd=BENCH_DIR,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         for e in envoys]
+            outs = [_wrk_result(*p.communicate(timeout=OVERSHOOT_S + 60)) for p in procs]
+            sent = sum(o["requests"] for o in outs)
+            admitted = sum(o["requests"] - o["non_2xx"] for o in outs)
+            reserved = int(redis.cli("HGET", prefix + "{u:bench-user}drafts", "u").strip() or 0)
+            bound = 2 * -(-OVERSHOOT_LIMIT // 10) * (count - 1)
+            row = {"envoys": count, "sent": sent, "rps": sent / OVERSHOOT_S, "admitted": admitted,
+                   "reserved": reserved, "bound": bound}
+            results.append(row)
+            log(f"lease, {count} Envoys: {admitted} admitted of {sent} for a limit of {OVERSHOOT_LIMIT} "
+                f"(bound {OVERSHOOT_LIMIT - bound}..{OVERSHOOT_LIMIT}), Redis reserved {reserved}")
+        finally:
+            for e in envoys:
+                e.stop()
+    return results
+
+
 def run_memory(upstream_port, steps, budget_s, log):
     """Counters in shared data: RSS and heap once `steps` counters exist.
 
@@ -669,7 +719,7 @@ def fmt_ratio(x):
     return "–" if x is None else f"{x:.3f}"
 
 
-def markdown(info, params, rows, stats, memory, sizes, overshoot=None):
+def markdown(info, params, rows, stats, memory, sizes, overshoot=None, lease=None):
     out = [f"Machine: {info['cpu']}, {info['cores']} cores; Envoy {info['envoy']}; {info['wrk']}; "
            f"Linux {info['kernel']}; code {info['code']}. Load average {params['loadavg_start']} at the start, "
            f"{params['loadavg_end']} at the end.",
@@ -724,6 +774,14 @@ def markdown(info, params, rows, stats, memory, sizes, overshoot=None):
         for o in overshoot:
             out.append(f"| {o['sync_ms']} | {o['rps']:,.0f} | {o['admitted']:,} | {o['in_redis']:,} | "
                        f"{o['overshoot']:,} ({o['overshoot_pct']:.0f}%) |")
+    if lease:
+        out += ["", f"Lease mode at the limit: a hard limit of {OVERSHOOT_LIMIT}, lease_fraction 0.1, one wrk per "
+                f"Envoy ({CONNECTIONS} connections, {OVERSHOOT_S} s, one caller):", "",
+                "| Envoys | requests/s (all) | admitted | reserved in Redis | admitted at least (stated bound) |",
+                "|---:|---:|---:|---:|---:|"]
+        for o in lease:
+            out.append(f"| {o['envoys']} | {o['rps']:,.0f} | {o['admitted']:,} | {o['reserved']:,} | "
+                       f"{OVERSHOOT_LIMIT - o['bound']:,} |")
     out += ["", "Quota filter stats after the runs (admitted requests; fail-open, fail-closed, blocked):", ""]
     for name, s in stats.items():
         if name == "quota_no_metrics":
@@ -766,7 +824,7 @@ def main():
     parser.add_argument("--cases", default=",".join(c for c, *_ in CASES),
                         help="comma-separated, of: " + ", ".join(c for c, *_ in CASES + ABLATIONS))
     parser.add_argument("--no-overshoot", dest="overshoot", action="store_false",
-                        help="skip the Redis approximate mode's overshoot run")
+                        help="skip the Redis approximate mode's overshoot run and the lease mode's run at the limit")
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s, memory up to 10^4: a smoke run")
     parser.add_argument("--compare-wasm", type=Path,
                         help="another build of the filter, run as the case quota_compare beside quota")
@@ -819,6 +877,7 @@ def main():
                                webdis.port if webdis else None, args.compare_wasm, peer)
         rows = summarize(cases, runs)
         overshoot = run_overshoot(upstream.port, webdis.port, redis, log) if args.overshoot else None
+        lease = run_lease_limit(upstream.port, webdis.port, redis, log) if args.overshoot else None
         steps = [int(s) for s in args.memory_steps.split(",") if s]
         memory = run_memory(upstream.port, steps, args.memory_budget, log) if steps else None
     finally:
@@ -829,11 +888,11 @@ def main():
             redis.close()
     params["loadavg_end"] = "%.2f %.2f %.2f" % os.getloadavg()
     params["seconds"] = time.monotonic() - started
-    report = markdown(info, params, rows, stats, memory, sizes, overshoot)
+    report = markdown(info, params, rows, stats, memory, sizes, overshoot, lease)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "load.json").write_text(json.dumps(
         {"machine": info, "params": params, "cases": rows, "runs": runs, "quota_stats": stats,
-         "memory": memory, "wasm": sizes, "overshoot": overshoot}, indent=2))
+         "memory": memory, "wasm": sizes, "overshoot": overshoot, "lease": lease}, indent=2))
     (OUT_DIR / "load.md").write_text(report)
     print(report)
     log(f"done in {params['seconds']:.0f} s; {OUT_DIR / 'load.md'}")

@@ -4,6 +4,7 @@
 //! `serde_json` alone refuses it, so a client cannot hide a field from the
 //! quota check that the upstream still sees.
 
+use crate::config::BodyKeys;
 use serde_json::Value;
 use std::fmt;
 
@@ -114,6 +115,224 @@ pub fn read_body(bytes: Option<&[u8]>, too_large: bool) -> BodyRead {
     match serde_json::from_slice(bytes) {
         Ok(value) => BodyRead::Json(value),
         Err(first) => lenient(bytes, first),
+    }
+}
+
+/// Where a body's rewritable members lie in its bytes, so that a rewrite
+/// edits those bytes and leaves every other byte as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Spans {
+    /// The value of the top-level `model`, when the body has one.
+    pub model: Option<std::ops::Range<usize>>,
+    /// The value of the top-level `stream_options`, when the body has one.
+    pub stream_options: Option<std::ops::Range<usize>>,
+    /// The offset of the object's closing `}`.
+    pub close: usize,
+    /// The object has no member.
+    pub empty: bool,
+}
+
+impl Spans {
+    /// `bytes` (the body these spans were read from) with the top-level
+    /// `model` and `stream_options` of `rewritten` written in place of the
+    /// client's (a member the client did not send goes last). `None` when a
+    /// span does not fit `bytes`.
+    pub fn splice(&self, bytes: &[u8], rewritten: &Value) -> Option<Vec<u8>> {
+        let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
+        let mut appended = Vec::new();
+        for (name, span) in [("model", &self.model), ("stream_options", &self.stream_options)] {
+            let Some(value) = rewritten.get(name) else { continue };
+            let text = value.to_string().into_bytes();
+            match span {
+                Some(range) => edits.push((range.clone(), text)),
+                None => {
+                    if !(self.empty && appended.is_empty()) {
+                        appended.push(b',');
+                    }
+                    appended.extend_from_slice(&serde_json::to_vec(name).ok()?);
+                    appended.push(b':');
+                    appended.extend_from_slice(&text);
+                }
+            }
+        }
+        edits.push((self.close..self.close, appended));
+        edits.sort_by_key(|(range, _)| range.start);
+        let mut out = Vec::with_capacity(bytes.len() + 64);
+        let mut at = 0;
+        for (range, text) in edits {
+            out.extend_from_slice(bytes.get(at..range.start)?);
+            out.extend_from_slice(&text);
+            at = range.end;
+        }
+        out.extend_from_slice(bytes.get(at..)?);
+        Some(out)
+    }
+}
+
+/// [`read_body`] for the members `keys` names: a JSON object is parsed for
+/// those members only (the others are checked as JSON and skipped, never
+/// built), in one pass, and comes with the [`Spans`] a rewrite edits. Any
+/// other body (not an object, a body only the lenient pass reads, a
+/// rewritable member sent twice) is read whole, as [`read_body`] reads it,
+/// without spans. What the rules see of the members read is the same
+/// either way.
+pub fn read_body_keys(bytes: Option<&[u8]>, too_large: bool, keys: &BodyKeys) -> (BodyRead, Option<Spans>) {
+    let wanted = match keys {
+        BodyKeys::Only(wanted) => wanted,
+        BodyKeys::All => return (read_body(bytes, too_large), None),
+    };
+    let Some(body) = bytes.filter(|b| !b.is_empty() && !too_large) else {
+        return (read_body(bytes, too_large), None);
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde::de::DeserializeSeed::deserialize(Sparse { wanted, body }, &mut de).and_then(|top| {
+        de.end()?;
+        Ok(top)
+    });
+    match parsed {
+        Ok(Some((value, spans))) => (BodyRead::Json(value), Some(spans)),
+        // Not an object, a member sent twice, or not JSON serde reads: whole.
+        Ok(None) | Err(_) => (read_body(bytes, too_large), None),
+    }
+}
+
+/// Parses a top-level object for the members it wants: `None` for any
+/// other JSON (the caller reads it whole).
+struct Sparse<'w, 'b> {
+    wanted: &'w std::collections::BTreeSet<String>,
+    body: &'b [u8],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Sparse<'_, 'de> {
+    type Value = Option<(Value, Spans)>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Sparse<'_, 'de> {
+    type Value = Option<(Value, Spans)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        let mut spans = Spans { empty: true, ..Spans::default() };
+        let mut twice = false;
+        while let Some(key) = map.next_key::<String>()? {
+            spans.empty = false;
+            let span = match key.as_str() {
+                "model" => Some(&mut spans.model),
+                "stream_options" => Some(&mut spans.stream_options),
+                _ => None,
+            };
+            if let Some(span) = span {
+                let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                let text = raw.get();
+                let start = (text.as_ptr() as usize).wrapping_sub(self.body.as_ptr() as usize);
+                twice |= span.replace(start..start + text.len()).is_some();
+                let value: Value = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+                out.insert(key, value);
+            } else if self.wanted.contains(&key) {
+                let value: Value = map.next_value()?;
+                out.insert(key, value);
+            } else {
+                map.next_value::<Skipped>()?;
+            }
+        }
+        spans.close = self.body.iter().rposition(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+        let fits = |r: &Option<std::ops::Range<usize>>| r.as_ref().is_none_or(|r| r.end <= spans.close);
+        if twice || !fits(&spans.model) || !fits(&spans.stream_options) || self.body.get(spans.close) != Some(&b'}') {
+            return Ok(None);
+        }
+        Ok(Some((Value::Object(out), spans)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A value checked as JSON and dropped. Unlike serde's `IgnoredAny` it goes
+/// through `serde_json`'s own nesting limit, so a body too deep to read
+/// whole is too deep to read in part.
+struct Skipped;
+
+impl<'de> serde::Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SkipVisitor {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+        while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_unit<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
     }
 }
 
@@ -537,5 +756,163 @@ mod tests {
             "{lenient} {deep} {not_json} {not_utf8}"
         );
         assert!(generated_deep > 100, "{generated_deep}");
+    }
+}
+
+#[cfg(test)]
+mod sparse_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys(names: &[&str]) -> BodyKeys {
+        BodyKeys::Only(names.iter().map(|k| k.to_string()).collect())
+    }
+
+    #[test]
+    fn a_deep_member_the_rules_skip_reads_as_the_whole_body_does() {
+        let deep = format!("{{\"model\": \"o3\", \"junk\": {}1{}}}", "[".repeat(200), "]".repeat(200));
+        let whole = read_body(Some(deep.as_bytes()), false);
+        let (sparse, _) = read_body_keys(Some(deep.as_bytes()), false, &keys(&["model"]));
+        assert_eq!(sparse, whole);
+    }
+
+    #[test]
+    fn only_the_wanted_members_are_read_and_a_rewrite_edits_only_their_bytes() {
+        let body = br#" {"messages": [{"role": "user", "content": "hi"}], "mod\u0065l" : "gpt-4o" , "n": 1 } "#;
+        let (read, spans) = read_body_keys(Some(body), false, &keys(&["model", "stream_options"]));
+        assert_eq!(read, BodyRead::Json(json!({"model": "gpt-4o"})));
+        let spans = spans.unwrap();
+        let mut rewritten = read.into_json().unwrap();
+        rewritten["model"] = json!("gpt-4o-mini");
+        rewritten["stream_options"] = json!({"include_usage": true});
+        let out = spans.splice(body, &rewritten).unwrap();
+        let expected = br#" {"messages": [{"role": "user", "content": "hi"}], "mod\u0065l" : "gpt-4o-mini" , "n": 1 ,"stream_options":{"include_usage":true}} "#;
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected));
+        let whole: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(whole["model"], "gpt-4o-mini");
+        assert_eq!(whole["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn other_bodies_are_read_whole_without_spans() {
+        let only = keys(&["model"]);
+        for body in [
+            &br#"[{"model": "o3"}]"#[..],
+            br#"{"model": "a", "model": "b"}"#,
+            br#"{"model": NaN}"#,
+            b"\xEF\xBB\xBF{\"model\": \"o3\"}",
+            br#""text""#,
+            br#"{"model": "o3"} x"#,
+        ] {
+            let (read, spans) = read_body_keys(Some(body), false, &only);
+            assert_eq!(read, read_body(Some(body), false), "{}", String::from_utf8_lossy(body));
+            assert_eq!(spans, None, "{}", String::from_utf8_lossy(body));
+        }
+        let (read, spans) = read_body_keys(Some(b"{}"), false, &only);
+        assert_eq!(read, BodyRead::Json(json!({})));
+        let out = spans.unwrap().splice(b"{}", &json!({"stream_options": {"include_usage": true}})).unwrap();
+        assert_eq!(out, br#"{"stream_options":{"include_usage":true}}"#);
+    }
+
+    /// A random object of the members a request carries (some twice, some
+    /// escaped, some nested), as bytes with random spacing.
+    fn object(seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        };
+        let names = [
+            "\"model\"",
+            "\"mod\\u0065l\"",
+            "\"stream_options\"",
+            "\"stream\"",
+            "\"messages\"",
+            "\"max_tokens\"",
+            "\"x\"",
+            "\"\"",
+        ];
+        let values = [
+            "\"gpt-4o\"",
+            "{\"include_usage\": false}",
+            "[{\"role\": \"user\", \"content\": \"hi {\\\"}\"}]",
+            "null",
+            "12",
+            "1.5e3",
+            "true",
+            "{\"a\": [1, {\"b\": \"}\"}]}",
+            "NaN",
+            "\"\\ud800\"",
+        ];
+        let spaces = ["", " ", "\n\t", "  "];
+        let mut out = String::from(spaces[next(4) as usize]);
+        out.push('{');
+        for i in 0..next(6) {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(spaces[next(4) as usize]);
+            out.push_str(names[next(names.len() as u64) as usize]);
+            out.push_str(spaces[next(4) as usize]);
+            out.push(':');
+            out.push_str(values[next(values.len() as u64) as usize]);
+            out.push_str(spaces[next(4) as usize]);
+        }
+        out.push('}');
+        out.push_str(spaces[next(4) as usize]);
+        out.into_bytes()
+    }
+
+    #[test]
+    fn a_partial_read_agrees_with_the_whole_one_and_a_splice_changes_only_what_it_rewrites() {
+        let wanted = ["model", "stream_options", "max_tokens"];
+        let only = keys(&wanted);
+        let (mut partial, mut whole_only) = (0, 0);
+        for seed in 0..5_000 {
+            let body = object(seed);
+            let full = read_body(Some(&body), false);
+            let (read, spans) = read_body_keys(Some(&body), false, &only);
+            let Some(spans) = spans else {
+                assert_eq!(read, full, "{}", String::from_utf8_lossy(&body));
+                whole_only += 1;
+                continue;
+            };
+            partial += 1;
+            let (BodyRead::Json(part), BodyRead::Json(all)) = (&read, &full) else {
+                panic!("read in part but not whole: {}", String::from_utf8_lossy(&body))
+            };
+            let all = all.as_object().unwrap();
+            let part = part.as_object().unwrap();
+            for (k, v) in all {
+                assert_eq!(
+                    part.get(k),
+                    wanted.contains(&k.as_str()).then_some(v),
+                    "{k} in {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            assert!(part.keys().all(|k| all.contains_key(k)));
+            // A rewrite through the spans reads back as the whole body rewritten.
+            let mut rewritten = read.clone().into_json().unwrap();
+            rewritten["model"] = json!("gpt-4o-mini");
+            let options = rewritten.as_object_mut().unwrap().entry("stream_options").or_insert_with(|| json!({}));
+            if !options.is_object() {
+                *options = json!({});
+            }
+            options["include_usage"] = json!(true);
+            let spliced = spans.splice(&body, &rewritten).unwrap();
+            let mut expected = all.clone();
+            expected.insert("model".into(), json!("gpt-4o-mini"));
+            expected.insert("stream_options".into(), rewritten["stream_options"].clone());
+            assert_eq!(
+                read_body(Some(&spliced), false),
+                BodyRead::Json(Value::Object(expected)),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        assert!(partial > 1_000 && whole_only > 100, "{partial} read in part, {whole_only} whole");
     }
 }

@@ -121,12 +121,12 @@ pub fn estimate_tokens(body: &Value, default_max_tokens: u64) -> u64 {
 /// about 4 characters per token) and the completion budget.
 pub fn estimate_token_parts(body: &Value, default_max_tokens: u64) -> (u64, u64) {
     let mut chars = 0usize;
-    for key in ["messages", "input", "prompt", "system"] {
+    for key in crate::config::PROMPT_KEYS {
         if let Some(v) = body.get(key) {
             chars += text_chars(v, 0);
         }
     }
-    let budget = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+    let budget = crate::config::BUDGET_KEYS
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_u64))
         .unwrap_or(default_max_tokens);

@@ -80,6 +80,13 @@ impl Counter {
     /// version, truncated, trailing bytes, a varint that overflows or is not
     /// in its shortest form), which callers treat as no usage yet.
     pub fn decode(bytes: &[u8]) -> Option<Counter> {
+        let (counter, rest) = Counter::decode_prefix(bytes)?;
+        rest.is_empty().then_some(counter)
+    }
+
+    /// Decodes the record `bytes` start with, and what follows it (a lease
+    /// record carries one, see `lease.rs`).
+    pub(crate) fn decode_prefix(bytes: &[u8]) -> Option<(Counter, &[u8])> {
         let mut r = Reader { rest: bytes };
         if r.byte()? != VERSION {
             return None;
@@ -99,7 +106,7 @@ impl Counter {
             warned,
             flags,
         };
-        r.rest.is_empty().then_some(counter)
+        Some((counter, r.rest))
     }
 }
 
@@ -137,8 +144,8 @@ impl std::ops::Deref for Record {
     }
 }
 
-struct Reader<'a> {
-    rest: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) rest: &'a [u8],
 }
 
 impl Reader<'_> {
@@ -149,7 +156,7 @@ impl Reader<'_> {
     }
 
     #[inline]
-    fn varint(&mut self) -> Option<u64> {
+    pub(crate) fn varint(&mut self) -> Option<u64> {
         let mut n = 0u64;
         let mut shift = 0;
         loop {
@@ -170,11 +177,11 @@ impl Reader<'_> {
 }
 
 /// Signed to unsigned with small magnitudes staying small: 0, -1, 1, -2 → 0, 1, 2, 3.
-fn zigzag(n: i64) -> u64 {
+pub(crate) fn zigzag(n: i64) -> u64 {
     ((n << 1) ^ (n >> 63)) as u64
 }
 
-fn unzigzag(n: u64) -> i64 {
+pub(crate) fn unzigzag(n: u64) -> i64 {
     (n >> 1) as i64 ^ -((n & 1) as i64)
 }
 

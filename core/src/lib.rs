@@ -34,6 +34,7 @@ pub mod glob;
 pub mod headers;
 pub mod identity;
 pub mod jwt;
+pub mod lease;
 pub mod ledger;
 pub mod member_cap;
 pub mod metering;

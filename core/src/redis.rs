@@ -198,7 +198,7 @@ fn is_stacked_limit(part: &str) -> bool {
 /// operation's marker; each counter of a stacked charge followed by its
 /// marker, and a member cap's key last; a member cap; or the counters a
 /// view reads) and its arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Command {
     pub keys: Vec<String>,
     pub args: Vec<String>,
@@ -328,6 +328,41 @@ impl Command {
             fresh.end.to_string(),
         ];
         Command { keys: marked(key, id), args: args.to_vec() }
+    }
+
+    /// The lease mode's call (see [`crate::lease`]): holder `lease.holder`
+    /// reports the units it spent in the window starting at
+    /// `lease.spent_window`, gives back `lease.give` units it holds unspent
+    /// (a release: applied once however often `id` is sent), or else is
+    /// granted a block of at least `lease.need` units. Answered with
+    /// [`parse_lease`].
+    pub fn lease(
+        key: String,
+        limits: &Limits,
+        now: i64,
+        align: Alignment,
+        lease: &LeaseArgs,
+        id: Option<&str>,
+    ) -> Command {
+        let mut args = vec![
+            "lease".to_string(),
+            now.to_string(),
+            bounded(lease.need).to_string(),
+            lease.holder.clone(),
+            bounded(lease.spent).to_string(),
+            lease.spent_window.to_string(),
+            bounded(lease.give).to_string(),
+            lease.settings.fraction_ppm.to_string(),
+            lease.settings.max_units.map_or_else(|| "-1".to_string(), |m| bounded(m).to_string()),
+            lease.warned.to_string(),
+            lease.flags.to_string(),
+        ];
+        push_limit(&mut args, limits, now, align);
+        let keys = match id {
+            Some(id) => marked(key, id),
+            None => vec![key],
+        };
+        Command { keys, args }
     }
 
     /// Adds `units` of grant (the balance saturates at [`crate::units::MAX_UNITS`]).
@@ -492,6 +527,66 @@ pub fn parse_stack(status: Option<u16>, body: &[u8], counters: usize, capped: bo
     Ok(StackAnswer { counters, cap })
 }
 
+/// Reads the answer to a queued correction: two records, or a lease
+/// call's answer (a release), whose records are the counter's.
+pub fn parse_correction(status: Option<u16>, body: &[u8]) -> Result<Answer, CallError> {
+    match parse(status, body) {
+        Err(CallError::Failed(why)) => parse_lease(status, body).map(|l| l.counter).map_err(|_| CallError::Failed(why)),
+        other => other,
+    }
+}
+
+/// What a [`Command::lease`] carries besides the counter's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseArgs {
+    /// The Envoy asking (see [`crate::lease::holder`]).
+    pub holder: String,
+    /// Units the request in hand needs beyond what the holder holds (0: a
+    /// renewal ahead of need, or a release).
+    pub need: u64,
+    /// Units the holder admitted in the window starting at `spent_window`.
+    pub spent: u64,
+    pub spent_window: i64,
+    /// Units given back (a release; nothing is granted then).
+    pub give: u64,
+    pub settings: crate::config::Lease,
+    /// The warning levels and once-per-window flags the holder reported.
+    pub warned: u8,
+    pub flags: u8,
+}
+
+/// The answer to a [`Command::lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseAnswer {
+    /// The record before, and after with its usage as spent so far (less
+    /// every holder's unspent units).
+    pub counter: Answer,
+    /// Units granted by this call.
+    pub granted_now: u64,
+    /// This holder's units in the window: granted (less given back), and
+    /// spent as it last reported.
+    pub granted: u64,
+    pub spent: u64,
+    /// Units the other holders hold unspent.
+    pub others_unspent: u64,
+}
+
+/// Reads the answer to a [`Command::lease`]: two records, then four numbers.
+pub fn parse_lease(status: Option<u16>, body: &[u8]) -> Result<LeaseAnswer, CallError> {
+    let numbers = parse_numbers(status, body, 2 * RECORD_FIELDS + 4)?;
+    let malformed = || CallError::Failed("malformed lease answer".into());
+    let (records, extra) = numbers.split_at(2 * RECORD_FIELDS);
+    let before = record(records.get(..RECORD_FIELDS).ok_or_else(malformed)?).ok_or_else(malformed)?;
+    let after = record(records.get(RECORD_FIELDS..).ok_or_else(malformed)?).ok_or_else(malformed)?;
+    let unsigned: Option<Vec<u64>> = extra.iter().map(|n| u64::try_from(*n).ok()).collect();
+    match unsigned.as_deref() {
+        Some(&[granted_now, granted, spent, others_unspent]) => {
+            Ok(LeaseAnswer { counter: Answer { before, after }, granted_now, granted, spent, others_unspent })
+        }
+        _ => Err(malformed()),
+    }
+}
+
 /// Reads the answer to a [`Command::view`] of `keys` counters: one record
 /// per key, in the order the keys were sent.
 pub fn parse_view(status: Option<u16>, body: &[u8], keys: usize) -> Result<Vec<Option<Counter>>, CallError> {
@@ -500,6 +595,17 @@ pub fn parse_view(status: Option<u16>, body: &[u8], keys: usize) -> Result<Vec<O
 
 /// The `count` records of an answer.
 fn parse_records(status: Option<u16>, body: &[u8], count: usize) -> Result<Vec<Option<Counter>>, CallError> {
+    if count == 0 {
+        return Err(CallError::Failed("an answer of no record".into()));
+    }
+    let numbers = parse_numbers(status, body, count * RECORD_FIELDS)?;
+    let malformed = || CallError::Failed("malformed answer: a record out of range".into());
+    numbers.chunks_exact(RECORD_FIELDS).map(|n| record(n).ok_or_else(malformed)).collect()
+}
+
+/// The `count` numbers of an answer (an error reply, a NOSCRIPT or another
+/// count is an error).
+fn parse_numbers(status: Option<u16>, body: &[u8], count: usize) -> Result<Vec<i64>, CallError> {
     let failed = |why: String| Err(CallError::Failed(why));
     let status_text = |s: u16| format!("HTTP status {s}: {}", String::from_utf8_lossy(truncate(body, 200)));
     match status {
@@ -519,10 +625,9 @@ fn parse_records(status: Option<u16>, body: &[u8], count: usize) -> Result<Vec<O
     match value.as_array().map(Vec::as_slice) {
         Some([Value::Bool(false), Value::String(error)]) if error.starts_with("NOSCRIPT") => Err(CallError::NoScript),
         Some([Value::Bool(false), Value::String(error)]) => Err(CallError::Refused(format!("Redis error: {error}"))),
-        Some(fields) if count > 0 && fields.len() == count * RECORD_FIELDS => {
+        Some(fields) if fields.len() == count => {
             let numbers: Option<Vec<i64>> = fields.iter().map(Value::as_i64).collect();
-            let numbers = numbers.ok_or_else(malformed)?;
-            numbers.chunks_exact(RECORD_FIELDS).map(|n| record(n).ok_or_else(malformed)).collect()
+            numbers.ok_or_else(malformed)
         }
         _ => Err(malformed()),
     }

@@ -20,8 +20,9 @@
 //! `#` (class names are `a-z`, `0-9`, `_` and `-`), so keys of the earlier
 //! one-key-per-counter layout are never read as buckets.
 
-use crate::counter::{Counter, MAX_RECORD_BYTES};
+use crate::counter::MAX_RECORD_BYTES;
 use crate::decide::reclaimable;
+use crate::lease::{counter_of, LeaseRecord, MAX_LEASE_BYTES};
 use crate::store::{Cas, CounterStore, Expect, StoreError};
 use std::cell::RefCell;
 
@@ -45,6 +46,17 @@ const FORMAT: u8 = 1;
 /// The bytes an entry with a `key_len`-byte key may take, at most.
 pub fn entry_cost(key_len: usize) -> usize {
     key_len.saturating_add(FRAMING + MAX_RECORD_BYTES)
+}
+
+/// The most bytes the entry of `key_len` bytes holding `record` may take:
+/// a lease record (the lease mode's, see `lease.rs`) may grow longer than a
+/// counter record.
+fn entry_cost_of(key_len: usize, record: &[u8]) -> usize {
+    if LeaseRecord::decode(record).is_some() {
+        key_len.saturating_add(FRAMING + MAX_LEASE_BYTES)
+    } else {
+        entry_cost(key_len)
+    }
 }
 
 /// How the table is laid out: a number of buckets of [`SLOTS`] counters,
@@ -258,14 +270,14 @@ impl<'a, S: CounterStore + ?Sized> Table<'a, S> {
                 present = true;
                 continue;
             }
-            let live = Counter::decode(r).is_some_and(|c| !reclaimable(&c, self.now));
+            let live = counter_of(r).is_some_and(|c| !reclaimable(&c, self.now));
             if live && !(resized && self.layout.bucket_of(k) != bucket) {
                 push_entry(&mut out, k, r);
                 kept += 1;
-                cost = cost.saturating_add(entry_cost(k.len()));
+                cost = cost.saturating_add(entry_cost_of(k.len(), r));
             }
         }
-        let over_bytes = kept > 0 && cost.saturating_add(entry_cost(key.len())) > BUCKET_BYTES;
+        let over_bytes = kept > 0 && cost.saturating_add(entry_cost_of(key.len(), record)) > BUCKET_BYTES;
         if !present && (kept >= SLOTS || over_bytes) {
             return Err(StoreError::Full);
         }
@@ -286,8 +298,9 @@ impl<S: CounterStore + ?Sized> CounterStore for Table<'_, S> {
     }
 
     fn set(&self, key: &str, value: &[u8], expect: Expect) -> Result<(), StoreError> {
-        if value.len() > MAX_RECORD_BYTES {
-            let why = format!("the counter table takes records of up to {MAX_RECORD_BYTES} bytes, not {}", value.len());
+        let most = if LeaseRecord::decode(value).is_some() { MAX_LEASE_BYTES } else { MAX_RECORD_BYTES };
+        if value.len() > most {
+            let why = format!("the counter table takes records of up to {most} bytes, not {}", value.len());
             return Err(StoreError::Unavailable(why));
         }
         if key.len() > LONGEST_KEY {
@@ -322,6 +335,7 @@ impl<S: CounterStore + ?Sized> CounterStore for Table<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::Counter;
     use crate::store::{compare_and_swap, GiveUp, MemoryStore};
     use crate::window::Window;
     use std::collections::HashMap;

@@ -12,11 +12,12 @@ use quota_core::counter::Counter;
 use quota_core::decide::{add_grant, adjust, current, decide};
 use quota_core::engine::{self, Outcome, Prepared, Ticket};
 use quota_core::identity::{identify, ScopeKind};
+use quota_core::lease;
 use quota_core::member_cap;
 use quota_core::redis::stack::recompute;
 use quota_core::redis::{
-    by_slot, hash_tag, parse, parse_stack, parse_view, record, sha1_hex, Answer, Command, Ids, StackAnswer,
-    RECORD_FIELDS, REMEMBERED_S, SCRIPT,
+    by_slot, hash_tag, parse, parse_lease, parse_stack, parse_view, record, sha1_hex, Answer, Command, Ids,
+    LeaseAnswer, StackAnswer, RECORD_FIELDS, REMEMBERED_S, SCRIPT,
 };
 use quota_core::request::{NoProperties, RequestHead};
 use quota_core::stack::{charge_all, Part};
@@ -1445,4 +1446,313 @@ fn a_member_cap_is_kept_until_cleared_and_a_malformed_capped_charge_is_an_error(
     let answer = redis.eval_capped(&sha, &again, 2);
     assert_eq!(answer.cap, Some(1));
     assert!(answer.counters.iter().all(|a| a.before == a.after), "{answer:?}");
+}
+
+/// One Envoy of the lease mode: its config (its own seed, so its own holder
+/// name) and its shared data.
+struct Holder {
+    config: Config,
+    store: MemoryStore,
+}
+
+fn lease_config(hard: u64, fraction: f64, seed: u64) -> Config {
+    let doc = format!(
+        r#"{{
+            "identity": {{"user": [{{"header": "x-user-id"}}], "default_tier": "free"}},
+            "classes": [{{"name": "drafts"}}],
+            "tiers": {{"free": {{"limits": {{"drafts": {{"hard": {hard}, "window": "day", "warn_at": [0.5, 0.9]}}}}}}}},
+            "counters": {{"store": "redis", "redis": {{"cluster": "redis", "key_prefix": "t:", "mode": "lease",
+                "lease_ms": 2000, "lease_fraction": {fraction}}}}}
+        }}"#
+    );
+    let mut config = Config::from_json(doc.as_bytes()).unwrap();
+    config.counters.seed = quota_core::table::Seed(seed, seed.wrapping_mul(31));
+    config
+}
+
+impl Holder {
+    fn new(hard: u64, fraction: f64, seed: u64) -> Holder {
+        Holder { config: lease_config(hard, fraction, seed), store: MemoryStore::new() }
+    }
+
+    fn ticket(&self, cost: u64, now_ms: i64) -> Ticket {
+        let head = RequestHead::new(vec![("x-user-id".into(), b"alice".to_vec())]);
+        let caller = identify(&self.config, &head, &NoProperties).unwrap();
+        match engine::prepare(&self.config, &caller, ClassId(0), cost, false, now_ms) {
+            Prepared::Charge(t) => t,
+            Prepared::Decided(d) => panic!("decided without a counter: {d:?}"),
+        }
+    }
+
+    fn table(&self, now_ms: i64) -> quota_core::table::Table<'_, MemoryStore> {
+        self.config.counters.table(&self.store, now_ms)
+    }
+
+    fn share(&self, key: &str, now_ms: i64) -> Option<lease::LeaseRecord> {
+        self.table(now_ms).get(key).unwrap().and_then(|(b, _)| lease::LeaseRecord::decode(&b))
+    }
+
+    /// The lease call for `ticket`'s counter (`need`, `give`), as the filter sends it.
+    fn command(&self, ticket: &Ticket, need: u64, give: u64, now_ms: i64, id: Option<&str>) -> Command {
+        let limits = engine::limits_of(&self.config, ticket).unwrap();
+        let share = self.share(&ticket.key, now_ms);
+        lease::command(&self.config, &ticket.key, limits, share.as_ref(), need, give, now_ms, ticket.alignment, id)
+            .unwrap()
+    }
+
+    fn merge(&self, ticket: &Ticket, answer: &LeaseAnswer, sent_ms: i64, now_ms: i64) {
+        let limits = engine::limits_of(&self.config, ticket).unwrap();
+        lease::merge(&self.config, &ticket.key, limits, ticket.alignment, answer, sent_ms, &self.table(now_ms), now_ms)
+            .unwrap();
+    }
+
+    /// One request of `cost` units decided as the exchange decides it (one
+    /// lease call when the share is short, the answer merged, decided
+    /// again); `renewals` collects the renewals it asks for. Whether it was admitted.
+    fn request(&self, redis: &mut Redis, sha: &str, cost: u64, now_ms: i64, renewals: &mut Vec<Ticket>) -> bool {
+        let ticket = self.ticket(cost, now_ms);
+        let mut last_try = false;
+        loop {
+            match lease::admit(&self.config, &ticket, &self.table(now_ms), last_try) {
+                lease::Admit::Decided { decision, renew } => {
+                    if renew {
+                        renewals.push(ticket.clone());
+                    }
+                    return decision.admitted();
+                }
+                lease::Admit::Needs { need } => {
+                    assert!(!last_try, "asked Redis twice for one request");
+                    let answer = lease_call(redis, sha, &self.command(&ticket, need, 0, now_ms, None));
+                    self.merge(&ticket, &answer, now_ms, now_ms);
+                    last_try = true;
+                }
+            }
+        }
+    }
+}
+
+fn lease_call(redis: &mut Redis, sha: &str, command: &Command) -> LeaseAnswer {
+    let numbers = redis.eval_numbers(sha, command);
+    let body = format!("{{\"EVALSHA\":{}}}", serde_json::to_string(&numbers).unwrap());
+    parse_lease(Some(200), body.as_bytes()).unwrap_or_else(|e| panic!("{e:?} reading {body}"))
+}
+
+/// The units every holder spent, as their shares say.
+fn spent(holders: &[Holder], key: &str, now_ms: i64) -> u64 {
+    holders.iter().map(|h| h.share(key, now_ms).map_or(0, |s| s.spent)).sum()
+}
+
+const LEASE_NOON_MS: i64 = 2_100_000_000_000;
+
+#[test]
+fn leased_blocks_never_admit_past_the_limit_whatever_the_order_of_answers() {
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    for seed in 1..=12u64 {
+        let mut redis = Redis::start();
+        redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let hard = 20 + rng.below(200);
+        let fraction = [0.05, 0.1, 0.25, 1.0][rng.below(4) as usize];
+        let holders: Vec<Holder> = (0..3).map(|i| Holder::new(hard, fraction, 100 * seed + i)).collect();
+        let key = holders[0].ticket(1, LEASE_NOON_MS).key;
+        let mut now_ms = LEASE_NOON_MS;
+        // Answers held back (crossing later ones) and answers lost.
+        let mut held: Vec<(usize, Ticket, LeaseAnswer, i64)> = Vec::new();
+        let mut lost_units = 0;
+        let mut admitted = 0;
+        for step in 0..(hard * 6) {
+            now_ms += rng.below(120) as i64;
+            let h = rng.below(3) as usize;
+            let holder = &holders[h];
+            match rng.below(10) {
+                // A renewal ahead of need: answered now, later, or never.
+                0 | 1 => {
+                    let ticket = holder.ticket(1, now_ms);
+                    let answer = lease_call(&mut redis, &sha, &holder.command(&ticket, 0, 0, now_ms, None));
+                    match rng.below(4) {
+                        0 => held.push((h, ticket, answer, now_ms)),
+                        1 if step % 7 == 0 => lost_units += answer.granted_now,
+                        _ => holder.merge(&ticket, &answer, now_ms, now_ms),
+                    }
+                }
+                // A held-back answer arrives.
+                2 if !held.is_empty() => {
+                    let (h, ticket, answer, sent) = held.remove(rng.below(held.len() as u64) as usize);
+                    holders[h].merge(&ticket, &answer, sent, now_ms);
+                }
+                // An idle holder gives back what it holds (past its block's lifetime).
+                3 => {
+                    let later = now_ms + 2_500;
+                    let ticket = holder.ticket(1, later);
+                    if let Some((give, _)) = lease::release(&holder.config, &key, &holder.table(later), later).unwrap()
+                    {
+                        let id = format!("r.{seed}.{step}");
+                        // The share as marked given back is what the release reports.
+                        let command = holder.command(&ticket, 0, give, later, Some(&id));
+                        lease_call(&mut redis, &sha, &command);
+                        // Sent twice (a retry): applied once.
+                        lease_call(&mut redis, &sha, &command);
+                    }
+                }
+                _ => {
+                    let cost = 1 + rng.below(3);
+                    let mut renewals = Vec::new();
+                    if holder.request(&mut redis, &sha, cost, now_ms, &mut renewals) {
+                        admitted += cost;
+                    }
+                }
+            }
+            assert!(admitted <= hard, "seed {seed}: {admitted} admitted past the limit of {hard}");
+            assert_eq!(spent(&holders, &key, now_ms), admitted, "seed {seed}: the shares count what was admitted");
+        }
+        for (h, ticket, answer, sent) in held.drain(..) {
+            holders[h].merge(&ticket, &answer, sent, now_ms);
+        }
+        // Every holder gives back what it holds: Redis then counts what was
+        // admitted, and the units of answers that were lost.
+        let later = now_ms + 3_000;
+        for (i, holder) in holders.iter().enumerate() {
+            let ticket = holder.ticket(1, later);
+            if let Some((give, _)) = lease::release(&holder.config, &key, &holder.table(later), later).unwrap() {
+                lease_call(&mut redis, &sha, &holder.command(&ticket, 0, give, later, Some(&format!("end.{i}"))));
+            }
+            // A last report of its spending (a renewal that asks for nothing more is not needed: give 0, need 0 grants).
+        }
+        let u = match redis.call(&[b"HGET", key.as_bytes(), b"u"]) {
+            Resp::Bulk(Some(b)) => String::from_utf8(b).unwrap().parse::<u64>().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(u, admitted + lost_units, "seed {seed}: Redis counts what was admitted and what was lost");
+        assert!(admitted + lost_units <= hard);
+    }
+}
+
+#[test]
+fn leased_blocks_shrink_near_the_limit_and_a_refusal_leaves_at_most_the_stated_bound_unspent() {
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    for (hard, fraction) in [(200u64, 0.1), (1000, 0.05), (50, 0.25), (30, 1.0)] {
+        let mut redis = Redis::start();
+        redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+        let holders: Vec<Holder> = (0..3).map(|i| Holder::new(hard, fraction, 7 + i)).collect();
+        let key = holders[0].ticket(1, LEASE_NOON_MS).key;
+        let (_, settings) = holders[0].config.counters.lease().unwrap();
+        let bound = lease::refusal_bound(settings, hard, 3);
+        let mut now_ms = LEASE_NOON_MS;
+        let mut admitted = 0;
+        let mut refused = [false; 3];
+        let mut blocks = Vec::new();
+        // Round robin of one-unit requests, each renewal sent at once, until all refuse.
+        let mut turn = 0;
+        while refused.iter().any(|r| !r) {
+            now_ms += 5;
+            let h = turn % 3;
+            turn += 1;
+            if refused[h] {
+                continue;
+            }
+            let mut renewals = Vec::new();
+            if holders[h].request(&mut redis, &sha, 1, now_ms, &mut renewals) {
+                admitted += 1;
+            } else {
+                refused[h] = true;
+                let unspent: u64 = holders.iter().map(|x| x.share(&key, now_ms).map_or(0, |s| s.left())).sum();
+                assert!(unspent <= bound, "{hard}/{fraction}: {unspent} unspent at a refusal, bound {bound}");
+                assert_eq!(admitted + unspent, hard, "{hard}/{fraction}: every unit is spent or held");
+            }
+            for ticket in renewals {
+                let answer = lease_call(&mut redis, &sha, &holders[h].command(&ticket, 0, 0, now_ms, None));
+                blocks.push(answer.granted_now);
+                holders[h].merge(&ticket, &answer, now_ms, now_ms);
+            }
+            assert!(turn < 100_000);
+        }
+        assert!(admitted <= hard && admitted + bound >= hard, "{hard}/{fraction}: {admitted} admitted");
+        // No block is more than the fraction of what was left (plus a request's need).
+        let largest = blocks.iter().max().copied().unwrap_or(0);
+        assert!(largest as f64 <= (hard as f64 * fraction).ceil(), "{hard}/{fraction}: a block of {largest}");
+        // Blocks shrink: the last ones are single units.
+        assert!(blocks.iter().rev().take(3).all(|b| *b <= 1), "{hard}/{fraction}: {blocks:?}");
+    }
+}
+
+#[test]
+fn a_leased_share_is_shown_as_spent_and_given_back_when_idle_and_a_new_window_starts_empty() {
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    let mut redis = Redis::start();
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let holders: Vec<Holder> = (0..2).map(|i| Holder::new(100, 0.1, 40 + i)).collect();
+    let key = holders[0].ticket(1, LEASE_NOON_MS).key;
+    let mut renewals = Vec::new();
+    for _ in 0..3 {
+        assert!(holders[0].request(&mut redis, &sha, 1, LEASE_NOON_MS, &mut renewals));
+    }
+    assert!(holders[1].request(&mut redis, &sha, 2, LEASE_NOON_MS + 10, &mut renewals));
+    // Redis reserved two blocks; the usage endpoint reads what was spent as last reported.
+    let reserved = match redis.call(&[b"HGET", key.as_bytes(), b"u"]) {
+        Resp::Bulk(Some(b)) => String::from_utf8(b).unwrap().parse::<u64>().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reserved, 10 + 9, "two blocks, each a tenth of what was not reserved yet");
+    // Holder 0 reported nothing spent yet (its first call came before its spending); holder 1 reported 0 too.
+    assert_eq!(used(&mut redis, &sha, &key), 0);
+    // Holder 1's next call reports; its share shows both Envoys' spending as known.
+    let t1 = holders[1].ticket(1, LEASE_NOON_MS + 20);
+    let answer = lease_call(&mut redis, &sha, &holders[1].command(&t1, 0, 0, LEASE_NOON_MS + 20, None));
+    holders[1].merge(&t1, &answer, LEASE_NOON_MS + 20, LEASE_NOON_MS + 20);
+    assert_eq!(used(&mut redis, &sha, &key), 2);
+    assert_eq!(holders[1].share(&key, LEASE_NOON_MS + 20).unwrap().counter.used, 2);
+    // Past the lifetime, holder 0 gives its unspent 7 back.
+    let later = LEASE_NOON_MS + 2_500;
+    let (give, share) = lease::release(&holders[0].config, &key, &holders[0].table(later), later).unwrap().unwrap();
+    assert_eq!((give, share.left()), (7, 0));
+    let t0 = holders[0].ticket(1, later);
+    lease_call(&mut redis, &sha, &holders[0].command(&t0, 0, give, later, Some("rel.1")));
+    let reserved = match redis.call(&[b"HGET", key.as_bytes(), b"u"]) {
+        Resp::Bulk(Some(b)) => String::from_utf8(b).unwrap().parse::<u64>().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reserved, 14, "19, topped up by 2 for holder 1 (to a block of 9 unspent), less the 7 given back");
+    assert_eq!(used(&mut redis, &sha, &key), 5, "3 spent by holder 0 (reported by its release), 2 by holder 1");
+    // Nothing more to give back.
+    assert_eq!(lease::release(&holders[0].config, &key, &holders[0].table(later), later).unwrap(), None);
+    // The next day: a fresh window, empty shares, old holders' fields gone.
+    let tomorrow = LEASE_NOON_MS + 86_400_000;
+    assert!(holders[0].request(&mut redis, &sha, 1, tomorrow, &mut renewals));
+    let share = holders[0].share(&key, tomorrow).unwrap();
+    assert_eq!((share.spent, share.granted), (1, 10));
+    let fields = match redis.call(&[b"HKEYS", key.as_bytes()]) {
+        Resp::Array(f) => f.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(fields, 8 + 1, "the counter's fields and one holder's share");
+}
+
+#[test]
+fn a_malformed_lease_call_is_an_error_that_writes_nothing() {
+    let sha = sha1_hex(SCRIPT.as_bytes());
+    let mut redis = Redis::start();
+    redis.call(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]);
+    let holder = Holder::new(100, 0.1, 5);
+    let ticket = holder.ticket(1, LEASE_NOON_MS);
+    let good = holder.command(&ticket, 1, 0, LEASE_NOON_MS, None);
+    for (i, bad) in ["x", "-1", ""].iter().enumerate() {
+        for at in [2usize, 4, 6] {
+            let mut command = good.clone();
+            command.args[at] = bad.to_string();
+            let keys = command.keys.len().to_string();
+            let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), keys.as_bytes()];
+            parts.extend(command.keys.iter().map(|k| k.as_bytes()));
+            parts.extend(command.args.iter().map(|a| a.as_bytes()));
+            assert!(matches!(redis.call(&parts), Resp::Error(_)), "{i}/{at}");
+        }
+    }
+    // A holder name that is not hex (it becomes a field name) is refused too.
+    let mut command = good.clone();
+    command.args[3] = "h:other".into();
+    let keys = command.keys.len().to_string();
+    let mut parts: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), keys.as_bytes()];
+    parts.extend(command.keys.iter().map(|k| k.as_bytes()));
+    parts.extend(command.args.iter().map(|a| a.as_bytes()));
+    assert!(matches!(redis.call(&parts), Resp::Error(_)));
+    assert_eq!(redis.call(&[b"EXISTS", ticket.key.as_bytes()]), Resp::Int(0));
 }

@@ -26,10 +26,12 @@ use quota_core::clock::Clock;
 use quota_core::config::{Config, RedisStore};
 use quota_core::counter::Counter;
 use quota_core::events;
+use quota_core::exchange::LeaseTarget;
+use quota_core::lease::{self, LeaseRecord};
 use quota_core::redis::corrections::{Answered, Corrections, Dropped, MAX_UNSYNCED};
 use quota_core::redis::sync::SyncTarget;
 use quota_core::redis::{self, Answer, CallError, Command, Ids};
-use quota_core::store::compare_and_swap;
+use quota_core::store::{compare_and_swap, CounterStore};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -55,10 +57,10 @@ pub fn response(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) 
     (status, body)
 }
 
-/// Reads the answer of a call that just came back.
+/// Reads the answer of a correction that just came back (a release's too).
 pub fn answer(num_headers: usize, body_size: usize) -> Result<Answer, CallError> {
     let (status, body) = response(num_headers, body_size);
-    redis::parse(status, &body)
+    redis::parse_correction(status, &body)
 }
 
 /// The store's own metrics: `quota.store.*`.
@@ -107,6 +109,14 @@ pub struct Remote {
     /// Sync deltas dropped for want of room since the last report: counters, units.
     sync_drops: Cell<(u64, i64)>,
     last_sync_ms: Cell<i64>,
+    /// Lease mode: counters whose next block was asked for, to send.
+    renewals: RefCell<Vec<LeaseTarget>>,
+    /// Lease mode: renewals out, by host token: the counter, when it left.
+    renewing: RefCell<HashMap<u32, (LeaseTarget, i64)>>,
+    /// Lease mode: counters this VM holds a share of, by key, to give back
+    /// what stays unspent past a block's lifetime.
+    held: RefCell<HashMap<String, LeaseTarget>>,
+    last_release_ms: Cell<i64>,
     /// Redis lost the script (NOSCRIPT): send it with the next call.
     reload: Cell<bool>,
     /// The queue streams ring to have the root send their corrections now.
@@ -117,6 +127,13 @@ pub struct Remote {
     /// those past [`DROP_LINES_PER_S`], reported in a count.
     drop_lines: Cell<(i64, u32, u64)>,
 }
+
+/// Lease mode: renewals waiting to be sent, at most (one per counter).
+const MAX_RENEWALS_QUEUED: usize = 10_000;
+
+/// Lease mode: shares a VM keeps track of, to give their idle units back;
+/// past this many, a share's units come back when its window ends.
+const MAX_HELD: usize = 100_000;
 
 /// Corrections reported one line each per second, at most; the rest of
 /// that second's drops are counted in one line (a Redis outage can drop
@@ -150,6 +167,10 @@ impl Remote {
             syncing: RefCell::new(HashSet::new()),
             sync_drops: Cell::new((0, 0)),
             last_sync_ms: Cell::new(0),
+            renewals: RefCell::new(Vec::new()),
+            renewing: RefCell::new(HashMap::new()),
+            held: RefCell::new(HashMap::new()),
+            last_release_ms: Cell::new(0),
             reload: Cell::new(false),
             doorbell,
             rung: Cell::new(false),
@@ -225,7 +246,16 @@ impl Remote {
     /// time; what is due goes out.
     pub fn tick(&self) {
         self.rung.set(false);
-        self.report_unshown_drops(HostClock.now_ms());
+        let now = HostClock.now_ms();
+        self.report_unshown_drops(now);
+        if let Some((_, lease)) = self.config.counters.lease() {
+            // Idle shares are looked for a few times per block lifetime, not every tick.
+            let every = i64::try_from(lease.ms / 4).unwrap_or(i64::MAX).clamp(1, 1000);
+            if now >= self.last_release_ms.get().saturating_add(every) {
+                self.last_release_ms.set(now);
+                self.release_idle(now);
+            }
+        }
         self.flush();
     }
 
@@ -237,6 +267,128 @@ impl Remote {
         doorbell::drain(queue);
         self.rung.set(false);
         self.flush();
+        true
+    }
+
+    /// Lease mode: a request asked for the next block of `target`'s
+    /// counter; the root sends the call now.
+    pub fn renew(&self, target: LeaseTarget) {
+        self.leased(target.clone());
+        let mut renewals = self.renewals.borrow_mut();
+        if renewals.len() < MAX_RENEWALS_QUEUED && !renewals.iter().any(|t| t.key == target.key) {
+            renewals.push(target);
+        }
+        drop(renewals);
+        self.ring();
+    }
+
+    /// Lease mode: this Envoy holds a share of `target`'s counter; the
+    /// tick gives back what stays unspent past a block's lifetime.
+    pub fn leased(&self, target: LeaseTarget) {
+        let mut held = self.held.borrow_mut();
+        if held.len() < MAX_HELD || held.contains_key(&target.key) {
+            held.insert(target.key.clone(), target);
+        }
+    }
+
+    /// Lease mode: sends the renewals asked for (each reports this Envoy's
+    /// spending and tops its share up to one block). Not retried: a
+    /// renewal that fails leaves the share as it was, and the next request
+    /// that finds it low asks again.
+    fn send_renewals(&self, store: &RedisStore, now_ms: i64) {
+        let due: Vec<LeaseTarget> = self.renewals.borrow_mut().drain(..).collect();
+        for target in due {
+            let Some(limits) = target.limits(&self.config) else { continue };
+            let share = self.share(&target.key, now_ms);
+            let Some(command) =
+                lease::command(&self.config, &target.key, limits, share.as_ref(), 0, 0, now_ms, target.alignment, None)
+            else {
+                continue;
+            };
+            match call(store, &command, self.reload.get()) {
+                Ok(token) => {
+                    self.renewing.borrow_mut().insert(token, (target, now_ms));
+                }
+                Err(why) => {
+                    bump(self.metrics.errors, 1);
+                    log(LogLevel::Warn, &format!("quota: could not renew the lease of {}: {why}", target.key));
+                }
+            }
+        }
+    }
+
+    /// This Envoy's share of the counter at `key`, as shared data holds it.
+    fn share(&self, key: &str, now_ms: i64) -> Option<LeaseRecord> {
+        let counters = self.config.counters.table(&SharedData, now_ms);
+        counters.get(key).ok().flatten().and_then(|(bytes, _)| LeaseRecord::decode(&bytes))
+    }
+
+    /// Lease mode: gives back the units held unspent past their block's
+    /// lifetime (an idle caller on this Envoy), each release queued as a
+    /// correction (retried, applied once); forgets the shares whose window
+    /// ended or that hold nothing.
+    fn release_idle(&self, now_ms: i64) {
+        let targets: Vec<LeaseTarget> = self.held.borrow().values().cloned().collect();
+        for target in targets {
+            let counters = self.config.counters.table(&SharedData, now_ms);
+            let released = match lease::release(&self.config, &target.key, &counters, now_ms) {
+                Ok(released) => released,
+                Err(e) => {
+                    log(LogLevel::Warn, &format!("quota: could not release the lease of {}: {e}", target.key));
+                    continue;
+                }
+            };
+            if let (Some((give, share)), Some(limits)) = (released, target.limits(&self.config)) {
+                let id = self.next_id();
+                let command = lease::command(
+                    &self.config,
+                    &target.key,
+                    limits,
+                    Some(&share),
+                    0,
+                    give,
+                    now_ms,
+                    target.alignment,
+                    Some(&id),
+                );
+                if let Some(command) = command {
+                    self.queue(command, Tag::Correction);
+                }
+            }
+            let idle = self.share(&target.key, now_ms).is_none_or(|s| {
+                s.left() == 0 && (now_ms >= s.expires_ms || now_ms >= s.counter.window_end.saturating_mul(1000))
+            });
+            if idle {
+                self.held.borrow_mut().remove(&target.key);
+            }
+        }
+    }
+
+    /// Lease mode: Redis answered renewal `token` (false: not one).
+    fn renewed(&self, token: u32, num_headers: usize, body_size: usize) -> bool {
+        let Some((target, sent_ms)) = self.renewing.borrow_mut().remove(&token) else { return false };
+        let (status, body) = response(num_headers, body_size);
+        let answer = match redis::parse_lease(status, &body) {
+            Ok(answer) => answer,
+            Err(CallError::NoScript) => {
+                self.reload.set(true);
+                return true;
+            }
+            Err(e) => {
+                bump(self.metrics.errors, 1);
+                log(LogLevel::Warn, &format!("quota: the lease renewal of {} failed: {}", target.key, e.why()));
+                return true;
+            }
+        };
+        self.reload.set(false);
+        let Some(limits) = target.limits(&self.config) else { return true };
+        let now_ms = HostClock.now_ms();
+        let counters = self.config.counters.table(&SharedData, now_ms);
+        if let Err(e) =
+            lease::merge(&self.config, &target.key, limits, target.alignment, &answer, sent_ms, &counters, now_ms)
+        {
+            log(LogLevel::Warn, &format!("quota: could not keep the units Redis granted for {}: {e}", target.key));
+        }
         true
     }
 
@@ -319,6 +471,9 @@ impl Remote {
         if let Some(every_ms) = store.sync_ms {
             self.sync(every_ms, now);
         }
+        if store.lease.is_some() {
+            self.send_renewals(store, now);
+        }
         loop {
             let Some(next) = self.corrections.borrow_mut().next_due(now) else { return };
             match call(store, &next.command, next.load || self.reload.get()) {
@@ -335,6 +490,9 @@ impl Remote {
 
     /// Handles the answer to a call this queue made; false if `token` is not one.
     pub fn on_response(&self, token: u32, num_headers: usize, body_size: usize) -> bool {
+        if self.renewed(token, num_headers, body_size) {
+            return true;
+        }
         if !self.corrections.borrow().owns(token) {
             return false;
         }

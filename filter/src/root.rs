@@ -92,6 +92,7 @@ impl RootContext for QuotaRoot {
                     match &config.counters.redis {
                         None => "shared data",
                         Some(r) if r.sync_ms.is_some() => "shared data, synced to Redis",
+                        Some(r) if r.lease.is_some() => "Redis, spent from leased blocks",
                         Some(_) => "Redis",
                     },
                     if config.any_rule_reads_body() { ", body rules on" } else { "" }

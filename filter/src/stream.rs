@@ -83,6 +83,8 @@ impl Host for Worker<'_> {
             Note::Sync { target, delta } => remote.note(target, delta),
             Note::Adjust { key, window_start, delta, most } => remote.push_adjust(key, window_start, delta, most),
             Note::Cancel { key, id } => remote.push(Command::cancel(key, &id)),
+            Note::Renew(target) => remote.renew(target),
+            Note::Leased(target) => remote.leased(target),
             Note::Log { level, line } => log(
                 match level {
                     Level::Info => LogLevel::Info,

@@ -1069,3 +1069,130 @@ fn a_redis_store_without_its_redis_object_is_refused_with_its_path() {
     assert!(line.message.contains("counters.redis"), "{line}");
     assert!(line.message.contains("required"), "{line}");
 }
+
+// ----- the lease mode -----
+
+fn lease_config(on_error: &str) -> Value {
+    let mut config = redis_config(on_error);
+    config["counters"]["redis"]["mode"] = json!("lease");
+    config["counters"]["redis"]["lease_ms"] = json!(1000);
+    config["counters"]["redis"]["lease_fraction"] = json!(0.5);
+    config
+}
+
+/// webdis's answer to a lease call: the records (after: `used` spent by
+/// all), then granted now, this holder's granted and spent, the others' unspent.
+fn lease_answer(after_used: i64, granted_now: i64, granted: i64, spent: i64, others: i64) -> CalloutReply {
+    let numbers: Vec<i64> =
+        flat(day(0)).into_iter().chain(flat(day(after_used))).chain([granted_now, granted, spent, others]).collect();
+    CalloutReply::ok(json!({ "EVALSHA": numbers }).to_string())
+}
+
+#[test]
+fn a_leased_block_is_asked_for_once_then_spent_without_calls_and_renewed_from_the_root() {
+    let host = quota_host();
+    host.set_callout_policy(CalloutPolicy::Hold);
+    let vm = redis_vm(&host, &lease_config("fail_closed"));
+
+    // The first request waits for a block: a lease call from this stream's request.
+    let mut stream = vm.stream().unwrap();
+    stream.send_request_headers(request_headers("POST", "/v1/daily", "lee"), true).unwrap();
+    assert!(stream.record().upstream.headers.is_none(), "paused while Redis grants a block");
+    let token = pending(&vm, "lease", "quota:{u:lee}daily");
+    let call = calls_of(&vm, "lease").remove(0);
+    assert_eq!(call.keys, vec!["quota:{u:lee}daily".to_string()], "no marker: a grant is never retried");
+    // now, need 1, the holder, spent 0 in no window, give 0, half of what is left, no bound, warned, flags.
+    assert_eq!(&call.args[..2], &strings(&[NOW_S, 1])[..]);
+    assert!(call.args[2].bytes().all(|b| b.is_ascii_hexdigit()) && call.args[2].len() == 16, "{:?}", call.args);
+    assert_eq!(&call.args[3..10], &strings(&[0, 0, 0, 500_000, -1, 0, 0])[..]);
+    // Redis grants 5 (others spent 2 and hold 1 unspent).
+    vm.respond_to_callout(token, lease_answer(2, 5, 5, 0, 1)).unwrap();
+    stream.poll().unwrap();
+    assert!(stream.request_complete());
+    stream.send_response_headers(Headers::from_pairs([(":status", "200")]), true).unwrap();
+    let record = stream.finish();
+    assert_eq!(record.client.header("x-quota-used"), Some("3"), "the others' 2 and this one");
+    assert_eq!(record.client.header("x-quota-remaining"), Some("7"));
+
+    // The next two are admitted from the block: no call, nothing paused.
+    for used in ["4", "5"] {
+        let r = vm.request().method("POST").path("/v1/daily").header("x-user-id", "lee").send();
+        r.assert_allowed();
+        assert_eq!(r.response_header("x-quota-used"), Some(used));
+    }
+    // 2 of 5 left after the last: under half the block, so that request
+    // asked for the next one, which the root sent at once (no tick needed).
+    let renewals: Vec<Callout> = vm.pending_callouts().into_iter().filter(|c| call_of(c).op == "lease").collect();
+    assert_eq!(renewals.len(), 1);
+    assert_eq!(renewals[0].context_id, vm.root_context_id(), "a renewal outlives the request that asked for it");
+    let renewal = call_of(&renewals[0]);
+    assert_eq!(renewal.args[1], "0", "asks for no units beyond a block");
+    assert_eq!(&renewal.args[3..6], &strings(&[3, DAY.1, 0])[..], "spent 3 in today's window, gives nothing back");
+    vm.respond_to_callout(renewals[0].token, lease_answer(5, 2, 7, 3, 0)).unwrap();
+    for used in ["6", "7", "8", "9"] {
+        let r = vm.request().method("POST").path("/v1/daily").header("x-user-id", "lee").send();
+        r.assert_allowed();
+        assert_eq!(r.response_header("x-quota-used"), Some(used));
+    }
+    assert_eq!(host.counter("quota.store.errors"), 0);
+}
+
+#[test]
+fn a_lease_redis_cannot_grant_is_refused_at_the_wall_and_a_failed_call_applies_the_fail_policy() {
+    let host = quota_host();
+    host.set_callout_policy(CalloutPolicy::Hold);
+    let vm = redis_vm(&host, &lease_config("fail_closed"));
+    let mut stream = vm.stream().unwrap();
+    stream.send_request_headers(request_headers("POST", "/v1/daily", "max"), true).unwrap();
+    let token = pending(&vm, "lease", "quota:{u:max}daily");
+    // Nothing left: the others spent 7 and hold 3.
+    vm.respond_to_callout(token, lease_answer(7, 0, 0, 0, 3)).unwrap();
+    stream.poll().unwrap();
+    let record = stream.finish();
+    assert_eq!(record.client.header(":status"), Some("429"), "{record:?}");
+    assert_eq!(record.client.header("x-quota-remaining"), Some("0"));
+    assert_eq!(calls_of(&vm, "lease").len(), 1, "one call per request");
+
+    let mut stream = vm.stream().unwrap();
+    stream.send_request_headers(request_headers("POST", "/v1/daily", "nia"), true).unwrap();
+    let token = pending(&vm, "lease", "quota:{u:nia}daily");
+    vm.respond_to_callout(token, CalloutReply::status(503, "")).unwrap();
+    stream.poll().unwrap();
+    let record = stream.finish();
+    assert_eq!(record.client.header(":status"), Some("503"), "fail closed without a block");
+}
+
+#[test]
+fn an_idle_block_is_given_back_once_its_lifetime_is_over_by_a_release_retried_under_one_id() {
+    let host = quota_host();
+    host.set_callout_policy(CalloutPolicy::Hold);
+    let vm = redis_vm(&host, &lease_config("fail_closed"));
+    let mut stream = vm.stream().unwrap();
+    stream.send_request_headers(request_headers("POST", "/v1/daily", "ida"), true).unwrap();
+    let token = pending(&vm, "lease", "quota:{u:ida}daily");
+    vm.respond_to_callout(token, lease_answer(0, 5, 5, 0, 0)).unwrap();
+    stream.poll().unwrap();
+    stream.send_response_headers(Headers::from_pairs([(":status", "200")]), true).unwrap();
+    stream.finish();
+    // Within the block's lifetime nothing goes back.
+    host.advance(Duration::from_millis(900));
+    assert_eq!(calls_of(&vm, "lease").len(), 1);
+    // Past it, the root gives the 4 unspent units back, reporting the 1 spent, under an id.
+    host.advance(Duration::from_millis(400));
+    let releases: Vec<Call> = calls_of(&vm, "lease").into_iter().skip(1).collect();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    let release = &releases[0];
+    assert_eq!(&release.args[3..6], &strings(&[1, DAY.1, 4])[..], "spent 1, gives back 4");
+    let id = release.id().expect("a release carries an id").to_string();
+    // Its first attempt fails: retried under the same id, then answered.
+    let first = pending(&vm, "lease", "quota:{u:ida}daily");
+    vm.respond_to_callout(first, CalloutReply::status(503, "")).unwrap();
+    host.advance(Duration::from_millis(150));
+    let retry = calls_of(&vm, "lease").into_iter().last().unwrap();
+    assert_eq!((retry.id(), &retry.args[5]), (Some(id.as_str()), &"4".to_string()));
+    let token = pending(&vm, "lease", "quota:{u:ida}daily");
+    vm.respond_to_callout(token, lease_answer(1, 0, 1, 1, 0)).unwrap();
+    host.advance(TICK * 10);
+    assert_eq!(calls_of(&vm, "lease").len(), 3, "nothing more to give back");
+    assert_eq!(host.counter("quota.store.corrections_dropped"), 0);
+}

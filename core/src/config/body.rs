@@ -91,3 +91,52 @@ pub(super) fn check_held_headers(
     }
     Ok(())
 }
+
+/// The top-level members of a JSON request body the filter reads: those
+/// the class rules name (by their first segment), the cost reads (the
+/// record array's, the prompt text and completion budget of a token or
+/// money cost) and the rewrites and the ledger touch (`model`, `stream`,
+/// `stream_options`); every member when a cost counts the records of the
+/// body itself. A body is parsed for these only (see `body.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyKeys {
+    All,
+    Only(std::collections::BTreeSet<String>),
+}
+
+/// Members every config reads besides the completion budget: the model
+/// (cost multipliers, prices, degrading, the ledger) and streaming (the
+/// ledger, usage reports).
+const ALWAYS_READ: [&str; 3] = ["model", "stream", "stream_options"];
+
+/// Where a token estimate reads the completion budget, in this order
+/// (`cost::estimate_token_parts`).
+pub const BUDGET_KEYS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
+/// Where a token estimate reads the prompt's text (`cost::estimate_token_parts`).
+pub const PROMPT_KEYS: [&str; 4] = ["messages", "input", "prompt", "system"];
+
+pub(super) fn body_keys(classes: &[Class]) -> BodyKeys {
+    let mut keys: std::collections::BTreeSet<String> =
+        ALWAYS_READ.iter().chain(&BUDGET_KEYS).map(|k| k.to_string()).collect();
+    for class in classes {
+        for cond in class.rules.iter().flat_map(|r| &r.body) {
+            match cond.field.first() {
+                Some(first) => keys.insert(first.clone()),
+                None => return BodyKeys::All,
+            };
+        }
+        match &class.cost {
+            Cost::Records { jsonl: false, field: None } => return BodyKeys::All,
+            Cost::Records { jsonl: false, field: Some(path) } => match path.first() {
+                Some(first) => {
+                    keys.insert(first.clone());
+                }
+                None => return BodyKeys::All,
+            },
+            Cost::Tokens { .. } | Cost::Priced { .. } => keys.extend(PROMPT_KEYS.iter().map(|k| k.to_string())),
+            Cost::Records { jsonl: true, .. } | Cost::Fixed(_) | Cost::Bytes { .. } => {}
+        }
+    }
+    BodyKeys::Only(keys)
+}

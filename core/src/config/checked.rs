@@ -3,7 +3,8 @@
 //! error names its JSON path.
 
 use super::body::{
-    body_needs, check_held_headers, check_max_body_bytes, check_unreadable_body, BodyNeeds, UnreadableBody,
+    body_keys, body_needs, check_held_headers, check_max_body_bytes, check_unreadable_body, BodyKeys, BodyNeeds,
+    UnreadableBody,
 };
 use super::calendar::{check_calendar, CalendarConfig};
 use super::cells::{Cell, Scope};
@@ -44,6 +45,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// Per class (by [`ClassId`]): what it needs of the body.
     pub body_needs: Vec<BodyNeeds>,
+    /// The members of a JSON request body the filter reads (see `body.rs`).
+    pub body_keys: BodyKeys,
     /// Which endings of an admitted request give its units back.
     pub refunds: crate::refund::RefundPolicy,
     /// What models cost, for classes metered in money (not used yet).
@@ -138,6 +141,12 @@ fn check_stack_sources(
                 return Err(ConfigError::new(
                     path,
                     "stacked limits need exact counters: \"counters.redis.mode\": \"approximate\" syncs one counter per request",
+                ));
+            }
+            if stack.len() > 1 && counters.lease().is_some() {
+                return Err(ConfigError::new(
+                    path,
+                    "stacked limits need exact counters: \"counters.redis.mode\": \"lease\" reserves blocks of one counter per request",
                 ));
             }
         }
@@ -238,6 +247,7 @@ impl TryFrom<RawConfig> for Config {
         let body_needs: Vec<BodyNeeds> =
             classes.iter().enumerate().map(|(i, c)| body_needs(c, ClassId(i), &tiers)).collect();
         check_held_headers(&classes, &tiers, &tier_names, &body_needs, hold_headers_for_body)?;
+        let body_keys = body_keys(&classes);
         let copy = check_copy("copy", raw.copy.as_ref())?;
         let observability = check_observability(raw.observability.as_ref())?;
         let response_headers = check_response_headers(raw.response_headers.as_ref());
@@ -264,6 +274,13 @@ impl TryFrom<RawConfig> for Config {
                 "\"approximate\" cannot be used with \"admin\" grants: use \"exact\"",
             ));
         }
+        if admin.is_some() && counters.lease().is_some() {
+            // Blocks are reserved from the plan; a grant balance is spent by one exact copy.
+            return Err(ConfigError::new(
+                "counters.redis.mode",
+                "\"lease\" cannot be used with \"admin\" grants: use \"exact\"",
+            ));
+        }
         Ok(Config {
             identity,
             calendar,
@@ -282,6 +299,7 @@ impl TryFrom<RawConfig> for Config {
             admin,
             refunds,
             body_needs,
+            body_keys,
             prices,
             upstream_busy,
         })

@@ -37,7 +37,27 @@ pub struct RedisStore {
     /// Approximate mode: admit from the local counters and send deltas to
     /// Redis every this many milliseconds. `None`: every request waits for Redis.
     pub sync_ms: Option<u64>,
+    /// Lease mode: admit from blocks of units reserved in Redis (see `lease.rs`).
+    pub lease: Option<Lease>,
 }
+
+/// The lease mode's settings: how long a block may be spent and how large
+/// one may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// How long after Redis granted it a block may be spent (and an Envoy
+    /// cut off from Redis admits on what it holds), in milliseconds.
+    pub ms: u64,
+    /// The most one block may take of the units still unreserved, in parts
+    /// per million.
+    pub fraction_ppm: u64,
+    /// The most units one block may hold, whatever the fraction allows.
+    pub max_units: Option<u64>,
+}
+
+/// Defaults and bounds of the lease mode's settings.
+pub const DEFAULT_LEASE_MS: u64 = 5_000;
+pub const DEFAULT_LEASE_FRACTION: f64 = 0.1;
 
 impl CounterConfig {
     /// How the shared-data table of counters is laid out.
@@ -55,9 +75,18 @@ impl CounterConfig {
         crate::table::Table::new(store, self.layout(), now_ms.div_euclid(1000))
     }
 
-    /// The Redis store every request waits for (exact mode).
+    /// The Redis store that holds the counters requests are charged to:
+    /// the exact mode (every request waits for it) and the lease mode (whose
+    /// blocks are reserved from those counters). Counter keys are then
+    /// Redis keys, and corrections and the usage endpoint go to Redis.
     pub fn exact_redis(&self) -> Option<&RedisStore> {
         self.redis.as_ref().filter(|r| r.sync_ms.is_none())
+    }
+
+    /// The lease mode's store and settings.
+    pub fn lease(&self) -> Option<(&RedisStore, Lease)> {
+        let redis = self.redis.as_ref()?;
+        Some((redis, redis.lease?))
     }
 
     /// The Redis store the local counters are synced to (approximate mode).
@@ -160,9 +189,10 @@ fn check_store(store: Option<&str>, redis: Option<&RawRedis>) -> Result<Option<R
     if key_prefix.len() > 64 || key_prefix.chars().any(|c| c.is_control() || c == '{' || c == '}') {
         return Err(ConfigError::new(at("key_prefix"), "must be at most 64 characters, without '{', '}' or controls"));
     }
+    let lease = check_lease(r.mode.as_deref(), r)?;
     let sync_ms = match (r.mode.as_deref(), r.sync_ms) {
-        (None | Some("exact"), None) => None,
-        (None | Some("exact"), Some(_)) => {
+        (None | Some("exact" | "lease"), None) => None,
+        (None | Some("exact" | "lease"), Some(_)) => {
             return Err(ConfigError::new(at("sync_ms"), "is only read with \"mode\": \"approximate\""))
         }
         (Some("approximate"), None) => Some(100),
@@ -171,11 +201,15 @@ fn check_store(store: Option<&str>, redis: Option<&RawRedis>) -> Result<Option<R
             return Err(ConfigError::new(at("sync_ms"), format!("must be between 10 and 60000, got {v}")))
         }
         (Some(other), _) => {
-            return Err(ConfigError::new(at("mode"), format!("must be \"exact\" or \"approximate\", got \"{other}\"")))
+            return Err(ConfigError::new(
+                at("mode"),
+                format!("must be \"exact\", \"lease\" or \"approximate\", got \"{other}\""),
+            ))
         }
     };
     Ok(Some(RedisStore {
         sync_ms,
+        lease,
         cluster: r.cluster.clone(),
         path,
         authority: r.authority.clone().unwrap_or_else(|| r.cluster.clone()),
@@ -184,4 +218,44 @@ fn check_store(store: Option<&str>, redis: Option<&RawRedis>) -> Result<Option<R
         key_prefix,
         script_sha1: crate::redis::sha1_hex(crate::redis::SCRIPT.as_bytes()),
     }))
+}
+
+/// The lease mode's settings (`mode: "lease"`), `None` in another mode,
+/// where they are refused.
+fn check_lease(mode: Option<&str>, r: &RawRedis) -> Result<Option<Lease>, ConfigError> {
+    let at = |f: &str| format!("counters.redis.{f}");
+    if mode != Some("lease") {
+        for (name, given) in [
+            ("lease_ms", r.lease_ms.is_some()),
+            ("lease_fraction", r.lease_fraction.is_some()),
+            ("lease_max_units", r.lease_max_units.is_some()),
+        ] {
+            if given {
+                return Err(ConfigError::new(at(name), "is only read with \"mode\": \"lease\""));
+            }
+        }
+        return Ok(None);
+    }
+    let ms = match r.lease_ms {
+        None => DEFAULT_LEASE_MS,
+        Some(v @ 100..=600_000) => v,
+        Some(v) => return Err(ConfigError::new(at("lease_ms"), format!("must be between 100 and 600000, got {v}"))),
+    };
+    let fraction = r.lease_fraction.unwrap_or(DEFAULT_LEASE_FRACTION);
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(ConfigError::new(at("lease_fraction"), format!("must be above 0 and at most 1, got {fraction}")));
+    }
+    // Whole parts per million, at least one: what the script computes with.
+    let fraction_ppm = ((fraction * 1_000_000.0).round() as u64).clamp(1, 1_000_000);
+    let max_units = match r.lease_max_units {
+        None => None,
+        Some(v @ 1..=crate::units::MAX_UNITS) => Some(v),
+        Some(v) => {
+            return Err(ConfigError::new(
+                at("lease_max_units"),
+                format!("must be between 1 and {}, got {v}", crate::units::MAX_UNITS),
+            ))
+        }
+    };
+    Ok(Some(Lease { ms, fraction_ppm, max_units }))
 }

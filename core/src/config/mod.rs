@@ -25,7 +25,9 @@ mod schema;
 mod source;
 mod tiers;
 
-pub use body::{BodyNeeds, UnreadableBody, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT};
+pub use body::{
+    BodyKeys, BodyNeeds, UnreadableBody, BUDGET_KEYS, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT, PROMPT_KEYS,
+};
 pub use calendar::{parse_utc_offset, parse_window, CalendarConfig};
 pub use cells::{AtHard, Cell, Degrade, Limits, Pace, PastSoft, Queue, Scope, DEFAULT_WARN_AT};
 pub use checked::Config;
@@ -33,7 +35,7 @@ pub use classes::{Class, ClassId};
 pub use copy::{CopySet, Message, ResponseHeaders};
 pub use costs::{Cost, TokenCount};
 pub use counters::{
-    CounterConfig, FailPolicy, RedisStore, DEFAULT_CAS_ATTEMPTS, DEFAULT_MAX_COUNTERS, MAX_MAX_COUNTERS,
+    CounterConfig, FailPolicy, Lease, RedisStore, DEFAULT_CAS_ATTEMPTS, DEFAULT_MAX_COUNTERS, MAX_MAX_COUNTERS,
     MIN_MAX_COUNTERS,
 };
 pub use endpoints::{Admin, UsageReads};

@@ -803,14 +803,29 @@ pub struct RawRedis {
     /// Prefix of every Redis key (default `quota:`).
     #[serde(default)]
     pub key_prefix: Option<String>,
-    /// `exact` (the default: every request waits for Redis) or `approximate`
-    /// (admit from this Envoy's counters, send the deltas every `sync_ms`).
+    /// `exact` (the default: every request waits for Redis), `lease` (admit
+    /// from blocks of units reserved in Redis, never past a limit) or
+    /// `approximate` (admit from this Envoy's counters, send the deltas
+    /// every `sync_ms`; may pass a limit).
     #[serde(default)]
-    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["exact", "approximate", null])))]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["exact", "lease", "approximate", null])))]
     pub mode: Option<String>,
     /// How often the approximate mode sends its deltas (default 100).
     #[serde(default)]
     pub sync_ms: Option<u64>,
+    /// Lease mode: how long a block may be spent after Redis granted it,
+    /// in milliseconds (default 5000): also how long an Envoy cut off from
+    /// Redis admits on the blocks it holds.
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+    /// Lease mode: the most one block takes of the units not yet reserved
+    /// (default 0.1).
+    #[serde(default)]
+    pub lease_fraction: Option<f64>,
+    /// Lease mode: the most units one block holds (default: no bound but
+    /// the fraction).
+    #[serde(default)]
+    pub lease_max_units: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -43,6 +43,14 @@ pub enum Noted {
         delta: i64,
         most: u64,
     },
+    /// The lease mode: a renewal of this counter's block asked for.
+    Renew {
+        key: String,
+    },
+    /// The lease mode: Redis granted units of this counter.
+    Leased {
+        key: String,
+    },
     Cancel {
         key: String,
         id: String,
@@ -176,6 +184,8 @@ impl<S: CounterStore> Host for MemoryHost<S> {
             Note::Sync { target, delta } => Noted::Sync { key: target.redis_key.clone(), delta },
             Note::Adjust { key, window_start, delta, most } => Noted::Adjust { key, window_start, delta, most },
             Note::Cancel { key, id } => Noted::Cancel { key, id },
+            Note::Renew(target) => Noted::Renew { key: target.key },
+            Note::Leased(target) => Noted::Leased { key: target.key },
             Note::Log { level, line } => Noted::Log { level, line },
             Note::UpstreamBusy { status, .. } => Noted::UpstreamBusy { status },
         };

@@ -103,6 +103,12 @@ pub enum Note<'a> {
     /// The exact mode: a correction for the root context to send Redis
     /// (it outlives the stream).
     Adjust { key: String, window_start: i64, delta: i64, most: u64 },
+    /// The lease mode: this request took the turn to ask Redis for the
+    /// counter's next block ahead of need (the root sends it).
+    Renew(LeaseTarget),
+    /// The lease mode: Redis granted units of this counter to this Envoy
+    /// (the root gives back what stays unspent past the block's lifetime).
+    Leased(LeaseTarget),
     /// The exact mode: a charge whose answer will not be used, to take back
     /// by its id (Redis gives its units back if it ran, once).
     Cancel { key: String, id: String },
@@ -215,8 +221,29 @@ pub enum Next {
     Call(Vec<Call>),
 }
 
-/// A call to the Redis store.
+/// A counter this Envoy holds a share of in the lease mode: what a call
+/// about it needs besides the share itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTarget {
+    pub key: String,
+    pub tier: crate::config::TierId,
+    pub class: crate::config::ClassId,
+    pub alignment: crate::window::Alignment,
+}
+
+impl LeaseTarget {
+    pub fn of(ticket: &crate::engine::Ticket) -> LeaseTarget {
+        LeaseTarget { key: ticket.key.clone(), tier: ticket.tier, class: ticket.class, alignment: ticket.alignment }
+    }
+
+    /// The limits of its counter (`None`: the cell is gone, a reload).
+    pub fn limits<'c>(&self, config: &'c Config) -> Option<&'c crate::config::Limits> {
+        config.cell(self.tier, self.class)?.limits().first()
+    }
+}
+
+/// A call to the Redis store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Call {
     /// The call's number in this exchange: what its answer is handed back with.
     pub n: usize,

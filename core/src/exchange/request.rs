@@ -21,8 +21,8 @@
 
 use super::ledger::Entry;
 use super::response::Charged;
-use super::{Call, Edits, Exchange, Host, Level, Next, Note, Rewrite, Step};
-use crate::body::read_body;
+use super::{Call, Edits, Exchange, Host, LeaseTarget, Level, Next, Note, Rewrite, Step};
+use crate::body::{read_body_keys, Spans};
 use crate::buffering::{self, AtHead, Chunk};
 use crate::classify::{classify_head, HeadMatch};
 use crate::config::{ClassId, Config, FailPolicy};
@@ -32,9 +32,10 @@ use crate::counter::Counter;
 use crate::engine::{self, charge, request_cost, Decision, Outcome, Prepared, Ticket};
 use crate::headers::{is_quota_header, Headers};
 use crate::identity::{Caller, IdentityError};
+use crate::lease::{self, Admit, LeaseRecord};
 use crate::negotiate::{negotiate_for, speaks_anthropic, BodyFormat, ErrorFormat, ANTHROPIC_VERSION};
 use crate::redis::sync::SyncTarget;
-use crate::redis::{self, by_slot, CallError, Command, StackAnswer};
+use crate::redis::{self, by_slot, CallError, Command, LeaseAnswer, StackAnswer};
 use crate::reply::{refuse_body, refuse_identity, respond, Action, LocalReply};
 use crate::request::RequestHead;
 use crate::store::{CounterStore, Expect, GiveUp, StoreError};
@@ -56,6 +57,8 @@ pub(super) enum Phase {
     ReadingBody(Pending, usize),
     /// Waiting for the Redis store to charge the request.
     Charging(Box<Charging>),
+    /// The lease mode: waiting for Redis to grant units of the request's counter.
+    Leasing(Box<Leasing>),
     /// Waiting for the Redis store to read the usage endpoint's counters.
     Viewing(Box<Viewing>),
     /// Waiting for the Redis store to add a grant.
@@ -73,7 +76,10 @@ pub(super) enum Phase {
 
 impl Phase {
     pub(super) fn waiting_for_store(&self) -> bool {
-        matches!(self, Phase::Charging(_) | Phase::Granting(_) | Phase::Capping(_) | Phase::Viewing(_))
+        matches!(
+            self,
+            Phase::Charging(_) | Phase::Leasing(_) | Phase::Granting(_) | Phase::Capping(_) | Phase::Viewing(_)
+        )
     }
 }
 
@@ -112,13 +118,23 @@ impl Pending {
     }
 }
 
+/// The request body as a rewrite needs it.
+#[derive(Debug)]
+pub(super) struct Source {
+    /// Its length: what a rewrite replaces.
+    len: usize,
+    /// The body and where its rewritable members lie, when it was read in
+    /// part ([`read_body_keys`]) and the config may rewrite it.
+    spliceable: Option<(Vec<u8>, Spans)>,
+}
+
 /// A request paused while Redis charges it.
 #[derive(Debug)]
 pub(super) struct Charging {
     request: Pending,
     caller: Caller,
     /// The request body's length, when the filter read it (for a rewrite).
-    body_len: Option<usize>,
+    source: Option<Source>,
     json: Option<Value>,
     ticket: Ticket,
     call: Call,
@@ -140,6 +156,20 @@ impl Charging {
             host.note(Note::Cancel { key: key.to_string(), id: self.charge_id.clone() });
         }
     }
+}
+
+/// A request paused while Redis grants units of its counter (the lease mode).
+#[derive(Debug)]
+pub(super) struct Leasing {
+    request: Pending,
+    caller: Caller,
+    source: Option<Source>,
+    json: Option<Value>,
+    ticket: Ticket,
+    call: Call,
+    /// When the call left (Unix ms): the block granted may be spent for the
+    /// lease's lifetime from then.
+    sent_ms: i64,
 }
 
 /// The usage endpoint, paused while Redis reads the caller's counters (one
@@ -244,7 +274,7 @@ impl Exchange {
         }
         match classified {
             HeadMatch::Unclassified => Step::new(Next::Continue),
-            HeadMatch::Class(class) => self.decide(config, host, request, class, None, None, None),
+            HeadMatch::Class(class) => self.decide(config, host, request, class, None, (None, None), None),
             HeadMatch::NeedsBody if end_of_stream => {
                 self.decide_with_body(config, host, request, BodyIn { bytes: None, too_large: false })
             }
@@ -348,7 +378,7 @@ impl Exchange {
     /// decides. A body the filter cannot read never makes a request cheaper:
     /// `unreadable_body` refuses it or charges the strictest class.
     fn decide_with_body(&mut self, config: &Config, host: &mut dyn Host, request: Pending, body: BodyIn) -> Step {
-        let read = read_body(body.bytes.as_deref(), body.too_large);
+        let (read, spans) = read_body_keys(body.bytes.as_deref(), body.too_large, &config.body_keys);
         let (class, cost) = match classify_body(config, &request.head, &read) {
             BodyVerdict::Class(None) => return Step::new(Next::Continue),
             BodyVerdict::Class(Some(class)) => (class, None),
@@ -368,8 +398,8 @@ impl Exchange {
         };
         // A request charged at the strictest cost is never rewritten.
         let (bytes, json) = match cost {
-            Some(_) => (None, None),
-            None => (body.bytes, read.into_json()),
+            Some(_) => (None, (None, None)),
+            None => (body.bytes, (read.into_json(), spans)),
         };
         self.decide(config, host, request, class, bytes.as_deref(), json, cost)
     }
@@ -397,7 +427,7 @@ impl Exchange {
         request: Pending,
         class: ClassId,
         body: Option<&[u8]>,
-        json: Option<Value>,
+        (json, spans): (Option<Value>, Option<Spans>),
         cost: Option<u64>,
     ) -> Step {
         let caller = match host.identify(config, &request.head) {
@@ -405,18 +435,32 @@ impl Exchange {
             Err(e) => return self.refuse_identity(config, host, &request, Some(class), &e),
         };
         let cost = cost.unwrap_or_else(|| request_cost(config, class, Body { bytes: body, json: json.as_ref() }));
-        let body_len = body.map(<[u8]>::len);
+        // The body is kept for a rewrite only when one may edit its bytes.
+        let source = body.map(|b| Source {
+            len: b.len(),
+            spliceable: spans.filter(|_| config.may_rewrite_body()).map(|s| (b.to_vec(), s)),
+        });
         let now_ms = host.now_ms();
+        if config.counters.lease().is_some() {
+            let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
+                Prepared::Decided(decision) => {
+                    return self.carry_out(config, host, &request, caller, source, json, decision)
+                }
+                Prepared::Charge(ticket) => ticket,
+            };
+            let leasing = Leasing { request, caller, source, json, ticket, call: Call::default(), sent_ms: now_ms };
+            return self.admit_leased(config, host, Box::new(leasing), false);
+        }
         if config.counters.exact_redis().is_none() {
             let decision = {
                 let counters = config.counters.table(host.shared_data(), now_ms);
                 charge(config, &caller, class, cost, request.confirmed, now_ms, &counters)
             };
-            return self.carry_out(config, host, &request, caller, body_len, json, decision);
+            return self.carry_out(config, host, &request, caller, source, json, decision);
         }
         let ticket = match engine::prepare(config, &caller, class, cost, request.confirmed, now_ms) {
             Prepared::Decided(decision) => {
-                return self.carry_out(config, host, &request, caller, body_len, json, decision)
+                return self.carry_out(config, host, &request, caller, source, json, decision)
             }
             Prepared::Charge(ticket) => ticket,
         };
@@ -429,7 +473,7 @@ impl Exchange {
         self.phase = Phase::Charging(Box::new(Charging {
             request,
             caller,
-            body_len,
+            source,
             json,
             ticket,
             call: call.clone(),
@@ -447,7 +491,7 @@ impl Exchange {
         host: &mut dyn Host,
         request: &Pending,
         caller: Caller,
-        body_len: Option<usize>,
+        source: Option<Source>,
         mut json: Option<Value>,
         decision: Decision,
     ) -> Step {
@@ -480,11 +524,17 @@ impl Exchange {
             ..Edits::default()
         };
         let rewritten = json.as_mut().is_some_and(|j| rewrites.apply_to_body(j));
-        if let (true, Some(j), Some(len)) = (rewritten, &json, body_len) {
+        if let (true, Some(j), Some(source)) = (rewritten, &json, &source) {
+            // A body read in part is edited where the rewrite changes it;
+            // one read whole is written again from its parse.
+            let bytes = match &source.spliceable {
+                Some((original, spans)) => spans.splice(original, j),
+                None => Some(j.to_string().into_bytes()),
+            };
             // Held headers have not left yet: they carry the new length.
-            edits.body = Some(Rewrite {
-                replaces: len,
-                bytes: j.to_string().into_bytes(),
+            edits.body = bytes.map(|bytes| Rewrite {
+                replaces: source.len,
+                bytes,
                 set_content_length: config.hold_headers_for_body,
             });
         }
@@ -605,6 +655,16 @@ impl Exchange {
                     Some(stored) => self.charged_by_redis(config, host, waiting, stored),
                 }
             }
+            Phase::Leasing(mut waiting) if waiting.call.n == n => {
+                match answer_of(host, &mut waiting.call, status, body, redis::parse_lease) {
+                    None => {
+                        let again = waiting.call.clone();
+                        self.phase = Phase::Leasing(waiting);
+                        Step::new(Next::Call(vec![again]))
+                    }
+                    Some(answer) => self.leased(config, host, waiting, answer),
+                }
+            }
             Phase::Granting(mut waiting) if waiting.call.n == n => {
                 match answer_of(host, &mut waiting.call, status, body, redis::parse) {
                     None => {
@@ -669,6 +729,7 @@ impl Exchange {
     pub fn not_sent(&mut self, config: &Config, host: &mut dyn Host, n: usize, why: String) -> Step {
         let ours = match &self.phase {
             Phase::Charging(w) => w.call.n == n,
+            Phase::Leasing(w) => w.call.n == n,
             Phase::Granting(w) => w.call.n == n,
             Phase::Capping(w) => w.call.n == n,
             Phase::Viewing(v) => v.waiting.contains_key(&n),
@@ -683,6 +744,7 @@ impl Exchange {
             Phase::Charging(waiting) if waiting.call.n == n => {
                 self.charged_by_redis(config, host, waiting, Err(unanswered))
             }
+            Phase::Leasing(waiting) if waiting.call.n == n => self.leased(config, host, waiting, Err(unanswered)),
             Phase::Granting(waiting) if waiting.call.n == n => {
                 self.reply(granted(config, host, &waiting.grant, Err(unanswered.why)))
             }
@@ -724,8 +786,85 @@ impl Exchange {
             host.note(Note::Mismatch { key: &m.key, script: m.script, core: m.core });
         }
         let decision = settled.decision;
-        let Charging { request, caller, body_len, json, .. } = *waiting;
-        self.carry_out(config, host, &request, caller, body_len, json, decision)
+        let Charging { request, caller, source, json, .. } = *waiting;
+        self.carry_out(config, host, &request, caller, source, json, decision)
+    }
+
+    /// The lease mode: decides the request on this Envoy's share of its
+    /// counter, or (unless Redis answered already: `last_try`) asks Redis
+    /// for the units it lacks.
+    fn admit_leased(&mut self, config: &Config, host: &mut dyn Host, mut w: Box<Leasing>, last_try: bool) -> Step {
+        let admit = {
+            let counters = config.counters.table(host.shared_data(), w.ticket.now_ms);
+            lease::admit(config, &w.ticket, &counters, last_try)
+        };
+        let need = match admit {
+            Admit::Decided { decision, renew } => {
+                if renew {
+                    host.note(Note::Renew(LeaseTarget::of(&w.ticket)));
+                }
+                let Leasing { request, caller, source, json, .. } = *w;
+                return self.carry_out(config, host, &request, caller, source, json, *decision);
+            }
+            Admit::Needs { need } => need,
+        };
+        let now_ms = host.now_ms();
+        let share = {
+            let counters = config.counters.table(host.shared_data(), now_ms);
+            counters.get(&w.ticket.key).ok().flatten().and_then(|(bytes, _)| LeaseRecord::decode(&bytes))
+        };
+        let command = engine::limits_of(config, &w.ticket).and_then(|limits| {
+            lease::command(config, &w.ticket.key, limits, share.as_ref(), need, 0, now_ms, w.ticket.alignment, None)
+        });
+        let Some(command) = command else { return Step::new(Next::Continue) };
+        w.call = Call { n: w.call.n + 1, command, load: !host.script_cached() };
+        w.sent_ms = now_ms;
+        let call = w.call.clone();
+        self.phase = Phase::Leasing(w);
+        Step::new(Next::Call(vec![call]))
+    }
+
+    /// Redis answered (or failed to answer) a lease call: its units join
+    /// this Envoy's share and the request is decided on it; without an
+    /// answer, the fail policy decides.
+    fn leased(
+        &mut self,
+        config: &Config,
+        host: &mut dyn Host,
+        w: Box<Leasing>,
+        answer: Result<LeaseAnswer, Unanswered>,
+    ) -> Step {
+        match answer {
+            Ok(answer) => {
+                let now_ms = host.now_ms();
+                let merged = engine::limits_of(config, &w.ticket).map(|limits| {
+                    let counters = config.counters.table(host.shared_data(), now_ms);
+                    lease::merge(
+                        config,
+                        &w.ticket.key,
+                        limits,
+                        w.ticket.alignment,
+                        &answer,
+                        w.sent_ms,
+                        &counters,
+                        now_ms,
+                    )
+                });
+                if let Some(Err(e)) = merged {
+                    host.note(Note::Log {
+                        level: Level::Warn,
+                        line: format!("quota: could not keep the units Redis granted for {}: {e}", w.ticket.key),
+                    });
+                }
+                host.note(Note::Leased(LeaseTarget::of(&w.ticket)));
+                self.admit_leased(config, host, w, true)
+            }
+            Err(e) => {
+                let decision = engine::settle(config, w.ticket.clone(), Err(GiveUp::Unavailable(e.why))).0;
+                let Leasing { request, caller, source, json, .. } = *w;
+                self.carry_out(config, host, &request, caller, source, json, decision)
+            }
+        }
     }
 
     /// Answers the usage endpoint once every counter is read.

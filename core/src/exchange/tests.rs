@@ -330,6 +330,23 @@ fn a_degraded_request_is_rewritten_and_held_headers_get_the_new_length() {
 }
 
 #[test]
+fn a_rewrite_changes_the_model_and_leaves_every_other_byte_as_the_client_sent_it() {
+    let config = config(json!({"hold_headers_for_body": true}));
+    let mut host = MemoryHost::at(NOON_MS);
+    // What a serializer would change: the number's form, escapes, spacing, order, an unknown member.
+    let body = "{ \"temperature\": 0.70, \"messages\": [{\"role\": \"user\", \"content\": \"caf\\u00e9 \\ud83d\\ude00\"}],\n  \"model\" : \"big\", \"max_tokens\": 150, \"x-extra\": 1e2 }";
+    let mut rewritten = None;
+    for _ in 0..2 {
+        let mut x = Exchange::new();
+        x.request_head(&config, &mut host, alice("POST", "/chat"), false);
+        x.request_body(&config, &mut host, body.len(), true);
+        rewritten = x.body_read(&config, &mut host, Some(body.as_bytes().to_vec())).edits.body;
+    }
+    let sent = String::from_utf8(rewritten.expect("the second is degraded").bytes).unwrap();
+    assert_eq!(sent, body.replace("\"big\"", "\"small\""));
+}
+
+#[test]
 fn a_refunded_status_gives_the_units_back_in_shared_data() {
     let config = config(json!({}));
     let mut host = MemoryHost::at(NOON_MS);

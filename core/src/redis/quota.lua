@@ -460,6 +460,130 @@ local function add()
   return answer(old, r)
 end
 
+-- The lease mode (quota_core::lease): an Envoy (a holder) reserves blocks of
+-- a counter's units and admits from them on its own. A holder's share of the
+-- counter lives in the counter's hash, field 'h:<holder>' =
+-- '<window start>:<granted>:<spent>': units granted to it in that window
+-- (less what it gave back) and, of those, units it reported spent. Every
+-- granted unit is counted in u at once, so the units of all blocks together
+-- never pass the limit; a holder gives back only units it knows it holds
+-- unspent (a grant whose answer it has not read yet stays its own).
+
+-- The holders' shares of record `r`'s window: a map holder field -> {granted, spent}.
+local function shares(k, r)
+  local out = {}
+  local fields = redis.call('HGETALL', k)
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if string.sub(name, 1, 2) == 'h:' then
+      local s, granted, spent = string.match(fields[i + 1], '^(-?%d+):(%d+):(%d+)$')
+      if s and r and tonumber(s) == r.s then
+        out[name] = {granted = tonumber(granted), spent = tonumber(spent)}
+      else
+        out[name] = false
+      end
+    end
+  end
+  return out
+end
+
+-- Units held unspent by every holder of record `r`'s window but `except`.
+local function unspent(all, except)
+  local n = 0
+  for name, share in pairs(all) do
+    if share and name ~= except then
+      n = n + math.max(share.granted - share.spent, 0)
+    end
+  end
+  return math.min(n, MAX)
+end
+
+-- lease now need holder spent spent_window give fraction_ppm most warned flags
+--   <the counter's parameters (limit_at)>
+-- KEYS[1]: the counter; KEYS[2], with give > 0, the release's marker (a
+-- release retried applies once). The holder reports `spent`, the units it
+-- admitted in the window starting at spent_window; gives back `give` units it
+-- holds unspent (at most what this share holds unspent); then, unless it only
+-- gives back, is topped up: granted at least `need` units (or none at all
+-- when fewer than `need` are left), else what brings its unspent units to one
+-- block: the fraction `fraction_ppm` / 10^6 of the plan's units not yet
+-- reserved (at least one), at most `most` (-1: no bound), never more than is
+-- left under the hard limit plus the cap past it (no bound when the cell
+-- admits past hard without a cap). The warning bits
+-- it reports are kept with the window's. Answers the record before and after
+-- (after: u less every holder's unspent units, the usage spent so far), then
+-- the units granted now, this holder's granted and spent, and the units the
+-- other holders hold unspent.
+local function lease()
+  local now, need, holder = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+  local spent, spent_window, give = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local ppm, most, warned, flags = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+  local p, past = limit_at(12)
+  if not (now and need and spent and spent_window and give and ppm and most and warned and flags and p)
+      or past <= #ARGV or need < 0 or spent < 0 or give < 0 or ppm < 1 or ppm > 1000000
+      or not string.match(holder, '^[0-9a-f]+$') then
+    return redis.error_reply('quota: malformed lease arguments')
+  end
+  local old = read()
+  local r = current(old, now, p.code, p.fresh_start, p.fresh_end)
+  local field = 'h:' .. holder
+  local all = shares(key, r)
+  -- Shares of ended windows go with them.
+  for name, share in pairs(all) do
+    if not share then
+      redis.call('HDEL', key, name)
+      all[name] = nil
+    end
+  end
+  local mine = all[field] or {granted = 0, spent = 0}
+  if spent_window == r.s then
+    spent = math.min(spent, MAX)
+    if spent > mine.spent then
+      -- Spent past its grants (never by construction): counted all the same.
+      if spent > mine.granted then
+        r.u = math.min(r.u + (spent - mine.granted), MAX)
+        mine.granted = spent
+      end
+      mine.spent = spent
+    end
+    r.w = bit.bor(r.w, warned)
+    r.f = bit.bor(r.f, flags)
+  end
+  local granted_now = 0
+  if give > 0 then
+    if spent_window == r.s and first_time() then
+      local back = math.min(give, mine.granted - mine.spent, r.u)
+      mine.granted = mine.granted - back
+      r.u = r.u - back
+    end
+  else
+    local limit = MAX
+    if p.cap >= 0 then limit = math.min(p.hard + p.cap, MAX) end
+    local room = math.max(limit - r.u, 0)
+    local base = math.min(room, 1)
+    if r.u < p.hard then base = math.min(room, p.hard - r.u) end
+    local block = math.max(math.ceil(base * (ppm / 1000000)), 1)
+    if most >= 0 then block = math.min(block, most) end
+    -- Topped up to one block unspent (or to what the request needs).
+    local held = math.max(mine.granted - mine.spent, 0)
+    if need > room then
+      granted_now = 0
+    else
+      granted_now = math.min(math.max(need, block - held), room)
+    end
+    r.u = math.min(r.u + granted_now, MAX)
+    mine.granted = mine.granted + granted_now
+  end
+  write(r)
+  redis.call('HSET', key, field, r.s .. ':' .. mine.granted .. ':' .. mine.spent)
+  all[field] = mine
+  local shown = copy(r)
+  shown.u = math.max(r.u - unspent(all, nil), 0)
+  local out = answer(old, shown)
+  for _, v in ipairs({granted_now, mine.granted, mine.spent, unspent(all, field)}) do table.insert(out, v) end
+  return out
+end
+
 if op == 'charge' then
   return charge()
 elseif op == 'charge_stack' then
@@ -468,6 +592,8 @@ elseif op == 'adjust' then
   return adjust()
 elseif op == 'add' then
   return add()
+elseif op == 'lease' then
+  return lease()
 elseif op == 'cancel' and marker then
   return cancel()
 elseif op == 'grant' then
@@ -475,10 +601,13 @@ elseif op == 'grant' then
 elseif op == 'cap' then
   return set_cap()
 elseif op == 'view' then
-  -- Every key given (one caller's counters, sharing a hash tag): one record each.
+  -- Every key given (one caller's counters, sharing a hash tag): one record
+  -- each; a leased counter's usage without the units its holders hold unspent.
   local out = {}
   for i = 1, #KEYS do
-    for _, v in ipairs(flat(read_key(KEYS[i]))) do table.insert(out, v) end
+    local r = read_key(KEYS[i])
+    if r then r.u = math.max(r.u - unspent(shares(KEYS[i], r), nil), 0) end
+    for _, v in ipairs(flat(r)) do table.insert(out, v) end
   end
   return out
 end
