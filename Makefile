@@ -122,6 +122,9 @@ test-client: client setup-node
 test-host: build
 	CARGO_TARGET_DIR=target/fixtures cargo build --release --target $(WASM_TARGET) \
 		--manifest-path host-tests/fixtures/echo-filter/Cargo.toml
+	@# The floor filter of `make bench`: host_calls checks it makes the filter's calls.
+	cargo build --locked --release --target $(WASM_TARGET) \
+		--manifest-path bench/floor-filter/Cargo.toml --target-dir target/bench-floor
 	cargo test -p host-tests --profile host-test
 
 # No pytest cache: it would land in envoy/tests/ (pytest's rootdir there).
@@ -159,11 +162,14 @@ clean:
 # (bench/load.py). Results go to target/bench/; BENCHMARKS.md reports a run.
 .PHONY: bench
 NOOP_FILTER_DIR := target/bench-noop
+FLOOR_FILTER_DIR := target/bench-floor
 bench: setup build
 	@command -v wrk >/dev/null && command -v wasm-opt >/dev/null || \
 		{ apt-get update && apt-get install -y wrk binaryen; }
 	cargo build --locked --release --target $(WASM_TARGET) \
 		--manifest-path bench/noop-filter/Cargo.toml --target-dir $(NOOP_FILTER_DIR)
+	cargo build --locked --release --target $(WASM_TARGET) \
+		--manifest-path bench/floor-filter/Cargo.toml --target-dir $(FLOOR_FILTER_DIR)
 	cargo bench -p quota-core --bench core
 	mkdir -p target/bench
 	$(PYTHON) bench/criterion_table.py target/criterion | tee target/bench/core.md

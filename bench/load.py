@@ -9,6 +9,11 @@ Envoy configs (one Envoy process each, all in front of the same upstream):
   none        the router only
   noop        a proxy-wasm filter that does nothing (bench/noop-filter/): the
               floor any wasm filter pays
+  floor       a proxy-wasm filter that makes the quota filter's host calls for
+              an admitted, header-classified request and nothing else
+              (bench/floor-filter/, its calls listed in its src/lib.rs and
+              kept in step by the host test host_calls): the floor of the
+              quota filter's own design
   ratelimit   Envoy's native envoy.filters.http.local_ratelimit (a bucket too
               large to ever refuse: its cost, not its refusals)
   quota       the quota filter, demo matrix (envoy/demo-config.json) plus the
@@ -33,6 +38,30 @@ local-counter case `quota`.
 --compare-wasm PATH adds the case quota_compare: the `quota` case with another
 build of the filter (say, the last commit's), compared with `quota` round by
 round, to measure a change to the filter in one run.
+
+--peer-wasm PATH --peer-config FILE add the case `peer`: any public
+proxy-wasm filter with its configuration (FILE holds the plugin
+configuration, passed to the filter verbatim), the same workload as `quota`.
+Nothing of the peer lives in this project; to build the one BENCHMARKS.md
+reports, Kong's Rust rate-limiting filter, outside the tree:
+
+    git clone https://github.com/Kong/proxy-wasm-rust-rate-limiting /work/peer/kong
+    cd /work/peer/kong && cargo build --release --target wasm32-wasip1
+    cat > /work/peer/kong.json <<'JSON'
+    {"minute": 1000000000, "hour": 1000000000, "day": 1000000000,
+     "limit_by": "header", "header_name": "x-user-id"}
+    JSON
+    .venv/bin/python bench/load.py --cases noop,floor,quota \
+        --peer-wasm /work/peer/kong/target/wasm32-wasip1/release/proxy_wasm_rust_rate_limiting.wasm \
+        --peer-config /work/peer/kong.json
+
+(three windows whose limits are never reached, the caller from a header,
+like the quota case; check the peer's own README for its current config
+keys, and the peer's .wasm name, before a run.)
+
+Every header case is reported against the do-nothing filter and the floor,
+paired per round (each round's ratio of the two runs, median over rounds),
+with the CPU µs per request it adds over each.
 
 and, only when asked for with --cases, the quota filter with one part
 switched off by its own config, to measure that part's share:
@@ -96,6 +125,7 @@ import redis_cluster  # noqa: E402
 
 QUOTA_WASM = harness.DEFAULT_WASM
 NOOP_WASM = REPO_ROOT / "target" / "bench-noop" / "wasm32-wasip1" / "release" / "noop_filter.wasm"
+FLOOR_WASM = REPO_ROOT / "target" / "bench-floor" / "wasm32-wasip1" / "release" / "floor_filter.wasm"
 OUT_DIR = REPO_ROOT / "target" / "bench"
 OPT_WASM = OUT_DIR / "quota_filter.opt.wasm"
 MEASURED_CPUS = {0}
@@ -117,6 +147,7 @@ WORKLOADS = {
 CASES = [
     ("none", "none", "headers", "no filter"),
     ("noop", "noop", "headers", "do-nothing wasm filter"),
+    ("floor", "floor", "headers", "floor filter: the quota filter's host calls only"),
     ("ratelimit", "ratelimit", "headers", "Envoy local_ratelimit"),
     ("quota", "quota", "headers", "quota filter: demo matrix, header identity"),
     ("quota_opt", "quota_opt", "headers", "quota filter after wasm-opt -Oz"),
@@ -135,6 +166,7 @@ LOCAL_OF = {"quota_redis": "quota", "quota_redis_approx": "quota", "quota_redis_
             "quota_cluster": "quota",
             "quota_no_ledger": "quota"}
 COMPARE = ("quota_compare", "quota_compare", "headers", "quota filter, the --compare-wasm build")
+PEER = ("peer", "peer", "headers", "public peer (--peer-wasm)")
 # The approximate mode's overshoot: a hard limit of OVERSHOOT_LIMIT on two
 # Envoys loaded by one wrk each for OVERSHOOT_S seconds, per sync interval.
 OVERSHOOT_LIMIT = 1000
@@ -157,6 +189,9 @@ BASELINES = {
     "users": ("none", "noop"),
     "body": ("none_body", "noop_body"),
 }
+# The floor filter each case is also compared with (its calls are those of a
+# header-classified request; the body path has none yet).
+FLOORS = {"headers": "floor", "users": "floor"}
 
 
 # --------------------------------------------------------------------------
@@ -278,7 +313,7 @@ def redis_config(mode="exact", sync_ms=None, key_prefix="quota:"):
     return config
 
 
-def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None, front=None):
+def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None, peer=None, front=None):
     config = bench_config()
     clusters = [harness.webdis_cluster(webdis_port)] if webdis_port else []
     quota = lambda wasm, cfg=config: harness.render_bootstrap(  # noqa: E731
@@ -288,6 +323,10 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None,
         "none": lambda: harness.render_bootstrap(upstream_port=upstream_port, wasm=None),
         "noop": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config="",
                                                  wasm=NOOP_WASM, vm_id="noop"),
+        "floor": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config="",
+                                                  wasm=FLOOR_WASM, vm_id="floor"),
+        "peer": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config=peer[1],
+                                                 wasm=peer[0], vm_id="peer"),
         "ratelimit": lambda: local_ratelimit_bootstrap(upstream_port),
         "quota": lambda: quota(QUOTA_WASM),
         "quota_opt": lambda: quota(OPT_WASM),
@@ -424,9 +463,10 @@ def check_case(envoy, case, workload):
         quota_class = resp.headers.get("x-quota-class")
         if resp.status != 200:
             raise RuntimeError(f"{case}: status {resp.status}")
-    if case.startswith("quota") and case != "quota_no_headers" and (state, quota_class) != ("ok", "drafts"):
+    writes_headers = case.startswith("quota") and case != "quota_no_headers" or case == "floor"
+    if writes_headers and (state, quota_class) != ("ok", "drafts"):
         raise RuntimeError(f"{case}: expected x-quota-state ok, class drafts; got {state}, {quota_class}")
-    if not case.startswith("quota") and state is not None:
+    if not writes_headers and case != "quota_no_headers" and state is not None:
         raise RuntimeError(f"{case}: a baseline answered with quota headers")
 
 
@@ -442,13 +482,13 @@ def quota_stats(envoy):
 # --------------------------------------------------------------------------
 
 def run_load(upstream_port, cases, rounds, duration_s, latency_s, log, webdis_port=None, compare_wasm=None,
-             front=None):
+             peer=None, front=None):
     envoys = {}
     try:
         needed = sorted({envoy for _, envoy, _, _ in cases})
         with pinned(MEASURED_CPUS):
             for name, bootstrap in envoy_bootstraps(upstream_port, needed, webdis_port, compare_wasm,
-                                                    front).items():
+                                                    peer, front).items():
                 envoys[name] = harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning")
         if "quota_cluster" in envoys:
             with pinned(CLIENT_CPUS):
@@ -506,6 +546,12 @@ def summarize(cases, runs):
             row["cpu_added_us"] = median([x["cpu_us_per_req"] - y["cpu_us_per_req"] for x, y in pairs])
             row["p50_added_us"] = row["lat_p50_us"] - rows[noop]["lat_p50_us"]
             row["p99_added_us"] = row["lat_p99_us"] - rows[noop]["lat_p99_us"]
+        floor = FLOORS.get(row["workload"])
+        if floor in rows:
+            pairs = list(zip(runs[case]["throughput"], runs[floor]["throughput"]))
+            paired = [x["rps"] / y["rps"] for x, y in pairs]
+            row["vs_floor_paired"] = (median(paired), min(paired), max(paired))
+            row["cpu_over_floor_us"] = median([x["cpu_us_per_req"] - y["cpu_us_per_req"] for x, y in pairs])
         local = LOCAL_OF.get(case)
         if local in rows:
             pairs = list(zip(runs[case]["throughput"], runs[local]["throughput"]))
@@ -711,18 +757,21 @@ def markdown(info, params, rows, stats, memory, sizes, overshoot=None, lease=Non
             f"{row['p50_us']} | {row['p99_us']} | {100 * row['cpu_util']:.0f} | {row['cpu_us_per_req']:.1f} | "
             f"{row['lat_p50_us']} | {row['lat_p99_us']} | {row['errors']} |")
     out += ["", "Ratios (req/s of the medians; and paired: each round against the baseline's run in the same "
-            "round, median and range), and what the case adds to the do-nothing filter:", "",
+            "round, median and range), and what the case adds to the do-nothing filter and to the floor "
+            "filter (the quota filter's host calls only; header workloads):", "",
             "| case | vs no filter | vs do-nothing | vs do-nothing, paired | CPU µs/req added | "
-            "p50 / p99 µs added (1 conn) |",
-            "|---|---:|---:|---:|---:|---:|"]
+            "vs floor, paired | CPU µs/req over the floor | p50 / p99 µs added (1 conn) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows.values():
-        paired = row.get("vs_noop_paired")
-        paired = "–" if paired is None else f"{paired[0]:.3f} ({paired[1]:.3f}–{paired[2]:.3f})"
+        def paired_text(paired):
+            return "–" if paired is None else f"{paired[0]:.3f} ({paired[1]:.3f}–{paired[2]:.3f})"
         cpu = "–" if row.get("cpu_added_us") is None else f"{row['cpu_added_us']:+.1f}"
+        cpu_floor = "–" if row.get("cpu_over_floor_us") is None else f"{row['cpu_over_floor_us']:+.1f}"
         lat = "–" if row.get("p99_added_us") is None else \
             f"{row['p50_added_us']:+.0f} / {row['p99_added_us']:+.0f}"
         out.append(f"| {row['label']} | {fmt_ratio(row['vs_none'])} | {fmt_ratio(row['vs_noop'])} | "
-                   f"{paired} | {cpu} | {lat} |")
+                   f"{paired_text(row.get('vs_noop_paired'))} | {cpu} | "
+                   f"{paired_text(row.get('vs_floor_paired'))} | {cpu_floor} | {lat} |")
     redis_rows = [row for case, row in rows.items() if "vs_local" in row]
     if redis_rows:
         out += ["", "Against the quota filter with local counters, the `quota` case (the same workload; Redis and "
@@ -799,6 +848,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s, memory up to 10^4: a smoke run")
     parser.add_argument("--compare-wasm", type=Path,
                         help="another build of the filter, run as the case quota_compare beside quota")
+    parser.add_argument("--peer-wasm", type=Path,
+                        help="a public proxy-wasm filter's .wasm, run as the case `peer` (with --peer-config)")
+    parser.add_argument("--peer-config", type=Path,
+                        help="the peer's plugin configuration (a file, passed verbatim)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.latency_duration, args.memory_steps = 1, 2, 1, "10000"
@@ -806,7 +859,7 @@ def main():
     for need in ("wrk",):
         if shutil.which(need) is None:
             sys.exit(f"{need} is missing: apt-get install {need} (make bench does)")
-    for wasm, how in ((QUOTA_WASM, "make build"), (NOOP_WASM, "make bench")):
+    for wasm, how in ((QUOTA_WASM, "make build"), (NOOP_WASM, "make bench"), (FLOOR_WASM, "make bench")):
         if not wasm.exists():
             sys.exit(f"{wasm} is missing: {how} builds it")
     wanted = args.cases.split(",")
@@ -815,6 +868,16 @@ def main():
         if not args.compare_wasm.exists():
             sys.exit(f"{args.compare_wasm} is missing")
         cases.append(COMPARE)
+    peer = None
+    if args.peer_wasm or args.peer_config:
+        if not (args.peer_wasm and args.peer_config):
+            sys.exit("--peer-wasm and --peer-config go together")
+        for path in (args.peer_wasm, args.peer_config):
+            if not path.exists():
+                sys.exit(f"{path} is missing")
+        peer = (args.peer_wasm.resolve(), args.peer_config.read_text())
+        label = f"public peer: {args.peer_wasm.name}"
+        cases.append((PEER[0], PEER[1], PEER[2], label))
     params = {"rounds": args.rounds, "duration_s": args.duration, "latency_s": args.latency_duration,
               "connections": CONNECTIONS, "loadavg_start": "%.2f %.2f %.2f" % os.getloadavg()}
     info = machine_info()
@@ -835,7 +898,7 @@ def main():
         if "wasm_opt_Oz" not in sizes:
             cases = [c for c in cases if c[0] != "quota_opt"]
         runs, stats = run_load(upstream.port, cases, args.rounds, args.duration, args.latency_duration, log,
-                               webdis.port if webdis else None, args.compare_wasm, front)
+                               webdis.port if webdis else None, args.compare_wasm, peer, front)
         rows = summarize(cases, runs)
         overshoot = run_overshoot(upstream.port, webdis.port, redis, log) if args.overshoot else None
         lease = run_lease_limit(upstream.port, webdis.port, redis, log) if args.overshoot else None

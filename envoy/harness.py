@@ -704,6 +704,19 @@ class EnvoyProcess:
         entries = json.loads(self.admin_get(query))["stats"]
         return {e["name"]: e["value"] for e in entries if "value" in e}
 
+    def wait_for_stats(self, filter, until, timeout=10.0):
+        """The stats `filter` selects (see `stats`) once `until(stats)` holds;
+        on timeout, or when Envoy exits, the last read, for the test's
+        assertion to show. The quota filter counts its stats in the VM and
+        adds them to Envoy's on each worker's tick (every 100 ms), so a test
+        waits for the counts it expects instead of reading them at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats(filter)
+            if until(stats) or self.proc.poll() is not None or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.02)
+
     def stop(self):
         """Stop Envoy (SIGTERM, then SIGKILL) and remove its temporary files."""
         if self._final_log is not None:

@@ -50,8 +50,9 @@ def test_at_its_default_retries_the_sdk_asks_once_at_the_wall(envoy, upstream):
     assert "You've used your 2 messages for today." in str(err)
     assert err.body["error"]["quota"]["class"] == "messages"
     assert err.body["error"]["quota"]["used"] == 2
-    stats = proxy.stats(filter=r"wasmcustom\.quota\.messages\.free\.blocked$")
-    assert stats == {"wasmcustom.quota.messages.free.blocked": 1}
+    expected = {"wasmcustom.quota.messages.free.blocked": 1}
+    stats = proxy.wait_for_stats(r"wasmcustom\.quota\.messages\.free\.blocked$", lambda s: s == expected)
+    assert stats == expected
 
 
 @pytest.mark.parametrize("status, error_class, kind", [
@@ -83,8 +84,9 @@ def test_a_busy_provider_reaches_the_sdk_as_busy_and_never_counts(envoy, upstrea
     assert seen.statuses() == [200] + [int(status)] * 3
     assert seen.header("x-quota-used") == ["1"] * 4
     assert used(proxy, "bo", "messages") == 1
-    stats = proxy.stats(filter=r"wasmcustom\.quota\.messages\.free\.upstream_busy$")
-    assert stats == {"wasmcustom.quota.messages.free.upstream_busy": 3}
+    expected = {"wasmcustom.quota.messages.free.upstream_busy": 3}
+    stats = proxy.wait_for_stats(r"wasmcustom\.quota\.messages\.free\.upstream_busy$", lambda s: s == expected)
+    assert stats == expected
     # The allowance is whole: one more message fits.
     ask(client)
     assert used(proxy, "bo", "messages") == 2

@@ -202,8 +202,13 @@ def test_an_absurd_token_budget_is_refused_and_moves_no_stat(envoy):
     # Control: an ordinary request is charged its estimate, and the stats stay sane.
     ok = request(proxy, "POST", CHAT, headers={"x-user-id": "max"}, json={"model": "gpt-4o", "max_tokens": 50})
     assert ok.status == 200
-    units = proxy.stats("wasmcustom.quota.drafts.free.units")["wasmcustom.quota.drafts.free.units"]
-    assert units <= 20_000
+    # Once the control's request is in the stats (the refused one is counted as too large).
+    counted = proxy.wait_for_stats(r"^wasmcustom\.quota\.drafts\.free\.(requests|too_large|units)$",
+                                   lambda s: s.get("wasmcustom.quota.drafts.free.requests") == 1
+                                   and s.get("wasmcustom.quota.drafts.free.too_large") == 1)
+    assert counted["wasmcustom.quota.drafts.free.requests"] == 1, counted
+    units = counted["wasmcustom.quota.drafts.free.units"]
+    assert 0 < units <= 20_000
 
 
 # --- 5. Odd spellings of a path are still metered -----------------------------

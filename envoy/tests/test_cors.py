@@ -135,12 +135,17 @@ def used(proxy, user, cls="drafts"):
     return next(c for c in report["classes"] if c["class"] == cls)["used"]
 
 
-def filter_saw(proxy):
+def saw(stats):
     """Requests the quota filter classified or refused, from its stats."""
-    stats = proxy.stats(filter="wasmcustom")
     counted = sum(v for name, v in stats.items()
                   if name.endswith((".requests", ".blocked", ".not_included", ".too_large")))
     return counted + stats["wasmcustom.quota.identity_missing"] + stats["wasmcustom.quota.unknown_tier"]
+
+
+def filter_saw(proxy, expected):
+    """`saw` once it says `expected` (the filter adds its counts to Envoy's on
+    its tick), or what it says when the wait ends."""
+    return saw(proxy.wait_for_stats("wasmcustom", lambda s: saw(s) == expected))
 
 
 def quota_headers(resp):
@@ -170,7 +175,7 @@ def test_preflights_are_answered_by_envoy_and_charge_no_one(cors_envoy, upstream
             else:
                 # Answered, but without the origin: the browser refuses the request.
                 assert "access-control-allow-origin" not in resp.headers
-    assert filter_saw(proxy) == 0
+    assert filter_saw(proxy, 0) == 0
     assert proxy.stats(filter="cors")["http.ingress_http.cors.origin_invalid"] == 3
     assert used(proxy, "victim") == 0
 
@@ -276,7 +281,7 @@ def test_behind_jwt_authn_after_cors_a_preflight_needs_no_token_and_a_401_reache
     assert unsigned.status == 401
     assert unsigned.headers["access-control-allow-origin"] == APP
     assert [h.strip() for h in unsigned.headers["access-control-expose-headers"].split(",")] == exposed_list()
-    assert filter_saw(proxy) == 1
+    assert filter_saw(proxy, 1) == 1
 
 
 # --------------------------------------------------------------------------
@@ -340,7 +345,9 @@ def test_a_page_on_another_origin_draws_the_meters_from_the_apis_headers(cors_en
     assert drawn["drafts"] == {"value": 5, "max": 5, "numbers": "5 of 5 used, 0 left", "state": "blocked"}
     assert drawn["summaries"]["value"] == 1
     assert_drawn_as_counted(drawn, proxy, "cora")
-    stats = proxy.stats(filter="wasmcustom")
+    stats = proxy.wait_for_stats("wasmcustom", lambda s: (
+        s["wasmcustom.quota.drafts.free.requests"], s["wasmcustom.quota.drafts.free.blocked"],
+        s["wasmcustom.quota.summaries.free.requests"]) == (5, 1, 1))
     assert (stats["wasmcustom.quota.drafts.free.requests"], stats["wasmcustom.quota.drafts.free.blocked"]) == (5, 1)
     assert stats["wasmcustom.quota.summaries.free.requests"] == 1
     # The browser's preflights never reached the filter (no identity refusals).
@@ -353,4 +360,5 @@ def test_without_expose_headers_the_page_says_the_headers_are_hidden(cors_envoy)
     # The page's meters come from the usage endpoint, and match the counters.
     assert drawn["drafts"] == {"value": 2, "max": 5, "numbers": "2 of 5 used, 3 left", "state": "ok"}
     assert_drawn_as_counted(drawn, proxy, "hugo")
-    assert proxy.stats(filter="wasmcustom")["wasmcustom.quota.drafts.free.requests"] == 2
+    requests = "wasmcustom.quota.drafts.free.requests"
+    assert proxy.wait_for_stats("wasmcustom", lambda s: s[requests] == 2)[requests] == 2

@@ -21,8 +21,7 @@ def test_stats_count_each_event_exactly(envoy):
         request(proxy, "POST", CHAT, headers={"x-user-id": "ben"}, json=chat("gpt-4o-mini"))
     request(proxy, "POST", "/v1/research/start", headers={"x-user-id": "ana"}, json={})
     request(proxy, "POST", CHAT, json=chat())
-    stats = {k.removeprefix("wasmcustom."): v for k, v in proxy.stats(filter="^wasmcustom\\.quota\\.").items() if v}
-    assert stats == {
+    expected = {
         "quota.drafts.free.requests": 10,
         "quota.drafts.free.units": 10,
         "quota.drafts.free.warned": 2,
@@ -32,6 +31,11 @@ def test_stats_count_each_event_exactly(envoy):
         "quota.deep_research.free.not_included": 1,
         "quota.identity_missing": 1,
     }
+
+    def moved(stats):
+        return {k.removeprefix("wasmcustom."): v for k, v in stats.items() if v}
+    stats = moved(proxy.wait_for_stats("^wasmcustom\\.quota\\.", lambda s: moved(s) == expected))
+    assert stats == expected
     prometheus = proxy.admin_get("/stats/prometheus")
     assert 'quota_blocked{quota_class="drafts",quota_tier="free"} 2' in prometheus
     assert 'quota_requests{quota_class="summaries",quota_tier="free"} 2' in prometheus

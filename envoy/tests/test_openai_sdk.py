@@ -35,8 +35,9 @@ def test_at_its_default_retries_the_sdk_asks_once_at_the_wall(envoy):
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Sum up"}])
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert "You've used your 5 summaries for today." in str(caught.value)
-    blocked = proxy.stats(filter=r"wasmcustom\.quota\.summaries\.free\.blocked")
-    assert blocked == {"wasmcustom.quota.summaries.free.blocked": 1}, blocked
+    expected = {"wasmcustom.quota.summaries.free.blocked": 1}
+    blocked = proxy.wait_for_stats(r"wasmcustom\.quota\.summaries\.free\.blocked", lambda s: s == expected)
+    assert blocked == expected, blocked
 
 
 def test_a_blocked_call_is_one_request_to_envoy(envoy, upstream):
@@ -93,8 +94,10 @@ def test_a_busy_provider_reaches_the_sdk_as_busy_and_never_counts(envoy, upstrea
     assert seen.header("x-quota-used") == ["1", "1", "1", "1"]
     assert seen.header("x-quota-cost")[1:] == ["0", "0", "0"]
     assert used(proxy, "pia", "drafts") == 1
-    stats = proxy.stats(filter=r"wasmcustom\.quota\.drafts\.free\.(upstream_busy|blocked)$")
-    assert stats == {"wasmcustom.quota.drafts.free.upstream_busy": 3, "wasmcustom.quota.drafts.free.blocked": 0}
+    expected = {"wasmcustom.quota.drafts.free.upstream_busy": 3, "wasmcustom.quota.drafts.free.blocked": 0}
+    stats = proxy.wait_for_stats(r"wasmcustom\.quota\.drafts\.free\.(upstream_busy|blocked)$",
+                                 lambda s: s == expected)
+    assert stats == expected
     # The allowance is untouched: two more drafts fit before the wall.
     for _ in range(2):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Draft"}])

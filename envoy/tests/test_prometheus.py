@@ -406,6 +406,9 @@ def day(wasm_path, upstream):
         # Envoy counts what the scripts say (the fail-open one once the
         # collector's answers have reached the filter).
         for job in ("quota-demo", "quota-fail-closed"):
+            # The filter adds its counts to Envoy's on its tick.
+            wait_for(lambda: envoy_counts(envoys[job]) == counts[job],
+                     lambda: f"{job}'s stats: {envoy_counts(envoys[job])}")
             assert envoy_counts(envoys[job]) == counts[job], job
         opened = envoys["quota-fail-open"]
         wait_for(lambda: envoy_counts(opened) == counts["quota-fail-open"],

@@ -72,7 +72,12 @@ def test_a_caller_cannot_make_an_answer_look_busy(envoy):
         assert "x-should-retry" not in resp.headers
     assert used(proxy, "fay", "drafts") == 3
     assert post(proxy, CHAT, "fay").status == 429
-    stats = proxy.stats(filter=r"wasmcustom\.quota\.drafts\.free\.upstream_busy$")
+    # Once the three admitted requests and the refusal are in the stats.
+    counted = proxy.wait_for_stats(r"wasmcustom\.quota\.drafts\.free\.(requests|blocked|upstream_busy)$",
+                                   lambda s: (s["wasmcustom.quota.drafts.free.requests"],
+                                              s["wasmcustom.quota.drafts.free.blocked"]) == (3, 1))
+    assert (counted["wasmcustom.quota.drafts.free.requests"], counted["wasmcustom.quota.drafts.free.blocked"]) == (3, 1)
+    stats = {k: v for k, v in counted.items() if k.endswith("upstream_busy")}
     assert stats == {"wasmcustom.quota.drafts.free.upstream_busy": 0}
 
 

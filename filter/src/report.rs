@@ -1,7 +1,10 @@
 //! What the filter reports: Envoy stats, event log lines and the analytics
-//! callout. Metrics are defined once per VM at configure time; events for the
-//! analytics cluster wait in a bounded queue that the root context flushes on
-//! its tick, so no request ever waits for (or fails because of) analytics.
+//! callout. Metrics are defined once per VM at configure time; the
+//! reporter's are counted in the VM ([`count`]) and added to Envoy's
+//! counters on the root context's tick ([`flush_counts`]), so no request
+//! pays a host call for a stat. Events for the analytics cluster wait in a
+//! bounded queue that the root context flushes on its tick too, so no
+//! request ever waits for (or fails because of) analytics.
 
 use crate::host::{self, log};
 use proxy_wasm::types::LogLevel;
@@ -53,10 +56,38 @@ pub fn define(name: &str) -> Option<u32> {
     }
 }
 
+/// Adds `by` to the metric `id` in Envoy now (one host call): for the
+/// Redis store's rare events, which are not on a request's common path.
 pub fn bump(id: Option<u32>, by: u64) {
     if let Some(id) = id {
         let _ = host::increment(id, i64::try_from(by).unwrap_or(i64::MAX));
     }
+}
+
+thread_local! {
+    /// Counts not yet added to Envoy's metrics, by metric id: what [`count`]
+    /// gathered since the last [`flush_counts`]. A VM is one thread.
+    static PENDING: RefCell<Vec<(u32, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Adds `by` to the metric `id` in this VM; Envoy sees it at the next
+/// [`flush_counts`] (the root context's tick). No host call.
+pub fn count(id: Option<u32>, by: u64) {
+    let Some(id) = id else { return };
+    PENDING.with_borrow_mut(|pending| match pending.iter_mut().find(|(i, _)| *i == id) {
+        Some((_, n)) => *n = n.saturating_add(by),
+        None => pending.push((id, by)),
+    });
+}
+
+/// Adds every pending count to Envoy's metrics: one host call per metric
+/// that moved since the last flush (the list stays as short as that).
+pub fn flush_counts() {
+    PENDING.with_borrow_mut(|pending| {
+        for (id, n) in pending.drain(..) {
+            let _ = host::increment(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    });
 }
 
 impl Reporter {
@@ -107,11 +138,11 @@ impl Reporter {
     /// Counts, logs and queues what a decision produced.
     pub fn decision(&self, caller: &Caller, d: &Decision) {
         for (metric, by) in events::metric_deltas(d) {
-            bump(self.class_metric(d, metric), by);
+            count(self.class_metric(d, metric), by);
         }
         // The `store_full` event below names the caller as `observability.ids` allows.
         if let Outcome::Unavailable { reason: GiveUp::Full, .. } = &d.outcome {
-            bump(self.store_full, 1);
+            count(self.store_full, 1);
         }
         for event in d.events(&self.config) {
             self.emit(events::event_record(&self.config, caller, d, event));
@@ -121,12 +152,12 @@ impl Reporter {
     /// The upstream answered an admitted request busy (its `status`): the
     /// charge went back and the caller got the filter's busy answer.
     pub fn upstream_busy(&self, caller: &Caller, d: &Decision, status: u16, now_ms: i64) {
-        bump(self.class_metric(d, ClassMetric::UpstreamBusy), 1);
+        count(self.class_metric(d, ClassMetric::UpstreamBusy), 1);
         self.emit(events::busy_record(&self.config, caller, d, status, now_ms));
     }
 
     pub fn identity_refused(&self, err: &IdentityError, now_ms: i64) {
-        bump(
+        count(
             match err {
                 IdentityError::MissingUser => self.identity_missing,
                 IdentityError::InvalidCredentials => self.identity_invalid,
@@ -144,7 +175,7 @@ impl Reporter {
             Unreadable::TooLarge => self.body_too_large,
             _ => self.unreadable_body,
         };
-        bump(stat, 1);
+        count(stat, 1);
         let record = events::body_record(&self.config, caller, why, now_ms);
         match caller {
             Some(_) => self.emit(record),
@@ -154,7 +185,7 @@ impl Reporter {
 
     /// A usage read answered 429 (over its budget).
     pub fn usage_limited(&self) {
-        bump(self.usage_limited, 1);
+        count(self.usage_limited, 1);
     }
 
     /// An event of a caller without an identity: written within this
@@ -176,7 +207,7 @@ impl Reporter {
                 }
                 self.emit(record);
             }
-            Admit::Suppress => bump(self.events_suppressed, 1),
+            Admit::Suppress => count(self.events_suppressed, 1),
         }
     }
 
@@ -200,7 +231,7 @@ impl Reporter {
             let mut queue = self.queue.borrow_mut();
             if queue.len() >= analytics.max_queue as usize {
                 queue.pop_front();
-                bump(self.dropped, 1);
+                count(self.dropped, 1);
             }
             queue.push_back(line);
         }
@@ -239,7 +270,7 @@ impl Reporter {
             match host::dispatch_call(&analytics.cluster, headers, body.as_bytes(), timeout) {
                 Ok(_) => self.in_flight.set(self.in_flight.get() + 1),
                 Err(status) => {
-                    bump(self.failed, 1);
+                    count(self.failed, 1);
                     log(LogLevel::Warn, &format!("quota: analytics callout to {} failed: {status}", analytics.cluster));
                 }
             }
@@ -249,6 +280,6 @@ impl Reporter {
     /// A callout finished (`ok`: a 2xx answer).
     pub fn callout_done(&self, ok: bool) {
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
-        bump(if ok { self.sent } else { self.failed }, 1);
+        count(if ok { self.sent } else { self.failed }, 1);
     }
 }

@@ -1,10 +1,11 @@
 //! The root context: loads and checks the configuration, then hands each
-//! HTTP stream the checked config and the reporter; flushes analytics on its
-//! tick; owns the calls to Redis (see `remote.rs`).
+//! HTTP stream the checked config and the reporter; on its tick, adds the
+//! stats counted in the VM to Envoy's and flushes analytics; owns the calls
+//! to Redis (see `remote.rs`).
 
 use crate::host::{self, header_map, log, HostClock, SharedData};
 use crate::remote::Remote;
-use crate::report::Reporter;
+use crate::report::{self, Reporter};
 use crate::shared::Shared;
 use crate::stream::QuotaStream;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -32,6 +33,10 @@ impl QuotaRoot {
 /// new one is sent at once).
 const REDIS_FLUSH_MS: u64 = 50;
 
+/// How often the stats counted in the VM reach Envoy's counters, at most:
+/// the delay a reader of Envoy's stats sees (README, Stats).
+pub const METRICS_FLUSH_MS: u64 = 100;
+
 /// 64 random bits (WASI's random_get, through std's hasher keys), mixed with
 /// the time and the root's id: what names this VM in the ids it sends Redis.
 fn vm_seed(root_id: u32) -> u64 {
@@ -43,6 +48,12 @@ fn vm_seed(root_id: u32) -> u64 {
 }
 
 impl Context for QuotaRoot {
+    fn on_done(&mut self) -> bool {
+        // The VM goes: what it counted since the last tick goes to Envoy first.
+        report::flush_counts();
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, headers: usize, body: usize, _trailers: usize) {
         let Some(shared) = &self.state else { return };
         if shared.remote.on_response(token, headers, body) {
@@ -90,7 +101,8 @@ impl RootContext for QuotaRoot {
                 let analytics = config.observability.analytics.as_ref().map(|a| a.flush_ms);
                 let redis =
                     config.counters.redis.as_ref().map(|r| r.sync_ms.map_or(REDIS_FLUSH_MS, |s| s.min(REDIS_FLUSH_MS)));
-                if let Some(ms) = analytics.into_iter().chain(redis).min() {
+                let metrics = config.observability.metrics.then_some(METRICS_FLUSH_MS);
+                if let Some(ms) = analytics.into_iter().chain(redis).chain(metrics).min() {
                     if let Err(e) = host::set_tick(ms) {
                         log(LogLevel::Warn, &format!("quota: cannot set the tick: {e}"));
                     }
@@ -113,6 +125,7 @@ impl RootContext for QuotaRoot {
     }
 
     fn on_tick(&mut self) {
+        report::flush_counts();
         if let Some(shared) = &self.state {
             shared.reporter.flush();
             shared.remote.tick();

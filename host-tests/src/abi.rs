@@ -22,44 +22,54 @@ type R = wasmtime::Result<i32>;
 /// Adds every hostcall to `linker`, returning their names.
 pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<Vec<&'static str>> {
     let mut names = Vec::new();
+    // Each hostcall is wrapped to note its name in the VM's call log (when
+    // one is being kept: `Vm::record_hostcalls`), then runs as written.
     macro_rules! hostcall {
-        ($name:literal, $f:expr) => {
-            linker.func_wrap("env", $name, $f)?;
+        ($name:literal, $f:ident) => {
+            hostcall!($name, $f,);
+        };
+        ($name:literal, $f:ident, $($arg:ident: $ty:ty),*) => {
+            linker.func_wrap("env", $name, |mut c: C<'_>, $($arg: $ty),*| -> R {
+                if let Some(log) = &mut c.data_mut().hostcall_log {
+                    log.push($name);
+                }
+                $f(c, $($arg),*)
+            })?;
             names.push($name);
         };
     }
-    hostcall!("proxy_log", proxy_log);
-    hostcall!("proxy_get_log_level", proxy_get_log_level);
-    hostcall!("proxy_get_current_time_nanoseconds", proxy_get_current_time_nanoseconds);
-    hostcall!("proxy_set_tick_period_milliseconds", proxy_set_tick_period_milliseconds);
-    hostcall!("proxy_get_buffer_bytes", proxy_get_buffer_bytes);
-    hostcall!("proxy_set_buffer_bytes", proxy_set_buffer_bytes);
-    hostcall!("proxy_get_header_map_pairs", proxy_get_header_map_pairs);
-    hostcall!("proxy_set_header_map_pairs", proxy_set_header_map_pairs);
-    hostcall!("proxy_get_header_map_value", proxy_get_header_map_value);
-    hostcall!("proxy_replace_header_map_value", proxy_replace_header_map_value);
-    hostcall!("proxy_add_header_map_value", proxy_add_header_map_value);
-    hostcall!("proxy_remove_header_map_value", proxy_remove_header_map_value);
-    hostcall!("proxy_get_property", proxy_get_property);
-    hostcall!("proxy_set_property", proxy_set_property);
-    hostcall!("proxy_get_shared_data", proxy_get_shared_data);
-    hostcall!("proxy_set_shared_data", proxy_set_shared_data);
-    hostcall!("proxy_register_shared_queue", proxy_register_shared_queue);
-    hostcall!("proxy_resolve_shared_queue", proxy_resolve_shared_queue);
-    hostcall!("proxy_enqueue_shared_queue", proxy_enqueue_shared_queue);
-    hostcall!("proxy_dequeue_shared_queue", proxy_dequeue_shared_queue);
-    hostcall!("proxy_continue_stream", proxy_continue_stream);
-    hostcall!("proxy_close_stream", proxy_close_stream);
-    hostcall!("proxy_send_local_response", proxy_send_local_response);
-    hostcall!("proxy_http_call", proxy_http_call);
-    hostcall!("proxy_set_effective_context", proxy_set_effective_context);
+    hostcall!("proxy_log", proxy_log, level: i32, ptr: i32, len: i32);
+    hostcall!("proxy_get_log_level", proxy_get_log_level, ptr: i32);
+    hostcall!("proxy_get_current_time_nanoseconds", proxy_get_current_time_nanoseconds, ptr: i32);
+    hostcall!("proxy_set_tick_period_milliseconds", proxy_set_tick_period_milliseconds, period: i32);
+    hostcall!("proxy_get_buffer_bytes", proxy_get_buffer_bytes, kind: i32, start: i32, max: i32, ptr_ptr: i32, size_ptr: i32);
+    hostcall!("proxy_set_buffer_bytes", proxy_set_buffer_bytes, kind: i32, start: i32, size: i32, ptr: i32, len: i32);
+    hostcall!("proxy_get_header_map_pairs", proxy_get_header_map_pairs, kind: i32, ptr_ptr: i32, size_ptr: i32);
+    hostcall!("proxy_set_header_map_pairs", proxy_set_header_map_pairs, kind: i32, ptr: i32, len: i32);
+    hostcall!("proxy_get_header_map_value", proxy_get_header_map_value, kind: i32, kp: i32, kl: i32, ptr_ptr: i32, size_ptr: i32);
+    hostcall!("proxy_replace_header_map_value", proxy_replace_header_map_value, kind: i32, kp: i32, kl: i32, vp: i32, vl: i32);
+    hostcall!("proxy_add_header_map_value", proxy_add_header_map_value, kind: i32, kp: i32, kl: i32, vp: i32, vl: i32);
+    hostcall!("proxy_remove_header_map_value", proxy_remove_header_map_value, kind: i32, kp: i32, kl: i32);
+    hostcall!("proxy_get_property", proxy_get_property, pp: i32, pl: i32, ptr_ptr: i32, size_ptr: i32);
+    hostcall!("proxy_set_property", proxy_set_property, pp: i32, pl: i32, vp: i32, vl: i32);
+    hostcall!("proxy_get_shared_data", proxy_get_shared_data, kp: i32, kl: i32, ptr_ptr: i32, size_ptr: i32, cas_ptr: i32);
+    hostcall!("proxy_set_shared_data", proxy_set_shared_data, kp: i32, kl: i32, vp: i32, vl: i32, cas: i32);
+    hostcall!("proxy_register_shared_queue", proxy_register_shared_queue, np: i32, nl: i32, token_ptr: i32);
+    hostcall!("proxy_resolve_shared_queue", proxy_resolve_shared_queue, vp: i32, vl: i32, np: i32, nl: i32, token_ptr: i32);
+    hostcall!("proxy_enqueue_shared_queue", proxy_enqueue_shared_queue, token: i32, vp: i32, vl: i32);
+    hostcall!("proxy_dequeue_shared_queue", proxy_dequeue_shared_queue, token: i32, ptr_ptr: i32, size_ptr: i32);
+    hostcall!("proxy_continue_stream", proxy_continue_stream, kind: i32);
+    hostcall!("proxy_close_stream", proxy_close_stream, kind: i32);
+    hostcall!("proxy_send_local_response", proxy_send_local_response, status: i32, dp: i32, dl: i32, bp: i32, bl: i32, hp: i32, hl: i32, grpc_status: i32);
+    hostcall!("proxy_http_call", proxy_http_call, up: i32, ul: i32, hp: i32, hl: i32, bp: i32, bl: i32, tp: i32, tl: i32, timeout_ms: i32, token_ptr: i32);
+    hostcall!("proxy_set_effective_context", proxy_set_effective_context, id: i32);
     hostcall!("proxy_done", proxy_done);
-    hostcall!("proxy_define_metric", proxy_define_metric);
-    hostcall!("proxy_increment_metric", proxy_increment_metric);
-    hostcall!("proxy_record_metric", proxy_record_metric);
-    hostcall!("proxy_get_metric", proxy_get_metric);
-    hostcall!("proxy_get_status", proxy_get_status);
-    hostcall!("proxy_call_foreign_function", proxy_call_foreign_function);
+    hostcall!("proxy_define_metric", proxy_define_metric, kind: i32, np: i32, nl: i32, id_ptr: i32);
+    hostcall!("proxy_increment_metric", proxy_increment_metric, id: i32, offset: i64);
+    hostcall!("proxy_record_metric", proxy_record_metric, id: i32, value: i64);
+    hostcall!("proxy_get_metric", proxy_get_metric, id: i32, ptr: i32);
+    hostcall!("proxy_get_status", proxy_get_status, code_ptr: i32, ptr_ptr: i32, size_ptr: i32);
+    hostcall!("proxy_call_foreign_function", proxy_call_foreign_function, np: i32, nl: i32, ap: i32, al: i32, rp: i32, rs: i32);
     Ok(names)
 }
 

@@ -156,6 +156,9 @@ pub(crate) struct VmState {
     pub next_callout_token: u32,
     pub unimplemented: Vec<String>,
     pub foreign_calls: Vec<String>,
+    /// The hostcalls the guest made, in order, while a log is kept
+    /// (`Vm::record_hostcalls`); `None`: not kept.
+    pub hostcall_log: Option<Vec<&'static str>>,
     pub properties: PropertyMap,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -195,6 +198,7 @@ impl VmState {
             next_callout_token: 0,
             unimplemented: Vec::new(),
             foreign_calls: Vec::new(),
+            hostcall_log: None,
             properties: PropertyMap::default(),
             stdout: Vec::new(),
             stderr: Vec::new(),

@@ -522,6 +522,17 @@ impl Vm {
         self.with_inner(|vm| vm.state().foreign_calls.clone())
     }
 
+    /// Starts (again) a log of the hostcalls the guest makes, by name, in
+    /// order: what a request costs in crossings into the host.
+    pub fn record_hostcalls(&self) {
+        self.with_inner(|vm| vm.state_mut().hostcall_log = Some(Vec::new()));
+    }
+
+    /// The hostcalls logged since `record_hostcalls`, and stops the log.
+    pub fn take_hostcalls(&self) -> Vec<&'static str> {
+        self.with_inner(|vm| vm.state_mut().hostcall_log.take().unwrap_or_default())
+    }
+
     /// Whether the guest called `proxy_done`.
     pub fn done_called(&self) -> bool {
         self.with_inner(|vm| vm.state().done_called)

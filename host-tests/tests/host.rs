@@ -22,6 +22,7 @@ mod buffer_limit;
 mod concurrency;
 mod config;
 mod counter_table;
+mod host_calls;
 mod hostile_inputs;
 mod ledger;
 mod redis;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use host_tests::{Exchange, Host, Vm};
 use serde_json::{json, Value};
 
-use crate::util::{demo_config, quota_host, quota_vm};
+use crate::util::{demo_config, flushed_counter, quota_host, quota_vm};
 
 const CHAT: &str = "/v1/chat/completions";
 
@@ -37,22 +37,25 @@ fn a_flood_of_unidentified_callers_writes_at_most_the_budget_and_counts_the_rest
         anonymous_chat(&vm).assert_blocked(401);
     }
     // Every refusal answered and counted; five written, the rest counted.
-    assert_eq!(host.counter("quota.identity_missing"), 1000);
+    assert_eq!(flushed_counter(&host, &vm, "quota.identity_missing"), 1000);
     assert_eq!(event_lines(&host, "identity_missing"), 5);
-    assert_eq!(host.counter("quota.events_suppressed"), 995);
+    assert_eq!(flushed_counter(&host, &vm, "quota.events_suppressed"), 995);
     assert!(host.logs_containing("quota: suppressed").is_empty(), "nothing to sum up while suppressing");
 
     // A fifth of a second later one more may be written: the summary first, once.
     host.advance(Duration::from_millis(199));
     anonymous_chat(&vm).assert_blocked(401);
-    assert_eq!((event_lines(&host, "identity_missing"), host.counter("quota.events_suppressed")), (5, 996));
+    assert_eq!(
+        (event_lines(&host, "identity_missing"), flushed_counter(&host, &vm, "quota.events_suppressed")),
+        (5, 996)
+    );
     host.advance(Duration::from_millis(1));
     let r = anonymous_chat(&vm);
     r.assert_blocked(401);
     let summaries = host.logs_containing("quota: suppressed 996 events of callers without an identity");
     assert_eq!(summaries.len(), 1, "{r:?}");
     assert_eq!(event_lines(&host, "identity_missing"), 6);
-    assert_eq!(host.counter("quota.identity_missing"), 1002);
+    assert_eq!(flushed_counter(&host, &vm, "quota.identity_missing"), 1002);
     assert!(host.logs_containing("quota: suppressed").len() == 1);
 }
 
@@ -72,11 +75,11 @@ fn every_kind_of_unidentified_refusal_shares_the_budget() {
     }
     let written = ["unknown_tier", "identity_invalid", "identity_missing"].map(|e| event_lines(&host, e));
     assert_eq!(written.iter().sum::<usize>(), 2, "{written:?}");
-    assert_eq!(host.counter("quota.events_suppressed"), 30);
+    assert_eq!(flushed_counter(&host, &vm, "quota.events_suppressed"), 30);
     assert_eq!(
-        host.counter("quota.unknown_tier")
-            + host.counter("quota.identity_invalid")
-            + host.counter("quota.identity_missing"),
+        flushed_counter(&host, &vm, "quota.unknown_tier")
+            + flushed_counter(&host, &vm, "quota.identity_invalid")
+            + flushed_counter(&host, &vm, "quota.identity_missing"),
         32
     );
 }
@@ -101,9 +104,9 @@ fn identified_callers_events_are_never_suppressed() {
     for _ in 0..50 {
         anonymous_chat(&vm);
     }
-    assert_eq!(host.counter("quota.events_suppressed"), 49);
+    assert_eq!(flushed_counter(&host, &vm, "quota.events_suppressed"), 49);
     assert_eq!(ida_events(&host, &vm), unflooded);
-    assert_eq!(host.counter("quota.events_suppressed"), 49);
+    assert_eq!(flushed_counter(&host, &vm, "quota.events_suppressed"), 49);
 }
 
 #[test]
@@ -116,7 +119,10 @@ fn a_rate_of_zero_writes_no_unidentified_event_but_counts_every_refusal() {
     host.advance(Duration::from_secs(3600));
     anonymous_chat(&vm).assert_blocked(401);
     assert_eq!(event_lines(&host, "identity_missing"), 0);
-    assert_eq!((host.counter("quota.identity_missing"), host.counter("quota.events_suppressed")), (21, 21));
+    assert_eq!(
+        (flushed_counter(&host, &vm, "quota.identity_missing"), flushed_counter(&host, &vm, "quota.events_suppressed")),
+        (21, 21)
+    );
 }
 
 fn usage_config(usage_reads: Value) -> Value {
@@ -141,7 +147,7 @@ fn usage_reads_past_a_callers_budget_get_429_with_retry_after() {
     // Thirty a minute: the next read is two seconds away.
     assert_eq!(reply.header("retry-after"), Some("2"));
     assert_eq!(reply.body_json()["error"]["code"], "usage_rate_limited");
-    assert_eq!(host.counter("quota.usage_limited"), 1);
+    assert_eq!(flushed_counter(&host, &vm, "quota.usage_limited"), 1);
     // Another caller is not held up by ann.
     read_usage(&vm, "bo").assert_local_reply(200);
 
@@ -149,7 +155,7 @@ fn usage_reads_past_a_callers_budget_get_429_with_retry_after() {
     assert_eq!(read_usage(&vm, "ann").assert_local_reply(429).header("retry-after"), Some("1"));
     host.advance(Duration::from_millis(1));
     read_usage(&vm, "ann").assert_local_reply(200);
-    assert_eq!(host.counter("quota.usage_limited"), 2);
+    assert_eq!(flushed_counter(&host, &vm, "quota.usage_limited"), 2);
     // Reads charge nothing: after all of them, ann has used nothing anywhere.
     host.advance(Duration::from_secs(60));
     let usage = read_usage(&vm, "ann");
@@ -164,7 +170,7 @@ fn a_worker_answers_at_most_its_reads_a_second_whoever_asks() {
     let vm = quota_vm(&host, &usage_config(json!({ "per_worker_per_second": 5 })));
     let statuses: Vec<Option<u16>> = (0..8).map(|i| read_usage(&vm, &format!("caller{i}")).status()).collect();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429].map(Some));
-    assert_eq!(host.counter("quota.usage_limited"), 3);
+    assert_eq!(flushed_counter(&host, &vm, "quota.usage_limited"), 3);
     host.advance(Duration::from_millis(200));
     read_usage(&vm, "caller7").assert_local_reply(200);
 }
@@ -184,7 +190,7 @@ fn default_budgets_bound_a_polling_loop() {
     // The default: a burst of 30, then 120 a minute (the 120th earned only
     // at the minute, after the last read).
     assert_eq!(answered, 30 + 119);
-    assert_eq!(host.counter("quota.usage_limited"), 6000 - 149);
+    assert_eq!(flushed_counter(&host, &vm, "quota.usage_limited"), 6000 - 149);
 }
 
 #[test]
@@ -195,5 +201,5 @@ fn an_unidentified_usage_read_is_a_401_within_the_event_budget() {
         vm.request().method("GET").path("/v1/quota").send().assert_local_reply(401);
     }
     assert_eq!(event_lines(&host, "identity_missing"), 2);
-    assert_eq!(host.counter("quota.usage_limited"), 0);
+    assert_eq!(flushed_counter(&host, &vm, "quota.usage_limited"), 0);
 }

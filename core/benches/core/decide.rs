@@ -7,6 +7,7 @@
 
 use crate::fixtures::{class, config, user_head, BODY_2K, NOON_MS};
 use criterion::{BatchSize, Criterion};
+use quota_core::body::read_body_keys;
 use quota_core::classify::{classify_head, classify_with_body, HeadMatch};
 use quota_core::clock::{Clock, ManualClock};
 use quota_core::config::{Cell, ClassId, Config};
@@ -20,7 +21,6 @@ use quota_core::negotiate::negotiate;
 use quota_core::reply::{respond, Action};
 use quota_core::request::{NoProperties, RequestHead};
 use quota_core::store::MemoryStore;
-use serde_json::Value;
 use std::hint::black_box;
 
 pub fn benches(c: &mut Criterion) {
@@ -124,10 +124,13 @@ pub fn benches(c: &mut Criterion) {
         b.iter(|| {
             clock.advance_ms(1);
             assert_eq!(classify_head(&config, black_box(&req)), HeadMatch::NeedsBody);
-            // stream.rs parses the body once, to classify and to price it.
-            let json: Option<Value> = serde_json::from_slice(black_box(BODY_2K)).ok();
-            let class = classify_with_body(&config, &req, json.as_ref()).unwrap();
-            let cost = request_cost(&config, class, Body { bytes: Some(BODY_2K), json: json.as_ref(), prompt_chars: 0 });
+            // The exchange reads the body once, for the members the config
+            // reads, to classify and to price it.
+            let part = read_body_keys(Some(black_box(BODY_2K)), false, &config.body_keys);
+            let json = part.body.json();
+            let class = classify_with_body(&config, &req, json).unwrap();
+            let body = Body { bytes: Some(BODY_2K), json, prompt_chars: part.prompt_chars };
+            let cost = request_cost(&config, class, body);
             admit(&config, &req, class, cost, clock.now_ms(), &store)
         })
     });

@@ -7,11 +7,14 @@ use crate::units::MAX_UNITS;
 use serde_json::Value;
 
 /// Deserialises a nested value, prefixing error paths with `path`.
+/// The value is parsed from its text, as the document was: one parser for
+/// every part of the config (a smaller `.wasm`), and the same paths.
 pub(super) fn deserialize_at<T: serde::de::DeserializeOwned>(path: &str, value: Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.path().to_string();
+    let text = value.to_string();
+    serde_json::from_slice(text.as_bytes()).map_err(|e| {
+        let inner = super::locate::error_path(text.as_bytes(), &e);
         let full = if inner == "." { path.to_string() } else { join(path, &inner) };
-        ConfigError::new(full, e.into_inner().to_string())
+        ConfigError::new(full, super::locate::error_reason(&e))
     })
 }
 

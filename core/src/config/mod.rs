@@ -15,6 +15,7 @@ mod endpoints;
 mod error;
 mod fields;
 mod identity;
+mod locate;
 mod observability;
 mod parse;
 mod prices;

@@ -12,10 +12,8 @@ impl Config {
             return Err(ConfigError::new(".", "the configuration must be a JSON object"));
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            ConfigError::new(path, e.into_inner().to_string())
-        })?;
+        let raw: RawConfig = serde::Deserialize::deserialize(&mut de)
+            .map_err(|e| ConfigError::new(super::locate::error_path(bytes, &e), e.to_string()))?;
         de.end().map_err(|e| ConfigError::new(".", e.to_string()))?;
         Config::try_from(raw)
     }

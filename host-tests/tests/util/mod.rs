@@ -119,3 +119,13 @@ pub fn demo_config() -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
+
+/// A counter as Envoy shows it once `vm` has flushed the stats it counted
+/// (the filter adds them to Envoy's counters on its root context's tick,
+/// fired here at once).
+pub fn flushed_counter(host: &Host, vm: &host_tests::Vm, name: &str) -> u64 {
+    if let Err(error) = vm.tick() {
+        panic!("the tick failed: {error}");
+    }
+    host.counter(name)
+}

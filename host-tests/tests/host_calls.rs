@@ -1,0 +1,133 @@
+//! The host calls an admitted, header-classified request makes, counted in
+//! the test host, against the floor filter (`bench/floor-filter/`), which
+//! makes exactly those calls and nothing else: a change to either fails here,
+//! so `make bench`'s floor stays the real filter's floor.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use host_tests::Host;
+
+use crate::util::{demo_config, quota_host, quota_vm};
+
+/// How long the filter holds the stats it counts (filter/src/root.rs, `METRICS_FLUSH_MS`).
+const METRICS_FLUSH: Duration = Duration::from_millis(100);
+
+/// The command that builds the floor filter (as `make bench` and `make test-host` do).
+pub const FLOOR_BUILD: &str = "cargo build --release --target wasm32-wasip1 \
+    --manifest-path bench/floor-filter/Cargo.toml --target-dir target/bench-floor";
+
+fn floor_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-floor/wasm32-wasip1/release/floor_filter.wasm")
+}
+
+/// The load benchmark's `quota` case: the demo matrix plus the tier `bench`.
+fn bench_config() -> serde_json::Value {
+    let mut config = demo_config();
+    let tier = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/bench-tier.json");
+    let tier = std::fs::read_to_string(tier).unwrap();
+    config["tiers"]["bench"] = serde_json::from_str(&tier).unwrap();
+    config["tier_order"].as_array_mut().unwrap().push("bench".into());
+    config
+}
+
+/// `bench/headers.lua`'s request, answered as the benchmark's upstream answers.
+fn bench_request(vm: &host_tests::Vm) -> host_tests::Exchange {
+    vm.request()
+        .method("POST")
+        .path("/v1/projects/p1/drafts")
+        .header("x-user-id", "bench-user")
+        .header("x-plan", "bench")
+        .respond(200, [("content-type", "application/json")], [r#"{"id":"bench","object":"chat.completion"}"#])
+        .send()
+}
+
+/// The host calls of one request (the second: the first may set up what
+/// every later one finds), after any tick that was due.
+fn calls_of_one_request(host: &Host, vm: &host_tests::Vm) -> Vec<&'static str> {
+    bench_request(vm);
+    host.run_pending();
+    vm.record_hostcalls();
+    let exchange = bench_request(vm);
+    let calls = vm.take_hostcalls();
+    assert!(exchange.trap().is_none(), "{:?}", exchange.trap());
+    calls
+}
+
+#[test]
+fn an_admitted_header_request_makes_the_floor_filters_calls_and_no_more() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &bench_config());
+    let quota = calls_of_one_request(&host, &vm);
+    // The request was admitted with the whole header contract.
+    let exchange = bench_request(&vm);
+    exchange.assert_allowed();
+    assert_eq!(exchange.response_header("x-quota-state"), Some("ok"));
+    // The list bench/floor-filter/src/lib.rs documents.
+    let expected = [
+        "proxy_get_header_map_pairs",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_get_shared_data",
+        "proxy_set_shared_data",
+        "proxy_get_header_map_pairs",
+        "proxy_get_property",
+        "proxy_set_header_map_pairs",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_set_property",
+    ];
+    assert_eq!(quota, expected, "update bench/floor-filter/ and this list together");
+
+    let path = floor_path();
+    assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
+    let floor_host = Host::with_wasm_file(path);
+    let floor_vm = floor_host.vm("{}").unwrap();
+    let floor = calls_of_one_request(&floor_host, &floor_vm);
+    assert_eq!(quota, floor, "the floor filter (bench/floor-filter/src/lib.rs) must make the quota filter's calls");
+}
+
+#[test]
+fn stats_reach_envoy_on_the_next_tick_every_one_of_them_and_no_request_pays_a_metric_call() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &bench_config());
+    vm.record_hostcalls();
+    for _ in 0..500 {
+        bench_request(&vm).assert_allowed();
+    }
+    assert!(!vm.take_hostcalls().contains(&"proxy_increment_metric"), "a request paid for a stat");
+    // Counted in the VM, not yet in Envoy.
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 0);
+    host.advance(METRICS_FLUSH - Duration::from_millis(1));
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 0);
+    // One tick later, all of them, with one call per stat that moved.
+    vm.record_hostcalls();
+    host.advance(Duration::from_millis(1));
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 500);
+    assert_eq!(host.counter("quota.drafts.bench.units"), 500);
+    let increments = |calls: Vec<&str>| calls.iter().filter(|c| **c == "proxy_increment_metric").count();
+    assert_eq!(increments(vm.take_hostcalls()), 2);
+    // Nothing moved: the next tick adds nothing.
+    vm.record_hostcalls();
+    host.advance(METRICS_FLUSH);
+    assert_eq!(increments(vm.take_hostcalls()), 0);
+    assert_eq!(host.counter("quota.drafts.bench.requests"), 500);
+    // Refusals of callers without an identity are counted the same way.
+    for _ in 0..3 {
+        vm.request().method("POST").path("/v1/projects/p1/drafts").send().assert_blocked(401);
+    }
+    host.advance(METRICS_FLUSH);
+    assert_eq!(host.counter("quota.identity_missing"), 3);
+}
+
+#[test]
+fn with_metrics_off_no_request_or_tick_calls_a_metric() {
+    let host = quota_host();
+    let mut config = bench_config();
+    config["observability"] = serde_json::json!({ "metrics": false });
+    let vm = quota_vm(&host, &config);
+    vm.record_hostcalls();
+    bench_request(&vm).assert_allowed();
+    host.advance(Duration::from_secs(1));
+    let calls = vm.take_hostcalls();
+    assert!(!calls.contains(&"proxy_increment_metric"), "{calls:?}");
+    assert!(host.metrics().iter().all(|m| m.value == 0), "{:?}", host.metrics());
+}
