@@ -624,13 +624,51 @@ fn parse_numbers(status: Option<u16>, body: &[u8], count: usize) -> Result<Vec<i
     let malformed = || CallError::Failed(format!("malformed answer: {}", truncate_str(&value.to_string(), 200)));
     match value.as_array().map(Vec::as_slice) {
         Some([Value::Bool(false), Value::String(error)]) if error.starts_with("NOSCRIPT") => Err(CallError::NoScript),
-        Some([Value::Bool(false), Value::String(error)]) => Err(CallError::Refused(format!("Redis error: {error}"))),
+        Some([Value::Bool(false), Value::String(error)]) if refused_by_redis(error) => {
+            Err(CallError::Refused(format!("Redis error: {error}")))
+        }
+        // Another error reply comes from a proxy on the way (Envoy's
+        // redis_proxy answers "upstream failure" when a master dies with
+        // the call): the script may have run before the connection went.
+        Some([Value::Bool(false), Value::String(error)]) => {
+            Err(CallError::Failed(format!("error on the way to Redis: {error}")))
+        }
         Some(fields) if fields.len() == count => {
             let numbers: Option<Vec<i64>> = fields.iter().map(Value::as_i64).collect();
             numbers.ok_or_else(malformed)
         }
         _ => Err(malformed()),
     }
+}
+
+/// Whether an error reply is Redis's own refusal of a call it did not run:
+/// its first word one of Redis's error codes (a script error, a read-only
+/// replica, out of memory, a busy server, a login, a slot that moved...).
+/// The script checks its arguments before it writes anything.
+fn refused_by_redis(error: &str) -> bool {
+    const CODES: [&str; 19] = [
+        "ERR",
+        "WRONGTYPE",
+        "OOM",
+        "BUSY",
+        "READONLY",
+        "NOPERM",
+        "NOAUTH",
+        "WRONGPASS",
+        "CLUSTERDOWN",
+        "MOVED",
+        "ASK",
+        "TRYAGAIN",
+        "LOADING",
+        "MASTERDOWN",
+        "MISCONF",
+        "NOREPLICAS",
+        "EXECABORT",
+        "CROSSSLOT",
+        "NOSCRIPT",
+    ];
+    let code = error.split(' ').next().unwrap_or("");
+    CODES.contains(&code)
 }
 
 /// Numbers per record in an answer: `exists, c, s, e, u, g, b, w, f`.
@@ -877,6 +915,11 @@ mod tests {
         let readonly = br#"{"EVALSHA":[false,"READONLY You can't write against a read only replica."]}"#;
         assert_eq!(ran(Some(200), readonly), Some(false));
         assert_eq!(ran(Some(200), br#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#), Some(false));
+        assert_eq!(ran(Some(200), br#"{"EVALSHA":[false,"ERR quota: malformed charge arguments"]}"#), Some(false));
+        assert_eq!(ran(Some(200), br#"{"EVALSHA":[false,"CLUSTERDOWN The cluster is down"]}"#), Some(false));
+        // Envoy's redis_proxy, when the master died with the call: it may have run there.
+        assert_eq!(ran(Some(200), br#"{"EVALSHA":[false,"upstream failure"]}"#), Some(true));
+        assert_eq!(ran(Some(200), br#"{"EVALSHA":[false,"no upstream host"]}"#), Some(true));
     }
 
     #[test]
