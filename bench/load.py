@@ -298,14 +298,7 @@ def redis_config(mode="exact", sync_ms=None, key_prefix="quota:"):
     """The bench config with its counters in Redis, through the `webdis` cluster."""
     config = bench_config()
     if mode != "exact":
-        # One counter per request: each stacked cell keeps its member's own
-        # limit, and grants (one exact balance) go.
-        config.pop("admin", None)
-        for tier in config["tiers"].values():
-            for name, cell in tier.get("limits", {}).items():
-                if isinstance(cell, list):
-                    own = [c for c in cell if c.get("scope", "user") == "user"]
-                    tier["limits"][name] = {k: v for k, v in (own or cell)[0].items() if k != "admin_cap"}
+        config = harness.one_counter_per_request(config)
     config["counters"] = harness.redis_counters()
     config["counters"]["redis"].update(mode=mode, key_prefix=key_prefix)
     if sync_ms is not None:

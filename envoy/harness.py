@@ -335,6 +335,20 @@ def webdis_cluster(webdis_port, name="webdis"):
     }
 
 
+def one_counter_per_request(config):
+    """`config` (a dict) for the Redis modes that charge one counter per
+    request (lease, approximate): each stacked cell keeps its member's own
+    limit, and `admin` (grants need one exact balance) goes."""
+    config = json.loads(json.dumps(config))
+    config.pop("admin", None)
+    for tier in config.get("tiers", {}).values():
+        for name, cell in tier.get("limits", {}).items():
+            if isinstance(cell, list):
+                own = [c for c in cell if c.get("scope", "user") == "user"]
+                tier["limits"][name] = {k: v for k, v in (own or cell)[0].items() if k != "admin_cap"}
+    return config
+
+
 def redis_counters(on_error="fail_open", timeout_ms=200, cluster="webdis"):
     """The filter's `counters` object for the Redis store behind `webdis_cluster`."""
     return {"store": "redis", "on_error": on_error,

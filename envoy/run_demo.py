@@ -105,8 +105,11 @@ def main():
                                             redis_proxy_port=REDIS_PROXY_PORT + i,
                                             webdis_port=WEBDIS_PORT + i)
                 running.append(front)
-                parsed = redis_cluster.with_counters(json.loads(config), front, on_error="fail_open",
-                                                     mode=args.mode)
+                demo_config = json.loads(config)
+                if args.mode != "exact":
+                    # Lease and approximate modes charge one counter per request.
+                    demo_config = harness.one_counter_per_request(demo_config)
+                parsed = redis_cluster.with_counters(demo_config, front, on_error="fail_open", mode=args.mode)
                 envoys.append(harness.start_envoy(json.dumps(parsed), extra_listeners=front.listeners,
                                                   extra_clusters=front.clusters, **kwargs))
                 running.append(envoys[-1])
