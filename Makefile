@@ -162,6 +162,9 @@ clean:
 # (bench/load.py). Results go to target/bench/; BENCHMARKS.md reports a run.
 .PHONY: bench
 NOOP_FILTER_DIR := target/bench-noop
+# More arguments for bench/load.py, e.g. a public peer built outside the tree:
+# make bench BENCH_ARGS="--peer-wasm /path/peer.wasm --peer-config /path/peer.json"
+BENCH_ARGS ?=
 FLOOR_FILTER_DIR := target/bench-floor
 bench: setup build
 	@command -v wrk >/dev/null && command -v wasm-opt >/dev/null || \
@@ -173,7 +176,7 @@ bench: setup build
 	cargo bench -p quota-core --bench core
 	mkdir -p target/bench
 	$(PYTHON) bench/criterion_table.py target/criterion | tee target/bench/core.md
-	$(PYTHON) bench/load.py
+	$(PYTHON) bench/load.py $(BENCH_ARGS)
 
 # The soak, not part of `make test` or `make bench` (about 12 minutes): 10
 # rounds of 10^5 new callers through real Envoy with a 30 s window, Envoy's RSS
