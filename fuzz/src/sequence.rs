@@ -44,8 +44,9 @@ use std::sync::OnceLock;
 /// The configs the sequences run against: [`configs`], then variants of
 /// them: counters in Redis in the exact mode (every charge, usage read and
 /// grant is a call; failing closed with refunds, or open with headers that
-/// go on before the body), in the approximate mode (synced), and the
-/// `strictest` answer to an unreadable body with a small body cap.
+/// go on before the body), in the approximate mode (synced), the
+/// `strictest` answer to an unreadable body with a small body cap, and the
+/// lease mode (a request short of units waits for one lease call).
 pub fn sequence_configs() -> &'static [Config] {
     static CONFIGS: OnceLock<Vec<Config>> = OnceLock::new();
     CONFIGS.get_or_init(|| {
@@ -73,6 +74,11 @@ pub fn sequence_configs() -> &'static [Config] {
                 json!({"counters": {"store": "redis", "redis": {"cluster": "redis", "mode": "approximate"}}, "admin": null}),
             ),
             (2, json!({"unreadable_body": "strictest", "max_body_bytes": 256})),
+            // The lease mode: a request short of units waits for a lease call.
+            (
+                1,
+                json!({"counters": {"store": "redis", "on_error": "fail_closed", "redis": {"cluster": "redis", "mode": "lease"}}, "admin": null}),
+            ),
         ];
         let mut all = configs().to_vec();
         // Member caps in shared data: the rich config's team pool, with one.
@@ -136,6 +142,8 @@ pub struct Tally {
     /// Calls to Redis about a member cap: a stacked charge that applies
     /// one, or the admin endpoint's setting or clearing one.
     pub capped: u64,
+    /// Lease calls a request waited for (the lease mode).
+    pub leases: u64,
 }
 
 impl Tally {
@@ -152,6 +160,7 @@ impl Tally {
         self.stacked += o.stacked;
         self.money += o.money;
         self.capped += o.capped;
+        self.leases += o.leases;
     }
 }
 
@@ -386,6 +395,12 @@ fn redis_answer(u: &mut Unstructured, call: Option<&Call>) -> arbitrary::Result<
                     _ => fields.extend(record(u, call)?),
                 }
             }
+            if call.is_some_and(|c| c.command.op() == "lease") {
+                // Granted now, the holder's granted and spent, the others' unspent.
+                for _ in 0..4 {
+                    fields.push(*u.choose(&[0, 1, 3, 50, i64::MAX, -1])?);
+                }
+            }
             let verb = if u.ratio(1, 4)? { "EVAL" } else { "EVALSHA" };
             (Some(200), json!({ verb: fields }).to_string().into_bytes())
         }
@@ -513,6 +528,7 @@ impl<'c> Watch<'c> {
                 for call in calls {
                     tally.stacked += u64::from(call.command.op() == "charge_stack");
                     tally.capped += u64::from(call.command.member_cap_key().is_some() || call.command.op() == "cap");
+                    tally.leases += u64::from(call.command.op() == "lease");
                     if let (Some(id), "charge" | "charge_stack") = (call.command.id(), call.command.op()) {
                         // Counters and their markers alternate (a member cap's key may follow).
                         let counters = call.command.keys.chunks_exact(2).filter_map(|p| p.first().cloned()).collect();
@@ -625,6 +641,7 @@ mod tests {
         assert!(total.stacked > 50, "{total:?}");
         assert!(total.money > 20, "{total:?}");
         assert!(total.capped > 5, "{total:?}");
+        assert!(total.leases > 20, "{total:?}");
         assert!(total.corrections > 20 && total.body_reads > 100, "{total:?}");
     }
 }
