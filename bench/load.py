@@ -578,31 +578,39 @@ def run_overshoot(upstream_port, webdis_port, redis, log):
         prefix = f"overshoot-{sync_ms}:"
         config = redis_config("approximate", sync_ms, key_prefix=prefix)
         config["tiers"]["bench"]["limits"]["drafts"] = {"hard": OVERSHOOT_LIMIT, "window": "day"}
-        bootstrap = harness.render_bootstrap(upstream_port=upstream_port, filter_config=config, wasm=QUOTA_WASM,
-                                             extra_clusters=[harness.webdis_cluster(webdis_port)])
-        envoys = []
-        try:
-            with pinned(MEASURED_CPUS):
-                envoys = [harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning") for _ in range(2)]
-            with pinned(CLIENT_CPUS):
-                procs = [subprocess.Popen(_wrk_cmd(e.url("/"), "headers", CONNECTIONS, OVERSHOOT_S), cwd=BENCH_DIR,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                         for e in envoys]
-            outs = [_wrk_result(*p.communicate(timeout=OVERSHOOT_S + 60)) for p in procs]
-            sent = sum(o["requests"] for o in outs)
-            admitted = sum(o["requests"] - o["non_2xx"] for o in outs)
-            time.sleep(4 * sync_ms / 1000 + 0.5)  # every worker has synced since
-            in_redis = int(redis.cli("HGET", prefix + "{u:bench-user}drafts", "u").strip() or 0)
-            row = {"sync_ms": sync_ms, "sent": sent, "rps": sent / OVERSHOOT_S, "admitted": admitted,
-                   "in_redis": in_redis, "overshoot": admitted - OVERSHOOT_LIMIT,
-                   "overshoot_pct": 100 * (admitted - OVERSHOOT_LIMIT) / OVERSHOOT_LIMIT}
-            results.append(row)
-            log(f"overshoot, sync {sync_ms} ms: {admitted} admitted of {sent} for a limit of {OVERSHOOT_LIMIT}, "
-                f"Redis says {in_redis}")
-        finally:
-            for e in envoys:
-                e.stop()
+        sent, admitted = shared_limit_run(upstream_port, webdis_port, config, 2,
+                                          settle_s=4 * sync_ms / 1000 + 0.5)  # every worker has synced since
+        in_redis = int(redis.cli("HGET", prefix + "{u:bench-user}drafts", "u").strip() or 0)
+        row = {"sync_ms": sync_ms, "sent": sent, "rps": sent / OVERSHOOT_S, "admitted": admitted,
+               "in_redis": in_redis, "overshoot": admitted - OVERSHOOT_LIMIT,
+               "overshoot_pct": 100 * (admitted - OVERSHOOT_LIMIT) / OVERSHOOT_LIMIT}
+        results.append(row)
+        log(f"overshoot, sync {sync_ms} ms: {admitted} admitted of {sent} for a limit of {OVERSHOOT_LIMIT}, "
+            f"Redis says {in_redis}")
     return results
+
+
+def shared_limit_run(upstream_port, webdis_port, config, count, settle_s=0.0):
+    """`count` Envoys (one worker each, on the measured CPU) with `config`
+    through the `webdis` cluster, one wrk each (the headers workload, one
+    caller) for OVERSHOOT_S seconds; `settle_s` waited before the Envoys
+    stop. Returns (sent, admitted: wrk's 2xx answers)."""
+    bootstrap = harness.render_bootstrap(upstream_port=upstream_port, filter_config=config, wasm=QUOTA_WASM,
+                                         extra_clusters=[harness.webdis_cluster(webdis_port)])
+    envoys = []
+    try:
+        with pinned(MEASURED_CPUS):
+            envoys = [harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning") for _ in range(count)]
+        with pinned(CLIENT_CPUS):
+            procs = [subprocess.Popen(_wrk_cmd(e.url("/"), "headers", CONNECTIONS, OVERSHOOT_S), cwd=BENCH_DIR,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for e in envoys]
+        outs = [_wrk_result(*p.communicate(timeout=OVERSHOOT_S + 60)) for p in procs]
+        time.sleep(settle_s)
+        return sum(o["requests"] for o in outs), sum(o["requests"] - o["non_2xx"] for o in outs)
+    finally:
+        for e in envoys:
+            e.stop()
 
 
 def run_lease_limit(upstream_port, webdis_port, redis, log):
@@ -616,30 +624,14 @@ def run_lease_limit(upstream_port, webdis_port, redis, log):
         prefix = f"lease-{count}:"
         config = redis_config("lease", key_prefix=prefix)
         config["tiers"]["bench"]["limits"]["drafts"] = {"hard": OVERSHOOT_LIMIT, "window": "day"}
-        bootstrap = harness.render_bootstrap(upstream_port=upstream_port, filter_config=config, wasm=QUOTA_WASM,
-                                             extra_clusters=[harness.webdis_cluster(webdis_port)])
-        envoys = []
-        try:
-            with pinned(MEASURED_CPUS):
-                envoys = [harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning")
-                          for _ in range(count)]
-            with pinned(CLIENT_CPUS):
-                procs = [subprocess.Popen(_wrk_cmd(e.url("/"), "headers", CONNECTIONS, OVERSHOOT_S), cwd=BENCH_DIR,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                         for e in envoys]
-            outs = [_wrk_result(*p.communicate(timeout=OVERSHOOT_S + 60)) for p in procs]
-            sent = sum(o["requests"] for o in outs)
-            admitted = sum(o["requests"] - o["non_2xx"] for o in outs)
-            reserved = int(redis.cli("HGET", prefix + "{u:bench-user}drafts", "u").strip() or 0)
-            bound = 2 * -(-OVERSHOOT_LIMIT // 10) * (count - 1)
-            row = {"envoys": count, "sent": sent, "rps": sent / OVERSHOOT_S, "admitted": admitted,
-                   "reserved": reserved, "bound": bound}
-            results.append(row)
-            log(f"lease, {count} Envoys: {admitted} admitted of {sent} for a limit of {OVERSHOOT_LIMIT} "
-                f"(bound {OVERSHOOT_LIMIT - bound}..{OVERSHOOT_LIMIT}), Redis reserved {reserved}")
-        finally:
-            for e in envoys:
-                e.stop()
+        sent, admitted = shared_limit_run(upstream_port, webdis_port, config, count)
+        reserved = int(redis.cli("HGET", prefix + "{u:bench-user}drafts", "u").strip() or 0)
+        bound = 2 * -(-OVERSHOOT_LIMIT // 10) * (count - 1)
+        row = {"envoys": count, "sent": sent, "rps": sent / OVERSHOOT_S, "admitted": admitted,
+               "reserved": reserved, "bound": bound}
+        results.append(row)
+        log(f"lease, {count} Envoys: {admitted} admitted of {sent} for a limit of {OVERSHOOT_LIMIT} "
+            f"(bound {OVERSHOOT_LIMIT - bound}..{OVERSHOOT_LIMIT}), Redis reserved {reserved}")
     return results
 
 

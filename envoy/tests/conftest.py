@@ -22,7 +22,9 @@ import json as jsonlib
 import select
 import socket
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -218,6 +220,20 @@ def hammer(port, user, count, results, lock):
         conn.close()
         with lock:
             results.extend(statuses)
+
+
+def crowd(ports, user, connections, per_connection):
+    """`connections` threads, each on its own connection to one of `ports`
+    in turn, each sending `per_connection` of `hammer`'s requests from
+    `user`: the statuses, counted."""
+    results, lock = [], threading.Lock()
+    threads = [threading.Thread(target=hammer, args=(ports[i % len(ports)], user, per_connection, results, lock))
+               for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Counter(results)
 
 
 def sse_events(body):

@@ -7,12 +7,10 @@ outage ridden out on the block held for its lifetime, then the fail policy.
 The same mode against a Redis Cluster over TLS is in test_redis_cluster.py."""
 
 import json
-import threading
 import time
-from collections import Counter
 
 import harness
-from conftest import hammer, request
+from conftest import crowd, request
 from quota_configs import CHAT, chat, one_class
 
 
@@ -48,15 +46,7 @@ def usage(proxy, user):
 
 
 def load(proxies, user, connections, per_connection):
-    results, lock = [], threading.Lock()
-    threads = [threading.Thread(target=hammer, args=(proxies[i % len(proxies)].port, user, per_connection,
-                                                     results, lock))
-               for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return Counter(results)
+    return crowd([p.port for p in proxies], user, connections, per_connection)
 
 
 def drain(proxies, user, limit, timeout=30.0):

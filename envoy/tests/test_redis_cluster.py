@@ -21,7 +21,7 @@ from collections import Counter
 
 import pytest
 import redis_cluster
-from conftest import hammer, request
+from conftest import crowd, hammer, request
 from quota_configs import CHAT, chat, one_class
 
 SCRIPT = redis_cluster.harness.REPO_ROOT / "core" / "src" / "redis" / "quota.lua"
@@ -228,6 +228,15 @@ class Load:
             t.join()
         return Counter(self.answers)
 
+    @staticmethod
+    def statuses(answers):
+        """The statuses of `stop`'s answers, counted; only 200, 429 and 503."""
+        statuses = Counter()
+        for (status, _), n in answers.items():
+            statuses[status] += n
+        assert set(statuses) <= {200, 429, 503}, answers
+        return statuses
+
 
 def test_a_master_killed_mid_load_fails_over_and_counting_resumes(cluster, quota_node):
     limit, threads = 400, 8
@@ -263,10 +272,7 @@ def test_a_master_killed_mid_load_fails_over_and_counting_resumes(cluster, quota
         load.wait_until("the limit", lambda: load.count(429) >= threads)
     finally:
         answers = load.stop()
-    statuses = Counter()
-    for (status, _), n in answers.items():
-        statuses[status] += n
-    assert set(statuses) <= {200, 429, 503}, answers
+    statuses = load.statuses(answers)
     assert all(state == "unavailable" for (status, state), _ in answers.items() if status == 503), answers
     # The cluster charged exactly the limit; whatever the old master had
     # acknowledged and not yet replicated when it died was admitted once
@@ -370,14 +376,7 @@ def test_the_lease_mode_across_three_envoys_never_passes_the_limit(cluster, quot
     bound = 2 * lease_block(limit) * (len(proxies) - 1)
     for round_ in range(2):
         user = f"leased-{round_}"
-        results, lock = [], threading.Lock()
-        threads = [threading.Thread(target=hammer, args=(proxies[i % 3].port, user, per_thread, results, lock))
-                   for i in range(3 * threads_per_envoy)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        counts = Counter(results)
+        counts = crowd([p.port for p in proxies], user, 3 * threads_per_envoy, per_thread)
         print(f"lease mode, round {round_}: {counts[200]} of {limit} admitted at full load across three Envoys "
               f"on the cluster (stated bound: at least {limit - bound})")
         assert set(counts) <= {200, 429}, counts
@@ -418,10 +417,7 @@ def test_the_lease_mode_rides_out_a_master_killed_mid_load_and_counting_resumes(
         load.wait_until("the limit", lambda: load.count(429) >= threads)
     finally:
         answers = load.stop()
-    statuses = Counter()
-    for (status, _), n in answers.items():
-        statuses[status] += n
-    assert set(statuses) <= {200, 429, 503}, answers
+    statuses = load.statuses(answers)
     # Idle units come back; whatever is left is spent.
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
