@@ -186,7 +186,8 @@ pub fn admit<S: CounterStore + ?Sized>(config: &Config, ticket: &Ticket, store: 
         let mut next = share;
         next.counter = written.unwrap_or(share.counter);
         next.spent = share.spent.saturating_add(charge.cost);
-        let renew = wants_renewal(&next, settings, ticket.now_ms);
+        // A request that took nothing asks for nothing.
+        let renew = charge.cost > 0 && wants_renewal(&next, settings, ticket.now_ms);
         if renew {
             next.renewing_until_ms = ticket.now_ms.saturating_add(i64::try_from(redis.timeout_ms).unwrap_or(0));
         }
@@ -512,6 +513,14 @@ mod tests {
             panic!()
         };
         assert!(decision.admitted());
+        // A request that costs nothing never asks for a block, even on an empty share.
+        let fresh = MemoryStore::new();
+        let fresh_table = config.counters.table(&fresh, NOON_MS);
+        let Admit::Decided { decision, renew } = admit(&config, &ticket(&config, 0, NOON_MS), &fresh_table, false)
+        else {
+            panic!()
+        };
+        assert!(decision.admitted() && !renew);
     }
 
     #[test]

@@ -114,8 +114,9 @@ pub struct Remote {
     /// Lease mode: renewals out, by host token: the counter, when it left.
     renewing: RefCell<HashMap<u32, (LeaseTarget, i64)>>,
     /// Lease mode: counters this VM holds a share of, by key, to give back
-    /// what stays unspent past a block's lifetime.
-    held: RefCell<HashMap<String, LeaseTarget>>,
+    /// what stays unspent past a block's lifetime, each with when to look
+    /// at it next (Unix ms: when its block may have run out of lifetime).
+    held: RefCell<HashMap<String, (LeaseTarget, i64)>>,
     last_release_ms: Cell<i64>,
     /// Redis lost the script (NOSCRIPT): send it with the next call.
     reload: Cell<bool>,
@@ -285,9 +286,11 @@ impl Remote {
     /// Lease mode: this Envoy holds a share of `target`'s counter; the
     /// tick gives back what stays unspent past a block's lifetime.
     pub fn leased(&self, target: LeaseTarget) {
+        let Some((_, lease)) = self.config.counters.lease() else { return };
+        let next = HostClock.now_ms().saturating_add(i64::try_from(lease.ms).unwrap_or(i64::MAX));
         let mut held = self.held.borrow_mut();
         if held.len() < MAX_HELD || held.contains_key(&target.key) {
-            held.insert(target.key.clone(), target);
+            held.insert(target.key.clone(), (target, next));
         }
     }
 
@@ -328,8 +331,10 @@ impl Remote {
     /// correction (retried, applied once); forgets the shares whose window
     /// ended or that hold nothing.
     fn release_idle(&self, now_ms: i64) {
-        let targets: Vec<LeaseTarget> = self.held.borrow().values().cloned().collect();
-        for target in targets {
+        // Only shares whose block may have outlived its lifetime are read.
+        let due: Vec<LeaseTarget> =
+            self.held.borrow().values().filter(|(_, next)| *next <= now_ms).map(|(t, _)| t.clone()).collect();
+        for target in due {
             let counters = self.config.counters.table(&SharedData, now_ms);
             let released = match lease::release(&self.config, &target.key, &counters, now_ms) {
                 Ok(released) => released,
@@ -355,11 +360,22 @@ impl Remote {
                     self.queue(command, Tag::Correction);
                 }
             }
-            let idle = self.share(&target.key, now_ms).is_none_or(|s| {
+            let share = self.share(&target.key, now_ms);
+            let idle = share.is_none_or(|s| {
                 s.left() == 0 && (now_ms >= s.expires_ms || now_ms >= s.counter.window_end.saturating_mul(1000))
             });
-            if idle {
-                self.held.borrow_mut().remove(&target.key);
+            let mut held = self.held.borrow_mut();
+            match share {
+                _ if idle => {
+                    held.remove(&target.key);
+                }
+                // Renewed meanwhile: look again when its new lifetime is over.
+                Some(s) => {
+                    if let Some(entry) = held.get_mut(&target.key) {
+                        entry.1 = s.expires_ms.max(now_ms.saturating_add(1));
+                    }
+                }
+                None => {}
             }
         }
     }
