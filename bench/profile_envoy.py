@@ -30,7 +30,9 @@ from load import harness  # noqa: E402
 
 CASES = {
     "noop": ("noop", "headers"),
+    "floor": ("floor", "headers"),
     "quota": ("quota", "headers"),
+    "quota_no_ledger": ("quota_no_ledger", "headers"),
     "quota_no_headers": ("quota_no_headers", "headers"),
     "noop_body": ("noop", "body"),
     "quota_body": ("quota_body", "body"),
