@@ -14,6 +14,48 @@ fn demo_config() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// The demo matrix with `bench/load.py`'s tier `bench` (limits never reached).
+fn bench_config() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |path: PathBuf| {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let mut config = read(root.join("envoy/demo-config.json"));
+    config["tiers"]["bench"] = read(root.join("bench/bench-tier.json"));
+    if let Some(order) = config["tier_order"].as_array_mut() {
+        order.push("bench".into());
+    }
+    config.to_string()
+}
+
+/// `bench/load.py`'s header workload (`headers.lua`): one caller on the tier
+/// `bench`, a draft classified by its path, admitted every time. The request
+/// the Envoy benchmark's floor is measured against.
+fn bench_workload(c: &mut Criterion) {
+    let host = Host::new();
+    let vm = host
+        .vm_builder()
+        .vm_id("quota")
+        .root_id("quota")
+        .plugin_config(bench_config())
+        .allow_on_headers_stop_iteration(true)
+        .start()
+        .unwrap_or_else(|e| panic!("the filter did not start: {e}"));
+    let mut group = c.benchmark_group("filter_in_wasmtime");
+    group.bench_function("bench_tier_headers_workload", |b| {
+        b.iter(|| {
+            vm.request()
+                .method("POST")
+                .path("/v1/projects/p1/drafts")
+                .header("x-user-id", "bench-user")
+                .header("x-plan", "bench")
+                .send()
+        })
+    });
+    group.finish();
+}
+
 fn per_request(c: &mut Criterion) {
     let host = Host::new();
     let vm = host
@@ -61,5 +103,5 @@ fn per_request(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_request);
+criterion_group!(benches, bench_workload, per_request);
 criterion_main!(benches);

@@ -65,6 +65,11 @@ pub(crate) fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // `HOST_TESTS_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf report`
+        // names the module's functions (a per-function profile of the filter).
+        if std::env::var_os("HOST_TESTS_PERFMAP").is_some_and(|v| v != "0") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).unwrap_or_else(|_| Engine::default());
         let ticker = engine.clone();
         let _ = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || loop {
