@@ -10,9 +10,9 @@
 //! forwarded: Envoy's own 503 after the upstream had the request (a reset)
 //! keeps its charge (the work may have been done) and its body.
 
+use crate::config::read::read_object;
 use crate::config::ConfigError;
 use crate::refund::flags;
-use serde::Deserialize;
 
 /// The statuses that mean "busy" by default: rate limited (429),
 /// unavailable (503) and Anthropic's overloaded (529).
@@ -26,23 +26,25 @@ pub const DEFAULT_RETRY_AFTER: u64 = 2;
 pub const MAX_RETRY_AFTER: u64 = 3600;
 
 /// `upstream_busy`: which upstream answers are rewritten as "busy, not your quota".
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
 pub struct RawUpstreamBusy {
     /// Rewrite busy answers (default true); `false` passes them through as
     /// any other upstream error (refunded as `refunds` says).
-    #[serde(default)]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub enabled: Option<bool>,
     /// The upstream statuses that mean the model is busy, each from 400 to
     /// 599. Default `[429, 503, 529]`.
-    #[serde(default)]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub statuses: Option<Vec<u16>>,
     /// Seconds the answer's `Retry-After` says when the upstream's says
     /// nothing (1 to 3600, default 2). An upstream's own `Retry-After` is kept.
-    #[serde(default)]
+    #[cfg_attr(feature = "schema", serde(default))]
     pub retry_after: Option<u64>,
 }
+
+read_object!(RawUpstreamBusy { enabled, statuses, retry_after });
 
 /// The checked `upstream_busy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +120,7 @@ mod tests {
     use crate::refund::flags::{NO_HEALTHY_UPSTREAM, UPSTREAM_REMOTE_RESET, UPSTREAM_REQUEST_TIMEOUT};
 
     fn policy(json: &str) -> Result<BusyPolicy, ConfigError> {
-        let raw: RawUpstreamBusy = serde_json::from_str(json).unwrap();
+        let raw: RawUpstreamBusy = crate::config::read::from_json(json).unwrap();
         BusyPolicy::from_raw(Some(&raw))
     }
 

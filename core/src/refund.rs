@@ -6,8 +6,9 @@
 //! had the request keep the charge (the upstream may have done, and billed,
 //! the work).
 
+use crate::config::read::{read_object, FromNode};
+use crate::config::tree::{Node, Number};
 use crate::config::ConfigError;
-use serde::Deserialize;
 
 /// Envoy's response flags, as its `response.flags` attribute reports them
 /// (the legacy bit values of `StreamInfo::ResponseFlag`).
@@ -69,18 +70,40 @@ impl Default for RefundPolicy {
 }
 
 /// One entry of `refunds.statuses`: a status code, or a class such as `"4xx"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(untagged)]
+#[cfg_attr(feature = "schema", serde(untagged))]
 pub enum RawStatus {
     Code(u16),
     Class(String),
 }
 
+impl FromNode for RawStatus {
+    fn from_node(node: &Node, path: &str) -> Result<Self, ConfigError> {
+        match node {
+            Node::Number(Number::Unsigned(code)) => match u16::try_from(*code) {
+                Ok(code) => Ok(RawStatus::Code(code)),
+                Err(_) => Err(not_a_status(path, node)),
+            },
+            Node::String(class) => Ok(RawStatus::Class(class.clone())),
+            other => Err(not_a_status(path, other)),
+        }
+    }
+}
+
+/// Worded as the checks of `RefundPolicy::from_raw` word a status they refuse.
+fn not_a_status(path: &str, node: &Node) -> ConfigError {
+    let found = match node {
+        Node::Null => "null".to_string(),
+        other => other.unexpected().to_string(),
+    };
+    ConfigError::new(path, format!("must be a status code, \"4xx\" or \"5xx\", got {found}"))
+}
+
 /// `refunds`: which upstream answers give the units back.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", serde(deny_unknown_fields))]
 pub struct RawRefunds {
     /// Upstream statuses that give the charge back: codes (`503`) or classes
     /// (`"4xx"`, `"5xx"`), each from 400 to 599. Default `["4xx", "5xx"]`;
@@ -89,6 +112,8 @@ pub struct RawRefunds {
     /// upstream did not answer (timeouts, resets, the client leaving) never are.
     pub statuses: Vec<RawStatus>,
 }
+
+read_object!(RawRefunds { statuses: required });
 
 impl RefundPolicy {
     /// Checks `refunds` (`None`: the default policy).
@@ -152,7 +177,7 @@ mod tests {
     use super::*;
 
     fn policy(json: &str) -> Result<RefundPolicy, ConfigError> {
-        let raw: RawRefunds = serde_json::from_str(json).unwrap();
+        let raw: RawRefunds = crate::config::read::from_json(json).unwrap();
         RefundPolicy::from_raw(Some(&raw))
     }
 

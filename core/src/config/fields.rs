@@ -1,22 +1,9 @@
 //! Checks shared by every part of the config: plain names, copy text,
-//! header names and values, unit counts, and nested values parsed late.
+//! header names and values, unit counts.
 
 use super::error::{join, ConfigError};
 use super::raw::RawHeaderValue;
 use crate::units::MAX_UNITS;
-use serde_json::Value;
-
-/// Deserialises a nested value, prefixing error paths with `path`.
-/// The value is parsed from its text, as the document was: one parser for
-/// every part of the config (a smaller `.wasm`), and the same paths.
-pub(super) fn deserialize_at<T: serde::de::DeserializeOwned>(path: &str, value: Value) -> Result<T, ConfigError> {
-    let text = value.to_string();
-    serde_json::from_slice(text.as_bytes()).map_err(|e| {
-        let inner = super::locate::error_path(text.as_bytes(), &e);
-        let full = if inner == "." { path.to_string() } else { join(path, &inner) };
-        ConfigError::new(full, super::locate::error_reason(&e))
-    })
-}
 
 /// Names appear in keys, headers and metrics: keep them plain.
 pub(super) fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {

@@ -1,7 +1,8 @@
-//! The JSON path of a parse error: where in the document `serde_json`
+//! The JSON path of a syntax error: where in the document `serde_json`
 //! stopped, named as the config's errors name paths (`classes[1].match[0].path`,
 //! `.` for the document). Found by scanning the text up to the error's
-//! line and column, so the config's types are parsed by `serde_json` alone.
+//! line and column. (Errors in the document's shape name their path as
+//! `read.rs` walks the parsed tree.)
 
 /// One step of a path.
 enum Step {
@@ -12,15 +13,6 @@ enum Step {
 /// The path at the point where `error` stopped in `doc` (the text parsed).
 pub(super) fn error_path(doc: &[u8], error: &serde_json::Error) -> String {
     path_at(doc, offset_of(doc, error.line(), error.column()))
-}
-
-/// The message of `error` without " at line L column C".
-pub(super) fn error_reason(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    match text.rsplit_once(" at line ") {
-        Some((reason, _)) if error.line() > 0 => reason.to_string(),
-        _ => text,
-    }
 }
 
 /// The byte just past `column` (1-based, the last byte read) of `line` (1-based).
@@ -115,6 +107,15 @@ fn string_end(text: &[u8], open: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message of `error` without " at line L column C".
+    fn error_reason(error: &serde_json::Error) -> String {
+        let text = error.to_string();
+        match text.rsplit_once(" at line ") {
+            Some((reason, _)) if error.line() > 0 => reason.to_string(),
+            _ => text,
+        }
+    }
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]

@@ -20,11 +20,13 @@ mod observability;
 mod parse;
 mod prices;
 mod raw;
+pub(crate) mod read;
 mod rules;
 #[cfg(feature = "schema")]
 mod schema;
 mod source;
 mod tiers;
+pub(crate) mod tree;
 
 pub use body::{
     BodyKeys, BodyNeeds, UnreadableBody, BUDGET_KEYS, DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_LIMIT, PROMPT_KEYS,
@@ -50,5 +52,7 @@ pub use schema::json_schema;
 pub use source::Source;
 pub use tiers::{Tier, TierId};
 
+#[cfg(test)]
+mod shape_tests;
 #[cfg(test)]
 mod tests;

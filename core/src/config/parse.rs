@@ -1,6 +1,8 @@
 use super::checked::Config;
 use super::error::ConfigError;
 use super::raw::RawConfig;
+use super::read::FromNode;
+use super::tree::Node;
 
 impl Config {
     /// Parses and validates the filter's JSON configuration.
@@ -11,10 +13,12 @@ impl Config {
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ConfigError::new(".", "the configuration must be a JSON object"));
         }
+        // The text as a tree first (syntax errors located by line and
+        // column), then its shape, read with the path of every value.
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde::Deserialize::deserialize(&mut de)
+        let tree: Node = serde::Deserialize::deserialize(&mut de)
             .map_err(|e| ConfigError::new(super::locate::error_path(bytes, &e), e.to_string()))?;
         de.end().map_err(|e| ConfigError::new(".", e.to_string()))?;
-        Config::try_from(raw)
+        Config::try_from(RawConfig::from_node(&tree, ".")?)
     }
 }

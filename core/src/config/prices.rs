@@ -225,7 +225,7 @@ mod tests {
     const MILLION: u64 = 1_000_000;
 
     fn prices(json: serde_json::Value) -> Prices {
-        let raw: RawPrices = serde_json::from_value(json).unwrap();
+        let raw: RawPrices = super::super::read::from_json(&json.to_string()).unwrap();
         check_prices(Some(&raw)).unwrap().unwrap()
     }
 
@@ -393,7 +393,7 @@ mod tests {
         for name in ["", "*", "a*b", "**", "o3**", "*o3"] {
             let mut raw = serde_json::json!({"currency": "USD", "models": {}});
             raw["models"][name] = serde_json::json!({"input": 1, "output": 1});
-            let raw: RawPrices = serde_json::from_value(raw).unwrap();
+            let raw: RawPrices = super::super::read::from_json(&raw.to_string()).unwrap();
             let e = check_prices(Some(&raw)).unwrap_err();
             assert_eq!(e.path, format!("prices.models.{name}"), "{name}: {e}");
         }

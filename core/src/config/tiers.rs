@@ -5,9 +5,10 @@ use super::cells::{check_cell, Cell, Limits, Scope};
 use super::classes::{class_names, Class};
 use super::copy::{check_copy, CopySet};
 use super::error::{join, ConfigError};
-use super::fields::{check_name, check_text, deserialize_at};
+use super::fields::{check_name, check_text};
 use super::raw::{OrderedMap, RawTier};
-use serde_json::Value;
+use super::read::FromNode;
+use super::tree::Node;
 
 /// Index of a tier in [`Config::tiers`] (`tier_order` = upgrade order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,7 +28,7 @@ pub struct Tier {
 
 /// The tiers' names in upgrade order (`tier_order`); at least one. The keys
 /// of `tiers` give no order: control planes sort them.
-pub(super) fn tier_names(raw: &OrderedMap<Value>, order: Option<&[String]>) -> Result<Vec<String>, ConfigError> {
+pub(super) fn tier_names(raw: &OrderedMap<Node>, order: Option<&[String]>) -> Result<Vec<String>, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::new("tiers", "must define at least one tier"));
     }
@@ -72,7 +73,7 @@ pub(super) fn tier_id(tier_names: &[String], path: &str, name: &str) -> Result<T
 
 /// Every tier, each with a cell for every class.
 pub(super) fn check_tiers(
-    raw: &OrderedMap<Value>,
+    raw: &OrderedMap<Node>,
     classes: &[Class],
     tier_names: &[String],
     scales: &[u64],
@@ -82,8 +83,7 @@ pub(super) fn check_tiers(
     for (index, name) in tier_names.iter().enumerate() {
         let path = join("tiers", name);
         check_name(&path, name)?;
-        let value = raw.get(name).cloned().unwrap_or(Value::Null);
-        let raw_tier: RawTier = deserialize_at(&path, value)?;
+        let raw_tier = RawTier::from_node(raw.get(name).unwrap_or(&Node::Null), &path)?;
         tiers.push(check_tier(&path, index, name, &raw_tier, classes, tier_names, scales, &tier_id)?);
     }
     Ok(tiers)
