@@ -4,9 +4,9 @@
 //! the JSON path of the value at fault.
 //!
 //! Written by hand instead of `#[derive(Deserialize)]`: a derived reader is
-//! serde's whole machinery again for every struct and every field type, and
-//! was a fifth of the filter's `.wasm`. Here each struct is one function
-//! ([`read_object!`]) over a few shared, plain ones.
+//! serde's machinery again for every struct and every field type, about
+//! 200 KB of the filter's 1.1 MB `.wasm`. Here a struct is a table of its
+//! fields' names ([`read_object!`]) and one shared walk ([`read_fields`]).
 
 use super::error::ConfigError;
 use super::tree::{Node, Number};
@@ -49,47 +49,61 @@ pub(crate) fn members<'a>(node: &'a Node, path: &str, expected: &str) -> Result<
     }
 }
 
-/// Reads an object's members into a struct: `keys` maps each key to its
-/// field's name (an alias to the field it stands for), `fields` lists the
-/// keys as serde lists them in errors, `required` the fields an object must
-/// set, and `read` stores one field's value. As serde reads a struct: in
-/// document order, the first unknown key, field written twice or bad value
-/// is the error; then the first required field missing, in their order.
-/// One function for every struct (with `read_object!`'s small `read`), so
-/// the `.wasm` holds one copy of the walk.
-pub(crate) fn read_fields(
-    node: &Node,
-    path: &str,
-    expected: &str,
-    keys: &[(&str, &'static str)],
-    fields: &'static [&'static str],
-    required: &[&'static str],
-    read: &mut dyn FnMut(&str, &Node, &str) -> Result<(), ConfigError>,
-) -> Result<(), ConfigError> {
-    let mut seen: Vec<&str> = Vec::new();
-    for (key, value) in members(node, path, expected)? {
-        let at = member_path(path, key);
-        let Some(&(_, name)) = keys.iter().find(|(k, _)| k == key) else {
-            return Err(ConfigError::new(at, Message::unknown_field(key, fields).to_string()));
-        };
-        if seen.contains(&name) {
-            return Err(ConfigError::new(at, Message::duplicate_field(name).to_string()));
-        }
-        seen.push(name);
-        read(name, value, &at)?;
-    }
-    match required.iter().find(|name| !seen.contains(name)) {
-        Some(missing) => Err(ConfigError::new(path, Message::missing_field(missing).to_string())),
-        None => Ok(()),
+/// A struct's field, as [`read_fields`] fills it: any raw type.
+pub(crate) trait Field {
+    fn read(&mut self, node: &Node, path: &str) -> Result<(), ConfigError>;
+}
+
+impl<T: FromNode> Field for T {
+    fn read(&mut self, node: &Node, path: &str) -> Result<(), ConfigError> {
+        *self = T::from_node(node, path)?;
+        Ok(())
     }
 }
 
-/// Reads a field's value into its place. Not inlined: each struct's
-/// reader is then one call per field, the reading code one copy per type.
-#[inline(never)]
-pub(crate) fn store<T: FromNode>(field: &mut T, node: &Node, path: &str) -> Result<(), ConfigError> {
-    *field = T::from_node(node, path)?;
-    Ok(())
+/// What [`read_fields`] knows of a struct: its fields' JSON names (in the
+/// order of its `fields`), aliases (key, name), the keys as serde lists them
+/// in errors, and the names an object must set.
+pub(crate) struct Shape {
+    pub expected: &'static str,
+    pub names: &'static [&'static str],
+    pub aliases: &'static [(&'static str, &'static str)],
+    pub keys: &'static [&'static str],
+    pub required: &'static [&'static str],
+}
+
+/// Reads an object's members into a struct's `fields`, as serde reads a
+/// struct: in document order, the first unknown key, field written twice
+/// or bad value is the error; then the first required field missing, in
+/// their order. One function for every struct, handed the struct's fields
+/// as `dyn Field`: the `.wasm` holds one copy of the walk, and one reader
+/// per field type.
+pub(crate) fn read_fields(
+    node: &Node,
+    path: &str,
+    shape: &Shape,
+    fields: &mut [&mut dyn Field],
+) -> Result<(), ConfigError> {
+    let mut seen = vec![false; fields.len()];
+    for (key, value) in members(node, path, shape.expected)? {
+        let at = member_path(path, key);
+        let name = shape.aliases.iter().find(|(alias, _)| alias == key).map_or(key.as_str(), |(_, name)| name);
+        let found =
+            shape.names.iter().zip(fields.iter_mut()).zip(seen.iter_mut()).find(|((known, _), _)| **known == name);
+        let Some(((name, field), seen)) = found else {
+            return Err(ConfigError::new(at, Message::unknown_field(key, shape.keys).to_string()));
+        };
+        if *seen {
+            return Err(ConfigError::new(at, Message::duplicate_field(name).to_string()));
+        }
+        *seen = true;
+        field.read(value, &at)?;
+    }
+    let set = |name: &&str| shape.names.iter().zip(&seen).any(|(known, set)| known == name && *set);
+    match shape.required.iter().find(|name| !set(name)) {
+        Some(missing) => Err(ConfigError::new(path, Message::missing_field(missing).to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Declares how a raw struct is read from a JSON object (with
@@ -105,24 +119,16 @@ macro_rules! read_object {
                 node: &$crate::config::tree::Node,
                 path: &str,
             ) -> Result<Self, $crate::config::ConfigError> {
-                use $crate::config::read::read_object;
-                const KEYS: &[(&str, &str)] = &[$(
-                    $(($alias, stringify!($field)),)*
-                    (read_object!(@key $field $($key)?), read_object!(@key $field $($key)?))
-                ),*];
-                const FIELDS: &[&str] = &[$($($alias,)* read_object!(@key $field $($key)?)),*];
-                const REQUIRED: &[&str] = &[$($(read_object!(@$required $field),)?)*];
+                use $crate::config::read::{read_object, Field, Shape};
+                const SHAPE: Shape = Shape {
+                    expected: concat!("struct ", stringify!($ty)),
+                    names: &[$(read_object!(@key $field $($key)?)),*],
+                    aliases: &[$($(($alias, stringify!($field)),)*)*],
+                    keys: &[$($($alias,)* read_object!(@key $field $($key)?)),*],
+                    required: &[$($(read_object!(@$required $field),)?)*],
+                };
                 let mut out = $ty { $($field: Default::default()),* };
-                let expected = concat!("struct ", stringify!($ty));
-                $crate::config::read::read_fields(node, path, expected, KEYS, FIELDS, REQUIRED, &mut |name, value, at| {
-                    match name {
-                        $(read_object!(@key $field $($key)?) => {
-                            $crate::config::read::store(&mut out.$field, value, at)?
-                        })*
-                        _ => {}
-                    }
-                    Ok(())
-                })?;
+                $crate::config::read::read_fields(node, path, &SHAPE, &mut [$(&mut out.$field as &mut dyn Field),*])?;
                 Ok(out)
             }
         }
