@@ -2,6 +2,11 @@
 //! shape. Unknown fields are rejected so a typo never silently does nothing.
 //! `checked.rs` (with one module per part) turns this into the types the
 //! filter runs on.
+//!
+//! Each struct's reader is declared under it with `read_object!` (see
+//! `read.rs`): its JSON names, aliases and required fields. The `serde`
+//! attributes only shape the JSON Schema (schemars reads them, with the
+//! `schema` feature); `schema.rs` tests that the two agree.
 
 use super::read::{invalid_type, members, read_object, FromNode};
 use super::tree::{Node, Number};
@@ -724,8 +729,8 @@ pub enum RawCellEntry {
     Stack(Vec<RawCell>),
 }
 
-// By hand rather than `untagged` (an `anyOf`), for the reason `Deserialize`
-// is: a validator reports a field's error inside an `anyOf` as the whole
+// By hand rather than `untagged` (an `anyOf`), for the reason its reader
+// is (below): a validator reports a field's error inside an `anyOf` as the whole
 // cell's ("not valid under any of the given schemas"). `if`/`then`/`else`
 // picks the form by the value's type, so the error keeps the field's path
 // (`tiers.free.limits.drafts.hard`, `...drafts[1].hard`).

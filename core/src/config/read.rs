@@ -72,6 +72,11 @@ pub(crate) struct Shape {
     pub required: &'static [&'static str],
 }
 
+/// A struct read from a JSON object (declared with [`read_object!`]).
+pub(crate) trait Object {
+    const SHAPE: Shape;
+}
+
 /// Reads an object's members into a struct's `fields`, as serde reads a
 /// struct: in document order, the first unknown key, field written twice
 /// or bad value is the error; then the first required field missing, in
@@ -114,21 +119,24 @@ pub(crate) fn read_fields(
 /// `=` can have no alias and cannot be required (none needs to).
 macro_rules! read_object {
     ($ty:ident { $($field:ident $(= $key:literal)? $(| $alias:literal)* $(: $required:ident)?),* $(,)? }) => {
+        impl $crate::config::read::Object for $ty {
+            const SHAPE: $crate::config::read::Shape = $crate::config::read::Shape {
+                expected: concat!("struct ", stringify!($ty)),
+                names: &[$($crate::config::read::read_object!(@key $field $($key)?)),*],
+                aliases: &[$($(($alias, stringify!($field)),)*)*],
+                keys: &[$($($alias,)* $crate::config::read::read_object!(@key $field $($key)?)),*],
+                required: &[$($($crate::config::read::read_object!(@$required $field),)?)*],
+            };
+        }
+
         impl $crate::config::read::FromNode for $ty {
             fn from_node(
                 node: &$crate::config::tree::Node,
                 path: &str,
             ) -> Result<Self, $crate::config::ConfigError> {
-                use $crate::config::read::{read_object, Field, Shape};
-                const SHAPE: Shape = Shape {
-                    expected: concat!("struct ", stringify!($ty)),
-                    names: &[$(read_object!(@key $field $($key)?)),*],
-                    aliases: &[$($(($alias, stringify!($field)),)*)*],
-                    keys: &[$($($alias,)* read_object!(@key $field $($key)?)),*],
-                    required: &[$($(read_object!(@$required $field),)?)*],
-                };
+                use $crate::config::read::{Field, Object};
                 let mut out = $ty { $($field: Default::default()),* };
-                $crate::config::read::read_fields(node, path, &SHAPE, &mut [$(&mut out.$field as &mut dyn Field),*])?;
+                $crate::config::read::read_fields(node, path, &Self::SHAPE, &mut [$(&mut out.$field as &mut dyn Field),*])?;
                 Ok(out)
             }
         }

@@ -38,3 +38,78 @@ pub fn json_schema() -> Value {
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::raw::*;
+    use super::super::read::Object;
+    use super::*;
+    use crate::busy::RawUpstreamBusy;
+    use crate::refund::RawRefunds;
+
+    /// The readers of `read.rs` and the schema come from two declarations
+    /// (`read_object!` and the `serde` attributes schemars reads): each
+    /// object's properties and required ones must be the same.
+    #[test]
+    fn the_schema_names_the_fields_the_readers_read() {
+        macro_rules! shapes {
+            ($($ty:ident),* $(,)?) => { vec![$((stringify!($ty), <$ty as Object>::SHAPE)),*] };
+        }
+        let shapes = shapes![
+            RawIdentity,
+            RawSource,
+            RawAnonymous,
+            RawCalendar,
+            RawClass,
+            RawRule,
+            RawPath,
+            RawHeaderCond,
+            RawBodyCond,
+            RawCost,
+            RawRecords,
+            RawBytes,
+            RawTokens,
+            RawPriced,
+            RawCopy,
+            RawTier,
+            RawCell,
+            RawPace,
+            RawDegrade,
+            RawHeaderValue,
+            RawCap,
+            RawQueue,
+            RawUsageReads,
+            RawCounters,
+            RawRedis,
+            RawResponseHeaders,
+            RawObservability,
+            RawAnalytics,
+            RawAdmin,
+            RawRefunds,
+            RawUpstreamBusy,
+            RawPrices,
+            RawModelPrice,
+        ];
+        let schema = json_schema();
+        let names = |object: &Value| -> Vec<String> {
+            object.get("properties").and_then(Value::as_object).map_or(vec![], |p| p.keys().cloned().collect())
+        };
+        let required = |object: &Value| -> Vec<String> {
+            object
+                .get("required")
+                .and_then(Value::as_array)
+                .map_or(vec![], |r| r.iter().filter_map(Value::as_str).map(String::from).collect())
+        };
+        assert_eq!(names(&schema), RawConfig::SHAPE.names);
+        assert_eq!(required(&schema), RawConfig::SHAPE.required);
+        let defs = schema["$defs"].as_object().unwrap();
+        for (name, shape) in &shapes {
+            assert_eq!(names(&defs[*name]), shape.names, "{name}");
+            assert_eq!(required(&defs[*name]), shape.required, "{name}");
+        }
+        // Every object of the schema has its reader listed here.
+        for (name, def) in defs {
+            assert!(def.get("properties").is_none() || shapes.iter().any(|(n, _)| n == name), "{name}");
+        }
+    }
+}
