@@ -274,14 +274,25 @@ impl Line {
     }
 }
 
+/// The bytes an escaped character starts with: controls, `"`, `\`, DEL,
+/// and the lead bytes of U+0080 to U+009F (0xC2) and U+2028/U+2029 (0xE2).
+const STARTS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b == 0x7f || b == 0xc2 || b == 0xe2;
+        b += 1;
+    }
+    table
+};
+
 /// `text` as the inside of a JSON string on one line: serde_json's escapes
 /// (`\"`, `\\`, `\n` and the other short forms, `\u00XX` for the other
 /// controls), and `\uXXXX` for U+007F to U+009F, U+2028 and U+2029.
 fn escape_into(out: &mut String, text: &str) {
     // Almost every text is plain printable ASCII: one pass over its bytes
     // finds none of the bytes an escaped character starts with.
-    let plain = |b: &u8| !matches!(b, 0..=0x1f | b'"' | b'\\' | 0x7f | 0xc2 | 0xe2);
-    if text.as_bytes().iter().all(plain) {
+    if !text.as_bytes().iter().any(|b| STARTS_ESCAPE[usize::from(*b)]) {
         out.push_str(text);
         return;
     }

@@ -329,9 +329,11 @@ fn put_response_headers(upstream: Option<&[(&[u8], &[u8])]>, headers: &Headers, 
         headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || removed.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
     };
-    let kept = upstream.iter().filter(|(n, _)| !ours(n)).copied();
-    let merged = kept.chain(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
-    if !header_map::set_pairs(map, merged) {
+    // Merged once: the encoding walks the list more than once.
+    let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(upstream.len() + headers.len());
+    merged.extend(upstream.iter().filter(|(n, _)| !ours(n)));
+    merged.extend(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    if !header_map::set_pairs(map, merged.iter().copied()) {
         log(LogLevel::Warn, "quota: could not put the quota headers on the response");
     }
 }
