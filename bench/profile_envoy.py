@@ -4,6 +4,7 @@ itself (V8's JIT code), the Envoy binary (HTTP, host calls, V8's runtime),
 the kernel, libc. Not part of `make bench`; evidence for BENCHMARKS.md.
 
     .venv/bin/python bench/profile_envoy.py [--rounds 2] [--cases noop,quota,...]
+        [--compare-wasm PATH]   # and the case quota_compare: another build of the filter
 
 Same setup as bench/load.py (one pinned worker, the Envoy upstream, wrk on
 the other CPU). For each case: wrk for 7 s, and in its middle `perf record
@@ -32,6 +33,7 @@ CASES = {
     "noop": ("noop", "headers"),
     "floor": ("floor", "headers"),
     "quota": ("quota", "headers"),
+    "quota_compare": ("quota_compare", "headers"),
     "quota_no_ledger": ("quota_no_ledger", "headers"),
     "quota_no_headers": ("quota_no_headers", "headers"),
     "noop_body": ("noop", "body"),
@@ -70,17 +72,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated, of: " + ", ".join(CASES))
+    parser.add_argument("--compare-wasm", type=Path,
+                        help="another build of the filter, profiled as the case quota_compare")
     args = parser.parse_args()
     if shutil.which("perf") is None:
         sys.exit("perf is missing: apt-get install linux-perf")
     cases = [c for c in args.cases.split(",") if c in CASES]
+    if args.compare_wasm and "quota_compare" not in cases:
+        cases.append("quota_compare")
+    if "quota_compare" in cases and not (args.compare_wasm and args.compare_wasm.exists()):
+        sys.exit("quota_compare needs --compare-wasm PATH (an existing .wasm)")
     with load.pinned(load.CLIENT_CPUS):
         upstream = harness.start_bootstrap(load.upstream_bootstrap(), concurrency=1, log_level="warning")
     envoys, results = {}, {c: [] for c in cases}
     try:
         needed = sorted({CASES[c][0] for c in cases})
         with load.pinned(load.MEASURED_CPUS):
-            for name, bootstrap in load.envoy_bootstraps(upstream.port, needed).items():
+            for name, bootstrap in load.envoy_bootstraps(upstream.port, needed, compare_wasm=args.compare_wasm).items():
                 envoys[name] = harness.start_bootstrap(bootstrap, concurrency=1, log_level="warning")
         for case in cases:  # warm-up
             envoy, workload = CASES[case]

@@ -96,7 +96,11 @@ pub fn rfc3339_ms(unix_ms: i64) -> String {
     let mut out = String::with_capacity(24);
     push_rfc3339(&mut out, unix_ms.div_euclid(1000));
     out.pop();
-    let _ = write!(out, ".{:03}Z", unix_ms.rem_euclid(1000));
+    let mut millis = *b".000Z";
+    if let Some(slot) = millis.get_mut(1..4) {
+        crate::decimal::write_padded(slot, unix_ms.rem_euclid(1000) as u32);
+    }
+    out.push_str(std::str::from_utf8(&millis).unwrap_or(".000Z"));
     out
 }
 

@@ -128,7 +128,10 @@ impl Layout {
 
     /// The store key of bucket `index`.
     pub fn bucket_key(index: u32) -> String {
-        format!("#{index}")
+        let mut key = String::with_capacity(11);
+        key.push('#');
+        crate::decimal::push_u64(&mut key, u64::from(index));
+        key
     }
 }
 

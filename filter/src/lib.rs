@@ -2,6 +2,9 @@
 //! Every decision is made in the core; this crate only reads what the host
 //! has, hands it over, and carries the answer back.
 
+// The module's allocator; native builds (the unit tests) keep the standard one.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod alloc;
 mod host;
 mod ledger;
 mod remote;
@@ -11,6 +14,10 @@ mod shared;
 mod stream;
 
 use proxy_wasm::types::LogLevel;
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: alloc::Classes = alloc::Classes::new();
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);

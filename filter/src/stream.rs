@@ -200,12 +200,13 @@ impl HttpContext for QuotaStream {
         if self.state.is_none() {
             return Action::Continue;
         }
-        let Some(pairs) = header_map::pairs(MapType::HttpRequestHeaders) else {
+        let map = header_map::read(MapType::HttpRequestHeaders);
+        let Some(pairs) = map.as_ref().and_then(|m| m.pairs()) else {
             log(LogLevel::Error, "quota: could not read request headers");
             return Action::Continue;
         };
         // Envoy only lets valid (ASCII) header names through.
-        let headers = pairs.into_iter().map(|(n, v)| (String::from_utf8_lossy(&n).into_owned(), v)).collect();
+        let headers = pairs.into_iter().map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec())).collect();
         self.event(|x, config, worker| x.request_head(config, worker, headers, end_of_stream))
     }
 
@@ -225,9 +226,10 @@ impl HttpContext for QuotaStream {
         let map = MapType::HttpResponseHeaders;
         // One read of the whole map: each host call costs more in Envoy than
         // the few headers it carries.
-        let upstream = header_map::pairs(map);
+        let read = header_map::read(map);
+        let upstream = read.as_ref().and_then(|m| m.pairs());
         let header = |name: &str| match &upstream {
-            Some(pairs) => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v.clone()),
+            Some(pairs) => pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v.to_vec()),
             None => header_map::get(map, name),
         };
         let status = header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
@@ -309,7 +311,7 @@ impl HttpContext for QuotaStream {
 /// and taking `removed` off; `upstream` is the map as read (one write of the
 /// whole map). If the map could not be read, the headers are set (and
 /// removed) one by one instead.
-fn put_response_headers(upstream: Option<&[(Vec<u8>, Vec<u8>)]>, headers: &Headers, removed: &[&str]) {
+fn put_response_headers(upstream: Option<&[(&[u8], &[u8])]>, headers: &Headers, removed: &[&str]) {
     let map = MapType::HttpResponseHeaders;
     if headers.is_empty() && removed.is_empty() {
         return;
@@ -327,9 +329,11 @@ fn put_response_headers(upstream: Option<&[(Vec<u8>, Vec<u8>)]>, headers: &Heade
         headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || removed.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
     };
-    let kept = upstream.iter().filter(|(n, _)| !ours(n)).map(|(n, v)| (n.as_slice(), v.as_slice()));
-    let merged = kept.chain(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
-    if !header_map::set_pairs(map, merged) {
+    // Merged once: the encoding walks the list more than once.
+    let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(upstream.len() + headers.len());
+    merged.extend(upstream.iter().filter(|(n, _)| !ours(n)));
+    merged.extend(headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    if !header_map::set_pairs(map, merged.iter().copied()) {
         log(LogLevel::Warn, "quota: could not put the quota headers on the response");
     }
 }

@@ -42,17 +42,34 @@ fn bench_workload(c: &mut Criterion) {
         .allow_on_headers_stop_iteration(true)
         .start()
         .unwrap_or_else(|e| panic!("the filter did not start: {e}"));
+    let send = || {
+        vm.request()
+            .method("POST")
+            .path("/v1/projects/p1/drafts")
+            .header("x-user-id", "bench-user")
+            .header("x-plan", "bench")
+            .send()
+    };
+    // With `HOST_TESTS_FUEL=1`: the module's own instructions per request,
+    // exact and the same on every machine (the time below is not).
+    if let Some(before) = vm.instructions() {
+        const N: u64 = 1000;
+        let by_export = vm.instructions_by_export();
+        for _ in 0..N {
+            let _ = send();
+        }
+        let after = vm.instructions().unwrap_or(before);
+        println!("bench_tier_headers_workload: {} wasm instructions per request", (after - before) / N);
+        for (name, n, _) in vm.instructions_by_export() {
+            let earlier = by_export.iter().find(|(e, ..)| *e == name).map_or(0, |(_, n, _)| *n);
+            if n > earlier {
+                println!("  {name}: {}", (n - earlier) / N);
+            }
+        }
+        return;
+    }
     let mut group = c.benchmark_group("filter_in_wasmtime");
-    group.bench_function("bench_tier_headers_workload", |b| {
-        b.iter(|| {
-            vm.request()
-                .method("POST")
-                .path("/v1/projects/p1/drafts")
-                .header("x-user-id", "bench-user")
-                .header("x-plan", "bench")
-                .send()
-        })
-    });
+    group.bench_function("bench_tier_headers_workload", |b| b.iter(send));
     group.finish();
 }
 

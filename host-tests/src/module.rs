@@ -70,6 +70,12 @@ pub(crate) fn engine() -> &'static Engine {
         if std::env::var_os("HOST_TESTS_PERFMAP").is_some_and(|v| v != "0") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        // `HOST_TESTS_FUEL=1`: count the module's instructions
+        // ([`crate::Vm::instructions`]), a measure of its own work that does not
+        // drift with the machine's speed.
+        if fuel_counted() {
+            config.consume_fuel(true);
+        }
         let engine = Engine::new(&config).unwrap_or_else(|_| Engine::default());
         let ticker = engine.clone();
         let _ = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || loop {
@@ -78,6 +84,12 @@ pub(crate) fn engine() -> &'static Engine {
         });
         engine
     })
+}
+
+/// Whether the engine counts fuel (`HOST_TESTS_FUEL=1`).
+pub(crate) fn fuel_counted() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("HOST_TESTS_FUEL").is_some_and(|v| v != "0"))
 }
 
 type Cell = Arc<OnceLock<Result<Arc<Prepared>, HostError>>>;

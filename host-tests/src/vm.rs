@@ -82,6 +82,8 @@ pub(crate) struct VmInner {
     pub exports: Exports,
     pub dead: Option<String>,
     next_context_id: u32,
+    /// With `HOST_TESTS_FUEL=1`: instructions run per export called, and calls.
+    instructions_by_export: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 impl VmInner {
@@ -119,7 +121,13 @@ impl VmInner {
             state.acting_stream = state.streams.contains_key(&context).then_some(context);
         }
         self.store.set_epoch_deadline(CALL_DEADLINE_TICKS);
+        let fuel_before = self.store.get_fuel().ok();
         let result = func.call(&mut self.store, params);
+        if let (Some(before), Ok(after)) = (fuel_before, self.store.get_fuel()) {
+            let entry = self.instructions_by_export.entry(what.to_string()).or_default();
+            entry.0 += before.saturating_sub(after);
+            entry.1 += 1;
+        }
         let state = self.state_mut();
         if result.is_err() {
             flush_lines(state, true);
@@ -328,6 +336,9 @@ impl VmBuilder {
         state.request_buffer_limit = self.request_buffer_limit;
         let mut store = Store::new(crate::module::engine(), state);
         store.set_epoch_deadline(CALL_DEADLINE_TICKS);
+        if crate::module::fuel_counted() {
+            store.set_fuel(u64::MAX).map_err(|e| HostError::Instantiate { message: format!("{e:?}") })?;
+        }
         let instance =
             prepared.pre.instantiate(&mut store).map_err(|e| HostError::Instantiate { message: format!("{e:?}") })?;
         check_abi(&mut store, &instance)?;
@@ -352,7 +363,8 @@ impl VmBuilder {
             });
         }
         let exports = Exports::find(&mut store, &instance)?;
-        let mut inner = VmInner { store, exports, dead: None, next_context_id: 1 };
+        let mut inner =
+            VmInner { store, exports, dead: None, next_context_id: 1, instructions_by_export: Default::default() };
 
         let init = instance.get_typed_func::<(), ()>(&mut inner.store, "_initialize").ok();
         if init.is_some() {
@@ -436,6 +448,20 @@ impl Vm {
         let result = f(&mut lock(&self.inner));
         self.host.shared.pump();
         result
+    }
+
+    /// The wasm instructions this VM has run so far (wasmtime's fuel), or
+    /// `None` unless the process runs with `HOST_TESTS_FUEL=1`.
+    pub fn instructions(&self) -> Option<u64> {
+        let inner = lock(&self.inner);
+        inner.store.get_fuel().ok().filter(|_| crate::module::fuel_counted()).map(|left| u64::MAX - left)
+    }
+
+    /// With `HOST_TESTS_FUEL=1`: per export the VM was called by, the
+    /// instructions it ran there and the number of calls (empty otherwise).
+    pub fn instructions_by_export(&self) -> Vec<(String, u64, u64)> {
+        let inner = lock(&self.inner);
+        inner.instructions_by_export.iter().map(|(name, (n, calls))| (name.clone(), *n, *calls)).collect()
     }
 
     pub fn root_context_id(&self) -> u32 {

@@ -61,23 +61,31 @@ extern "C" {
     fn proxy_set_header_map_pairs(map_type: MapType, data: *const u8, size: usize) -> u32;
 }
 
-/// A header map's entries in order, as (name, value) bytes; `None` if the
-/// host cannot read the map or hands over something that is not a map.
-pub fn pairs(map: MapType) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+/// A header map as the host handed it over: one buffer, its entries read
+/// in place ([`MapBytes::pairs`]) rather than copied out one by one.
+pub struct MapBytes(Vec<u8>);
+
+impl MapBytes {
+    /// The entries in order, as (name, value) bytes; `None` if the buffer
+    /// is not a map.
+    pub fn pairs(&self) -> Option<Vec<(&[u8], &[u8])>> {
+        decode(&self.0)
+    }
+}
+
+/// A header map's buffer; `None` if the host cannot read the map.
+pub fn read(map: MapType) -> Option<MapBytes> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the host allocates the buffer with the module's allocator and
     // hands ownership to us.
     let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
     if data.is_null() {
-        return (status == OK).then(Vec::new);
+        return (status == OK).then(|| MapBytes(Vec::new()));
     }
     // SAFETY: see above.
     let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
-    if status != OK {
-        return None;
-    }
-    decode(&bytes)
+    (status == OK).then_some(MapBytes(bytes))
 }
 
 /// Replaces a whole header map in one call; returns whether the host accepted it.
@@ -110,7 +118,7 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn decode(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+fn decode(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let word = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at.checked_add(4)?)?;
         usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
@@ -127,9 +135,9 @@ fn decode(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     for i in 0..count {
         let key_len = word(4 + 8 * i)?;
         let value_len = word(8 + 8 * i)?;
-        let key = bytes.get(data..data.checked_add(key_len)?)?.to_vec();
+        let key = bytes.get(data..data.checked_add(key_len)?)?;
         data = data.checked_add(key_len + 1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?.to_vec();
+        let value = bytes.get(data..data.checked_add(value_len)?)?;
         data = data.checked_add(value_len + 1)?;
         out.push((key, value));
     }
@@ -140,14 +148,14 @@ fn decode(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
 mod tests {
     use super::*;
 
-    fn entries(list: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        list.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+    fn entries<'a>(list: &[(&'a str, &'a str)]) -> Vec<(&'a [u8], &'a [u8])> {
+        list.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect()
     }
 
     #[test]
     fn pairs_survive_encoding_in_order_with_repeats() {
         let list = entries(&[(":status", "200"), ("set-cookie", "a=1"), ("set-cookie", "b=2"), ("x-empty", "")]);
-        let bytes = encode(list.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let bytes = encode(list.iter().copied());
         assert_eq!(decode(&bytes), Some(list));
     }
 
@@ -160,7 +168,7 @@ mod tests {
     #[test]
     fn truncated_or_lying_maps_are_refused_not_read_past_their_end() {
         let list = entries(&[("content-type", "text/event-stream")]);
-        let bytes = encode(list.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let bytes = encode(list.iter().copied());
         for cut in 1..bytes.len() - 1 {
             assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
         }
