@@ -64,9 +64,9 @@ fn already_normal(raw: &[u8]) -> Option<&str> {
         return Some("/");
     }
     let rest = raw.strip_prefix(b"/")?;
-    let plain = rest.split(|&b| b == b'/').all(|segment| {
-        !matches!(segment, b"" | b"." | b"..") && !segment.iter().any(|&b| b == b'%' || b == b'\\')
-    });
+    let plain = rest
+        .split(|&b| b == b'/')
+        .all(|segment| !matches!(segment, b"" | b"." | b"..") && !segment.iter().any(|&b| b == b'%' || b == b'\\'));
     if plain {
         std::str::from_utf8(raw).ok()
     } else {

@@ -50,26 +50,44 @@ fn bench_workload(c: &mut Criterion) {
             .header("x-plan", "bench")
             .send()
     };
+    let body_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/body-2k.json");
+    let body =
+        std::fs::read_to_string(&body_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", body_path.display()));
+    // `bench/load.py`'s body workload (`body.lua`): classified by its 2 KB JSON body.
+    let send_body = || {
+        vm.request()
+            .method("POST")
+            .path("/v1/chat/completions")
+            .header("x-user-id", "bench-user")
+            .header("x-plan", "bench")
+            .json_body(&body)
+            .send()
+    };
     // With `HOST_TESTS_FUEL=1`: the module's own instructions per request,
     // exact and the same on every machine (the time below is not).
-    if let Some(before) = vm.instructions() {
+    if vm.instructions().is_some() {
         const N: u64 = 1000;
-        let by_export = vm.instructions_by_export();
-        for _ in 0..N {
-            let _ = send();
-        }
-        let after = vm.instructions().unwrap_or(before);
-        println!("bench_tier_headers_workload: {} wasm instructions per request", (after - before) / N);
-        for (name, n, _) in vm.instructions_by_export() {
-            let earlier = by_export.iter().find(|(e, ..)| *e == name).map_or(0, |(_, n, _)| *n);
-            if n > earlier {
-                println!("  {name}: {}", (n - earlier) / N);
+        let workloads: [(&str, &dyn Fn() -> _); 2] =
+            [("bench_tier_headers_workload", &send), ("bench_tier_2kb_body_workload", &send_body)];
+        for (name, send) in workloads {
+            let (before, by_export) = (vm.instructions().unwrap_or(0), vm.instructions_by_export());
+            for _ in 0..N {
+                let _ = send();
+            }
+            let after = vm.instructions().unwrap_or(before);
+            println!("{name}: {} wasm instructions per request", (after - before) / N);
+            for (export, n, _) in vm.instructions_by_export() {
+                let earlier = by_export.iter().find(|(e, ..)| *e == export).map_or(0, |(_, n, _)| *n);
+                if n > earlier {
+                    println!("  {export}: {}", (n - earlier) / N);
+                }
             }
         }
         return;
     }
     let mut group = c.benchmark_group("filter_in_wasmtime");
     group.bench_function("bench_tier_headers_workload", |b| b.iter(send));
+    group.bench_function("bench_tier_2kb_body_workload", |b| b.iter(send_body));
     group.finish();
 }
 
