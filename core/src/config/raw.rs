@@ -51,10 +51,10 @@ impl FromNode for OrderedMap<Node> {
     fn from_node(node: &Node, path: &str) -> Result<Self, ConfigError> {
         let mut map: Vec<(String, Node)> = Vec::new();
         for (key, value) in members(node, path, "a map")? {
-            match map.iter_mut().find(|(seen, _)| seen == key) {
-                Some((_, slot)) => *slot = value.clone(),
-                None => map.push((key.clone(), value.clone())),
+            if map.iter().any(|(seen, _)| seen == key) {
+                return Err(super::read::duplicate_name(path, key));
             }
+            map.push((key.clone(), value.clone()));
         }
         Ok(OrderedMap(map))
     }

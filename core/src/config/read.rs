@@ -231,13 +231,22 @@ impl<T: FromNode> FromNode for Vec<T> {
     }
 }
 
-/// A map by name; of a key written twice the last value wins, as it did
-/// when serde read these maps.
+/// The error of a name written twice in a map by name (two tiers called
+/// `free`): refused like a field written twice, since one of the two would
+/// silently do nothing.
+pub(crate) fn duplicate_name(path: &str, key: &str) -> ConfigError {
+    ConfigError::new(member_path(path, key), format!("duplicate name `{key}`: written twice in this object"))
+}
+
+/// A map by name; a name written twice is refused ([`duplicate_name`]).
 impl<T: FromNode> FromNode for BTreeMap<String, T> {
     fn from_node(node: &Node, path: &str) -> Result<Self, ConfigError> {
         let mut map = BTreeMap::new();
         for (key, value) in members(node, path, "a map")? {
-            map.insert(key.clone(), T::from_node(value, &member_path(path, key))?);
+            let value = T::from_node(value, &member_path(path, key))?;
+            if map.insert(key.clone(), value).is_some() {
+                return Err(duplicate_name(path, key));
+            }
         }
         Ok(map)
     }

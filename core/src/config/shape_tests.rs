@@ -95,13 +95,15 @@ fn a_field_written_twice_is_refused_at_every_depth() {
 }
 
 #[test]
-fn a_name_written_twice_in_a_map_keeps_its_last_value() {
-    // Maps by name (tiers, a tier's limits) read as `serde_json` reads
-    // them: the last value wins. Unlike a struct's fields, unchanged.
+fn a_name_written_twice_in_a_map_is_refused() {
+    // Maps by name (tiers, a tier's limits, prices by model): one of two
+    // entries of one name would silently do nothing, so neither is taken.
     let text = base_with(r#""research":{"hard":3,"window":"5h"}"#, r#""research":{"hard":4,"window":"5h"}"#);
-    let config = Config::from_json(text.as_bytes()).unwrap();
-    let Cell::Limited(limits) = &config.tiers[1].cells[1] else { panic!("not limited") };
-    assert_eq!(limits[0].hard, 4);
+    assert_eq!(error_of(&text), "tiers.free.limits.research: duplicate name `research`: written twice in this object");
+    let text = base().to_string();
+    assert!(text.contains(r#""free":{"#), "{text}");
+    let two_tiers = text.replacen(r#""free":{"#, r#""free":{"limits":{}},"free":{"#, 1);
+    assert_eq!(error_of(&two_tiers), "tiers.free: duplicate name `free`: written twice in this object");
 }
 
 #[test]
