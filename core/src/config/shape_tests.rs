@@ -99,7 +99,7 @@ fn a_name_written_twice_in_a_map_is_refused() {
     // Maps by name (tiers, a tier's limits, prices by model): one of two
     // entries of one name would silently do nothing, so neither is taken.
     let text = base_with(r#""research":{"hard":3,"window":"5h"}"#, r#""research":{"hard":4,"window":"5h"}"#);
-    assert_eq!(error_of(&text), "tiers.free.limits.research: duplicate name `research`: written twice in this object");
+    assert_eq!(error_of(&text), "tiers.pro.limits.research: duplicate name `research`: written twice in this object");
     let text = base().to_string();
     assert!(text.contains(r#""free":{"#), "{text}");
     let two_tiers = text.replacen(r#""free":{"#, r#""free":{"limits":{}},"free":{"#, 1);
