@@ -176,6 +176,13 @@ bench: setup build
 	cargo bench -p quota-core --bench core
 	mkdir -p target/bench
 	$(PYTHON) bench/criterion_table.py target/criterion | tee target/bench/core.md
+	@# Wasm instructions per request (wasmtime's fuel: exact, machine-independent)
+	@# of the quota filter, the floor and the do-nothing filter.
+	set -o pipefail; for wasm in $(CURDIR)/$(WASM) $(CURDIR)/$(FLOOR_FILTER_DIR)/$(WASM_TARGET)/release/floor_filter.wasm \
+		$(CURDIR)/$(NOOP_FILTER_DIR)/$(WASM_TARGET)/release/noop_filter.wasm; do \
+		echo "# $$wasm"; HOST_TESTS_FUEL=1 QUOTA_FILTER_WASM=$$wasm \
+		cargo bench -q -p host-tests --profile host-test --bench filter -- bench_tier | grep instructions; \
+	done | tee target/bench/instructions.txt
 	$(PYTHON) bench/load.py $(BENCH_ARGS)
 
 # The soak, not part of `make test` or `make bench` (about 12 minutes): 10
