@@ -457,6 +457,12 @@ impl Vm {
         inner.store.get_fuel().ok().filter(|_| crate::module::fuel_counted()).map(|left| u64::MAX - left)
     }
 
+    /// The size of the module's linear memory, in bytes (it only grows).
+    pub fn memory_bytes(&self) -> usize {
+        let inner = lock(&self.inner);
+        inner.state().memory.map_or(0, |m| m.data_size(&inner.store))
+    }
+
     /// With `HOST_TESTS_FUEL=1`: per export the VM was called by, the
     /// instructions it ran there and the number of calls (empty otherwise).
     pub fn instructions_by_export(&self) -> Vec<(String, u64, u64)> {

@@ -159,3 +159,36 @@ fn a_body_over_the_cap_is_refused_or_charged_the_strictest_class() {
     r.assert_allowed();
     assert_eq!(r.response_header("x-quota-class"), Some("deep_research"), "{r:?}");
 }
+
+/// The module's allocator keeps freed small blocks by size class (it never
+/// hands a 16-byte block out as a 64-byte one): bodies that allocate many
+/// blocks of one size, then of another, must reuse what earlier rounds freed
+/// rather than grow the VM's memory round after round.
+#[test]
+fn memory_stays_flat_when_bodies_of_different_shapes_alternate() {
+    let host = quota_host();
+    let vm = quota_vm(&host, &demo_config());
+    // JSON arrays of strings (not an object, so read whole), each shape's
+    // strings in another size class, each body under the default 256 KiB.
+    let shapes: Vec<String> = [6usize, 20, 50, 120, 300, 700, 1500, 4000]
+        .iter()
+        .map(|len| {
+            let item = format!("\"{}\"", "x".repeat(*len));
+            format!("[{}]", vec![item; (200_000 / (len + 3)).max(1)].join(","))
+        })
+        .collect();
+    let round = |vm: &host_tests::Vm| {
+        for body in &shapes {
+            chat_as(vm, "ann", body.as_bytes()).assert_no_trap();
+        }
+    };
+    round(&vm);
+    round(&vm);
+    let settled = vm.memory_bytes();
+    for _ in 0..6 {
+        round(&vm);
+    }
+    assert_eq!(vm.memory_bytes(), settled, "the memory grew after the first rounds: a size class is not reused");
+    assert!(settled < 64 << 20, "{settled} bytes of memory for bodies of 200 KB");
+    assert!(!vm.is_dead());
+}
