@@ -193,6 +193,10 @@ BASELINES = {
 # header-classified request; the body path has none yet).
 FLOORS = {"headers": "floor", "users": "floor"}
 
+# The floor filter's variants (bench/floor-filter/src/lib.rs): each leaves out
+# or changes one of its calls, to measure that call (bench/profile_envoy.py).
+FLOOR_VARIANTS = ["no_shared", "no_flags", "no_response", "add_each", "replace_each", "no_ledger", "copies"]
+
 
 # --------------------------------------------------------------------------
 # Envoy configs
@@ -318,6 +322,9 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None,
                                                  wasm=NOOP_WASM, vm_id="noop"),
         "floor": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config="",
                                                   wasm=FLOOR_WASM, vm_id="floor"),
+        **{f"floor_{variant}": (lambda v=variant: harness.render_bootstrap(
+            upstream_port=upstream_port, filter_config=v, wasm=FLOOR_WASM, vm_id=f"floor_{v}"))
+           for variant in FLOOR_VARIANTS},
         "peer": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config=peer[1],
                                                  wasm=peer[0], vm_id="peer"),
         "ratelimit": lambda: local_ratelimit_bootstrap(upstream_port),

@@ -131,3 +131,38 @@ fn with_metrics_off_no_request_or_tick_calls_a_metric() {
     assert!(!calls.contains(&"proxy_increment_metric"), "{calls:?}");
     assert!(host.metrics().iter().all(|m| m.value == 0), "{:?}", host.metrics());
 }
+
+#[test]
+fn each_floor_variant_leaves_out_or_changes_the_calls_it_names() {
+    let path = floor_path();
+    assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
+    let host = Host::with_wasm_file(path);
+    let calls = |variant: &str| {
+        let vm = host.vm(variant).unwrap();
+        calls_of_one_request(&host, &vm)
+    };
+    let floor = calls("");
+    let without = |left_out: &[usize]| -> Vec<&str> {
+        floor.iter().enumerate().filter(|(i, _)| !left_out.contains(i)).map(|(_, c)| *c).collect()
+    };
+    assert_eq!(floor, calls("{}"));
+    assert_eq!(calls("no_shared"), without(&[2, 3]));
+    assert_eq!(calls("no_flags"), without(&[5]));
+    assert_eq!(calls("no_response"), without(&[4, 5, 6]));
+    assert_eq!(calls("no_ledger"), without(&[7, 8]));
+    assert_eq!(calls("copies"), floor);
+    assert_eq!(calls("no_flags, no_ledger"), without(&[5, 7, 8]));
+    // The response's map read and written whole, or :status read and each header on its own.
+    let each = |call: &'static str| -> Vec<&str> {
+        let mut expected: Vec<&str> = floor[..4].to_vec();
+        expected.push("proxy_get_header_map_value");
+        expected.push("proxy_get_property");
+        expected.extend([call; 14]);
+        expected.extend(&floor[7..]);
+        expected
+    };
+    assert_eq!(calls("add_each"), each("proxy_add_header_map_value"));
+    assert_eq!(calls("replace_each"), each("proxy_replace_header_map_value"));
+    // A word it does not know is refused, not ignored.
+    assert!(host.vm("no_sharde").is_err());
+}

@@ -27,22 +27,80 @@
 //!
 //! Stats are not among them: the quota filter counts them in the VM and
 //! adds them to Envoy's counters on its root context's tick.
+//!
+//! Variants, to measure what each call costs in Envoy (`bench/profile_envoy.py`'s
+//! `floor_*` cases): the plugin configuration is a list of words, each
+//! changing one thing; an empty configuration (or `{}`) is the floor itself.
+//! - `no_shared`: no counter read and write (calls 3 and 4)
+//! - `no_flags`: no `response.flags` (call 6)
+//! - `no_response`: nothing on the response headers (calls 5 to 7)
+//! - `add_each`: the response's `:status` read alone, then each of the 14
+//!   headers added by its own call, instead of the map read and written whole
+//! - `replace_each`: as `add_each`, with each header replacing any copy the
+//!   upstream sent (what the quota filter would need in place of the map)
+//! - `no_ledger`: nothing on the access log (calls 8 and 9)
+//! - `copies`: 500 copies of 64 bytes in the module's memory on the request
+//!   headers (`memory.copy`, which V8 runs as a call into its runtime, in the
+//!   Envoy binary), to price the quota filter's own copies
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| Box::new(FloorRoot));
+    proxy_wasm::set_root_context(|_| Box::new(FloorRoot(Variant::default())));
 }}
 
-struct FloorRoot;
+/// Which calls this floor makes (see the module's documentation).
+#[derive(Clone, Copy, Default)]
+struct Variant {
+    no_shared: bool,
+    no_flags: bool,
+    no_response: bool,
+    add_each: bool,
+    replace_each: bool,
+    no_ledger: bool,
+    copies: bool,
+}
+
+impl Variant {
+    fn read(config: &[u8]) -> Option<Variant> {
+        let mut variant = Variant::default();
+        let text = std::str::from_utf8(config).ok()?;
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty()) {
+            match word {
+                "no_shared" => variant.no_shared = true,
+                "no_flags" => variant.no_flags = true,
+                "no_response" => variant.no_response = true,
+                "add_each" => variant.add_each = true,
+                "replace_each" => variant.replace_each = true,
+                "no_ledger" => variant.no_ledger = true,
+                "copies" => variant.copies = true,
+                _ => return None,
+            }
+        }
+        Some(variant)
+    }
+}
+
+struct FloorRoot(Variant);
 
 impl Context for FloorRoot {}
 
 impl RootContext for FloorRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        match Variant::read(&config) {
+            Some(variant) => {
+                self.0 = variant;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(FloorStream))
+        Some(Box::new(FloorStream(self.0)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -79,7 +137,20 @@ const LEDGER: &str = concat!(
     r#""units_settled":1,"status":200,"upstream_status":200,"upstream_reached":true,"state":"ok","duration_ms":0}"#
 );
 
-struct FloorStream;
+/// `count` copies of `len` bytes between two buffers, each a `memory.copy`
+/// (the length is not known to the compiler, so it is not unrolled).
+fn copy_around(count: usize, len: usize) {
+    let len = std::hint::black_box(len);
+    let mut a = vec![1u8; len];
+    let mut b = vec![2u8; len];
+    for i in 0..count {
+        let (from, to) = if i % 2 == 0 { (&a, &mut b) } else { (&b, &mut a) };
+        to.copy_from_slice(from);
+    }
+    std::hint::black_box((&a, &b));
+}
+
+struct FloorStream(Variant);
 
 impl Context for FloorStream {}
 
@@ -87,6 +158,12 @@ impl HttpContext for FloorStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
         let _ = hostcalls::get_current_time();
+        if self.0.copies {
+            copy_around(500, 64);
+        }
+        if self.0.no_shared {
+            return Action::Continue;
+        }
         if let Ok((value, cas)) = hostcalls::get_shared_data(KEY) {
             let mut record = value.unwrap_or_default();
             record.resize(RECORD_LEN, 0);
@@ -99,8 +176,27 @@ impl HttpContext for FloorStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let variant = self.0;
+        if variant.no_response {
+            return Action::Continue;
+        }
+        if variant.add_each || variant.replace_each {
+            let _ = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status");
+            if !variant.no_flags {
+                let _ = hostcalls::get_property(vec!["response", "flags"]);
+            }
+            for (name, value) in HEADERS {
+                let _ = match variant.replace_each {
+                    true => hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)),
+                    false => hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value),
+                };
+            }
+            return Action::Continue;
+        }
         let upstream = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
-        let _ = hostcalls::get_property(vec!["response", "flags"]);
+        if !variant.no_flags {
+            let _ = hostcalls::get_property(vec!["response", "flags"]);
+        }
         let merged: Vec<(&str, &[u8])> = upstream
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_slice()))
@@ -111,6 +207,9 @@ impl HttpContext for FloorStream {
     }
 
     fn on_log(&mut self) {
+        if self.0.no_ledger {
+            return;
+        }
         let _ = hostcalls::get_current_time();
         let _ = hostcalls::set_property(vec!["quota_ledger"], Some(LEDGER.as_bytes()));
     }
