@@ -32,7 +32,7 @@ from load import harness  # noqa: E402
 CASES = {
     "noop": ("noop", "headers"),
     "floor": ("floor", "headers"),
-    **{f"floor_{v}": (f"floor_{v}", "headers") for v in load.FLOOR_VARIANTS},
+    **{f"floor_{name}": (f"floor_{name}", "headers") for name in load.FLOOR_VARIANTS},
     "quota": ("quota", "headers"),
     "quota_compare": ("quota_compare", "headers"),
     "quota_no_ledger": ("quota_no_ledger", "headers"),
