@@ -82,6 +82,9 @@ impl Glob {
     /// memory whatever the input, so a hostile path cannot blow up.
     pub fn matches(&self, path: &str) -> bool {
         let words = self.any_star.len();
+        if words == 1 {
+            return self.run_one_word(path.as_bytes());
+        }
         if words <= INLINE_WORDS {
             let (mut state, mut next) = ([0u64; INLINE_WORDS], [0u64; INLINE_WORDS]);
             self.run(path.as_bytes(), &mut state[..words], &mut next[..words])
@@ -124,6 +127,26 @@ impl Glob {
             std::mem::swap(&mut state, &mut next);
         }
         state.get(self.tokens / 64).is_some_and(|&w| (w >> (self.tokens % 64)) & 1 == 1)
+    }
+
+    /// [`Glob::run`] for patterns of up to 63 tokens (nearly all): the same
+    /// steps on one word, without the loops over words.
+    fn run_one_word(&self, path: &[u8]) -> bool {
+        let first = |masks: &[u64]| masks.first().copied().unwrap_or(0);
+        let (double_star, any_star) = (first(&self.double_star), first(&self.any_star));
+        let (double_star_after, any_star_after) = (first(&self.double_star_after), first(&self.any_star_after));
+        let enter_stars = |s: u64| s | ((s & any_star) << 1);
+        let mut state = enter_stars(1);
+        for &b in path {
+            let byte = self.bytes.get(usize::from(self.row[usize::from(b)])).copied().unwrap_or(0);
+            let (consumer, stay) = if b == b'/' { (double_star, double_star_after) } else { (any_star, any_star_after) };
+            state = ((state & (byte | consumer)) << 1) | (state & stay);
+            if state == 0 {
+                return false;
+            }
+            state = enter_stars(state);
+        }
+        (state >> self.tokens) & 1 == 1
     }
 
     /// Stars match the empty run: a state before a star is also after it.
@@ -358,6 +381,7 @@ mod tests {
             };
             for path in &paths {
                 assert_eq!(glob.matches(path), reference(&pattern, path), "{pattern:?} on {path:?}");
+                assert_eq!(general(&glob, path), reference(&pattern, path), "{pattern:?} on {path:?}");
                 compared += 1;
             }
         }
@@ -396,7 +420,31 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(glob.matches(&path), reference(&pattern, &path), "{pattern:?} on {path:?}");
+                assert_eq!(general(&glob, &path), reference(&pattern, &path), "{pattern:?} on {path:?}");
             }
+        }
+    }
+
+    /// The automaton over as many words as the pattern needs, as patterns of
+    /// 64 tokens or more run (`matches` runs shorter ones on one word).
+    fn general(glob: &Glob, path: &str) -> bool {
+        let words = glob.any_star.len();
+        glob.run(path.as_bytes(), &mut vec![0; words], &mut vec![0; words])
+    }
+
+    #[test]
+    fn patterns_either_side_of_one_word_match_alike() {
+        // 63 tokens run on one word, 64 on two.
+        for (tokens, words) in [(62, 1), (63, 1), (64, 2)] {
+            let pattern = format!("/{}*", "a".repeat(tokens - 2));
+            let glob = g(&pattern);
+            assert_eq!((glob.tokens, glob.any_star.len()), (tokens, words), "{pattern}");
+            for path in [pattern.replace('*', ""), pattern.replace('*', "xyz"), pattern.replace("a*", "*"), "/a".into()] {
+                assert_eq!(glob.matches(&path), reference(&pattern, &path), "{pattern:?} on {path:?}");
+                assert_eq!(general(&glob, &path), reference(&pattern, &path), "{pattern:?} on {path:?}");
+            }
+            assert!(glob.matches(&pattern.replace('*', "")));
+            assert!(!glob.matches(&pattern.replace("a*", "")));
         }
     }
 }
