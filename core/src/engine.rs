@@ -270,13 +270,22 @@ pub fn correction_room_of(config: &Config, d: &Decision, limit: usize) -> u64 {
 /// class's name for a one-limit cell, else `<class>.<scope>.<window>`
 /// ("drafts.workspace.day", "chats.user.5h"), unique in the cell.
 pub fn policy_name(config: &Config, tier: TierId, class: ClassId, limit: usize) -> String {
-    let Some(class_def) = config.class(class) else { return String::new() };
-    match config.cell(tier, class).map(Cell::limits) {
-        Some(stack) if stack.len() > 1 => match stack.get(limit) {
-            Some(l) => format!("{}.{}.{}", class_def.name, l.scope.as_str(), l.window_name),
-            None => class_def.name.clone(),
-        },
-        _ => class_def.name.clone(),
+    let mut name = String::new();
+    push_policy_name(&mut name, config, tier, class, limit);
+    name
+}
+
+/// Appends [`policy_name`] to `out`.
+pub fn push_policy_name(out: &mut String, config: &Config, tier: TierId, class: ClassId, limit: usize) {
+    let Some(class_def) = config.class(class) else { return };
+    out.push_str(&class_def.name);
+    if let Some(stack) = config.cell(tier, class).map(Cell::limits).filter(|stack| stack.len() > 1) {
+        if let Some(l) = stack.get(limit) {
+            out.push('.');
+            out.push_str(l.scope.as_str());
+            out.push('.');
+            out.push_str(&l.window_name);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::config::{Config, Cost, Message};
 use crate::copy::{self, upgrade_hint, Facts};
 use crate::decide::{Served, State};
 use crate::decimal::{i64_text, push_u64, u64_text};
-use crate::engine::{policy_name, Decision, Outcome};
+use crate::engine::{push_policy_name, Decision, Outcome};
 use crate::money::Rounding;
 
 /// The largest integer a structured field carries (RFC 8941, section 3.3.1):
@@ -195,19 +195,19 @@ pub fn response_headers(config: &Config, d: &Decision) -> Headers {
                     None => n,
                 };
                 // Every limit that applies (a list), the binding one's standing.
-                let mut policies = String::new();
+                let mut policies = String::with_capacity(64);
                 for (i, u) in d.limits() {
                     if !policies.is_empty() {
                         policies.push_str(", ");
                     }
-                    let name = policy_name(config, d.tier, d.class, i);
                     let (q, w) = (sf_count(minor(u.hard, Rounding::Down)), sf_seconds(u.window.length()));
-                    policies.push_str(&limit_item(&name, "q", q, "w", w));
+                    push_limit_item(&mut policies, config, d, i, ("q", q), ("w", w));
                 }
-                let name = policy_name(config, d.tier, d.class, d.limit);
                 let (r, t) = (sf_count(minor(usage.remaining(), Rounding::Down)), sf_seconds(reset_after));
+                let mut ratelimit = String::with_capacity(48);
+                push_limit_item(&mut ratelimit, config, d, d.limit, ("r", r), ("t", t));
                 out.push((RATELIMIT_POLICY, policies));
-                out.push((RATELIMIT, limit_item(&name, "r", r, "t", t)));
+                out.push((RATELIMIT, ratelimit));
             }
             if config.response_headers.openai_ratelimit {
                 openai_ratelimit(&mut out, config, d, &usage, reset_after);
@@ -257,20 +257,20 @@ pub fn go_duration(seconds: i64) -> String {
     out
 }
 
-/// A RateLimit field's item: `"name";a=1;b=2`.
-fn limit_item(name: &str, a: &str, a_value: u64, b: &str, b_value: u64) -> String {
-    let mut item = String::with_capacity(name.len() + a.len() + b.len() + 40);
-    item.push('"');
-    item.push_str(name);
-    item.push_str("\";");
-    item.push_str(a);
-    item.push('=');
-    push_u64(&mut item, a_value);
-    item.push(';');
-    item.push_str(b);
-    item.push('=');
-    push_u64(&mut item, b_value);
-    item
+/// Appends a RateLimit field's item for limit `limit` of `d`'s cell:
+/// `"name";a=1;b=2`, the name as [`crate::engine::policy_name`] writes it.
+fn push_limit_item(out: &mut String, config: &Config, d: &Decision, limit: usize, a: (&str, u64), b: (&str, u64)) {
+    out.push('"');
+    push_policy_name(out, config, d.tier, d.class, limit);
+    out.push_str("\";");
+    for (i, (key, value)) in [a, b].into_iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(key);
+        out.push('=');
+        push_u64(out, value);
+    }
 }
 
 /// Whether a request header is one the filter owns (and strips from clients).

@@ -205,8 +205,13 @@ impl HttpContext for QuotaStream {
             log(LogLevel::Error, "quota: could not read request headers");
             return Action::Continue;
         };
-        // Envoy only lets valid (ASCII) header names through.
-        let headers = pairs.into_iter().map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec())).collect();
+        // Envoy only lets valid (ASCII) header names through: the lossy
+        // reading is for a host that does not.
+        let name = |n: &[u8]| match std::str::from_utf8(n) {
+            Ok(name) => name.to_owned(),
+            Err(_) => String::from_utf8_lossy(n).into_owned(),
+        };
+        let headers = pairs.into_iter().map(|(n, v)| (name(n), v.to_vec())).collect();
         self.event(|x, config, worker| x.request_head(config, worker, headers, end_of_stream))
     }
 
