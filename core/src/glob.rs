@@ -139,7 +139,8 @@ impl Glob {
         let mut state = enter_stars(1);
         for &b in path {
             let byte = self.bytes.get(usize::from(self.row[usize::from(b)])).copied().unwrap_or(0);
-            let (consumer, stay) = if b == b'/' { (double_star, double_star_after) } else { (any_star, any_star_after) };
+            let (consumer, stay) =
+                if b == b'/' { (double_star, double_star_after) } else { (any_star, any_star_after) };
             state = ((state & (byte | consumer)) << 1) | (state & stay);
             if state == 0 {
                 return false;
@@ -439,7 +440,8 @@ mod tests {
             let pattern = format!("/{}*", "a".repeat(tokens - 2));
             let glob = g(&pattern);
             assert_eq!((glob.tokens, glob.any_star.len()), (tokens, words), "{pattern}");
-            for path in [pattern.replace('*', ""), pattern.replace('*', "xyz"), pattern.replace("a*", "*"), "/a".into()] {
+            for path in [pattern.replace('*', ""), pattern.replace('*', "xyz"), pattern.replace("a*", "*"), "/a".into()]
+            {
                 assert_eq!(glob.matches(&path), reference(&pattern, &path), "{pattern:?} on {path:?}");
                 assert_eq!(general(&glob, &path), reference(&pattern, &path), "{pattern:?} on {path:?}");
             }
