@@ -146,6 +146,8 @@ fn each_floor_variant_leaves_out_or_changes_the_calls_it_names() {
         floor.iter().enumerate().filter(|(i, _)| !left_out.contains(i)).map(|(_, c)| *c).collect()
     };
     assert_eq!(floor, calls("{}"));
+    // The quota filter's configuration (make bench's instruction count passes it): the floor.
+    assert_eq!(floor, calls(&bench_config().to_string()));
     assert_eq!(calls("no_shared"), without(&[2, 3]));
     assert_eq!(calls("no_flags"), without(&[5]));
     assert_eq!(calls("no_response"), without(&[4, 5, 6]));
