@@ -14,7 +14,7 @@ use crate::store::CounterStore;
 use serde_json::{json, Value};
 
 /// The usage report for `caller` at `now_ms`, as a JSON document.
-pub fn usage_report<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, now_ms: i64, store: &S) -> Value {
+pub fn usage_report(config: &Config, caller: &Caller, now_ms: i64, store: &dyn CounterStore) -> Value {
     let now = now_ms.div_euclid(1000);
     let tier = config.tier(caller.tier);
     let classes: Vec<Value> = config
@@ -200,7 +200,7 @@ pub fn money(config: &Config, class: ClassId, u: &Usage) -> Value {
 }
 
 /// The usage endpoint's reply.
-pub fn usage_reply<S: CounterStore + ?Sized>(config: &Config, caller: &Caller, now_ms: i64, store: &S) -> LocalReply {
+pub fn usage_reply(config: &Config, caller: &Caller, now_ms: i64, store: &dyn CounterStore) -> LocalReply {
     LocalReply {
         status: 200,
         headers: vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())],
