@@ -14,6 +14,9 @@ Envoy configs (one Envoy process each, all in front of the same upstream):
               (bench/floor-filter/, its calls listed in its src/lib.rs and
               kept in step by the host test host_calls): the floor of the
               quota filter's own design
+  floor_body  the floor filter's `body` variant: the quota filter's host
+              calls for a request classified by its body (headers held, the
+              body held and read), the floor the body workload is read against
   ratelimit   Envoy's native envoy.filters.http.local_ratelimit (a bucket too
               large to ever refuse: its cost, not its refusals)
   quota       the quota filter, demo matrix (envoy/demo-config.json) plus the
@@ -154,6 +157,7 @@ CASES = [
     ("quota_10k", "quota_10k", "users", "quota filter: 10,000 distinct users"),
     ("none_body", "none", "body", "no filter, 2 KB JSON body"),
     ("noop_body", "noop", "body", "do-nothing wasm filter, 2 KB JSON body"),
+    ("floor_body", "floor_body", "body", "floor filter, body variant: the quota filter's host calls for the 2 KB body"),
     ("quota_body", "quota_body", "body", "quota filter: JSON-body classification, 2 KB"),
     ("quota_redis", "quota_redis", "headers", "quota filter, counters in Redis (exact mode)"),
     ("quota_redis_approx", "quota_redis_approx", "headers", "quota filter, Redis approximate mode"),
@@ -191,7 +195,7 @@ BASELINES = {
 }
 # The floor filter each case is also compared with (its calls are those of a
 # header-classified request; the body path has none yet).
-FLOORS = {"headers": "floor", "users": "floor"}
+FLOORS = {"headers": "floor", "users": "floor", "body": "floor_body"}
 
 # The floor filter's variants (bench/floor-filter/src/lib.rs): each leaves out
 # or changes one of its calls, to measure that call (bench/profile_envoy.py).
@@ -328,6 +332,8 @@ def envoy_bootstraps(upstream_port, needed, webdis_port=None, compare_wasm=None,
                                                  wasm=NOOP_WASM, vm_id="noop"),
         "floor": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config="",
                                                   wasm=FLOOR_WASM, vm_id="floor"),
+        "floor_body": lambda: harness.render_bootstrap(upstream_port=upstream_port, filter_config="body",
+                                                       wasm=FLOOR_WASM, vm_id="floor_body", hold_headers=True),
         **{f"floor_{name}": (lambda n=name, v=words: harness.render_bootstrap(
             upstream_port=upstream_port, filter_config=v, wasm=FLOOR_WASM, vm_id=f"floor_{n}"))
            for name, words in FLOOR_VARIANTS.items()},
@@ -770,7 +776,7 @@ def markdown(info, params, rows, stats, memory, sizes, overshoot=None, lease=Non
             f"{row['lat_p50_us']} | {row['lat_p99_us']} | {row['errors']} |")
     out += ["", "Ratios (req/s of the medians; and paired: each round against the baseline's run in the same "
             "round, median and range), and what the case adds to the do-nothing filter and to the floor "
-            "filter (the quota filter's host calls only; header workloads):", "",
+            "filter (the quota filter's host calls only; for the body workload, its `body` variant):", "",
             "| case | vs no filter | vs do-nothing | vs do-nothing, paired | CPU µs/req added | "
             "vs floor, paired | CPU µs/req over the floor | p50 / p99 µs added (1 conn) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]

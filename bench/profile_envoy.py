@@ -38,6 +38,7 @@ CASES = {
     "quota_no_ledger": ("quota_no_ledger", "headers"),
     "quota_no_headers": ("quota_no_headers", "headers"),
     "noop_body": ("noop", "body"),
+    "floor_body": ("floor_body", "body"),
     "quota_body": ("quota_body", "body"),
 }
 

@@ -168,3 +168,66 @@ fn each_floor_variant_leaves_out_or_changes_the_calls_it_names() {
     // A word it does not know is refused, not ignored.
     assert!(host.vm("no_sharde").is_err());
 }
+
+/// `bench/load.py`'s body workload (`body.lua`): classified by its 2 KB JSON
+/// body, the headers held until it is read (`hold_headers_for_body`).
+fn bench_body_request(vm: &host_tests::Vm) -> host_tests::Exchange {
+    let body = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/body-2k.json");
+    vm.request()
+        .method("POST")
+        .path("/v1/chat/completions")
+        .header("x-user-id", "bench-user")
+        .header("x-plan", "bench")
+        .json_body(&std::fs::read_to_string(body).unwrap())
+        .respond(200, [("content-type", "application/json")], [r#"{"id":"bench","object":"chat.completion"}"#])
+        .send()
+}
+
+/// A VM of `host` with `config`, as `bench/load.py` starts the body cases
+/// (the plugin may stop iteration on the headers).
+fn holding_vm(host: &Host, config: &str) -> host_tests::Vm {
+    host.vm_builder()
+        .vm_id("bench")
+        .root_id("bench")
+        .plugin_config(config.to_string())
+        .allow_on_headers_stop_iteration(true)
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn an_admitted_body_request_makes_the_body_floors_calls_and_no_more() {
+    let calls = |host: &Host, vm: &host_tests::Vm| {
+        bench_body_request(vm);
+        host.run_pending();
+        vm.record_hostcalls();
+        let exchange = bench_body_request(vm);
+        assert!(exchange.trap().is_none(), "{:?}", exchange.trap());
+        exchange.assert_allowed();
+        assert_eq!(exchange.response_header("x-quota-state"), Some("ok"));
+        vm.take_hostcalls()
+    };
+    let host = quota_host();
+    let quota = calls(&host, &holding_vm(&host, &bench_config().to_string()));
+    // The header floor's calls, with the body read and the decision's clock between.
+    let expected = [
+        "proxy_get_header_map_pairs",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_get_buffer_bytes",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_get_shared_data",
+        "proxy_set_shared_data",
+        "proxy_get_header_map_pairs",
+        "proxy_get_property",
+        "proxy_set_header_map_pairs",
+        "proxy_get_current_time_nanoseconds",
+        "proxy_set_property",
+    ];
+    assert_eq!(quota, expected, "update bench/floor-filter/ (its `body` variant) and this list together");
+
+    let path = floor_path();
+    assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
+    let floor_host = Host::with_wasm_file(path);
+    let floor = calls(&floor_host, &holding_vm(&floor_host, "body"));
+    assert_eq!(quota, floor, "the floor filter's `body` variant must make the quota filter's calls");
+}

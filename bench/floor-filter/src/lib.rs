@@ -41,13 +41,17 @@
 //! - `replace_each`: as `add_each`, with each header replacing any copy the
 //!   upstream sent (what the quota filter would need in place of the map)
 //! - `no_ledger`: nothing on the access log (calls 8 and 9)
+//! - `body`: the body workload's calls (`bench/body.lua`, classified by its
+//!   JSON body; the host test `host_calls` keeps them in step too): the
+//!   headers held, the body held to its end, then read (`proxy_get_buffer_bytes`)
+//!   and the decision's clock, before the counter's read and write
 //! - `copies`: 500 copies of 64 bytes in the module's memory on the request
 //!   headers (`memory.copy`, which V8 runs as a call into its runtime, in the
 //!   Envoy binary), to price the quota filter's own copies
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| Box::new(FloorRoot(Variant::default())));
@@ -63,6 +67,7 @@ struct Variant {
     replace_each: bool,
     no_ledger: bool,
     copies: bool,
+    body: bool,
 }
 
 impl Variant {
@@ -81,6 +86,7 @@ impl Variant {
                 "replace_each" => variant.replace_each = true,
                 "no_ledger" => variant.no_ledger = true,
                 "copies" => variant.copies = true,
+                "body" => variant.body = true,
                 _ => return None,
             }
         }
@@ -157,17 +163,11 @@ fn copy_around(count: usize, len: usize) {
 
 struct FloorStream(Variant);
 
-impl Context for FloorStream {}
-
-impl HttpContext for FloorStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
-        let _ = hostcalls::get_current_time();
-        if self.0.copies {
-            copy_around(500, 64);
-        }
+impl FloorStream {
+    /// The counter's read and compare-and-swap write.
+    fn charge(&self) {
         if self.0.no_shared {
-            return Action::Continue;
+            return;
         }
         if let Ok((value, cas)) = hostcalls::get_shared_data(KEY) {
             let mut record = value.unwrap_or_default();
@@ -177,6 +177,36 @@ impl HttpContext for FloorStream {
             }
             let _ = hostcalls::set_shared_data(KEY, Some(&record), cas);
         }
+    }
+}
+
+impl Context for FloorStream {}
+
+impl HttpContext for FloorStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
+        let _ = hostcalls::get_current_time();
+        if self.0.copies {
+            copy_around(500, 64);
+        }
+        if self.0.body && !end_of_stream {
+            // Held until the body is read.
+            return Action::Pause;
+        }
+        self.charge();
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.0.body {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let _ = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size);
+        let _ = hostcalls::get_current_time();
+        self.charge();
         Action::Continue
     }
 
