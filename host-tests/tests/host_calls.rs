@@ -189,7 +189,7 @@ fn holding_vm(host: &Host, config: &str) -> host_tests::Vm {
     host.vm_builder()
         .vm_id("bench")
         .root_id("bench")
-        .plugin_config(config.to_string())
+        .plugin_config(config)
         .allow_on_headers_stop_iteration(true)
         .start()
         .unwrap()
