@@ -17,9 +17,26 @@ const METRICS_FLUSH: Duration = Duration::from_millis(100);
 pub const FLOOR_BUILD: &str = "cargo build --release --target wasm32-wasip1 \
     --manifest-path bench/floor-filter/Cargo.toml --target-dir target/bench-floor";
 
-fn floor_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-floor/wasm32-wasip1/release/floor_filter.wasm")
+/// A test host running the floor filter (built by `make test-host`).
+fn floor_host() -> Host {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-floor/wasm32-wasip1/release/floor_filter.wasm");
+    assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
+    Host::with_wasm_file(path)
 }
+
+/// The calls of an admitted header request: the list bench/floor-filter/src/lib.rs documents.
+const HEADER_REQUEST_CALLS: [&str; 9] = [
+    "proxy_get_header_map_pairs",
+    "proxy_get_current_time_nanoseconds",
+    "proxy_get_shared_data",
+    "proxy_set_shared_data",
+    "proxy_get_header_map_pairs",
+    "proxy_get_property",
+    "proxy_set_header_map_pairs",
+    "proxy_get_current_time_nanoseconds",
+    "proxy_set_property",
+];
 
 /// The load benchmark's `quota` case: the demo matrix plus the tier `bench`.
 fn bench_config() -> serde_json::Value {
@@ -63,23 +80,9 @@ fn an_admitted_header_request_makes_the_floor_filters_calls_and_no_more() {
     let exchange = bench_request(&vm);
     exchange.assert_allowed();
     assert_eq!(exchange.response_header("x-quota-state"), Some("ok"));
-    // The list bench/floor-filter/src/lib.rs documents.
-    let expected = [
-        "proxy_get_header_map_pairs",
-        "proxy_get_current_time_nanoseconds",
-        "proxy_get_shared_data",
-        "proxy_set_shared_data",
-        "proxy_get_header_map_pairs",
-        "proxy_get_property",
-        "proxy_set_header_map_pairs",
-        "proxy_get_current_time_nanoseconds",
-        "proxy_set_property",
-    ];
-    assert_eq!(quota, expected, "update bench/floor-filter/ and this list together");
+    assert_eq!(quota, HEADER_REQUEST_CALLS, "update bench/floor-filter/ and this list together");
 
-    let path = floor_path();
-    assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
-    let floor_host = Host::with_wasm_file(path);
+    let floor_host = floor_host();
     let floor_vm = floor_host.vm("{}").unwrap();
     let floor = calls_of_one_request(&floor_host, &floor_vm);
     assert_eq!(quota, floor, "the floor filter (bench/floor-filter/src/lib.rs) must make the quota filter's calls");
@@ -134,9 +137,7 @@ fn with_metrics_off_no_request_or_tick_calls_a_metric() {
 
 #[test]
 fn each_floor_variant_leaves_out_or_changes_the_calls_it_names() {
-    let path = floor_path();
-    assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
-    let host = Host::with_wasm_file(path);
+    let host = floor_host();
     let calls = |variant: &str| {
         let vm = host.vm(variant).unwrap();
         calls_of_one_request(&host, &vm)
@@ -209,25 +210,13 @@ fn an_admitted_body_request_makes_the_body_floors_calls_and_no_more() {
     };
     let host = quota_host();
     let quota = calls(&host, &holding_vm(&host, &bench_config().to_string()));
-    // The header floor's calls, with the body read and the decision's clock between.
-    let expected = [
-        "proxy_get_header_map_pairs",
-        "proxy_get_current_time_nanoseconds",
-        "proxy_get_buffer_bytes",
-        "proxy_get_current_time_nanoseconds",
-        "proxy_get_shared_data",
-        "proxy_set_shared_data",
-        "proxy_get_header_map_pairs",
-        "proxy_get_property",
-        "proxy_set_header_map_pairs",
-        "proxy_get_current_time_nanoseconds",
-        "proxy_set_property",
-    ];
+    // The header request's calls, with the body read and the decision's clock
+    // after the headers' two.
+    let mut expected = HEADER_REQUEST_CALLS.to_vec();
+    expected.splice(2..2, ["proxy_get_buffer_bytes", "proxy_get_current_time_nanoseconds"]);
     assert_eq!(quota, expected, "update bench/floor-filter/ (its `body` variant) and this list together");
 
-    let path = floor_path();
-    assert!(path.exists(), "{} is missing: build it with `{FLOOR_BUILD}` (or `make test-host`)", path.display());
-    let floor_host = Host::with_wasm_file(path);
+    let floor_host = floor_host();
     let floor = calls(&floor_host, &holding_vm(&floor_host, "body"));
     assert_eq!(quota, floor, "the floor filter's `body` variant must make the quota filter's calls");
 }
