@@ -193,8 +193,8 @@ BASELINES = {
     "users": ("none", "noop"),
     "body": ("none_body", "noop_body"),
 }
-# The floor filter each case is also compared with (its calls are those of a
-# header-classified request; the body path has none yet).
+# The floor filter each case is also compared with: its calls are those of a
+# header-classified request, or (its `body` variant) of a body-classified one.
 FLOORS = {"headers": "floor", "users": "floor", "body": "floor_body"}
 
 # The floor filter's variants (bench/floor-filter/src/lib.rs): each leaves out
