@@ -358,7 +358,9 @@ impl<'a> Facts<'a> {
             }
             Var::UsedPercent => {
                 if let Some(u) = usage {
-                    out.push_str(&((u.used as f64) * 100.0 / (u.hard.max(1) as f64)).floor().to_string());
+                    // In integers: a float rounds 10^17 - 1 of 10^17 up to "100".
+                    let percent = u128::from(u.used) * 100 / u128::from(u.hard.max(1));
+                    push_u64(out, u64::try_from(percent).unwrap_or(u64::MAX));
                 }
             }
             Var::ConfirmHeader => out.push_str(CONFIRM_HEADER),
@@ -824,6 +826,23 @@ mod tests {
         f.requested = requested;
         f.reset_after = 4 * 3600 + 12 * 60;
         f
+    }
+
+    #[test]
+    fn pace_message_rounds_the_share_used_down_in_integers() {
+        let config = demo_config();
+        let pace = |used: u64, hard: u64| {
+            let mut f = facts(&config, "pro", 0, used, 1);
+            f.usage = Some(usage(used, hard));
+            message(&config, Message::Pace, &f)
+        };
+        assert!(pace(2, 3).starts_with("You've used 66% of your"), "{}", pace(2, 3));
+        assert!(pace(0, 0).starts_with("You've used 0% of your"), "{}", pace(0, 0));
+        // Past 2^53 a float cannot tell 10^17 - 1 from 10^17: never "100%" before the wall.
+        let near = pace(100_000_000_000_000_000 - 1, 100_000_000_000_000_000);
+        assert!(near.starts_with("You've used 99% of your"), "{near}");
+        let past = pace(u64::MAX, 1);
+        assert!(past.starts_with(&format!("You've used {}% of your", u64::MAX)), "{past}");
     }
 
     #[test]
