@@ -2,40 +2,34 @@
 //! headers carry several numbers on every request, and `to_string` or
 //! `format!` go through the formatting machinery for each.
 
-/// Two digits at a time: "00" to "99".
-const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+/// Two digits at a time: "00" to "99". Text, so the digits are pushed as
+/// `str`s cut from it, with nothing to check.
+const PAIRS: &str = "0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// The decimal digits of `n`, written at the end of `buf`.
-fn digits(n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut start = buf.len();
-    let mut n = n;
-    while n >= 100 && start >= 2 {
-        let pair = (n % 100) as usize * 2;
-        n /= 100;
-        start -= 2;
-        if let (Some(slot), Some(digits)) = (buf.get_mut(start..start + 2), PAIRS.get(pair..pair + 2)) {
-            slot.copy_from_slice(digits);
-        }
-    }
-    // One or two digits left (a u64 has at most 20).
-    let pair = n as usize * 2;
-    let (from, to) = if n >= 10 { (pair, pair + 2) } else { (pair + 1, pair + 2) };
-    if let Some(digits) = PAIRS.get(from..to) {
-        start -= digits.len();
-        if let Some(slot) = buf.get_mut(start..start + digits.len()) {
-            slot.copy_from_slice(digits);
-        }
-    }
-    std::str::from_utf8(buf.get(start..).unwrap_or_default()).unwrap_or_default()
-}
-
 /// Appends `n` in decimal.
 pub fn push_u64(out: &mut String, n: u64) {
-    out.push_str(digits(n, &mut [0; 20]));
+    // The pairs below the leading one or two digits, least significant
+    // first (a u64 has at most 20 digits: at most 9 pairs and a lead).
+    let mut low = [0u8; 9];
+    let mut count = 0;
+    let mut n = n;
+    while n >= 100 {
+        if let Some(slot) = low.get_mut(count) {
+            *slot = (n % 100) as u8;
+        }
+        n /= 100;
+        count += 1;
+    }
+    let lead = n as usize * 2;
+    out.push_str(PAIRS.get(if n >= 10 { lead } else { lead + 1 }..lead + 2).unwrap_or_default());
+    for &pair in low.get(..count).unwrap_or_default().iter().rev() {
+        let at = usize::from(pair) * 2;
+        out.push_str(PAIRS.get(at..at + 2).unwrap_or_default());
+    }
 }
 
 /// Appends `n` in decimal, with a '-' when negative.
@@ -48,7 +42,9 @@ pub fn push_i64(out: &mut String, n: i64) {
 
 /// `n` in decimal.
 pub fn u64_text(n: u64) -> String {
-    digits(n, &mut [0; 20]).to_string()
+    let mut out = String::with_capacity(20);
+    push_u64(&mut out, n);
+    out
 }
 
 /// `n` in decimal, with a '-' when negative.

@@ -240,12 +240,14 @@ struct Line(String);
 
 impl Line {
     fn key(&mut self, key: &str) {
-        if !self.0.ends_with('{') {
-            self.0.push(',');
-        }
-        self.0.push('"');
-        self.0.push_str(key);
+        self.open(key);
         self.0.push_str("\":");
+    }
+
+    /// `"key` after a comma when a member came before.
+    fn open(&mut self, key: &str) {
+        self.0.push_str(if self.0.ends_with('{') { "\"" } else { ",\"" });
+        self.0.push_str(key);
     }
 
     fn number(&mut self, key: &str, n: u64) {
@@ -261,8 +263,8 @@ impl Line {
     }
 
     fn text(&mut self, key: &str, text: &str) {
-        self.key(key);
-        self.0.push('"');
+        self.open(key);
+        self.0.push_str("\":\"");
         escape_into(&mut self.0, text);
         self.0.push('"');
     }
