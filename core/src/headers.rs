@@ -260,17 +260,17 @@ pub fn go_duration(seconds: i64) -> String {
 /// Appends a RateLimit field's item for limit `limit` of `d`'s cell:
 /// `"name";a=1;b=2`, the name as [`crate::engine::policy_name`] writes it.
 fn push_limit_item(out: &mut String, config: &Config, d: &Decision, limit: usize, a: (&str, u64), b: (&str, u64)) {
-    out.push('"');
-    push_policy_name(out, config, d.tier, d.class, limit);
-    out.push_str("\";");
-    for (i, (key, value)) in [a, b].into_iter().enumerate() {
-        if i > 0 {
-            out.push(';');
-        }
+    let param = |out: &mut String, (key, value): (&str, u64)| {
         out.push_str(key);
         out.push('=');
         push_u64(out, value);
-    }
+    };
+    out.push('"');
+    push_policy_name(out, config, d.tier, d.class, limit);
+    out.push_str("\";");
+    param(out, a);
+    out.push(';');
+    param(out, b);
 }
 
 /// Whether a request header is one the filter owns (and strips from clients).
