@@ -416,6 +416,18 @@ def day(wasm_path, upstream):
 
         # Prometheus has scraped the final counts once every job shows them...
         wait_for(lambda: all(prometheus_counts(prom, job) == counts[job] for job in envoys), "the final scrape")
+        # ...and no later scrape may bring a sample. A group evaluates its rules
+        # one after another, each reading what has been written by then: a scrape
+        # stamped before the evaluation that lands between two of its rules gives
+        # them different last samples, so rates of the same counts stretched to
+        # the window's end by different factors. With the Envoys gone, each job's
+        # next scrape fails (up 0, stamped when it started) and marks the series
+        # stale, which rates skip: every rule then reads the same samples.
+        for proxy in envoys.values():
+            proxy.stop()
+        stopped = time.time()
+        wait_for(lambda: {s["metric"]["job"] for s in prom.query(f"timestamp(up) > {stopped:.3f}")} == set(envoys),
+                 "a scrape of every Envoy after they stopped")
         final = time.time()
         # ...and an evaluation of the recording rules that started after that
         # has completed; its timestamp is when every rule is read back.
@@ -523,7 +535,8 @@ def test_every_recording_rule_evaluates_to_what_the_script_sent(day):
         assert not {k for k in got if k[0].endswith(":ratio_rate5m")} - set(ratios)
         # A rate over 5 minutes of a counter that went from 0 to n within them
         # is n/300 stretched by Prometheus' extrapolation to the window's end:
-        # one factor for every series of the job (they share scrape times).
+        # one factor for every series of the job (they share scrape times, and
+        # no scrape landed after the last one with data, see `day`).
         factor = got[("job:quota_decisions:rate5m", None, None)] * 300 / rates[("job:quota_decisions:rate5m", None, None)]
         assert 1 - 1e-9 <= factor < 2.5, factor
         for key, count in rates.items():
